@@ -1,0 +1,3 @@
+from astrollama.cli import main
+
+raise SystemExit(main())

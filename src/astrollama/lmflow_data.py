@@ -1,0 +1,193 @@
+"""The LMFlow ``text_only`` dataset format: the one reader and the one writer in this project.
+
+What LMFlow accepts (see shared/reference/lmflow.md; checked against its source):
+
+* ``dataset_path`` is a DIRECTORY; every ``*.json`` directly inside it is one JSON object
+  ``{"type": "text_only", "instances": [{"text": "..."}, ...]}``. JSONL is not accepted.
+* LMFlow HEAD sniffs ``"type"`` from the first and last 100 characters of each file, seeking in a
+  text-mode file: the writer puts ``"type"`` first and escapes everything to ASCII so that a cut
+  never lands inside a multi-byte character.
+* LMFlow v0.0.8 rejects extra keys in instances: instances carry ``text`` only.
+* Each file is read whole into RAM: the writer bounds shard size.
+
+``read_text_only_dir`` applies the same rules (and a few more: empty text is reported), so a
+directory that passes here loads in LMFlow, and the local engine sees exactly the documents LMFlow
+would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astrollama.io import atomic_write_text
+
+TEXT_ONLY = "text_only"
+DEFAULT_SHARD_BYTES = 64 * 1024 * 1024  # 64 MiB per file keeps LMFlow's whole-file reads cheap
+_SNIFF_CHARS = 100  # LMFlow HEAD reads this many characters from each end of a file
+
+
+class LMFlowDataError(ValueError):
+    """A dataset directory or file LMFlow would reject (or silently mis-read)."""
+
+
+def _encode_text_only(texts: list[str]) -> str:
+    # "type" first; ensure_ascii=True so the sniffed prefix/suffix is pure ASCII.
+    body = json.dumps([{"text": t} for t in texts], ensure_ascii=True)
+    return '{"type": "text_only", "instances": ' + body + "}\n"
+
+
+def write_text_only(path: str | os.PathLike[str], texts: Iterable[str]) -> Path:
+    """Write one LMFlow ``text_only`` file atomically."""
+    items = [str(t) for t in texts]
+    return atomic_write_text(path, _encode_text_only(items))
+
+
+@dataclass
+class ShardWriter:
+    """Stream documents into bounded ``text_only`` shards: ``<prefix>-00000.json``, ...
+
+    Each shard is written atomically when it fills (or on ``close``), so an interrupted writer
+    leaves only complete shards. Shard names depend only on the order of documents and the size
+    bound, so the same input always gives byte-identical output.
+    """
+
+    out_dir: Path
+    prefix: str = "shard"
+    max_bytes: int = DEFAULT_SHARD_BYTES
+    max_docs: int | None = None
+    _buf: list[str] = field(default_factory=list, init=False)
+    _buf_bytes: int = field(default=0, init=False)
+    written: list[Path] = field(default_factory=list, init=False)
+    n_docs: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, text: str) -> None:
+        size = len(json.dumps(text, ensure_ascii=True)) + 12
+        full_bytes = self._buf and self._buf_bytes + size > self.max_bytes
+        full_docs = self.max_docs is not None and len(self._buf) >= self.max_docs
+        if full_bytes or full_docs:
+            self.flush()
+        self._buf.append(text)
+        self._buf_bytes += size
+        self.n_docs += 1
+
+    def flush(self) -> None:
+        if not self._buf:
+            return
+        path = self.out_dir / f"{self.prefix}-{len(self.written):05d}.json"
+        write_text_only(path, self._buf)
+        self.written.append(path)
+        self._buf, self._buf_bytes = [], 0
+
+    def close(self) -> list[Path]:
+        self.flush()
+        return self.written
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def write_text_only_shards(
+    texts: Iterable[str], out_dir: str | os.PathLike[str], *, prefix: str = "shard",
+    max_bytes: int = DEFAULT_SHARD_BYTES, max_docs: int | None = None,
+) -> list[Path]:
+    with ShardWriter(Path(out_dir), prefix=prefix, max_bytes=max_bytes, max_docs=max_docs) as w:
+        for t in texts:
+            w.add(t)
+    return w.written
+
+
+def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files LMFlow would load from ``path`` (a directory), sorted; errors name the path."""
+    p = Path(path)
+    if not p.exists():
+        raise LMFlowDataError(f"{p}: dataset directory does not exist")
+    if not p.is_dir():
+        raise LMFlowDataError(
+            f"{p}: LMFlow's dataset_path must be a directory of *.json files, not a file"
+        )
+    files = sorted(f for f in p.glob("*.json") if f.is_file() and not f.name.startswith("."))
+    if not files:
+        raise LMFlowDataError(f"{p}: no *.json files directly in this directory")
+    return files
+
+
+def _check_sniffable(f: Path) -> None:
+    raw = f.read_bytes()
+    try:
+        head = raw[: _SNIFF_CHARS * 4].decode("utf-8")[:_SNIFF_CHARS]
+        tail = raw[-_SNIFF_CHARS * 4 :].decode("utf-8", errors="strict")[-_SNIFF_CHARS:]
+    except UnicodeDecodeError as e:
+        raise LMFlowDataError(f"{f}: not UTF-8 ({e})") from e
+    if not raw.isascii():
+        raise LMFlowDataError(
+            f"{f}: contains non-ASCII bytes; LMFlow HEAD seeks into the file and can fail with "
+            "UnicodeDecodeError. Rewrite with ensure_ascii=True (astrollama.lmflow_data.write_text_only)"
+        )
+    if '"type"' not in head and '"type"' not in tail:
+        raise LMFlowDataError(
+            f'{f}: "type" is not within the first or last {_SNIFF_CHARS} characters; LMFlow HEAD '
+            "would not find the dataset type"
+        )
+
+
+def iter_text_only_file(f: Path, *, strict_sniff: bool = True) -> Iterator[str]:
+    if strict_sniff:
+        _check_sniffable(f)
+    try:
+        obj = json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise LMFlowDataError(f"{f}: invalid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise LMFlowDataError(f"{f}: top level must be an object with 'type' and 'instances'")
+    if obj.get("type") != TEXT_ONLY:
+        raise LMFlowDataError(f"{f}: field 'type' is {obj.get('type')!r}, expected 'text_only'")
+    extra = set(obj) - {"type", "instances"}
+    if extra:
+        raise LMFlowDataError(f"{f}: unexpected top-level keys {sorted(extra)}")
+    inst = obj.get("instances")
+    if not isinstance(inst, list):
+        raise LMFlowDataError(f"{f}: field 'instances' must be a list")
+    for i, row in enumerate(inst):
+        if not isinstance(row, dict) or set(row) != {"text"}:
+            keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise LMFlowDataError(
+                f"{f}: instances[{i}] must be {{'text': ...}} only (LMFlow v0.0.8 rejects extra keys); got {keys}"
+            )
+        if not isinstance(row["text"], str):
+            raise LMFlowDataError(f"{f}: instances[{i}].text must be a string")
+        yield row["text"]
+
+
+def read_text_only_dir(path: str | os.PathLike[str], *, strict_sniff: bool = True) -> list[str]:
+    """All documents of an LMFlow ``text_only`` directory, in LMFlow's file order."""
+    docs: list[str] = []
+    for f in dataset_files(path):
+        docs.extend(iter_text_only_file(f, strict_sniff=strict_sniff))
+    if not docs:
+        raise LMFlowDataError(f"{path}: the dataset holds no instances")
+    return docs
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    path: Path
+    files: int
+    documents: int
+    characters: int
+
+
+def summarize_dataset(path: str | os.PathLike[str]) -> DatasetSummary:
+    docs = read_text_only_dir(path)
+    return DatasetSummary(Path(path), len(dataset_files(path)), len(docs), sum(len(d) for d in docs))

@@ -1,0 +1,230 @@
+"""Every published number this project reproduces, with its citation. The one place for them.
+
+Recipes, tests, the compute planner and the evaluation report read from here; nothing else in the
+repository hard-codes a paper number. ``verified=True`` means the number was read in the public
+source named; ``verified=False`` marks a number recalled from a paper body that could not be opened
+(to confirm), as listed in shared/reference/astromlab.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    title: str
+    url: str
+
+
+SOURCES: dict[str, Source] = {
+    s.key: s
+    for s in [
+        Source(
+            "astrollama1",
+            "Nguyen et al. 2023, AstroLLaMA: Towards Specialized Foundation Models in Astronomy (arXiv:2309.06126)",
+            "https://arxiv.org/abs/2309.06126",
+        ),
+        Source(
+            "astromlab1",
+            "Ting et al. 2024, AstroMLab 1: Who Wins Astronomy Jeopardy!? (arXiv:2407.11194)",
+            "https://arxiv.org/abs/2407.11194",
+        ),
+        Source(
+            "astromlab2",
+            "Pan et al. 2024, AstroMLab 2: AstroLLaMA-2-70B Model and Benchmarking Specialised LLMs for Astronomy (arXiv:2409.19750)",
+            "https://arxiv.org/abs/2409.19750",
+        ),
+        Source(
+            "card-3-8b-summary",
+            "Model card AstroMLab/astrollama-3-8b-base_summary (Hugging Face)",
+            "https://huggingface.co/AstroMLab/astrollama-3-8b-base_summary",
+        ),
+        Source(
+            "card-3-8b-aic",
+            "Model card AstroMLab/astrollama-3-8b-base_aic (Hugging Face)",
+            "https://huggingface.co/AstroMLab/astrollama-3-8b-base_aic",
+        ),
+        Source(
+            "card-2-70b-aic",
+            "Model card AstroMLab/astrollama-2-70b-base_aic (Hugging Face)",
+            "https://huggingface.co/AstroMLab/astrollama-2-70b-base_aic",
+        ),
+        Source(
+            "card-2-7b-aic",
+            "Model card AstroMLab/astrollama-2-7b-base_aic (Hugging Face)",
+            "https://huggingface.co/AstroMLab/astrollama-2-7b-base_aic",
+        ),
+        Source(
+            "card-2-7b-abstract",
+            "Model card AstroMLab/astrollama-2-7b-base_abstract (Hugging Face; = universeTBD/astrollama)",
+            "https://huggingface.co/AstroMLab/astrollama-2-7b-base_abstract",
+        ),
+        Source(
+            "astrobench-public",
+            "Dataset card AstroMLab/Astrobench_MCQ_v1_Public (Hugging Face)",
+            "https://huggingface.co/datasets/AstroMLab/Astrobench_MCQ_v1_Public",
+        ),
+        Source(
+            "a100",
+            "NVIDIA A100 Tensor Core GPU datasheet (312 TFLOP/s dense BF16)",
+            "https://www.nvidia.com/en-us/data-center/a100/",
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    value: Any
+    source: str  # key into SOURCES
+    verified: bool = True
+    note: str = ""
+
+    def cite(self) -> str:
+        s = SOURCES[self.source]
+        flag = "" if self.verified else " [to confirm]"
+        return f"{s.title}{flag}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Training recipes, per released model (HF id under AstroMLab/). Keys use the trainer's own
+# argument names (transformers.TrainingArguments / LMFlow) where one exists.
+# ---------------------------------------------------------------------------------------------
+RECIPES: dict[str, dict[str, Published]] = {
+    "astrollama-2-7b-base_abstract": {
+        "base_model": Published("meta-llama/Llama-2-7b-hf", "astrollama1"),
+        "corpus": Published("abstracts", "astrollama1", note="326,238 astro-ph abstracts, Apr 1992 - Jul 2023"),
+        "n_papers": Published(326_238, "astrollama1"),
+        "n_tokens": Published(95_000_000, "astrollama1", verified=False, note="~95M tokens"),
+        "heldout_fraction": Published(0.2, "astrollama1", verified=False),
+        "use_lora": Published(True, "card-2-7b-abstract"),
+        "learning_rate": Published(3.0e-4, "astrollama1", verified=False),
+        "warmup_ratio": Published(0.1, "astrollama1", verified=False),
+        "lr_scheduler_type": Published("cosine", "astrollama1", verified=False),
+        "global_batch_size": Published(32, "astrollama1", verified=False),
+        "block_size": Published(512, "astrollama1", verified=False),
+        "num_train_epochs": Published(3, "astrollama1", verified=False, note="~3 epochs"),
+        "lora_alpha": Published(32, "astrollama1", verified=False),
+        "lora_dropout": Published(0.05, "astrollama1", verified=False),
+        "gpus": Published(4, "card-2-7b-abstract"),
+    },
+    "astrollama-2-7b-base_aic": {
+        "base_model": Published("meta-llama/Llama-2-7b-hf", "card-2-7b-aic"),
+        "corpus": Published("aic-latex", "card-2-7b-aic", note="Abstract+Introduction+Conclusion regex-extracted from LaTeX, to Jul 2023"),
+        "use_lora": Published(True, "card-2-7b-aic"),
+    },
+    "astrollama-3-8b-base_aic": {
+        "base_model": Published("meta-llama/Meta-Llama-3-8B", "card-3-8b-aic"),
+        "corpus": Published("aic-nougat", "card-3-8b-aic", note="AIC from Nougat OCR of arXiv PDFs, to Jan 2024"),
+        "use_lora": Published(False, "card-3-8b-aic"),
+        "learning_rate": Published(2.0e-5, "card-3-8b-aic"),
+        "global_batch_size": Published(96, "card-3-8b-aic"),
+        "block_size": Published(512, "card-3-8b-aic"),
+        "warmup_ratio": Published(0.03, "card-3-8b-aic"),
+        "lr_scheduler_type": Published("cosine", "card-3-8b-aic"),
+        "bf16": Published(True, "card-3-8b-aic"),
+        "gradient_accumulation_steps": Published(1, "card-3-8b-aic"),
+        "num_train_epochs": Published(1, "card-3-8b-aic"),
+    },
+    "astrollama-3-8b-base_summary": {
+        "base_model": Published("meta-llama/Meta-Llama-3-8B", "card-3-8b-summary"),
+        "corpus": Published(
+            "summary", "card-3-8b-summary",
+            note="Nougat OCR, then 1,000-4,000-token summaries by Qwen-2 and LLaMA-3.1-8B",
+        ),
+        "summary_tokens": Published((1000, 4000), "card-3-8b-summary"),
+        "use_lora": Published(False, "card-3-8b-summary"),
+        "learning_rate": Published(2.0e-5, "card-3-8b-summary"),
+        "global_batch_size": Published(96, "card-3-8b-summary"),
+        "block_size": Published(512, "card-3-8b-summary"),
+        "warmup_ratio": Published(0.03, "card-3-8b-summary"),
+        "lr_scheduler_type": Published("cosine", "card-3-8b-summary"),
+        "bf16": Published(True, "card-3-8b-summary"),
+        "gradient_accumulation_steps": Published(1, "card-3-8b-summary"),
+        "num_train_epochs": Published(1, "card-3-8b-summary"),
+        "a100_hours": Published(32, "card-3-8b-summary", note="~32 A100 GPU-hours"),
+    },
+    "astrollama-2-70b-base_aic": {
+        "base_model": Published("meta-llama/Llama-2-70b-hf", "astromlab2"),
+        "corpus": Published("aic-latex", "astromlab2", note="AIC from LaTeX source, to Jul 2023"),
+        "use_lora": Published(False, "astromlab2"),
+        "learning_rate": Published(2.0e-5, "card-2-70b-aic"),
+        "global_batch_size": Published(160, "card-2-70b-aic"),
+        "block_size": Published(2048, "card-2-70b-aic"),
+        "warmup_ratio": Published(0.03, "card-2-70b-aic"),
+        "lr_scheduler_type": Published("cosine", "card-2-70b-aic"),
+        "num_train_epochs": Published(1, "card-2-70b-aic"),
+        "a100_hours": Published(2000, "astromlab2", note="~2,000 A100 GPU-hours"),
+    },
+}
+
+# Instruct (SFT) versions, for reference in the report; not trained by this project's recipes.
+CHAT_SFT = {
+    "learning_rate": Published(3.0e-7, "astromlab2"),
+    "global_batch_size": Published(48, "astromlab2"),
+    "block_size": Published(2048, "astromlab2"),
+    "num_train_epochs": Published(1, "astromlab2"),
+}
+
+# ---------------------------------------------------------------------------------------------
+# AstroMLab-1 benchmark (4,425 MCQs from 885 ARA&A reviews; public validated subset 3,846 rows).
+# Scores in percent, token method for base models.
+# ---------------------------------------------------------------------------------------------
+BENCHMARK = {
+    "n_questions": Published(4425, "astromlab1"),
+    "n_public": Published(3846, "astrobench-public"),
+    "n_reviews": Published(885, "astromlab1"),
+}
+
+MCQ_SCORES: dict[str, Published] = {
+    "LLaMA-3.1-8B": Published(73.7, "astromlab1"),
+    "LLaMA-3-8B": Published(72.9, "astromlab1", note="first reported as 72.0"),
+    "AstroLLaMA-3-8B-Base_Summary": Published(72.3, "card-3-8b-summary"),
+    "AstroLLaMA-3-8B-Base_AIC": Published(71.9, "astromlab2", note="the summary model card says 72.3"),
+    "Gemma-2-9B": Published(71.5, "astromlab1"),
+    "Qwen-2.5-7B": Published(70.4, "astromlab1"),
+    "Yi-1.5-9B": Published(68.4, "astromlab1"),
+    "InternLM-2.5-7B": Published(64.5, "astromlab1", note="first reported as 64.0"),
+    "Mistral-7B-v0.3": Published(63.9, "astromlab1"),
+    "ChatGLM3-6B": Published(50.4, "astromlab1"),
+    "LLaMA-2-7B": Published(50.3, "astromlab2", verified=False),
+    "AstroLLaMA-2-7B-AIC": Published(44.3, "astromlab2"),
+    "LLaMA-2-70B": Published(70.7, "astromlab2", note="first reported as 73.9"),
+    "AstroLLaMA-2-70B-Base_AIC": Published(76.0, "astromlab2"),
+    "AstroLLaMA-2-70B-Chat_AIC": Published(64.7, "astromlab2"),
+}
+
+# Which released model each recipe reproduces, and its base model's score, for the report table.
+RECIPE_SCORES: dict[str, tuple[str, str]] = {
+    # recipe name: (trained model row in MCQ_SCORES, base model row in MCQ_SCORES)
+    "astrollama-2-7b-base_aic": ("AstroLLaMA-2-7B-AIC", "LLaMA-2-7B"),
+    "astrollama-3-8b-base_aic": ("AstroLLaMA-3-8B-Base_AIC", "LLaMA-3-8B"),
+    "astrollama-3-8b-base_summary": ("AstroLLaMA-3-8B-Base_Summary", "LLaMA-3-8B"),
+    "astrollama-2-70b-base_aic": ("AstroLLaMA-2-70B-Base_AIC", "LLaMA-2-70B"),
+}
+
+# ---------------------------------------------------------------------------------------------
+# AstroLLaMA-1 evaluations.
+# ---------------------------------------------------------------------------------------------
+ASTROLLAMA1 = {
+    "perplexity_reduction": Published(0.30, "astrollama1", note="~30% lower perplexity than LLaMA-2-7B on held-out abstracts"),
+    "perplexity_base": Published(9.7, "astrollama1", verified=False),
+    "perplexity_astrollama": Published(6.55, "astrollama1", verified=False),
+    "mmlu_astronomy_astrollama": Published(0.3816, "card-2-7b-abstract"),
+    "mmlu_astronomy_llama2_7b": Published(0.4211, "card-2-7b-abstract"),
+}
+
+# ---------------------------------------------------------------------------------------------
+# Hardware constants used by the compute planner.
+# ---------------------------------------------------------------------------------------------
+HARDWARE = {
+    "a100_bf16_peak_flops": Published(312e12, "a100"),
+}
+
+
+def recipe_card(name: str) -> dict[str, Any]:
+    """The published hyper-parameters of one released model, as plain values."""
+    return {k: v.value for k, v in RECIPES[name].items()}
