@@ -72,6 +72,26 @@ SOURCES: dict[str, Source] = {
             "NVIDIA A100 Tensor Core GPU datasheet (312 TFLOP/s dense BF16)",
             "https://www.nvidia.com/en-us/data-center/a100/",
         ),
+        Source(
+            "h100",
+            "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM: 1,979 TFLOP/s BF16 with sparsity = 989 dense; 80 GB)",
+            "https://www.nvidia.com/en-us/data-center/h100/",
+        ),
+        Source(
+            "config-llama2-7b",
+            "config.json of meta-llama/Llama-2-7b-hf (Hugging Face)",
+            "https://huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json",
+        ),
+        Source(
+            "config-llama2-70b",
+            "config.json of meta-llama/Llama-2-70b-hf (Hugging Face)",
+            "https://huggingface.co/meta-llama/Llama-2-70b-hf/blob/main/config.json",
+        ),
+        Source(
+            "config-llama3-8b",
+            "config.json of meta-llama/Meta-Llama-3-8B (Hugging Face)",
+            "https://huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json",
+        ),
     ]
 }
 
@@ -146,6 +166,11 @@ RECIPES: dict[str, dict[str, Published]] = {
         "gradient_accumulation_steps": Published(1, "card-3-8b-summary"),
         "num_train_epochs": Published(1, "card-3-8b-summary"),
         "a100_hours": Published(32, "card-3-8b-summary", note="~32 A100 GPU-hours"),
+        "n_papers": Published(
+            340_000, "astrollama1", verified=False,
+            note="~340k astro-ph papers to Jan 2024: 326,238 abstracts to Jul 2023 (AstroLLaMA-1) plus "
+                 "about six months; our estimate (shared/reference/astromlab.md), not a published count",
+        ),
     },
     "astrollama-2-70b-base_aic": {
         "base_model": Published("meta-llama/Llama-2-70b-hf", "astromlab2"),
@@ -222,6 +247,31 @@ ASTROLLAMA1 = {
 # ---------------------------------------------------------------------------------------------
 HARDWARE = {
     "a100_bf16_peak_flops": Published(312e12, "a100"),
+    "a100_80g_memory_gb": Published(80, "a100"),
+    "a100_40g_memory_gb": Published(40, "a100"),
+    "h100_bf16_peak_flops": Published(989e12, "h100", note="H100 SXM dense BF16 (half the sparsity figure)"),
+    "h100_memory_gb": Published(80, "h100"),
+}
+
+# Architectures of the base models (their public config.json), for parameter counts and the
+# planner's memory estimate. Parameter count formula: astrollama.train.planner.count_parameters
+# (LLaMA-3-8B -> 8.03e9, LLaMA-2-7B -> 6.74e9, LLaMA-2-70B -> 6.90e10).
+MODEL_CONFIGS: dict[str, Published] = {
+    "meta-llama/Llama-2-7b-hf": Published(
+        {"hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 11008, "vocab_size": 32000,
+         "num_attention_heads": 32, "num_key_value_heads": 32, "tie_word_embeddings": False},
+        "config-llama2-7b",
+    ),
+    "meta-llama/Llama-2-70b-hf": Published(
+        {"hidden_size": 8192, "num_hidden_layers": 80, "intermediate_size": 28672, "vocab_size": 32000,
+         "num_attention_heads": 64, "num_key_value_heads": 8, "tie_word_embeddings": False},
+        "config-llama2-70b",
+    ),
+    "meta-llama/Meta-Llama-3-8B": Published(
+        {"hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256,
+         "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False},
+        "config-llama3-8b",
+    ),
 }
 
 

@@ -1,0 +1,738 @@
+"""BUILD stage: one corpus variant (abstracts | aic | summary) -> LMFlow ``text_only`` shards.
+
+Steps, in this order (thresholds are :class:`BuildConfig` fields; docs/data-corpus.md lists them):
+
+1. documents sorted by (id, text hash); a repeated id keeps its first row (``duplicate_id``);
+2. per document, in N worker processes (order preserved): cleaning (:func:`clean_text`), the
+   normalised-text hash, a MinHash signature of word 5-gram shingles, benchmark n-gram matches and
+   the token count with the recipe's tokenizer;
+3. in the parent, in id order: ``empty`` / ``too_short`` (fewer than ``min_words`` words),
+   ``summary_length`` (summaries flagged outside their length target, when
+   ``summary_length_policy="drop"``), ``duplicate_text`` (same normalised text as an earlier
+   paper), ``near_duplicate`` (MinHash-LSH candidate with estimated Jaccard >= ``near_dup_jaccard``
+   to an earlier KEPT paper), ``contaminated`` (>= ``decontam_min_matches`` benchmark n-grams,
+   when ``decontam_action="drop"``; always reported);
+4. split by paper id with :func:`astrollama.data.split.assign_split` (same papers held out in
+   every variant), shards written with :class:`astrollama.lmflow_data.ShardWriter` to
+   ``<out>/<variant>/train`` and ``<out>/<variant>/validation``;
+5. report: ``stats.json``, ``stats.md``, ``length_hist.png``, ``papers.jsonl`` (kept papers with
+   split and tokens), ``drops.jsonl`` (one line per dropped paper with its reason),
+   ``decontamination.json``.
+
+The variant directory is built under a temporary name and renamed when complete, so a kill at
+any point leaves either nothing or the whole variant; a rerun removes stale temporaries and
+rebuilds (or skips when ``build.json`` shows the same inputs and settings). The output contains no
+timestamps or paths that vary between runs: the same input gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrollama.data import killpoint
+from astrollama.data.aic import clean_nougat_markers
+from astrollama.data.split import assign_split
+from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text
+from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("abstracts", "aic", "summary")
+BUILD_FORMAT = 1
+
+
+class BuildError(ValueError):
+    """Bad build input (benchmark file, tokenizer, empty corpus)."""
+
+
+@dataclass
+class BuildConfig:
+    validation_fraction: float = 0.2
+    min_words: int = 20
+    shingle_words: int = 5
+    num_perm: int = 128
+    lsh_bands: int = 16  # 16 bands x 8 rows: candidate pairs from Jaccard ~0.7 up
+    near_dup_jaccard: float = 0.8
+    decontam_ngram: int = 13
+    decontam_min_matches: int = 1
+    decontam_action: str = "drop"  # "drop" | "report"
+    summary_length_policy: str = "drop"  # "drop" | "keep" summaries flagged outside their target
+    repeated_line_min_chars: int = 20
+    repeated_line_max: int = 2  # a line seen more often than this is kept once (running headers)
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES
+    max_shard_docs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_perm % self.lsh_bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of lsh_bands ({self.lsh_bands})")
+        if self.decontam_action not in ("drop", "report"):
+            raise ValueError(f"decontam_action must be 'drop' or 'report', not {self.decontam_action!r}")
+        if self.summary_length_policy not in ("drop", "keep"):
+            raise ValueError(f"summary_length_policy must be 'drop' or 'keep', not {self.summary_length_policy!r}")
+
+
+@dataclass
+class Doc:
+    """One paper's text for a variant; ``flags`` carries upstream marks (e.g. ``length_flag``)."""
+
+    id: str
+    text: str
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------- cleaning
+
+_LATEX_DROP = re.compile(
+    r"\\(?:label|cite[a-zA-Z]*\*?|ref|eqref|autoref|cref|Cref)\s*(?:\[[^\]]*\])?\{[^{}]*\}"
+    r"|\\(?:noindent|newline|hline|toprule|midrule|bottomrule|centering|clearpage|newpage|"
+    r"smallskip|medskip|bigskip)\b"
+    r"|\\[vh]space\*?\{[^{}]*\}"
+)
+_TABULAR = re.compile(r"\\begin\{tabular\*?\}.*?\\end\{tabular\*?\}", re.S)
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANKS = re.compile(r"\n{3,}")
+_NONALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def clean_text(text: str, *, repeated_line_min_chars: int = 20, repeated_line_max: int = 2) -> str:
+    """OCR markers, LaTeX noise, repeated lines and whitespace; keeps math and paragraphs.
+
+    * Nougat missing-page markers and repetition/error blocks removed;
+    * ``\\label``/``\\cite``/``\\ref`` and spacing commands removed, ``tabular`` bodies removed
+      (their captions stay), math untouched;
+    * consecutive duplicate lines collapsed; a line of at least ``repeated_line_min_chars``
+      characters seen more than ``repeated_line_max`` times is kept once (running headers,
+      OCR loops);
+    * NFC unicode, runs of spaces/tabs -> one space, at most one blank line in a row.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = clean_nougat_markers(text)
+    if "\\" in text:
+        text = _TABULAR.sub("", text)
+        text = _LATEX_DROP.sub("", text)
+    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    counts = Counter(ln for ln in lines if len(ln) >= repeated_line_min_chars)
+    seen: set[str] = set()
+    out: list[str] = []
+    prev = None
+    for ln in lines:
+        if ln and ln == prev:
+            continue
+        prev = ln
+        if ln and counts.get(ln, 0) > repeated_line_max:
+            if ln in seen:
+                continue
+            seen.add(ln)
+        out.append(ln)
+    return _BLANKS.sub("\n\n", "\n".join(out)).strip()
+
+
+# ------------------------------------------------------------------------------ hashing / MinHash
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _consts(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(1, 2**63 - 1, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1))
+
+
+def normalised_words(text: str) -> list[str]:
+    """Lower-case alphanumeric words: the unit of text hashes, shingles and n-grams."""
+    return _NONALNUM.sub(" ", text.lower()).split()
+
+
+def word_hashes(words: Sequence[str]) -> np.ndarray:
+    """Deterministic 32-bit hash of each word (CRC32; Python's ``hash`` is salted per process)."""
+    return np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+
+
+def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
+    """64-bit hashes of every run of ``n`` consecutive words (one hash if the text is shorter)."""
+    if len(wh) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    n_eff = min(n, len(wh))
+    mult = _consts(n_eff, 1234 + n_eff)
+    m = len(wh) - n_eff + 1
+    h = np.zeros(m, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n_eff):
+            h = h * np.uint64(0x100000001B3) + wh[k : k + m] * mult[k]
+    return h
+
+
+class MinHasher:
+    """MinHash with ``num_perm`` multiply-shift hash functions over 64-bit shingle hashes."""
+
+    def __init__(self, num_perm: int = 128, seed: int = 1) -> None:
+        self.a = _consts(num_perm, seed)[:, None]
+        self.b = _consts(num_perm, seed + 1)[:, None]
+
+    def signature(self, shingles: np.ndarray) -> np.ndarray:
+        if len(shingles) == 0:
+            return np.full(self.a.shape[0], 0xFFFFFFFF, dtype=np.uint32)
+        with np.errstate(over="ignore"):
+            v = (self.a * shingles[None, :] + self.b) >> np.uint64(32)
+        return v.min(axis=1).astype(np.uint32)
+
+
+class LSHIndex:
+    """Banded LSH over MinHash signatures; candidates are verified by estimated Jaccard."""
+
+    def __init__(self, num_perm: int, bands: int) -> None:
+        self.bands, self.rows = bands, num_perm // bands
+        self.tables: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+        self.sigs: list[np.ndarray] = []
+
+    def _keys(self, sig: np.ndarray) -> Iterator[tuple[int, bytes]]:
+        for b in range(self.bands):
+            yield b, sig[b * self.rows : (b + 1) * self.rows].tobytes()
+
+    def query(self, sig: np.ndarray, threshold: float) -> tuple[int, float] | None:
+        """(index, estimated Jaccard) of the most similar stored signature above ``threshold``."""
+        cands: set[int] = set()
+        for b, key in self._keys(sig):
+            cands.update(self.tables[b].get(key, ()))
+        best = None
+        for c in sorted(cands):
+            j = float(np.mean(self.sigs[c] == sig))
+            if j >= threshold and (best is None or j > best[1]):
+                best = (c, j)
+        return best
+
+    def insert(self, sig: np.ndarray) -> int:
+        idx = len(self.sigs)
+        self.sigs.append(sig)
+        for b, key in self._keys(sig):
+            self.tables[b].setdefault(key, []).append(idx)
+        return idx
+
+
+# -------------------------------------------------------------------------------- benchmark MCQ
+
+_OPTION_KEYS = ("A", "B", "C", "D")
+
+
+def load_benchmark_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
+    """(question, options) of each row of an MCQ file (.jsonl, .json list, .parquet, .csv).
+
+    Each row needs ``question`` and either columns ``A``..``D`` or a list ``options``/``choices``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BuildError(f"{p}: benchmark question file not found")
+    rows: list[dict[str, Any]]
+    try:
+        if p.suffix == ".parquet":
+            import pandas as pd
+
+            rows = pd.read_parquet(p).to_dict("records")
+        elif p.suffix == ".csv":
+            import pandas as pd
+
+            rows = pd.read_csv(p, dtype=str, keep_default_na=False).to_dict("records")
+        elif p.suffix == ".json":
+            rows = json.loads(p.read_text(encoding="utf-8"))
+        else:
+            rows = []
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise BuildError(f"{p}: line {i}: invalid JSON ({e.msg})") from e
+    except (OSError, ValueError) as e:
+        if isinstance(e, BuildError):
+            raise
+        raise BuildError(f"{p}: cannot read benchmark file ({e})") from e
+    texts = []
+    for i, r in enumerate(rows):
+        q = r.get("question") if isinstance(r, dict) else None
+        if not isinstance(q, str) or not q.strip():
+            raise BuildError(f"{p}: row {i}: field 'question' is missing or empty")
+        opts = r.get("options") or r.get("choices")
+        if not isinstance(opts, list):
+            opts = [r.get(k) for k in _OPTION_KEYS if isinstance(r.get(k), str)]
+        texts.append((q, [str(o) for o in opts]))
+    if not texts:
+        raise BuildError(f"{p}: no questions")
+    return texts
+
+
+@dataclass
+class Benchmark:
+    """Sorted n-gram hashes of the benchmark (question + options), and which question owns each.
+
+    Texts of at least ``n`` words contribute their ``n``-grams; a shorter question (or option) of
+    at least ``min_words`` words counts as ONE n-gram of its own length, so short questions are
+    caught too. ``lengths`` lists the n-gram lengths a document must be hashed with.
+    """
+
+    path: str
+    n: int
+    questions: int
+    hashes: np.ndarray
+    owners: np.ndarray
+    lengths: tuple[int, ...]
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], n: int, min_words: int = 8) -> Benchmark:
+        texts = load_benchmark_questions(path)
+        hs, owners, lengths = [], [], {n}
+        for qi, (q, opts) in enumerate(texts):
+            # the question with its options, the question alone and each option: a paper can
+            # quote any of them
+            for part in dict.fromkeys([" ".join([q, *opts]), q, *opts]):
+                words = normalised_words(part)
+                if len(words) < min(n, min_words):
+                    continue
+                k = min(n, len(words))
+                lengths.add(k)
+                h = ngram_hashes(word_hashes(words), k)
+                hs.append(h)
+                owners.append(np.full(len(h), qi, dtype=np.int64))
+        if not hs:
+            return cls(str(path), n, len(texts), np.zeros(0, np.uint64), np.zeros(0, np.int64), (n,))
+        h, o = np.concatenate(hs), np.concatenate(owners)
+        order = np.argsort(h, kind="stable")
+        return cls(str(path), n, len(texts), h[order], o[order], tuple(sorted(lengths)))
+
+    def doc_ngrams(self, wh: np.ndarray) -> np.ndarray:
+        """All n-gram hashes of a document (word hashes ``wh``) at the benchmark's lengths."""
+        parts = [ngram_hashes(wh, k) for k in self.lengths if len(wh) >= k]
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+    def matches(self, doc_ngrams: np.ndarray) -> tuple[int, list[int]]:
+        """(number of the document's distinct n-grams found in the benchmark, question indices)."""
+        if len(self.hashes) == 0 or len(doc_ngrams) == 0:
+            return 0, []
+        pos = np.searchsorted(self.hashes, doc_ngrams)
+        pos[pos >= len(self.hashes)] = 0
+        hit = self.hashes[pos] == doc_ngrams
+        if not hit.any():
+            return 0, []
+        qs = set()
+        for p in np.unique(pos[hit]):
+            lo = p
+            while lo < len(self.hashes) and self.hashes[lo] == self.hashes[p]:
+                qs.add(int(self.owners[lo]))
+                lo += 1
+        return len(np.unique(doc_ngrams[hit])), sorted(qs)
+
+
+# ---------------------------------------------------------------------------------- tokenizer
+
+
+def load_fast_tokenizer(tokenizer_dir: str | os.PathLike[str]) -> Any:
+    """A ``tokenizers.Tokenizer`` from ``<dir>/tokenizer.json`` (what HF fast tokenizers wrap)."""
+    from tokenizers import Tokenizer
+
+    p = Path(tokenizer_dir)
+    f = p / "tokenizer.json" if p.is_dir() else p
+    if not f.is_file():
+        raise BuildError(f"{p}: no tokenizer.json (pass the recipe's model/tokenizer directory)")
+    return Tokenizer.from_file(str(f))
+
+
+# ----------------------------------------------------------------------------- worker (phase 1)
+
+_W: dict[str, Any] = {}
+
+
+def _init_worker(cfg: BuildConfig, tokenizer_dir: str | None, bench: Benchmark | None) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _W["cfg"] = cfg
+    _W["tok"] = load_fast_tokenizer(tokenizer_dir) if tokenizer_dir else None
+    _W["bench"] = bench
+    _W["mh"] = MinHasher(cfg.num_perm)
+
+
+def _encode(tok: Any, texts: list[str]) -> list[Any]:
+    # encode_batch_fast (tokenizers >= 0.21) skips offsets: same ids, ~30% faster
+    fast = getattr(tok, "encode_batch_fast", None)
+    return (fast or tok.encode_batch)(texts, add_special_tokens=False)
+
+
+def _process_batch(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    cfg: BuildConfig = _W["cfg"]
+    tok, bench, mh = _W["tok"], _W["bench"], _W["mh"]
+    cleaned = [clean_text(t, repeated_line_min_chars=cfg.repeated_line_min_chars,
+                          repeated_line_max=cfg.repeated_line_max) for _, t in batch]
+    ntok = [len(e.ids) for e in _encode(tok, cleaned)] if tok else [0] * len(batch)
+    out = []
+    for (pid, _), text, nt in zip(batch, cleaned, ntok, strict=True):
+        words = normalised_words(text)
+        wh = word_hashes(words)
+        rec: dict[str, Any] = {
+            "id": pid, "text": text, "words": len(words), "tokens": nt,
+            "hash": hashlib.blake2b(" ".join(words).encode(), digest_size=16).digest(),
+            "sig": mh.signature(ngram_hashes(wh, cfg.shingle_words)),
+        }
+        if bench is not None:
+            rec["bench"] = bench.matches(bench.doc_ngrams(wh))
+        out.append(rec)
+    return out
+
+
+def _batches(docs: Sequence[Doc], size: int) -> Iterator[list[tuple[str, str]]]:
+    for i in range(0, len(docs), size):
+        yield [(d.id, d.text) for d in docs[i : i + size]]
+
+
+def process_docs(docs: Sequence[Doc], cfg: BuildConfig, *, tokenizer_dir: str | None,
+                 bench: Benchmark | None, workers: int = 1, batch_size: int = 64,
+                 progress: bool = True, desc: str = "build") -> Iterator[dict[str, Any]]:
+    """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(docs), desc=desc, unit="doc", disable=not progress)
+    if workers <= 1:
+        _init_worker(cfg, tokenizer_dir, bench)
+        for b in _batches(docs, batch_size):
+            yield from _process_batch(b)
+            bar.update(len(b))
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, tokenizer_dir, bench)) as pool:
+            for res in pool.imap(_process_batch, _batches(docs, batch_size), chunksize=1):
+                yield from res
+                bar.update(len(res))
+    bar.close()
+
+
+# ------------------------------------------------------------------------------------- build
+
+
+def _fingerprint(variant: str, docs: Sequence[Doc], cfg: BuildConfig, tokenizer_dir: str | None,
+                 mcq: str | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": BUILD_FORMAT, "variant": variant, "cfg": asdict(cfg)}, sort_keys=True).encode())
+    for f in ([Path(tokenizer_dir) / "tokenizer.json"] if tokenizer_dir else []) + ([Path(mcq)] if mcq else []):
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    for d in docs:
+        h.update(d.id.encode() + b"\0" + hashlib.sha256(d.text.encode()).digest()
+                 + json.dumps(d.flags, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def build_variant(
+    variant: str, docs: Iterable[Doc], out_root: str | os.PathLike[str], *,
+    tokenizer_dir: str | os.PathLike[str] | None, mcq_path: str | os.PathLike[str] | None = None,
+    config: BuildConfig | None = None, workers: int = 1, progress: bool = True, force: bool = False,
+) -> dict[str, Any]:
+    """Build ``<out_root>/<variant>`` and return its stats (see module docstring)."""
+    cfg = config or BuildConfig()
+    out_root = Path(out_root)
+    final = out_root / variant
+    tok = str(tokenizer_dir) if tokenizer_dir else None
+    if tok:
+        load_fast_tokenizer(tok)  # fail early with a clear message
+    docs = sorted(docs, key=lambda d: (d.id, hashlib.sha256(d.text.encode()).digest()))
+    fp = _fingerprint(variant, docs, cfg, tok, str(mcq_path) if mcq_path else None)
+    for stale in out_root.glob(f".{variant}.*.tmp"):  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists():
+        meta = final / "build.json"
+        if not force and meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fp:
+            log.info("%s: up to date (%s), skipped", final, fp[:12])
+            return json.loads((final / "stats.json").read_text())
+        log.info("%s: inputs or settings changed, rebuilding", final)
+        trash = out_root / f".{variant}.old.tmp"
+        os.rename(final, trash)
+        shutil.rmtree(trash)
+
+    bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
+    drops: list[dict[str, Any]] = []
+    unique: list[Doc] = []
+    for d in docs:
+        if unique and unique[-1].id == d.id:
+            drops.append({"id": d.id, "reason": "duplicate_id"})
+        else:
+            unique.append(d)
+    flags = {d.id: d.flags for d in unique}
+
+    seen_hash: dict[bytes, str] = {}
+    lsh = LSHIndex(cfg.num_perm, cfg.lsh_bands)
+    lsh_ids: list[str] = []
+    contamination: list[dict[str, Any]] = []
+    kept: dict[str, list[tuple[str, int]]] = {"train": [], "validation": []}
+    kept_ids: list[dict[str, Any]] = []
+    for rec in process_docs(unique, cfg, tokenizer_dir=tok, bench=bench, workers=workers,
+                            progress=progress, desc=f"build {variant}"):
+        pid = rec["id"]
+        n_match, qs = rec.get("bench", (0, []))
+        contaminated = bool(bench) and n_match >= cfg.decontam_min_matches
+        if contaminated:
+            contamination.append({"id": pid, "ngram_matches": n_match, "questions": qs})
+        reason, detail = None, None
+        if not rec["text"]:
+            reason = "empty"
+        elif rec["words"] < cfg.min_words:
+            reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
+        elif flags[pid].get("length_flag") and cfg.summary_length_policy == "drop":
+            reason, detail = "summary_length", f"{flags[pid].get('summary_tokens')} tokens ({flags[pid]['length_flag']})"
+        elif rec["hash"] in seen_hash:
+            reason, detail = "duplicate_text", seen_hash[rec["hash"]]
+        else:
+            near = lsh.query(rec["sig"], cfg.near_dup_jaccard)
+            if near is not None:
+                reason, detail = "near_duplicate", f"{lsh_ids[near[0]]} (jaccard~{near[1]:.2f})"
+            elif contaminated and cfg.decontam_action == "drop":
+                reason, detail = "contaminated", f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}"
+        if reason:
+            drops.append({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
+            continue
+        seen_hash[rec["hash"]] = pid
+        lsh.insert(rec["sig"])
+        lsh_ids.append(pid)
+        split = assign_split(pid, cfg.validation_fraction)
+        kept[split].append((rec["text"], rec["tokens"]))
+        kept_ids.append({"id": pid, "split": split, "tokens": rec["tokens"]})
+        rec.clear()
+
+    if not kept["train"] and not kept["validation"]:
+        raise BuildError(f"{variant}: no document survived the build ({len(drops)} dropped)")
+
+    with atomic_dir(final) as tmp:
+        shards: dict[str, int] = {}
+        for split, items in kept.items():
+            d = tmp / split
+            d.mkdir()
+            with ShardWriter(d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs) as w:
+                for text, _ in items:
+                    w.add(text)
+                    if len(w.written) and w.n_docs % 64 == 0:
+                        killpoint.hit("build.doc")
+            shards[split] = len(w.written)
+            if items:
+                read_text_only_dir(d)  # the loader's own rules, on what was just written
+        stats = _stats(variant, unique, kept, drops, shards, cfg, tok, bench, contamination)
+        (tmp / "papers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept_ids))
+        (tmp / "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drops))
+        atomic_write_json(tmp / "decontamination.json", {
+            "benchmark": Path(bench.path).name if bench else None, "ngram": cfg.decontam_ngram,
+            "min_matches": cfg.decontam_min_matches, "action": cfg.decontam_action,
+            "documents": contamination,
+        })
+        atomic_write_json(tmp / "stats.json", stats)
+        atomic_write_text(tmp / "stats.md", _stats_md(stats))
+        _histogram(kept, tmp / "length_hist.png", variant)
+        killpoint.hit("build.before_rename")
+        atomic_write_json(tmp / "build.json", {"variant": variant, "fingerprint": fp, "format": BUILD_FORMAT})
+    log.info("%s: %d train + %d validation documents, %d dropped %s", final, len(kept["train"]),
+             len(kept["validation"]), len(drops), dict(stats["drops"]))
+    return stats
+
+
+def _split_stats(items: list[tuple[str, int]], shards: int) -> dict[str, Any]:
+    toks = [t for _, t in items]
+    return {"papers": len(items), "tokens": int(sum(toks)), "characters": int(sum(len(x) for x, _ in items)),
+            "shards": shards,
+            "tokens_per_paper": ({"mean": round(float(np.mean(toks)), 1),
+                                  **{f"p{q}": int(np.percentile(toks, q)) for q in (5, 50, 95)},
+                                  "max": int(max(toks))} if toks else None)}
+
+
+def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]]], drops: list[dict[str, Any]],
+           shards: dict[str, int], cfg: BuildConfig, tok: str | None, bench: Benchmark | None,
+           contamination: list[dict[str, Any]]) -> dict[str, Any]:
+    reasons = Counter(d["reason"] for d in drops)
+    return {
+        "variant": variant,
+        "papers_in": len(unique) + reasons.get("duplicate_id", 0),
+        "papers_out": len(kept["train"]) + len(kept["validation"]),
+        "train": _split_stats(kept["train"], shards["train"]),
+        "validation": _split_stats(kept["validation"], shards["validation"]),
+        "tokenizer": Path(tok).name if tok else None,
+        "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
+        "drops": dict(sorted(reasons.items())),
+        "decontamination": {
+            "benchmark": Path(bench.path).name if bench else None,
+            "questions": bench.questions if bench else 0,
+            "documents_matched": len(contamination),
+            "questions_hit": len({q for c in contamination for q in c["questions"]}),
+            "action": cfg.decontam_action,
+        },
+        "settings": asdict(cfg),
+    }
+
+
+def _stats_md(s: dict[str, Any]) -> str:
+    lines = [f"# Corpus `{s['variant']}`", "",
+             f"Papers in: {s['papers_in']}; kept: {s['papers_out']}. Tokenizer: `{s['tokenizer']}` "
+             f"({s['tokens_note']}).", "",
+             "| split | papers | tokens | characters | shards | tokens/paper p5 / p50 / p95 |",
+             "|---|---:|---:|---:|---:|---|"]
+    for split in ("train", "validation"):
+        x = s[split]
+        tp = x["tokens_per_paper"]
+        dist = f"{tp['p5']} / {tp['p50']} / {tp['p95']}" if tp else "-"
+        lines.append(f"| {split} | {x['papers']} | {x['tokens']} | {x['characters']} | {x['shards']} | {dist} |")
+    lines += ["", "Dropped papers by reason (details in drops.jsonl):", "", "| reason | papers |", "|---|---:|"]
+    lines += [f"| {r} | {n} |" for r, n in s["drops"].items()] or ["| (none) | 0 |"]
+    dc = s["decontamination"]
+    lines += ["", f"Decontamination: benchmark `{dc['benchmark']}` ({dc['questions']} questions, "
+                  f"{s['settings']['decontam_ngram']}-grams): {dc['documents_matched']} papers matched "
+                  f"{dc['questions_hit']} questions; action: {dc['action']} (decontamination.json).",
+              "", "![token length histogram](length_hist.png)", ""]
+    return "\n".join(lines)
+
+
+def _histogram(kept: dict[str, list[tuple[str, int]]], path: Path, variant: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    allt = [t for items in kept.values() for _, t in items] or [0]
+    hi = max(allt)
+    bins = np.linspace(0, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
+    ax.hist([[t for _, t in kept["train"]], [t for _, t in kept["validation"]]], bins=bins, stacked=True,
+            label=["train", "validation"])
+    ax.set_xlabel("tokens per paper")
+    ax.set_ylabel("papers")
+    ax.set_title(f"{variant}: token length")
+    ax.legend()
+    fig.tight_layout()
+    with open(path, "wb") as fh:
+        fig.savefig(fh, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- variant inputs
+
+
+def abstract_docs(rows: Iterable[dict[str, Any]]) -> list[Doc]:
+    """``abstracts`` variant (AstroLLaMA-1): one document per paper, the abstract text."""
+    return [Doc(str(r["id"]), " ".join(str(r["abstract"]).split())) for r in rows if r.get("abstract")]
+
+
+def aic_docs(aic_dir: str | os.PathLike[str]) -> list[Doc]:
+    """``aic`` variant: the ``text`` of every ``<ns_id>.json`` written by the AIC stage."""
+    out = []
+    for f in sorted(Path(aic_dir).glob("*.json")):
+        rec = json.loads(f.read_text(encoding="utf-8"))
+        out.append(Doc(rec["id"], rec["text"]))
+    return out
+
+
+def summary_docs(summary_dir: str | os.PathLike[str]) -> list[Doc]:
+    """``summary`` variant: finished summaries (sidecar present) with their length flag."""
+    out = []
+    for side in sorted(Path(summary_dir).glob("*.json")):
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        text = side.with_suffix(".txt").read_text(encoding="utf-8")
+        out.append(Doc(meta["id"], text, {"length_flag": meta.get("length_flag"),
+                                          "summary_tokens": meta.get("summary_tokens")}))
+    return out
+
+
+# ---------------------------------------------------------------------------- manifest stage
+
+
+def manifest_docs(m: Any, variant: str) -> list[Doc]:
+    """The variant's input documents from the manifest at ``m`` (only ``ok`` upstream records)."""
+    if variant == "abstracts":
+        return abstract_docs(m.papers().values())
+    stage = {"aic": "aic", "summary": "summary"}.get(variant)
+    if stage is None:
+        raise BuildError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    docs = []
+    for pid, rec in sorted(m.status(stage).items()):
+        if rec.status != "ok":
+            continue
+        if variant == "aic":
+            docs.append(Doc(pid, json.loads(m.resolve(rec.outputs["aic"]).read_text(encoding="utf-8"))["text"]))
+        else:
+            text = m.resolve(rec.outputs["summary"]).read_text(encoding="utf-8")
+            docs.append(Doc(pid, text, {"length_flag": rec.attrs.get("length_flag"),
+                                        "summary_tokens": rec.attrs.get("summary_tokens")}))
+    return docs
+
+
+def run_build(
+    root: str | os.PathLike[str], variants: Sequence[str], out: str | os.PathLike[str], *,
+    tokenizer_dir: str | os.PathLike[str] | None, mcq_path: str | os.PathLike[str] | None = None,
+    config: BuildConfig | None = None, workers: int = 1, progress: bool = True, force: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Build each variant from the manifest at ``root`` into ``<out>/<variant>``; record every
+    paper's fate in the manifest as stage ``build_<variant>`` (``ok`` with its split, or
+    ``failed`` with ``dropped: <reason>``)."""
+    from astrollama.data.manifest import Manifest
+
+    m = Manifest(root)
+    res = {}
+    for v in variants:
+        docs = manifest_docs(m, v)
+        if not docs:
+            raise BuildError(f"{root}: variant {v!r} has no input documents (has its stage run?)")
+        res[v] = build_variant(v, docs, out, tokenizer_dir=tokenizer_dir, mcq_path=mcq_path, config=config,
+                               workers=workers, progress=progress, force=force)
+        d = Path(out) / v
+        recs = [m.make_record(f"build_{v}", r["id"], "ok", split=r["split"], tokens=r["tokens"])
+                for r in map(json.loads, (d / "papers.jsonl").read_text().splitlines())]
+        recs += [m.make_record(f"build_{v}", r["id"], "failed",
+                               f"dropped: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else ""))
+                 for r in map(json.loads, (d / "drops.jsonl").read_text().splitlines())]
+        m.record_many(recs)
+    return res
+
+
+def add_cli(sub: Any) -> None:
+    """``astrollama data build``."""
+    import argparse
+
+    d = BuildConfig()
+    p = sub.add_parser("build", help="corpus variants -> cleaned, deduplicated, decontaminated LMFlow shards",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="data root (manifest/)")
+    p.add_argument("--variants", default="abstracts,aic,summary", help="comma-separated: abstracts,aic,summary")
+    p.add_argument("--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)")
+    p.add_argument("--tokenizer", required=True, help="the recipe's model/tokenizer directory (token stats)")
+    p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv: question, A-D) to decontaminate against")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument("--min-words", type=int, default=d.min_words)
+    p.add_argument("--near-dup-jaccard", type=float, default=d.near_dup_jaccard)
+    p.add_argument("--decontam-ngram", type=int, default=d.decontam_ngram)
+    p.add_argument("--decontam-min-matches", type=int, default=d.decontam_min_matches)
+    p.add_argument("--decontam-action", choices=["drop", "report"], default=d.decontam_action)
+    p.add_argument("--summary-length-policy", choices=["drop", "keep"], default=d.summary_length_policy)
+    p.add_argument("--max-shard-mb", type=float, default=d.max_shard_bytes / 2**20)
+    p.add_argument("--force", action="store_true", help="rebuild even when build.json says up to date")
+    p.set_defaults(func=_cli)
+
+
+def _cli(a: Any) -> int:
+    cfg = BuildConfig(validation_fraction=a.validation_fraction, min_words=a.min_words,
+                      near_dup_jaccard=a.near_dup_jaccard, decontam_ngram=a.decontam_ngram,
+                      decontam_min_matches=a.decontam_min_matches, decontam_action=a.decontam_action,
+                      summary_length_policy=a.summary_length_policy, max_shard_bytes=int(a.max_shard_mb * 2**20))
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
+    res = run_build(a.root, variants, a.out, tokenizer_dir=a.tokenizer, mcq_path=a.mcq, config=cfg,
+                    workers=a.workers, force=a.force)
+    for v, s in res.items():
+        print(f"{v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
+              f"{s['train']['tokens'] + s['validation']['tokens']} tokens, dropped {s['drops']} -> {Path(a.out) / v}")
+    return 0

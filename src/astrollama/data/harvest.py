@@ -1,0 +1,525 @@
+"""astro-ph metadata into the manifest: OAI-PMH harvest, Kaggle snapshot import, arxiv-API look-ups.
+
+* :func:`harvest_oai`: ``ListRecords`` from arXiv's OAI-PMH endpoint (``metadataPrefix`` ``arXiv``
+  or ``arXivRaw``, ``set=physics:astro-ph``, ``from``/``until`` datestamps). After EVERY page the
+  records are merged into the manifest and then the resumptionToken is saved (atomically) in
+  ``manifest/harvest/oai-<key>.json``; a killed harvest continues from the saved token, and a
+  page fetched twice (killed between the two writes) merges to the same rows.
+* :func:`import_kaggle`: streams ``arxiv-metadata-oai-snapshot.json`` (JSON lines), keeps astro-ph
+  papers in a date range, and checkpoints the byte offset after every batch.
+* :func:`lookup`: small id/query look-ups through the ``arxiv`` package (4.x), for a handful of
+  papers; it is the API, one request per 3 s: never use it for bulk metadata.
+
+Note: OAI ``from``/``until`` select by *datestamp* (last metadata change), not by submission
+date: an old paper whose metadata changed in the window is included. Filter on ``published``
+afterwards if you need submission dates (``import_kaggle`` filters on ``published`` directly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import email.utils
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from astrollama.data.http import HttpClient
+from astrollama.data.manifest import Manifest, ManifestError, is_arxiv_id, parse_arxiv_id
+from astrollama.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+OAI_URL = "https://oaipmh.arxiv.org/oai"
+ASTRO_SET = "physics:astro-ph"
+OAI_NS = "http://www.openarchives.org/OAI/2.0/"
+FORMAT_NS = {"arXiv": "http://arxiv.org/OAI/arXiv/", "arXivRaw": "http://arxiv.org/OAI/arXivRaw/"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class HarvestError(RuntimeError):
+    """A harvest that cannot go on; the message says why and what to do."""
+
+
+class OAIError(HarvestError):
+    """An OAI-PMH ``<error code=...>`` answer (other than ``noRecordsMatch``)."""
+
+    def __init__(self, code: str, message: str, hint: str = ""):
+        super().__init__(f"OAI-PMH error {code}: {message}" + (f". {hint}" if hint else ""))
+        self.code = code
+
+
+_OAI_HINTS = {
+    "badResumptionToken": "The saved resumptionToken was rejected (tokens expire); rerun with "
+                          "--restart: rows already harvested are merged, not duplicated",
+    "badArgument": "Check --from/--until (YYYY-MM-DD) and --set",
+    "cannotDisseminateFormat": "Use --metadata-prefix arXiv or arXivRaw",
+    "noSetHierarchy": "This repository has no sets; drop --set",
+}
+
+
+def _text(s: str | None) -> str | None:
+    """Collapse whitespace runs (OAI/API fields are wrapped and indented); None for empty."""
+    if s is None:
+        return None
+    s = " ".join(s.split())
+    return s or None
+
+
+def _rfc2822_date(s: str) -> str:
+    return email.utils.parsedate_to_datetime(s).date().isoformat()
+
+
+# ----------------------------------------------------------------------------- OAI records
+
+
+def _child(el: etree._Element, ns: str, name: str) -> str | None:
+    found = el.find(f"{{{ns}}}{name}")
+    return None if found is None else found.text
+
+
+def parse_oai_record(record: etree._Element, metadata_prefix: str) -> dict[str, Any] | None:
+    """One ``<record>`` as a manifest row; None for a deleted record."""
+    header = record.find(f"{{{OAI_NS}}}header")
+    if header is None:
+        raise HarvestError("OAI record without <header>")
+    if header.get("status") == "deleted":
+        return None
+    ns = FORMAT_NS[metadata_prefix]
+    meta = record.find(f"{{{OAI_NS}}}metadata/{{{ns}}}{metadata_prefix}")
+    identifier = _child(header, OAI_NS, "identifier") or "?"
+    if meta is None:
+        raise HarvestError(f"OAI record {identifier}: no <{metadata_prefix}> metadata")
+    raw_id = _child(meta, ns, "id")
+    if not raw_id:
+        raise HarvestError(f"OAI record {identifier}: missing field 'id'")
+    pid, version = parse_arxiv_id(raw_id)
+    row: dict[str, Any] = {
+        "id": pid,
+        "version": version,
+        "title": _text(_child(meta, ns, "title")),
+        "abstract": _text(_child(meta, ns, "abstract")),
+        "categories": (_child(meta, ns, "categories") or "").split() or None,
+        "doi": _text(_child(meta, ns, "doi")),
+        "journal_ref": _text(_child(meta, ns, "journal-ref")),
+        "comments": _text(_child(meta, ns, "comments")),
+        "license": _text(_child(meta, ns, "license")),
+        "datestamp": _text(_child(header, OAI_NS, "datestamp")),
+        "source": f"oai:{metadata_prefix}",
+    }
+    if metadata_prefix == "arXiv":
+        row["published"] = _text(_child(meta, ns, "created"))
+        row["updated"] = _text(_child(meta, ns, "updated")) or row["published"]
+        authors = []
+        for a in meta.iterfind(f"{{{ns}}}authors/{{{ns}}}author"):
+            parts = [_child(a, ns, "forenames"), _child(a, ns, "keyname"), _child(a, ns, "suffix")]
+            name = _text(" ".join(p for p in parts if p))
+            if name:
+                authors.append(name)
+        row["authors"] = authors or None
+    else:  # arXivRaw: a version list with RFC 2822 dates, authors as one string
+        versions = []
+        for v in meta.iterfind(f"{{{ns}}}version"):
+            num = re.fullmatch(r"v(\d+)", v.get("version", ""))
+            date = _child(v, ns, "date")
+            if num and date:
+                versions.append((int(num.group(1)), _rfc2822_date(date)))
+        if versions:
+            versions.sort()
+            row["version"] = versions[-1][0]
+            row["published"], row["updated"] = versions[0][1], versions[-1][1]
+        authors_text = _text(_child(meta, ns, "authors"))
+        row["authors"] = (
+            [a for a in re.split(r",\s*|\s+and\s+", authors_text) if a] if authors_text else None
+        )
+        row["submitter"] = _text(_child(meta, ns, "submitter"))
+    return row
+
+
+@dataclasses.dataclass
+class OAIPage:
+    rows: list[dict[str, Any]]
+    deleted: int
+    token: str | None
+    complete_list_size: int | None
+    cursor: int | None
+
+
+def parse_oai_page(content: bytes, metadata_prefix: str, url: str = "") -> OAIPage:
+    """Parse one ListRecords response; ``noRecordsMatch`` is an empty, final page."""
+    try:
+        root = etree.fromstring(content)
+    except etree.XMLSyntaxError as exc:
+        start = content[:80].decode("utf-8", "replace")
+        raise HarvestError(f"invalid OAI-PMH XML from {url}: {exc} (starts {start!r})") from None
+    if root.tag != f"{{{OAI_NS}}}OAI-PMH":
+        raise HarvestError(f"not an OAI-PMH response from {url}: root element {root.tag}")
+    errors = root.findall(f"{{{OAI_NS}}}error")
+    if errors:
+        code = errors[0].get("code", "unknown")
+        if code == "noRecordsMatch":
+            return OAIPage([], 0, None, 0, 0)
+        raise OAIError(code, _text(errors[0].text) or "(no message)", _OAI_HINTS.get(code, ""))
+    lr = root.find(f"{{{OAI_NS}}}ListRecords")
+    if lr is None:
+        raise HarvestError(f"OAI-PMH response from {url} has neither <ListRecords> nor <error>")
+    rows, deleted = [], 0
+    for rec in lr.iterfind(f"{{{OAI_NS}}}record"):
+        row = parse_oai_record(rec, metadata_prefix)
+        if row is None:
+            deleted += 1
+        else:
+            rows.append(row)
+    tok = lr.find(f"{{{OAI_NS}}}resumptionToken")
+    token = _text(tok.text) if tok is not None else None
+    size = tok.get("completeListSize") if tok is not None else None
+    cursor = tok.get("cursor") if tok is not None else None
+    return OAIPage(rows, deleted, token, int(size) if size else None, int(cursor) if cursor else None)
+
+
+# ----------------------------------------------------------------------------- OAI harvest
+
+
+@dataclasses.dataclass
+class HarvestResult:
+    state_path: Path
+    pages: int
+    records: int
+    deleted: int
+    complete: bool
+
+
+def _check_date(name: str, value: str | None) -> None:
+    if value is not None and not _DATE.match(value):
+        raise HarvestError(f"--{name} must be YYYY-MM-DD, got {value!r}")
+
+
+def harvest_oai(
+    manifest: Manifest,
+    *,
+    base_url: str = OAI_URL,
+    metadata_prefix: str = "arXiv",
+    set_spec: str | None = ASTRO_SET,
+    from_date: str | None = None,
+    until_date: str | None = None,
+    client: HttpClient | None = None,
+    restart: bool = False,
+    max_pages: int | None = None,
+) -> HarvestResult:
+    """Harvest ``ListRecords`` into ``manifest``, resuming from the saved resumptionToken.
+
+    A finished harvest (same endpoint, prefix, set and dates) is a no-op unless ``restart``.
+    ``max_pages`` stops early (the state keeps the token, so the next call goes on).
+    """
+    if metadata_prefix not in FORMAT_NS:
+        raise HarvestError(f"metadata prefix must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}")
+    _check_date("from", from_date)
+    _check_date("until", until_date)
+    params = {"base_url": base_url, "metadataPrefix": metadata_prefix, "set": set_spec,
+              "from": from_date, "until": until_date}
+    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    state_path = manifest.dir / "harvest" / f"oai-{key}.json"
+    state: dict[str, Any] = {"params": params, "token": None, "pages": 0, "records": 0, "deleted": 0,
+                             "complete": False, "complete_list_size": None}
+    if state_path.exists() and not restart:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state["complete"]:
+            log.info("OAI harvest already complete (%d records, %s); --restart to redo",
+                     state["records"], state_path)
+            return HarvestResult(state_path, state["pages"], state["records"], state["deleted"], True)
+        if state["token"]:
+            log.info("resuming OAI harvest after page %d from token %r", state["pages"], state["token"])
+    client = client or HttpClient(min_interval=3.0)
+    pages_now = 0
+    while max_pages is None or pages_now < max_pages:
+        if state["token"]:
+            query = {"verb": "ListRecords", "resumptionToken": state["token"]}
+        else:
+            query = {"verb": "ListRecords", "metadataPrefix": metadata_prefix}
+            query.update({k: v for k, v in (("set", set_spec), ("from", from_date), ("until", until_date)) if v})
+        resp = client.get(base_url, params=query)
+        page = parse_oai_page(resp.content, metadata_prefix, resp.url)
+        if page.rows:
+            manifest.upsert_papers(page.rows)
+        # only now move the token: a kill before this line re-fetches the page (idempotent merge)
+        state.update(
+            token=page.token, pages=state["pages"] + 1, records=state["records"] + len(page.rows),
+            deleted=state["deleted"] + page.deleted, complete=not page.token,
+            complete_list_size=page.complete_list_size or state["complete_list_size"],
+        )
+        atomic_write_json(state_path, state)
+        pages_now += 1
+        total = state["complete_list_size"]
+        log.info("OAI page %d: %d records (%d deleted), %d so far%s", state["pages"], len(page.rows),
+                 page.deleted, state["records"], f" of ~{total}" if total else "")
+        if state["complete"]:
+            log.info("OAI harvest complete: %d records in %d pages", state["records"], state["pages"])
+            break
+    return HarvestResult(state_path, state["pages"], state["records"], state["deleted"], state["complete"])
+
+
+# ----------------------------------------------------------------------------- Kaggle snapshot
+
+
+def is_astro(categories: Iterable[str], primary_only: bool = False) -> bool:
+    """True if any (or, with ``primary_only``, the first) category is ``astro-ph`` or ``astro-ph.*``."""
+    cats = list(categories)
+    pool = cats[:1] if primary_only else cats
+    return any(c == "astro-ph" or c.startswith("astro-ph.") for c in pool)
+
+
+def kaggle_row(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """A Kaggle snapshot record as a manifest row (latest version and its dates)."""
+    pid = obj.get("id")
+    if not isinstance(pid, str) or not is_arxiv_id(pid):
+        raise ManifestError(f"{where}: field 'id' is not an arXiv id: {pid!r}")
+    versions = []
+    for v in obj.get("versions") or []:
+        try:
+            versions.append((int(str(v["version"]).lstrip("v")), _rfc2822_date(v["created"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where} ({pid}): bad entry in field 'versions': {v!r} ({exc})") from None
+    versions.sort()
+    authors = None
+    if obj.get("authors_parsed"):
+        authors = [_text(" ".join(p for p in (a[1:2] + a[0:1] + a[2:3]) if p)) for a in obj["authors_parsed"]]
+        authors = [a for a in authors if a] or None
+    elif obj.get("authors"):
+        authors = [a for a in re.split(r",\s*|\s+and\s+", _text(obj["authors"]) or "") if a] or None
+    return {
+        "id": pid,
+        "version": versions[-1][0] if versions else None,
+        "published": versions[0][1] if versions else None,
+        "updated": versions[-1][1] if versions else None,
+        "categories": (obj.get("categories") or "").split() or None,
+        "title": _text(obj.get("title")),
+        "abstract": _text(obj.get("abstract")),
+        "authors": authors,
+        "doi": _text(obj.get("doi")),
+        "journal_ref": _text(obj.get("journal-ref")),
+        "comments": _text(obj.get("comments")),
+        "license": _text(obj.get("license")),
+        "source": "kaggle",
+    }
+
+
+@dataclasses.dataclass
+class ImportResult:
+    lines: int
+    kept: int
+    complete: bool
+
+
+def _iter_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (byte offset just after the line, line) for every line from byte ``offset`` on."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        pos = offset
+        for line in fh:
+            pos += len(line)
+            yield pos, line
+
+
+def import_kaggle(
+    manifest: Manifest,
+    path: str | Path,
+    *,
+    from_date: str | None = None,
+    until_date: str | None = None,
+    primary_only: bool = False,
+    batch_size: int = 5000,
+    restart: bool = False,
+) -> ImportResult:
+    """Import astro-ph papers with ``from_date <= published <= until_date`` from the snapshot.
+
+    Streams the file; rows are merged in batches and the byte offset is checkpointed after
+    each batch (``manifest/harvest/kaggle-<key>.json``), so a killed import resumes.
+    """
+    path = Path(path)
+    _check_date("from", from_date)
+    _check_date("until", until_date)
+    if not path.is_file():
+        raise HarvestError(f"Kaggle snapshot not found: {path}")
+    st = path.stat()
+    params = {"path": str(path.resolve()), "size": st.st_size, "from": from_date, "until": until_date,
+              "primary_only": primary_only}
+    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    state_path = manifest.dir / "harvest" / f"kaggle-{key}.json"
+    state = {"params": params, "offset": 0, "lines": 0, "kept": 0, "complete": False}
+    if state_path.exists() and not restart:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state["complete"]:
+            log.info("Kaggle import already complete (%d kept); --restart to redo", state["kept"])
+            return ImportResult(state["lines"], state["kept"], True)
+    batch: list[dict[str, Any]] = []
+
+    def flush(offset: int) -> None:
+        if batch:
+            manifest.upsert_papers(batch)
+        state.update(offset=offset, kept=state["kept"] + len(batch))
+        batch.clear()
+        atomic_write_json(state_path, state)
+
+    offset = state["offset"]
+    for offset, line in _iter_lines(path, state["offset"]):
+        state["lines"] += 1
+        if not line.strip():
+            continue
+        where = f"{path}:{state['lines']}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{where}: invalid JSON ({exc.msg})") from None
+        if not is_astro((obj.get("categories") or "").split(), primary_only):
+            continue
+        row = kaggle_row(obj, where)
+        pub = row["published"]
+        if (from_date and (pub is None or pub < from_date)) or (until_date and (pub is None or pub > until_date)):
+            continue
+        batch.append(row)
+        if len(batch) >= batch_size:
+            flush(offset)
+            log.info("Kaggle import: %d lines read, %d astro-ph papers kept", state["lines"], state["kept"])
+    state["complete"] = True
+    flush(offset)
+    log.info("Kaggle import complete: %d lines, %d papers kept", state["lines"], state["kept"])
+    return ImportResult(state["lines"], state["kept"], True)
+
+
+# ----------------------------------------------------------------------------- arxiv package
+
+
+def result_row(result: Any) -> dict[str, Any]:
+    """An ``arxiv.Result`` as a manifest row."""
+    pid, version = parse_arxiv_id(result.entry_id)
+    return {
+        "id": pid,
+        "version": version,
+        "published": result.published.date().isoformat(),
+        "updated": result.updated.date().isoformat(),
+        "categories": list(result.categories) or None,
+        "title": _text(result.title),
+        "abstract": _text(result.summary),
+        "authors": [a.name for a in result.authors] or None,
+        "doi": _text(result.doi),
+        "journal_ref": _text(result.journal_ref),
+        "comments": _text(result.comment),
+        "source": "arxiv-api",
+    }
+
+
+def lookup(
+    ids: list[str] | None = None,
+    query: str | None = None,
+    *,
+    max_results: int | None = None,
+    page_size: int = 100,
+    delay_seconds: float = 3.0,
+    num_retries: int = 3,
+    api_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """Look papers up with the ``arxiv`` package; returns manifest rows.
+
+    ``ids`` (bare or versioned) and/or ``query`` (arXiv API syntax, e.g. ``cat:astro-ph.GA AND
+    ti:bar``). ``max_results=None`` fetches all matches (the API caps deep paging; use OAI for
+    bulk). ``api_url`` replaces ``https://export.arxiv.org/api/query`` (tests, mirrors).
+    """
+    import arxiv
+
+    if not ids and not query:
+        raise HarvestError("lookup needs ids or a query")
+    client = arxiv.Client(page_size=page_size, delay_seconds=delay_seconds, num_retries=num_retries)
+    if api_url:
+        client.query_url_format = api_url + "?{}"
+    search = arxiv.Search(query=query or "", id_list=list(ids or []), max_results=max_results)
+    try:
+        return [result_row(r) for r in client.results(search)]
+    except arxiv.ArxivError as exc:
+        raise HarvestError(f"arXiv API look-up failed: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    """``astrollama data harvest {oai,kaggle,lookup}``."""
+    p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API)")
+    hsub = p.add_subparsers(dest="harvest_cmd", required=True)
+
+    o = hsub.add_parser("oai", help="OAI-PMH ListRecords, resumable")
+    o.add_argument("--root", required=True, help="data root (manifest/ goes there)")
+    o.add_argument("--base-url", default=OAI_URL)
+    o.add_argument("--metadata-prefix", choices=sorted(FORMAT_NS), default="arXiv")
+    o.add_argument("--set", dest="set_spec", default=ASTRO_SET, help="OAI set ('' for none)")
+    o.add_argument("--from", dest="from_date", help="datestamp YYYY-MM-DD (metadata change, not submission)")
+    o.add_argument("--until", dest="until_date", help="datestamp YYYY-MM-DD")
+    o.add_argument("--restart", action="store_true", help="ignore the saved resumptionToken")
+    o.add_argument("--max-pages", type=int, default=None)
+    _http_args(o, delay=3.0)
+    o.set_defaults(func=_cli_oai)
+
+    k = hsub.add_parser("kaggle", help="import arxiv-metadata-oai-snapshot.json")
+    k.add_argument("--root", required=True)
+    k.add_argument("snapshot", help="path to arxiv-metadata-oai-snapshot.json")
+    k.add_argument("--from", dest="from_date", help="first v1 date YYYY-MM-DD")
+    k.add_argument("--until", dest="until_date", help="last v1 date YYYY-MM-DD")
+    k.add_argument("--primary-only", action="store_true", help="primary category astro-ph* only")
+    k.add_argument("--restart", action="store_true")
+    k.add_argument("--batch-size", type=int, default=5000, help="rows merged per checkpoint")
+    k.set_defaults(func=_cli_kaggle)
+
+    q = hsub.add_parser("lookup", help="a few papers via the arXiv API (arxiv package)")
+    q.add_argument("--root", help="upsert the results into this data root's manifest")
+    q.add_argument("--ids", nargs="*", default=[])
+    q.add_argument("--query", default=None)
+    q.add_argument("--max-results", type=int, default=None)
+    q.add_argument("--api-url", default=None)
+    q.add_argument("--delay", type=float, default=3.0)
+    q.set_defaults(func=_cli_lookup)
+
+
+def _http_args(p: argparse.ArgumentParser, delay: float) -> None:
+    p.add_argument("--delay", type=float, default=delay, help=f"seconds between requests (default {delay})")
+    p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--backoff", type=float, default=5.0, help="first retry wait; doubles each retry")
+    p.add_argument("--max-retry-after", type=float, default=600.0, help="cap on a server's Retry-After")
+    p.add_argument("--timeout", type=float, default=180.0, help="read timeout per request (s)")
+
+
+def http_client_from_args(a: argparse.Namespace, delay: float | None = None) -> HttpClient:
+    return HttpClient(
+        min_interval=a.delay if delay is None else delay, max_retries=a.max_retries, backoff_base=a.backoff,
+        max_retry_after=a.max_retry_after, timeout=(min(30.0, a.timeout), a.timeout),
+    )
+
+
+def _cli_oai(a: argparse.Namespace) -> int:
+    r = harvest_oai(
+        Manifest(a.root), base_url=a.base_url, metadata_prefix=a.metadata_prefix,
+        set_spec=a.set_spec or None, from_date=a.from_date, until_date=a.until_date,
+        client=http_client_from_args(a), restart=a.restart, max_pages=a.max_pages,
+    )
+    print(f"pages={r.pages} records={r.records} deleted={r.deleted} complete={r.complete}")
+    return 0
+
+
+def _cli_kaggle(a: argparse.Namespace) -> int:
+    r = import_kaggle(Manifest(a.root), a.snapshot, from_date=a.from_date, until_date=a.until_date,
+                      primary_only=a.primary_only, restart=a.restart, batch_size=a.batch_size)
+    print(f"lines={r.lines} kept={r.kept}")
+    return 0
+
+
+def _cli_lookup(a: argparse.Namespace) -> int:
+    rows = lookup(a.ids, a.query, max_results=a.max_results, delay_seconds=a.delay, api_url=a.api_url)
+    for row in rows:
+        print(f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}")
+    if a.root:
+        Manifest(a.root).upsert_papers(rows)
+    return 0

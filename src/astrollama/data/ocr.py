@@ -1,0 +1,855 @@
+"""OCR stage: PDFs -> Nougat markdown (``.mmd``), one file per paper, every failure recorded.
+
+Backends (one interface, :class:`Backend`):
+
+``transformers`` (default)
+    Nougat via transformers' port (:mod:`astrollama.data.ocr_nougat`), with nougat-ocr's
+    repetition early stop and missing-page markers re-created. Pages are rendered with pypdfium2
+    in worker processes and batched across PDFs on the GPU.
+``nougat-cli``
+    The ``nougat`` command of ``nougat-ocr`` 0.1.17 in its own pinned environment
+    (``envs/ocr-nougat.txt``), run as a subprocess per group of PDFs (exact reproduction of
+    the published tool). Executable: ``--nougat-bin`` or ``$ASTROLLAMA_NOUGAT_BIN``.
+``pdf-text``
+    The PDF's embedded text layer (pypdfium2) turned into ``.mmd``-like markdown. NOT OCR: for
+    the offline demo (no real Nougat weights offline) and born-digital PDFs.
+
+Common behaviour: a bad PDF never stops the shard. Missing, zero-byte, encrypted, corrupt and
+zero-page PDFs, PDFs whose loading exceeds ``--timeout`` and documents that produce no text are
+recorded as ``failed`` in the manifest (stage ``ocr``) with a reason prefix (``encrypted: ...``);
+nothing is written for them. Outputs go to ``<root>/ocr/<yymm>/<namespaced id>.mmd`` (atomic);
+the ``ok`` record carries ``pages`` and per-page statuses. A rerun skips finished papers; a rerun
+after ``kill -9`` produces byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from astrollama.data import killpoint
+from astrollama.data.manifest import Manifest, namespaced, paper_path
+
+log = logging.getLogger(__name__)
+
+STAGE = "ocr"
+BACKENDS = ("transformers", "nougat-cli", "pdf-text")
+
+#: Failure reasons (the prefix of the manifest ``error`` and the ``reason`` attr).
+REASONS = (
+    "missing-file", "empty-file", "encrypted", "corrupt", "no-pages", "timeout", "render-error",
+    "no-text", "empty-output", "backend-error",
+)
+
+
+class OcrFailure(Exception):  # noqa: N818 - a recorded outcome, named like the other reasons
+    """A document-level failure with a machine-readable ``reason`` (one of :data:`REASONS`)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclasses.dataclass
+class OcrJob:
+    """One paper to convert: its id, its PDF and where its ``.mmd`` goes."""
+
+    paper_id: str
+    pdf: Path
+    mmd: Path
+
+
+@dataclasses.dataclass
+class DocResult:
+    """What a backend produced for one job: markdown, or a failure."""
+
+    job: OcrJob
+    text: str | None = None
+    pages: int = 0
+    page_status: list[str] = dataclasses.field(default_factory=list)
+    failure: OcrFailure | None = None
+    tokens: int = 0
+
+
+# ============================================================================ PDF access
+
+
+def open_pdf(path: str | os.PathLike[str]) -> Any:
+    """Open a PDF with pypdfium2, classifying every way it can fail as an :class:`OcrFailure`."""
+    import pypdfium2 as pdfium
+
+    p = Path(path)
+    if not p.exists():
+        raise OcrFailure("missing-file", f"{p} does not exist")
+    if p.is_file() and p.stat().st_size == 0:
+        raise OcrFailure("empty-file", f"{p} has zero bytes")
+    try:
+        pdf = pdfium.PdfDocument(str(p))
+    except pdfium.PdfiumError as exc:
+        raise _classify_load_error(p, exc) from None
+    if len(pdf) == 0:
+        pdf.close()
+        raise OcrFailure("no-pages", f"{p} has zero pages")
+    return pdf
+
+
+def _classify_load_error(path: Path, exc: Exception) -> OcrFailure:
+    """Ask pypdf what the file really is: PDFium says 'format error' for several cases, and for
+    some files (zero pages) fails without setting an error, so its error code can be stale."""
+    code = getattr(exc, "err_code", None)
+    try:
+        from pypdf import PdfReader
+
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            return OcrFailure("encrypted", f"{path} is encrypted")
+        if len(reader.pages) == 0:
+            return OcrFailure("no-pages", f"{path} has zero pages")
+    except Exception:  # noqa: BLE001 - pypdf failing too confirms the file is broken
+        if code in (4, 5):  # FPDF_ERR_PASSWORD, FPDF_ERR_SECURITY
+            return OcrFailure("encrypted", f"{path} is encrypted (PDFium error {code})")
+    return OcrFailure("corrupt", f"{path}: {exc}")
+
+
+def count_pages(path: str | os.PathLike[str]) -> int:
+    pdf = open_pdf(path)
+    try:
+        return len(pdf)
+    finally:
+        pdf.close()
+
+
+def render_pages(path: str | os.PathLike[str], dpi: int) -> list[Any]:
+    """Every page as an RGB PIL image at ``dpi``. Zero rendered pages is an error, never empty output.
+
+    A page that fails to render raises ``render-error`` for the document (a partial document would
+    silently lose text).
+    """
+    pdf = open_pdf(path)
+    images = []
+    try:
+        for i in range(len(pdf)):
+            try:
+                page = pdf[i]
+                images.append(page.render(scale=dpi / 72).to_pil().convert("RGB"))
+                page.close()
+            except Exception as exc:  # noqa: BLE001
+                raise OcrFailure("render-error", f"{path}: page {i + 1}: {exc}") from None
+    finally:
+        pdf.close()
+    if not images:
+        raise OcrFailure("no-pages", f"{path}: pypdfium2 rendered no pages")
+    return images
+
+
+# ============================================================================ worker processes
+
+
+def _task_count(path: str) -> tuple[str, Any]:
+    try:
+        return ("ok", count_pages(path))
+    except OcrFailure as f:
+        return ("fail", (f.reason, f.message))
+
+
+def _task_render(path: str, dpi: int) -> tuple[str, Any]:
+    try:
+        return ("ok", render_pages(path, dpi))
+    except OcrFailure as f:
+        return ("fail", (f.reason, f.message))
+
+
+def _task_text(path: str) -> tuple[str, Any]:
+    try:
+        return ("ok", text_layer_pages(path))
+    except OcrFailure as f:
+        return ("fail", (f.reason, f.message))
+
+
+class PdfWorkers:
+    """Runs PDF tasks (count, render, text) in worker processes with a per-PDF timeout.
+
+    * ``workers=0``: in this process (no timeout; for tests and debugging).
+    * a task exceeding ``timeout`` seconds becomes ``OcrFailure('timeout')``; the pool is killed
+      and restarted (a hung PDFium call cannot be interrupted any other way);
+    * ``recycle``: a worker exits after that many PDFs (PDFium's memory grows over long runs).
+    """
+
+    def __init__(self, workers: int = 1, timeout: float = 300.0, recycle: int = 200) -> None:
+        self.workers = workers
+        self.timeout = timeout
+        self.recycle = recycle
+        self._pool: Any = None
+        self.timeouts = 0
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            ctx = mp.get_context("spawn")  # never fork a process that holds CUDA/OpenMP state
+            self._pool = ctx.Pool(self.workers, maxtasksperchild=self.recycle or None)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> PdfWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def imap(self, fn: Callable[..., tuple[str, Any]], argsets: Sequence[tuple[Any, ...]],
+             lookahead: int | None = None) -> Iterator[Any]:
+        """Results in order: the task's value, or an :class:`OcrFailure` instance (never raised)."""
+        if self.workers <= 0:
+            for args in argsets:
+                yield _unwrap(fn(*args))
+            return
+        ahead = max(1, lookahead or 2 * self.workers)
+        queue: list[Any] = []
+        nxt = 0
+        while nxt < len(argsets) or queue:
+            while nxt < len(argsets) and len(queue) < ahead:
+                queue.append(self._get_pool().apply_async(fn, argsets[nxt]))
+                nxt += 1
+            head = queue.pop(0)
+            try:
+                yield _unwrap(head.get(self.timeout))
+            except mp.TimeoutError:
+                done_index = nxt - len(queue) - 1
+                self.timeouts += 1
+                log.warning("%s: still running after %.0fs; killing the PDF workers", argsets[done_index][0],
+                            self.timeout)
+                self.close()
+                queue = [self._get_pool().apply_async(fn, argsets[i]) for i in range(done_index + 1, nxt)]
+                yield OcrFailure("timeout", f"{argsets[done_index][0]}: no result after {self.timeout:.0f}s")
+
+
+def _unwrap(res: tuple[str, Any]) -> Any:
+    kind, value = res
+    return OcrFailure(*value) if kind == "fail" else value
+
+
+# ============================================================================ backends
+
+
+class Backend:
+    """Converts jobs to :class:`DocResult` in job order.
+
+    ``done`` maps job index -> page count for jobs finished in an earlier run: backends that
+    batch across documents use it to rebuild the same batches; they yield nothing for them.
+    """
+
+    name = "base"
+    is_ocr = True
+
+    def run(self, jobs: Sequence[OcrJob], done: dict[int, int], workers: PdfWorkers) -> Iterator[DocResult]:
+        raise NotImplementedError
+
+
+class TransformersBackend(Backend):
+    """Nougat with transformers: rendering in workers, pages batched across PDFs (fixed plan)."""
+
+    name = "transformers"
+
+    def __init__(self, checkpoint: str | os.PathLike[str], *, batch_size: int = 8, dpi: int = 96,
+                 device: str | None = None, dtype: str | None = None, max_new_tokens: int | None = None,
+                 repetition: Any = None, postprocess: bool = True) -> None:
+        from astrollama.data.ocr_nougat import DEFAULT_DPI, NougatTransformers, RepetitionConfig
+
+        self.model = NougatTransformers(
+            checkpoint, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+            repetition=repetition or RepetitionConfig(), postprocess=postprocess,
+        )
+        self.batch_size = batch_size
+        self.dpi = dpi or DEFAULT_DPI
+
+    def run(self, jobs: Sequence[OcrJob], done: dict[int, int], workers: PdfWorkers) -> Iterator[DocResult]:
+        from astrollama.data.ocr_nougat import plan_batches
+
+        # 1. page counts of every job (done jobs: from their records) -> the fixed batch plan
+        todo = [i for i in range(len(jobs)) if i not in done]
+        counts = [done.get(i, 0) for i in range(len(jobs))]
+        failures: dict[int, OcrFailure] = {}
+        for i, res in zip(todo, workers.imap(_task_count, [(str(jobs[i].pdf),) for i in todo]), strict=True):
+            if isinstance(res, OcrFailure):
+                failures[i] = res
+            else:
+                counts[i] = res
+        batches = plan_batches(counts, self.batch_size)
+        last_use = {d: b for b, batch in enumerate(batches) for d, _ in batch}
+        needed = [b for b, batch in enumerate(batches) if any(d not in done for d, _ in batch)]
+        # 2. documents in order of first use (done ones sharing a batch with pending ones included:
+        #    the batch must be the same as in the uninterrupted run)
+        order: list[int] = []
+        for b in needed:
+            for d, _ in batches[b]:
+                if d not in order:
+                    order.append(d)
+        rendered = zip(order, workers.imap(_task_render, [(str(jobs[d].pdf), self.dpi) for d in order],
+                                           lookahead=max(2, workers.workers + 1)), strict=True)
+        images: dict[int, list[Any]] = {}
+        unavailable: set[int] = set()
+        outputs: dict[int, list[Any]] = {d: [None] * counts[d] for d in todo if d not in failures}
+        ptr = 0
+
+        def finished() -> Iterator[DocResult]:
+            nonlocal ptr
+            while ptr < len(todo):
+                d = todo[ptr]
+                if d not in failures and any(o is None for o in outputs[d]):
+                    return
+                ptr += 1
+                yield self._result(jobs[d], counts[d], failures.get(d), outputs.pop(d, None))
+
+        yield from finished()
+        for b in needed:
+            for d, _ in batches[b]:
+                if d in images or d in unavailable or d in failures:
+                    continue
+                doc, res = next(rendered)
+                assert doc == d, (doc, d)
+                if not isinstance(res, OcrFailure) and len(res) != counts[d]:
+                    res = OcrFailure("render-error", f"{jobs[d].pdf}: {len(res)} pages rendered, {counts[d]} counted")
+                if isinstance(res, OcrFailure):
+                    if d in done:
+                        unavailable.add(d)
+                    else:
+                        failures[d] = res
+                        outputs.pop(d, None)
+                else:
+                    images[d] = res
+            live = [(d, p) for d, p in batches[b] if d in images]
+            outs = self.model.generate_safe([images[d][p] for d, p in live]) if live else []
+            for (d, p), out in zip(live, outs, strict=True):
+                if d in outputs:
+                    outputs[d][p] = out
+            for d, _ in batches[b]:
+                if last_use[d] == b:
+                    images.pop(d, None)
+            yield from finished()
+        yield from finished()
+
+    def _result(self, job: OcrJob, n_pages: int, failure: OcrFailure | None, outs: list[Any] | None) -> DocResult:
+        from astrollama.data.ocr_nougat import join_pages
+
+        if failure is not None or outs is None:
+            return DocResult(job, failure=failure or OcrFailure("render-error", f"{job.pdf}: no pages"))
+        md = [self.model.page_markdown(out, n + 1) for n, out in enumerate(outs)]
+        status = [m.status for m in md]
+        if not any(s in ("ok", "post", "max-length") for s in status):
+            return DocResult(job, pages=n_pages, page_status=status, failure=OcrFailure(
+                "empty-output", f"{job.pdf}: no page produced text ({', '.join(status)})"))
+        return DocResult(job, join_pages(md), n_pages, status, tokens=sum(o.n_tokens for o in outs))
+
+
+class PdfTextBackend(Backend):
+    """The PDF text layer as markdown (not OCR): headings from the layout, paragraphs from gaps."""
+
+    name = "pdf-text"
+    is_ocr = False
+
+    def run(self, jobs: Sequence[OcrJob], done: dict[int, int], workers: PdfWorkers) -> Iterator[DocResult]:
+        todo = [i for i in range(len(jobs)) if i not in done]
+        for i, res in zip(todo, workers.imap(_task_text, [(str(jobs[i].pdf),) for i in todo]), strict=True):
+            if isinstance(res, OcrFailure):
+                yield DocResult(jobs[i], failure=res)
+                continue
+            text = layout_markdown(res)
+            if not text.strip():
+                yield DocResult(jobs[i], pages=len(res), page_status=["empty"] * len(res), failure=OcrFailure(
+                    "no-text", f"{jobs[i].pdf}: no text layer (a scanned PDF needs a real OCR backend)"))
+                continue
+            yield DocResult(jobs[i], text, len(res), ["ok" if any(not _PAGE_NUMBER.match(ln.text) for ln in p)
+                                                     else "empty" for p in res])
+
+
+class NougatCliBackend(Backend):
+    """The ``nougat`` CLI of nougat-ocr, run in its own environment on groups of PDFs.
+
+    Each PDF is linked into a private input directory as ``<namespaced id>.pdf`` (so nougat's
+    ``<stem>.mmd`` names cannot collide), PDFs are checked first (encrypted/corrupt/zero pages are
+    recorded without calling nougat), and a group whose process fails or times out is retried
+    one PDF at a time to isolate the bad one. A missing or empty ``.mmd`` is ``empty-output``
+    (nougat-ocr skips unreadable PDFs silently and exits 0).
+    """
+
+    name = "nougat-cli"
+
+    def __init__(self, checkpoint: str | os.PathLike[str] | None, *, model: str = "0.1.0-small",
+                 batch_size: int = 4, group: int = 16, timeout: float = 300.0, skipping: bool = True,
+                 full_precision: bool = False, executable: str | None = None) -> None:
+        self.executable = executable or os.environ.get("ASTROLLAMA_NOUGAT_BIN") or "nougat"
+        if shutil.which(self.executable) is None:
+            raise FileNotFoundError(f"nougat executable {self.executable!r} not found (install envs/ocr-nougat.txt "
+                                    "in its own environment, or set ASTROLLAMA_NOUGAT_BIN)")
+        self.checkpoint = checkpoint
+        self.model = model
+        self.batch_size = batch_size
+        self.group = max(1, group)
+        self.timeout = timeout
+        self.skipping = skipping
+        self.full_precision = full_precision
+
+    def command(self, inputs: Sequence[Path], out: Path) -> list[str]:
+        cmd = [self.executable, *map(str, inputs), "-o", str(out), "-m", self.model,
+               "--batchsize", str(self.batch_size), "--recompute"]
+        if self.checkpoint:
+            cmd += ["-c", str(self.checkpoint)]
+        if not self.skipping:
+            cmd.append("--no-skipping")
+        if self.full_precision:
+            cmd.append("--full-precision")
+        return cmd
+
+    def _call(self, items: Sequence[tuple[int, OcrJob]], n_pages: dict[int, int]) -> dict[int, DocResult]:
+        with tempfile.TemporaryDirectory(prefix="nougat-") as tmp:
+            inp, out = Path(tmp, "in"), Path(tmp, "out")
+            inp.mkdir()
+            links = []
+            for _, job in items:
+                link = inp / f"{namespaced(job.paper_id)}.pdf"
+                link.symlink_to(job.pdf.resolve())
+                links.append(link)
+            cmd = self.command(links, out)
+            budget = self.timeout * len(items)
+            log.info("running %s (%d PDFs, timeout %.0fs)", " ".join(cmd[:1] + cmd[len(items) + 1:]), len(items), budget)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
+            except subprocess.TimeoutExpired:
+                raise OcrFailure("timeout", f"nougat did not finish in {budget:.0f}s") from None
+            if proc.returncode != 0:
+                tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+                raise OcrFailure("backend-error", f"nougat exited {proc.returncode}: {tail}")
+            results = {}
+            for (i, job), link in zip(items, links, strict=True):
+                mmd = out / f"{link.stem}.mmd"
+                text = mmd.read_text(encoding="utf-8") if mmd.is_file() else ""
+                status = _cli_page_status(text, n_pages[i])
+                if not text.strip():
+                    results[i] = DocResult(job, failure=OcrFailure(
+                        "empty-output", f"{job.pdf}: nougat wrote {'an empty' if mmd.is_file() else 'no'} .mmd"))
+                elif "ok" not in status:
+                    results[i] = DocResult(job, pages=n_pages[i], page_status=status, failure=OcrFailure(
+                        "empty-output", f"{job.pdf}: only missing-page markers ({', '.join(status)})"))
+                else:
+                    results[i] = DocResult(job, text.rstrip("\n") + "\n", n_pages[i], status)
+            return results
+
+    def run(self, jobs: Sequence[OcrJob], done: dict[int, int], workers: PdfWorkers) -> Iterator[DocResult]:
+        todo = [i for i in range(len(jobs)) if i not in done]
+        good: list[int] = []
+        n_pages: dict[int, int] = {}
+        failed: dict[int, DocResult] = {}
+        for i, res in zip(todo, workers.imap(_task_count, [(str(jobs[i].pdf),) for i in todo]), strict=True):
+            if isinstance(res, OcrFailure):
+                failed[i] = DocResult(jobs[i], failure=res)
+            else:
+                good.append(i)
+                n_pages[i] = res
+        groups = [good[k:k + self.group] for k in range(0, len(good), self.group)]
+        results: dict[int, DocResult] = dict(failed)
+        pos = 0
+        for grp in groups:
+            items = [(i, jobs[i]) for i in grp]
+            try:
+                results.update(self._call(items, n_pages))
+            except OcrFailure as f:
+                if len(items) == 1:
+                    results[grp[0]] = DocResult(jobs[grp[0]], failure=f)
+                else:
+                    log.warning("nougat failed on a group of %d PDFs (%s); retrying one by one", len(items), f)
+                    for item in items:
+                        try:
+                            results.update(self._call([item], n_pages))
+                        except OcrFailure as f1:
+                            results[item[0]] = DocResult(item[1], failure=f1)
+            while pos < len(todo) and todo[pos] in results:
+                yield results.pop(todo[pos])
+                pos += 1
+        while pos < len(todo):
+            yield results.pop(todo[pos])
+            pos += 1
+
+
+def _cli_page_status(text: str, n_pages: int) -> list[str]:
+    """Per-page status from nougat-ocr's markers (pages without a marker count as ok)."""
+    status = ["ok"] * n_pages
+    for kind, page in re.findall(r"\[MISSING_PAGE_(FAIL|EMPTY):(\d+)\]", text):
+        if 1 <= int(page) <= n_pages:
+            status[int(page) - 1] = "fail" if kind == "FAIL" else "empty"
+    return status
+
+
+# ============================================================================ text layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One text line of a page: its text, the distance from the previous line's top to its top
+    (points; -1 at the top of a page), its width, its font size and whether its font is bold."""
+
+    text: str
+    pitch: float
+    size: float
+    bold: bool
+    width: float = 0.0
+
+
+_NUMBERED = re.compile(r"^(?P<num>(?:\d+|[A-Z])(?:\.\d+)*)\.?\s+(?P<title>[A-Z].{1,80})$")
+_APPENDIX = re.compile(r"^Appendix\s+[A-Z](?:[.:]\s*|\s+).{0,80}$")
+_KNOWN = re.compile(
+    r"^(?:Introduction|Conclusions?|Summary(?: and [Cc]onclusions?)?|Concluding [Rr]emarks|Discussion|"
+    r"Acknowledge?ments?|References|Bibliography|Appendix)$"
+)
+_PAGE_NUMBER = re.compile(r"^\d{1,4}$")
+
+
+def _font(textpage: Any, left: float, bottom: float, top: float) -> tuple[float, bool]:
+    """Font size and boldness of the first character of a text rectangle."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    idx = textpage.get_index(left + 0.5, (top + bottom) / 2, 2, 2)
+    if idx < 0:
+        return 0.0, False
+    size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, idx))
+    name = ctypes.create_string_buffer(256)
+    flags = ctypes.c_int()
+    pdfium_c.FPDFText_GetFontInfo(textpage.raw, idx, name, 256, ctypes.byref(flags))
+    weight = pdfium_c.FPDFText_GetFontWeight(textpage.raw, idx)
+    return size, weight >= 600 or b"bold" in name.value.lower()
+
+
+def text_layer_pages(path: str | os.PathLike[str]) -> list[list[Line]]:
+    """Lines of every page (PDFium text rectangles merged per baseline) with gap and font."""
+    pdf = open_pdf(path)
+    pages: list[list[Line]] = []
+    try:
+        for i in range(len(pdf)):
+            page = pdf[i]
+            tp = page.get_textpage()
+            lines: list[Line] = []
+            prev_top: float | None = None
+            for r in range(tp.count_rects()):
+                left, bottom, right, top = tp.get_rect(r)
+                text = " ".join(tp.get_text_bounded(left, bottom, right, top).split())
+                if not text:
+                    continue
+                if lines and prev_top is not None and abs(top - prev_top) < 2.0:  # same line, another run
+                    last = lines[-1]
+                    lines[-1] = dataclasses.replace(last, text=last.text + " " + text, width=right - left + last.width)
+                    continue
+                size, bold = _font(tp, left, bottom, top)
+                lines.append(Line(text, -1.0 if prev_top is None else prev_top - top, size, bold, right - left))
+                prev_top = top
+            tp.close()
+            page.close()
+            pages.append(lines)
+    finally:
+        pdf.close()
+    return pages
+
+
+def _is_heading(line: Line, body_size: float) -> bool:
+    """A heading: set in bold or larger than the body, short, not a sentence; or a known name
+    (Introduction, Conclusions, References, ...) or ``Appendix X ...`` on a line of its own."""
+    text = line.text
+    if len(text) > 90 or text.endswith((".", ",", ";", ":")):
+        return False
+    if _KNOWN.match(text) or _APPENDIX.match(text):
+        return True
+    return (line.bold or line.size > body_size + 0.75) and bool(re.match(r"[A-Z0-9]", text))
+
+
+def _breaks(line: Line, prev: Line, typical: float, full_width: float) -> bool:
+    """Does ``line`` start a new paragraph? Within a page: a line pitch 30% above the usual one.
+    At the top of a page: only if the previous page's last line stopped short of the margin."""
+    if line.pitch < 0:
+        return prev.width < 0.9 * full_width
+    return line.size > 0 and line.pitch / line.size > 1.3 * typical
+
+
+def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
+    """Markdown in Nougat's conventions from text-layer lines.
+
+    The largest-font lines at the top of page 1 become ``# title`` (the lines between it and
+    ``Abstract`` are kept as the author block); ``Abstract`` becomes ``###### Abstract`` (as Nougat
+    writes it); headings (bold or larger than the body text, or a known section name) become
+    ``##`` (``###`` for numbered sub-sections like ``2.1``); reference entries become ``* `` items;
+    lines are joined into paragraphs, split where the line pitch is 30% above the usual one;
+    page numbers in footers are dropped.
+    """
+    lines = [ln for page in pages for ln in page if not _PAGE_NUMBER.match(ln.text)]
+    if not lines:
+        return ""
+    sizes = sorted(ln.size for ln in lines)
+    body_size = sizes[len(sizes) // 2]
+    # line pitch relative to font size: a paragraph break is a pitch clearly above the usual one
+    ratios = sorted(ln.pitch / ln.size for ln in lines if ln.pitch > 0 and ln.size > 0)
+    typical = ratios[len(ratios) // 2] if ratios else 0.0
+    full_width = max(ln.width for ln in lines)
+    blocks: list[str] = []
+    para: list[str] = []
+    prev: Line | None = None
+    in_refs = False  # reference entries become "* " items, as Nougat writes them
+
+    def end_para() -> None:
+        if para:
+            blocks.append(("* " if in_refs else "") + " ".join(para))
+            para.clear()
+
+    start = 0
+    abstract_at = next((k for k, ln in enumerate(lines[:12]) if ln.text.lower() == "abstract"), None)
+    if abstract_at:
+        front = lines[:abstract_at]
+        top = max(ln.size for ln in front)
+        n_title = next((k for k, ln in enumerate(front) if ln.size < top), len(front))
+        blocks.append("# " + " ".join(ln.text for ln in front[:n_title]))
+        if front[n_title:]:
+            blocks.append(" ".join(ln.text for ln in front[n_title:]))
+        start = abstract_at
+    for line in lines[start:]:
+        text = line.text
+        if text.lower() == "abstract":
+            end_para()
+            blocks.append("###### Abstract")
+            continue
+        if _is_heading(line, body_size):
+            end_para()
+            m = _NUMBERED.match(text)
+            depth = 3 if m and "." in m.group("num") else 2
+            blocks.append("#" * depth + " " + text)
+            in_refs = text.lower() in ("references", "bibliography")
+            continue
+        if para and prev is not None and _breaks(line, prev, typical, full_width):
+            end_para()
+        para.append(text)
+        prev = line
+    end_para()
+    return "\n\n".join(blocks).strip() + "\n"
+
+
+# ============================================================================ the stage
+
+
+@dataclasses.dataclass
+class OcrStats:
+    papers: int = 0
+    ok: int = 0
+    failed: int = 0
+    pages: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    page_status: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def line(self) -> str:
+        rate = self.pages / self.seconds if self.seconds else 0.0
+        tok = f", {self.tokens} tokens ({self.tokens / self.seconds:.1f} tokens/s)" if self.tokens and self.seconds else ""
+        return (f"ocr: {self.ok} ok, {self.failed} failed of {self.papers} papers; {self.pages} pages in "
+                f"{self.seconds:.1f}s ({rate:.2f} pages/s{tok}); failures {self.reasons or '{}'}; "
+                f"pages {self.page_status or '{}'}")
+
+
+def find_pdf(manifest: Manifest, paper_id: str, pdf_status: dict[str, Any], pdf_dir: Path | None) -> Path:
+    """The PDF of a paper: the ``download_pdf`` output, else ``pdf_dir`` (flat or yymm layout)."""
+    rec = pdf_status.get(paper_id)
+    if rec is not None and rec.status == "ok" and "pdf" in rec.outputs:
+        return manifest.resolve(rec.outputs["pdf"])
+    base = pdf_dir or manifest.root / "pdf"
+    flat = base / f"{namespaced(paper_id)}.pdf"
+    return flat if flat.exists() else paper_path(base, paper_id, ".pdf")
+
+
+def make_backend(name: str, args: argparse.Namespace) -> Backend:
+    if name == "transformers":
+        from astrollama.data.ocr_nougat import RepetitionConfig
+
+        if not args.checkpoint:
+            raise ValueError("--checkpoint DIR is required for the transformers backend")
+        rep = RepetitionConfig(enabled=not args.no_skipping, window=args.repetition_window,
+                               short_window=args.repetition_short_window, threshold=args.repetition_threshold)
+        return TransformersBackend(args.checkpoint, batch_size=args.batch_size, dpi=args.dpi, device=args.device,
+                                   dtype=args.dtype, max_new_tokens=args.max_new_tokens, repetition=rep)
+    if name == "nougat-cli":
+        return NougatCliBackend(args.checkpoint, model=args.model, batch_size=args.batch_size, group=args.group,
+                                timeout=args.timeout, skipping=not args.no_skipping,
+                                full_precision=args.dtype == "float32", executable=args.nougat_bin)
+    if name == "pdf-text":
+        return PdfTextBackend()
+    raise ValueError(f"unknown OCR backend {name!r}; one of {', '.join(BACKENDS)}")
+
+
+def run_ocr(
+    root: str | os.PathLike[str],
+    backend: Backend,
+    *,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    workers: int = 1,
+    timeout: float = 300.0,
+    recycle: int = 200,
+    pdf_dir: str | os.PathLike[str] | None = None,
+    ids: Sequence[str] | None = None,
+    progress: bool = True,
+) -> OcrStats:
+    """OCR this shard's pending papers of the manifest at ``root``; record every outcome."""
+    from astrollama.data.stages import StageRunner
+
+    manifest = Manifest(root)
+    runner = StageRunner(manifest, STAGE, shard_index=shard_index, num_shards=num_shards,
+                         retry_failed=retry_failed, force=force, progress=False)
+    todo = set(runner.select(ids))
+    stats = OcrStats()
+    if not todo:
+        runner.finish()
+        return stats
+    if not backend.is_ocr:
+        log.warning("backend %s reads the PDF text layer: this is NOT OCR (no equations/tables from images)",
+                    backend.name)
+    status = manifest.status(STAGE)
+    pdf_status = manifest.status("download_pdf")
+    out_dir = manifest.root / "ocr"
+    jobs, done = [], {}
+    for pid in runner.assigned:
+        jobs.append(OcrJob(pid, find_pdf(manifest, pid, pdf_status, Path(pdf_dir) if pdf_dir else None),
+                           paper_path(out_dir, pid, ".mmd")))
+        if pid not in todo:
+            rec = status.get(pid)
+            done[len(jobs) - 1] = int(rec.attrs.get("pages", 0)) if rec is not None and rec.status == "ok" else 0
+    stats.papers = len(todo)
+    t0 = time.monotonic()
+    bar = _progress(progress, len(todo))
+    with PdfWorkers(workers, timeout, recycle) as pool:
+        for res in backend.run(jobs, done, pool):
+            pid = res.job.paper_id
+            with runner.isolate(pid):
+                if res.failure is not None:
+                    stats.failed += 1
+                    stats.reasons[res.failure.reason] = stats.reasons.get(res.failure.reason, 0) + 1
+                    runner.fail(pid, str(res.failure), reason=res.failure.reason, pages=res.pages,
+                                page_status=res.page_status, backend=backend.name)
+                else:
+                    assert res.text is not None
+                    killpoint.hit("ocr-before-write")
+                    runner.write_ok(pid, {"mmd": (res.job.mmd, res.text)}, pages=res.pages,
+                                    page_status=res.page_status, backend=backend.name)
+                    killpoint.hit("ocr-after-record")
+                    stats.ok += 1
+                for s in res.page_status:
+                    stats.page_status[s] = stats.page_status.get(s, 0) + 1
+                stats.pages += res.pages
+                stats.tokens += res.tokens
+            bar.update(1)
+            bar.set_postfix(pages=stats.pages, failed=stats.failed,
+                            pages_per_s=f"{stats.pages / max(time.monotonic() - t0, 1e-9):.2f}")
+    bar.close()
+    stats.seconds = time.monotonic() - t0
+    log.info(stats.line())
+    runner.finish()
+    return stats
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="ocr", unit="paper", disable=not enabled, mininterval=2.0)
+
+
+# ============================================================================ CLI
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise argparse.ArgumentTypeError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
+    from astrollama.data.ocr_nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
+    from astrollama.data.stages import add_shard_args
+
+    p = sub.add_parser("ocr", help="PDFs -> Nougat .mmd (transformers | nougat-cli | pdf-text)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="data root (holds manifest/; outputs go to ROOT/ocr/)")
+    p.add_argument("--backend", choices=BACKENDS, default="transformers")
+    p.add_argument("--checkpoint", help="Nougat checkpoint dir (transformers: facebook/nougat-small layout; "
+                                        "nougat-cli: nougat-ocr checkpoint dir, passed as -c)")
+    p.add_argument("--model", default="0.1.0-small", help="nougat-cli model tag (-m)")
+    p.add_argument("--shard", type=_parse_shard, help="i/n (same as --shard-index i --num-shards n)")
+    add_shard_args(p)
+    p.add_argument("--batch-size", type=int, default=8, help="pages per generate() call (GPU batch)")
+    p.add_argument("--group", type=int, default=16, help="nougat-cli: PDFs per nougat process")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="default bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--dpi", type=int, default=DEFAULT_DPI, help="page rendering resolution")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the decoder's limit (4095)")
+    p.add_argument("--no-skipping", action="store_true", help="disable the repetition early stop/markers")
+    p.add_argument("--repetition-window", type=int, default=WINDOW)
+    p.add_argument("--repetition-short-window", type=int, default=SHORT_WINDOW)
+    p.add_argument("--repetition-threshold", type=float, default=THRESHOLD)
+    p.add_argument("--workers", type=int, default=1, help="PDF rendering processes (0: in-process, no timeout)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per PDF (loading/rendering; nougat-cli: "
+                                                               "per PDF of a group)")
+    p.add_argument("--recycle", type=int, default=200, help="restart a rendering worker after this many PDFs")
+    p.add_argument("--pdf-dir", help="where PDFs are when download_pdf has no record (default ROOT/pdf)")
+    p.add_argument("--nougat-bin", default=None, help="nougat executable (default $ASTROLLAMA_NOUGAT_BIN or nougat)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cli_ocr)
+
+    g = sub.add_parser("make-pdfs", help="render paper JSON files into small PDFs (raw inputs, fixtures)")
+    g.add_argument("--papers", required=True, help="directory of paper JSON files")
+    g.add_argument("--out", required=True, help="output directory (<namespaced id>.pdf)")
+    g.set_defaults(func=_cli_make_pdfs)
+
+
+def _cli_ocr(args: argparse.Namespace) -> int:
+    if args.shard is not None:
+        args.shard_index, args.num_shards = args.shard
+    try:
+        backend = make_backend(args.backend, args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"astrollama data ocr: {exc}", file=sys.stderr)
+        return 2
+    stats = run_ocr(args.root, backend, shard_index=args.shard_index, num_shards=args.num_shards,
+                    retry_failed=args.retry_failed, force=args.force, workers=args.workers,
+                    timeout=args.timeout, recycle=args.recycle, pdf_dir=args.pdf_dir,
+                    progress=not args.no_progress)
+    print(stats.line())
+    return 0
+
+
+def _cli_make_pdfs(args: argparse.Namespace) -> int:
+    from astrollama.data.pdfgen import PaperError, make_pdfs
+
+    try:
+        paths = make_pdfs(args.papers, args.out)
+    except PaperError as exc:
+        print(f"astrollama data make-pdfs: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(paths)} PDFs in {args.out}")
+    return 0
+

@@ -1,0 +1,300 @@
+"""Render the project's own paper texts into small, real PDFs (raw inputs for OCR and fixtures).
+
+A paper is a JSON file (``data/demo/papers/*.json``)::
+
+    {"id": "demo/0001", "title": ..., "authors": [...], "categories": [...], "published": ...,
+     "abstract": ..., "sections": [{"heading", "text"}], "appendix": [{"heading", "text"}],
+     "acknowledgments": ..., "references": [...]}
+
+Section texts hold paragraphs separated by blank lines; the last section is the conclusion.
+The PDF has the layout of a journal preprint: title, authors, an "Abstract" block, section
+headings (numbered ``1 Introduction`` for most papers, unnumbered for some), acknowledgments,
+references and appendices (after the references for some papers, before them for others), page
+numbers in the footer, 2-4 A4 pages. Numbering and appendix placement are derived from the id,
+so they are stable. The bytes are deterministic: the same paper always gives the same PDF (fixed
+creation date and producer, content-derived file id).
+
+Also here: helpers that make the bad PDFs every OCR backend must survive (corrupt, encrypted,
+zero bytes, zero pages), and ``make_pdfs`` behind ``astrollama data make-pdfs``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astrollama.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+#: Creation date stamped into every generated PDF (so the bytes depend only on the paper).
+FIXED_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+PRODUCER = "astrollama pdfgen"
+#: Body font sizes tried in order until the paper fits in ``MAX_PAGES`` pages.
+BODY_SIZES = (10.5, 10.0, 9.5, 9.0, 8.5, 8.0)
+MIN_PAGES, MAX_PAGES = 2, 4
+REQUIRED = ("id", "title", "authors", "abstract", "sections")
+
+
+class PaperError(ValueError):
+    """A paper JSON file that cannot be rendered (names the file and the field)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Per-paper layout choices, derived from the id (see :func:`layout_for`)."""
+
+    numbered: bool
+    appendix_after_references: bool
+
+
+def namespaced_id(paper_id: str) -> str:
+    """File-name-safe id: ``astro-ph/0601001`` -> ``astro-ph_0601001``, ``demo/0001`` -> ``demo_0001``."""
+    return paper_id.replace("/", "_")
+
+
+def layout_for(paper_id: str) -> Layout:
+    """Stable layout choices: 3 in 4 papers number their sections; 1 in 2 put appendices last."""
+    h = hashlib.sha256(paper_id.encode("utf-8")).digest()
+    return Layout(numbered=h[0] % 4 != 0, appendix_after_references=h[1] % 2 == 0)
+
+
+def load_paper(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one paper JSON file; raise :class:`PaperError` naming file and field."""
+    p = Path(path)
+    try:
+        paper = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PaperError(f"{p}: cannot read paper JSON: {exc}") from exc
+    validate_paper(paper, source=str(p))
+    return paper
+
+
+def validate_paper(paper: Any, source: str = "<paper>") -> None:
+    if not isinstance(paper, dict):
+        raise PaperError(f"{source}: top level must be an object")
+    for field in REQUIRED:
+        if field not in paper:
+            raise PaperError(f"{source}: missing field {field!r}")
+    for field in ("id", "title", "abstract"):
+        if not isinstance(paper[field], str) or not paper[field].strip():
+            raise PaperError(f"{source}: field {field!r} must be a non-empty string")
+    if not isinstance(paper["authors"], list) or not all(isinstance(a, str) for a in paper["authors"]):
+        raise PaperError(f"{source}: field 'authors' must be a list of strings")
+    for field in ("sections", "appendix"):
+        blocks = paper.get(field, [])
+        if not isinstance(blocks, list) or (field == "sections" and not blocks):
+            raise PaperError(f"{source}: field {field!r} must be a {'non-empty ' if field == 'sections' else ''}list")
+        for i, block in enumerate(blocks):
+            if not (isinstance(block, dict) and isinstance(block.get("heading"), str)
+                    and isinstance(block.get("text"), str)):
+                raise PaperError(f"{source}: field {field}[{i}] must have string 'heading' and 'text'")
+    refs = paper.get("references", [])
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise PaperError(f"{source}: field 'references' must be a list of strings")
+    if not isinstance(paper.get("acknowledgments", ""), str):
+        raise PaperError(f"{source}: field 'acknowledgments' must be a string")
+
+
+def _latin1(text: str) -> str:
+    """The PDF core fonts are Latin-1: map a few common typographic characters, replace the rest."""
+    table = {"\u2013": "-", "\u2014": "--", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+             "\u2212": "-", "\u2026": "...", "\u00a0": " "}
+    text = "".join(table.get(c, c) for c in text)
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+
+
+class _PaperPDF:
+    """One rendering pass at a given body font size."""
+
+    def __init__(self, paper: dict[str, Any], body: float, break_before_references: bool) -> None:
+        from fpdf import FPDF
+
+        class _Doc(FPDF):
+            def footer(self) -> None:  # page number, as journals print it
+                self.set_y(-12)
+                self.set_font("Times", size=9)
+                self.cell(0, 5, str(self.page_no()), align="C")
+
+        self.paper = paper
+        self.body = body
+        self.break_before_references = break_before_references
+        self.layout = layout_for(paper["id"])
+        pdf = _Doc(orientation="P", unit="mm", format="A4")
+        pdf.set_margins(20, 18, 20)
+        pdf.set_auto_page_break(auto=True, margin=18)
+        pdf.set_creation_date(FIXED_DATE)
+        pdf.set_producer(PRODUCER)
+        pdf.set_title(_latin1(paper["title"]))
+        pdf.set_author(_latin1(", ".join(paper["authors"])))
+        pdf.set_subject(_latin1(paper["id"]))
+        self.pdf = pdf
+
+    def _heading(self, text: str, size: float) -> None:
+        pdf = self.pdf
+        pdf.ln(1.5)
+        pdf.set_font("Helvetica", style="B", size=size)
+        pdf.multi_cell(0, size * 0.5, _latin1(text), align="L")
+        pdf.ln(1.0)
+
+    def _text(self, text: str, size: float | None = None, style: str = "") -> None:
+        pdf = self.pdf
+        size = size or self.body
+        pdf.set_font("Times", style=style, size=size)
+        for para in _paragraphs(text):
+            pdf.multi_cell(0, size * 0.45, _latin1(para), align="J")
+            pdf.ln(size * 0.25)
+
+    def _appendix(self) -> None:
+        for i, block in enumerate(self.paper.get("appendix", [])):
+            letter = chr(ord("A") + i)
+            self._heading(f"Appendix {letter}: {block['heading']}", self.body + 1.5)
+            self._text(block["text"])
+
+    def _references(self) -> None:
+        refs = self.paper.get("references", [])
+        if not refs:
+            return
+        if self.break_before_references:
+            self.pdf.add_page()
+        self._heading("References", self.body + 1.5)
+        self.pdf.set_font("Times", size=self.body - 1)
+        for ref in refs:
+            self.pdf.multi_cell(0, (self.body - 1) * 0.45, _latin1(" ".join(ref.split())), align="L")
+            self.pdf.ln(self.body * 0.25)
+
+    def render(self) -> bytes:
+        paper, pdf = self.paper, self.pdf
+        pdf.add_page()
+        pdf.set_font("Helvetica", style="B", size=16)
+        pdf.multi_cell(0, 7, _latin1(paper["title"]), align="C")
+        pdf.ln(2)
+        pdf.set_font("Helvetica", size=10)
+        pdf.multi_cell(0, 5, _latin1(", ".join(paper["authors"])), align="C")
+        pdf.ln(4)
+        pdf.set_font("Helvetica", style="B", size=self.body + 1)
+        pdf.cell(0, 6, "Abstract", align="C", new_x="LMARGIN", new_y="NEXT")
+        self._text(paper["abstract"], style="I")
+        pdf.ln(2)
+        for i, section in enumerate(paper["sections"], start=1):
+            title = f"{i} {section['heading']}" if self.layout.numbered else section["heading"]
+            self._heading(title, self.body + 1.5)
+            self._text(section["text"])
+        if paper.get("acknowledgments", "").strip():
+            self._heading("Acknowledgments", self.body + 1.5)
+            self._text(paper["acknowledgments"])
+        if self.layout.appendix_after_references:
+            self._references()
+            self._appendix()
+        else:
+            self._appendix()
+            self._references()
+        return bytes(pdf.output())
+
+
+def render_paper_pdf(paper: dict[str, Any]) -> bytes:
+    """Render one validated paper to PDF bytes (deterministic; 2-4 pages when the text allows)."""
+    validate_paper(paper, source=str(paper.get("id", "<paper>")) if isinstance(paper, dict) else "<paper>")
+    data = b""
+    for size in BODY_SIZES:
+        data = _PaperPDF(paper, size, break_before_references=False).render()
+        pages = count_pages(data)
+        if pages < MIN_PAGES:
+            data = _PaperPDF(paper, size, break_before_references=True).render()
+            break
+        if pages <= MAX_PAGES:
+            break
+    else:
+        log.warning("%s: %d pages even at body size %.1f", paper["id"], count_pages(data), BODY_SIZES[-1])
+    return data
+
+
+def count_pages(data: bytes) -> int:
+    from pypdf import PdfReader
+
+    return len(PdfReader(io.BytesIO(data)).pages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad PDFs (the failure modes OCR must record, never crash on)
+
+
+def corrupt_pdf(good: bytes) -> bytes:
+    """A PDF header and a truncated body followed by garbage: no parser can open it."""
+    cut = good[: max(64, len(good) // 5)]
+    garbage = hashlib.sha256(good).digest() * 8
+    # Drop every trailer/xref keyword so that recovery-by-scanning finds nothing either.
+    cut = cut.replace(b"xref", b"xxxx").replace(b"trailer", b"tttttt").replace(b"obj", b"ojb")
+    return cut + garbage
+
+
+def encrypted_pdf(good: bytes, user_password: str = "secret") -> bytes:
+    """The same document encrypted with a user password (cannot be opened without it)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(good)))
+    writer.encrypt(user_password=user_password, owner_password=user_password + "-owner", algorithm="RC4-128")
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def zero_page_pdf() -> bytes:
+    """A well-formed PDF with no pages (opens fine, renders nothing)."""
+    from pypdf import PdfWriter
+
+    buf = io.BytesIO()
+    PdfWriter().write(buf)
+    return buf.getvalue()
+
+
+def empty_file_pdf() -> bytes:
+    """Zero bytes (an interrupted download)."""
+    return b""
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def iter_paper_files(papers_dir: str | os.PathLike[str]) -> list[Path]:
+    files = sorted(Path(papers_dir).glob("*.json"))
+    if not files:
+        raise PaperError(f"{papers_dir}: no paper JSON files (*.json)")
+    return files
+
+
+def make_pdfs(papers: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+              out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Render every paper JSON (a directory or a list of files) to ``OUT/<namespaced id>.pdf``.
+
+    Idempotent: a PDF whose bytes are already identical is left untouched.
+    """
+    files = iter_paper_files(papers) if isinstance(papers, (str, os.PathLike)) else [Path(p) for p in papers]
+    out = Path(out_dir)
+    written: list[Path] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        paper = load_paper(f)
+        ns = namespaced_id(paper["id"])
+        if ns in seen:
+            raise PaperError(f"{f}: field 'id' {paper['id']!r} collides with {seen[ns]}")
+        seen[ns] = f
+        data = render_paper_pdf(paper)
+        target = out / f"{ns}.pdf"
+        if not (target.is_file() and target.read_bytes() == data):
+            atomic_write_bytes(target, data)
+        log.info("%s -> %s (%d pages, %d bytes)", f.name, target, count_pages(data), len(data))
+        written.append(target)
+    return written

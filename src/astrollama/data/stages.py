@@ -1,0 +1,365 @@
+"""Stage runner: shards for job arrays, per-item failure isolation, completion markers, stats.
+
+Every data stage (download, OCR, AIC, summaries, ...) processes papers the same way::
+
+    runner = StageRunner(manifest, "download_pdf")        # shard from SLURM_ARRAY_TASK_* by default
+    stats = runner.run(fetch_one, ids)                     # fetch_one(paper_id) -> outputs | Outcome
+
+or, for batched work (GPU batches)::
+
+    for pid in runner.select(ids): ...                     # this shard's pending papers
+    runner.ok(pid, outputs={"mmd": path}, pages=12)        # or runner.fail(pid, "timeout")
+    runner.finish()
+
+Guarantees (the same for every stage):
+
+* ``shard_of`` assigns each id to exactly one shard by a hash of the id (not by position), so the
+  assignment is stable when the paper list grows or is reordered;
+* a paper counts as done once it has an ``ok`` or ``failed`` record; a rerun processes only the
+  rest, so after ``kill -9`` the rerun finishes the shard with output identical to an
+  uninterrupted run (outputs are written atomically BEFORE the ``ok`` record, so a kill between
+  the two only means the paper is redone and its file rewritten with the same content);
+* an exception on one paper becomes a ``failed`` record with its reason; the shard goes on;
+* a completion marker ``manifest/done/<stage>/<shard>.json`` (with the shard's stats) is written
+  when every assigned paper is terminal; a rerun with the same assignment is then a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from astrollama.data.manifest import Manifest, ManifestError, StatusRecord
+from astrollama.io import atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(shard_index, num_shards) of this Slurm array task, or (0, 1) outside an array.
+
+    Uses ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_COUNT``, so
+    ``--array=0-N`` and ``--array=1-N`` both work; the array must be contiguous (no ``:step``).
+    ``ASTROLLAMA_SHARD_INDEX`` / ``ASTROLLAMA_NUM_SHARDS`` override (for other schedulers).
+    """
+    env = os.environ if env is None else env
+    if "ASTROLLAMA_NUM_SHARDS" in env:
+        return int(env.get("ASTROLLAMA_SHARD_INDEX", "0")), int(env["ASTROLLAMA_NUM_SHARDS"])
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        return 0, 1
+    task = int(env["SLURM_ARRAY_TASK_ID"])
+    lo = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    count = int(env.get("SLURM_ARRAY_TASK_COUNT", "1"))
+    hi = int(env.get("SLURM_ARRAY_TASK_MAX", str(lo + count - 1)))
+    if hi - lo + 1 != count:
+        raise ValueError(
+            f"SLURM array {lo}-{hi} has {count} tasks: use a contiguous --array=A-B (no step/list) "
+            "so that every shard runs"
+        )
+    return task - lo, count
+
+
+def shard_name(shard_index: int, num_shards: int) -> str:
+    """``'00003-of-00010'``: the file name of a shard's status log and marker."""
+    _check_shard(shard_index, num_shards)
+    return f"{shard_index:05d}-of-{num_shards:05d}"
+
+
+def default_shard() -> str:
+    """This process's shard name (from the Slurm array environment, else ``00000-of-00001``)."""
+    return shard_name(*shard_from_env())
+
+
+def _check_shard(shard_index: int, num_shards: int) -> None:
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard index {shard_index} not in [0, {num_shards})")
+
+
+def shard_key(paper_id: str) -> int:
+    """A stable 64-bit hash of an id (same on every machine and Python run)."""
+    return int.from_bytes(hashlib.sha1(paper_id.encode("utf-8")).digest()[:8], "big")
+
+
+def shard_of(
+    ids: Iterable[str], shard_index: int | None = None, num_shards: int | None = None
+) -> list[str]:
+    """The ids (in input order) that belong to shard ``shard_index`` of ``num_shards``.
+
+    Defaults come from :func:`shard_from_env`. Every id lands in exactly one shard; the
+    assignment depends only on the id, so adding papers never moves existing ones.
+    """
+    if shard_index is None or num_shards is None:
+        env_index, env_count = shard_from_env()
+        shard_index = env_index if shard_index is None else shard_index
+        num_shards = env_count if num_shards is None else num_shards
+    _check_shard(shard_index, num_shards)
+    return [pid for pid in ids if shard_key(pid) % num_shards == shard_index]
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+class SkipItem(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raise inside an item to record it as ``skipped`` (not terminal: retried next run)."""
+
+
+class StageAbort(RuntimeError):  # noqa: N818 - it is a signal, not an error
+    """Raise inside an item to stop the whole shard (e.g. the server blocks us); nothing is recorded
+    for that paper and the exception propagates out of ``StageRunner.run``."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What processing one paper produced; returned by a ``StageRunner.run`` function."""
+
+    status: str = "ok"
+    outputs: dict[str, str | os.PathLike[str]] = dataclasses.field(default_factory=dict)
+    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line failure reason for the manifest: ``'ValueError: not a PDF'``."""
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def write_outputs(files: Mapping[str, tuple[str | os.PathLike[str], bytes | str]]) -> dict[str, Path]:
+    """Write each ``name -> (path, content)`` atomically; returns ``name -> path``.
+
+    Call this BEFORE recording ``ok``: a kill between the two only repeats the work.
+    """
+    out: dict[str, Path] = {}
+    for name, (path, content) in files.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        out[name] = Path(path)
+    return out
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+@dataclasses.dataclass
+class ShardStats:
+    """Counts for one run of one shard of one stage (also stored in the completion marker)."""
+
+    stage: str
+    shard: str
+    assigned: int = 0
+    already_done: int = 0
+    processed: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+
+    def line(self) -> str:
+        rate = self.processed / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.stage}[{self.shard}]: assigned={self.assigned} already_done={self.already_done} "
+            f"processed={self.processed} ok={self.ok} failed={self.failed} skipped={self.skipped} "
+            f"in {self.seconds:.1f}s ({rate:.2f} papers/s){' complete' if self.complete else ''}"
+        )
+
+
+class StageRunner:
+    """Runs one shard of one stage over papers, recording every outcome in the manifest."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        stage: str,
+        *,
+        shard_index: int | None = None,
+        num_shards: int | None = None,
+        retry_failed: bool = False,
+        force: bool = False,
+        progress: bool = True,
+    ):
+        env_index, env_count = shard_from_env()
+        self.shard_index = env_index if shard_index is None else shard_index
+        self.num_shards = env_count if num_shards is None else num_shards
+        self.shard = shard_name(self.shard_index, self.num_shards)
+        self.manifest = manifest
+        self.stage = stage
+        self.retry_failed = retry_failed
+        self.force = force
+        self.progress = progress
+        self.stats = ShardStats(stage=stage, shard=self.shard)
+        self.assigned: list[str] = []
+        self._t0 = time.monotonic()
+
+    @property
+    def marker_path(self) -> Path:
+        return self.manifest.dir / "done" / self.stage / f"{self.shard}.json"
+
+    @staticmethod
+    def _digest(ids: Sequence[str]) -> str:
+        return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+
+    def select(self, ids: Iterable[str] | None = None) -> list[str]:
+        """This shard's papers still to do (``ids`` default: every paper in the manifest).
+
+        Returns ``[]`` when the completion marker matches the current assignment (unless
+        ``force``); with ``force`` or ``retry_failed`` the marker is ignored.
+        """
+        self._t0 = time.monotonic()
+        source = self.manifest.ids() if ids is None else list(ids)
+        self.assigned = shard_of(source, self.shard_index, self.num_shards)
+        self.stats = ShardStats(stage=self.stage, shard=self.shard, assigned=len(self.assigned))
+        marker = self._read_marker()
+        if (
+            marker is not None and not self.force and not self.retry_failed
+            and marker.get("assigned_sha256") == self._digest(self.assigned)
+        ):
+            log.info("%s[%s]: complete (marker %s); nothing to do", self.stage, self.shard, self.marker_path)
+            self.stats.already_done = len(self.assigned)
+            self.stats.complete = True
+            return []
+        if self.force:
+            todo = list(self.assigned)
+        else:
+            todo = self.manifest.pending(self.stage, self.assigned, retry_failed=self.retry_failed)
+        self.stats.already_done = len(self.assigned) - len(todo)
+        log.info("%s[%s]: %d assigned, %d already done, %d to do", self.stage, self.shard,
+                 len(self.assigned), self.stats.already_done, len(todo))
+        return todo
+
+    def _read_marker(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads(self.marker_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, OSError) as exc:
+            log.warning("%s: unreadable completion marker (%s); ignoring it", self.marker_path, exc)
+            return None
+
+    # ---- recording
+    def _count(self, status: str) -> None:
+        self.stats.processed += 1
+        setattr(self.stats, status, getattr(self.stats, status) + 1)
+
+    def ok(self, paper_id: str, outputs: Mapping[str, str | os.PathLike[str]] | None = None, **attrs: Any) -> StatusRecord:
+        """Record success (write the outputs first, atomically: see :func:`write_outputs`)."""
+        rec = self.manifest.record(self.stage, paper_id, "ok", shard=self.shard, outputs=outputs, **attrs)
+        self._count("ok")
+        return rec
+
+    def fail(self, paper_id: str, error: str, **attrs: Any) -> StatusRecord:
+        """Record a failure with its one-line reason (terminal unless ``retry_failed``)."""
+        log.warning("%s[%s]: %s failed: %s", self.stage, self.shard, paper_id, error)
+        rec = self.manifest.record(self.stage, paper_id, "failed", error, shard=self.shard, **attrs)
+        self._count("failed")
+        return rec
+
+    def skip(self, paper_id: str, reason: str, **attrs: Any) -> StatusRecord:
+        """Record a non-terminal skip (e.g. an upstream file is not there yet)."""
+        rec = self.manifest.record(self.stage, paper_id, "skipped", reason, shard=self.shard, **attrs)
+        self._count("skipped")
+        return rec
+
+    def write_ok(
+        self, paper_id: str, files: Mapping[str, tuple[str | os.PathLike[str], bytes | str]], **attrs: Any
+    ) -> StatusRecord:
+        """Write ``name -> (path, content)`` atomically, then record ``ok`` with those outputs."""
+        return self.ok(paper_id, write_outputs(files), **attrs)
+
+    def record_outcome(self, paper_id: str, outcome: Outcome | Mapping[str, Any] | None) -> StatusRecord:
+        if outcome is None:
+            return self.ok(paper_id)
+        if not isinstance(outcome, Outcome):
+            return self.ok(paper_id, outputs=dict(outcome))
+        if outcome.status == "ok":
+            return self.ok(paper_id, outputs=outcome.outputs, **outcome.attrs)
+        if outcome.status == "failed":
+            return self.fail(paper_id, outcome.error or "failed", **outcome.attrs)
+        if outcome.status == "skipped":
+            return self.skip(paper_id, outcome.error or "skipped", **outcome.attrs)
+        raise ManifestError(f"unknown outcome status {outcome.status!r} for {paper_id}")
+
+    @contextlib.contextmanager
+    def isolate(self, paper_id: str) -> Iterator[None]:
+        """Record any exception inside the block as this paper's failure and carry on.
+
+        ``SkipItem`` records ``skipped``; ``StageAbort``, ``KeyboardInterrupt`` and ``SystemExit``
+        propagate.
+        """
+        try:
+            yield
+        except StageAbort:
+            raise
+        except SkipItem as exc:
+            self.skip(paper_id, str(exc) or "skipped")
+        except Exception as exc:
+            self.fail(paper_id, describe_error(exc))
+
+    # ---- driving
+    def run(
+        self,
+        fn: Callable[[str], Outcome | Mapping[str, Any] | None],
+        ids: Iterable[str] | None = None,
+    ) -> ShardStats:
+        """Call ``fn(paper_id)`` for every pending paper of this shard and record the outcome.
+
+        ``fn`` returns an :class:`Outcome`, a mapping of outputs (-> ``ok``) or None (-> ``ok``);
+        it raises :class:`SkipItem` to skip, anything else to fail that paper only.
+        """
+        todo = self.select(ids)
+        for pid in self._progress(todo):
+            with self.isolate(pid):
+                outcome = fn(pid)
+                self.record_outcome(pid, outcome)
+        return self.finish()
+
+    def _progress(self, items: list[str]) -> Iterable[str]:
+        if not self.progress or not items:
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, desc=f"{self.stage}[{self.shard}]", unit="paper", mininterval=2.0)
+
+    def finish(self) -> ShardStats:
+        """Log the shard's stats; write the completion marker if every assigned paper is terminal."""
+        self.stats.seconds = time.monotonic() - self._t0
+        if not self.stats.complete:
+            remaining = self.manifest.pending(self.stage, self.assigned)
+            if not remaining:
+                self.stats.complete = True
+                atomic_write_json(
+                    self.marker_path,
+                    {**dataclasses.asdict(self.stats), "assigned_sha256": self._digest(self.assigned),
+                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                )
+        log.info(self.stats.line())
+        return self.stats
+
+
+def add_shard_args(parser: Any) -> None:
+    """Add ``--shard-index/--num-shards/--retry-failed/--force`` to a stage's CLI parser."""
+    parser.add_argument("--shard-index", type=int, default=None,
+                        help="this shard (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)")
+    parser.add_argument("--num-shards", type=int, default=None,
+                        help="number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)")
+    parser.add_argument("--retry-failed", action="store_true", help="redo papers recorded as failed")
+    parser.add_argument("--force", action="store_true", help="redo every paper of the shard")
+
+
+__all__ = [
+    "shard_from_env", "shard_name", "default_shard", "shard_key", "shard_of", "SkipItem", "StageAbort", "Outcome",
+    "describe_error", "write_outputs", "ShardStats", "StageRunner", "add_shard_args",
+]

@@ -1,0 +1,217 @@
+"""Document embeddings and the spread of their pairwise cosine similarities (AstroLLaMA-1).
+
+Fixed semantics:
+
+* A document's embedding is the mean of the model's LAST-layer hidden states (the decoder output
+  after its final norm, ``model.base_model(...).last_hidden_state``) over its tokens, EXCLUDING the
+  first token when it is BOS (AstroLLaMA-1). Tokenizers that add no BOS (SmolLM2) keep every token.
+  Documents are truncated to ``max_length`` tokens (BOS included); no EOS is appended.
+* The similarity distribution is the set of cosine similarities of all unordered pairs of
+  distinct documents (``n (n - 1) / 2`` values). AstroLLaMA-1 reads a WIDER distribution (lower
+  mean, larger spread) as more discriminative embeddings of astronomy text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from astrollama.io import atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def embed_texts(
+    model, tokenizer, texts: Sequence[str], *, max_length: int = 512, batch_size: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
+    """``[n, hidden]`` float32 embeddings: mean last-layer hidden state without the BOS token."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bos = tokenizer.bos_token_id
+    encoded: list[tuple[list[int], int]] = []  # (ids, first position that is averaged)
+    for i, t in enumerate(texts):
+        ids = tokenizer(t, add_special_tokens=True)["input_ids"][:max_length]
+        skip = 1 if bos is not None and ids and ids[0] == bos else 0
+        if len(ids) <= skip:
+            raise ValueError(f"document {i} has no tokens besides BOS")
+        encoded.append((ids, skip))
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    out = np.zeros((len(encoded), model.config.hidden_size), dtype=np.float32)
+    decoder = model.base_model
+    it = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="embeddings", unit="batch")
+    for start in it:
+        idx = order[start : start + batch_size]
+        width = max(len(encoded[i][0]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        attn = torch.zeros((len(idx), width), dtype=torch.long)
+        keep = torch.zeros((len(idx), width), dtype=torch.float32)
+        for r, i in enumerate(idx):
+            ids, skip = encoded[i]
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            attn[r, : len(ids)] = 1
+            keep[r, skip : len(ids)] = 1.0
+        with torch.no_grad():
+            hidden = decoder(input_ids=input_ids.to(device), attention_mask=attn.to(device)).last_hidden_state
+        hidden = hidden.float().cpu()
+        mean = (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+        out[idx] = mean.numpy()
+    return out
+
+
+def pairwise_cosine(emb: np.ndarray) -> np.ndarray:
+    """Cosine similarities of all unordered pairs of distinct rows (upper triangle, row-major)."""
+    if emb.ndim != 2 or emb.shape[0] < 2:
+        raise ValueError(f"need at least 2 embeddings, got shape {emb.shape}")
+    x = emb.astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    i, j = np.triu_indices(x.shape[0], k=1)
+    return (x @ x.T)[i, j]
+
+
+def similarity_stats(sims: np.ndarray) -> dict:
+    """Summary of a similarity distribution: mean, std, min, max and percentiles."""
+    stats = {
+        "n_pairs": int(sims.size), "mean": float(sims.mean()), "std": float(sims.std()),
+        "min": float(sims.min()), "max": float(sims.max()),
+    }
+    stats.update({f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(sims, PERCENTILES), strict=True)})
+    return stats
+
+
+def plot_similarity_hist(sims: dict[str, np.ndarray], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Overlaid histograms (shared bins, fraction of pairs) of each model's similarity distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo = min(float(s.min()) for s in sims.values())
+    hi = max(float(s.max()) for s in sims.values())
+    pad = max((hi - lo) * 0.05, 1e-3)
+    bins = np.linspace(lo - pad, hi + pad, 41)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for (label, s), color in zip(sims.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False):
+        w = np.full(s.size, 1.0 / s.size)
+        ax.hist(s, bins=bins, weights=w, alpha=0.45, color=color, edgecolor=color,
+                label=f"{label}: mean {s.mean():.3f}, std {s.std():.3f}")
+        ax.axvline(float(s.mean()), color=color, linestyle="--", linewidth=1)
+    n_docs = int(round((1 + np.sqrt(1 + 8 * next(iter(sims.values())).size)) / 2))
+    ax.set_xlabel("cosine similarity between two abstracts (mean last-layer embedding, BOS excluded)")
+    ax.set_ylabel("fraction of pairs")
+    ax.set_title(title or f"Pairwise similarity of {n_docs} held-out abstracts (wider = more discriminative)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def unique_labels(labels: Sequence[str]) -> list[str]:
+    """Labels made unique by appending ``-2``, ``-3`` ... to repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append(lab if seen[lab] == 1 else f"{lab}-{seen[lab]}")
+    return out
+
+
+def compare_embeddings(
+    models: Sequence[tuple[str, str | os.PathLike[str]]], data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str], *, max_docs: int | None = None, max_length: int = 512,
+    batch_size: int = 8, base: str | None = None, dtype: str = "float32", device: str | None = None,
+    loaded: dict[str, tuple] | None = None,
+) -> dict:
+    """Embed the same documents with each ``(label, model_dir)``; write stats and a histogram.
+
+    Writes ``out_dir/similarity.json`` (per-model summary statistics + settings) and
+    ``out_dir/similarity.png``. ``loaded`` maps a label to an already loaded ``(model, tokenizer)``.
+    """
+    from astrollama.evaluation.common import EvalInputError, load_causal_lm, load_texts
+    from astrollama.evaluation.perplexity import library_versions
+
+    texts = load_texts(data, max_docs=max_docs)
+    if len(texts) < 2:
+        raise EvalInputError(f"{data}: need at least 2 documents for pairwise similarities")
+    out = Path(out_dir)
+    sims: dict[str, np.ndarray] = {}
+    per_model: dict[str, dict] = {}
+    for label, model_dir in models:
+        model, tok = (loaded or {}).get(label) or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
+        emb = embed_texts(model, tok, texts, max_length=max_length, batch_size=batch_size, progress=True)
+        sims[label] = pairwise_cosine(emb)
+        bos_excluded = tok.bos_token_id is not None and tok(texts[0])["input_ids"][0] == tok.bos_token_id
+        per_model[label] = {"model": str(model_dir), "hidden_size": int(emb.shape[1]),
+                            "bos_excluded": bool(bos_excluded), **similarity_stats(sims[label])}
+        log.info("embeddings %s: mean cosine %.4f, std %.4f over %d pairs", label,
+                 per_model[label]["mean"], per_model[label]["std"], sims[label].size)
+    png = plot_similarity_hist(sims, out / "similarity.png")
+    report = {
+        "metric": "pairwise_cosine_similarity",
+        "data": str(data), "n_documents": len(texts),
+        "models": per_model,
+        "settings": {"pooling": "mean of last-layer hidden states, BOS excluded", "max_length": max_length,
+                     "batch_size": batch_size, "max_docs": max_docs, "dtype": dtype},
+        "versions": library_versions(),
+        "plot": png.name,
+    }
+    atomic_write_json(out / "similarity.json", report)
+    return report
+
+
+def _label_from_path(path: str) -> str:
+    name = Path(path).name or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def register(subparsers) -> None:
+    """``astrollama eval embed``: similarity distributions of two (or more) models, one histogram."""
+    p = subparsers.add_parser(
+        "embed", help="pairwise cosine similarity of abstract embeddings, histogram comparing models",
+        description="Mean last-layer embeddings (BOS excluded) of held-out documents for each model; "
+        "writes OUT/similarity.json (mean, std, percentiles) and OUT/similarity.png.",
+    )
+    p.add_argument("--model", action="append", required=True, help="checkpoint directory (repeat: base, trained)")
+    p.add_argument("--label", action="append", default=None, help="display label per --model (same order)")
+    p.add_argument("--base", default=None, help="base model directory for LoRA adapter checkpoints")
+    p.add_argument("--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)")
+    p.add_argument("--max-docs", type=int, default=200, help="first N documents (pairs grow as N^2; default 200)")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from astrollama.evaluation.common import EvalInputError
+
+    labels = args.label or [_label_from_path(m) for m in args.model]
+    if len(labels) != len(args.model):
+        raise EvalInputError(f"--label given {len(labels)} times for {len(args.model)} --model")
+    rep = compare_embeddings(
+        list(zip(unique_labels(labels), args.model, strict=True)), args.data, args.out,
+        max_docs=args.max_docs, max_length=args.max_length, batch_size=args.batch_size, base=args.base,
+        dtype=args.dtype, device=args.device,
+    )
+    for label, m in rep["models"].items():
+        print(f"{label}: mean {m['mean']:.4f} std {m['std']:.4f} p5 {m['p5']:.4f} p95 {m['p95']:.4f}")
+    print(f"-> {Path(args.out) / 'similarity.png'}")
+    return 0

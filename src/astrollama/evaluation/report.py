@@ -1,0 +1,540 @@
+"""The reproduction report: published numbers (with citations) beside ours (with intervals).
+
+Two steps, two commands:
+
+* ``astrollama eval model`` (:mod:`astrollama.evaluation.suite`): every per-model metric of one
+  checkpoint into a RESULTS directory::
+
+      RESULTS/meta.json          label, model, role (base | trained), recipe / paper_model, scale
+      RESULTS/mcq/               scores.json, predictions.jsonl, submission.csv (astrollama.evaluation.mcq)
+      RESULTS/ppl.json           held-out perplexity with a document-bootstrap interval
+      RESULTS/completion.json    a seeded completion of eval/prompts/completion.txt
+
+  ``meta.json`` is written last: a RESULTS directory without it is incomplete.
+
+* ``astrollama eval report --results R1 R2 ... [--embed DIR] --out OUT``: ``OUT/report.md``,
+  ``OUT/report.json``, ``OUT/table.csv`` and ``OUT/report.png`` (published vs reproduced bars with
+  95% error bars). Published numbers come only from :mod:`astrollama.paper`; which published row a
+  model sits beside is ``meta.paper_model`` (a row of ``MCQ_SCORES``) or, from ``meta.recipe`` (or
+  ``--recipe``) and the role, the trained/base row of ``RECIPE_SCORES``. A ``scale: toy`` model
+  (SmolLM2 at laptop scale) is labelled as not comparable in absolute terms: the comparable
+  quantity is the change from base to trained, reported with a paired bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrollama import paper
+from astrollama.io import atomic_path, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+ROLES = ("base", "trained")
+SCALES = ("toy", "paper")
+TABLE_FIELDS = ("label", "role", "model", "mcq_accuracy", "mcq_ci_low", "mcq_ci_high", "mcq_n",
+                "published_model", "published_mcq", "published_mcq_source", "perplexity", "ppl_ci_low",
+                "ppl_ci_high", "published_perplexity", "published_perplexity_source")
+# The only published perplexities: AstroLLaMA-1 (abstracts recipe), base LLaMA-2-7B and trained.
+PPL_RECIPE = "astrollama-2-7b-base_abstract"
+PPL_ROWS = {"base": ("LLaMA-2-7B", "perplexity_base"), "trained": ("AstroLLaMA-1", "perplexity_astrollama")}
+
+
+def check_meta(*, role: str, recipe: str | None, paper_model: str | None, scale: str, where: str) -> None:
+    from astrollama.evaluation.common import EvalInputError
+
+    if role not in ROLES:
+        raise EvalInputError(f"{where}: field 'role' is {role!r}, expected one of {ROLES}")
+    if scale not in SCALES:
+        raise EvalInputError(f"{where}: field 'scale' is {scale!r}, expected one of {SCALES}")
+    if recipe is not None and recipe not in paper.RECIPE_SCORES and recipe != PPL_RECIPE:
+        raise EvalInputError(f"{where}: field 'recipe' is {recipe!r}, expected one of "
+                             f"{sorted([*paper.RECIPE_SCORES, PPL_RECIPE])}")
+    if paper_model is not None and paper_model not in paper.MCQ_SCORES:
+        raise EvalInputError(f"{where}: field 'paper_model' is {paper_model!r}, not a row of "
+                             "astrollama.paper.MCQ_SCORES")
+
+
+# ------------------------------------------------------------------------------------------------
+# reading RESULTS directories
+
+
+@dataclass
+class ModelResults:
+    dir: Path
+    meta: dict[str, Any]
+    mcq: dict[str, Any] | None = None
+    correct_by_id: dict[str, bool] = field(default_factory=dict)
+    ppl: dict[str, Any] | None = None
+    completion: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.meta["label"]
+
+    @property
+    def role(self) -> str:
+        return self.meta["role"]
+
+
+def _read_json(path: Path) -> dict:
+    from astrollama.evaluation.common import EvalInputError
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EvalInputError(f"{path}: invalid JSON ({e.msg})") from e
+    if not isinstance(obj, dict):
+        raise EvalInputError(f"{path}: expected a JSON object")
+    return obj
+
+
+def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> ModelResults:
+    """Read one RESULTS directory (``meta.json`` required; every metric optional)."""
+    from astrollama.evaluation.common import EvalInputError
+
+    d = Path(path)
+    if not (d / "meta.json").is_file():
+        raise EvalInputError(f"{d}: no meta.json (not a results directory, or its evaluation did not finish)")
+    meta = _read_json(d / "meta.json")
+    for k in ("label", "role"):
+        if not isinstance(meta.get(k), str):
+            raise EvalInputError(f"{d / 'meta.json'}: field {k!r} is missing")
+    meta.setdefault("scale", "paper")
+    if recipe:
+        meta["recipe"] = recipe
+    check_meta(role=meta["role"], recipe=meta.get("recipe"), paper_model=meta.get("paper_model"),
+                scale=meta["scale"], where=str(d / "meta.json"))
+    r = ModelResults(d, meta)
+    if (d / "mcq" / "scores.json").is_file():
+        r.mcq = _read_json(d / "mcq" / "scores.json")
+        preds = d / "mcq" / "predictions.jsonl"
+        if preds.is_file():
+            for i, line in enumerate(preds.read_text(encoding="utf-8").splitlines(), 1):
+                row = json.loads(line)
+                if "is_correct" in row:
+                    r.correct_by_id[str(row["id"])] = bool(row["is_correct"])
+                elif r.mcq.get("accuracy") is not None:
+                    raise EvalInputError(f"{preds}: line {i}: field 'is_correct' is missing")
+    if (d / "ppl.json").is_file():
+        r.ppl = _read_json(d / "ppl.json")
+    if (d / "completion.json").is_file():
+        r.completion = _read_json(d / "completion.json")
+    return r
+
+
+# ------------------------------------------------------------------------------------------------
+# published numbers
+
+
+def _ref(pub: paper.Published) -> dict[str, Any]:
+    return {"value": pub.value, "source": pub.source, "citation": pub.cite(), "verified": pub.verified,
+            "note": pub.note}
+
+
+def published_mcq(meta: dict) -> tuple[str, paper.Published] | None:
+    """The published MCQ row a model sits beside: its ``paper_model`` or its recipe's row for its role."""
+    if meta.get("paper_model"):
+        return meta["paper_model"], paper.MCQ_SCORES[meta["paper_model"]]
+    rec = meta.get("recipe")
+    if rec in paper.RECIPE_SCORES:
+        name = paper.RECIPE_SCORES[rec][0 if meta["role"] == "trained" else 1]
+        return name, paper.MCQ_SCORES[name]
+    return None
+
+
+def published_ppl(meta: dict) -> tuple[str, paper.Published] | None:
+    """AstroLLaMA-1's held-out perplexity for the abstracts recipe (the only one published)."""
+    if meta.get("recipe") != PPL_RECIPE:
+        return None
+    name, key = PPL_ROWS[meta["role"]]
+    return name, paper.ASTROLLAMA1[key]
+
+
+def reference_table() -> list[dict[str, Any]]:
+    """Every recipe's published base -> trained MCQ scores (paper scale), from astrollama.paper."""
+    rows = []
+    for rec, (trained, base) in paper.RECIPE_SCORES.items():
+        b, t = paper.MCQ_SCORES[base], paper.MCQ_SCORES[trained]
+        rows.append({"recipe": rec, "base_model": base, "base": _ref(b), "trained_model": trained,
+                     "trained": _ref(t), "delta": round(t.value - b.value, 2)})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+
+
+def paired_delta_ci(base: dict[str, bool], trained: dict[str, bool], *, n_resamples: int = 10_000,
+                    seed: int = 0) -> tuple[float, float, float, int]:
+    """Accuracy difference (trained - base) on the questions both answered, with a paired
+    percentile bootstrap 95% interval (questions resampled). Returns (delta, low, high, n)."""
+    ids = sorted(set(base) & set(trained))
+    if not ids:
+        raise ValueError("no common question ids between the two prediction files")
+    diff = np.array([float(trained[i]) - float(base[i]) for i in ids])
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(n_resamples, diff.size))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi), len(ids)
+
+
+def _row(r: ModelResults) -> dict[str, Any]:
+    pm, pp = published_mcq(r.meta), published_ppl(r.meta)
+    mcq_ci = (r.mcq or {}).get("ci95") or [None, None]
+    ppl_ci = (r.ppl or {}).get("ci95") or [None, None]
+    return {
+        "label": r.label, "role": r.role, "model": r.meta.get("model"), "scale": r.meta["scale"],
+        "mcq_accuracy": (r.mcq or {}).get("accuracy"), "mcq_ci_low": mcq_ci[0], "mcq_ci_high": mcq_ci[1],
+        "mcq_n": (r.mcq or {}).get("n"),
+        "published_model": pm[0] if pm else None, "published_mcq": pm[1].value if pm else None,
+        "published_mcq_source": pm[1].source if pm else None,
+        "perplexity": (r.ppl or {}).get("perplexity"), "ppl_ci_low": ppl_ci[0], "ppl_ci_high": ppl_ci[1],
+        "published_perplexity": pp[1].value if pp else None,
+        "published_perplexity_source": pp[1].source if pp else None,
+        "published_perplexity_model": pp[0] if pp else None,
+    }
+
+
+def _changes(results: list[ModelResults]) -> list[dict[str, Any]]:
+    """Base -> trained changes, ours (paired interval) beside the published ones."""
+    bases = [r for r in results if r.role == "base"]
+    if len(bases) != 1:
+        return []
+    b = bases[0]
+    out = []
+    for t in (r for r in results if r.role == "trained"):
+        ch: dict[str, Any] = {"base": b.label, "trained": t.label}
+        if b.correct_by_id and t.correct_by_id:
+            d, lo, hi, n = paired_delta_ci(b.correct_by_id, t.correct_by_id)
+            ch["mcq_delta"] = {"value": 100 * d, "ci95": [100 * lo, 100 * hi], "n": n, "unit": "points"}
+        rec = t.meta.get("recipe")
+        if rec in paper.RECIPE_SCORES:
+            trained, base = paper.RECIPE_SCORES[rec]
+            ch["published_mcq_delta"] = {
+                "recipe": rec, "base_model": base, "trained_model": trained,
+                "value": round(paper.MCQ_SCORES[trained].value - paper.MCQ_SCORES[base].value, 2),
+                "base": _ref(paper.MCQ_SCORES[base]), "trained": _ref(paper.MCQ_SCORES[trained]),
+            }
+        if b.ppl and t.ppl:
+            ch["ppl_change"] = {"base": b.ppl["perplexity"], "trained": t.ppl["perplexity"],
+                                "relative": t.ppl["perplexity"] / b.ppl["perplexity"] - 1}
+        ch["published_ppl_change"] = {
+            "relative": -paper.ASTROLLAMA1["perplexity_reduction"].value,
+            "reduction": _ref(paper.ASTROLLAMA1["perplexity_reduction"]),
+            "base": _ref(paper.ASTROLLAMA1["perplexity_base"]),
+            "trained": _ref(paper.ASTROLLAMA1["perplexity_astrollama"]),
+        }
+        out.append(ch)
+    return out
+
+
+def build_report(
+    results_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, recipe: str | None = None,
+    embed_dir: str | os.PathLike[str] | None = None, command: str | None = None,
+) -> Path:
+    """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``."""
+    from astrollama.evaluation.common import EvalInputError
+
+    if not results_dirs:
+        raise EvalInputError("report: no --results directories given")
+    results = [load_results(d, recipe=recipe) for d in results_dirs]
+    labels = [r.label for r in results]
+    if len(set(labels)) != len(labels):
+        raise EvalInputError(f"report: duplicate labels {labels}; give each model its own label")
+    embed = None
+    if embed_dir:
+        ej = Path(embed_dir) / "similarity.json"
+        if not ej.is_file():
+            raise EvalInputError(f"{embed_dir}: no similarity.json (run `astrollama eval embed` first)")
+        embed = _read_json(ej)
+    out = Path(out_dir)
+    rows = [_row(r) for r in results]
+    changes = _changes(results)
+    refs = reference_table()
+    cmd = command or "astrollama eval report --results " + " ".join(str(d) for d in results_dirs)
+    data = {
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": cmd,
+        "models": rows, "changes": changes, "reference": refs,
+        "astrollama1": {k: _ref(v) for k, v in paper.ASTROLLAMA1.items()},
+        "benchmark": {k: _ref(v) for k, v in paper.BENCHMARK.items()},
+        "embeddings": embed,
+        "completions": [{"label": r.label, **r.completion} for r in results if r.completion],
+        "mcq_settings": {r.label: (r.mcq or {}).get("settings") for r in results},
+        "ppl_settings": {r.label: (r.ppl or {}).get("settings") for r in results},
+    }
+    png = plot_report(rows, out / "report.png")
+    if embed and embed.get("plot"):
+        import shutil
+
+        with atomic_path(out / "similarity.png") as tmp:
+            shutil.copyfile(Path(embed_dir) / embed["plot"], tmp)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=TABLE_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "table.csv", buf.getvalue())
+    atomic_write_json(out / "report.json", data)
+    atomic_write_text(out / "report.md", render_markdown(data, results, png.name,
+                                                         "similarity.png" if embed else None))
+    log.info("report -> %s", out / "report.md")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# rendering
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _cite(source: str | None) -> str:
+    return f"[{source}]" if source else ""
+
+
+def _unverified(*refs: dict) -> str:
+    return "" if all(r["verified"] for r in refs) else " (to confirm)"
+
+
+def _mcq_cell(row: dict) -> str:
+    if row["mcq_accuracy"] is None:
+        return "n/a (no key)" if row["mcq_n"] else "not run"
+    return f"**{_pct(row['mcq_accuracy'])}** [{_pct(row['mcq_ci_low'])}, {_pct(row['mcq_ci_high'])}] (n={row['mcq_n']})"
+
+
+def _ppl_cell(row: dict) -> str:
+    if row["perplexity"] is None:
+        return "not run"
+    if row["ppl_ci_low"] is None:
+        return f"**{row['perplexity']:.2f}**"
+    return f"**{row['perplexity']:.2f}** [{row['ppl_ci_low']:.2f}, {row['ppl_ci_high']:.2f}]"
+
+
+def _pub_mcq_cell(row: dict) -> str:
+    if row["published_mcq"] is None:
+        return "-"
+    src = row["published_mcq_source"]
+    flag = "" if paper.MCQ_SCORES[row["published_model"]].verified else " (to confirm)"
+    return f"{row['published_mcq']:.1f} ({row['published_model']}) {_cite(src)}{flag}"
+
+
+def _pub_ppl_cell(row: dict) -> str:
+    if row["published_perplexity"] is None:
+        return "-"
+    return f"{row['published_perplexity']} ({row['published_perplexity_model']}) {_cite(row['published_perplexity_source'])}"
+
+
+def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: str | None) -> str:
+    """The human-readable report (GitHub markdown)."""
+    rows = data["models"]
+    toy = any(r["scale"] == "toy" for r in rows)
+    L: list[str] = ["# AstroLLaMA reproduction report", ""]
+    L += [f"Generated {data['generated']} by `{data['command']}`.", ""]
+    L += ["Our numbers: accuracy in percent on the MCQ file scored (token method, next-token "
+          "probabilities of A-D), with a percentile-bootstrap 95% interval over questions; held-out "
+          "perplexity (token-weighted, BOS never scored) with a 95% interval from resampling "
+          "documents. Published numbers come from `astrollama.paper`, each with its source (see "
+          "References).", ""]
+    if toy:
+        L += ["> **Toy scale.** The `toy` models here are small models trained on a laptop-sized corpus and "
+              "scored on a small question sample. The published column is the PAPER-SCALE reference (7B-70B models, "
+              f"{paper.BENCHMARK['n_questions'].value:,} questions); it is not comparable in absolute "
+              "terms. Compare the direction and size of the change from base to trained.", ""]
+    L += ["## Reproduced beside published", "",
+          "| model | role | scale | MCQ accuracy, ours [95% CI] | MCQ accuracy, published | "
+          "held-out perplexity, ours [95% CI] | perplexity, published |",
+          "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['label']} | {r['role']} | {r['scale']} | {_mcq_cell(r)} | {_pub_mcq_cell(r)} | "
+                 f"{_ppl_cell(r)} | {_pub_ppl_cell(r)} |")
+    L += ["", f"![published vs reproduced]({png})", ""]
+    if data["changes"]:
+        L += ["## Change from continued pre-training", "",
+              "| metric | ours | published (paper scale) |", "|---|---|---|"]
+        for ch in data["changes"]:
+            if "mcq_delta" in ch or "published_mcq_delta" in ch:
+                ours = "-"
+                if "mcq_delta" in ch:
+                    d = ch["mcq_delta"]
+                    ours = (f"{ch['base']} -> {ch['trained']}: **{d['value']:+.1f}** points "
+                            f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] (paired bootstrap, n={d['n']})")
+                pub = "-"
+                if "published_mcq_delta" in ch:
+                    p = ch["published_mcq_delta"]
+                    pub = (f"{p['base_model']} {p['base']['value']} {_cite(p['base']['source'])} -> "
+                           f"{p['trained_model']} {p['trained']['value']} {_cite(p['trained']['source'])}: "
+                           f"{p['value']:+.1f} points{_unverified(p['base'], p['trained'])}")
+                L.append(f"| MCQ accuracy | {ours} | {pub} |")
+            pc = ch["published_ppl_change"]
+            ours = "-"
+            if "ppl_change" in ch:
+                c = ch["ppl_change"]
+                ours = f"{c['base']:.2f} -> {c['trained']:.2f}: **{100 * c['relative']:+.1f}%**"
+            pub = (f"LLaMA-2-7B {pc['base']['value']} -> AstroLLaMA-1 {pc['trained']['value']} "
+                   f"{_cite(pc['base']['source'])}{_unverified(pc['base'], pc['trained'])}; "
+                   f"\"~{100 * pc['reduction']['value']:.0f}% lower\" {_cite(pc['reduction']['source'])}"
+                   f"{_unverified(pc['reduction'])}")
+            L.append(f"| held-out perplexity | {ours} | {pub} |")
+        L.append("")
+    L += ["## Paper-scale reference (published; not comparable in absolute terms with a toy run)", "",
+          "AstroMLab-1 benchmark accuracy (%), token method for base models.", "",
+          "| recipe | base model | base | trained model | trained | change |", "|---|---|---|---|---|---|"]
+    for ref in data["reference"]:
+        L.append(f"| `{ref['recipe']}` | {ref['base_model']} | {ref['base']['value']} {_cite(ref['base']['source'])}"
+                 f"{_unverified(ref['base'])} | {ref['trained_model']} | "
+                 f"{ref['trained']['value']} {_cite(ref['trained']['source'])}{_unverified(ref['trained'])} | "
+                 f"{ref['delta']:+.1f} |")
+    a1 = data["astrollama1"]
+    L += ["", "AstroLLaMA-1 (LLaMA-2-7B + LoRA on astro-ph abstracts):", "",
+          f"- held-out perplexity: LLaMA-2-7B {a1['perplexity_base']['value']} -> AstroLLaMA-1 "
+          f"{a1['perplexity_astrollama']['value']} {_cite(a1['perplexity_base']['source'])}"
+          f"{_unverified(a1['perplexity_base'], a1['perplexity_astrollama'])}; "
+          f"\"~{100 * a1['perplexity_reduction']['value']:.0f}% lower\" {_cite(a1['perplexity_reduction']['source'])}"
+          f"{_unverified(a1['perplexity_reduction'])}",
+          f"- MMLU astronomy (lm-eval, 0-shot): LLaMA-2-7B {a1['mmlu_astronomy_llama2_7b']['value']} -> "
+          f"AstroLLaMA-1 {a1['mmlu_astronomy_astrollama']['value']} {_cite(a1['mmlu_astronomy_astrollama']['source'])}"
+          f"{_unverified(a1['mmlu_astronomy_llama2_7b'], a1['mmlu_astronomy_astrollama'])}", ""]
+    emb = data["embeddings"]
+    if emb:
+        L += ["## Embedding similarity", "",
+              f"Pairwise cosine similarity of mean last-layer embeddings (BOS excluded) over "
+              f"{emb['n_documents']} held-out documents ({next(iter(emb['models'].values()))['n_pairs']} pairs). "
+              "A wider, lower distribution separates abstracts better (AstroLLaMA-1's reading).", "",
+              "| model | mean | std | p5 | p50 | p95 |", "|---|---|---|---|---|---|"]
+        for label, m in emb["models"].items():
+            L.append(f"| {label} | {m['mean']:.4f} | {m['std']:.4f} | {m['p5']:.4f} | {m['p50']:.4f} | {m['p95']:.4f} |")
+        L += ["", f"![similarity histogram]({sim_png})", ""]
+    if data["completions"]:
+        c0 = data["completions"][0]
+        s = c0["settings"]
+        L += ["## Completions", "",
+              f"Prompt (seed {s['seed']}, temperature {s['temperature']}, top-p {s['top_p']}, "
+              f"{s['max_new_tokens']} new tokens at most):", "", f"> {c0['prompt']}", ""]
+        for c in data["completions"]:
+            text = c["completion"].strip().replace("\n", " ")
+            L += [f"**{c['label']}**: ...{text}", ""]
+    L += ["## Settings", ""]
+    for r in results:
+        ms = (r.mcq or {}).get("settings") or {}
+        ps = (r.ppl or {}).get("settings") or {}
+        L.append(f"- **{r.label}** ({r.meta.get('model')}): MCQ template `{_template_name(ms)}`, dtype "
+                 f"{ms.get('dtype', 'n/a')}, batch {ms.get('batch_size', 'n/a')}; perplexity block "
+                 f"{ps.get('block_size', 'n/a')}, stride {ps.get('stride', 'n/a')}, "
+                 f"{(r.ppl or {}).get('n_tokens', 'n/a')} tokens / {(r.ppl or {}).get('n_documents', 'n/a')} docs")
+    L += ["", "## References", ""]
+    used = sorted({s for r in rows for s in (r["published_mcq_source"], r["published_perplexity_source"]) if s}
+                  | {x[k]["source"] for x in data["reference"] for k in ("base", "trained")}
+                  | {v["source"] for v in data["astrollama1"].values()})
+    for key in used:
+        src = paper.SOURCES[key]
+        L.append(f"- [{key}] {src.title}. {src.url}")
+    return "\n".join(L) + "\n"
+
+
+def _template_name(settings: dict) -> str:
+    t = settings.get("template")
+    if isinstance(t, dict):
+        return Path(str(t.get("path") or t.get("name") or "?")).name
+    return Path(str(t)).name if t else "n/a"
+
+
+def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
+    """Published vs reproduced bars: MCQ accuracy (left) and held-out perplexity (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120)
+    x = np.arange(len(rows))
+    w = 0.38
+
+    def bars(ax, ours, lo, hi, pub, pub_names, ylabel, title, chance=None):
+        ours_v = [np.nan if v is None else v for v in ours]
+        err = np.array([[0 if v is None or lo_ is None else v - lo_ for v, lo_ in zip(ours, lo, strict=True)],
+                        [0 if v is None or hi_ is None else hi_ - v for v, hi_ in zip(ours, hi, strict=True)]])
+        ax.bar(x - w / 2, [np.nan if v is None else v for v in pub], w, color="lightgray", edgecolor="black",
+               hatch="//", label="published (paper scale)")
+        ax.bar(x + w / 2, ours_v, w, yerr=err, capsize=4, color="tab:blue", label="reproduced (ours, 95% CI)")
+        for i, (p, name) in enumerate(zip(pub, pub_names, strict=True)):
+            if p is not None:
+                ax.annotate(f"{name}\n{p:g}", (x[i] - w / 2, p), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 2), textcoords="offset points")
+            elif any(v is not None for v in pub):
+                ax.annotate("n/a", (x[i] - w / 2, 0), ha="center", va="bottom", fontsize=7,
+                            color="gray", xytext=(0, 2), textcoords="offset points")
+        for i, v in enumerate(ours):
+            if v is not None:
+                ax.annotate(f"{v:.1f}", (x[i] + w / 2, v), ha="left", va="bottom", fontsize=8,
+                            xytext=(3, 2), textcoords="offset points")
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance}%)")
+        ax.set_xticks(x, [f"{r['label']}\n({r['role']}, {r['scale']})" for r in rows], fontsize=8)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+
+    pct = [None if r["mcq_accuracy"] is None else 100 * r["mcq_accuracy"] for r in rows]
+    bars(ax1, pct, [None if r["mcq_ci_low"] is None else 100 * r["mcq_ci_low"] for r in rows],
+         [None if r["mcq_ci_high"] is None else 100 * r["mcq_ci_high"] for r in rows],
+         [r["published_mcq"] for r in rows], [r["published_model"] for r in rows],
+         "accuracy (%)", "Astronomy MCQ accuracy", chance=25)
+    ax1.set_ylim(0, 105)
+    bars(ax2, [r["perplexity"] for r in rows], [r["ppl_ci_low"] for r in rows], [r["ppl_ci_high"] for r in rows],
+         [r["published_perplexity"] for r in rows], [r["published_perplexity_model"] for r in rows],
+         "perplexity (lower is better)", "Held-out perplexity")
+    if all(r["published_perplexity"] is None for r in rows):
+        a1 = paper.ASTROLLAMA1
+        ax2.text(0.5, 0.97, f"published reference (AstroLLaMA-1, 7B): {a1['perplexity_base'].value} -> "
+                 f"{a1['perplexity_astrollama'].value}, ~{100 * a1['perplexity_reduction'].value:.0f}% lower",
+                 transform=ax2.transAxes, ha="center", va="top", fontsize=7, color="dimgray")
+        ax2.set_ylim(0, 1.15 * max((r["ppl_ci_high"] or r["perplexity"] or 0) for r in rows) or 1)
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    if any(r["scale"] == "toy" for r in rows):
+        fig.suptitle("Published numbers are paper-scale references (7B-70B models); toy models are not "
+                     "comparable in absolute terms", fontsize=9, color="dimgray")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+
+
+def register(subparsers) -> None:
+    """``astrollama eval report``: the reproduction table from RESULTS directories."""
+    p = subparsers.add_parser(
+        "report", help="published vs reproduced table + bar chart from RESULTS directories",
+        description="Build OUT/report.md, report.json, table.csv and report.png from the RESULTS "
+        "directories written by `astrollama eval model`.",
+    )
+    p.add_argument("--results", nargs="+", required=True, help="RESULTS directories (one per model)")
+    p.add_argument("--embed", default=None, help="output directory of `astrollama eval embed`")
+    p.add_argument("--recipe", default=None,
+                   help="recipe the trained models reproduce (overrides meta.json), e.g. astrollama-3-8b-base_aic")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    cmd = "astrollama eval report --results " + " ".join(args.results) + (f" --embed {args.embed}" if args.embed else "") \
+        + (f" --recipe {args.recipe}" if args.recipe else "") + f" --out {args.out}"
+    out = build_report(args.results, args.out, recipe=args.recipe, embed_dir=args.embed, command=cmd)
+    print((out / "report.md").read_text())
+    return 0

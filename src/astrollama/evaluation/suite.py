@@ -1,0 +1,104 @@
+"""One checkpoint, every per-model metric, one load: a RESULTS directory for the report.
+
+``astrollama eval model --model DIR --label L --role base|trained ... --out RESULTS`` writes::
+
+    RESULTS/mcq/               scores.json, predictions.jsonl, submission.csv (astrollama.evaluation.mcq)
+    RESULTS/ppl.json           held-out perplexity with a document-bootstrap interval
+    RESULTS/completion.json    a seeded completion of eval/prompts/completion.txt
+    RESULTS/meta.json          label, model, role, recipe / paper_model, scale (written LAST)
+
+A RESULTS directory without ``meta.json`` is incomplete; ``astrollama eval report`` refuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from astrollama.evaluation.report import ROLES, SCALES, check_meta
+from astrollama.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, label: str, role: str,
+    questions: str | os.PathLike[str], heldout: str | os.PathLike[str], key: str | os.PathLike[str] | None = None,
+    recipe: str | None = None, paper_model: str | None = None, scale: str = "paper", base: str | None = None,
+    block_size: int = 512, stride: int | None = None, max_docs: int | None = None, batch_size: int = 8,
+    prompt: str | None = None, prompt_file: str | None = None, seed: int = 0, max_new_tokens: int = 64,
+    dtype: str = "float32", device: str | None = None, model_and_tokenizer: tuple | None = None,
+) -> Path:
+    """MCQ, perplexity and a completion of one checkpoint (loaded once) into ``out_dir``.
+
+    ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds with it).
+    """
+    from astrollama.evaluation.common import load_causal_lm, load_texts
+    from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
+    from astrollama.evaluation.mcq import load_questions, score_mcq
+    from astrollama.evaluation.perplexity import perplexity_report
+
+    check_meta(role=role, recipe=recipe, paper_model=paper_model, scale=scale, where="evaluate_model")
+    qs = load_questions(questions, key_path=key)
+    load_texts(heldout, max_docs=max_docs)  # bad data fails before the model loads
+    if prompt is None:
+        prompt_file = str(prompt_file or bundled_prompt_file())
+        prompt = read_prompt(prompt_file)
+    out = Path(out_dir)
+    (out / "meta.json").unlink(missing_ok=True)  # incomplete until rewritten last
+    model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
+    t0 = time.perf_counter()
+    res = score_mcq(model, qs, tokenizer=tok, method="token", batch_size=batch_size, dtype=dtype,
+                    device=device, progress=True)
+    res.write(out / "mcq")
+    perplexity_report(model_dir, heldout, block_size=block_size, stride=stride, batch_size=batch_size,
+                      max_docs=max_docs, out=out / "ppl.json", model_and_tokenizer=(model, tok))
+    completion_report(model_dir, prompt=prompt, prompt_file=prompt_file, seed=seed,
+                      max_new_tokens=max_new_tokens, out=out / "completion.json", model_and_tokenizer=(model, tok))
+    meta = {"label": label, "model": str(model_dir), "role": role, "recipe": recipe, "paper_model": paper_model,
+            "scale": scale, "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_json(out / "meta.json", meta)
+    log.info("%s (%s): results in %s", label, role, out)
+    return out
+
+
+def register(subparsers) -> None:
+    """``astrollama eval model``: MCQ + perplexity + completion of one checkpoint -> RESULTS dir."""
+    p = subparsers.add_parser(
+        "model", help="MCQ, perplexity and a completion of one checkpoint into a RESULTS directory",
+        description="Scores one checkpoint (loaded once) and writes OUT/{mcq/,ppl.json,completion.json,"
+        "meta.json}; `astrollama eval report` reads these directories.",
+    )
+    p.add_argument("--model", required=True, help="checkpoint directory (full model or LoRA adapter)")
+    p.add_argument("--base", default=None, help="base model directory for a LoRA adapter checkpoint")
+    p.add_argument("--label", required=True, help="name of the model in the report")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--recipe", default=None, help="the recipe this model reproduces (astrollama.paper)")
+    p.add_argument("--paper-model", default=None, help="row of astrollama.paper.MCQ_SCORES to compare with")
+    p.add_argument("--scale", default="paper", choices=SCALES, help="toy: not comparable in absolute terms")
+    p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
+    p.add_argument("--key", default=None, help="separate answer key file")
+    p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
+    p.add_argument("--block-size", type=int, default=512)
+    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="completion sampling seed")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="RESULTS directory")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    evaluate_model(
+        args.model, args.out, label=args.label, role=args.role, questions=args.questions, key=args.key,
+        heldout=args.heldout, recipe=args.recipe, paper_model=args.paper_model, scale=args.scale, base=args.base,
+        block_size=args.block_size, stride=args.stride, max_docs=args.max_docs, batch_size=args.batch_size,
+        seed=args.seed, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device,
+    )
+    print(f"-> {args.out}")
+    return 0

@@ -1,0 +1,179 @@
+"""``astrollama train ...``: recipes, dry-run launches, the compute planner.
+
+  astrollama train validate RECIPE|DIR ... [key=value ...]
+  astrollama train launch RECIPE [key=value ...] --nodes N --gpus-per-node G --dry-run
+  astrollama train plan RECIPE [key=value ...] [--tokens N | --dataset DIR] [--mfu 0.4] [--gpu a100-80g]
+  astrollama train run RECIPE [key=value ...]     (one node's share of a run; see slurm/cpt.sh)
+
+Sub-commands live in :data:`COMMANDS` (name -> (help, add_arguments, handler)); adding one is one
+entry. A recipe problem prints one line ``error: <file>: <key>: <problem>`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from astrollama.train.recipe import RecipeError, load_recipe
+
+log = logging.getLogger("astrollama.train")
+
+Handler = Callable[[argparse.Namespace], int]
+AddArgs = Callable[[argparse.ArgumentParser], None]
+
+
+def _split_recipe_args(values: list[str]) -> tuple[list[str], list[str]]:
+    """Positional words: ``key=value`` overrides vs recipe files/directories."""
+    overrides = [v for v in values if "=" in v]
+    return [v for v in values if "=" not in v], overrides
+
+
+def _recipe_files(targets: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for t in targets:
+        p = Path(t)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.yaml") if not f.name.startswith("_"))
+        else:
+            files.append(p)
+    return files
+
+
+# ----------------------------------------------------------------------------------------------
+# validate
+# ----------------------------------------------------------------------------------------------
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="RECIPE|DIR|key=value",
+                   help="recipe files or directories (searched recursively; _*.yaml are bases), then overrides")
+
+
+def _validate(a: argparse.Namespace) -> int:
+    targets, overrides = _split_recipe_args(a.targets)
+    files = _recipe_files(targets)
+    if not files:
+        raise RecipeError(" ".join(targets) or "(none)", "(file)", "no recipe files found")
+    from astrollama.train import deepspeed
+
+    for f in files:
+        r = load_recipe(f, overrides)
+        if r.launch.deepspeed is not None:
+            deepspeed.check(r)
+        lora = f"LoRA r={r.model.lora.r}" if r.model.lora else "full"
+        print(
+            f"ok  {f}: {r.model.name_or_path} {lora}, block {r.data.block_size}, "
+            f"packing {'on' if r.data.packing else 'off'}, global batch {r.batch.global_batch_size}, "
+            f"engine {r.launch.engine}, {r.launch.nodes}x{r.launch.gpus_per_node} GPUs"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# launch (dry-run)
+# ----------------------------------------------------------------------------------------------
+def _add_launch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="number of nodes (default: the Slurm allocation's, else launch.nodes)")
+    p.add_argument("--gpus-per-node", type=int, default=None,
+                   help="training processes per node (default: launch.gpus_per_node)")
+    p.add_argument("--rdzv-port", type=int, default=None, help="default: launch.rdzv_port")
+    p.add_argument("--dry-run", action="store_true", help="print the command for every node; run nothing")
+    p.add_argument("--skip-data-check", action="store_true",
+                   help="do not require data.dataset_path to exist (planning on a machine without the corpus)")
+
+
+def _launch(a: argparse.Namespace) -> int:
+    from astrollama.train.launch import build_launch, slurm_hostnames
+
+    if not a.dry_run:
+        print("astrollama train launch only prints commands (--dry-run); to train run "
+              "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`", file=sys.stderr)
+        return 2
+    recipe = load_recipe(a.recipe, a.overrides)
+    hosts = slurm_hostnames() if a.nodes is None else None
+    if hosts is None:
+        n = a.nodes if a.nodes is not None else recipe.launch.nodes
+        if n < 1:
+            raise RecipeError(a.recipe, "launch.nodes", f"must be >= 1, got {n}")
+        hosts = [f"node{i:03d}" for i in range(1, n + 1)]
+    gpus = a.gpus_per_node if a.gpus_per_node is not None else recipe.launch.gpus_per_node
+    plan = build_launch(recipe, nodes=hosts, gpus_per_node=gpus, rdzv_port=a.rdzv_port,
+                        dry_run=True, check_data=not a.skip_data_check)
+    print(plan.render())
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# plan (compute planner)
+# ----------------------------------------------------------------------------------------------
+def _add_plan(p: argparse.ArgumentParser) -> None:
+    from astrollama.train.planner import GPUS
+
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--tokens", type=float, default=None, help="training tokens per epoch (e.g. 1.7e8)")
+    src.add_argument("--dataset", default=None,
+                     help="LMFlow text_only directory: count tokens with the recipe's tokenizer and packing rule")
+    p.add_argument("--tokenizer", default=None, help="tokenizer to count with (default: the recipe's model)")
+    p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
+    p.add_argument("--gpu", choices=sorted(GPUS), default="a100-80g")
+    p.add_argument("--nodes", type=int, default=None, help="default: launch.nodes")
+    p.add_argument("--gpus-per-node", type=int, default=None, help="default: launch.gpus_per_node")
+
+
+def _plan(a: argparse.Namespace) -> int:
+    from astrollama.train import planner
+
+    recipe = load_recipe(a.recipe, a.overrides)
+    report = planner.plan(
+        recipe, tokens=a.tokens, dataset=a.dataset, tokenizer=a.tokenizer, mfu=a.mfu, gpu=a.gpu,
+        nodes=a.nodes, gpus_per_node=a.gpus_per_node,
+    )
+    print(report.render())
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# run (what each node executes; owned by astrollama.train.run)
+# ----------------------------------------------------------------------------------------------
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from astrollama.train import run
+
+    run.add_arguments(p)
+
+
+def _run(a: argparse.Namespace) -> int:
+    from astrollama.train import run
+
+    return run.main(a)
+
+
+COMMANDS: dict[str, tuple[str, AddArgs, Handler]] = {
+    "validate": ("check recipes (schema, trainer arguments, DeepSpeed config)", _add_validate, _validate),
+    "launch": ("print the torchrun command of every node (--dry-run)", _add_launch, _launch),
+    "plan": ("tokens, steps, FLOPs, GPU-hours, memory per GPU, sbatch --time", _add_plan, _plan),
+    "run": ("train on this node: what slurm/cpt.sh runs on every node (resumes, writes provenance)",
+            _add_run, _run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astrollama train", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, (help_, add_args, _) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_, description=help_))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd][2](args)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,112 @@
+"""DeepSpeed configs: loading, and the check that a config agrees with its recipe.
+
+The configs in ``ds_configs/`` leave batch sizes, accumulation, clipping and precision to the
+Trainer (``"auto"``), which fills them from the flags ``astrollama.train.lmflow`` derives. A config
+that hard-codes any of them must agree with the recipe and the batch plan, or DeepSpeed and the
+Trainer would silently train differently from what the recipe says. Optimizer and scheduler are
+the Trainer's (AdamW + the recipe's ``lr_scheduler_type``): a config that defines its own is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from astrollama.train.batch import BatchPlan
+from astrollama.train.recipe import Recipe, RecipeError
+
+__all__ = ["check", "load_config", "offloads_optimizer", "recipe_precision", "zero_stage"]
+
+KEY = "launch.deepspeed"
+
+
+def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The JSON config named by ``launch.deepspeed`` (or ``path``); one-line errors name the recipe."""
+    p = Path(path) if path is not None else recipe.launch.deepspeed
+    if p is None:
+        raise RecipeError(recipe.path, KEY, "not set")
+    if not p.is_file():
+        raise RecipeError(recipe.path, KEY, f"DeepSpeed config not found: {p}")
+    try:
+        config = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RecipeError(recipe.path, KEY, f"{p} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise RecipeError(recipe.path, KEY, f"{p} must hold a JSON object")
+    return config
+
+
+def recipe_precision(recipe: Recipe) -> str:
+    """``bf16``, ``fp16`` or ``fp32``, from the trainer section."""
+    if recipe.trainer.get("bf16"):
+        return "bf16"
+    if recipe.trainer.get("fp16"):
+        return "fp16"
+    return "fp32"
+
+
+def zero_stage(config: dict[str, Any]) -> int:
+    return int(config.get("zero_optimization", {}).get("stage", 0))
+
+
+def offloads_optimizer(config: dict[str, Any]) -> bool:
+    device = config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none")
+    return device not in (None, "none")
+
+
+def _explicit(value: Any) -> bool:
+    return value is not None and value != "auto"
+
+
+def check(recipe: Recipe, config: dict[str, Any] | str | os.PathLike[str] | None = None,
+          plan: BatchPlan | None = None) -> dict[str, Any]:
+    """Raise :class:`RecipeError` unless ``config`` agrees with ``recipe`` (and ``plan``).
+
+    ``config`` is a loaded dict or a path; by default the recipe's ``launch.deepspeed``. Returns
+    the loaded config.
+    """
+    if not isinstance(config, dict):
+        config = load_config(recipe, config)
+    name = Path(recipe.launch.deepspeed).name if recipe.launch.deepspeed else "the DeepSpeed config"
+    precision = recipe_precision(recipe)
+    for mode in ("bf16", "fp16"):
+        enabled = config.get(mode, {}).get("enabled", False)
+        if enabled is True and precision != mode:
+            raise RecipeError(
+                recipe.path, KEY,
+                f"{name} sets {mode}.enabled=true but the recipe trains in {precision} "
+                f"(trainer.bf16/fp16); use \"auto\"",
+            )
+        if enabled not in (True, False, "auto"):
+            raise RecipeError(recipe.path, KEY, f"{name}: {mode}.enabled must be true, false or \"auto\"")
+    if plan is not None:
+        wanted = {
+            "train_batch_size": plan.global_batch_size,
+            "train_micro_batch_size_per_gpu": plan.per_device_train_batch_size,
+            "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        }
+        for key, value in wanted.items():
+            if _explicit(config.get(key)) and config[key] != value:
+                raise RecipeError(
+                    recipe.path, KEY,
+                    f"{name} sets {key}={config[key]} but the batch plan needs {value} ({plan.box()}); use \"auto\"",
+                )
+    clip = config.get("gradient_clipping")
+    max_grad_norm = recipe.trainer.get("max_grad_norm", 1.0)
+    if _explicit(clip) and float(clip) != float(max_grad_norm):
+        raise RecipeError(
+            recipe.path, KEY,
+            f"{name} sets gradient_clipping={clip} but trainer.max_grad_norm is {max_grad_norm}; use \"auto\"",
+        )
+    for section in ("optimizer", "scheduler"):
+        if section in config:
+            raise RecipeError(
+                recipe.path, KEY,
+                f"{name} defines '{section}'; remove it so the Trainer's AdamW and the recipe's "
+                "learning-rate schedule are used",
+            )
+    if zero_stage(config) not in (0, 1, 2, 3):
+        raise RecipeError(recipe.path, KEY, f"{name}: zero_optimization.stage must be 0-3")
+    return config

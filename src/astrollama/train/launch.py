@@ -1,0 +1,183 @@
+"""Recipe + allocation -> one torchrun command per node (and the dry-run that prints them).
+
+Every node runs the same command; torchrun's c10d rendezvous at the first host assigns ranks::
+
+    python -m torch.distributed.run --nnodes N --nproc-per-node G --rdzv-backend c10d \\
+        --rdzv-endpoint <first host>:<port> --rdzv-id <id> <entry> <finetune.py flags>
+
+``<entry>`` is LMFlow's ``examples/finetune.py`` (engine ``lmflow``) or ``-m astrollama.train.engine``
+(engine ``local``); both get the same flags from :func:`astrollama.train.lmflow.finetune_args`.
+``engine: auto`` means lmflow where LMFlow is found, else local. A recipe that says ``lmflow``
+never falls back: the error tells the user to pass ``launch.engine=local``.
+
+Before a plan is returned (so before anything is launched) the batch plan, the dataset
+directories and the DeepSpeed config are checked; every failure is one :class:`RecipeError` line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astrollama.lmflow_data import LMFlowDataError, dataset_files
+from astrollama.train import deepspeed
+from astrollama.train.batch import BatchPlan, plan_batch
+from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
+from astrollama.train.recipe import Recipe, RecipeError
+
+__all__ = ["LMFLOW_PLACEHOLDER", "LaunchPlan", "build_launch", "find_lmflow_script", "slurm_hostnames"]
+
+LOCAL_ENGINE_MODULE = "astrollama.train.engine"
+LMFLOW_ENV = "ASTROLLAMA_LMFLOW_DIR"
+LMFLOW_PLACEHOLDER = f"${{{LMFLOW_ENV}}}/examples/finetune.py"
+
+
+@dataclass
+class LaunchPlan:
+    engine: str  # "lmflow" | "local"
+    batch: BatchPlan
+    nodes: list[str]
+    commands: list[list[str]]  # one argv per node, same order as ``nodes``
+    env: dict[str, str]
+    output_dir: Path  # checkpoints only (LMFlow refuses a non-empty output dir without checkpoints)
+    log_dir: Path
+    notes: list[str] = field(default_factory=list)  # dry-run caveats (e.g. LMFlow not found here)
+
+    def render(self) -> str:
+        """The plan as text: the batch box, then the full command for every node."""
+        gpus = self.batch.world_size // max(len(self.nodes), 1)
+        lines = [
+            f"engine: {self.engine}",
+            f"batch:  {self.batch.box(len(self.nodes), gpus)}",
+            f"output: {self.output_dir} (checkpoints)",
+            f"logs:   {self.log_dir}",
+        ]
+        lines += [f"note:   {n}" for n in self.notes]
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        for i, (host, argv) in enumerate(zip(self.nodes, self.commands, strict=True)):
+            role = " (rendezvous host)" if i == 0 else ""
+            lines += ["", f"# node {i}: {host}{role}", f"env {env} \\", "  " + _wrap(argv)]
+        return "\n".join(lines)
+
+
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if arg == LMFLOW_PLACEHOLDER else shlex.quote(arg)  # let the shell expand it
+
+
+def _wrap(argv: list[str]) -> str:
+    """Quoted argv with one ``--flag value`` per line, the entry point on its own line."""
+    parts: list[list[str]] = [[]]
+    for a in argv:
+        new_line = a.startswith("--") or a == "-m" or a == LMFLOW_PLACEHOLDER or a.endswith(".py")
+        if new_line and parts[-1] and parts[-1][-1] != "-m":
+            parts.append([])
+        parts[-1].append(a)
+    return " \\\n    ".join(" ".join(_quote(a) for a in p) for p in parts)
+
+
+def slurm_hostnames() -> list[str] | None:
+    """Hostnames of the current Slurm allocation (``scontrol show hostnames``), or None outside Slurm."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    if not nodelist:
+        return None
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def find_lmflow_script(recipe: Recipe) -> Path | None:
+    """LMFlow's ``examples/finetune.py``: from ``launch.lmflow_dir``, ``$ASTROLLAMA_LMFLOW_DIR``, or
+    the checkout an editable ``lmflow`` install points at. None when none of these has it."""
+    candidates: list[Path] = []
+    if recipe.launch.lmflow_dir:
+        candidates.append(Path(recipe.launch.lmflow_dir).expanduser())
+    if os.environ.get(LMFLOW_ENV):
+        candidates.append(Path(os.environ[LMFLOW_ENV]).expanduser())
+    spec = importlib.util.find_spec("lmflow")
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).resolve().parents[2])  # <checkout>/src/lmflow/__init__.py
+    for root in candidates:
+        script = root / "examples" / "finetune.py"
+        if script.is_file():
+            return script.resolve()
+    return None
+
+
+def _resolve_engine(recipe: Recipe, dry_run: bool) -> tuple[str, Path | None, list[str]]:
+    engine = recipe.launch.engine
+    if engine == "local":
+        return "local", None, []
+    script = find_lmflow_script(recipe)
+    if script is not None:
+        return "lmflow", script, []
+    if engine == "auto":
+        return "local", None, ["engine auto: LMFlow not found, using the local transformers.Trainer engine"]
+    where = f"launch.lmflow_dir, ${LMFLOW_ENV} or an editable lmflow install (commit {LMFLOW_COMMIT[:12]})"
+    if dry_run:
+        return "lmflow", None, [f"LMFlow not found here; on the cluster it comes from {where}"]
+    raise RecipeError(
+        recipe.path, "launch.engine",
+        f"is 'lmflow' but LMFlow's examples/finetune.py was not found via {where}; "
+        "to train with the local transformers.Trainer engine instead pass launch.engine=local",
+    )
+
+
+def _check_dataset(recipe: Recipe, key: str, path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        dataset_files(path)
+    except LMFlowDataError as e:
+        raise RecipeError(recipe.path, key, str(e)) from None
+
+
+def build_launch(
+    recipe: Recipe,
+    *,
+    nodes: list[str],
+    gpus_per_node: int,
+    rdzv_port: int | None = None,
+    rdzv_id: str = "astrollama",
+    python: str = sys.executable,
+    dry_run: bool = False,
+    check_data: bool = True,
+) -> LaunchPlan:
+    """Check everything that can be checked before launch, then build the per-node commands.
+
+    ``nodes`` are hostnames, the first being the rendezvous host; ``gpus_per_node`` is the number
+    of training processes per node (1 on a CPU machine). ``rdzv_port`` defaults to
+    ``launch.rdzv_port``. ``dry_run`` only relaxes finding LMFlow (the command then shows
+    ``$ASTROLLAMA_LMFLOW_DIR/examples/finetune.py``); ``check_data=False`` skips the dataset
+    directory check (for planning on a machine without the corpus).
+    """
+    if not nodes:
+        raise RecipeError(recipe.path, "launch.nodes", "the allocation has no nodes")
+    if gpus_per_node < 1:
+        raise RecipeError(recipe.path, "launch.gpus_per_node", f"must be >= 1, got {gpus_per_node}")
+    plan = plan_batch(recipe.batch.global_batch_size, len(nodes) * gpus_per_node,
+                      recipe.batch.max_micro_batch_size, file=str(recipe.path))
+    if check_data:
+        _check_dataset(recipe, "data.dataset_path", recipe.data.dataset_path)
+        _check_dataset(recipe, "data.eval_dataset_path", recipe.data.eval_dataset_path)
+    if recipe.launch.deepspeed is not None:
+        deepspeed.check(recipe, plan=plan)
+    engine, script, notes = _resolve_engine(recipe, dry_run)
+    run_dir = Path(recipe.launch.run_dir)
+    output_dir, log_dir = run_dir / "checkpoints", run_dir / "logs"
+    flags = finetune_args(recipe, plan, output_dir=output_dir)
+    entry = ["-m", LOCAL_ENGINE_MODULE] if engine == "local" else [str(script or LMFLOW_PLACEHOLDER)]
+    port = recipe.launch.rdzv_port if rdzv_port is None else rdzv_port
+    torchrun = [
+        python, "-m", "torch.distributed.run",
+        "--nnodes", str(len(nodes)), "--nproc-per-node", str(gpus_per_node),
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{nodes[0]}:{port}", "--rdzv-id", rdzv_id,
+    ]
+    command = [*torchrun, *entry, *flags]
+    env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    return LaunchPlan(engine, plan, list(nodes), [list(command) for _ in nodes], env,
+                      output_dir, log_dir, notes)

@@ -1,0 +1,374 @@
+"""Compute planner: tokens, optimizer steps, FLOPs, GPU-hours, memory per GPU, sbatch ``--time``.
+
+Formulas (stated in the printed report and in docs/train-recipes.md):
+
+* **Tokens** (``--dataset DIR``): every document tokenised with the recipe's tokenizer, BOS
+  included, no EOS (LMFlow). Packing off: a document yields one sequence of ``min(n, block_size)``
+  trained tokens, padded to ``block_size`` (padding costs compute). Packing on: documents are
+  concatenated in groups of 1,000 (LMFlow's ``group_texts_batch_size``) and each group yields
+  ``floor(sum / block_size)`` full sequences; the remainders are dropped. ``--tokens N`` gives the
+  trained tokens per epoch directly (sequences = N / block_size).
+* **Steps** = ceil(sequences / global batch) x epochs (or ``trainer.max_steps``).
+* **FLOPs** = 6 x N x D (N parameters, D = sequences x block_size x epochs: tokens computed).
+  For LoRA the backward pass skips the frozen weights' gradients (~4 N D); 6 N D is kept as an
+  upper bound.
+* **GPU-hours** = FLOPs / (peak BF16 FLOP/s x MFU) / 3600; wall hours = GPU-hours / GPUs.
+* **sbatch --time** = wall x 1.2 + 30 min (loading, tokenising, checkpoints), rounded up to the hour.
+* **Memory per GPU** (mixed-precision Adam, ZeRO paper: 2 B bf16 weights + 2 B gradients + 12 B
+  fp32 master/momentum/variance per trainable parameter; W = data-parallel processes):
+  stage 0: 16N; stage 1: 4N + 12N/W; stage 2: 2N + 14N/W; stage 3: 16N/W; optimizer offload moves
+  the 12N (share) to host RAM. LoRA: 2N frozen bf16 weights (sharded by ZeRO-3) + 16 B per adapter
+  parameter. Activations per sequence (Korthikanti et al. 2022, bf16, s tokens, h hidden, L
+  layers, a heads): without checkpointing L x s x h x (34 + 5 a s / h) bytes (the 5as/h attention
+  term vanishes with flash attention); with gradient checkpointing 2 L s h (saved layer inputs)
+  + one layer's s h (34 + 5as/h); plus fp32 logits and their gradient, 8 s V bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astrollama import paper
+from astrollama.train.batch import BatchPlan, plan_batch
+from astrollama.train.recipe import Recipe, RecipeError, resolve_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GPUS", "Gpu", "PlanReport", "count_parameters", "count_tokens", "plan"]
+
+GROUP_TEXTS_BATCH_SIZE = 1000  # LMFlow's default group size for packing
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    peak_flops: paper.Published
+    memory_gb: paper.Published
+
+
+GPUS: dict[str, Gpu] = {
+    "a100-80g": Gpu("A100 80GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_80g_memory_gb"]),
+    "a100-40g": Gpu("A100 40GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_40g_memory_gb"]),
+    "h100-80g": Gpu("H100 SXM 80GB", paper.HARDWARE["h100_bf16_peak_flops"], paper.HARDWARE["h100_memory_gb"]),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Model size
+# ----------------------------------------------------------------------------------------------
+def model_config(recipe: Recipe) -> dict[str, Any]:
+    """The architecture of the recipe's model: from astrollama.paper.MODEL_CONFIGS, else the
+    checkpoint's config.json (local directories and model references such as ``smollm2-135m``)."""
+    name = recipe.model.name_or_path
+    if name in paper.MODEL_CONFIGS:
+        return dict(paper.MODEL_CONFIGS[name].value)
+    cfg = Path(resolve_model(name)) / "config.json"
+    if not cfg.is_file():
+        raise RecipeError(
+            recipe.path, "model.name_or_path",
+            f"no architecture known for {name!r}: add it to astrollama.paper.MODEL_CONFIGS or use a local checkpoint",
+        )
+    return json.loads(cfg.read_text())
+
+
+def count_parameters(cfg: dict[str, Any]) -> int:
+    """Parameters of a LLaMA-architecture model from its config (embeddings, attention with grouped
+    KV heads, SwiGLU MLP, RMSNorm weights, untied or tied LM head)."""
+    h, L, i, V = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["vocab_size"]
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or h // heads
+    kv = cfg.get("num_key_value_heads", heads) * head_dim
+    attn = h * heads * head_dim * 2 + h * kv * 2  # q, o ; k, v
+    per_layer = attn + 3 * h * i + 2 * h  # + 2 RMSNorm weights
+    head = 0 if cfg.get("tie_word_embeddings", False) else V * h
+    return L * per_layer + V * h + head + h
+
+
+def _lora_parameters(cfg: dict[str, Any], r: int, modules: list[str] | None) -> int:
+    h = cfg["hidden_size"]
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or h // heads
+    kv = cfg.get("num_key_value_heads", heads) * head_dim
+    i = cfg["intermediate_size"]
+    shapes = {"q_proj": (h, heads * head_dim), "k_proj": (h, kv), "v_proj": (h, kv),
+              "o_proj": (heads * head_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    mods = modules or ["q_proj", "v_proj"]  # peft's default for LLaMA
+    return cfg["num_hidden_layers"] * sum(r * (shapes[m][0] + shapes[m][1]) for m in mods if m in shapes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokens
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenCount:
+    documents: int
+    corpus_tokens: int  # all tokens of all documents (BOS included)
+    sequences: int  # training sequences per epoch
+    trained_tokens: int  # tokens with a loss per epoch (padding excluded)
+
+
+def count_tokens(lengths: list[int], block_size: int, packing: bool,
+                 group_size: int = GROUP_TEXTS_BATCH_SIZE) -> TokenCount:
+    """Apply LMFlow's rule to document lengths (see module docstring)."""
+    if packing:
+        sequences = 0
+        for start in range(0, len(lengths), group_size):
+            sequences += sum(lengths[start:start + group_size]) // block_size
+        trained = sequences * block_size
+    else:
+        sequences = len(lengths)
+        trained = sum(min(n, block_size) for n in lengths)
+    return TokenCount(len(lengths), sum(lengths), sequences, trained)
+
+
+def _dataset_lengths(dataset: Path, tokenizer_name: str) -> list[int]:
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from astrollama.lmflow_data import dataset_files, iter_text_only_file
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_name)
+    lengths: list[int] = []
+    for f in tqdm(dataset_files(dataset), desc="tokenising", unit="file"):
+        docs = list(iter_text_only_file(f))
+        for start in range(0, len(docs), 1000):
+            enc = tok(docs[start:start + 1000], add_special_tokens=True)["input_ids"]
+            lengths += [len(x) for x in enc]
+    log.info("counted %d documents, %d tokens in %s with %s", len(lengths), sum(lengths), dataset, tokenizer_name)
+    return lengths
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------------
+def memory_per_gpu(cfg: dict[str, Any], n_params: int, *, stage: int, offload: bool, world: int,
+                   micro: int, block: int, lora_params: int | None, checkpointing: bool,
+                   flash: bool) -> dict[str, float]:
+    """Bytes per GPU for weights+gradients+optimizer states and for activations (module docstring)."""
+    if lora_params is None:
+        weights, grads, optim = 2.0 * n_params, 2.0 * n_params, 12.0 * n_params
+        if stage >= 1:
+            optim /= world
+        if stage >= 2:
+            grads /= world
+        if stage >= 3:
+            weights /= world
+    else:  # frozen bf16 base + fully trained adapter
+        weights = 2.0 * n_params / (world if stage >= 3 else 1) + 2.0 * lora_params
+        grads, optim = 2.0 * lora_params, 12.0 * lora_params
+    host = 0.0
+    if offload:
+        host, optim = optim, 0.0
+    h, L, V, a = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"], cfg["num_attention_heads"]
+    s = block
+    per_layer = s * h * (34 + (0 if flash else 5 * a * s / h))
+    act = (2 * L * s * h + per_layer) if checkpointing else L * per_layer
+    act = micro * (act + 8 * s * V)
+    return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": act,
+            "total": weights + grads + optim + act, "host_optimizer": host}
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+def _budget(recipe: Recipe) -> tuple[str, dict[str, paper.Published]] | None:
+    """The published recipe this one reproduces (longest RECIPES key its name starts with)."""
+    keys = [k for k in paper.RECIPES if recipe.name.startswith(k)]
+    if not keys:
+        return None
+    key = max(keys, key=len)
+    return key, paper.RECIPES[key]
+
+
+def _verdict(mfu: float) -> str:
+    if mfu > 1.0:
+        return "impossible (>100% MFU)"
+    if mfu > 0.6:
+        return "implausible (>60% MFU)"
+    return "plausible"
+
+
+def _sbatch_time(hours: float) -> str:
+    total = math.ceil(hours * 1.2 + 0.5)
+    return f"{total // 24}-{total % 24:02d}:00:00"
+
+
+@dataclass
+class PlanReport:
+    recipe: Recipe
+    gpu: Gpu
+    mfu: float
+    nodes: int
+    gpus_per_node: int
+    batch: BatchPlan
+    params: int
+    trainable: int
+    tokens: TokenCount
+    token_source: str
+    epochs: float
+    steps: int
+    computed_tokens: float
+    flops: float
+    gpu_hours: float
+    wall_hours: float
+    zero_stage: int
+    offload: bool
+    memory: dict[str, float]
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    budget_note: str = ""
+
+    def render(self) -> str:
+        r = self.recipe
+        gb = 1024**3
+        t = self.tokens
+        lines = [
+            f"recipe:      {r.name} ({r.path})",
+            f"model:       {r.model.name_or_path}: {self.params / 1e9:.3g}e9 parameters"
+            + (f", {self.trainable / 1e6:.3g}e6 trainable (LoRA)" if self.trainable != self.params else ""),
+            f"allocation:  {self.nodes} nodes x {self.gpus_per_node} {self.gpu.name} "
+            f"({self.gpu.peak_flops.value / 1e12:.0f} TFLOP/s BF16 peak: {self.gpu.peak_flops.cite()})",
+            f"batch:       {self.batch.box(self.nodes, self.gpus_per_node)}",
+            f"tokens:      {self.token_source}",
+        ]
+        if t.documents:
+            lines.append(f"             {t.documents:,} documents, {t.corpus_tokens:,} corpus tokens")
+        lines += [
+            f"             packing {'on' if r.data.packing else 'off'}, block {r.data.block_size}: "
+            f"{t.sequences:,} sequences, {t.trained_tokens:,} trained tokens per epoch",
+            f"steps:       {self.steps:,} optimizer steps ({self.epochs:g} epochs x ceil(sequences / {self.batch.global_batch_size}))",
+            f"FLOPs:       6 x N x D = 6 x {self.params:.3g} x {self.computed_tokens:.3g} = {self.flops:.3g}",
+            f"GPU-hours:   {self.gpu_hours:,.1f} at {self.mfu:.0%} MFU; wall {self.wall_hours:,.1f} h on "
+            f"{self.batch.world_size} GPUs",
+            f"sbatch:      --nodes={self.nodes} --time={_sbatch_time(self.wall_hours)}  (wall x 1.2 + 30 min)",
+        ]
+        m = self.memory
+        stage = f"ZeRO-{self.zero_stage}" + (" + optimizer offload" if self.offload else "")
+        if self.zero_stage == 0:
+            stage = "no ZeRO (DDP)"
+        fit = "fits" if m["total"] / gb <= self.gpu.memory_gb.value * 0.9 else "DOES NOT FIT"
+        lines += [
+            f"memory/GPU:  {stage}: weights {m['weights'] / gb:.1f} + gradients {m['gradients'] / gb:.1f} + "
+            f"optimizer {m['optimizer'] / gb:.1f} + activations {m['activations'] / gb:.1f} "
+            f"= {m['total'] / gb:.1f} GiB of {self.gpu.memory_gb.value} GB: {fit}"
+            + (f"; host RAM for optimizer {m['host_optimizer'] / gb * self.gpus_per_node:.0f} GiB per node"
+               if self.offload else ""),
+        ]
+        if self.comparison:
+            lines += ["", self.budget_note,
+                      f"  {'training text':<44} {'tokens':>9} {'FLOPs':>9} {'MFU needed':>10}  verdict"]
+            for row in self.comparison:
+                lines.append(
+                    f"  {row['label']:<44} {row['tokens']:>9.3g} {row['flops']:>9.3g} {row['mfu']:>10.0%}  {row['verdict']}"
+                )
+        return "\n".join(lines)
+
+
+def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | None = None,
+         tokenizer: str | None = None, mfu: float = 0.4, gpu: str = "a100-80g",
+         nodes: int | None = None, gpus_per_node: int | None = None) -> PlanReport:
+    """Plan one recipe on an allocation. Tokens: ``tokens`` (trained tokens per epoch), else counted
+    from ``dataset`` (default: the recipe's ``data.dataset_path`` when it exists)."""
+    from astrollama.train import deepspeed
+
+    if not 0 < mfu <= 1:
+        raise RecipeError(recipe.path, "--mfu", f"must be in (0, 1], got {mfu}")
+    if gpu not in GPUS:
+        raise RecipeError(recipe.path, "--gpu", f"unknown GPU {gpu!r}; one of {', '.join(GPUS)}")
+    g = GPUS[gpu]
+    nodes = nodes or recipe.launch.nodes
+    gpn = gpus_per_node or recipe.launch.gpus_per_node
+    batch = plan_batch(recipe.batch.global_batch_size, nodes * gpn, recipe.batch.max_micro_batch_size,
+                       file=str(recipe.path))
+    block = recipe.data.block_size
+    cfg = model_config(recipe)
+    n_params = count_parameters(cfg)
+    lora = recipe.model.lora
+    lora_params = _lora_parameters(cfg, lora.r, lora.target_modules) if lora else None
+
+    if tokens is not None:
+        if tokens <= 0:
+            raise RecipeError(recipe.path, "--tokens", f"must be positive, got {tokens:g}")
+        seqs = math.ceil(tokens / block)
+        count = TokenCount(0, 0, seqs, int(tokens))
+        source = f"{tokens:.3g} trained tokens per epoch (given)"
+    else:
+        ds = Path(dataset) if dataset is not None else Path(recipe.data.dataset_path)
+        tok_name = tokenizer or resolve_model(recipe.model.name_or_path)
+        try:
+            lengths = _dataset_lengths(ds, tok_name)
+        except OSError as e:
+            key = "--dataset" if dataset is not None else "data.dataset_path"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RecipeError(recipe.path, key, f"cannot count tokens: {first}") from None
+        count = count_tokens(lengths, block, recipe.data.packing)
+        source = f"counted in {ds} with the {tok_name} tokenizer"
+
+    max_steps = recipe.trainer.get("max_steps", -1) or -1
+    steps_per_epoch = math.ceil(count.sequences / batch.global_batch_size)
+    if max_steps > 0:
+        steps = max_steps
+        epochs = steps / max(steps_per_epoch, 1)
+    else:
+        epochs = float(recipe.trainer.get("num_train_epochs", 3.0))
+        steps = math.ceil(steps_per_epoch * epochs)
+    computed = float(steps * batch.global_batch_size * block)  # padding included
+    flops = 6.0 * n_params * computed
+    peak = g.peak_flops.value
+    gpu_hours = flops / (peak * mfu) / 3600
+    wall = gpu_hours / batch.world_size
+
+    stage, offload = 0, False
+    if recipe.launch.deepspeed is not None:
+        ds_cfg = deepspeed.load_config(recipe)
+        stage, offload = deepspeed.zero_stage(ds_cfg), deepspeed.offloads_optimizer(ds_cfg)
+    memory = memory_per_gpu(
+        cfg, n_params, stage=stage, offload=offload, world=batch.world_size,
+        micro=batch.per_device_train_batch_size, block=block, lora_params=lora_params,
+        checkpointing=bool(recipe.trainer.get("gradient_checkpointing", False)),
+        flash=recipe.model.use_flash_attention,
+    )
+    report = PlanReport(
+        recipe, g, mfu, nodes, gpn, batch, n_params, lora_params or n_params, count, source, epochs,
+        steps, computed, flops, gpu_hours, wall, stage, offload, memory,
+    )
+    _add_budget_comparison(report)
+    return report
+
+
+def _add_budget_comparison(report: PlanReport) -> None:
+    """For recipes with a published GPU-hour budget: what that budget can and cannot cover."""
+    found = _budget(report.recipe)
+    if found is None or "a100_hours" not in found[1]:
+        return
+    key, card = found
+    hours = card["a100_hours"]
+    budget = hours.value * 3600 * paper.HARDWARE["a100_bf16_peak_flops"].value
+    n = report.params
+    rows: list[tuple[str, float]] = [(f"this plan ({report.token_source.split(' (')[0]})", report.computed_tokens)]
+    papers = card.get("n_papers")
+    block = report.recipe.data.block_size
+    if papers is not None:
+        p = papers.value
+        rows.append((f"{p:,} papers x {block} tokens (cut at block_size)", p * block))
+        if "summary_tokens" in card:
+            lo, hi = card["summary_tokens"].value
+            for t in (lo, (lo + hi) // 2, hi):
+                rows.append((f"{p:,} papers x {t:,} tokens (whole summaries)", p * t))
+    epochs = report.epochs
+    report.comparison = [
+        {"label": label, "tokens": d * (1 if i == 0 else epochs), "flops": 6 * n * d * (1 if i == 0 else epochs),
+         "mfu": 6 * n * d * (1 if i == 0 else epochs) / budget,
+         "verdict": _verdict(6 * n * d * (1 if i == 0 else epochs) / budget)}
+        for i, (label, d) in enumerate(rows)
+    ]
+    covers = {m: budget * m / (6 * n) for m in (0.3, 0.4, 0.5)}
+    report.budget_note = (
+        f"published budget for {key}: {hours.value:,} A100 GPU-hours ({hours.cite()}) = {budget:.3g} FLOPs at "
+        f"100% MFU; it covers {', '.join(f'{d:.2g} tokens at {m:.0%}' for m, d in covers.items())} MFU"
+        + (f"; paper count: {papers.note}" if papers is not None else "")
+    )

