@@ -32,7 +32,7 @@ import pytest
 from lxml import etree
 
 from astrollama.data.download import Downloader, Mirror, download
-from astrollama.data.harvest import HarvestError, OAIError, harvest_oai, import_kaggle, lookup
+from astrollama.data.harvest import HarvestError, OAIError, harvest_oai, import_kaggle, import_rows, lookup
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, ManifestError
 from astrollama.data.stages import StageAbort, shard_of
@@ -657,6 +657,35 @@ def test_download_from_bulk_mirror(tmp_path):
     m.upsert_papers([{"id": "2401.00345", "version": 1}])
     assert Mirror(mirror).find("2401.00345", "pdf", 1) is None
     assert Mirror(mirror).find("2401.00345", "pdf", 3).name == "2401.00345v3.pdf"
+
+
+def test_local_papers_json_then_flat_mirror(tmp_path):
+    """Papers that are not on arXiv (the bundled demo): metadata from JSON, PDFs from a flat dir."""
+    papers, mirror = tmp_path / "papers", tmp_path / "pdfs"
+    papers.mkdir()
+    mirror.mkdir()
+    for k in (1, 2):
+        paper = {"id": f"demo/000{k}", "title": f"Demo paper {k}", "authors": ["I. Marwood"],
+                 "categories": ["astro-ph.GA"], "published": "2024-02-09", "abstract": "We present.",
+                 "sections": [{"heading": "Introduction", "text": "Bars."}], "references": ["A 2017"]}
+        (papers / f"demo_000{k}.json").write_text(json.dumps(paper))
+        (mirror / f"demo_000{k}.pdf").write_bytes(make_pdf(paper["title"]))
+    from astrollama.data.cli import main
+
+    root = tmp_path / "root"
+    assert main(["harvest", "json", "--root", str(root), str(papers)]) == 0
+    m = Manifest(root)
+    assert m.ids() == ["demo/0001", "demo/0002"]
+    assert m.get("demo/0001") == {"id": "demo/0001", "title": "Demo paper 1", "authors": ["I. Marwood"],
+                                  "categories": ["astro-ph.GA"], "published": "2024-02-09",
+                                  "abstract": "We present.", "source": "local"}
+    assert main(["download", "--root", str(root), "--mirror", str(mirror), "--kinds", "pdf"]) == 0
+    st = m.status("download_pdf")
+    assert st["demo/0002"].outputs == {"pdf": "pdf/0002/demo_0002.pdf"}
+    assert m.resolve(st["demo/0002"].outputs["pdf"]).read_bytes() == (mirror / "demo_0002.pdf").read_bytes()
+    (papers / "bad.json").write_text('{"id": "demo_0003"}')
+    with pytest.raises(ManifestError, match=r"bad.json:1: field 'id'"):
+        import_rows(m, [papers])
 
 
 def _slurm_up() -> bool:

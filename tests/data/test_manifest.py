@@ -17,6 +17,7 @@ from astrollama.data.manifest import (
     Manifest,
     ManifestError,
     from_namespaced,
+    is_paper_id,
     namespaced,
     paper_path,
     parse_arxiv_id,
@@ -50,6 +51,9 @@ def test_ids_and_namespacing():
     with pytest.raises(ManifestError, match="not an arXiv id"):
         parse_arxiv_id("hello/world")
     assert paper_path("pdf", "astro-ph/0601001", ".pdf").as_posix() == "pdf/0601/astro-ph_0601001.pdf"
+    # local (non-arXiv) ids such as the bundled demo papers round-trip too; junk does not pass
+    assert is_paper_id("demo/0001") and from_namespaced(namespaced("demo/0001")) == "demo/0001"
+    assert not any(map(is_paper_id, ["demo_0001", "2401.123", "../x", "Demo/1", "demo/a_b", ""]))
 
 
 def test_upsert_merge_is_idempotent_and_version_aware(tmp_path):
@@ -69,6 +73,8 @@ def test_upsert_merge_is_idempotent_and_version_aware(tmp_path):
     row = m.get("2401.01234")
     assert (row["version"], row["title"], row["abstract"]) == (2, "Bars v2", "We study bars.")
     assert m.ids() == ["2401.01234", "astro-ph/0601001"]
+    m.upsert_papers([{"id": "2401.01234", "comments": "line\u2028separator, é, \u00c5"}])  # escaped: one line
+    assert m.get("2401.01234")["comments"] == "line\u2028separator, é, \u00c5"
     # compaction keeps the merged view and leaves one line per paper
     before = json.dumps(m.papers(), sort_keys=True)
     assert m.compact() == 2
@@ -100,11 +106,13 @@ def test_status_latest_wins_pending_and_failures(tmp_path):
     assert m.pending("ocr") == []
     assert m.pending("ocr", retry_failed=True) == ["2401.01234"]
     assert m.failures("ocr") == {"2401.01234": "encrypted PDF"}
+    m.record("abs", "2401.01234", "ok", shard="b", outputs={"a": str(tmp_path / "x" / "a.txt"), "b": "y/b.txt"})
+    assert m.status("abs")["2401.01234"].outputs == {"a": "x/a.txt", "b": "y/b.txt"}
     rec = m.status("ocr")["astro-ph/0601001"]
     assert rec.outputs == {"mmd": "mmd/x.mmd"} and rec.attrs == {"pages": 3} and rec.shard == "b"
     m.record("ocr", "2401.01234", "ok", shard="c", outputs={"mmd": "mmd/y.mmd"})  # retry succeeded
     assert m.failures("ocr") == {}
-    assert m.summary() == {"ocr": {"ok": 2}}
+    assert m.summary() == {"abs": {"ok": 1}, "ocr": {"ok": 2}}
 
 
 def test_torn_last_line_is_ignored_then_truncated(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from astrollama.data import ocr, pdfgen
-from astrollama.data.manifest import Manifest, paper_path
+from astrollama.data.manifest import Manifest, namespaced, paper_path
 from astrollama.data.ocr_nougat import (
     MARKER_POST,
     PageOutput,
@@ -126,9 +126,9 @@ def test_pdfgen_deterministic_layouts_and_page_counts(papers, pdf_bytes, tmp_pat
     src = tmp_path / "papers"
     src.mkdir()
     for pid, paper in papers.items():
-        (src / f"{pdfgen.namespaced_id(pid)}.json").write_text(json.dumps(paper))
+        (src / f"{namespaced(pid)}.json").write_text(json.dumps(paper))
     out = pdfgen.make_pdfs(src, tmp_path / "pdf")
-    assert sorted(p.name for p in out) == sorted(f"{pdfgen.namespaced_id(p)}.pdf" for p in GOOD)
+    assert sorted(p.name for p in out) == sorted(f"{namespaced(p)}.pdf" for p in GOOD)
     mtimes = {p: p.stat().st_mtime_ns for p in out}
     pdfgen.make_pdfs(src, tmp_path / "pdf")
     assert {p: p.stat().st_mtime_ns for p in out} == mtimes
@@ -412,21 +412,36 @@ def test_nougat_cli_process_failure_and_timeout_are_recorded(fake_nougat, pdf_by
     assert stats.reasons == {"timeout": 2}
 
 
-def test_cli_ocr_and_make_pdfs(papers, tmp_path, pdf_bytes):
+def test_cli_make_pdfs_and_ocr_shards_on_bundled_demo_papers(repo_root, tmp_path):
+    """The main job's path: bundled paper texts -> PDFs in a data root -> OCR (pdf-text, 2 shards)
+    -> .mmd that data-corpus's AIC extractor reads (Introduction and Conclusion found)."""
+    from astrollama.data.aic import extract_aic_markdown
     from astrollama.data.cli import main
 
+    demo = sorted((repo_root / "data" / "demo" / "papers").glob("*.json"))[:4]
+    if len(demo) < 4:
+        pytest.skip("bundled demo papers (data/demo/papers) not present")
     src = tmp_path / "papers"
     src.mkdir()
-    for pid, paper in papers.items():
-        (src / f"{pid.replace('/', '_')}.json").write_text(json.dumps(paper))
-    assert main(["make-pdfs", "--papers", str(src), "--out", str(tmp_path / "pdfs")]) == 0
+    for f in demo:
+        (src / f.name).write_bytes(f.read_bytes())
     root = tmp_path / "root"
-    Manifest(root).upsert_papers([{"id": pid} for pid in GOOD])
-    args = ["ocr", "--root", str(root), "--backend", "pdf-text", "--pdf-dir", str(tmp_path / "pdfs"),
-            "--workers", "0", "--no-progress"]
-    shards = [main([*args, "--shard", f"{k}/2"]) for k in range(2)]
-    assert shards == [0, 0]
-    status = Manifest(root).status("ocr")
-    assert sorted(status) == sorted(GOOD) and {r.status for r in status.values()} == {"ok"}
+    assert main(["make-pdfs", "--papers", str(src), "--root", str(root)]) == 0
+    papers = {json.loads(f.read_text())["id"]: json.loads(f.read_text()) for f in demo}
+    m = Manifest(root)
+    assert sorted(m.ids()) == sorted(papers) and set(m.status("download_pdf")) == set(papers)
+    args = ["ocr", "--root", str(root), "--backend", "pdf-text", "--workers", "0", "--no-progress"]
+    assert [main([*args, "--shard", f"{k}/2"]) for k in range(2)] == [0, 0]
+    status = m.status("ocr")
+    assert sorted(status) == sorted(papers) and {r.status for r in status.values()} == {"ok"}
     assert {r.shard for r in status.values()} <= {"00000-of-00002", "00001-of-00002"}
+    for pid, paper in papers.items():
+        aic = extract_aic_markdown(m.resolve(status[pid].outputs["mmd"]).read_text(encoding="utf-8"))
+        assert not aic.missing, (pid, aic.missing)
+        first_intro_para = " ".join(paper["sections"][0]["text"].split("\n\n")[0].split())
+        assert aic.introduction.startswith(first_intro_para[:200])
+        last_para = " ".join(paper["sections"][-1]["text"].split("\n\n")[-1].split())
+        assert last_para[-200:] in " ".join(aic.conclusion.split())
+    assert main(["make-pdfs", "--papers", str(src), "--root", str(root)]) == 0  # idempotent
+    assert len(m.status("download_pdf")) == len(papers)
     assert main(["ocr", "--root", str(root), "--backend", "transformers"]) == 2  # no --checkpoint

@@ -170,3 +170,11 @@ def slurm_cluster():
     yield
     if not was_up:
         subprocess.run(["bash", str(script), "down"], capture_output=True)
+
+
+@pytest.fixture
+def in_repo(monkeypatch) -> Path:
+    """Run from the repository root: recipes' relative paths (ds_configs/...) resolve against the cwd."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    return root

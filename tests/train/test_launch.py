@@ -14,6 +14,7 @@ from astrollama.train.launch import LMFLOW_PLACEHOLDER, build_launch
 from astrollama.train.recipe import RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("in_repo")
 SUMMARY = REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"
 
 

@@ -76,6 +76,7 @@ def _lmflow_python() -> str | None:
 
 LMFLOW_PYTHON = _lmflow_python()
 pytestmark = [
+    pytest.mark.usefixtures("in_repo"),
     pytest.mark.lmflow,
     pytest.mark.skipif(
         LMFLOW_PYTHON is None,

@@ -113,7 +113,7 @@ def test_sigusr1_saves_at_the_current_step_and_the_rerun_resumes(reference, trai
     assert SAVE_STEPS <= k < MAX_STEPS, f"stopped at {k}"
     assert steps1 == list(range(1, k + 1))
     assert check_checkpoint(run_dir / "checkpoints" / f"checkpoint-{k}").complete  # saved at the stop step
-    assert f"stop requested (stop file" in out1 or "stop requested (signal" in out1
+    assert "stop requested (stop file" in out1 or "stop requested (signal" in out1
 
     second = subprocess.run(cmd, cwd=REPO, env=train_env, capture_output=True, text=True, timeout=600)
     out2 = second.stdout + second.stderr

@@ -434,18 +434,23 @@ def find_main_tex(src_dir: str | Path) -> Path:
 
 def extract_aic(
     *, mmd_path: str | Path | None = None, tex_path: str | Path | None = None,
-    metadata_abstract: str | None = None,
+    metadata_abstract: str | None = None, where: str | None = None,
 ) -> AIC:
-    """AIC from a ``.mmd`` file or a LaTeX main file / source directory (exactly one)."""
+    """AIC from a ``.mmd`` file or a LaTeX main file / source directory (exactly one).
+
+    ``where`` names the input in error messages (default: the path).
+    """
     if (mmd_path is None) == (tex_path is None):
         raise ValueError("give exactly one of mmd_path or tex_path")
     if mmd_path is not None:
         p = Path(mmd_path)
-        return extract_aic_markdown(p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract, where=str(p))
+        return extract_aic_markdown(p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract,
+                                    where=where or str(p))
     p = Path(tex_path)  # type: ignore[arg-type]
     if p.is_dir():
         p = find_main_tex(p)
-    return extract_aic_latex(p, metadata_abstract=metadata_abstract)
+    return extract_aic_latex_text(resolve_latex_inputs(p), metadata_abstract=metadata_abstract,
+                                  where=where or str(p))
 
 
 # ---------------------------------------------------------------------------- manifest stage
@@ -493,9 +498,11 @@ def run_aic(
             have_tex = s is not None and s.status == "ok" and "src" in s.outputs and source != "mmd"
             meta_abs = row.get("abstract")
             if have_mmd:
-                aic = extract_aic(mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs)
+                aic = extract_aic(mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs,
+                                  where=o.outputs["mmd"])  # root-relative: records do not depend on root
             elif have_tex:
-                aic = extract_aic(tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs)
+                aic = extract_aic(tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs,
+                                  where=s.outputs["src"])
             else:
                 allowed = {"auto": ("ocr", "download_src"), "mmd": ("ocr",), "latex": ("download_src",)}[source]
                 ups = [f"{n} failed: {r.error}" for n, r in (("ocr", o), ("download_src", s))

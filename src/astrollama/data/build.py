@@ -517,9 +517,10 @@ def build_variant(
             d.mkdir()
             with ShardWriter(d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs) as w:
                 for text, _ in items:
+                    n_shards = len(w.written)
                     w.add(text)
-                    if len(w.written) and w.n_docs % 64 == 0:
-                        killpoint.hit("build.doc")
+                    if len(w.written) > n_shards:
+                        killpoint.hit("build.shard")
             shards[split] = len(w.written)
             if items:
                 read_text_only_dir(d)  # the loader's own rules, on what was just written

@@ -127,6 +127,8 @@ class Mirror:
     * ``<yymm>/<flat>[vK].pdf``                                         (S3 ``arXiv_pdf_*.tar`` unpacked in place)
     * ``arxiv/pdf/<yymm>/<id>[vK].pdf``, ``<archive>/pdf/<yymm>/<num>[vK].pdf``  (GCS ``gs://arxiv-dataset/arxiv/``)
     * ``src/<yymm>/<ns|flat>[vK].{tar.gz,tgz,gz,tar,tex}``, ``<yymm>/<flat>[vK].gz``  (S3 ``arXiv_src_*.tar``)
+    * flat: ``pdf/<ns>[vK].pdf``, ``<ns>[vK].pdf``, ``src/<ns>[vK].<ext>`` (a plain directory of
+      files, e.g. the demo PDFs from ``astrollama data make-pdfs``)
     * an UNversioned ``<flat>.pdf`` in a source location is a PDF-only submission (arXiv's src tars
       hold those); a versioned one is a pdf-tar file and is never taken as a source.
     """
@@ -140,7 +142,9 @@ class Mirror:
         ym, ns, flat = yymm(paper_id), namespaced(paper_id), paper_id.replace("/", "")
         dirs: list[tuple[Path, str]] = [(self.root / kind / ym, ns), (self.root / kind / ym, flat),
                                         (self.root / ym, flat)]
+        dirs.append((self.root / kind, ns))
         if kind == "pdf":
+            dirs.append((self.root, ns))
             if "/" in paper_id:
                 archive, num = paper_id.split("/")
                 dirs.append((self.root / archive.split(".")[0] / "pdf" / ym, num))

@@ -31,7 +31,14 @@ from typing import Any
 from lxml import etree
 
 from astrollama.data.http import HttpClient
-from astrollama.data.manifest import Manifest, ManifestError, is_arxiv_id, parse_arxiv_id
+from astrollama.data.manifest import (
+    PAPER_FIELDS,
+    Manifest,
+    ManifestError,
+    is_arxiv_id,
+    normalise_row,
+    parse_arxiv_id,
+)
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -392,6 +399,43 @@ def import_kaggle(
     return ImportResult(state["lines"], state["kept"], True)
 
 
+# ----------------------------------------------------------------------------- local metadata
+
+
+def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str = "local") -> int:
+    """Merge paper metadata from JSON files (one object each) or JSONL files into the manifest.
+
+    For papers that are not harvested (the bundled demo papers, a private collection). Only the
+    manifest's fields (``PAPER_FIELDS``) are kept, so full paper files (with ``sections`` etc.)
+    can be passed as they are. Directories are searched for ``*.json``/``*.jsonl``. Every file is
+    validated before anything is written. Returns the number of rows merged.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise HarvestError(f"metadata file not found: {p}")
+    clean: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            objs = ([json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+                    if f.suffix == ".jsonl" else [json.loads(f.read_text(encoding="utf-8"))])
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{f}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+        for i, obj in enumerate(objs, start=1):
+            if not isinstance(obj, dict):
+                raise ManifestError(f"{f}:{i}: expected a JSON object")
+            row = {k: obj[k] for k in PAPER_FIELDS if k in obj}
+            row.setdefault("source", source)
+            clean.append(normalise_row(row, f"{f}:{i}"))
+    n = manifest.upsert_papers(clean)
+    log.info("imported %d papers from %d files", n, len(files))
+    return n
+
+
 # ----------------------------------------------------------------------------- arxiv package
 
 
@@ -448,8 +492,8 @@ def lookup(
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    """``astrollama data harvest {oai,kaggle,lookup}``."""
-    p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API)")
+    """``astrollama data harvest {oai,kaggle,json,lookup}``."""
+    p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API, JSON)")
     hsub = p.add_subparsers(dest="harvest_cmd", required=True)
 
     o = hsub.add_parser("oai", help="OAI-PMH ListRecords, resumable")
@@ -473,6 +517,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--restart", action="store_true")
     k.add_argument("--batch-size", type=int, default=5000, help="rows merged per checkpoint")
     k.set_defaults(func=_cli_kaggle)
+
+    j = hsub.add_parser("json", help="paper metadata from local JSON/JSONL files (e.g. data/demo/papers)")
+    j.add_argument("--root", required=True)
+    j.add_argument("paths", nargs="+", help="files or directories of *.json / *.jsonl")
+    j.add_argument("--source", default="local", help="value of the 'source' field where absent")
+    j.set_defaults(func=_cli_json)
 
     q = hsub.add_parser("lookup", help="a few papers via the arXiv API (arxiv package)")
     q.add_argument("--root", help="upsert the results into this data root's manifest")
@@ -513,6 +563,11 @@ def _cli_kaggle(a: argparse.Namespace) -> int:
     r = import_kaggle(Manifest(a.root), a.snapshot, from_date=a.from_date, until_date=a.until_date,
                       primary_only=a.primary_only, restart=a.restart, batch_size=a.batch_size)
     print(f"lines={r.lines} kept={r.kept}")
+    return 0
+
+
+def _cli_json(a: argparse.Namespace) -> int:
+    print(f"papers={import_rows(Manifest(a.root), a.paths, source=a.source)}")
     return 0
 
 

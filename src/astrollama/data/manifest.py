@@ -11,6 +11,7 @@ file, under a short ``flock`` per append, so
 
 * a ``kill -9`` can at worst leave a torn last line: readers ignore it and the next append
   truncates it first;
+* lines are ASCII (JSON escapes for other characters), so no line splitter can cut a record in two;
 * reading merges everything: the base row of a paper is the merge of all its rows in log order
   (a row for an older version never overrides a newer one), and its status in a stage is the
   LATEST record for (id, stage) across all shard files;
@@ -56,6 +57,7 @@ _OLD_ID = re.compile(r"^[a-z][a-z-]*(\.[A-Z]{2})?/\d{7}$")
 _ANY_ID = re.compile(
     r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$"
 )
+_LOCAL_ID = re.compile(r"^[a-z][a-z0-9-]*/[0-9A-Za-z.-]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -69,6 +71,12 @@ class ManifestError(ValueError):
 def is_arxiv_id(paper_id: str) -> bool:
     """True for a bare arXiv id: ``2401.01234``, ``0704.0001`` or ``astro-ph/0601001``."""
     return bool(_NEW_ID.match(paper_id) or _OLD_ID.match(paper_id))
+
+
+def is_paper_id(paper_id: str) -> bool:
+    """An id the manifest accepts: an arXiv id, or a local ``name/number`` id for papers that are
+    not on arXiv (the bundled demo papers are ``demo/0001``...). No ``_``: see :func:`namespaced`."""
+    return isinstance(paper_id, str) and bool(is_arxiv_id(paper_id) or _LOCAL_ID.match(paper_id))
 
 
 def parse_arxiv_id(text: str) -> tuple[str, int | None]:
@@ -136,7 +144,7 @@ class StatusRecord:
         return json.dumps(
             {"attrs": self.attrs, "error": self.error, "id": self.id, "outputs": self.outputs,
              "shard": self.shard, "stage": self.stage, "status": self.status, "time": self.time},
-            ensure_ascii=False,
+            ensure_ascii=True,
         )
 
 
@@ -225,7 +233,13 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     end = data.rfind(b"\n") + 1
     if end < len(data):
         log.debug("%s: ignoring a torn last line (%d bytes)", path, len(data) - end)
-    for lineno, raw in enumerate(data[:end].splitlines(), start=1):
+    try:
+        text = data[:end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
+    # split on "\n" only: str.splitlines would also split on U+2028 etc. inside JSON strings
+    for lineno, raw in enumerate(text.split("\n")[:-1], start=1):
         if not raw.strip():
             continue
         try:
@@ -240,14 +254,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 # ----------------------------------------------------------------------------- rows
 
 
-def _normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
+def normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate one base row and bring lists/versions into canonical form."""
     if not isinstance(row, Mapping):
         raise ManifestError(f"{where}: expected a mapping, got {type(row).__name__}")
     out = dict(row)
     pid = out.get("id")
-    if not isinstance(pid, str) or not is_arxiv_id(pid):
-        raise ManifestError(f"{where}: field 'id' is not a bare arXiv id: {pid!r}")
+    if not isinstance(pid, str) or not is_paper_id(pid):
+        raise ManifestError(f"{where}: field 'id' is not a bare arXiv id (or local 'name/number' id): {pid!r}")
     version = out.get("version")
     if version is not None:
         if isinstance(version, str) and re.fullmatch(r"v?\d+", version):
@@ -337,10 +351,10 @@ class Manifest:
         Validation happens before anything is written: a bad row raises :class:`ManifestError`
         naming the row and field and nothing is appended.
         """
-        clean = [_normalise_row(r, f"row {i}") for i, r in enumerate(rows)]
+        clean = [normalise_row(r, f"row {i}") for i, r in enumerate(rows)]
         n = append_lines(
             self.papers_path,
-            (json.dumps(r, ensure_ascii=False, sort_keys=True) for r in clean),
+            (json.dumps(r, ensure_ascii=True, sort_keys=True) for r in clean),
             fsync=self.fsync,
             lock_path=self._papers_lock,
         )
@@ -385,7 +399,7 @@ class Manifest:
             rows = self.papers()
             with atomic_path(self.papers_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 for row in rows.values():
-                    fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                    fh.write(json.dumps(row, ensure_ascii=True, sort_keys=True) + "\n")
             self._papers_cache = None
         return len(rows)
 
@@ -405,6 +419,10 @@ class Manifest:
         **attrs: Any,
     ) -> StatusRecord:
         """Append one status record for (stage, paper). ``outputs`` maps names to file paths.
+
+        Output paths are stored relative to the data root: a ``Path`` (or an absolute string) is
+        a file-system path and is made relative; a relative string is taken as already relative
+        to the data root.
 
         ``shard`` defaults to the job-array task (see ``stages.default_shard``). Extra keyword
         arguments are stored in ``attrs`` (must be JSON-serialisable).
@@ -436,11 +454,12 @@ class Manifest:
         _check_name("stage", stage)
         if status not in STATUSES:
             raise ManifestError(f"status must be one of {STATUSES}, got {status!r} ({stage}, {paper_id})")
-        if not isinstance(paper_id, str) or not is_arxiv_id(paper_id):
-            raise ManifestError(f"record for stage {stage!r}: field 'id' is not a bare arXiv id: {paper_id!r}")
+        if not is_paper_id(paper_id):
+            raise ManifestError(f"record for stage {stage!r}: field 'id' is not a paper id: {paper_id!r}")
         if status == "failed" and not error:
             raise ManifestError(f"a failed record needs an error message ({stage}, {paper_id})")
-        outs = {k: (v if isinstance(v, str) else self.relative(v)) for k, v in (outputs or {}).items()}
+        outs = {k: (v if isinstance(v, str) and not os.path.isabs(v) else self.relative(v))
+                for k, v in (outputs or {}).items()}
         try:
             json.dumps(attrs)
         except TypeError as exc:
@@ -593,6 +612,6 @@ def _cli_compact(a: argparse.Namespace) -> int:
 
 __all__ = [
     "Manifest", "ManifestError", "StatusRecord", "STATUSES", "TERMINAL", "PAPER_FIELDS",
-    "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "yymm", "paper_path",
-    "merge_row", "append_lines", "read_jsonl", "add_cli",
+    "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "yymm", "paper_path",
+    "merge_row", "normalise_row", "append_lines", "read_jsonl", "add_cli",
 ]

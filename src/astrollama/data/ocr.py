@@ -49,7 +49,7 @@ BACKENDS = ("transformers", "nougat-cli", "pdf-text")
 
 #: Failure reasons (the prefix of the manifest ``error`` and the ``reason`` attr).
 REASONS = (
-    "missing-file", "empty-file", "encrypted", "corrupt", "no-pages", "timeout", "render-error",
+    "missing-file", "empty-file", "unreadable", "encrypted", "corrupt", "no-pages", "timeout", "render-error",
     "no-text", "empty-output", "backend-error",
 )
 
@@ -96,9 +96,14 @@ def open_pdf(path: str | os.PathLike[str]) -> Any:
         raise OcrFailure("missing-file", f"{p} does not exist")
     if p.is_file() and p.stat().st_size == 0:
         raise OcrFailure("empty-file", f"{p} has zero bytes")
+    try:  # read through Python: OS errors get their own reason, a hung file system blocks here
+        fh = open(p, "rb")  # noqa: SIM115 - handed over to PDFium (autoclose)
+    except OSError as exc:
+        raise OcrFailure("unreadable", f"{p}: {exc}") from None
     try:
-        pdf = pdfium.PdfDocument(str(p))
+        pdf = pdfium.PdfDocument(fh, autoclose=True)
     except pdfium.PdfiumError as exc:
+        fh.close()
         raise _classify_load_error(p, exc) from None
     if len(pdf) == 0:
         pdf.close()
@@ -159,25 +164,27 @@ def render_pages(path: str | os.PathLike[str], dpi: int) -> list[Any]:
 # ============================================================================ worker processes
 
 
-def _task_count(path: str) -> tuple[str, Any]:
+def _guarded(fn: Callable[..., Any], path: str, *args: Any) -> tuple[str, Any]:
+    """Run a PDF task; every exception becomes a (reason, message) failure, never a crash."""
     try:
-        return ("ok", count_pages(path))
+        return ("ok", fn(path, *args))
     except OcrFailure as f:
         return ("fail", (f.reason, f.message))
+    except Exception as exc:  # noqa: BLE001 - one bad PDF must not stop the shard
+        reason = "unreadable" if isinstance(exc, OSError) else "render-error"
+        return ("fail", (reason, f"{path}: {type(exc).__name__}: {exc}"))
+
+
+def _task_count(path: str) -> tuple[str, Any]:
+    return _guarded(count_pages, path)
 
 
 def _task_render(path: str, dpi: int) -> tuple[str, Any]:
-    try:
-        return ("ok", render_pages(path, dpi))
-    except OcrFailure as f:
-        return ("fail", (f.reason, f.message))
+    return _guarded(render_pages, path, dpi)
 
 
 def _task_text(path: str) -> tuple[str, Any]:
-    try:
-        return ("ok", text_layer_pages(path))
-    except OcrFailure as f:
-        return ("fail", (f.reason, f.message))
+    return _guarded(text_layer_pages, path)
 
 
 class PdfWorkers:
@@ -822,7 +829,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     g = sub.add_parser("make-pdfs", help="render paper JSON files into small PDFs (raw inputs, fixtures)")
     g.add_argument("--papers", required=True, help="directory of paper JSON files")
-    g.add_argument("--out", required=True, help="output directory (<namespaced id>.pdf)")
+    dest = g.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="output directory (<namespaced id>.pdf)")
+    dest.add_argument("--root", help="data root: PDFs in ROOT/pdf/<yymm>/, papers registered in the manifest")
     g.set_defaults(func=_cli_make_pdfs)
 
 
@@ -846,10 +855,10 @@ def _cli_make_pdfs(args: argparse.Namespace) -> int:
     from astrollama.data.pdfgen import PaperError, make_pdfs
 
     try:
-        paths = make_pdfs(args.papers, args.out)
-    except PaperError as exc:
+        paths = make_pdfs(args.papers, args.out, root=args.root)
+    except (PaperError, ValueError) as exc:
         print(f"astrollama data make-pdfs: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(paths)} PDFs in {args.out}")
+    print(f"{len(paths)} PDFs in {args.out or Path(args.root) / 'pdf'}")
     return 0
 

@@ -26,11 +26,13 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astrollama.data.manifest import namespaced, paper_path
 from astrollama.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,6 @@ class Layout:
 
     numbered: bool
     appendix_after_references: bool
-
-
-def namespaced_id(paper_id: str) -> str:
-    """File-name-safe id: ``astro-ph/0601001`` -> ``astro-ph_0601001``, ``demo/0001`` -> ``demo_0001``."""
-    return paper_id.replace("/", "_")
 
 
 def layout_for(paper_id: str) -> Layout:
@@ -159,8 +156,10 @@ class _PaperPDF:
 
     def _appendix(self) -> None:
         for i, block in enumerate(self.paper.get("appendix", [])):
-            letter = chr(ord("A") + i)
-            self._heading(f"Appendix {letter}: {block['heading']}", self.body + 1.5)
+            heading = block["heading"]
+            if not re.match(r"(?i)appendix\b", heading):
+                heading = f"Appendix {chr(ord('A') + i)}: {heading}"
+            self._heading(heading, self.body + 1.5)
             self._text(block["text"])
 
     def _references(self) -> None:
@@ -276,25 +275,50 @@ def iter_paper_files(papers_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def make_pdfs(papers: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-              out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Render every paper JSON (a directory or a list of files) to ``OUT/<namespaced id>.pdf``.
+              out_dir: str | os.PathLike[str] | None = None, *, root: str | os.PathLike[str] | None = None,
+              ) -> list[Path]:
+    """Render every paper JSON (a directory or a list of files) to PDFs.
 
-    Idempotent: a PDF whose bytes are already identical is left untouched.
+    ``out_dir``: files ``OUT/<namespaced id>.pdf``. ``root`` (a data root) instead: files where the
+    download stage puts them (``ROOT/pdf/<yymm>/<namespaced id>.pdf``), the papers' metadata
+    upserted into the manifest and each PDF recorded as the ``download_pdf`` output, so the
+    bundled papers enter the pipeline exactly like downloaded ones. Idempotent: a PDF whose bytes
+    are already identical is left untouched.
     """
+    if (out_dir is None) == (root is None):
+        raise ValueError("give exactly one of out_dir and root")
     files = iter_paper_files(papers) if isinstance(papers, (str, os.PathLike)) else [Path(p) for p in papers]
-    out = Path(out_dir)
     written: list[Path] = []
     seen: dict[str, Path] = {}
+    loaded = []
     for f in files:
         paper = load_paper(f)
-        ns = namespaced_id(paper["id"])
+        ns = namespaced(paper["id"])
         if ns in seen:
             raise PaperError(f"{f}: field 'id' {paper['id']!r} collides with {seen[ns]}")
         seen[ns] = f
+        loaded.append(paper)
         data = render_paper_pdf(paper)
-        target = out / f"{ns}.pdf"
+        target = paper_path(Path(root) / "pdf", paper["id"], ".pdf") if root else Path(out_dir) / f"{ns}.pdf"
         if not (target.is_file() and target.read_bytes() == data):
             atomic_write_bytes(target, data)
         log.info("%s -> %s (%d pages, %d bytes)", f.name, target, count_pages(data), len(data))
         written.append(target)
+    if root is not None:
+        _register(Path(root), loaded, written)
     return written
+
+
+def _register(root: Path, papers: list[dict[str, Any]], pdfs: list[Path]) -> None:
+    from astrollama.data.manifest import Manifest
+
+    manifest = Manifest(root)
+    fields = ("id", "title", "abstract", "authors", "categories", "published")
+    manifest.upsert_papers([{k: p[k] for k in fields if p.get(k)} | {"source": "pdfgen"} for p in papers])
+    done = manifest.status("download_pdf")
+    records = [manifest.make_record("download_pdf", p["id"], "ok", outputs={"pdf": pdf}, source="pdfgen")
+               for p, pdf in zip(papers, pdfs, strict=True)
+               if (rec := done.get(p["id"])) is None or rec.status != "ok"
+               or manifest.resolve(rec.outputs.get("pdf", "")) != pdf]
+    manifest.record_many(records)
+    log.info("manifest %s: %d papers, %d new download_pdf records", manifest.dir, len(papers), len(records))

@@ -398,7 +398,7 @@ def _plan(paper: PaperInput, backend: Backend, cfg: SummaryConfig, prompt: Promp
     found_title, sections = split_sections(mmd)
     title = paper.title or found_title
     if not sections:
-        raise SummaryError(f"{paper.mmd_path}: no body text left after dropping back matter")
+        raise SummaryError(f"{Path(paper.mmd_path).name}: no body text left after dropping back matter")
 
     def count(t: str) -> int:
         return len(backend.encode(t))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from astrollama import paper
+from astrollama.lmflow_data import LMFlowDataError, dataset_files
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.recipe import Recipe, RecipeError, resolve_model
 
@@ -130,7 +131,7 @@ def _dataset_lengths(dataset: Path, tokenizer_name: str) -> list[int]:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from astrollama.lmflow_data import dataset_files, iter_text_only_file
+    from astrollama.lmflow_data import iter_text_only_file
 
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
     lengths: list[int] = []
@@ -230,7 +231,7 @@ class PlanReport:
             f"recipe:      {r.name} ({r.path})",
             f"model:       {r.model.name_or_path}: {self.params / 1e9:.3g}e9 parameters"
             + (f", {self.trainable / 1e6:.3g}e6 trainable (LoRA)" if self.trainable != self.params else ""),
-            f"allocation:  {self.nodes} nodes x {self.gpus_per_node} {self.gpu.name} "
+            f"allocation:  {self.nodes} node(s) x {self.gpus_per_node} {self.gpu.name} "
             f"({self.gpu.peak_flops.value / 1e12:.0f} TFLOP/s BF16 peak: {self.gpu.peak_flops.cite()})",
             f"batch:       {self.batch.box(self.nodes, self.gpus_per_node)}",
             f"tokens:      {self.token_source}",
@@ -260,10 +261,10 @@ class PlanReport:
         ]
         if self.comparison:
             lines += ["", self.budget_note,
-                      f"  {'training text':<44} {'tokens':>9} {'FLOPs':>9} {'MFU needed':>10}  verdict"]
+                      f"    {'training text':<48} {'tokens':>9} {'FLOPs':>9} {'MFU':>5}  verdict"]
             for row in self.comparison:
                 lines.append(
-                    f"  {row['label']:<44} {row['tokens']:>9.3g} {row['flops']:>9.3g} {row['mfu']:>10.0%}  {row['verdict']}"
+                    f"    {row['label']:<48} {row['tokens']:>9.3g} {row['flops']:>9.3g} {row['mfu']:>5.0%}  {row['verdict']}"
                 )
         return "\n".join(lines)
 
@@ -298,13 +299,19 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
         source = f"{tokens:.3g} trained tokens per epoch (given)"
     else:
         ds = Path(dataset) if dataset is not None else Path(recipe.data.dataset_path)
+        try:
+            dataset_files(ds)
+        except LMFlowDataError as e:
+            raise RecipeError(recipe.path, "--dataset" if dataset is not None else "data.dataset_path",
+                              f"cannot count tokens: {e}") from None
         tok_name = tokenizer or resolve_model(recipe.model.name_or_path)
         try:
             lengths = _dataset_lengths(ds, tok_name)
         except OSError as e:
-            key = "--dataset" if dataset is not None else "data.dataset_path"
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RecipeError(recipe.path, key, f"cannot count tokens: {first}") from None
+            raise RecipeError(recipe.path, "--tokenizer" if tokenizer else "model.name_or_path",
+                              f"cannot load the tokenizer {tok_name!r} to count tokens (pass --tokenizer DIR "
+                              f"or --tokens N): {first}") from None
         count = count_tokens(lengths, block, recipe.data.packing)
         source = f"counted in {ds} with the {tok_name} tokenizer"
 
@@ -349,7 +356,7 @@ def _add_budget_comparison(report: PlanReport) -> None:
     hours = card["a100_hours"]
     budget = hours.value * 3600 * paper.HARDWARE["a100_bf16_peak_flops"].value
     n = report.params
-    rows: list[tuple[str, float]] = [(f"this plan ({report.token_source.split(' (')[0]})", report.computed_tokens)]
+    rows: list[tuple[str, float]] = [("this plan", report.computed_tokens)]
     papers = card.get("n_papers")
     block = report.recipe.data.block_size
     if papers is not None:
@@ -367,8 +374,10 @@ def _add_budget_comparison(report: PlanReport) -> None:
         for i, (label, d) in enumerate(rows)
     ]
     covers = {m: budget * m / (6 * n) for m in (0.3, 0.4, 0.5)}
-    report.budget_note = (
-        f"published budget for {key}: {hours.value:,} A100 GPU-hours ({hours.cite()}) = {budget:.3g} FLOPs at "
-        f"100% MFU; it covers {', '.join(f'{d:.2g} tokens at {m:.0%}' for m, d in covers.items())} MFU"
-        + (f"; paper count: {papers.note}" if papers is not None else "")
-    )
+    report.budget_note = "\n".join([
+        f"published budget for {key}: {hours.value:,} A100 GPU-hours ({hours.cite()})",
+        f"  = {budget:.3g} FLOPs at 100% MFU; 6 x N x D covers "
+        + ", ".join(f"{d:.2g} tokens at {m:.0%}" for m, d in covers.items()) + " MFU",
+        *([f"  papers: {papers.value:,} ({papers.note})"] if papers is not None else []),
+        f"  MFU needed by each training text ({epochs:g} epochs):",
+    ])

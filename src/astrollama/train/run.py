@@ -123,20 +123,36 @@ def _git_info(repo: Path) -> dict:
     }
 
 
-def _pip_freeze() -> str:
-    try:
-        r = subprocess.run([sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check"],
-                           capture_output=True, text=True, timeout=300)
-        return r.stdout if r.returncode == 0 else f"# pip freeze failed ({r.returncode}): {r.stderr.strip()}\n"
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"# pip freeze failed: {e}\n"
+class _PipFreeze:
+    """``pip freeze`` started early in the background (it takes seconds); ``text()`` waits for it."""
+
+    def __init__(self) -> None:
+        try:
+            self.proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            self.error = ""
+        except OSError as e:
+            self.proc, self.error = None, str(e)
+
+    def text(self) -> str:
+        if self.proc is None:
+            return f"# pip freeze failed: {self.error}\n"
+        try:
+            out, err = self.proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return "# pip freeze timed out\n"
+        return out if self.proc.returncode == 0 else f"# pip freeze failed ({self.proc.returncode}): {err.strip()}\n"
 
 
 def _environment() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES}
 
 
-def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str]) -> Path:
+def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str],
+                     freeze: _PipFreeze | None = None) -> Path:
     """Write this attempt's provenance directory atomically; return its path."""
     import yaml
 
@@ -144,7 +160,7 @@ def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv:
     prov.mkdir(parents=True, exist_ok=True)
     suffix = f"-job{alloc.job_id}-restart{alloc.restart}" if alloc.job_id else ""
     repo = Path(__file__).resolve().parents[3]
-    git, freeze = _git_info(repo), _pip_freeze()  # slow parts outside the lock
+    git, frozen = _git_info(repo), (freeze or _PipFreeze()).text()  # slow parts outside the lock
     with file_lock(prov / ".lock"):
         n = 1 + sum(1 for p in prov.iterdir() if p.is_dir() and p.name.startswith("attempt-"))
         final = prov / f"attempt-{n:03d}{suffix}"
@@ -156,7 +172,7 @@ def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv:
             )
             (tmp / "recipe.json").write_text(json.dumps(resolved, indent=2) + "\n")
             (tmp / "git.json").write_text(json.dumps(git, indent=2) + "\n")
-            (tmp / "pip-freeze.txt").write_text(freeze)
+            (tmp / "pip-freeze.txt").write_text(frozen)
             (tmp / "environment.json").write_text(json.dumps(_environment(), indent=2) + "\n")
             launch = {
                 "engine": plan.engine, "nodes": plan.nodes, "commands": plan.commands, "env": plan.env,
@@ -235,6 +251,8 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     from astrollama.train.preempt import REQUEUE_EXIT_CODE, STOP_FILE_ENV
     from astrollama.train.recipe import load_recipe
 
+    node_rank = int(os.environ.get("SLURM_NODEID", "0")) if os.environ.get("SLURM_JOB_ID") else 0
+    freeze = _PipFreeze() if node_rank == 0 else None  # runs while the recipe is checked
     recipe = load_recipe(recipe_path, overrides)
     alloc = detect_allocation(recipe.launch.gpus_per_node)
     if not alloc.job_id and recipe.launch.nodes > 1:
@@ -260,7 +278,7 @@ def run(recipe_path: str, overrides: list[str]) -> int:
         return 0
     attempt = f"restart{alloc.restart}" if alloc.job_id else time.strftime("%Y%m%dT%H%M%S")
     if alloc.node_rank == 0:
-        prov = write_provenance(recipe, plan, alloc, resume, overrides)
+        prov = write_provenance(recipe, plan, alloc, resume, overrides, freeze)
         log.info("provenance: %s", prov)
         attempt = prov.name
     plan.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's first command: set up this checkout on a fresh machine (.venv with the CPU-safe core),
+# then run the toy pipeline: build the bundled demo corpus into LMFlow JSON, continue pre-training
+# SmolLM2-135M on CPU through slurm/cpt.sh, and print held-out perplexity before and after.
+# A few minutes on 2 CPU cores; no GPU, no network beyond the package registries used by setup.
+# Extra arguments go to `astrollama demo` (e.g. --resume, trainer.max_steps=10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export ASTROLLAMA_CACHE=${ASTROLLAMA_CACHE:-$HOME/.cache/astrollama}
+exec .venv/bin/astrollama demo "$@"
