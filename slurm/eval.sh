@@ -1,36 +1,62 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Score the base model and every checkpoint-N of a training run: MCQ accuracy (bootstrap 95% CI)
-# and held-out perplexity; learning curves as CSV + PNG. Logic: astrollama.evaluation.sweep.
+# and held-out perplexity, plus learning curves (CSV + PNG).
 #
-#   sbatch slurm/eval.sh RUN_DIR --base BASE_MODEL_DIR --heldout HELDOUT_DIR \
-#       [--questions FILE] [--key KEY_FILE] [any other `astrollama eval sweep` option]
+#   sbatch [--gpus-per-node=1 --time=08:00:00 ...] slurm/eval.sh RUN_DIR --base BASE_MODEL \
+#       --heldout HELDOUT_DIR [--questions FILE] [--key KEY_FILE] [other `astrollama eval sweep` options]
+#   bash slurm/eval.sh RUN_DIR ...        # same thing on this machine, without Slurm
 #
-# Output: RUN_DIR/eval/sweep/{curves.csv,curves.png,points/<checkpoint>/...} (or --out DIR).
-# Resumable: points already scored with the same settings are skipped, so the job can be
-# requeued or re-submitted while training is still writing checkpoints.
+# Submit from the repository root. This file is a thin shell: all logic is in
+# `astrollama eval sweep` (src/astrollama/evaluation/sweep.py). Output: RUN_DIR/eval/sweep/
+# {curves.csv, curves.png, points/<checkpoint>/...} (or --out DIR). Resumable: points already
+# scored with the same settings are skipped, so the job can be requeued, or resubmitted while
+# training is still writing checkpoints. Docs: docs/eval-report.md.
+#
 #SBATCH --job-name=astrollama-eval
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
-#SBATCH --gpus-per-node=1
 #SBATCH --cpus-per-task=8
-#SBATCH --time=08:00:00
 #SBATCH --requeue
-#SBATCH --output=%x-%j.out
+#SBATCH --open-mode=append
+#SBATCH --output=slurm/logs/%x-%j.out
 set -euo pipefail
 
-RUN_DIR=${1:?usage: sbatch slurm/eval.sh RUN_DIR --base MODEL --heldout DIR [--questions FILE] [--key FILE] ...}
+if [ $# -lt 1 ]; then
+  echo "usage: sbatch slurm/eval.sh RUN_DIR --base MODEL --heldout DIR [--questions FILE] [--key FILE] ..." >&2
+  exit 2
+fi
+RUN_DIR=$1
 shift
-PYTHON=${PYTHON:-python}                                  # the env with requirements.txt installed
-QUESTIONS=${QUESTIONS:-eval/data/astro_mcq_sample.jsonl}  # the public AstroMLab parquet + --key for real runs
-DTYPE=${DTYPE:-bfloat16}                                  # paper-scale scoring dtype on A100/H100
+
+# --- knobs (environment variables; defaults in brackets) --------------------------------------
+# ASTROLLAMA_REPO       repository root [the sbatch submit directory, else this file's parent]
+# ASTROLLAMA_VENV       virtual environment to activate [$ASTROLLAMA_REPO/.venv if it exists]
+# ASTROLLAMA_ENV_SETUP  shell code run first, e.g. "module load cuda/12.4" [none]
+# QUESTIONS             MCQ file [eval/data/astro_mcq_sample.jsonl]; the public benchmark is the
+#                       AstroMLab parquet (no key: predictions + submission.csv, no accuracy)
+# DTYPE                 scoring dtype on GPU [bfloat16]; always float32 on CPU
+# BATCH_SIZE            [16]
+REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
+[ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then eval "$ASTROLLAMA_ENV_SETUP"; fi
+VENV=${ASTROLLAMA_VENV:-$REPO/.venv}
+# shellcheck disable=SC1091
+if [ -f "$VENV/bin/activate" ]; then source "$VENV/bin/activate"; fi
+PY=$(command -v python3 || command -v python)
+QUESTIONS=${QUESTIONS:-eval/data/astro_mcq_sample.jsonl}
 BATCH_SIZE=${BATCH_SIZE:-16}
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
 
-cd "${SLURM_SUBMIT_DIR:-$(pwd)}"
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
-DEVICE=cpu
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then DEVICE=cuda; fi
-if [ "$DEVICE" = cpu ]; then DTYPE=float32; fi              # bf16 matmuls on CPU are slow and move scores
+DEVICE=cpu DTYPE_USED=float32
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  DEVICE=cuda DTYPE_USED=${DTYPE:-bfloat16}
+fi
 
-echo "[eval.sh] $(date -u +%FT%TZ) run=$RUN_DIR device=$DEVICE dtype=$DTYPE host=$(hostname) job=${SLURM_JOB_ID:-none}"
-srun --ntasks=1 "$PYTHON" -m astrollama eval sweep --run-dir "$RUN_DIR" --questions "$QUESTIONS" \
-    --dtype "$DTYPE" --batch-size "$BATCH_SIZE" --device "$DEVICE" "$@"
+echo "[eval.sh] $(date -u +%FT%TZ) job ${SLURM_JOB_ID:-local} run=$RUN_DIR device=$DEVICE dtype=$DTYPE_USED host=$(hostname)"
+cmd=("$PY" -m astrollama eval sweep --run-dir "$RUN_DIR" --questions "$QUESTIONS"
+     --dtype "$DTYPE_USED" --batch-size "$BATCH_SIZE" --device "$DEVICE" "$@")
+if [ -n "${SLURM_JOB_ID:-}" ]; then
+  exec srun --ntasks=1 "${cmd[@]}"
+fi
+exec "${cmd[@]}"

@@ -7,8 +7,10 @@ LMFlow cannot be installed from a registry (see docs/train-recipes.md for the sc
 Two levels: (1) argparse level: every flag is known to
 ``HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))`` and every value
 converts to the field's type; (2) the three dataclasses are built, so their ``__post_init__``
-checks run. Only where the machine cannot (no CUDA, no deepspeed package) is ``use_cpu`` added or
-``deepspeed`` dropped for level 2; level 1 always sees the exact argv.
+checks run, and where a DeepSpeed config is passed, transformers fills its "auto" fields from the
+flags (checked against the batch plan and precision). Only where the machine cannot (no CUDA, no
+deepspeed package) is ``use_cpu`` added or ``deepspeed`` dropped for level 2; level 1 always sees
+the exact argv.
 """
 
 from __future__ import annotations
@@ -51,7 +53,16 @@ try:
                              "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 except OSError:
     commit = ""
+ds = None
+if getattr(tune, "hf_deepspeed_config", None) is not None:  # the "auto" fields, filled by transformers
+    hf = tune.hf_deepspeed_config
+    hf.trainer_config_process(tune)
+    c = hf.config
+    ds = {k: c.get(k) for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping")}
+    ds["bf16"] = c.get("bf16", {}).get("enabled")
+    ds["fp16"] = c.get("fp16", {}).get("enabled")
 print(json.dumps({
+    "deepspeed": ds,
     "unknown": unknown, "relaxed": relaxed, "lmflow_version": lmflow.__version__, "commit": commit,
     "ns": {k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
     "model_name_or_path": model.model_name_or_path, "use_lora": model.use_lora,
@@ -119,6 +130,12 @@ def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path):
     assert got["ddp_timeout"] == 72000 and got["save_strategy"] == "steps"
     assert got["do_eval"] is False and not got["overwrite_output_dir"]
     assert got["use_lora"] is (recipe.model.lora is not None)
+    if recipe.launch.deepspeed is not None and "deepspeed" not in got["relaxed"]:
+        ds = got["deepspeed"]  # DeepSpeed's "auto" fields as transformers fills them from the flags
+        assert ds["train_micro_batch_size_per_gpu"] == plan.per_device_train_batch_size
+        assert ds["gradient_accumulation_steps"] == plan.gradient_accumulation_steps
+        assert ds["gradient_clipping"] == recipe.trainer.get("max_grad_norm", 1.0)
+        assert ds["bf16"] is bool(recipe.trainer.get("bf16")) and ds["fp16"] is bool(recipe.trainer.get("fp16"))
     if recipe.model.lora is not None:
         assert got["lora_r"] == recipe.model.lora.r
         assert got["lora_target_modules"] == recipe.model.lora.target_modules

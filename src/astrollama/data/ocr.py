@@ -361,6 +361,10 @@ class TransformersBackend(Backend):
         md = [self.model.page_markdown(out, n + 1) for n, out in enumerate(outs)]
         status = [m.status for m in md]
         if not any(s in ("ok", "post", "max-length") for s in status):
+            errors = [o.error for o in outs if o.error]
+            if len(errors) == len(outs):  # the model itself fails: say why
+                return DocResult(job, pages=n_pages, page_status=status, failure=OcrFailure(
+                    "backend-error", f"{job.pdf}: generation failed on every page: {errors[0]}"))
             return DocResult(job, pages=n_pages, page_status=status, failure=OcrFailure(
                 "empty-output", f"{job.pdf}: no page produced text ({', '.join(status)})"))
         return DocResult(job, join_pages(md), n_pages, status, tokens=sum(o.n_tokens for o in outs))

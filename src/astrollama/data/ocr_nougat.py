@@ -371,7 +371,10 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
     enc = DonutSwinConfig(image_size=[h, w], patch_size=4, embed_dim=cfg["embed_dim"], depths=cfg["depths"],
                           num_heads=cfg["num_heads"], window_size=cfg["window_size"])
     dec = MBartConfig(
-        vocab_size=len(tok), d_model=cfg["d_model"], decoder_layers=cfg["decoder_layers"], encoder_layers=1,
+        # encoder_layers is unused by the decoder-only MBart, but transformers sizes the KV cache
+        # from it (MBartConfig maps num_hidden_layers to encoder_layers): keep it >= decoder_layers
+        vocab_size=len(tok), d_model=cfg["d_model"], decoder_layers=cfg["decoder_layers"],
+        encoder_layers=cfg["decoder_layers"],
         decoder_attention_heads=cfg["heads"], decoder_ffn_dim=cfg["ffn"],
         max_position_embeddings=cfg["max_positions"], is_decoder=True, add_cross_attention=True,
         scale_embedding=True, add_final_layer_norm=True, tie_word_embeddings=False,

@@ -1,0 +1,188 @@
+"""MCQ scoring on the tiny LLaMA: exactness of the fast path, outputs, CLI, bootstrap, vLLM path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from astrollama.evaluation.mcq import (
+    MCQResult,
+    bootstrap_ci,
+    load_questions,
+    score_mcq,
+    write_public_and_key,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
+FAKE_VLLM = Path(__file__).resolve().parent / "fake_vllm"
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_questions(SAMPLE).head(20)
+
+
+def _reference_logprobs(model, tok, qs):
+    """Oracle: each full prompt alone, no cache, no padding, full logits at the last position."""
+    import torch
+
+    from astrollama.evaluation.mcq_prompts import PromptTemplate, encode_prompts
+
+    tpl = PromptTemplate.default("token")
+    enc = encode_prompts(tok, [tpl.render(q) for q in qs], [q.id for q in qs])
+    out = []
+    with torch.inference_mode():
+        for e in enc:
+            lp = torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0, -1].float(), -1)
+            out.append([float(lp[i]) for i in e.letter_ids])
+    return out
+
+
+def test_fast_path_equals_one_prompt_at_a_time(tiny, sample):
+    model, tok = tiny
+    ref = _reference_logprobs(model, tok, sample)
+    runs = {}
+    for bs, cache, side in [(1, False, "right"), (7, True, "left"), (7, True, "right"), (20, False, "left")]:
+        tok.padding_side = side  # must not matter: the scorer pads by itself
+        r = score_mcq(model, sample, tokenizer=tok, batch_size=bs, prefix_cache=cache, progress=False)
+        runs[(bs, cache, side)] = r
+        for p, want in zip(r.predictions, ref, strict=True):
+            assert list(p["logprobs"].values()) == pytest.approx(want, abs=1e-4)
+            assert p["prediction"] == "ABCD"[max(range(4), key=want.__getitem__)]
+            assert sum(p["probs"].values()) == pytest.approx(1.0)
+        assert (r.settings["prefix_cache_tokens"] > 50) is cache
+    assert len({tuple(r.letters) for r in runs.values()}) == 1
+
+
+def test_public_file_gives_submission_without_accuracy_and_key_adds_it(tiny, tmp_path):
+    model, tok = tiny
+    keyed = load_questions(SAMPLE)
+    pub, key = write_public_and_key(keyed, tmp_path / "public.parquet", tmp_path / "key.jsonl")
+
+    public = load_questions(pub)
+    res = score_mcq(model, public, tokenizer=tok, batch_size=16, progress=False)
+    files = res.write(tmp_path / "public_out")
+    assert res.accuracy is None and res.ci95 is None
+    scores = json.loads(files["scores"].read_text())
+    assert scores["accuracy"] is None and scores["ci95"] is None and scores["n"] == len(keyed)
+    rows = list(csv.reader(files["submission"].open()))
+    assert rows[0] == ["id", "answer"] and len(rows) == len(keyed) + 1
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(len(keyed))]
+    assert all(r[1] in {"A", "B", "C", "D"} for r in rows[1:])
+    preds = [json.loads(line) for line in files["predictions"].read_text().splitlines()]
+    assert [p["prediction"] for p in preds] == [r[1] for r in rows[1:]]
+
+    withkey = score_mcq(model, load_questions(pub, key_path=key), tokenizer=tok, batch_size=16, progress=False)
+    truth = [q.answer for q in keyed]
+    assert withkey.letters == res.letters
+    assert withkey.n_correct == sum(p == t for p, t in zip(withkey.letters, truth, strict=True))
+    assert withkey.accuracy == pytest.approx(withkey.n_correct / len(keyed))
+    lo, hi = withkey.ci95
+    assert lo <= withkey.accuracy <= hi and hi - lo > 0.05
+    s = withkey.write(tmp_path / "keyed_out")
+    scores = json.loads(s["scores"].read_text())
+    assert scores["accuracy"] == withkey.accuracy and scores["ci95"] == [lo, hi]
+    st = scores["settings"]
+    assert st["template"]["path"].endswith("eval/prompts/astromlab_token.txt") and len(st["template"]["sha256"]) == 64
+    assert st["key"]["path"] == str(key) and st["batch_size"] == 16 and st["dtype"] == "float32"
+    assert {"torch", "transformers", "tokenizers", "python"} <= set(st["versions"])
+    assert [set(d) for d in st["letter_token_ids"]] == [{"A", "B", "C", "D"}]
+
+
+def test_bootstrap_ci_is_seeded_and_sane():
+    hits = [True] * 30 + [False] * 70
+    a = bootstrap_ci(hits, n_resamples=2000, seed=3)
+    assert a == bootstrap_ci(hits, n_resamples=2000, seed=3)
+    assert a != bootstrap_ci(hits, n_resamples=2000, seed=4)
+    assert a[0] < 0.3 < a[1] and 0.18 < a[0] and a[1] < 0.42  # ~ +-1.96 * sqrt(.3*.7/100) = +-0.09
+    wide = bootstrap_ci(hits[:10] + hits[-10:], n_resamples=2000, seed=3)
+    assert wide[1] - wide[0] > a[1] - a[0]
+    assert bootstrap_ci([True] * 5, n_resamples=100) == (1.0, 1.0)
+
+
+def test_unparsed_replies_are_counted_wrong():
+    preds = [{"id": "1", "prediction": "A", "correct": "A"}, {"id": "2", "prediction": None, "correct": "B"}]
+    r = MCQResult(predictions=preds, settings={}, n_bootstrap=200)
+    assert r.n_unparsed == 1 and r.accuracy == 0.5 and r.n_correct == 1
+    assert r.submission_csv() == "id,answer\n1,A\n2,\n"
+
+
+def test_instruct_method_generates_and_reports_unparsed(tiny, sample):
+    model, tok = tiny
+    r = score_mcq(model, sample.head(4), tokenizer=tok, method="instruct", max_new_tokens=6, batch_size=3,
+                  progress=False)
+    assert len(r.predictions) == 4
+    for p in r.predictions:
+        assert isinstance(p["response"], str)
+        assert (p["prediction"] is None) == (p["parsed_by"] == "unparsed")
+    assert r.scores()["n_unparsed"] == sum(p["prediction"] is None for p in r.predictions)
+    assert r.settings["max_new_tokens"] == 6 and r.settings["decoding"] == "greedy"
+
+
+def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
+    from astrollama.cli import main
+
+    pub, key = tmp_path / "pub.jsonl", tmp_path / "key.jsonl"
+    assert main(["eval", "mcq-split", str(SAMPLE), "--public", str(pub), "--key", str(key)]) == 0
+    out = tmp_path / "out"
+    rc = main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(pub), "--key", str(key),
+               "--limit", "10", "--batch-size", "4", "--n-bootstrap", "500", "--out", str(out)])
+    assert rc == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["n"] == 10 and 0.0 <= scores["accuracy"] <= 1.0 and scores["settings"]["questions"]["n"] == 10
+    assert (out / "submission.csv").read_text().startswith("id,answer\nastro-001,")
+    capsys.readouterr()
+
+    key.write_text(key.read_text().replace('"correct": "A"', '"correct": "Z"', 1))
+    bad_out = tmp_path / "bad_out"
+    rc = main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(pub), "--key", str(key),
+               "--out", str(bad_out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "key.jsonl: line" in err[0] and "'Z', expected one letter A, B, C or D" in err[0]
+    assert not bad_out.exists()
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    monkeypatch.syspath_prepend(str(FAKE_VLLM))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    import vllm
+
+    assert vllm.__version__.endswith("+fake")
+    yield vllm
+    sys.modules.pop("vllm", None)
+
+
+def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):
+    qs = sample.head(8)
+    hf = score_mcq(tiny_model, qs, batch_size=4, progress=False)
+    vl = score_mcq(tiny_model, qs, backend="vllm", dtype="float32", progress=False)
+    assert vl.letters == hf.letters
+    assert vl.settings["versions"]["vllm"] == fake_vllm.__version__ and vl.settings["backend"] == "vllm"
+    for a, b in zip(vl.predictions, hf.predictions, strict=True):
+        for L in "ABCD":
+            if a["logprobs"][L] is not None:  # letters outside the top-k come back as None
+                assert a["logprobs"][L] == pytest.approx(b["logprobs"][L], abs=1e-4)
+        assert a["logprobs"][a["prediction"]] is not None
+    # a tiny top-k leaves letters out; the prediction stays exact (greedy over the allowed letters)
+    llm = fake_vllm.LLM(str(tiny_model), max_logprobs=1)
+    k1 = score_mcq(tiny_model, qs, backend="vllm", vllm_logprobs=1, llm=llm, progress=False)
+    assert k1.letters == hf.letters and k1.settings["letters_outside_top_k"] > 0
+    with pytest.raises(ValueError, match="greater than max allowed"):
+        score_mcq(tiny_model, qs, backend="vllm", vllm_logprobs=5, llm=llm, progress=False)
+    ins_hf = score_mcq(tiny_model, qs.head(3), method="instruct", max_new_tokens=5, progress=False)
+    ins_vl = score_mcq(tiny_model, qs.head(3), method="instruct", backend="vllm", max_new_tokens=5, progress=False)
+    assert [p["response"] for p in ins_vl.predictions] == [p["response"] for p in ins_hf.predictions]
