@@ -23,9 +23,7 @@ from astrollama.data.split import assign_split
 from astrollama.lmflow_data import dataset_files, read_text_only_dir
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
-VOCAB = ("galaxy star dust gas halo disk planet orbit spectrum redshift cluster mass luminosity field "
-         "magnetic accretion jet pulsar noise model survey telescope emission line velocity dispersion "
-         "metallicity gradient bar spiral merger quasar lensing shear photometry binary transit").split()
+VOCAB = ["galaxy", "star", "dust", "gas", "halo", "disk", "planet", "orbit", "spectrum", "redshift", "cluster", "mass", "luminosity", "field", "magnetic", "accretion", "jet", "pulsar", "noise", "model", "survey", "telescope", "emission", "line", "velocity", "dispersion", "metallicity", "gradient", "bar", "spiral", "merger", "quasar", "lensing", "shear", "photometry", "binary", "transit"]
 
 
 def tree_hash(root: Path) -> str:

@@ -168,27 +168,32 @@ def test_repetition_guard_stops_only_the_looping_row_and_locates_the_loop():
     import torch
 
     cfg = RepetitionConfig()  # nougat-ocr's window 200, short window 15, threshold 0.015
-    guard = RepetitionGuard(cfg)
+    eos = 2
+    guard = RepetitionGuard(cfg, finished_ids=[eos])
     gen = torch.Generator().manual_seed(0)
     loop_start, steps, vocab = 150, 900, 50
-    stopped_at = [None, None]
+    stopped_at: list[int | None] = [None, None, None]
     period = [18.0, 11.5, 14.0, 9.0]  # the max logits of a 4-token loop
     for t in range(steps):
-        scores = torch.randn(2, vocab, generator=gen)
-        natural = 14.0 + 4.0 * torch.randn(2, generator=gen)  # confident/unsure tokens vary
-        row0 = period[t % 4] if t >= loop_start else float(natural[0])
-        scores[0, 7], scores[1, 3] = row0, float(natural[1])
-        assert guard.processor(None, scores) is scores  # observes, changes nothing
-        flags = guard.criterion(None, None)
-        for r in range(2):
+        scores = torch.randn(3, vocab, generator=gen)
+        natural = 14.0 + 4.0 * torch.randn(3, generator=gen)  # confident/unsure tokens vary
+        looped = period[t % 4] if t >= loop_start else None
+        scores[0, 7] = looped if looped is not None else float(natural[0])
+        scores[1, 3] = float(natural[1])
+        scores[2, 9] = looped if looped is not None else float(natural[2])  # same loop, but ...
+        last = torch.tensor([[5], [5], [eos if t >= 100 else 5]])  # ... row 2 ended (EOS) at step 100
+        assert guard.processor(last, scores) is scores  # observes, changes nothing
+        flags = guard.criterion(last, None)
+        for r in range(3):
             if flags[r] and stopped_at[r] is None:
                 stopped_at[r] = t + 1
     assert stopped_at[1] is None, "a natural (non-looping) max-logit sequence must not be stopped"
+    assert stopped_at[2] is None, "a finished row is never flagged"
     assert stopped_at[0] is not None and stopped_at[0] > loop_start + cfg.short_window
     onset = guard.onsets()[0]
     # the loop is located to within a quarter window, never after it began
     assert loop_start - cfg.window // 4 <= onset <= loop_start, (onset, loop_start)
-    assert guard.onsets()[1] is None
+    assert guard.onsets()[1:] == [None, None]
 
 
 def test_repetition_guard_in_real_generate_stops_early(tiny_nougat, pdf_bytes, tmp_path):
@@ -445,3 +450,33 @@ def test_cli_make_pdfs_and_ocr_shards_on_bundled_demo_papers(repo_root, tmp_path
     assert main(["make-pdfs", "--papers", str(src), "--root", str(root)]) == 0  # idempotent
     assert len(m.status("download_pdf")) == len(papers)
     assert main(["ocr", "--root", str(root), "--backend", "transformers"]) == 2  # no --checkpoint
+
+
+def _real_nougat() -> Path | None:
+    """The real nougat-ocr CLI, when ASTROLLAMA_NOUGAT_BIN points at one (envs/ocr-nougat.txt)."""
+    exe = os.environ.get("ASTROLLAMA_NOUGAT_BIN")
+    if not exe or not Path(exe).is_file() or not (Path(exe).parent / "python").exists():
+        return None
+    return Path(exe)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_real_nougat() is None, reason="set ASTROLLAMA_NOUGAT_BIN to a real nougat-ocr `nougat`")
+def test_real_nougat_cli(papers, pdf_bytes, tmp_path):
+    """The nougat-cli backend against the REAL nougat-ocr 0.1.17 CLI (random tiny checkpoint)."""
+    exe = _real_nougat()
+    ckpt = tmp_path / "nougat-ckpt"
+    subprocess.run([str(exe.parent / "python"), str(HERE / "nougat_ocr_random_checkpoint.py"), str(ckpt)],
+                   check=True, capture_output=True, timeout=300)
+    root = tmp_path / "root"
+    m = make_root(root, pdf_bytes)
+    backend = ocr.NougatCliBackend(ckpt, executable=str(exe), batch_size=0, group=8, timeout=120, skipping=False)
+    stats = ocr.run_ocr(root, backend, workers=0, progress=False)
+    # every good PDF went through one real nougat process and came back under its namespaced id;
+    # the bad ones were recorded before nougat saw them (an encrypted PDF would crash its whole run)
+    assert (stats.ok, stats.failed) == (len(GOOD), len(BAD))
+    for pid in GOOD:
+        rec = m.status("ocr")[pid]
+        assert rec.attrs["pages"] == pdfgen.count_pages(pdf_bytes[pid]) and rec.attrs["backend"] == "nougat-cli"
+        assert m.resolve(rec.outputs["mmd"]).read_text(encoding="utf-8").strip()
+    assert {pid: m.status("ocr")[pid].attrs["reason"] for pid in BAD} == BAD

@@ -28,8 +28,7 @@ from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_su
 
 DRIVER = Path(__file__).parent / "resume_driver.py"
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
-WORDS = ("galaxy star dust gas halo disk planet orbit spectrum redshift cluster mass luminosity field "
-         "magnetic accretion jet pulsar noise model survey telescope emission velocity bar merger").split()
+WORDS = ["galaxy", "star", "dust", "gas", "halo", "disk", "planet", "orbit", "spectrum", "redshift", "cluster", "mass", "luminosity", "field", "magnetic", "accretion", "jet", "pulsar", "noise", "model", "survey", "telescope", "emission", "velocity", "bar", "merger"]
 CONCLUSIONS = ("5 Conclusions", "6. Summary and conclusions", "Concluding remarks", "IV. SUMMARY")
 
 

@@ -180,3 +180,31 @@ def test_stage_records_model_prompt_and_tokens_in_manifest(tmp_path: Path, tiny_
     run_summary(tmp_path, tiny_backend, config=cfg, progress=False)
     st = m.status("summary")
     assert st[ids[2]].status == "ok" and st[ids[3]].error == "upstream: ocr failed: corrupt: not a PDF"
+
+
+def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, repo_root: Path) -> None:
+    import os
+    import subprocess
+
+    from astrollama.data.stages import shard_of
+
+    m = Manifest(tmp_path)
+    ids = [f"2407.0000{i}" for i in range(1, 7)]
+    m.upsert_papers([{"id": i, "title": "T"} for i in ids])
+    for i in ids:
+        p = tmp_path / "ocr" / f"{i}.mmd"
+        p.parent.mkdir(exist_ok=True)
+        p.write_text((FIX / "roman_bold.mmd").read_text())
+        m.record("ocr", i, "ok", outputs={"mmd": p})
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2",
+           "ASTROLLAMA_VENV": str(Path(sys.executable).parents[1]), "OMP_NUM_THREADS": "1"}
+    env.pop("SLURM_JOB_ID", None)
+    proc = subprocess.run(
+        ["bash", str(repo_root / "slurm" / "summarize.sh"), str(tmp_path), "--backend", "transformers",
+         "--model", str(tiny_model), "--temperature", "1.0", "--target-tokens", "30", "--min-tokens", "10",
+         "--max-tokens", "100"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "array task 1/2" in proc.stdout
+    done = sorted(pid for pid, r in m.status("summary").items() if r.status == "ok")
+    assert done == sorted(shard_of(ids, 1, 2)) and 0 < len(done) < len(ids)

@@ -148,3 +148,28 @@ def test_demo_recipe_flags_parse_with_lmflow(text_only_dir, tmp_path, smollm2):
     got = _parse(finetune_args(recipe, plan, output_dir=tmp_path / "ckpt"))
     assert got["unknown"] == [] and got["model_name_or_path"] == str(smollm2)
     assert got["disable_group_texts"] is False and got["block_size"] == 256
+
+
+FIND = r"""
+import json, sys
+from astrollama.train.launch import build_launch
+from astrollama.train.recipe import load_recipe
+recipe = load_recipe(sys.argv[1], [f"data.dataset_path={sys.argv[2]}"])
+plan = build_launch(recipe, nodes=["n1", "n2"], gpus_per_node=8)  # not a dry run: LMFlow must be found
+import lmflow
+print(json.dumps({"engine": plan.engine, "argv": plan.commands[0], "lmflow": lmflow.__file__}))
+"""
+
+
+def test_installed_lmflow_checkout_is_found(text_only_dir, in_repo):
+    """An editable LMFlow install (pip install -e CHECKOUT, as envs/train-cluster.txt does) is found
+    without any setting, and the command runs its examples/finetune.py."""
+    env = {k: v for k, v in os.environ.items() if k != "ASTROLLAMA_LMFLOW_DIR"}
+    env |= {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.run([LMFLOW_PYTHON, "-c", FIND, str(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"),
+                        str(text_only_dir)], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    checkout = Path(got["lmflow"]).resolve().parents[2]
+    assert got["engine"] == "lmflow"
+    assert str(checkout / "examples" / "finetune.py") in got["argv"]

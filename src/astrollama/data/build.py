@@ -27,6 +27,7 @@ timestamps or paths that vary between runs: the same input gives byte-identical 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -147,6 +148,7 @@ def clean_text(text: str, *, repeated_line_min_chars: int = 20, repeated_line_ma
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+@functools.lru_cache(maxsize=64)
 def _consts(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.integers(1, 2**63 - 1, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1))
@@ -279,8 +281,8 @@ class Benchmark:
     """Sorted n-gram hashes of the benchmark (question + options), and which question owns each.
 
     Texts of at least ``n`` words contribute their ``n``-grams; a shorter question (or option) of
-    at least ``min_words`` words counts as ONE n-gram of its own length, so short questions are
-    caught too. ``lengths`` lists the n-gram lengths a document must be hashed with.
+    at least ``min_words`` words contributes its ``min_words``-grams, so short questions are
+    caught too. ``lengths`` lists the n-gram lengths a document is hashed with (at most two).
     """
 
     path: str
@@ -301,7 +303,7 @@ class Benchmark:
                 words = normalised_words(part)
                 if len(words) < min(n, min_words):
                     continue
-                k = min(n, len(words))
+                k = n if len(words) >= n else min_words
                 lengths.add(k)
                 h = ngram_hashes(word_hashes(words), k)
                 hs.append(h)
@@ -604,10 +606,11 @@ def _histogram(kept: dict[str, list[tuple[str, int]]], path: Path, variant: str)
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     allt = [t for items in kept.values() for _, t in items] or [0]
-    hi = max(allt)
-    bins = np.linspace(0, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
+    lo, hi = min(allt), max(allt)
+    bins = np.linspace(lo, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
     ax.hist([[t for _, t in kept["train"]], [t for _, t in kept["validation"]]], bins=bins, stacked=True,
             label=["train", "validation"])
+    ax.axvline(float(np.median(allt)), color="k", linestyle="--", linewidth=1, label=f"median {int(np.median(allt))}")
     ax.set_xlabel("tokens per paper")
     ax.set_ylabel("papers")
     ax.set_title(f"{variant}: token length")

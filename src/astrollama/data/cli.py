@@ -22,6 +22,8 @@ MODULES = (
     "astrollama.data.aic",        # aic
     "astrollama.data.summarize",  # summarize
     "astrollama.data.build",      # build
+    "astrollama.data.bench",      # bench (throughput of the CPU corpus stages)
+    "astrollama.data.demo",       # demo-prep (the offline demo data chain)
 )
 
 log = logging.getLogger(__name__)

@@ -831,6 +831,13 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli_ocr)
 
+    r = sub.add_parser("nougat-random", help="save a randomly initialised Nougat checkpoint (tests, throughput)")
+    r.add_argument("--preset", choices=["tiny", "small", "base"], default="small",
+                   help="small/base: nougat-ocr's architecture (what the real weights cost); tiny: for tests")
+    r.add_argument("--out", required=True)
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=_cli_random)
+
     g = sub.add_parser("make-pdfs", help="render paper JSON files into small PDFs (raw inputs, fixtures)")
     g.add_argument("--papers", required=True, help="directory of paper JSON files")
     dest = g.add_mutually_exclusive_group(required=True)
@@ -852,6 +859,13 @@ def _cli_ocr(args: argparse.Namespace) -> int:
                     timeout=args.timeout, recycle=args.recycle, pdf_dir=args.pdf_dir,
                     progress=not args.no_progress)
     print(stats.line())
+    return 0
+
+
+def _cli_random(args: argparse.Namespace) -> int:
+    from astrollama.data.ocr_nougat import random_nougat
+
+    print(random_nougat(args.out, args.preset, seed=args.seed))
     return 0
 
 

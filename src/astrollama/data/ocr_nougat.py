@@ -81,10 +81,12 @@ class RepetitionGuard:
     scores' device (no host sync per step).
     """
 
-    def __init__(self, config: RepetitionConfig = RepetitionConfig()) -> None:
+    def __init__(self, config: RepetitionConfig = RepetitionConfig(), *, finished_ids: Sequence[int] = ()) -> None:
+        """``finished_ids``: tokens (EOS, pad) after which a row is finished and never flagged."""
         from transformers import LogitsProcessor, StoppingCriteria
 
         self.config = config
+        self.finished_ids = list(finished_ids)
         self.step = 0
         self._maxes: Any = None  # (B, short_window) recent max logits
         self._disp: Any = None  # (B, window) recent local dispersions
@@ -93,18 +95,18 @@ class RepetitionGuard:
 
         class _Observe(LogitsProcessor):
             def __call__(self, input_ids, scores):
-                guard.observe(scores)
+                guard.observe(scores, input_ids)
                 return scores
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return guard.flagged()
+                return guard.flagged(input_ids.device)
 
         self.processor = _Observe()
         self.criterion = _Stop()
 
-    def observe(self, scores: Any) -> None:
-        """Record one generation step's scores (B, vocab)."""
+    def observe(self, scores: Any, input_ids: Any = None) -> None:
+        """Record one generation step's scores (B, vocab); ``input_ids`` (B, t) tells finished rows."""
         import torch
 
         cfg = self.config
@@ -123,15 +125,19 @@ class RepetitionGuard:
         if self._disp.shape[1] < cfg.window:
             return
         looping = self._disp.var(dim=1) < cfg.threshold
+        if input_ids is not None and self.finished_ids:
+            last = input_ids[:, -1]
+            for tok in self.finished_ids:
+                looping &= last != tok
         newly = looping & (self._flag_step < 0)
         self._flag_step = torch.where(newly, torch.full_like(self._flag_step, self.step), self._flag_step)
 
-    def flagged(self) -> Any:
+    def flagged(self, device: Any = None) -> Any:
         """(B,) bool: rows flagged as looping so far."""
         import torch
 
         if self._flag_step is None:
-            return torch.zeros((1,), dtype=torch.bool)
+            return torch.zeros((1,), dtype=torch.bool, device=device)
         return self._flag_step >= 0
 
     def onsets(self) -> list[int | None]:
@@ -231,7 +237,7 @@ class NougatTransformers:
         self.model = VisionEncoderDecoderModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         dec = self.model.config.decoder
         limit = int(getattr(dec, "max_position_embeddings", 4096))
-        self.max_new_tokens = min(max_new_tokens or limit, limit) - 1
+        self.max_new_tokens = min(max_new_tokens or limit, limit - 1)  # the start token takes a position
         self.repetition = repetition
         self._postprocess = self._make_postprocess() if postprocess else None
         log.info("Nougat (transformers) %s on %s/%s: max_new_tokens=%d, repetition stop %s",
@@ -260,8 +266,9 @@ class NougatTransformers:
 
         pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
         pixels = pixels.to(self.device, self.dtype)
-        guard = RepetitionGuard(self.repetition) if self.repetition.enabled else None
         tok = self.tokenizer
+        guard = (RepetitionGuard(self.repetition, finished_ids=[tok.eos_token_id, tok.pad_token_id])
+                 if self.repetition.enabled else None)
         with torch.inference_mode():
             out = self.model.generate(
                 pixel_values=pixels,
@@ -348,7 +355,13 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
     )
-    from transformers.models.nougat.image_processing_pil_nougat import NougatImageProcessorPil
+
+    try:  # transformers >= 5.2x: PIL backend (needs no torchvision); older: the only processor
+        from transformers.models.nougat.image_processing_pil_nougat import (
+            NougatImageProcessorPil as ImageProcessor,
+        )
+    except ImportError:
+        from transformers import NougatImageProcessor as ImageProcessor
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
@@ -387,7 +400,7 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
     config.tie_word_embeddings = False
     model = VisionEncoderDecoderModel(config)
     model.save_pretrained(out)
-    NougatProcessor(image_processor=NougatImageProcessorPil(size={"height": h, "width": w}), tokenizer=tok
+    NougatProcessor(image_processor=ImageProcessor(size={"height": h, "width": w}), tokenizer=tok
                     ).save_pretrained(out)
     log.info("random Nougat (%s, %.1fM parameters) -> %s", preset, sum(p.numel() for p in model.parameters()) / 1e6,
              out)

@@ -572,8 +572,9 @@ def run_summary(
 ) -> Any:
     """Summarise this shard's pending papers of the manifest at ``root`` into ``<root>/summary``.
 
-    ``limit`` caps how many papers this run summarises (the rest stay pending; the demo uses it
-    to keep CPU time small). Returns the shard stats.
+    ``limit`` restricts the stage to the first ``limit`` papers by id (the rest stay pending; the
+    demo uses it to keep CPU time small; a rerun with the same limit does nothing new). Returns the
+    shard stats.
     """
     from astrollama.data.manifest import Manifest
     from astrollama.data.stages import StageRunner
@@ -581,11 +582,12 @@ def run_summary(
     m = Manifest(root)
     runner = StageRunner(m, STAGE, shard_index=shard_index, num_shards=num_shards,
                          retry_failed=retry_failed, force=force, progress=False)
+    if limit is not None:
+        every = sorted(m.ids() if ids is None else ids)
+        ids = every[:limit]
+        log.info("summaries: --limit %d: only the first %d of %d papers (by id) are summarised; the other %d "
+                 "stay pending", limit, len(ids), len(every), len(every) - len(ids))
     todo = runner.select(ids)
-    if limit is not None and len(todo) > limit:
-        log.info("summaries: --limit %d: summarising %d of %d pending papers; the other %d stay pending",
-                 limit, limit, len(todo), len(todo) - limit)
-        todo = sorted(todo)[:limit]
     papers = mmd_inputs(m, todo, runner)
     if force:
         for p in papers:
@@ -621,13 +623,14 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--target-tokens", type=int, default=2500, help="total summary budget per paper")
     p.add_argument("--max-model-len", type=int, default=None, help="context window (vllm default 8192)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="per-request seeds derive from it and the paper id")
     p.add_argument("--batch-papers", type=int, default=64, help="papers per generation round")
-    p.add_argument("--limit", type=int, default=None, help="summarise at most N pending papers this run")
+    p.add_argument("--limit", type=int, default=None, help="only the first N papers by id (a CPU demo knob)")
     add_shard_args(p)
     p.set_defaults(func=_cli)
 
@@ -641,7 +644,7 @@ def _cli(a: Any) -> int:
         kw.update(tensor_parallel_size=a.tensor_parallel_size, max_model_len=a.max_model_len or 8192,
                   dtype=a.dtype, gpu_memory_utilization=a.gpu_memory_utilization, seed=a.seed)
     else:
-        kw.update(max_model_len=a.max_model_len)
+        kw.update(max_model_len=a.max_model_len, device=a.device)
     backend = make_backend(a.backend, a.model, **kw)
     stats = run_summary(a.root, backend, config=cfg, prompt=Prompt.load(a.prompt), shard_index=a.shard_index,
                         num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force, limit=a.limit)

@@ -27,7 +27,7 @@ def bundled_questions() -> Path:
 def report_demo(
     base_model_dir: str | os.PathLike[str], trained_model_dir: str | os.PathLike[str],
     heldout_dir: str | os.PathLike[str], workdir: str | os.PathLike[str], *,
-    questions: str | os.PathLike[str] | None = None, recipe: str = DEMO_RECIPE, max_docs: int = 48,
+    questions: str | os.PathLike[str] | None = None, recipe: str = DEMO_RECIPE, max_docs: int = 32,
     block_size: int = 256, max_new_tokens: int = 40, seed: int = 0, batch_size: int = 8,
     base: str | os.PathLike[str] | None = None,
 ) -> Path:

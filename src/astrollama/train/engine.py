@@ -269,7 +269,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
     """Train; return 0 when finished, REQUEUE_EXIT_CODE when stopped early on request."""
     from transformers import Trainer, default_data_collator, set_seed
 
-    from astrollama.train.preempt import REQUEUE_EXIT_CODE, PreemptionCallback, StepLogCallback, StopRequest
+    from astrollama.train.preempt import (
+        REQUEUE_EXIT_CODE,
+        PreemptionCallback,
+        StepLogCallback,
+        StopRequest,
+        barrier,
+    )
 
     stop = StopRequest().install()
     set_seed(training_args.seed)
@@ -297,6 +303,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
             log.info("starting fresh (no complete checkpoint in %s)", training_args.output_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     if preempt.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
+        barrier()  # every rank has finished writing its part of the checkpoint
         return REQUEUE_EXIT_CODE
     if model_args.use_lora and model_args.save_aggregated_lora:
         merged = trainer.model.merge_and_unload()

@@ -28,7 +28,13 @@ def install() -> None:
     """Patch ``transformers.Trainer`` (idempotent)."""
     from transformers import Trainer
 
-    from astrollama.train.preempt import REQUEUE_EXIT_CODE, PreemptionCallback, StepLogCallback, StopRequest
+    from astrollama.train.preempt import (
+        REQUEUE_EXIT_CODE,
+        PreemptionCallback,
+        StepLogCallback,
+        StopRequest,
+        barrier,
+    )
 
     if getattr(Trainer, "_astrollama_patched", False):
         return
@@ -49,6 +55,7 @@ def install() -> None:
         if pre is not None and pre.stopped_at is not None and self.state.global_step < self.state.max_steps:
             log.warning("stopped at step %d on request: exiting %d before the script saves a final model",
                         self.state.global_step, REQUEUE_EXIT_CODE)
+            barrier()
             sys.exit(REQUEUE_EXIT_CODE)
         return result
 

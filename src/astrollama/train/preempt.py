@@ -72,6 +72,14 @@ def _any_rank(flag: bool, device) -> bool:
     return bool(t.item())
 
 
+def barrier() -> None:
+    """Wait until every rank is here (after a stop checkpoint: nobody exits while others still write)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 class PreemptionCallback(TrainerCallback):
     """Turn a stop request into "save a checkpoint at this step, then stop" on every rank."""
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Paper summaries (the `summary` corpus variant) with vLLM, as a job array: one vLLM engine per
+# array task, tensor parallel over the task's GPUs.
+#
+#   sbatch --array=0-31 --gpus-per-node=1 slurm/summarize.sh DATA_ROOT --model /models/Qwen2-7B-Instruct
+#   SUMMARY_TP=4 sbatch --array=0-7 --gpus-per-node=4 slurm/summarize.sh DATA_ROOT --model /models/Llama-3.1-70B-Instruct
+#   bash slurm/summarize.sh DATA_ROOT --backend transformers --model "$(python -m astrollama models smollm2)" \
+#        --target-tokens 40 --min-tokens 20 --max-tokens 120 --limit 2            # this machine, CPU
+#
+# Array task t (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes shard t:
+# papers are assigned to shards by a hash of their id (astrollama.data.stages.shard_of), so keep the
+# array size the same between a run and its rerun. Thin shell: chunking, prompts, length flags,
+# manifest records and resume live in `astrollama data summarize` (docs/data-corpus.md). Rerunning
+# the same command after a kill continues where it stopped; finished shards exit at once.
+#
+# Knobs: SUMMARY_TP (tensor-parallel size [the task's GPU count]), SUMMARY_MAX_MODEL_LEN ([8192]),
+# ASTROLLAMA_REPO (repository root [submit dir]), ASTROLLAMA_VENV (the vLLM environment of
+# envs/vllm.txt [$REPO/.venv-vllm, else $REPO/.venv]), ASTROLLAMA_ENV_SETUP (shell code run first,
+# e.g. "module load cuda/12.8"). Extra arguments go to `astrollama data summarize`.
+#
+#SBATCH --job-name=astrollama-summarize
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --gpus-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=64G
+#SBATCH --time=24:00:00
+#SBATCH --open-mode=append
+#SBATCH --output=slurm/logs/%x-%A_%a.out
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+  echo "usage: sbatch --array=0-N slurm/summarize.sh DATA_ROOT --model MODEL [astrollama data summarize args]" >&2
+  exit 2
+fi
+ROOT=$1; shift
+
+REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
+[ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then eval "$ASTROLLAMA_ENV_SETUP"; fi
+VENV=${ASTROLLAMA_VENV:-$REPO/.venv-vllm}
+[ -d "$VENV" ] || VENV=$REPO/.venv
+# shellcheck disable=SC1091
+[ -f "$VENV/bin/activate" ] && source "$VENV/bin/activate"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+
+TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
+TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
+GPUS=${SLURM_GPUS_ON_NODE:-0}
+GPUS=${GPUS%%(*}  # "4(IDX:0-3)" on some Slurm versions
+TP=${SUMMARY_TP:-$(( GPUS > 0 ? GPUS : 1 ))}
+BACKEND=(--backend vllm --tensor-parallel-size "$TP" --max-model-len "${SUMMARY_MAX_MODEL_LEN:-8192}")
+for a in "$@"; do [ "$a" = "--backend" ] && BACKEND=(); done   # an explicit --backend wins
+
+echo "[summarize.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $GPUS GPU(s), TP=$TP: $ROOT $*"
+exec python3 -m astrollama data summarize --root "$ROOT" --shard-index "$TASK" --num-shards "$TASKS" \
+  "${BACKEND[@]}" "$@"
