@@ -14,6 +14,10 @@ the CLI's observable contract, as documented in nougat-ocr's README and predict.
   lines collapsed.
 
 The "model" is the PDF text layer (pypdfium2), so tests can check which text landed where.
+The contract was checked against the real nougat-ocr 0.1.17 (envs/ocr-nougat.txt) with a random
+checkpoint: same output naming, an encrypted PDF in the batch makes it exit 1 with no output for
+the others, ``-c`` with fewer than five files triggers a download (test_ocr.py::test_real_nougat_cli
+runs the backend against the real CLI when ASTROLLAMA_NOUGAT_BIN is set).
 ``FAKE_NOUGAT_SECONDS_PER_PAGE`` adds GPU-like time per page (for timeout tests).
 """
 

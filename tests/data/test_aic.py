@@ -100,6 +100,12 @@ def test_heading_normalisation(heading: str, norm: str, depth: int, kind: str | 
     assert classify_heading(norm) == kind
 
 
+def test_numbered_sentence_is_not_a_heading() -> None:
+    mmd = "## 1 Introduction\n\nA.\n\n3 conclusions can be drawn from this\n\nB.\n\n## 4 Summary\n\nC.\n"
+    aic = extract_aic_markdown(mmd)
+    assert "B." in aic.introduction and aic.conclusion == "C."
+
+
 def test_intro_subsections_kept_until_next_top_level_section() -> None:
     mmd = ("## 1 Introduction\n\nA.\n\n### 1.1 Summary of earlier work\n\nB.\n\n## 2 Method\n\nC.\n\n"
            "## 3 Conclusion\n\nD.\n\n### 3.1 Outlook\n\nE.\n\n## Appendix A\n\nF.\n")
@@ -174,3 +180,18 @@ def test_stage_records_every_outcome_in_the_manifest(tmp_path: Path) -> None:
     assert rec["id"] == "2401.00001" and rec["text"].startswith("Paper 2401.00001\n\nAbstract\n")
     # a rerun does nothing new; the skipped paper is retried once its OCR exists
     assert run_aic(tmp_path, progress=False).processed == 1
+
+
+def test_stage_falls_back_to_latex_source(tmp_path: Path) -> None:
+    m = _manifest_with_ocr(tmp_path, {"2401.00007": "ocr-failed", "2401.00008": "numbered_hash.mmd"})
+    src = tmp_path / "src" / "2401.00007"
+    shutil.copytree(FIX / "latex", src)
+    m.record("download_src", "2401.00007", "ok", outputs={"src": src})
+    run_aic(tmp_path, progress=False)
+    st = m.status("aic")
+    assert st["2401.00007"].status == "ok" and st["2401.00007"].attrs["source"] == "latex"
+    assert st["2401.00008"].attrs["source"] == "mmd"
+    # --source latex: papers without LaTeX source wait (skipped), they do not fail
+    run_aic(tmp_path, source="latex", force=True, progress=False)
+    st = m.status("aic")
+    assert st["2401.00008"].status == "skipped" and st["2401.00007"].status == "ok"

@@ -106,7 +106,7 @@ def test_bootstrap_ci_is_seeded_and_sane():
     a = bootstrap_ci(hits, n_resamples=2000, seed=3)
     assert a == bootstrap_ci(hits, n_resamples=2000, seed=3)
     assert a != bootstrap_ci(hits, n_resamples=2000, seed=4)
-    assert a[0] < 0.3 < a[1] and 0.18 < a[0] and a[1] < 0.42  # ~ +-1.96 * sqrt(.3*.7/100) = +-0.09
+    assert a[0] < 0.3 < a[1] and a[0] > 0.18 and a[1] < 0.42  # ~ +-1.96 * sqrt(.3*.7/100) = +-0.09
     wide = bootstrap_ci(hits[:10] + hits[-10:], n_resamples=2000, seed=3)
     assert wide[1] - wide[0] > a[1] - a[0]
     assert bootstrap_ci([True] * 5, n_resamples=100) == (1.0, 1.0)

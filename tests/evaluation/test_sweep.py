@@ -59,6 +59,7 @@ def test_sweep_curves_and_resume(run, caplog):
     for r in rows:
         assert int(r["mcq_n"]) == n_questions
         assert float(r["mcq_ci_low"]) <= float(r["mcq_accuracy"]) <= float(r["mcq_ci_high"])
+        assert float(r["ppl_ci_low"]) <= float(r["perplexity"]) <= float(r["ppl_ci_high"])
     # the perplexity column is the checkpoint's real perplexity with the same semantics
     ck10 = run["run"] / "checkpoints" / "checkpoint-10"
     ref = perplexity(AutoModelForCausalLM.from_pretrained(ck10), AutoTokenizer.from_pretrained(ck10), HELDOUT,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +101,13 @@ def test_summary_recipe_states_its_packing_choice():
     assert packed.data.packing is True
     base = load_recipe(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml")
     assert packed.trainer == base.trainer and packed.batch == base.batch and packed.data.block_size == 512
+
+
+def test_validate_cli_over_the_recipes_directory():
+    p = subprocess.run([sys.executable, "-m", "astrollama.cli", "train", "validate", "recipes/"], cwd=REPO,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == len(RECIPE_FILES) and all(ln.startswith("ok  recipes/") for ln in lines)
+    assert "recipes/astrollama-3-8b-base_summary.yaml: meta-llama/Meta-Llama-3-8B full, block 512, packing off, " \
+           "global batch 96" in p.stdout

@@ -168,10 +168,12 @@ def _md_headings(lines: list[str]) -> list[_Heading]:
             out.append(_Heading(i, _display(head), norm, 0, depth, kind, rest))
             continue
         # A bare "1 Introduction" / "5. CONCLUSIONS" line (no markup) for the known sections.
-        if 0 < len(s) <= 60 and _NUMBER.match(s):
+        if 0 < len(s) <= 60 and _NUMBER.match(s) and not s.endswith((".", ",", ";")):
             norm, depth = normalise_heading(s)
             kind = classify_heading(norm)
-            if kind in ("introduction", "conclusion", "references", "acknowledgments", "appendix"):
+            # short, like a heading: "3 conclusions can be drawn" is a sentence, not a heading
+            if kind in ("introduction", "conclusion", "references", "acknowledgments", "appendix") \
+                    and len(norm.split()) <= 4:
                 out.append(_Heading(i, _display(s), norm, 0, depth, kind))
     return out
 
@@ -484,13 +486,15 @@ def run_aic(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     m = Manifest(root)
+    from tqdm import tqdm
+
     runner = StageRunner(m, STAGE, shard_index=shard_index, num_shards=num_shards,
-                         retry_failed=retry_failed, force=force, progress=progress)
+                         retry_failed=retry_failed, force=force, progress=False)
     todo = runner.select(ids)
     ocr, src = m.status("ocr"), m.status("download_src")
     out_dir = m.root / "aic"
     missing_counts: dict[str, int] = {}
-    for pid in runner._progress(todo):
+    for pid in tqdm(todo, desc="aic", unit="paper", disable=not progress, mininterval=2.0):
         with runner.isolate(pid):
             row = m.get(pid) or {}
             o, s = ocr.get(pid), src.get(pid)

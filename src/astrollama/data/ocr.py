@@ -304,11 +304,7 @@ class TransformersBackend(Backend):
         needed = [b for b, batch in enumerate(batches) if any(d not in done for d, _ in batch)]
         # 2. documents in order of first use (done ones sharing a batch with pending ones included:
         #    the batch must be the same as in the uninterrupted run)
-        order: list[int] = []
-        for b in needed:
-            for d, _ in batches[b]:
-                if d not in order:
-                    order.append(d)
+        order = list(dict.fromkeys(d for b in needed for d, _ in batches[b]))
         rendered = zip(order, workers.imap(_task_render, [(str(jobs[d].pdf), self.dpi) for d in order],
                                            lookahead=max(2, workers.workers + 1)), strict=True)
         images: dict[int, list[Any]] = {}

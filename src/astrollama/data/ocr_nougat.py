@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,6 @@ def page_markdown(out: PageOutput, page: int, config: RepetitionConfig, postproc
 
 def join_pages(pages: Sequence[PageMarkdown]) -> str:
     """The document: pages in order, separated by a blank line, no runs of blank lines."""
-    import re
-
     text = "\n\n".join(p.text for p in pages).strip()
     return re.sub(r"\n{3,}", "\n\n", text) + "\n"
 
@@ -226,9 +225,14 @@ class NougatTransformers:
         import torch
         from transformers import AutoProcessor, VisionEncoderDecoderModel
 
-        path = Path(checkpoint)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not a Nougat checkpoint directory (no config.json)")
+        path: str | Path = Path(checkpoint)
+        if Path(checkpoint).exists():
+            if not (Path(checkpoint) / "config.json").is_file():
+                raise FileNotFoundError(f"{checkpoint}: not a Nougat checkpoint directory (no config.json)")
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(checkpoint)):
+            path = str(checkpoint)  # a hub id (facebook/nougat-small): needs the hub or its cache
+        else:
+            raise FileNotFoundError(f"{checkpoint}: no such Nougat checkpoint directory")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.dtype = getattr(torch, dtype)
@@ -255,7 +259,7 @@ class NougatTransformers:
             return None
 
         def run(text: str) -> str:
-            return tok.post_process_generation(text, fix_markdown=False)
+            return tok.post_process_generation(text, fix_markdown=True)  # nougat-ocr default (--markdown)
 
         return run
 
@@ -289,9 +293,11 @@ class NougatTransformers:
         results = []
         for row, onset in zip(seqs.tolist(), onsets, strict=True):
             gen = row[1:]  # drop the decoder start token
-            eos = tok.eos_token_id in gen
-            if eos:
-                gen = gen[: gen.index(tok.eos_token_id)]
+            end = gen.index(tok.eos_token_id) if tok.eos_token_id in gen else None
+            # MBart's forced_eos_token_id puts EOS at the length limit: that is a cut, not an end
+            eos = end is not None and end < self.max_new_tokens - 1
+            if end is not None:
+                gen = gen[:end]
             gen = [t for t in gen if t != tok.pad_token_id]
             results.append(PageOutput(tok.decode(gen, skip_special_tokens=True), len(gen), eos, onset))
         return results

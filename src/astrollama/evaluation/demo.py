@@ -46,9 +46,10 @@ def report_demo(
     work = Path(workdir)
     questions = Path(questions) if questions else bundled_questions()
     models = {"base": Path(base_model_dir), "trained": Path(trained_model_dir)}
-    labels = {"base": f"{models['base'].name} (base)", "trained": f"{models['trained'].name} (CPT)"}
-    if labels["base"] == labels["trained"]:
-        labels = {"base": "base", "trained": "continued pre-training"}
+    labels = {"base": models["base"].name, "trained": models["trained"].name}
+    if labels["trained"] in {labels["base"], "checkpoints", "output", "final"}:
+        labels["trained"] = f"{labels['base']} + CPT"
+
     loaded = {}
     for role, path in models.items():
         loaded[role] = load_causal_lm(path, base=base or base_model_dir)

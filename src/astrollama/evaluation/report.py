@@ -462,11 +462,12 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
 
     def bars(ax, ours, lo, hi, pub, pub_names, ylabel, title, chance=None):
         ours_v = [np.nan if v is None else v for v in ours]
+        s = w / 2 if any(v is not None for v in pub) else 0.0  # no published bars: centre ours
         err = np.array([[0 if v is None or lo_ is None else v - lo_ for v, lo_ in zip(ours, lo, strict=True)],
                         [0 if v is None or hi_ is None else hi_ - v for v, hi_ in zip(ours, hi, strict=True)]])
         ax.bar(x - w / 2, [np.nan if v is None else v for v in pub], w, color="lightgray", edgecolor="black",
                hatch="//", label="published (paper scale)")
-        ax.bar(x + w / 2, ours_v, w, yerr=err, capsize=4, color="tab:blue", label="reproduced (ours, 95% CI)")
+        ax.bar(x + s, ours_v, w, yerr=err, capsize=4, color="tab:blue", label="reproduced (ours, 95% CI)")
         for i, (p, name) in enumerate(zip(pub, pub_names, strict=True)):
             if p is not None:
                 ax.annotate(f"{name}\n{p:g}", (x[i] - w / 2, p), ha="center", va="bottom", fontsize=7,
@@ -476,7 +477,7 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
                             color="gray", xytext=(0, 2), textcoords="offset points")
         for i, v in enumerate(ours):
             if v is not None:
-                ax.annotate(f"{v:.1f}", (x[i] + w / 2, v), ha="left", va="bottom", fontsize=8,
+                ax.annotate(f"{v:.1f}", (x[i] + s, v), ha="left", va="bottom", fontsize=8,
                             xytext=(3, 2), textcoords="offset points")
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance}%)")

@@ -39,7 +39,7 @@ CHECKPOINT_PARENTS = ("checkpoints", "output", ".")
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
             "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
 CSV_FIELDS = ("label", "step", "model", "mcq_accuracy", "mcq_ci_low", "mcq_ci_high", "mcq_n",
-              "perplexity", "ppl_tokens")
+              "perplexity", "ppl_ci_low", "ppl_ci_high", "ppl_tokens")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def score_point(
     return {
         "label": point.label, "step": point.step, "model": str(point.path),
         "mcq_accuracy": scores.get("accuracy"), "mcq_ci95": scores.get("ci95"), "mcq_n": scores.get("n"),
-        "perplexity": ppl["perplexity"], "ppl_tokens": ppl["n_tokens"],
+        "perplexity": ppl["perplexity"], "ppl_ci95": ppl["ci95"], "ppl_tokens": ppl["n_tokens"],
     }
 
 
@@ -190,9 +190,11 @@ def write_curves(out_dir: str | os.PathLike[str]) -> list[dict]:
     rows = []
     for r in read_points(out_dir):
         ci = r.get("mcq_ci95") or [None, None]
+        pci = r.get("ppl_ci95") or [None, None]
         rows.append({"label": r["label"], "step": r["step"], "model": r["model"],
                      "mcq_accuracy": r.get("mcq_accuracy"), "mcq_ci_low": ci[0], "mcq_ci_high": ci[1],
-                     "mcq_n": r.get("mcq_n"), "perplexity": r["perplexity"], "ppl_tokens": r["ppl_tokens"]})
+                     "mcq_n": r.get("mcq_n"), "perplexity": r["perplexity"], "ppl_ci_low": pci[0],
+                     "ppl_ci_high": pci[1], "ppl_tokens": r["ppl_tokens"]})
     if not rows:
         return rows
     buf = io.StringIO()
@@ -222,14 +224,18 @@ def plot_curves(rows: list[dict], path: str | os.PathLike[str]) -> Path:
         ax1.fill_between(xs, lo, hi, alpha=0.25, color="tab:blue", label="bootstrap 95% interval")
         ax1.plot(xs, acc, "o-", color="tab:blue", label="accuracy")
         ax1.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (25%)")
-        ax1.legend(fontsize=8)
+        ax1.legend(fontsize=8, loc="best")
     else:
         ax1.text(0.5, 0.5, "no answer key: accuracy not available", ha="center", va="center",
                  transform=ax1.transAxes)
     ax1.set_xlabel("training step (0 = base model)")
     ax1.set_ylabel("MCQ accuracy (%)")
     ax1.set_title(f"Astronomy MCQ accuracy (n = {rows[0]['mcq_n']})")
-    ax2.plot(steps, [r["perplexity"] for r in rows], "s-", color="tab:orange")
+    if all(r["ppl_ci_low"] is not None for r in rows):
+        ax2.fill_between(steps, [r["ppl_ci_low"] for r in rows], [r["ppl_ci_high"] for r in rows], alpha=0.25,
+                         color="tab:orange", label="bootstrap 95% interval (documents)")
+    ax2.plot(steps, [r["perplexity"] for r in rows], "s-", color="tab:orange", label="perplexity")
+    ax2.legend(fontsize=8)
     ax2.set_xlabel("training step (0 = base model)")
     ax2.set_ylabel("perplexity (held-out abstracts)")
     ax2.set_title(f"Held-out perplexity ({rows[0]['ppl_tokens']} tokens)")

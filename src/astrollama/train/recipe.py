@@ -55,7 +55,7 @@ __all__ = [
     "RecipeError",
     "load_recipe",
     "resolve_model",
-    "trainer_argument_classes",
+    "trainer_arguments_class",
 ]
 
 
@@ -253,20 +253,21 @@ def lmflow_importable() -> bool:
 
 
 @functools.cache
-def trainer_argument_classes() -> tuple[type, ...]:
-    """The dataclasses the trainer section is checked against (LMFlow's first, where importable)."""
+def trainer_arguments_class() -> type:
+    """The dataclass the trainer section is checked against: LMFlow's ``FinetunerArguments`` (a
+    ``TrainingArguments`` subclass) where LMFlow is importable, else ``TrainingArguments``."""
     from transformers import TrainingArguments
 
     if lmflow_importable():
         try:
             from lmflow.args import FinetunerArguments
 
-            return (FinetunerArguments, TrainingArguments)
+            return FinetunerArguments
         except Exception:  # a broken LMFlow install: fall back, loudly
             import logging
 
             logging.getLogger(__name__).warning("lmflow is installed but lmflow.args does not import")
-    return (TrainingArguments,)
+    return TrainingArguments
 
 
 @functools.cache
@@ -309,15 +310,16 @@ def _type_name(tp: Any) -> str:
 
 
 def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
-    classes = trainer_argument_classes()
-    fields = _field_types(classes[0])
+    cls = trainer_arguments_class()
+    fields = _field_types(cls)
     for key, value in trainer.items():
         where = f"trainer.{key}"
         if key in RESERVED_TRAINER_KEYS:
             raise RecipeError(file, where, f"not settable in a recipe: {RESERVED_TRAINER_KEYS[key]}")
+        if key in _MISPLACED:
+            raise RecipeError(file, where, f"not a trainer argument here; use {_MISPLACED[key]}")
         if key not in fields:
-            hint = f"; use {_MISPLACED[key]}" if key in _MISPLACED else ""
-            raise RecipeError(file, where, f"unknown key: not an argument of {classes[0].__name__}{hint}")
+            raise RecipeError(file, where, f"unknown key: not an argument of {cls.__name__}")
         tp = fields[key]
         if not _type_ok(value, tp):
             if _looks_like_number(value):
@@ -325,29 +327,27 @@ def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
             raise RecipeError(
                 file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
-    # Build the real dataclass so its own cross-field checks run. bf16/fp16 need a GPU to pass
-    # transformers' device check, so on a machine without CUDA the check runs with use_cpu=True.
-    import torch
-
-    kwargs = dict(trainer)
-    if not torch.cuda.is_available():
-        kwargs.setdefault("use_cpu", True)
-    # FinetunerArguments adds no cross-field checks of its own: TrainingArguments runs them all.
-    cls = classes[-1]
-    known = _field_types(cls)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # e.g. gradient_checkpointing, LMFlow's name
-        try:
-            cls(output_dir=tmp, **{k: v for k, v in kwargs.items() if k in known})
-        except Exception as e:  # any constructor complaint is a recipe error
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RecipeError(file, "trainer", f"{cls.__name__} rejects it: {first}") from None
     strategy = trainer.get("save_strategy", "steps")
     if strategy != "steps":
         raise RecipeError(
             file, "trainer.save_strategy",
             f"must be 'steps' (got {strategy!r}): preemption-safe runs resume from step checkpoints",
         )
+    # Build the real dataclass (LMFlow's FinetunerArguments where importable, else
+    # TrainingArguments) so its own cross-field checks run. bf16/fp16 need a GPU to pass
+    # transformers' device check, so on a machine without CUDA the check runs with use_cpu=True.
+    import torch
+
+    kwargs = dict(trainer)
+    if not torch.cuda.is_available():
+        kwargs.setdefault("use_cpu", True)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # e.g. gradient_checkpointing, LMFlow's name
+        try:
+            cls(output_dir=tmp, **kwargs)
+        except Exception as e:  # any constructor complaint is a recipe error
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RecipeError(file, "trainer", f"{cls.__name__} rejects it: {first}") from None
 
 
 # ----------------------------------------------------------------------------------------------

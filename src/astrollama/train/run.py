@@ -20,7 +20,8 @@
 
 Signals: the first SIGUSR1/SIGTERM/SIGINT creates the stop file (``$ASTROLLAMA_STOP_FILE``, set for
 the workers): every worker finishes its current optimizer step, saves a checkpoint there and exits;
-the runner then returns 75 (``REQUEUE_EXIT_CODE``) unless training had already finished. torchrun is
+the runner then returns 75 (``REQUEUE_EXIT_CODE``) unless training finished anyway (exit 0).
+A rerun of a finished run resumes from its last checkpoint and ends at once. torchrun is
 started in its own session with SIGUSR1 ignored, so a stray USR1 cannot kill the launcher; a second
 SIGINT (Ctrl-C twice) sends SIGTERM to torchrun for a hard stop.
 """
@@ -236,15 +237,6 @@ def _tee(src, dest_path: Path) -> None:
             dest.flush()
 
 
-def _finished(output_dir: Path) -> bool:
-    """Whether the run completed: the engine's final trainer_state.json reached max_steps."""
-    try:
-        st = json.loads((output_dir / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return st.get("max_steps", 0) > 0 and st.get("global_step") == st.get("max_steps")
-
-
 def run(recipe_path: str, overrides: list[str]) -> int:
     from astrollama.train.checkpoints import latest_complete_checkpoint, quarantine_incomplete
     from astrollama.train.launch import build_launch
@@ -272,10 +264,6 @@ def run(recipe_path: str, overrides: list[str]) -> int:
         log.info("resuming from %s", resume)
     else:
         log.info("no complete checkpoint in %s: starting from step 0", plan.output_dir)
-    if _finished(plan.output_dir) and resume is not None:
-        log.info("training already finished (%s/trainer_state.json at max_steps): nothing to do",
-                 plan.output_dir)
-        return 0
     attempt = f"restart{alloc.restart}" if alloc.job_id else time.strftime("%Y%m%dT%H%M%S")
     if alloc.node_rank == 0:
         prov = write_provenance(recipe, plan, alloc, resume, overrides, freeze)
@@ -301,7 +289,7 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     if rc == 0:
         log.info("torchrun finished (exit 0)")
         return 0
-    if stopped and not _finished(plan.output_dir):
+    if stopped:  # a finished run exits 0; a stopped one resumes after a requeue/resubmission
         log.warning("stopped on request; newest complete checkpoint: %s; exit %d = requeue me",
                     latest_complete_checkpoint(plan.output_dir), REQUEUE_EXIT_CODE)
         return REQUEUE_EXIT_CODE

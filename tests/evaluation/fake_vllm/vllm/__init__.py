@@ -89,7 +89,7 @@ class LLM:
         vocab = self.model.config.vocab_size
         outputs = []
         self.calls += 1
-        for rid, (prompt, sp) in enumerate(zip(prompts, params)):
+        for rid, (prompt, sp) in enumerate(zip(prompts, params, strict=False)):
             if sp.logprobs is not None and sp.logprobs > self.max_logprobs:
                 raise ValueError(f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed: "
                                  f"{self.max_logprobs}")
@@ -119,7 +119,7 @@ class LLM:
                     if sp.logprobs is not None:
                         k = vocab if sp.logprobs == -1 else sp.logprobs
                         top = torch.topk(raw, k)
-                        entry = {int(t): Logprob(float(v), r + 1) for r, (v, t) in enumerate(zip(top.values, top.indices))}
+                        entry = {int(t): Logprob(float(v), r + 1) for r, (v, t) in enumerate(zip(top.values, top.indices, strict=False))}
                         if tok not in entry:
                             entry[tok] = Logprob(float(raw[tok]), int((raw > raw[tok]).sum()) + 1)
                         lps.append(entry)

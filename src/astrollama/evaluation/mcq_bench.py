@@ -1,0 +1,68 @@
+"""MCQ throughput: our token method against lm-evaluation-harness, side by side in one process.
+
+Same model object (loaded once), same questions, dtype, batch size, device and threads. Timed:
+the scoring call only (lm-eval: ``simple_evaluate`` of the shipped task, which includes its
+request building; ours: ``score_mcq``). Runs alternate (lm-eval, ours, ours without the prefix
+cache) for ``repeats`` rounds and the median is reported. Predictions must be identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from astrollama.evaluation.mcq import load_questions, score_mcq
+from astrollama.evaluation.mcq_lmeval import run_lm_eval
+
+log = logging.getLogger(__name__)
+
+
+def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[str], *, batch_size: int = 8,
+              dtype: str = "float32", device: str = "cpu", repeats: int = 1, limit: int | None = None) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    qs = load_questions(questions)
+    if limit:
+        qs = qs.head(limit)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    times: dict[str, list[float]] = {"lm_eval": [], "ours": [], "ours_no_prefix_cache": []}
+    preds: dict[str, list[str | None]] = {}
+    with tempfile.TemporaryDirectory(prefix="mcq-bench-") as wd:
+        # warm-up (first-call costs: thread pools, lazy imports) on two questions, not timed
+        score_mcq(model, qs.head(2), tokenizer=tok, batch_size=batch_size, progress=False)
+        run_lm_eval(model, qs.head(2), Path(wd) / "warm", tokenizer=tok, batch_size=batch_size, task="astromlab_mcq_warm")
+        for r in range(repeats):
+            lm = run_lm_eval(model, qs, Path(wd) / f"run{r}", tokenizer=tok, batch_size=batch_size)
+            times["lm_eval"].append(lm.seconds)
+            preds["lm_eval"] = lm.predictions
+            for name, cache in (("ours", True), ("ours_no_prefix_cache", False)):
+                res = score_mcq(model, qs, tokenizer=tok, batch_size=batch_size, prefix_cache=cache, progress=False)
+                times[name].append(res.seconds)
+                preds[name] = res.letters
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = len(qs)
+    out = {
+        "n_questions": n,
+        "questions": str(questions),
+        "model": str(model_dir),
+        "dtype": dtype, "device": device, "batch_size": batch_size, "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "seconds": med,
+        "questions_per_s": {k: n / v for k, v in med.items()},
+        "speedup_vs_lm_eval": {k: med["lm_eval"] / v for k, v in med.items() if k != "lm_eval"},
+        "identical_predictions": all(p == preds["lm_eval"] for p in preds.values()),
+        "mismatches": [
+            {"id": q.id, **{k: v[i] for k, v in preds.items()}}
+            for i, q in enumerate(qs) if len({v[i] for v in preds.values()}) > 1
+        ],
+        "raw_seconds": times,
+    }
+    return out
