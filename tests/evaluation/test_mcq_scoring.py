@@ -186,3 +186,21 @@ def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):
     ins_hf = score_mcq(tiny_model, qs.head(3), method="instruct", max_new_tokens=5, progress=False)
     ins_vl = score_mcq(tiny_model, qs.head(3), method="instruct", backend="vllm", max_new_tokens=5, progress=False)
     assert [p["response"] for p in ins_vl.predictions] == [p["response"] for p in ins_hf.predictions]
+
+
+def test_shipped_lm_eval_task_runs_from_the_cli(tiny_model, sample, tmp_path):
+    """The documented command: `lm_eval ... --include_path eval/lm_eval_tasks` from the repo root."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32",
+           "--tasks", "astromlab_mcq", "--include_path", "eval/lm_eval_tasks", "--device", "cpu",
+           "--batch_size", "4", "--limit", "5", "--log_samples", "--output_path", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [samples_file] = list(tmp_path.rglob("samples_astromlab_mcq_*.jsonl"))
+    rows = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda r: r["doc_id"])
+    theirs = ["ABCD"[max(range(4), key=lambda j, r=r: r["filtered_resps"][j][0])] for r in rows]
+    ours = score_mcq(tiny_model, sample.head(5), progress=False)
+    assert len(rows) == 5 and theirs == ours.letters

@@ -125,6 +125,10 @@ def test_bad_arguments(lm):
         perplexity(model, tok, DOCS, block_size=8, stride=0)
     with pytest.raises(ValueError, match="no documents"):
         perplexity(model, tok, [], block_size=8)
+    with pytest.raises(ValueError, match="block_size must be >= 2"):
+        perplexity(model, tok, DOCS, block_size=1, stride=1)
+    with pytest.raises(ValueError, match="no token to predict"):
+        perplexity(model, tok, [""], block_size=8)  # BOS only
 
 
 def test_per_document_sums_and_interval(lm):

@@ -144,3 +144,5 @@ def test_cli_sweep(run, tmp_path, capsys):
     assert "curves.png" in capsys.readouterr().out
     assert main([*argv[:-2], "--heldout", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "missing: no such file or directory" in capsys.readouterr().err
+    assert main([*argv, "--base", str(tmp_path / "no-base")]) == 2
+    assert "no-base: base model directory does not exist" in capsys.readouterr().err

@@ -223,7 +223,12 @@ class NougatTransformers:
         postprocess: bool = True,
     ) -> None:
         import torch
-        from transformers import AutoProcessor, VisionEncoderDecoderModel
+        from transformers import (
+            AutoImageProcessor,
+            NougatProcessor,
+            NougatTokenizer,
+            VisionEncoderDecoderModel,
+        )
 
         path: str | Path = Path(checkpoint)
         if Path(checkpoint).exists():
@@ -236,8 +241,11 @@ class NougatTransformers:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.dtype = getattr(torch, dtype)
-        self.processor = AutoProcessor.from_pretrained(path)
-        self.tokenizer = self.processor.tokenizer
+        # explicit classes: some transformers 5.x releases resolve a vision-encoder-decoder
+        # checkpoint's tokenizer to a generic one without Nougat's post-processing
+        self.tokenizer = NougatTokenizer.from_pretrained(path)
+        self.processor = NougatProcessor(image_processor=AutoImageProcessor.from_pretrained(path),
+                                         tokenizer=self.tokenizer)
         self.model = VisionEncoderDecoderModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         dec = self.model.config.decoder
         limit = int(getattr(dec, "max_position_embeddings", 4096))

@@ -89,6 +89,8 @@ def perplexity(
     import torch
 
     stride = block_size if stride is None else stride
+    if block_size < 2:
+        raise ValueError(f"block_size must be >= 2 (a target needs context), got {block_size}")
     if not 0 < stride <= block_size:
         raise ValueError(f"stride must be in (0, block_size={block_size}], got {stride}")
     if not texts:
@@ -129,7 +131,9 @@ def perplexity(
             doc_nll[d] += float(nll[r])
             doc_tok[d] += int(counts[r])
     total_nll, total_tok = math.fsum(doc_nll), sum(doc_tok)
-    mean = total_nll / max(total_tok, 1)
+    if total_tok == 0:
+        raise ValueError("perplexity: no token to predict (every document is a single token)")
+    mean = total_nll / total_tok
     return PerplexityResult(math.exp(mean), mean, total_tok, len(texts), block_size, stride,
                             tuple(doc_nll), tuple(doc_tok))
 
@@ -146,13 +150,16 @@ def perplexity_report(
     ``out`` the dict is also written there atomically. ``model_and_tokenizer`` reuses an already
     loaded model (the demo and the sweep score several metrics on one load).
     """
-    from astrollama.evaluation.common import load_causal_lm, load_texts
+    from astrollama.evaluation.common import EvalInputError, load_causal_lm, load_texts
 
     texts = load_texts(data, max_docs=max_docs)
     model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
     t0 = time.perf_counter()
-    res = perplexity(model, tok, texts, block_size=block_size, stride=stride, batch_size=batch_size,
-                     progress=True)
+    try:
+        res = perplexity(model, tok, texts, block_size=block_size, stride=stride, batch_size=batch_size,
+                         progress=True)
+    except ValueError as e:
+        raise EvalInputError(f"{data}: {e}") from e
     seconds = time.perf_counter() - t0
     log.info("perplexity %s on %s: %.4f over %d tokens (%d docs, %.1fs)", model_dir, data,
              res.perplexity, res.n_tokens, res.n_documents, seconds)
@@ -217,7 +224,9 @@ def _run(args) -> int:
     from astrollama.evaluation.common import EvalInputError
 
     stride = args.block_size if args.stride is None else args.stride
-    if args.block_size < 2 or not 0 < stride <= args.block_size:
+    if args.block_size < 2:
+        raise EvalInputError(f"--block-size must be >= 2, got {args.block_size}")
+    if not 0 < stride <= args.block_size:
         raise EvalInputError(f"--stride must be in (0, --block-size={args.block_size}], got {stride}")
     rep = perplexity_report(
         args.model, args.data, block_size=args.block_size, stride=args.stride, batch_size=args.batch_size,

@@ -145,16 +145,16 @@ def sweep(
     mcq_method: str = "token",
 ) -> dict:
     """Score every point of a run that is not scored yet; rebuild the curves; return the summary."""
-    from astrollama.evaluation.common import load_texts
+    from astrollama.evaluation.common import EvalInputError, load_texts
     from astrollama.evaluation.mcq import load_questions
 
     out_dir = Path(out) if out else Path(run_dir) / "eval" / "sweep"
+    if base and not Path(base).is_dir():
+        raise EvalInputError(f"{base}: base model directory does not exist")
     qs = load_questions(questions, key_path=key)
     load_texts(heldout, max_docs=max_docs)  # fail on bad held-out data before any model is loaded
     points = discover_points(run_dir, base)
     if not points:
-        from astrollama.evaluation.common import EvalInputError
-
         raise EvalInputError(f"{run_dir}: no checkpoint-N directories and no --base model to score")
     settings = {"questions": _sha256(questions), "key": _sha256(key), "heldout": _sha256(heldout),
                 "block_size": block_size, "stride": stride, "max_docs": max_docs, "dtype": dtype,
