@@ -219,7 +219,7 @@ def test_repetition_guard_in_real_generate_stops_early(tiny_nougat, pdf_bytes, t
 
 
 def test_page_markers_follow_nougat_rules(tiny_nougat):
-    from transformers import AutoProcessor
+    from transformers import NougatTokenizer
 
     cfg = RepetitionConfig()
     assert page_markdown(PageOutput("x" * 50, 300, False, loop_onset=120), 3, cfg).text == "[MISSING_PAGE_FAIL:3]"
@@ -229,7 +229,7 @@ def test_page_markers_follow_nougat_rules(tiny_nougat):
     off = RepetitionConfig(enabled=False)  # --no-skipping keeps looping text
     assert page_markdown(PageOutput("loop loop", 300, False, loop_onset=120), 3, off).text == "loop loop"
     # real Nougat post-processing cuts a hallucinated reference list -> [MISSING_PAGE_POST]
-    post = AutoProcessor.from_pretrained(tiny_nougat).tokenizer.post_process_generation
+    post = NougatTokenizer.from_pretrained(tiny_nougat).post_process_generation
     body = "## 5 Conclusions\n\nThe halo is massive and the rotation curve is flat.\n\n## References\n\n"
     refs = "\n".join(f"* Smith, J., Jones, K., & Brown, L. 2020, ApJ, 900, {i}" for i in range(1, 80))
     page = page_markdown(PageOutput(body + refs, 900, True), 7, cfg, lambda t: post(t, fix_markdown=False))

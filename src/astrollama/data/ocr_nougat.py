@@ -244,8 +244,13 @@ class NougatTransformers:
         # explicit classes: some transformers 5.x releases resolve a vision-encoder-decoder
         # checkpoint's tokenizer to a generic one without Nougat's post-processing
         self.tokenizer = NougatTokenizer.from_pretrained(path)
-        self.processor = NougatProcessor(image_processor=AutoImageProcessor.from_pretrained(path),
-                                         tokenizer=self.tokenizer)
+        try:
+            images = AutoImageProcessor.from_pretrained(path)
+        except ImportError:  # releases whose auto class insists on torchvision: the PIL one needs none
+            from transformers.models.nougat.image_processing_pil_nougat import NougatImageProcessorPil
+
+            images = NougatImageProcessorPil.from_pretrained(path)
+        self.processor = NougatProcessor(image_processor=images, tokenizer=self.tokenizer)
         self.model = VisionEncoderDecoderModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         dec = self.model.config.decoder
         limit = int(getattr(dec, "max_position_embeddings", 4096))
