@@ -845,6 +845,10 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 def _cli_ocr(args: argparse.Namespace) -> int:
     if args.shard is not None:
         args.shard_index, args.num_shards = args.shard
+    papers = Manifest(args.root).papers_path
+    if not papers.is_file():
+        print(f"astrollama data ocr: {papers}: no manifest (harvest, or `make-pdfs --root`, first)", file=sys.stderr)
+        return 2
     try:
         backend = make_backend(args.backend, args)
     except (ValueError, FileNotFoundError, OSError) as exc:
