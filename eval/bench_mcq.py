@@ -50,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{r['n_questions']} questions, {r['dtype']}, {r['device']}, batch {r['batch_size']}, "
           f"{r['torch_threads']} threads, median of {r['repeats']}")
     for k, s in r["seconds"].items():
-        print(f"  {k:22s} {s:8.2f} s  {r['questions_per_s'][k]:7.3f} questions/s")
+        print(f"  {k:22s} {s:8.2f} s wall  {r['questions_per_s'][k]:7.3f} questions/s  "
+              f"{r['cpu_seconds'][k]:8.2f} s CPU")
     for k, x in r["speedup_vs_lm_eval"].items():
-        print(f"  speedup {k} / lm_eval: {x:.2f}x")
+        print(f"  throughput ratio {k} / lm_eval: {x:.2f}x wall, {r['speedup_vs_lm_eval_cpu'][k]:.2f}x CPU time")
     print(f"  identical predictions: {r['identical_predictions']}")
     if a.out:
         atomic_write_json(a.out, r)
