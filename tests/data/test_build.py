@@ -169,6 +169,11 @@ def test_bad_inputs_fail_with_file_and_row(tmp_path: Path, tiny_model: Path) -> 
         build_variant("aic", [Doc("2402.00001", "short")], tmp_path / "o", tokenizer_dir=tiny_model,
                       progress=False)
     assert not (tmp_path / "o" / "aic").exists()  # nothing half-written
+    (tmp_path / "o" / "aic").mkdir(parents=True)
+    (tmp_path / "o" / "aic" / "precious.txt").write_text("not ours")
+    with pytest.raises(BuildError, match="is not a build output"):
+        build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, progress=False)
+    assert (tmp_path / "o" / "aic" / "precious.txt").exists()
 
 
 def test_run_build_from_manifest_records_each_paper(tmp_path: Path, tiny_model: Path) -> None:

@@ -204,3 +204,17 @@ def test_shipped_lm_eval_task_runs_from_the_cli(tiny_model, sample, tmp_path):
     theirs = ["ABCD"[max(range(4), key=lambda j, r=r: r["filtered_resps"][j][0])] for r in rows]
     ours = score_mcq(tiny_model, sample.head(5), progress=False)
     assert len(rows) == 5 and theirs == ours.letters
+
+
+def test_benchmark_script_compares_with_lm_eval(tiny_model, tmp_path):
+    sys.path.insert(0, str(REPO / "eval"))
+    try:
+        import bench_mcq
+    finally:
+        sys.path.remove(str(REPO / "eval"))
+    out = tmp_path / "bench.json"
+    assert bench_mcq.main(["--model", str(tiny_model), "--limit", "6", "--repeats", "1", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["identical_predictions"] and r["n_questions"] == 6 and not r["mismatches"]
+    assert set(r["speedup_vs_lm_eval"]) == {"ours", "ours_no_prefix_cache"}
+    assert all(v > 0 for v in r["questions_per_s"].values())

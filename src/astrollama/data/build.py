@@ -452,7 +452,10 @@ def build_variant(
         shutil.rmtree(stale, ignore_errors=True)
     if final.exists():
         meta = final / "build.json"
-        if not force and meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fp:
+        if not meta.is_file():  # a build is renamed into place complete: this is someone else's
+            raise BuildError(f"{final}: exists and is not a build output (no build.json); "
+                             "remove it or choose another output directory")
+        if not force and json.loads(meta.read_text()).get("fingerprint") == fp:
             log.info("%s: up to date (%s), skipped", final, fp[:12])
             return json.loads((final / "stats.json").read_text())
         log.info("%s: inputs or settings changed, rebuilding", final)

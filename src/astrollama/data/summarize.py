@@ -656,6 +656,6 @@ def _cli(a: Any) -> int:
     stats = run_summary(a.root, backend, config=cfg, prompt=Prompt.load(a.prompt), shard_index=a.shard_index,
                         num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force, limit=a.limit)
     if stats.failed:
-        log.warning("summary: %d papers failed; reasons: astrollama data manifest failures --stage %s",
-                    stats.failed, STAGE)
+        log.warning("summary: %d papers failed; reasons: astrollama data manifest failures --root %s --stage %s",
+                    stats.failed, a.root, STAGE)
     return 0
