@@ -20,6 +20,7 @@
 #SBATCH --job-name=astrollama-cpt
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
+#SBATCH --exclusive
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@300
 #SBATCH --open-mode=append
@@ -53,7 +54,10 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 # --- one task per node ---------------------------------------------------------------------------
 if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ]; then
   echo "[cpt.sh] job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NUM_NODES:-1} node(s): $*"
-  launcher=(srun --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 --kill-on-bad-exit=1)
+  # the task gets every CPU of its node (srun does not inherit the batch step's CPU count; with
+  # task/cgroup binding torchrun and all its workers would otherwise share one core)
+  launcher=(srun --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 --kill-on-bad-exit=1
+            --cpus-per-task="${SLURM_CPUS_ON_NODE:-1}")
 else
   echo "[cpt.sh] local run on $(hostname): $*"
   launcher=()
