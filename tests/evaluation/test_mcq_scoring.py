@@ -201,9 +201,12 @@ def test_shipped_lm_eval_task_runs_from_the_cli(tiny_model, sample, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     [samples_file] = list(tmp_path.rglob("samples_astromlab_mcq_*.jsonl"))
     rows = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda r: r["doc_id"])
-    theirs = ["ABCD"[max(range(4), key=lambda j, r=r: r["filtered_resps"][j][0])] for r in rows]
+    lls = [[float(x[0]) for x in r["filtered_resps"]] for r in rows]  # logged as strings
+    theirs = ["ABCD"[max(range(4), key=ll.__getitem__)] for ll in lls]
     ours = score_mcq(tiny_model, sample.head(5), progress=False)
     assert len(rows) == 5 and theirs == ours.letters
+    for p, ll in zip(ours.predictions, lls, strict=True):
+        assert list(p["logprobs"].values()) == pytest.approx(ll, abs=1e-4)
 
 
 def test_benchmark_script_compares_with_lm_eval(tiny_model, tmp_path):
