@@ -40,16 +40,10 @@ fi
 # ASTROLLAMA_REQUEUE    1: requeue the job after a pre-timeout checkpoint (exit 75) [1]
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
-cd "$REPO" || exit 1
-VENV=${ASTROLLAMA_VENV:-$REPO/.venv}
+# shellcheck source=slurm/_env.sh
+source "$REPO/slurm/_env.sh"
 REQUEUE=${ASTROLLAMA_REQUEUE:-1}
-if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then
-  eval "$ASTROLLAMA_ENV_SETUP" || { echo "cpt.sh: ASTROLLAMA_ENV_SETUP failed" >&2; exit 1; }
-fi
-# shellcheck disable=SC1091
-[ -f "$VENV/bin/activate" ] && source "$VENV/bin/activate"
 PY=$(command -v python3 || command -v python)
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 # --- one task per node ---------------------------------------------------------------------------
 if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ]; then

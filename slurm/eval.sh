@@ -38,11 +38,8 @@ shift
 # BATCH_SIZE            [16]
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
-cd "$REPO"
-if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then eval "$ASTROLLAMA_ENV_SETUP"; fi
-VENV=${ASTROLLAMA_VENV:-$REPO/.venv}
-# shellcheck disable=SC1091
-if [ -f "$VENV/bin/activate" ]; then source "$VENV/bin/activate"; fi
+# shellcheck source=slurm/_env.sh
+source "$REPO/slurm/_env.sh"
 PY=$(command -v python3 || command -v python)
 QUESTIONS=${QUESTIONS:-eval/data/astro_mcq_sample.jsonl}
 BATCH_SIZE=${BATCH_SIZE:-16}

@@ -39,12 +39,8 @@ ROOT=$1; shift
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
-cd "$REPO"
-if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then eval "$ASTROLLAMA_ENV_SETUP"; fi
-VENV=${ASTROLLAMA_VENV:-$REPO/.venv}
-# shellcheck disable=SC1091
-[ -f "$VENV/bin/activate" ] && source "$VENV/bin/activate"
-export PYTHONUNBUFFERED=1
+# shellcheck source=slurm/_env.sh
+source "$REPO/slurm/_env.sh"
 
 TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
 TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
