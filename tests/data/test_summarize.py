@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from astrollama.data.summarize import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "aic"
+FAKES = Path(__file__).resolve().parents[1] / "fakes"  # tests/fakes/vllm: the one fake of vLLM
 
 
 def long_mmd(sections: int = 6, words: int = 120) -> str:
@@ -119,11 +119,13 @@ def test_length_flag_outside_target(tmp_path: Path, tiny_backend) -> None:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    spec = importlib.util.spec_from_file_location("vllm", Path(__file__).parent / "fake_vllm.py")
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "vllm", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    monkeypatch.syspath_prepend(str(FAKES))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    import vllm
+
+    assert vllm.__version__.endswith("+fake")
+    yield vllm
+    sys.modules.pop("vllm", None)
 
 
 def test_vllm_backend_sets_max_tokens_and_isolates_overlong_prompts(tmp_path: Path, tiny_model: Path,

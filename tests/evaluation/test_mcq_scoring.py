@@ -19,7 +19,7 @@ from astrollama.evaluation.mcq import (
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
-FAKE_VLLM = Path(__file__).resolve().parent / "fake_vllm"
+FAKES = Path(__file__).resolve().parents[1] / "fakes"  # tests/fakes/vllm: the one fake of vLLM
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE_VLLM))
+    monkeypatch.syspath_prepend(str(FAKES))
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
     import vllm
 
