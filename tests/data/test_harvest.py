@@ -688,19 +688,9 @@ def test_local_papers_json_then_flat_mirror(tmp_path):
         import_rows(m, [papers])
 
 
-def _slurm_up() -> bool:
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
-
-
 @pytest.mark.slurm
-def test_download_job_array_on_slurm(repo_root, tmp_path):
+def test_download_job_array_on_slurm(slurm_cluster, repo_root, tmp_path):
     """slurm/download.sh as a real 3-task job array over a mirror: every paper once, 3 markers."""
-    if not _slurm_up():
-        pytest.skip("no Slurm cluster answering (bash tests/slurm_cluster.sh up)")
     ids = [f"2401.{i:05d}" for i in range(1, 13)]
     mirror = tmp_path / "mirror"
     for pid in ids:

@@ -509,11 +509,8 @@ def test_slurm_ocr_script_shards_outside_slurm(repo_root, pdf_bytes, tmp_path):
 
 
 @pytest.mark.slurm
-def test_slurm_ocr_job_array(repo_root, pdf_bytes, tmp_path):
+def test_slurm_ocr_job_array(slurm_cluster, repo_root, pdf_bytes, tmp_path):
     """A real 2-task job array on the single-node test cluster (CPU: one process per array task)."""
-    status = subprocess.run(["bash", str(repo_root / "tests" / "slurm_cluster.sh"), "status"], capture_output=True)
-    if status.returncode != 0:
-        pytest.skip("no Slurm test cluster answering (bash tests/slurm_cluster.sh up, as root)")
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes, ids=GOOD)
     log = tmp_path / "ocr-%A_%a.out"

@@ -25,7 +25,6 @@ from astrollama.data.summarize import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "aic"
-FAKES = Path(__file__).resolve().parents[1] / "fakes"  # tests/fakes/vllm: the one fake of vLLM
 
 
 def long_mmd(sections: int = 6, words: int = 120) -> str:
@@ -115,17 +114,6 @@ def test_length_flag_outside_target(tmp_path: Path, tiny_backend) -> None:
     (r,) = summarize_papers([PaperInput("2403.00003", mmd)], tiny_backend, tmp_path / "o", config=cfg, progress=False)
     assert r.status == "done", r.reason
     assert r.attrs["length_flag"] == "short"  # the paper itself is shorter than the minimum
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    import vllm
-
-    assert vllm.__version__.endswith("+fake")
-    yield vllm
-    sys.modules.pop("vllm", None)
 
 
 def test_vllm_backend_sets_max_tokens_and_isolates_overlong_prompts(tmp_path: Path, tiny_model: Path,

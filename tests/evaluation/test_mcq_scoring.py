@@ -19,7 +19,6 @@ from astrollama.evaluation.mcq import (
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
-FAKES = Path(__file__).resolve().parents[1] / "fakes"  # tests/fakes/vllm: the one fake of vLLM
 
 
 @pytest.fixture(scope="module")
@@ -153,17 +152,6 @@ def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
     assert rc == 2 and len(err) == 1
     assert "key.jsonl: line" in err[0] and "'Z', expected one letter A, B, C or D" in err[0]
     assert not bad_out.exists()
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    import vllm
-
-    assert vllm.__version__.endswith("+fake")
-    yield vllm
-    sys.modules.pop("vllm", None)
 
 
 def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):

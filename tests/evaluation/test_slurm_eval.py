@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -45,25 +44,6 @@ def test_eval_sh_usage_and_local_run(run, tiny_model):
     p = subprocess.run(["bash", str(SCRIPT), str(run / "run"), "--heldout", str(run / "nope")],
                        capture_output=True, text=True, env=ENV)
     assert p.returncode == 2 and "nope: no such file or directory" in p.stderr
-
-
-@pytest.fixture
-def slurm_cluster():
-    """The single-node test cluster (tests/slurm_cluster.sh), torn down if this fixture started it."""
-    script = REPO / "tests" / "slurm_cluster.sh"
-    ci = os.environ.get("CI", "").lower() == "true"
-    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(b) is None]
-    if os.geteuid() != 0 or missing:
-        msg = "the Slurm test cluster needs root and slurm-wlm + munge (bash scripts/setup.sh --slurm)"
-        pytest.fail(msg) if ci else pytest.skip(msg)
-    was_up = subprocess.run(["bash", str(script), "status"], capture_output=True).returncode == 0
-    r = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True)
-    if r.returncode != 0:
-        msg = f"could not bring up Slurm: {r.stderr.strip() or r.stdout.strip()}"
-        pytest.fail(msg) if ci else pytest.skip(msg)
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(script), "down"], capture_output=True)
 
 
 @pytest.mark.slurm

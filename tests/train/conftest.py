@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
-import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -141,35 +139,6 @@ def train_env() -> dict[str, str]:
     """Environment for subprocess training runs: offline, one thread per process."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """A single-node Slurm cluster on this machine (tests/slurm_cluster.sh), torn down if we started it.
-
-    Skips when not root or slurm-wlm/munge are missing, except under CI=true as root, where a
-    cluster that cannot be brought up is a failure.
-    """
-    script = REPO / "tests" / "slurm_cluster.sh"
-    ci = os.environ.get("CI", "").lower() == "true"
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm test cluster needs root (it writes /etc/slurm and starts daemons)")
-    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(b) is None]
-    if missing:
-        msg = f"Slurm packages missing ({', '.join(missing)}): run `bash scripts/setup.sh --slurm`"
-        if ci:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    was_up = subprocess.run(["bash", str(script), "status"], capture_output=True).returncode == 0
-    r = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True)
-    if r.returncode != 0:
-        msg = f"could not bring up Slurm: {r.stderr.strip() or r.stdout.strip()}"
-        if ci:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(script), "down"], capture_output=True)
 
 
 @pytest.fixture
