@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrollama.io import atomic_path, atomic_write_json
+from astrollama.io import atomic_write_json, save_png
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,7 @@ def plot_similarity_hist(sims: dict[str, np.ndarray], path: str | os.PathLike[st
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def unique_labels(labels: Sequence[str]) -> list[str]:

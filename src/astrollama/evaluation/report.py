@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from astrollama import paper
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text
+from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, save_png
 
 log = logging.getLogger(__name__)
 
@@ -508,10 +508,7 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
         fig.suptitle("Published numbers are paper-scale references (7B-70B models); toy models are not "
                      "comparable in absolute terms", fontsize=9, color="dimgray")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text
+from astrollama.io import atomic_write_json, atomic_write_text, save_png
 
 log = logging.getLogger(__name__)
 
@@ -242,10 +242,7 @@ def plot_curves(rows: list[dict], path: str | os.PathLike[str]) -> Path:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def register(subparsers) -> None:
