@@ -12,7 +12,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+from astrollama.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INPUT,
+    InputError,
+    describe_os_error,
+    is_environment_error,
+    one_line,
+)
 
 GROUPS = {
     "train": "astrollama.train.cli",
@@ -58,7 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}", file=sys.stderr)
         return 2
     mod = importlib.import_module(GROUPS[group])
-    return int(mod.main(rest) or 0)
+    try:
+        return int(mod.main(rest) or 0)
+    except InputError as exc:  # one policy for every group (astrollama.errors)
+        if os.environ.get("ASTROLLAMA_DEBUG"):
+            raise
+        print(f"astrollama {group}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        if os.environ.get("ASTROLLAMA_DEBUG") or not is_environment_error(exc):
+            raise
+        print(f"astrollama {group}: error: {describe_os_error(exc)} (retry once fixed)", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astrollama.errors import InputError
 from astrollama.io import atomic_write_text
 
 TEXT_ONLY = "text_only"
@@ -30,7 +31,7 @@ DEFAULT_SHARD_BYTES = 64 * 1024 * 1024  # 64 MiB per file keeps LMFlow's whole-f
 _SNIFF_CHARS = 100  # LMFlow HEAD reads this many characters from each end of a file
 
 
-class LMFlowDataError(ValueError):
+class LMFlowDataError(InputError):
     """A dataset directory or file LMFlow would reject (or silently mis-read)."""
 
 

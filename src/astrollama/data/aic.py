@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from astrollama.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ _BACKMATTER = {
 }
 
 
-class AICError(ValueError):
+class AICError(InputError):
     """The paper has no usable Introduction nor Conclusion."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from astrollama.errors import InputError
 from astrollama.data import killpoint
 from astrollama.data.aic import clean_nougat_markers
 from astrollama.data.split import assign_split
@@ -57,7 +58,7 @@ VARIANTS = ("abstracts", "aic", "summary")
 BUILD_FORMAT = 1
 
 
-class BuildError(ValueError):
+class BuildError(InputError):
     """Bad build input (benchmark file, tokenizer, empty corpus)."""
 
 

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from astrollama.errors import InputError
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, namespaced, paper_path, yymm
 from astrollama.data.stages import (
@@ -49,7 +50,7 @@ KINDS = ("pdf", "src")
 STAGE = {"pdf": "download_pdf", "src": "download_src"}
 
 
-class ContentError(ValueError):
+class ContentError(InputError):
     """Downloaded bytes that are not what was asked for (HTML page, truncated PDF, bad archive)."""
 
 

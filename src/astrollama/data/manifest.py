@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from astrollama.errors import InputError
 from astrollama.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ _LOCAL_ID = re.compile(r"^[a-z][a-z0-9-]*/[0-9A-Za-z.-]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """Bad manifest input or a corrupt manifest file; the message names the file/row and field."""
 
 

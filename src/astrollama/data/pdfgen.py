@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astrollama.errors import InputError
 from astrollama.data.manifest import namespaced, paper_path
 from astrollama.io import atomic_write_bytes
 
@@ -46,7 +47,7 @@ MIN_PAGES, MAX_PAGES = 2, 4
 REQUIRED = ("id", "title", "authors", "abstract", "sections")
 
 
-class PaperError(ValueError):
+class PaperError(InputError):
     """A paper JSON file that cannot be rendered (names the file and the field)."""
 
 

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from astrollama.errors import InputError
 from astrollama.data import killpoint
 from astrollama.data.aic import _md_headings, clean_nougat_markers
 from astrollama.data.manifest import paper_path
@@ -58,7 +59,7 @@ _DROP_FROM = {"references", "appendix"}  # everything from here on is dropped
 _DROP_ONLY = {"acknowledgments", "backmatter", "keywords"}
 
 
-class SummaryError(ValueError):
+class SummaryError(InputError):
     """A paper that cannot be summarised (empty after dropping back matter, prompt too long...)."""
 
 

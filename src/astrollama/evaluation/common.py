@@ -15,12 +15,13 @@ import logging
 import os
 from pathlib import Path
 
+from astrollama.errors import InputError
 from astrollama.lmflow_data import LMFlowDataError, iter_text_only_file, read_text_only_dir
 
 log = logging.getLogger(__name__)
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """Bad evaluation input (a file, a field, a row); the message names it."""
 
 

@@ -47,6 +47,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from astrollama.errors import InputError
 
 __all__ = [
     "MODEL_REFERENCES",
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe problem. ``str(e)`` is one line: ``<file>: <dotted.key>: <problem>``."""
 
     def __init__(self, file: str | os.PathLike[str], key: str, problem: str) -> None:
