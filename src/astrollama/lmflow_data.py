@@ -1,6 +1,6 @@
 """The LMFlow ``text_only`` dataset format: the one reader and the one writer in this project.
 
-What LMFlow accepts (see shared/reference/lmflow.md; checked against its source):
+What LMFlow accepts (docs/lmflow.md; checked against its source):
 
 * ``dataset_path`` is a DIRECTORY; every ``*.json`` directly inside it is one JSON object
   ``{"type": "text_only", "instances": [{"text": "..."}, ...]}``. JSONL is not accepted.

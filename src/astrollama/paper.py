@@ -3,7 +3,7 @@
 Recipes, tests, the compute planner and the evaluation report read from here; nothing else in the
 repository hard-codes a paper number. ``verified=True`` means the number was read in the public
 source named; ``verified=False`` marks a number recalled from a paper body that could not be opened
-(to confirm), as listed in shared/reference/astromlab.md.
+(to confirm), as discussed in docs/astromlab.md.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ RECIPES: dict[str, dict[str, Published]] = {
         "n_papers": Published(
             340_000, "astrollama1", verified=False,
             note="~340k astro-ph papers to Jan 2024: 326,238 abstracts to Jul 2023 (AstroLLaMA-1) plus "
-                 "about six months; our estimate (shared/reference/astromlab.md), not a published count",
+                 "about six months; our estimate (docs/astromlab.md), not a published count",
         ),
     },
     "astrollama-2-70b-base_aic": {

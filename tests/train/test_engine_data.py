@@ -1,6 +1,6 @@
 """The local engine's data semantics against hand computations with real tokenizers (LMFlow's rules).
 
-LMFlow (shared/reference/lmflow.md): the tokenizer adds BOS per document and no EOS is appended;
+LMFlow (docs/lmflow.md): the tokenizer adds BOS per document and no EOS is appended;
 ``disable_group_texts=True`` cuts each document to block_size and pads it (labels -100 on padding);
 ``False`` concatenates documents in groups of ``group_texts_batch_size`` and cuts consecutive
 block_size chunks, dropping each group's remainder, with labels == input_ids.

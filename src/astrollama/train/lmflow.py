@@ -3,7 +3,7 @@
 LMFlow commit pinned in ``envs/train-cluster.txt``: ``f3597dba134e8bb3d2cfedeaaae6fc7296ace924``
 (HEAD of 2026-04-25, reports 1.1.0; runs with transformers 5.x). ``finetune.py`` parses
 ``HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))``; the local engine
-(``astrollama.train.engine``) parses the same flags. Traps avoided (shared/reference/lmflow.md):
+(``astrollama.train.engine``) parses the same flags. Traps avoided (docs/lmflow.md):
 
 * ``--block_size`` always passed (LMFlow's default is None) and the packing choice is explicit:
   ``--disable_group_texts False`` concatenates documents into block_size chunks (packing),
