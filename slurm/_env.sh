@@ -1,14 +1,34 @@
-# Sourced by every slurm/*.sh once it has set REPO (the repository root): enter the repository,
-# run the cluster's own setup, activate the stage's virtual environment. Knobs:
-#   ASTROLLAMA_ENV_SETUP  shell code run first, e.g. "module load cuda/12.4" [none]
-#   ASTROLLAMA_VENV       virtual environment to activate [the script's STAGE_VENV if it exists,
-#                         else $REPO/.venv if it exists, else none: the calling environment]
+# Sourced by every slurm/*.sh once it has set REPO (the repository root) and, where the stage has
+# its own environment, STAGE_VENV (cpt.sh: $REPO/.venv-train, summarize.sh: $REPO/.venv-vllm).
+# Enters the repository, runs the cluster's own setup, then activates ONE environment, the first
+# that applies:
+#   1. $ASTROLLAMA_VENV (it must be a virtual environment);
+#   2. the environment $ASTROLLAMA_ENV_SETUP activated (shell code run first, e.g.
+#      "module load cuda/12.4; source ~/envs/lmflow/bin/activate" or "conda activate lmflow");
+#   3. $STAGE_VENV, if it exists;
+#   4. $REPO/.venv, if it exists;
+#   5. none: the calling environment.
 cd "$REPO" || exit 1
+_before="${VIRTUAL_ENV:-}|${CONDA_PREFIX:-}|$(command -v python3 || true)"
 if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then
   eval "$ASTROLLAMA_ENV_SETUP" || { echo "$(basename "$0"): ASTROLLAMA_ENV_SETUP failed" >&2; exit 1; }
 fi
-VENV=${ASTROLLAMA_VENV:-${STAGE_VENV:-$REPO/.venv}}
-if [ -z "${ASTROLLAMA_VENV:-}" ] && [ ! -d "$VENV" ]; then VENV=$REPO/.venv; fi
+if [ -n "${ASTROLLAMA_VENV:-}" ]; then
+  if [ ! -f "$ASTROLLAMA_VENV/bin/activate" ]; then
+    echo "$(basename "$0"): ASTROLLAMA_VENV=$ASTROLLAMA_VENV is not a virtual environment (no bin/activate)" >&2
+    exit 1
+  fi
+  VENV=$ASTROLLAMA_VENV
+elif [ "${VIRTUAL_ENV:-}|${CONDA_PREFIX:-}|$(command -v python3 || true)" != "$_before" ]; then
+  VENV=  # ASTROLLAMA_ENV_SETUP activated one: keep it
+elif [ -n "${STAGE_VENV:-}" ] && [ -f "$STAGE_VENV/bin/activate" ]; then
+  VENV=$STAGE_VENV
+elif [ -f "$REPO/.venv/bin/activate" ]; then
+  VENV=$REPO/.venv
+else
+  VENV=
+fi
 # shellcheck disable=SC1091
-if [ -f "$VENV/bin/activate" ]; then source "$VENV/bin/activate"; fi
+if [ -n "$VENV" ]; then source "$VENV/bin/activate"; fi
+echo "[$(basename "$0")] python: $(command -v python3 || command -v python)"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false

@@ -34,12 +34,14 @@ fi
 
 # --- knobs (environment variables; defaults in brackets) --------------------------------------
 # ASTROLLAMA_REPO       repository root [the sbatch submit directory, else this file's parent]
-# ASTROLLAMA_VENV       virtual environment to activate [$ASTROLLAMA_REPO/.venv if it exists]
-# ASTROLLAMA_ENV_SETUP  shell code run before training, e.g. the cluster's LMFlow environment:
-#                       "module load cuda/12.4; source ~/envs/lmflow/bin/activate" [none]
+# ASTROLLAMA_ENV_SETUP  shell code run first, e.g. "module load cuda/12.4" [none]
+# ASTROLLAMA_VENV       the environment to train in. Without it: the one ASTROLLAMA_ENV_SETUP
+#                       activated, else $REPO/.venv-train (envs/train-cluster.txt: LMFlow),
+#                       else $REPO/.venv, else the calling one (slurm/_env.sh)
 # ASTROLLAMA_REQUEUE    1: requeue the job after a pre-timeout checkpoint (exit 75) [1]
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
+STAGE_VENV=$REPO/.venv-train   # the envs/train-cluster.txt environment (LMFlow + DeepSpeed)
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
 REQUEUE=${ASTROLLAMA_REQUEUE:-1}

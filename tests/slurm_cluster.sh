@@ -11,6 +11,8 @@
 # Knobs: SLURM_TEST_STATE (state/spool/log/pid directory, default /var/tmp/astrollama-slurm),
 # SLURM_TEST_KILLWAIT (seconds between SIGTERM and SIGKILL on cancel/requeue, default 60),
 # SLURM_TEST_CRED_EXPIRE (credential lifetime = delay before a requeued job may start, default 10).
+# Daemons are tracked by their pid files, never by name, so the two-node cluster of
+# tests/slurm_cluster2.sh (own SLURM_CONF, ports, pid files) can run at the same time.
 set -euo pipefail
 
 cmd=${1:-up}
@@ -18,11 +20,14 @@ STATE=${SLURM_TEST_STATE:-/var/tmp/astrollama-slurm}
 KILLWAIT=${SLURM_TEST_KILLWAIT:-60}
 CRED_EXPIRE=${SLURM_TEST_CRED_EXPIRE:-10}
 CONF=/etc/slurm/slurm.conf
+export SLURM_CONF=$CONF  # this cluster's commands, whatever the caller's SLURM_CONF says
 HOST=$(hostname -s)
+MUNGED_PID=/var/tmp/astrollama-munged.pid  # shared with tests/slurm_cluster2.sh: whoever stops last
 
 die() { echo "slurm_cluster.sh: $*" >&2; exit 1; }
 
 answering() { timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated|completing)'; }
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }  # $1: pid file
 
 case "$cmd" in
   status)
@@ -30,8 +35,11 @@ case "$cmd" in
     exit $?
     ;;
   down)
-    for d in slurmd slurmctld munged; do
-      pidf="$STATE/$d.pid"
+    for pidf in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$MUNGED_PID"; do
+      # munged is shared with tests/slurm_cluster2.sh: leave it while any Slurm daemon still runs
+      if [ "$pidf" = "$MUNGED_PID" ] && { pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; }; then
+        continue
+      fi
       if [ -s "$pidf" ]; then
         pid=$(cat "$pidf")
         kill "$pid" 2>/dev/null || true
@@ -61,7 +69,7 @@ chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
 chmod 0700 /etc/munge; chmod 0400 /etc/munge/munge.key; chmod 0755 /run/munge
 if ! pgrep -u munge -x munged >/dev/null 2>&1; then
   runuser -u munge -- munged --force
-  pgrep -u munge -x munged > "$STATE/munged.pid"
+  cp /run/munge/munged.pid "$MUNGED_PID"  # its own pid file (pgrep could catch the pre-fork parent)
 fi
 
 cpus=$(nproc)
@@ -103,11 +111,11 @@ fi
 mv "$CONF.tmp" "$CONF"
 if answering; then  # running with another configuration: restart the daemons on this one
   scontrol shutdown >/dev/null 2>&1 || true
-  for _ in $(seq 50); do pgrep -x slurmctld >/dev/null 2>&1 || pgrep -x slurmd >/dev/null 2>&1 || break; sleep 0.2; done
+  for _ in $(seq 50); do alive "$STATE/slurmctld.pid" || alive "$STATE/slurmd.pid" || break; sleep 0.2; done
 fi
 
-pgrep -x slurmctld >/dev/null 2>&1 || slurmctld
-pgrep -x slurmd >/dev/null 2>&1 || slurmd
+alive "$STATE/slurmctld.pid" || slurmctld
+alive "$STATE/slurmd.pid" || slurmd
 
 for _ in $(seq 60); do
   if answering; then

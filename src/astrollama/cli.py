@@ -18,6 +18,7 @@ import sys
 from astrollama.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INPUT,
+    EnvironmentFault,
     InputError,
     describe_os_error,
     is_environment_error,
@@ -75,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"astrollama {group}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    except OSError as exc:
+    except (OSError, EnvironmentFault) as exc:
         if os.environ.get("ASTROLLAMA_DEBUG") or not is_environment_error(exc):
             raise
-        print(f"astrollama {group}: error: {describe_os_error(exc)} (retry once fixed)", file=sys.stderr)
+        what = describe_os_error(exc) if isinstance(exc, OSError) else one_line(exc)
+        print(f"astrollama {group}: error: {what} (retry once fixed)", file=sys.stderr)
         return EXIT_ENVIRONMENT
 
 

@@ -22,7 +22,7 @@ EXIT_ENVIRONMENT = 1  # the machine failed (disk full, I/O): free space / retry,
 
 # errno values that describe the machine, not the input: retry, never a terminal "failed" record
 ENVIRONMENT_ERRNOS = frozenset(
-    e for e in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE,
+    e for e in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENOMEM, errno.EMFILE,
                 errno.ENFILE, errno.ESTALE, errno.EAGAIN, errno.ETIMEDOUT)
 )
 

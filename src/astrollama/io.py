@@ -28,6 +28,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _name_path(exc: BaseException, path: Path) -> None:
+    """Give an OSError without a file name (ENOSPC/EIO from ``write``) the output's path."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        exc.filename = str(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -47,9 +53,10 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
         os.replace(tmp, final)
         if fsync:
             _fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        _name_path(exc, final)
         raise
 
 
@@ -87,8 +94,9 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.rename(tmp, final)
         _fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_path(exc, final)
         raise
 
 

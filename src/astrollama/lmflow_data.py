@@ -10,20 +10,22 @@ What LMFlow accepts (docs/lmflow.md; checked against its source):
 * LMFlow v0.0.8 rejects extra keys in instances: instances carry ``text`` only.
 * Each file is read whole into RAM: the writer bounds shard size.
 
-``read_text_only_dir`` applies the same rules (and a few more: empty text is reported), so a
-directory that passes here loads in LMFlow, and the local engine sees exactly the documents LMFlow
-would see.
+``read_text_only_dir`` applies the same rules, so a directory that passes here loads in LMFlow,
+and the local engine sees exactly the documents LMFlow would see. ``summarize_dataset`` checks a
+whole directory one shard at a time (the pre-launch check). Errors are one line
+``<file>: <field>: <problem>``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrollama.errors import InputError
+from astrollama.errors import InputError, is_environment_error
 from astrollama.io import atomic_write_text
 
 TEXT_ONLY = "text_only"
@@ -124,58 +126,70 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def _check_sniffable(f: Path) -> None:
-    raw = f.read_bytes()
+_TYPE_FIRST = re.compile(rb'^\s*\{\s*"type"\s*:')
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _load_text_only(f: Path) -> list[str]:
+    """The texts of one ``text_only`` file, after every check LMFlow's reader implies.
+
+    ``"type"`` must be the first key (LMFlow HEAD sniffs it from the file's first/last 100
+    characters), the file ASCII (escaped, so a seek never lands inside a character), the JSON whole,
+    ``type`` ``text_only``, ``instances`` a list of ``{"text": str}``. One shard is held at a time.
+    """
     try:
-        head = raw[: _SNIFF_CHARS * 4].decode("utf-8")[:_SNIFF_CHARS]
-        tail = raw[-_SNIFF_CHARS * 4 :].decode("utf-8", errors="strict")[-_SNIFF_CHARS:]
-    except UnicodeDecodeError as e:
-        raise LMFlowDataError(f"{f}: not UTF-8 ({e})") from e
+        raw = f.read_bytes()
+    except OSError as e:
+        if is_environment_error(e):
+            raise
+        raise LMFlowDataError(f"{f}: (file): cannot read ({e.strerror or type(e).__name__})") from None
     if not raw.isascii():
+        at = _NON_ASCII.search(raw).start()
         raise LMFlowDataError(
-            f"{f}: contains non-ASCII bytes; LMFlow HEAD seeks into the file and can fail with "
-            "UnicodeDecodeError. Rewrite with ensure_ascii=True (astrollama.lmflow_data.write_text_only)"
+            f"{f}: (encoding): non-ASCII byte at offset {at}; LMFlow HEAD seeks into the file and can fail "
+            "with UnicodeDecodeError. Rewrite with ensure_ascii=True (astrollama.lmflow_data.write_text_only)"
         )
-    if '"type"' not in head and '"type"' not in tail:
+    if not _TYPE_FIRST.match(raw[: _SNIFF_CHARS * 4]):
         raise LMFlowDataError(
-            f'{f}: "type" is not within the first or last {_SNIFF_CHARS} characters; LMFlow HEAD '
-            "would not find the dataset type"
+            f'{f}: type: "type" must be the first key of the object; LMFlow HEAD looks for it in the '
+            f"first or last {_SNIFF_CHARS} characters"
         )
-
-
-def iter_text_only_file(f: Path, *, strict_sniff: bool = True) -> Iterator[str]:
-    if strict_sniff:
-        _check_sniffable(f)
     try:
-        obj = json.loads(f.read_text(encoding="utf-8"))
+        obj = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise LMFlowDataError(f"{f}: invalid JSON ({e})") from e
+        cut = "" if raw.rstrip().endswith(b"}") else " (truncated: the file does not end with '}')"
+        raise LMFlowDataError(f"{f}: (json): invalid JSON at line {e.lineno} column {e.colno}: {e.msg}{cut}") from None
     if not isinstance(obj, dict):
-        raise LMFlowDataError(f"{f}: top level must be an object with 'type' and 'instances'")
+        raise LMFlowDataError(f"{f}: (top level): must be an object with 'type' and 'instances'")
     if obj.get("type") != TEXT_ONLY:
-        raise LMFlowDataError(f"{f}: field 'type' is {obj.get('type')!r}, expected 'text_only'")
+        raise LMFlowDataError(f"{f}: type: is {obj.get('type')!r}, expected 'text_only'")
     extra = set(obj) - {"type", "instances"}
     if extra:
-        raise LMFlowDataError(f"{f}: unexpected top-level keys {sorted(extra)}")
+        raise LMFlowDataError(f"{f}: (top level): unexpected keys {sorted(extra)}")
     inst = obj.get("instances")
     if not isinstance(inst, list):
-        raise LMFlowDataError(f"{f}: field 'instances' must be a list")
+        raise LMFlowDataError(f"{f}: instances: must be a list, got {type(inst).__name__}")
     for i, row in enumerate(inst):
         if not isinstance(row, dict) or set(row) != {"text"}:
             keys = sorted(row) if isinstance(row, dict) else type(row).__name__
             raise LMFlowDataError(
-                f"{f}: instances[{i}] must be {{'text': ...}} only (LMFlow v0.0.8 rejects extra keys); got {keys}"
+                f"{f}: instances[{i}]: must be {{'text': ...}} only (LMFlow v0.0.8 rejects extra keys); got {keys}"
             )
         if not isinstance(row["text"], str):
-            raise LMFlowDataError(f"{f}: instances[{i}].text must be a string")
-        yield row["text"]
+            raise LMFlowDataError(f"{f}: instances[{i}].text: must be a string, got {type(row['text']).__name__}")
+    return [row["text"] for row in inst]
 
 
-def read_text_only_dir(path: str | os.PathLike[str], *, strict_sniff: bool = True) -> list[str]:
+def iter_text_only_file(f: Path) -> Iterator[str]:
+    """The documents of one ``text_only`` file (checked as :func:`_load_text_only` says)."""
+    yield from _load_text_only(Path(f))
+
+
+def read_text_only_dir(path: str | os.PathLike[str]) -> list[str]:
     """All documents of an LMFlow ``text_only`` directory, in LMFlow's file order."""
     docs: list[str] = []
     for f in dataset_files(path):
-        docs.extend(iter_text_only_file(f, strict_sniff=strict_sniff))
+        docs.extend(_load_text_only(f))
     if not docs:
         raise LMFlowDataError(f"{path}: the dataset holds no instances")
     return docs
@@ -190,5 +204,13 @@ class DatasetSummary:
 
 
 def summarize_dataset(path: str | os.PathLike[str]) -> DatasetSummary:
-    docs = read_text_only_dir(path)
-    return DatasetSummary(Path(path), len(dataset_files(path)), len(docs), sum(len(d) for d in docs))
+    """Check every shard of a directory as LMFlow will read it (one shard in memory at a time) and
+    count it: what ``train launch --dry-run`` and ``train run`` do before anything starts."""
+    files = dataset_files(path)
+    docs = chars = 0
+    for f in files:
+        texts = _load_text_only(f)
+        docs, chars = docs + len(texts), chars + sum(map(len, texts))
+    if not docs:
+        raise LMFlowDataError(f"{path}: instances: the dataset holds no instances")
+    return DatasetSummary(Path(path), len(files), docs, chars)

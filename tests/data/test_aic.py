@@ -142,7 +142,7 @@ Summary text.
 \begin{acknowledgements} Thanks. \end{acknowledgements}
 \end{document}"""
     aic = extract_aic_latex_text(tex)
-    assert aic.abstract == r"Context text. Aims text. Methods with $T\sim10^4$\,K."
+    assert aic.abstract == r"Context text. Aims text. Methods with $T\sim10^4$ K."  # \, is a space
     assert aic.introduction == "Intro bold text."
     assert aic.conclusion == "Summary text." and aic.conclusion_heading == "Summary"
 

@@ -32,7 +32,16 @@ import pytest
 from lxml import etree
 
 from astrollama.data.download import Downloader, Mirror, download
-from astrollama.data.harvest import HarvestError, OAIError, harvest_oai, import_kaggle, import_rows, lookup
+from astrollama.data.harvest import (
+    HarvestError,
+    OAIError,
+    harvest_oai,
+    import_kaggle,
+    import_rows,
+    lookup,
+    parse_oai_page,
+    split_authors,
+)
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, ManifestError
 from astrollama.data.stages import StageAbort, shard_of
@@ -238,7 +247,7 @@ def test_oai_full_harvest_and_rerun_is_noop(arxiv_server, tmp_path):
                                                                      ["astro-ph.GA", "astro-ph.CO"])
     assert bar["authors"] == ["Adaeze N. Okafor", "Maja Lindqvist"]
     old = m.get("astro-ph/0601050")
-    assert old["authors"] == ["Joao Ferreira Jr"] and old["doi"].startswith("10.1111/")
+    assert old["authors"] == ["Joao Ferreira Jr"] and old["doi"] == ["10.1111/j.1365-2966.2006.00001.x"]
     assert m.get("2401.00689")["comments"] == "Ünicode in comments: Å and é"
     assert m.get("2401.00233")["categories"] == ["gr-qc", "astro-ph.HE"]
     n = len(arxiv_server.hits("oai:"))
@@ -254,6 +263,59 @@ def test_oai_arxivraw_gives_versions(arxiv_server, tmp_path):
     assert (row["version"], row["published"], row["updated"]) == (2, "2024-01-02", "2024-01-20")
     assert row["authors"] == ["Adaeze N. Okafor", "Maja Lindqvist"] and row["submitter"] == "Adaeze Okafor"
     assert m.get("astro-ph/0601050")["version"] == 2
+
+
+def test_arxivraw_author_strings_dois_and_primary_category():
+    page = parse_oai_page((OAI / "authors_raw.xml").read_bytes(), "arXivRaw")
+    rows = {r["id"]: r for r in page.rows}
+    assert rows["2402.00011"]["authors"] == ["M. Rossi", "K. Tanaka", "G.A. Souliotis"]  # no "and G.A. ..."
+    assert rows["2402.00011"]["doi"] == ["10.1000/aaa.1", "10.1000/aaa.2"]
+    # affiliation numbers and the affiliation list are not authors
+    assert rows["2402.00012"]["authors"] == ["A. Kowalski", "B. Oduya", "C. Lindgren"]
+    assert rows["2402.00012"]["doi"] == ["10.1000/bbb.1", "10.1000/bbb.2", "10.1000/bbb.3"]
+    assert rows["astro-ph/0602013"]["authors"] == ["J. Doe Jr.", "A. Roe", "C. Poe III", "the Halo Survey Team"]
+    assert rows["astro-ph/0602013"]["doi"] is None
+    assert [r["categories"][0] for r in page.rows] == ["astro-ph.HE", "nucl-th", "astro-ph"]  # primary first
+
+
+def test_arxiv_format_structured_authors_and_dois():
+    rows = {r["id"]: r for r in parse_oai_page((OAI / "authors_arxiv.xml").read_bytes(), "arXiv").rows}
+    assert rows["2402.00012"]["authors"] == ["A. Kowalski", "B. Oduya"]  # <affiliation> is not a name
+    assert rows["2402.00012"]["doi"] == ["10.1000/bbb.1", "10.1000/bbb.2"]
+    assert rows["astro-ph/0602013"]["authors"] == ["J. Doe Jr.", "C. Poe III", "Halo Survey Team"]
+    assert rows["2402.00012"]["categories"] == ["nucl-th", "astro-ph.HE"]
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("A. Smith and B. Jones", ["A. Smith", "B. Jones"]),
+    ("A. Smith, B. Jones, and C. Brown", ["A. Smith", "B. Jones", "C. Brown"]),
+    ("Alexander Sandberg, Ferdinand Anderson", ["Alexander Sandberg", "Ferdinand Anderson"]),  # "and" in names
+    ("A. Smith (Univ. X (Dept. Y)), B. Jones (Inst. Z)", ["A. Smith", "B. Jones"]),
+    ("R. Brown Sr., S. Green, Jr. and T. White II", ["R. Brown Sr.", "S. Green Jr.", "T. White II"]),
+    ("K. Lee et al.", ["K. Lee"]),
+    ("  ", None),
+])
+def test_split_authors(text, names):
+    assert split_authors(text) == names
+
+
+def test_oai_primary_only_keeps_papers_whose_first_category_is_astro_ph(arxiv_server, tmp_path):
+    from astrollama.data.cli import main
+
+    base = arxiv_server.url + "/oai"
+    m = Manifest(tmp_path)
+    r = harvest_oai(m, base_url=base, client=fast_client(), primary_only=True)
+    assert r.complete and "2401.00233" not in m.ids()  # gr-qc primary, cross-listed to astro-ph.HE
+    assert m.ids() == [i for i in HARVESTED if i != "2401.00233"]
+    state = json.loads(r.state_path.read_text())
+    assert state["not_primary"] == 1 and state["params"]["primary_only"] is True
+    # the same harvest without the filter is another harvest (its own checkpoint) and keeps it
+    assert main(["harvest", "oai", "--root", str(tmp_path), "--base-url", base, "--delay", "0"]) == 0
+    assert "2401.00233" in m.ids()
+    raw = tmp_path / "raw"
+    assert main(["harvest", "oai", "--root", str(raw), "--base-url", base, "--delay", "0",
+                 "--metadata-prefix", "arXivRaw", "--primary-only"]) == 0
+    assert Manifest(raw).ids() == ["2401.00101", "astro-ph/0601050"]
 
 
 def test_oai_errors(arxiv_server, tmp_path):
@@ -282,13 +344,13 @@ def test_oai_errors(arxiv_server, tmp_path):
     arxiv_server.script["oai:first"].append(("status", 200, {}, (OAI / "error_badArgument.xml").read_bytes()))
     with pytest.raises(OAIError, match="badArgument"):
         harvest_oai(Manifest(tmp_path / "c"), base_url=base, client=fast_client())
-    # the CLI turns errors into one line and exit code 1
+    # the CLI turns bad input into one line and exit code 2 (astrollama.errors)
     proc = subprocess.run([sys.executable, "-m", "astrollama", "data", "harvest", "oai", "--root",
                            str(tmp_path / "d"), "--base-url", base, "--from", "Jan 2024"],
                           capture_output=True, text=True, env=ENV, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "astrollama data harvest: error: --from must be YYYY-MM-DD, got 'Jan 2024'")
+        "astrollama data: error: --from must be YYYY-MM-DD (a real date), got 'Jan 2024'")
 
 
 def test_oai_503_retry_after_429_5xx_timeouts(arxiv_server, tmp_path):
@@ -449,7 +511,7 @@ def test_lookup_with_the_arxiv_package(arxiv_server, tmp_path):
     assert [(r["id"], r["version"]) for r in rows] == [("2401.00101", 2), ("astro-ph/0601050", 2)]
     assert rows[0]["title"] == "Delayed bar formation in gas-rich disc galaxies at cosmic noon"
     assert rows[0]["categories"] == ["astro-ph.GA", "astro-ph.CO"] and rows[0]["published"] == "2024-01-02"
-    assert rows[1]["journal_ref"].startswith("Mon.Not.") and rows[1]["doi"] == "10.1111/j.1365-2966.2006.00001.x"
+    assert rows[1]["journal_ref"].startswith("Mon.Not.") and rows[1]["doi"] == ["10.1111/j.1365-2966.2006.00001.x"]
     times = [t for t, _, _ in arxiv_server.hits("api")]
     assert len(times) == 2 and times[1] - times[0] >= 0.25  # the package's own delay between pages
     # a query, with one 503 that the package retries
@@ -459,8 +521,17 @@ def test_lookup_with_the_arxiv_package(arxiv_server, tmp_path):
     arxiv_server.script["api"] += [("status", 500, {}, b"down")] * 2
     with pytest.raises(HarvestError, match="arXiv API look-up failed"):
         lookup(["2401.00101"], delay_seconds=0.0, num_retries=1, api_url=api)
+    # primary category: the API's arxiv:primary_category, listed first; --primary-only drops cross-lists
+    cross = lookup(query="cat:astro-ph.HE", delay_seconds=0.0, api_url=api)
+    assert [(r["id"], r["categories"], r["doi"]) for r in cross] == [
+        ("2401.00233", ["gr-qc", "astro-ph.HE"], ["10.1000/ring.1", "10.1000/ring.2"])]
+    assert lookup(query="cat:astro-ph.HE", delay_seconds=0.0, api_url=api, primary_only=True) == []
     # CLI: print and upsert
     from astrollama.data.cli import main
+
+    assert main(["harvest", "lookup", "--root", str(tmp_path), "--query", "cat:astro-ph.HE", "--api-url", api,
+                 "--delay", "0", "--primary-only"]) == 0
+    assert Manifest(tmp_path).ids() == []
 
     assert main(["harvest", "lookup", "--root", str(tmp_path), "--ids", "2401.00412", "--api-url", api,
                  "--delay", "0"]) == 0

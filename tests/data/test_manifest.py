@@ -66,7 +66,7 @@ def test_upsert_merge_is_idempotent_and_version_aware(tmp_path):
     # an OLDER version never overrides a newer one, but fills missing fields
     m.upsert_papers([{"id": "astro-ph/0601001", "version": 1, "title": "Old title", "doi": "10.1/x"}])
     row = m.get("astro-ph/0601001")
-    assert row["title"] == "Hot Jupiter rates" and row["version"] == 2 and row["doi"] == "10.1/x"
+    assert row["title"] == "Hot Jupiter rates" and row["version"] == 2 and row["doi"] == ["10.1/x"]
     # a newer version wins; None never erases
     m.upsert_papers([{"id": "2401.01234", "version": 2, "title": "Bars v2", "abstract": None,
                       "updated": "2024-02-01"}])

@@ -31,6 +31,7 @@ from astrollama.data.ocr_nougat import (
     plan_batches,
     random_nougat,
 )
+from astrollama.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 WORDS = ["galaxy", "star", "cluster", "halo", "dark", "matter", "redshift", "spectrum", "luminosity",
@@ -451,7 +452,8 @@ def test_cli_make_pdfs_and_ocr_shards_on_bundled_demo_papers(repo_root, tmp_path
         assert last_para[-200:] in " ".join(aic.conclusion.split())
     assert main(["make-pdfs", "--papers", str(src), "--root", str(root)]) == 0  # idempotent
     assert len(m.status("download_pdf")) == len(papers)
-    assert main(["ocr", "--root", str(root), "--backend", "transformers"]) == 2  # no --checkpoint
+    with pytest.raises(InputError, match="--checkpoint: required"):  # exit 2 in astrollama.cli.main
+        main(["ocr", "--root", str(root), "--backend", "transformers"])
 
 
 def _real_nougat() -> Path | None:

@@ -39,17 +39,17 @@ def test_greedy_matches_transformers_generate(lm):
 
 
 def test_bundled_prompt_and_cli(tiny_model, tmp_path):
-    from astrollama.evaluation.cli import main
+    from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
 
     prompt = read_prompt(bundled_prompt_file())
     assert prompt and not prompt.endswith("\n")
     out = tmp_path / "c.json"
-    assert main(["complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    assert main(["eval", "complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["prompt"] == prompt
     assert rep["settings"]["seed"] == 3 and rep["settings"]["prompt_file"].endswith("completion.txt")
-    assert main(["complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8",
+    assert main(["eval", "complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8",
                  "--out", str(tmp_path / "d.json")]) == 0
     assert json.loads((tmp_path / "d.json").read_text())["completion"] == rep["completion"]
-    assert main(["complete", "--model", str(tiny_model), "--top-p", "0", "--out", str(tmp_path / "e.json")]) == 2
+    assert main(["eval", "complete", "--model", str(tiny_model), "--top-p", "0", "--out", str(tmp_path / "e.json")]) == 2
     assert not (tmp_path / "e.json").exists()

@@ -84,16 +84,16 @@ def test_compare_two_models_writes_stats_and_png(tiny_model, tmp_path):
 
 
 def test_cli_embed_and_bad_data(tiny_model, tmp_path, capsys):
-    from astrollama.evaluation.cli import main
+    from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a star"}\n{"txt": "no text field"}\n')
-    assert main(["embed", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["eval", "embed", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert f"{bad}:2: field 'text'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps({"text": t}) + "\n" for t in ABSTRACTS))
-    assert main(["embed", "--model", str(tiny_model), "--model", str(tiny_model), "--data", str(good),
+    assert main(["eval", "embed", "--model", str(tiny_model), "--model", str(tiny_model), "--data", str(good),
                  "--out", str(tmp_path / "o")]) == 0
     rep = json.loads((tmp_path / "o" / "similarity.json").read_text())
     assert list(rep["models"]) == ["tiny-llama", "tiny-llama-2"]

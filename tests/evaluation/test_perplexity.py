@@ -145,13 +145,13 @@ def test_per_document_sums_and_interval(lm):
 
 
 def test_cli_ppl_writes_json_with_settings(tiny_model, tmp_path, capsys):
-    from astrollama.evaluation.cli import main
+    from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
     from astrollama.lmflow_data import write_text_only
 
     data = tmp_path / "heldout"
     write_text_only(data / "part-0.json", DOCS)
     out = tmp_path / "ppl.json"
-    assert main(["ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
+    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
                  "--stride", "4", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
@@ -163,8 +163,8 @@ def test_cli_ppl_writes_json_with_settings(tiny_model, tmp_path, capsys):
     # bad input: one line naming the file and row, non-zero exit, no output written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
-    assert main(["ppl", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "x.json")]) == 2
     assert f"{bad}:2: invalid JSON" in capsys.readouterr().err
-    assert main(["ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
+    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
                  "--stride", "9", "--out", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()

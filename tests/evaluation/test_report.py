@@ -124,20 +124,20 @@ def test_bad_results_dirs(results, tmp_path):
 
 
 def test_cli_model_and_report(results, tiny_model, repo_root, tmp_path, capsys):
-    from astrollama.evaluation.cli import main
+    from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
 
     tmp, a, _ = results
     r = tmp_path / "r"
-    assert main(["model", "--model", str(tiny_model), "--label", "again", "--role", "trained",
+    assert main(["eval", "model", "--model", str(tiny_model), "--label", "again", "--role", "trained",
                  "--paper-model", "AstroLLaMA-2-70B-Base_AIC", "--questions",
                  str(repo_root / "eval" / "data" / "astro_mcq_sample.jsonl"), "--heldout", str(tmp / "heldout"),
                  "--block-size", "16", "--max-new-tokens", "4", "--out", str(r)]) == 0
-    assert main(["report", "--results", str(a), str(r), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["eval", "report", "--results", str(a), str(r), "--out", str(tmp_path / "rep")]) == 0
     md = capsys.readouterr().out
     pub = paper.MCQ_SCORES["AstroLLaMA-2-70B-Base_AIC"]
     assert f"{pub.value:.1f} (AstroLLaMA-2-70B-Base_AIC) [{pub.source}]" in md
     assert (tmp_path / "rep" / "report.png").is_file()
-    assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "rep2")]) == 2
+    assert main(["eval", "report", "--results", str(tmp_path), "--out", str(tmp_path / "rep2")]) == 2
     assert "no meta.json" in capsys.readouterr().err
 
 

@@ -134,15 +134,15 @@ def test_lora_adapter_checkpoint_is_merged(tmp_path, tiny_model):
 
 
 def test_cli_sweep(run, tmp_path, capsys):
-    from astrollama.evaluation.cli import main
+    from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
 
     out = tmp_path / "sw"
     argv = ["sweep", "--run-dir", str(run["run"]), "--questions", str(run["questions"]),
             "--heldout", str(run["heldout"]), "--block-size", "16", "--out", str(out)]
-    assert main(argv) == 0
+    assert main(["eval", *argv]) == 0
     assert [r["label"] for r in _rows(out)] == ["checkpoint-10", "checkpoint-20"]
     assert "curves.png" in capsys.readouterr().out
-    assert main([*argv[:-2], "--heldout", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["eval", *argv[:-2], "--heldout", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "missing: no such file or directory" in capsys.readouterr().err
-    assert main([*argv, "--base", str(tmp_path / "no-base")]) == 2
+    assert main(["eval", *argv, "--base", str(tmp_path / "no-base")]) == 2
     assert "no-base: base model directory does not exist" in capsys.readouterr().err

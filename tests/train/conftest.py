@@ -1,11 +1,16 @@
-"""Fixtures for the training tests: recipe files written on the spot, small LMFlow datasets."""
+"""Fixtures for the training tests: recipe files written on the spot, small LMFlow datasets,
+training runs, Slurm jobs of slurm/cpt.sh."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import shlex
 import socket
+import subprocess
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import pytest
 
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import DEFAULT_TINY_TEXT
+from astrollama.train.checkpoints import CHECKPOINT_RE
 
 
 @pytest.fixture
@@ -147,3 +153,110 @@ def in_repo(monkeypatch) -> Path:
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     return root
+
+
+# ----------------------------------------------------------------------------------------------
+# LMFlow: the real one, where an environment with it exists.
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def lmflow_python() -> Path:
+    """A Python that imports the real LMFlow (+ this package): the test interpreter where
+    ``import lmflow`` works, else ``$ASTROLLAMA_LMFLOW_PYTHON`` (scripts/test.sh exports the one of
+    the environment scripts/setup_train_env.sh builds). Skips otherwise, except under CI=true with
+    ``$ASTROLLAMA_LMFLOW_SRC`` set (an LMFlow checkout was provided): then the environment failed to
+    build, which is a failure."""
+    import importlib.util
+    import sys
+
+    from astrollama.train.lmflow import LMFLOW_COMMIT
+
+    if importlib.util.find_spec("lmflow") is not None:
+        return Path(sys.executable)
+    env = os.environ.get("ASTROLLAMA_LMFLOW_PYTHON")
+    if env:
+        if not Path(env).is_file():
+            pytest.fail(f"ASTROLLAMA_LMFLOW_PYTHON={env} does not exist")
+        return Path(env)
+    src = os.environ.get("ASTROLLAMA_LMFLOW_SRC")
+    if src and os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"ASTROLLAMA_LMFLOW_SRC={src} is set but no LMFlow environment was built from it "
+                    "(scripts/setup_train_env.sh failed: see the start of the scripts/test.sh log)")
+    pytest.skip(f"LMFlow ({LMFLOW_COMMIT[:12]}) is not importable here and $ASTROLLAMA_LMFLOW_PYTHON is not set "
+                "(bash scripts/setup_train_env.sh LMFLOW_CHECKOUT builds an environment with it)")
+
+
+@pytest.fixture(scope="session")
+def lmflow_env(train_env, lmflow_python, tmp_path_factory) -> dict[str, str]:
+    """``train_env`` for ``bash slurm/cpt.sh`` runs inside the LMFlow environment: its ``bin`` is put
+    first on PATH by ASTROLLAMA_ENV_SETUP (slurm/_env.sh then keeps it), with a fresh datasets cache."""
+    bin_dir = shlex.quote(str(lmflow_python.parent))
+    env = {k: v for k, v in train_env.items() if k not in ("ASTROLLAMA_VENV", "VIRTUAL_ENV")}
+    return env | {"ASTROLLAMA_ENV_SETUP": f'export PATH={bin_dir}:"$PATH"',
+                  "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf-datasets"))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Slurm jobs of slurm/cpt.sh on the test clusters (tests/slurm_cluster*.sh)
+# ----------------------------------------------------------------------------------------------
+class CptJob:
+    """A submitted ``slurm/cpt.sh`` job: its state through scontrol, its log split per attempt."""
+
+    ATTEMPT_RE = re.compile(r"^\[cpt\.sh\] job (\d+) restart (\d+)", re.M)
+    STEP_RE = re.compile(r"optimizer step (\d+)/(\d+) done")
+
+    def __init__(self, job_id: str, log: Path, env: dict[str, str]) -> None:
+        self.id, self.log, self.env = job_id, log, env
+
+    def state(self) -> tuple[str, int]:
+        """(JobState, Restarts) as scontrol shows them; ("UNKNOWN", 0) once Slurm forgot the job."""
+        out = subprocess.run(["scontrol", "show", "job", self.id], env=self.env, capture_output=True,
+                             text=True).stdout
+        state, restarts = re.search(r"JobState=(\S+)", out), re.search(r"Restarts=(\d+)", out)
+        return (state.group(1) if state else "UNKNOWN"), int(restarts.group(1)) if restarts else 0
+
+    def wait_for(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                tail = self.log.read_text()[-4000:] if self.log.exists() else "(no log)"
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; job log tail:\n{tail}")
+            time.sleep(0.2)
+
+    def attempts(self) -> list[str]:
+        """The log (``--open-mode=append``: all attempts) cut at cpt.sh's ``job <id> restart <n>`` lines."""
+        text = self.log.read_text()
+        starts = [m.start() for m in self.ATTEMPT_RE.finditer(text)] + [len(text)]
+        return [text[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+
+    @classmethod
+    def steps(cls, text: str) -> list[int]:
+        """The optimizer steps an attempt logged (rank 0's ``optimizer step N/M done`` lines)."""
+        return [int(m.group(1)) for m in cls.STEP_RE.finditer(text)]
+
+    @staticmethod
+    def newest_checkpoint(ckpts: Path) -> int:
+        """The highest N of the ``checkpoint-N`` directories in ``ckpts`` (0 if none)."""
+        steps = [int(m.group(1)) for p in ckpts.glob("checkpoint-*") if (m := CHECKPOINT_RE.match(p.name))]
+        return max(steps, default=0)
+
+    def cancel(self) -> None:
+        if self.state()[0] not in ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN"):
+            subprocess.run(["scancel", self.id], env=self.env, capture_output=True)
+
+
+@pytest.fixture
+def submit_cpt(tmp_path) -> Callable[..., CptJob]:
+    """submit_cpt(sbatch_options, cpt_args, env) -> CptJob: ``sbatch slurm/cpt.sh`` from the repository
+    root, log in tmp_path/job.out; the job is cancelled at teardown if it is still alive."""
+    jobs: list[CptJob] = []
+
+    def submit(options: list[str], args: list[str], env: dict[str, str]) -> CptJob:
+        log = tmp_path / "job.out"
+        r = subprocess.run(["sbatch", "--parsable", f"--output={log}", *options, "slurm/cpt.sh", *args],
+                           cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        jobs.append(CptJob(r.stdout.strip().split(";")[0], log, env))
+        return jobs[-1]
+
+    yield submit
+    for job in jobs:
+        job.cancel()

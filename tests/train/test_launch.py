@@ -172,6 +172,7 @@ def test_bad_recipes_fail_with_one_line(minimal_recipe, tmp_path, case, key, wor
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, p.stderr
-    assert lines[0].startswith(f"error: {bad}: {key}: ") or lines[0].startswith(f"error: {bad.resolve()}: {key}: ")
+    prefix = "astrollama train: error: "
+    assert lines[0].startswith(f"{prefix}{bad}: {key}: ") or lines[0].startswith(f"{prefix}{bad.resolve()}: {key}: ")
     assert words in lines[0]
     assert p.stdout == "" and not (tmp_path / "run").exists()

@@ -1,8 +1,9 @@
 """The finetune.py flags parse with LMFlow's OWN argument parser (the pinned commit).
 
-Runs where ``import lmflow`` works in the test interpreter, or where ``$ASTROLLAMA_LMFLOW_PYTHON``
-names a Python that can import it (then the parse runs in that interpreter); skipped otherwise.
-LMFlow cannot be installed from a registry (see docs/train-recipes.md for the scratch-venv recipe).
+Runs in the interpreter of the ``lmflow_python`` fixture (tests/train/conftest.py): the test
+interpreter where ``import lmflow`` works, else ``$ASTROLLAMA_LMFLOW_PYTHON`` (scripts/test.sh
+exports the one of the environment scripts/setup_train_env.sh builds); skipped otherwise, and a
+failure under CI=true when an LMFlow checkout was provided but its environment did not build.
 
 Two levels: (1) argparse level: every flag is known to
 ``HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))`` and every value
@@ -15,11 +16,9 @@ the exact argv.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -74,32 +73,17 @@ print(json.dumps({
     "learning_rate": tune.learning_rate, "warmup_steps": tune.warmup_steps,
     "average_tokens_across_devices": tune.average_tokens_across_devices,
     "ddp_timeout": tune.ddp_timeout, "save_strategy": str(getattr(tune.save_strategy, "value", tune.save_strategy)),
-    "do_eval": tune.do_eval, "overwrite_output_dir": getattr(tune, "overwrite_output_dir", None),
+    "do_eval": tune.do_eval, "do_train": tune.do_train, "overwrite_output_dir": getattr(tune, "overwrite_output_dir", None),
 }))
 """
 
 
-def _lmflow_python() -> str | None:
-    if importlib.util.find_spec("lmflow") is not None:
-        return sys.executable
-    return os.environ.get("ASTROLLAMA_LMFLOW_PYTHON") or None
+pytestmark = [pytest.mark.usefixtures("in_repo"), pytest.mark.lmflow]
 
 
-LMFLOW_PYTHON = _lmflow_python()
-pytestmark = [
-    pytest.mark.usefixtures("in_repo"),
-    pytest.mark.lmflow,
-    pytest.mark.skipif(
-        LMFLOW_PYTHON is None,
-        reason="LMFlow is not importable here and $ASTROLLAMA_LMFLOW_PYTHON is not set "
-               f"(install LMFlow {LMFLOW_COMMIT[:12]} in a scratch venv; see docs/train-recipes.md)",
-    ),
-]
-
-
-def _parse(argv: list[str]) -> dict:
+def _parse(python: Path, argv: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    p = subprocess.run([LMFLOW_PYTHON, "-c", PARSE], input=json.dumps(argv), capture_output=True,
+    p = subprocess.run([str(python), "-c", PARSE], input=json.dumps(argv), capture_output=True,
                        text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -109,13 +93,13 @@ PAPER = sorted(p.name for p in (REPO / "recipes").glob("astrollama-*.yaml"))
 
 
 @pytest.mark.parametrize("name", PAPER)
-def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path):
+def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path, lmflow_python):
     recipe = load_recipe(REPO / "recipes" / name, [f"data.dataset_path={text_only_dir}"])
     nodes = recipe.launch.nodes
     plan = plan_batch(recipe.batch.global_batch_size, nodes * recipe.launch.gpus_per_node,
                       recipe.batch.max_micro_batch_size)
     argv = finetune_args(recipe, plan, output_dir=tmp_path / "ckpt")
-    got = _parse(argv)
+    got = _parse(lmflow_python, argv)
     assert got["unknown"] == [], got["unknown"]
     assert got["commit"] in ("", LMFLOW_COMMIT), f"LMFlow checkout is at {got['commit']}, pinned {LMFLOW_COMMIT}"
     assert got["block_size"] == recipe.data.block_size
@@ -128,7 +112,7 @@ def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path):
     assert got["warmup_steps"] == recipe.trainer["warmup_steps"]
     assert got["average_tokens_across_devices"] is False
     assert got["ddp_timeout"] == 72000 and got["save_strategy"] == "steps"
-    assert got["do_eval"] is False and not got["overwrite_output_dir"]
+    assert got["do_eval"] is False and got["do_train"] is True and not got["overwrite_output_dir"]
     assert got["use_lora"] is (recipe.model.lora is not None)
     if recipe.launch.deepspeed is not None and "deepspeed" not in got["relaxed"]:
         ds = got["deepspeed"]  # DeepSpeed's "auto" fields as transformers fills them from the flags
@@ -141,11 +125,11 @@ def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path):
         assert got["lora_target_modules"] == recipe.model.lora.target_modules
 
 
-def test_demo_recipe_flags_parse_with_lmflow(text_only_dir, tmp_path, smollm2):
+def test_demo_recipe_flags_parse_with_lmflow(text_only_dir, tmp_path, smollm2, lmflow_python):
     recipe = load_recipe(REPO / "recipes" / "demo-smollm2-135m.yaml",
                          [f"data.dataset_path={text_only_dir}", f"data.eval_dataset_path={text_only_dir}"])
     plan = plan_batch(recipe.batch.global_batch_size, 1, recipe.batch.max_micro_batch_size)
-    got = _parse(finetune_args(recipe, plan, output_dir=tmp_path / "ckpt"))
+    got = _parse(lmflow_python, finetune_args(recipe, plan, output_dir=tmp_path / "ckpt"))
     assert got["unknown"] == [] and got["model_name_or_path"] == str(smollm2)
     assert got["disable_group_texts"] is False and got["block_size"] == 256
 
@@ -161,12 +145,12 @@ print(json.dumps({"engine": plan.engine, "argv": plan.commands[0], "lmflow": lmf
 """
 
 
-def test_installed_lmflow_checkout_is_found(text_only_dir, in_repo):
+def test_installed_lmflow_checkout_is_found(text_only_dir, in_repo, lmflow_python):
     """An editable LMFlow install (pip install -e CHECKOUT, as envs/train-cluster.txt does) is found
     without any setting, and the command runs its examples/finetune.py."""
     env = {k: v for k, v in os.environ.items() if k != "ASTROLLAMA_LMFLOW_DIR"}
     env |= {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO / "src")}
-    p = subprocess.run([LMFLOW_PYTHON, "-c", FIND, str(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"),
+    p = subprocess.run([str(lmflow_python), "-c", FIND, str(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"),
                         str(text_only_dir)], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])

@@ -1,5 +1,10 @@
 """The LMFlow shim gives a plain-Trainer script (like LMFlow's examples/finetune.py) preemption support:
-SIGUSR1 -> checkpoint at the current step -> exit 75, before the script saves a "final" model."""
+SIGUSR1 -> checkpoint at the current step -> exit 75, before the script saves a "final" model.
+
+The fast path, with a stand-in script that behaves like LMFlow's at its edges (it removes its own
+folder from sys.path first, as finetune.py line 19 does, then trains a Trainer built without
+callbacks and saves a final model). The real finetune.py runs in test_lmflow_e2e.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from astrollama.train.preempt import REQUEUE_EXIT_CODE
 
 # Shaped like LMFlow's finetuner: build a Trainer without callbacks, train(), then save_model().
 SCRIPT = textwrap.dedent('''
+    import os
     import sys
+    sys.path.remove(os.path.abspath(os.path.dirname(sys.argv[0])))  # LMFlow's finetune.py, line 19
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
     from astrollama.train.engine import DataArguments, build_blocks
 

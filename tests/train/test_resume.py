@@ -71,7 +71,7 @@ def test_complete_checkpoint_rules(reference, tmp_path):
     d = _copy(good, tmp_path / "torn-rng")
     rng = next(d.glob("rng_state*.pth"))
     rng.write_bytes(rng.read_bytes()[:20])  # a kill while writing
-    assert "does not load" in check_checkpoint(d).reason
+    assert "is torn" in check_checkpoint(d).reason
     d = _copy(good, tmp_path / "wrong-step")
     d = d.rename(d.with_name("checkpoint-99"))
     assert "global_step" in check_checkpoint(d).reason
@@ -86,8 +86,9 @@ def test_newest_complete_wins_and_torn_newer_ones_are_moved_aside(reference, tmp
     (torn / "scheduler.pt").unlink()
     assert latest_complete_checkpoint(out) == out / f"checkpoint-{2 * SAVE_STEPS}"
     moved = quarantine_incomplete(out)
-    assert [m.name.startswith(f"incomplete-checkpoint-{3 * SAVE_STEPS}-") for m in moved] == [True]
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{SAVE_STEPS}", f"checkpoint-{2 * SAVE_STEPS}"]
+    assert [(m.parent, m.name.startswith(f"checkpoint-{3 * SAVE_STEPS}-")) for m in moved] == [
+        (tmp_path / "out.incomplete", True)]  # out of the output dir: LMFlow sees checkpoints only
+    assert sorted(p.name for p in out.iterdir()) == [f"checkpoint-{SAVE_STEPS}", f"checkpoint-{2 * SAVE_STEPS}"]
 
 
 def _steps(text: str) -> list[int]:

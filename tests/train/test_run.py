@@ -45,19 +45,19 @@ def test_slurm_allocation_reads_hostnames_node_id_and_restart(monkeypatch):
 
 
 def test_bad_recipe_is_refused_before_anything_starts(train_recipe, train_env, tmp_path, capsys):
-    from astrollama.train.cli import main as train_main
+    from astrollama.cli import main
 
     run_dir = tmp_path / "run"
     recipe = train_recipe(run_dir)
     for overrides, key in ((["launch.gpus_per_node=2", "batch.global_batch_size=3"], "batch.global_batch_size"),
                            (["trainer.learning_rate=2e-5"], "trainer.learning_rate")):
-        assert train_main(["run", str(recipe), *overrides]) == 2
-        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+        assert main(["train", "run", str(recipe), *overrides]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("astrollama train: error: ")]
         assert len(errors) == 1 and str(recipe) in errors[0] and key in errors[0]
     # through the shell a cluster job runs: exit status 2, one error line
     r = subprocess.run(["bash", "slurm/cpt.sh", str(recipe), "data.dataset_path=/nonexistent/dir"], cwd=REPO,
                        env=train_env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("astrollama train: error: ")]
     assert len(errors) == 1 and str(recipe) in errors[0] and "data.dataset_path" in errors[0], r.stderr
     assert not run_dir.exists()  # no provenance, no checkpoints, nothing launched

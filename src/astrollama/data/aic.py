@@ -8,8 +8,9 @@ Two sources, one result type (:class:`AIC`):
   missing-page markers (``[MISSING_PAGE_FAIL:3]`` ...) and repetition/error blocks
   (``+++ ==WARNING: ...== ... +++``) are removed.
 * LaTeX source (AstroMLab-2 LLaMA-2 AIC models): ``\\begin{abstract}`` or ``\\abstract{...}``,
-  ``\\section{Introduction}``, ``\\section{Conclusions}``; ``\\input``/``\\include`` are resolved
-  relative to the main file, comments stripped, markup lightly cleaned.
+  ``\\section{Introduction}``, ``\\section{Conclusions}``; inputs inlined inside the source
+  directory, the paper's macros expanded, citations and references written out from its
+  ``.bbl``/``.aux`` (:mod:`astrollama.data.aic_latex`).
 
 Rules shared by both:
 
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
 from astrollama.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -270,169 +272,18 @@ def extract_aic_markdown(text: str, *, metadata_abstract: str | None = None, whe
 
 
 # ----------------------------------------------------------------------------------------- LaTeX
-
-_INPUT = re.compile(r"\\(?:input|include|subfile)\s*\{([^}]+)\}|\\input\s+([^\s{}\\]+)")
-_SECTION = re.compile(r"\\(section|subsection|subsubsection)\*?\s*(?:\[[^\]]*\])?\s*\{")
-_STOPPERS = re.compile(
-    r"\\appendix\b|\\begin\{thebibliography\}|\\bibliography\{|\\printbibliography|"
-    r"\\end\{document\}|\\begin\{acknowledge?ments?\}|\\acknowledge?ments?\b|\\section\*?\s*\{"
-)
+# The LaTeX route lives in astrollama.data.aic_latex (it uses the heading rules above); its public
+# names stay importable from here (resolved on first use: aic_latex imports this module).
+_LATEX_NAMES = ("EprintError", "clean_latex", "extract_aic_latex", "extract_aic_latex_text", "find_main_tex",
+                "resolve_latex_inputs", "strip_latex_comments")
 
 
-def strip_latex_comments(tex: str) -> str:
-    """Drop ``%`` comments (not ``\\%``) and ``comment`` environments."""
-    tex = re.sub(r"\\begin\{comment\}.*?\\end\{comment\}", "", tex, flags=re.S)
-    return re.sub(r"(?<!\\)%[^\n]*", "", tex)
+def __getattr__(name: str) -> Any:
+    if name in _LATEX_NAMES:
+        from astrollama.data import aic_latex
 
-
-def resolve_latex_inputs(path: str | Path, *, max_depth: int = 8) -> str:
-    """The main file's text with ``\\input``/``\\include`` files inlined (comments stripped).
-
-    Missing input files are left out (a paper's source often lacks generated tables); cycles
-    and depth are bounded.
-    """
-    main = Path(path)
-    base = main.parent
-
-    def load(p: Path, depth: int, seen: frozenset[Path]) -> str:
-        text = strip_latex_comments(p.read_text(encoding="utf-8", errors="replace"))
-        if depth >= max_depth:
-            return text
-
-        def repl(m: re.Match[str]) -> str:
-            name = (m.group(1) or m.group(2)).strip()
-            cand = base / name
-            for c in (cand, cand.with_name(cand.name + ".tex")):
-                if c.is_file() and c.resolve() not in seen:
-                    return load(c, depth + 1, seen | {c.resolve()})
-            return ""
-
-        return _INPUT.sub(repl, text)
-
-    return load(main, 0, frozenset({main.resolve()}))
-
-
-def _braced(tex: str, open_at: int) -> tuple[str, int]:
-    """Content of the brace group whose ``{`` is at ``open_at``, and the index after it."""
-    depth = 0
-    for j in range(open_at, len(tex)):
-        ch = tex[j]
-        if ch == "\\":
-            continue
-        if ch == "{" and (j == 0 or tex[j - 1] != "\\"):
-            depth += 1
-        elif ch == "}" and tex[j - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return tex[open_at + 1 : j], j + 1
-    return tex[open_at + 1 :], len(tex)
-
-
-_DROP_ENVS = ("figure", "figure*", "table", "table*", "deluxetable", "deluxetable*", "wrapfigure")
-_KEEP_ARG = re.compile(r"\\(?:emph|textbf|textit|textrm|textsc|texttt|mbox|hbox|text|underline|url)\s*\{")
-_DROP_ARG = re.compile(r"\\(?:label|cite[a-z]*\*?|ref|eqref|autoref|cref|Cref|footnote|thanks|vspace\*?|hspace\*?)"
-                       r"\s*(?:\[[^\]]*\])*\s*\{")
-
-
-def clean_latex(tex: str) -> str:
-    """Light LaTeX clean-up that keeps the math: drop floats (keeping captions), citations,
-    labels and footnotes; unwrap emphasis; turn subsections into plain heading lines."""
-    for env in _DROP_ENVS:
-        pat = re.compile(r"\\begin\{" + re.escape(env) + r"\}(.*?)\\end\{" + re.escape(env) + r"\}", re.S)
-
-        def keep_caption(m: re.Match[str]) -> str:
-            cap = re.search(r"\\caption\s*(?:\[[^\]]*\])?\s*\{", m.group(1))
-            if not cap:
-                return "\n"
-            body, _ = _braced(m.group(1), cap.end() - 1)
-            return "\n\nCaption: " + body + "\n\n"
-
-        tex = pat.sub(keep_caption, tex)
-    for pat, keep in ((_DROP_ARG, False), (_KEEP_ARG, True)):
-        while True:
-            m = pat.search(tex)
-            if not m:
-                break
-            body, end = _braced(tex, m.end() - 1)
-            tex = tex[: m.start()] + (body if keep else "") + tex[end:]
-    tex = re.sub(r"\\(?:sub)*section\*?\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}", r"\n\n\1\n", tex)
-    tex = re.sub(r"\\(?:begin|end)\{(?:itemize|enumerate|description|center|flushleft)\}", "", tex)
-    tex = re.sub(r"\\item\s*", "- ", tex)
-    tex = re.sub(r"\\(?:noindent|newline|linebreak|par|medskip|smallskip|bigskip|centering|clearpage|newpage)\b\s*", " ", tex)
-    tex = tex.replace("~", " ").replace("\\\\", "\n").replace("\\&", "&").replace("\\%", "%")
-    tex = re.sub(r"[ \t]+", " ", tex)
-    tex = re.sub(r" *\n *", "\n", tex)
-    tex = re.sub(r" +([.,;:)])", r"\1", tex).replace("()", "").replace("(;", "(")
-    # LaTeX paragraphs: single newlines are spaces, blank lines separate paragraphs
-    paras = [" ".join(p.split("\n")).strip() for p in re.split(r"\n\s*\n", tex)]
-    return "\n\n".join(p for p in paras if p)
-
-
-def _latex_abstract(tex: str) -> str:
-    m = re.search(r"\\begin\{abstract\}(.*?)\\end\{abstract\}", tex, re.S)
-    if m:
-        return m.group(1)
-    m = re.search(r"\\abstract\s*\{", tex)
-    if not m:
-        return ""
-    parts, pos = [], m.end() - 1
-    while pos < len(tex) and tex[pos] == "{":  # A&A structured abstract: \abstract{..}{..}{..}
-        body, pos = _braced(tex, pos)
-        parts.append(body)
-        while pos < len(tex) and tex[pos] in " \t\n":
-            pos += 1
-    return " ".join(parts)
-
-
-def extract_aic_latex_text(
-    tex: str, *, metadata_abstract: str | None = None, where: str = "<tex>"
-) -> AIC:
-    """Extract the AIC sections from LaTeX source text (inputs already resolved)."""
-    tex = strip_latex_comments(tex)
-    doc = re.search(r"\\begin\{document\}(.*?)(?:\\end\{document\}|\Z)", tex, re.S)
-    body = doc.group(1) if doc else tex
-    aic = AIC(source="latex", abstract=clean_latex(_latex_abstract(tex)))
-    secs: list[tuple[str, int, int]] = []  # (normalised title, start of body, end of heading)
-    for m in _SECTION.finditer(body):
-        if m.group(1) != "section":
-            continue
-        title, end = _braced(body, m.end() - 1)
-        secs.append((title, end, m.start()))
-    heads = []
-    for k, (title, _, start) in enumerate(secs):
-        norm, depth = normalise_heading(title)
-        heads.append(_Heading(k, _display(clean_latex(title)), norm, 1, depth, classify_heading(norm)))
-        heads[-1].index = start
-    _, i, c = _pick(heads)
-
-    def section_text(k: int) -> str:
-        start = secs[k][1]
-        stop = _STOPPERS.search(body, start)
-        return clean_latex(body[start : stop.start() if stop else len(body)])
-
-    if i is not None:
-        aic.introduction = section_text(i)
-    if c is not None:
-        aic.conclusion = section_text(c)
-        aic.conclusion_heading = heads[c].title
-    return _finish(aic, metadata_abstract, where)
-
-
-def extract_aic_latex(path: str | Path, *, metadata_abstract: str | None = None) -> AIC:
-    """Extract the AIC sections from a LaTeX main file (``\\input`` files resolved)."""
-    return extract_aic_latex_text(
-        resolve_latex_inputs(path), metadata_abstract=metadata_abstract, where=str(path)
-    )
-
-
-def find_main_tex(src_dir: str | Path) -> Path:
-    """The main ``.tex`` file of an unpacked arXiv source directory (the one with
-    ``\\documentclass``; the largest if several)."""
-    d = Path(src_dir)
-    cands = [p for p in sorted(d.rglob("*.tex")) if "\\documentclass" in p.read_text("utf-8", "replace")]
-    if not cands:
-        raise AICError(f"{d}: no .tex file with \\documentclass")
-    return max(cands, key=lambda p: (p.stat().st_size, -len(p.parts)))
+        return getattr(aic_latex, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def extract_aic(
@@ -449,11 +300,15 @@ def extract_aic(
         p = Path(mmd_path)
         return extract_aic_markdown(p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract,
                                     where=where or str(p))
+    from astrollama.data.aic_latex import extract_aic_latex, find_main_tex
+
     p = Path(tex_path)  # type: ignore[arg-type]
+    root = p if p.is_dir() else p.parent
     if p.is_dir():
-        p = find_main_tex(p)
-    return extract_aic_latex_text(resolve_latex_inputs(p), metadata_abstract=metadata_abstract,
-                                  where=where or str(p))
+        main = find_main_tex(p)
+        where = f"{where}/{main.relative_to(p).as_posix()}" if where else str(main)
+        p = main
+    return extract_aic_latex(p, metadata_abstract=metadata_abstract, root=root, where=where or str(p))
 
 
 # ---------------------------------------------------------------------------- manifest stage

@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--docs", type=int, default=20000)
+    from astrollama.data.cli import number
+
+    p.add_argument("--docs", type=number(int, min=1), default=20000)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: SmolLM2-135M-Instruct, the demo recipe's)")
     p.add_argument("--mcq", default=str(MCQ_SAMPLE) if MCQ_SAMPLE.is_file() else None)

@@ -45,10 +45,12 @@ from typing import Any
 
 import numpy as np
 
-from astrollama.errors import InputError
 from astrollama.data import killpoint
 from astrollama.data.aic import clean_nougat_markers
+from astrollama.data.quality import corpus_quality
 from astrollama.data.split import assign_split
+from astrollama.data.stages import PoolWatch
+from astrollama.errors import InputError
 from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text
 from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
 
@@ -80,12 +82,24 @@ class BuildConfig:
     max_shard_docs: int | None = None
 
     def __post_init__(self) -> None:
-        if self.num_perm % self.lsh_bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of lsh_bands ({self.lsh_bands})")
-        if self.decontam_action not in ("drop", "report"):
-            raise ValueError(f"decontam_action must be 'drop' or 'report', not {self.decontam_action!r}")
-        if self.summary_length_policy not in ("drop", "keep"):
-            raise ValueError(f"summary_length_policy must be 'drop' or 'keep', not {self.summary_length_policy!r}")
+        """Range checks; messages name the ``astrollama data build`` option of each field."""
+        checks = (
+            ("--validation-fraction", self.validation_fraction, 0 <= self.validation_fraction < 1, "in [0, 1)"),
+            ("--near-dup-jaccard", self.near_dup_jaccard, 0 < self.near_dup_jaccard <= 1, "in (0, 1]"),
+            ("--min-words", self.min_words, self.min_words >= 0, ">= 0"),
+            ("--decontam-ngram", self.decontam_ngram, self.decontam_ngram >= 1, ">= 1"),
+            ("--decontam-min-matches", self.decontam_min_matches, self.decontam_min_matches >= 1, ">= 1"),
+            ("--max-shard-mb", self.max_shard_bytes / 2**20, self.max_shard_bytes >= 1, "> 0"),
+            ("num_perm/lsh_bands", (self.num_perm, self.lsh_bands),
+             self.lsh_bands >= 1 and self.num_perm >= 1 and not self.num_perm % self.lsh_bands,
+             "num_perm a positive multiple of lsh_bands"),
+            ("--decontam-action", self.decontam_action, self.decontam_action in ("drop", "report"), "drop or report"),
+            ("--summary-length-policy", self.summary_length_policy, self.summary_length_policy in ("drop", "keep"),
+             "drop or keep"),
+        )
+        for option, value, ok, want in checks:
+            if not ok:  # NaN fails every comparison, so it lands here too
+                raise BuildError(f"{option}: must be {want}, got {value!r}")
 
 
 @dataclass
@@ -372,6 +386,7 @@ def _encode(tok: Any, texts: list[str]) -> list[Any]:
 
 
 def _process_batch(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    killpoint.hit("build-worker")  # tests: a worker killed by the OOM killer
     cfg: BuildConfig = _W["cfg"]
     tok, bench, mh = _W["tok"], _W["bench"], _W["mh"]
     cleaned = [clean_text(t, repeated_line_min_chars=cfg.repeated_line_min_chars,
@@ -403,21 +418,22 @@ def process_docs(docs: Sequence[Doc], cfg: BuildConfig, *, tokenizer_dir: str | 
     """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(docs), desc=desc, unit="doc", disable=not progress)
-    if workers <= 1:
-        _init_worker(cfg, tokenizer_dir, bench)
-        for b in _batches(docs, batch_size):
-            yield from _process_batch(b)
-            bar.update(len(b))
-    else:
+    with tqdm(total=len(docs), desc=desc, unit="doc", disable=not progress) as bar:
+        if workers <= 1:
+            _init_worker(cfg, tokenizer_dir, bench)
+            for b in _batches(docs, batch_size):
+                yield from _process_batch(b)
+                bar.update(len(b))
+            return
         import multiprocessing as mp
 
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, tokenizer_dir, bench)) as pool:
-            for res in pool.imap(_process_batch, _batches(docs, batch_size), chunksize=1):
+            watch = PoolWatch(pool, "build worker")  # a killed worker: exit 1, not a hang
+            for pending in [pool.apply_async(_process_batch, (b,)) for b in _batches(docs, batch_size)]:
+                res = watch.get(pending)
                 yield from res
                 bar.update(len(res))
-    bar.close()
 
 
 # ------------------------------------------------------------------------------------- build
@@ -515,10 +531,18 @@ def build_variant(
 
     if not kept["train"] and not kept["validation"]:
         raise BuildError(f"{variant}: no document survived the build ({len(drops)} dropped)")
+    for split in ("train", "validation"):  # never publish an empty split (docs/data-corpus.md)
+        if not kept[split] and (split == "train" or cfg.validation_fraction > 0):
+            raise BuildError(
+                f"{variant}: {split} split: empty ({len(kept_ids)} documents kept, validation fraction "
+                f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus")
 
     with atomic_dir(final) as tmp:
         shards: dict[str, int] = {}
         for split, items in kept.items():
+            if not items:  # --validation-fraction 0: a train-only corpus, no empty validation/ directory
+                shards[split] = 0
+                continue
             d = tmp / split
             d.mkdir()
             with ShardWriter(d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs) as w:
@@ -528,8 +552,7 @@ def build_variant(
                     if len(w.written) > n_shards:
                         killpoint.hit("build.shard")
             shards[split] = len(w.written)
-            if items:
-                read_text_only_dir(d)  # the loader's own rules, on what was just written
+            read_text_only_dir(d)  # the loader's own rules, on what was just written
         stats = _stats(variant, unique, kept, drops, shards, cfg, tok, bench, contamination)
         (tmp / "papers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept_ids))
         (tmp / "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drops))
@@ -570,6 +593,7 @@ def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]
         "tokenizer": Path(tok).name if tok else None,
         "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
         "drops": dict(sorted(reasons.items())),
+        "quality": corpus_quality(t for items in kept.values() for t, _ in items),  # data quality (raw macros ...)
         "decontamination": {
             "benchmark": Path(bench.path).name if bench else None,
             "questions": bench.questions if bench else 0,
@@ -594,10 +618,13 @@ def _stats_md(s: dict[str, Any]) -> str:
         lines.append(f"| {split} | {x['papers']} | {x['tokens']} | {x['characters']} | {x['shards']} | {dist} |")
     lines += ["", "Dropped papers by reason (details in drops.jsonl):", "", "| reason | papers |", "|---|---:|"]
     lines += [f"| {r} | {n} |" for r, n in s["drops"].items()] or ["| (none) | 0 |"]
-    dc = s["decontamination"]
+    dc, q = s["decontamination"], s["quality"]
     lines += ["", f"Decontamination: benchmark `{dc['benchmark']}` ({dc['questions']} questions, "
                   f"{s['settings']['decontam_ngram']}-grams): {dc['documents_matched']} papers matched "
                   f"{dc['questions_hit']} questions; action: {dc['action']} (decontamination.json).",
+              "", f"Text quality (kept papers; `astrollama data quality`): {q['macros_per_100k']} raw LaTeX "
+                  f"macros per 100k characters outside math, {q['dangling']} dangling citation leftovers, "
+                  f"{q['control']} control characters.",
               "", "![token length histogram](length_hist.png)", ""]
     return "\n".join(lines)
 
@@ -667,12 +694,19 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
     for pid, rec in sorted(m.status(stage).items()):
         if rec.status != "ok":
             continue
-        if variant == "aic":
-            docs.append(Doc(pid, json.loads(m.resolve(rec.outputs["aic"]).read_text(encoding="utf-8"))["text"]))
-        else:
-            text = m.resolve(rec.outputs["summary"]).read_text(encoding="utf-8")
-            docs.append(Doc(pid, text, {"length_flag": rec.attrs.get("length_flag"),
-                                        "summary_tokens": rec.attrs.get("summary_tokens")}))
+        path = m.resolve(rec.outputs.get(stage, ""))
+        try:
+            if variant == "aic":
+                text = json.loads(path.read_text(encoding="utf-8"))["text"]
+                if not isinstance(text, str):
+                    raise TypeError("not a string")
+                docs.append(Doc(pid, text))
+            else:
+                docs.append(Doc(pid, path.read_text(encoding="utf-8"), {
+                    "length_flag": rec.attrs.get("length_flag"), "summary_tokens": rec.attrs.get("summary_tokens")}))
+        except (ValueError, KeyError, TypeError, IsADirectoryError, FileNotFoundError) as exc:
+            raise BuildError(f"{path}: field 'text' of {pid}: unreadable {stage} output "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     return docs
 
 
@@ -708,6 +742,8 @@ def add_cli(sub: Any) -> None:
     """``astrollama data build``."""
     import argparse
 
+    from astrollama.data.cli import number
+
     d = BuildConfig()
     p = sub.add_parser("build", help="corpus variants -> cleaned, deduplicated, decontaminated LMFlow shards",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -716,15 +752,16 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)")
     p.add_argument("--tokenizer", required=True, help="the recipe's model/tokenizer directory (token stats)")
     p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv: question, A-D) to decontaminate against")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
-    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
-    p.add_argument("--min-words", type=int, default=d.min_words)
-    p.add_argument("--near-dup-jaccard", type=float, default=d.near_dup_jaccard)
-    p.add_argument("--decontam-ngram", type=int, default=d.decontam_ngram)
-    p.add_argument("--decontam-min-matches", type=int, default=d.decontam_min_matches)
+    p.add_argument("--workers", type=number(int, min=1), default=max(1, (os.cpu_count() or 1)))
+    p.add_argument("--validation-fraction", type=number(), default=d.validation_fraction,
+                   help="in [0, 1); 0: a train-only corpus (no validation/)")
+    p.add_argument("--min-words", type=number(int), default=d.min_words)
+    p.add_argument("--near-dup-jaccard", type=number(), default=d.near_dup_jaccard)
+    p.add_argument("--decontam-ngram", type=number(int), default=d.decontam_ngram)
+    p.add_argument("--decontam-min-matches", type=number(int), default=d.decontam_min_matches)
     p.add_argument("--decontam-action", choices=["drop", "report"], default=d.decontam_action)
     p.add_argument("--summary-length-policy", choices=["drop", "keep"], default=d.summary_length_policy)
-    p.add_argument("--max-shard-mb", type=float, default=d.max_shard_bytes / 2**20)
+    p.add_argument("--max-shard-mb", type=number(), default=d.max_shard_bytes / 2**20)
     p.add_argument("--force", action="store_true", help="rebuild even when build.json says up to date")
     p.set_defaults(func=_cli)
 

@@ -23,6 +23,7 @@ redoes nothing and returns the same paths.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -52,7 +53,8 @@ def prepare(
     Layout: ``<workdir>/prep`` (manifest, pdf/, ocr/, aic/, summary/) and ``<workdir>/corpus``
     (``<variant>/train``, ``<variant>/validation``, stats). Returns ``train_dir`` (aic/train),
     ``heldout_dir`` (abstracts/validation: the same held-out papers as every variant),
-    ``variants`` ({variant: {train, validation, stats, stats_md}}), ``root``, ``corpus``.
+    ``variants`` ({variant: {train, validation, stats, stats_md}}; the summary variant is
+    train-only: a few CPU summaries cannot fill a held-out split), ``root``, ``corpus``.
     """
     from astrollama.data import pdfgen
     from astrollama.data.aic import run_aic
@@ -105,8 +107,12 @@ def prepare(
     variants = ["abstracts", "aic"] + (["summary"] if summary_papers > 0 else [])
     # the toy summariser's lengths mean nothing: keep its flagged summaries rather than drop them
     bcfg = BuildConfig(summary_length_policy="keep", max_shard_docs=16)
-    stats = run_build(root, variants, corpus, tokenizer_dir=model, mcq_path=mcq, config=bcfg,
+    stats = run_build(root, variants[:2], corpus, tokenizer_dir=model, mcq_path=mcq, config=bcfg,
                       workers=workers, progress=progress)
+    if summary_papers > 0:  # a few CPU summaries cannot fill a held-out split (never published empty): train-only
+        stats |= run_build(root, ["summary"], corpus, tokenizer_dir=model, mcq_path=mcq,
+                           config=dataclasses.replace(bcfg, validation_fraction=0.0), workers=workers,
+                           progress=progress)
     for v, s in stats.items():
         say(f"demo data: {v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
             f"{s['train']['tokens']} + {s['validation']['tokens']} tokens, dropped {s['drops'] or 'none'}")
@@ -115,8 +121,9 @@ def prepare(
     out = {
         "root": root, "corpus": corpus,
         "train_dir": corpus / "aic" / "train", "heldout_dir": corpus / "abstracts" / "validation",
-        "variants": {v: {"train": corpus / v / "train", "validation": corpus / v / "validation",
-                         "stats": corpus / v / "stats.json", "stats_md": corpus / v / "stats.md"}
+        "variants": {v: {"train": corpus / v / "train", "stats": corpus / v / "stats.json",
+                         "stats_md": corpus / v / "stats.md",
+                         **({"validation": corpus / v / "validation"} if v != "summary" else {})}
                      for v in variants},
     }
     return out
@@ -124,12 +131,14 @@ def prepare(
 
 def add_cli(sub: Any) -> None:
     """``astrollama data demo-prep``."""
+    from astrollama.data.cli import number
+
     p = sub.add_parser("demo-prep", help="the offline demo data chain: paper texts -> PDFs -> OCR -> AIC -> "
                                          "summaries -> LMFlow corpora", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="work/demo")
-    p.add_argument("--summary-papers", type=int, default=2, help="papers summarised on CPU (0: skip summaries)")
-    p.add_argument("--summary-tokens", type=int, default=40, help="summary length target (tokens)")
+    p.add_argument("--summary-papers", type=number(int, min=0), default=2, help="papers summarised on CPU (0: skip summaries)")
+    p.add_argument("--summary-tokens", type=number(int, min=1), default=40, help="summary length target (tokens)")
     p.add_argument("--mcq", default=None, help="benchmark questions for decontamination "
                                                "(default eval/data/astro_mcq_sample.jsonl)")
     p.set_defaults(func=_cli)

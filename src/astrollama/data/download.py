@@ -23,14 +23,16 @@ import gzip
 import io
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tarfile
+import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import IO
 
-from astrollama.errors import InputError
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, namespaced, paper_path, yymm
 from astrollama.data.stages import (
@@ -41,6 +43,7 @@ from astrollama.data.stages import (
     add_shard_args,
     shard_from_env,
 )
+from astrollama.errors import InputError
 from astrollama.io import atomic_dir, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -75,38 +78,115 @@ def _looks_like_html(data: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head"))
 
 
-def unpack_source(data: bytes, dest: Path, content_type: str | None = None) -> str:
+MAX_UNPACKED_BYTES = 1 << 30
+"""Default cap on an e-print's decompressed size (1 GiB; ``--max-unpacked-mb``)."""
+MAX_UNPACK_SECONDS = 120.0
+"""Default cap on the time spent decompressing one e-print."""
+MAX_MEMBERS = 10_000
+"""Most files one source tar may hold."""
+_CHUNK = 1 << 20
+
+
+def _open_payload(data: bytes, gz: bool) -> IO[bytes]:
+    return gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") if gz else io.BytesIO(data)
+
+
+def _inflated_size(data: bytes, gz: bool, max_bytes: int, max_seconds: float) -> int:
+    """The decompressed size of the e-print, counted in a stream (constant memory); refuses more
+    than ``max_bytes`` or ``max_seconds`` (a decompression bomb) and truncated or corrupt gzip."""
+    if not gz:
+        if len(data) > max_bytes:
+            raise ContentError(f"e-print size {len(data)} exceeds {max_bytes} bytes (--max-unpacked-mb)")
+        return len(data)
+    total, deadline = 0, time.monotonic() + max_seconds
+    try:
+        with _open_payload(data, gz) as fh:
+            while chunk := fh.read(_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ContentError(f"decompressed size exceeds {max_bytes} bytes (--max-unpacked-mb); "
+                                       f"{len(data)} compressed bytes")
+                if time.monotonic() > deadline:
+                    raise ContentError(f"decompression took longer than {max_seconds:g}s "
+                                       f"({total} bytes so far)")
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise ContentError(f"corrupt gzip e-print: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    return total
+
+
+def _unsafe_member(m: tarfile.TarInfo) -> str | None:
+    """Why a tar member may not be extracted (docs/data-harvest.md), or None."""
+    name = m.name
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "outside destination"
+    if m.issym() or m.islnk():
+        target = m.linkname
+        base = PurePosixPath(name).parent if m.issym() else PurePosixPath()
+        resolved = posixpath.normpath(str(base / target))
+        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            return f"link to {target!r} outside destination"
+        return None
+    if not (m.isfile() or m.isdir()):
+        return "special file (device or fifo)"
+    return None
+
+
+def unpack_source(
+    data: bytes, dest: Path, content_type: str | None = None, *,
+    max_bytes: int = MAX_UNPACKED_BYTES, max_seconds: float = MAX_UNPACK_SECONDS,
+) -> str:
     """Unpack an arXiv e-print into the EMPTY directory ``dest``; returns the kind found.
 
-    Kinds: ``tar.gz``, ``tar``, ``tex.gz`` (single file -> ``main.tex``), ``tex``. Tar members
-    are extracted with the ``data`` filter (no absolute paths, ``..``, devices or outside links).
+    Kinds: ``tar.gz``, ``tar``, ``tex.gz`` (single file -> ``main.tex``), ``tex``. Every e-print
+    is untrusted: its decompressed size is counted first, in a stream (more than ``max_bytes`` or
+    ``max_seconds`` is refused before anything is written); a tar with a member that has an
+    absolute name, a ``..`` component, a link leaving ``dest``, or is a device/fifo is refused
+    whole (and extraction also runs under Python's ``data`` filter); a truncated tar or gzip is
+    refused with that reason. Raises :class:`ContentError`.
     """
-    payload, gz = data, False
-    if data[:2] == b"\x1f\x8b":
-        try:
-            payload, gz = gzip.decompress(data), True
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ContentError(f"corrupt gzip e-print: {exc}") from None
-    if payload.startswith(b"%PDF-"):
+    gz = data[:2] == b"\x1f\x8b"
+    size = _inflated_size(data, gz, max_bytes, max_seconds)
+    with _open_payload(data, gz) as fh:
+        head = fh.read(4096)
+    if head.startswith(b"%PDF-"):
         raise ContentError("no LaTeX source: the e-print is a PDF")
-    if _looks_like_html(payload):
+    if _looks_like_html(head):
         raise ContentError(f"not a source archive ({_describe(data, content_type)})")
-    try:
-        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:") as tar:
-            members = tar.getmembers()
-            if not members:
-                raise ContentError("empty tar e-print")
-            try:
-                tar.extractall(dest, filter="data")
-            except tarfile.FilterError as exc:  # name only: the message must not depend on the root
-                reason = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__.removesuffix("Error")).lower()
-                raise ContentError(f"unsafe member in source tar: {exc.tarinfo.name!r} ({reason})") from None
-        return "tar.gz" if gz else "tar"
-    except tarfile.ReadError:
-        pass
-    if b"\x00" in payload[:4096] or not payload.strip():
-        raise ContentError(f"unrecognised e-print format ({_describe(data, content_type)})")
-    (dest / "main.tex").write_bytes(payload)
+    with _open_payload(data, gz) as fh:
+        try:
+            tar = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115 - closed below
+        except tarfile.ReadError:
+            tar = None  # not a tar: a single (gzipped) TeX file
+        if tar is not None:
+            with tar:
+                try:
+                    members, declared = [], 0
+                    for m in tar:
+                        members.append(m)
+                        declared += m.size
+                        if len(members) > MAX_MEMBERS:
+                            raise ContentError(f"source tar has more than {MAX_MEMBERS} members")
+                        if declared > max_bytes:  # sparse members: small data, huge files
+                            raise ContentError(f"decompressed size exceeds {max_bytes} bytes "
+                                               f"(--max-unpacked-mb): members declare {declared}+ bytes")
+                    if not members:
+                        raise ContentError("empty tar e-print (no members)")
+                    for m in members:
+                        if (why := _unsafe_member(m)) is not None:
+                            raise ContentError(f"unsafe member in source tar: {m.name!r} ({why})")
+                    tar.extractall(dest, members=members, filter="data")
+                except tarfile.FilterError as exc:  # name only: the message must not depend on the root
+                    reason = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__.removesuffix("Error")).lower()
+                    raise ContentError(f"unsafe member in source tar: {exc.tarinfo.name!r} ({reason})") from None
+                except (tarfile.ReadError, EOFError, zlib.error) as exc:
+                    raise ContentError(f"truncated or corrupt tar e-print: {' '.join(str(exc).split())}") from None
+            return "tar.gz" if gz else "tar"
+    if b"\x00" in head or not head.strip():
+        raise ContentError(f"unrecognised e-print format ({_describe(data, content_type)}, {size} bytes unpacked)")
+    with _open_payload(data, gz) as fh, open(dest / "main.tex", "wb") as out:
+        shutil.copyfileobj(fh, out, _CHUNK)
     return "tex.gz" if gz else "tex"
 
 
@@ -137,7 +217,7 @@ class Mirror:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"mirror directory not found: {self.root}")
+            raise InputError(f"{self.root}: --mirror: not a directory")
 
     def _candidates(self, paper_id: str, kind: str) -> list[tuple[Path, str]]:
         ym, ns, flat = yymm(paper_id), namespaced(paper_id), paper_id.replace("/", "")
@@ -191,11 +271,13 @@ class Downloader:
         base_url: str = ARXIV_URL,
         client: HttpClient | None = None,
         mirror: Mirror | None = None,
+        max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
     ):
         self.manifest = manifest
         self.base_url = base_url.rstrip("/")
         self.client = client or HttpClient(min_interval=3.0)
         self.mirror = mirror
+        self.max_unpacked_bytes = max_unpacked_bytes
 
     def url(self, paper_id: str, kind: str, version: int | None) -> str:
         path = "pdf" if kind == "pdf" else "e-print"
@@ -235,7 +317,7 @@ class Downloader:
         if dest.exists():  # left by a run killed after the rename, before its record
             shutil.rmtree(dest)
         with atomic_dir(dest) as tmp:
-            kind = unpack_source(data, tmp, ctype)
+            kind = unpack_source(data, tmp, ctype, max_bytes=self.max_unpacked_bytes)
         files = sum(1 for p in dest.rglob("*") if p.is_file())
         return Outcome(outputs={"src": dest}, attrs={"bytes": len(data), "kind": kind, "files": files,
                                                      "from": origin})
@@ -276,12 +358,16 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=ARXIV_URL)
     p.add_argument("--ids", nargs="*", default=None, help="only these ids (default: every paper)")
     p.add_argument("--ids-file", default=None, help="file with one id per line")
-    p.add_argument("--delay", type=float, default=None,
+    from astrollama.data.cli import number
+
+    p.add_argument("--delay", type=number(min=0), default=None,
                    help="seconds between requests per process (default 3 x number of shards)")
-    p.add_argument("--max-retries", type=int, default=6)
-    p.add_argument("--backoff", type=float, default=5.0)
-    p.add_argument("--max-retry-after", type=float, default=600.0)
-    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--max-retries", type=number(int, min=0), default=6)
+    p.add_argument("--backoff", type=number(min=0), default=5.0)
+    p.add_argument("--max-retry-after", type=number(min=0), default=600.0)
+    p.add_argument("--timeout", type=number(gt=0), default=180.0)
+    p.add_argument("--max-unpacked-mb", type=number(gt=0), default=MAX_UNPACKED_BYTES / 2**20,
+                   help="refuse an e-print that decompresses to more than this (default 1024)")
     add_shard_args(p)
     p.set_defaults(func=_cli_download)
 
@@ -290,7 +376,11 @@ def _cli_download(a: argparse.Namespace) -> int:
     m = Manifest(a.root)
     ids = list(a.ids) if a.ids else None
     if a.ids_file:
-        ids = (ids or []) + [x.strip() for x in Path(a.ids_file).read_text().splitlines() if x.strip()]
+        try:
+            lines = Path(a.ids_file).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{a.ids_file}: --ids-file: not UTF-8 ({exc.reason})") from None
+        ids = (ids or []) + [x.strip() for x in lines if x.strip()]
     num_shards = a.num_shards if a.num_shards is not None else shard_from_env()[1]
     delay = a.delay if a.delay is not None else 3.0 * num_shards
     if a.mirror is None:
@@ -298,7 +388,8 @@ def _cli_download(a: argparse.Namespace) -> int:
                  a.base_url, delay, num_shards)
     client = HttpClient(min_interval=delay, max_retries=a.max_retries, backoff_base=a.backoff,
                         max_retry_after=a.max_retry_after, timeout=(min(30.0, a.timeout), a.timeout))
-    d = Downloader(m, base_url=a.base_url, client=client, mirror=Mirror(a.mirror) if a.mirror else None)
+    d = Downloader(m, base_url=a.base_url, client=client, mirror=Mirror(a.mirror) if a.mirror else None,
+                   max_unpacked_bytes=max(1, int(a.max_unpacked_mb * 2**20)))
     stats = download(m, tuple(a.kinds), ids=ids, downloader=d, shard_index=a.shard_index,
                      num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force)
     for s in stats.values():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import email.utils
 import hashlib
 import json
@@ -39,6 +40,7 @@ from astrollama.data.manifest import (
     normalise_row,
     parse_arxiv_id,
 )
+from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,18 @@ OAI_URL = "https://oaipmh.arxiv.org/oai"
 ASTRO_SET = "physics:astro-ph"
 OAI_NS = "http://www.openarchives.org/OAI/2.0/"
 FORMAT_NS = {"arXiv": "http://arxiv.org/OAI/arXiv/", "arXivRaw": "http://arxiv.org/OAI/arXivRaw/"}
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# responses are untrusted: no entity expansion (billion laughs), no DTD or network fetches (XXE),
+# libxml2's size limits on (huge_tree off)
+_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 class HarvestError(RuntimeError):
     """A harvest that cannot go on; the message says why and what to do."""
+
+
+class HarvestInputError(HarvestError, InputError):
+    """Bad harvest input from the user (a date, a snapshot file): one line, exit 2."""
 
 
 class OAIError(HarvestError):
@@ -77,6 +86,47 @@ def _text(s: str | None) -> str | None:
         return None
     s = " ".join(s.split())
     return s or None
+
+
+_SUFFIX = re.compile(r"(?:Jr|Sr|Jnr|Snr)\.?|I{2,3}|IV", re.I)
+_AUTHOR_SPLIT = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+and\s+|\s*&\s*")
+
+
+def split_authors(text: str | None) -> list[str] | None:
+    """An arXiv author string as a list of names.
+
+    ``"A. Smith, B. Jones, and G.A. Souliotis"`` -> three names (the ``and`` is not part of one);
+    affiliation groups in parentheses (``"A. Smith (1, 2), B. Jones (2) ((1) Univ, (2) Inst)"``)
+    are dropped, nested ones too; a suffix stays with its author (``"J. Doe, Jr., A. Roe"`` ->
+    ``["J. Doe Jr.", "A. Roe"]``); a trailing ``et al.`` is dropped.
+    """
+    text = _text(text)
+    if not text:
+        return None
+    while True:  # innermost parentheses first, so nested affiliation lists go as a whole
+        stripped = re.sub(r"\([^()]*\)", " ", text)
+        if stripped == text:
+            break
+        text = stripped
+    text = re.sub(r"\bet\s+al\.?", " ", text.replace("(", " ").replace(")", " "))
+    names: list[str] = []
+    for part in _AUTHOR_SPLIT.split(text):
+        part = " ".join(part.split())
+        if not part:
+            continue
+        if names and _SUFFIX.fullmatch(part):
+            names[-1] += " " + part
+        else:
+            names.append(part)
+    return names or None
+
+
+def split_dois(text: str | None) -> list[str] | None:
+    """A DOI field as a list: arXiv lets authors give several, separated by spaces, commas or
+    semicolons (``"10.1/a 10.2/b"``); a ``doi:`` or ``https://doi.org/`` prefix is dropped."""
+    dois = [re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", d, flags=re.I)
+            for d in re.split(r"[\s,;]+", text or "") if d]
+    return [d for d in dois if d] or None
 
 
 def _rfc2822_date(s: str) -> str:
@@ -113,7 +163,7 @@ def parse_oai_record(record: etree._Element, metadata_prefix: str) -> dict[str, 
         "title": _text(_child(meta, ns, "title")),
         "abstract": _text(_child(meta, ns, "abstract")),
         "categories": (_child(meta, ns, "categories") or "").split() or None,
-        "doi": _text(_child(meta, ns, "doi")),
+        "doi": split_dois(_child(meta, ns, "doi")),
         "journal_ref": _text(_child(meta, ns, "journal-ref")),
         "comments": _text(_child(meta, ns, "comments")),
         "license": _text(_child(meta, ns, "license")),
@@ -141,10 +191,7 @@ def parse_oai_record(record: etree._Element, metadata_prefix: str) -> dict[str, 
             versions.sort()
             row["version"] = versions[-1][0]
             row["published"], row["updated"] = versions[0][1], versions[-1][1]
-        authors_text = _text(_child(meta, ns, "authors"))
-        row["authors"] = (
-            [a for a in re.split(r",\s*|\s+and\s+", authors_text) if a] if authors_text else None
-        )
+        row["authors"] = split_authors(_child(meta, ns, "authors"))
         row["submitter"] = _text(_child(meta, ns, "submitter"))
     return row
 
@@ -161,10 +208,12 @@ class OAIPage:
 def parse_oai_page(content: bytes, metadata_prefix: str, url: str = "") -> OAIPage:
     """Parse one ListRecords response; ``noRecordsMatch`` is an empty, final page."""
     try:
-        root = etree.fromstring(content)
+        root = etree.fromstring(content, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         start = content[:80].decode("utf-8", "replace")
         raise HarvestError(f"invalid OAI-PMH XML from {url}: {exc} (starts {start!r})") from None
+    if root.getroottree().docinfo.doctype:  # OAI-PMH has no DTD; entity declarations are an attack
+        raise HarvestError(f"refused OAI-PMH response from {url}: it carries a DOCTYPE (entity declarations)")
     if root.tag != f"{{{OAI_NS}}}OAI-PMH":
         raise HarvestError(f"not an OAI-PMH response from {url}: root element {root.tag}")
     errors = root.findall(f"{{{OAI_NS}}}error")
@@ -203,8 +252,21 @@ class HarvestResult:
 
 
 def _check_date(name: str, value: str | None) -> None:
-    if value is not None and not _DATE.match(value):
-        raise HarvestError(f"--{name} must be YYYY-MM-DD, got {value!r}")
+    if value is None:
+        return
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        raise HarvestInputError(f"--{name} must be YYYY-MM-DD (a real date), got {value!r}") from None
+
+
+def _check_dates(from_date: str | None, until_date: str | None) -> None:
+    _check_date("from", from_date)
+    _check_date("until", until_date)
+    if from_date and until_date and from_date > until_date:
+        raise HarvestInputError(f"--from/--until: {from_date} is after {until_date}")
 
 
 def harvest_oai(
@@ -218,18 +280,21 @@ def harvest_oai(
     client: HttpClient | None = None,
     restart: bool = False,
     max_pages: int | None = None,
+    primary_only: bool = False,
 ) -> HarvestResult:
     """Harvest ``ListRecords`` into ``manifest``, resuming from the saved resumptionToken.
 
     A finished harvest (same endpoint, prefix, set and dates) is a no-op unless ``restart``.
     ``max_pages`` stops early (the state keeps the token, so the next call goes on).
+    ``primary_only`` keeps only papers whose primary category (the first of ``<categories>``
+    in both the ``arXiv`` and ``arXivRaw`` formats) is ``astro-ph*``: the astro-ph set also
+    holds papers cross-listed from other archives.
     """
     if metadata_prefix not in FORMAT_NS:
-        raise HarvestError(f"metadata prefix must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}")
-    _check_date("from", from_date)
-    _check_date("until", until_date)
+        raise HarvestInputError(f"--metadata-prefix: must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}")
+    _check_dates(from_date, until_date)
     params = {"base_url": base_url, "metadataPrefix": metadata_prefix, "set": set_spec,
-              "from": from_date, "until": until_date}
+              "from": from_date, "until": until_date} | ({"primary_only": True} if primary_only else {})
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     state_path = manifest.dir / "harvest" / f"oai-{key}.json"
     state: dict[str, Any] = {"params": params, "token": None, "pages": 0, "records": 0, "deleted": 0,
@@ -252,19 +317,21 @@ def harvest_oai(
             query.update({k: v for k, v in (("set", set_spec), ("from", from_date), ("until", until_date)) if v})
         resp = client.get(base_url, params=query)
         page = parse_oai_page(resp.content, metadata_prefix, resp.url)
-        if page.rows:
-            manifest.upsert_papers(page.rows)
+        rows = [r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)]
+        if rows:
+            manifest.upsert_papers(rows)
         # only now move the token: a kill before this line re-fetches the page (idempotent merge)
         state.update(
-            token=page.token, pages=state["pages"] + 1, records=state["records"] + len(page.rows),
+            token=page.token, pages=state["pages"] + 1, records=state["records"] + len(rows),
+            not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
             deleted=state["deleted"] + page.deleted, complete=not page.token,
             complete_list_size=page.complete_list_size or state["complete_list_size"],
         )
         atomic_write_json(state_path, state)
         pages_now += 1
         total = state["complete_list_size"]
-        log.info("OAI page %d: %d records (%d deleted), %d so far%s", state["pages"], len(page.rows),
-                 page.deleted, state["records"], f" of ~{total}" if total else "")
+        log.info("OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s", state["pages"],
+                 len(rows), page.deleted, len(page.rows) - len(rows), state["records"], f" of ~{total}" if total else "")
         if state["complete"]:
             log.info("OAI harvest complete: %d records in %d pages", state["records"], state["pages"])
             break
@@ -298,7 +365,7 @@ def kaggle_row(obj: dict[str, Any], where: str) -> dict[str, Any]:
         authors = [_text(" ".join(p for p in (a[1:2] + a[0:1] + a[2:3]) if p)) for a in obj["authors_parsed"]]
         authors = [a for a in authors if a] or None
     elif obj.get("authors"):
-        authors = [a for a in re.split(r",\s*|\s+and\s+", _text(obj["authors"]) or "") if a] or None
+        authors = split_authors(obj["authors"])
     return {
         "id": pid,
         "version": versions[-1][0] if versions else None,
@@ -308,7 +375,7 @@ def kaggle_row(obj: dict[str, Any], where: str) -> dict[str, Any]:
         "title": _text(obj.get("title")),
         "abstract": _text(obj.get("abstract")),
         "authors": authors,
-        "doi": _text(obj.get("doi")),
+        "doi": split_dois(obj.get("doi")),
         "journal_ref": _text(obj.get("journal-ref")),
         "comments": _text(obj.get("comments")),
         "license": _text(obj.get("license")),
@@ -349,10 +416,9 @@ def import_kaggle(
     each batch (``manifest/harvest/kaggle-<key>.json``), so a killed import resumes.
     """
     path = Path(path)
-    _check_date("from", from_date)
-    _check_date("until", until_date)
+    _check_dates(from_date, until_date)
     if not path.is_file():
-        raise HarvestError(f"Kaggle snapshot not found: {path}")
+        raise HarvestInputError(f"{path}: Kaggle snapshot not found")
     st = path.stat()
     params = {"path": str(path.resolve()), "size": st.st_size, "from": from_date, "until": until_date,
               "primary_only": primary_only}
@@ -383,6 +449,10 @@ def import_kaggle(
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{where}: invalid JSON ({exc.msg})") from None
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{where}: not UTF-8 ({exc.reason})") from None
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if not is_astro((obj.get("categories") or "").split(), primary_only):
             continue
         row = kaggle_row(obj, where)
@@ -417,7 +487,7 @@ def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str 
         elif p.is_file():
             files.append(p)
         else:
-            raise HarvestError(f"metadata file not found: {p}")
+            raise HarvestInputError(f"{p}: metadata file not found")
     clean: list[dict[str, Any]] = []
     for f in files:
         try:
@@ -425,6 +495,8 @@ def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str 
                     if f.suffix == ".jsonl" else [json.loads(f.read_text(encoding="utf-8"))])
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{f}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{f}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         for i, obj in enumerate(objs, start=1):
             if not isinstance(obj, dict):
                 raise ManifestError(f"{f}:{i}: expected a JSON object")
@@ -447,11 +519,12 @@ def result_row(result: Any) -> dict[str, Any]:
         "version": version,
         "published": result.published.date().isoformat(),
         "updated": result.updated.date().isoformat(),
-        "categories": list(result.categories) or None,
+        # primary first, as in every other source (the API lists categories in its own order)
+        "categories": [c for c in dict.fromkeys([result.primary_category, *result.categories]) if c] or None,
         "title": _text(result.title),
         "abstract": _text(result.summary),
         "authors": [a.name for a in result.authors] or None,
-        "doi": _text(result.doi),
+        "doi": split_dois(result.doi),
         "journal_ref": _text(result.journal_ref),
         "comments": _text(result.comment),
         "source": "arxiv-api",
@@ -467,23 +540,27 @@ def lookup(
     delay_seconds: float = 3.0,
     num_retries: int = 3,
     api_url: str | None = None,
+    primary_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Look papers up with the ``arxiv`` package; returns manifest rows.
 
     ``ids`` (bare or versioned) and/or ``query`` (arXiv API syntax, e.g. ``cat:astro-ph.GA AND
     ti:bar``). ``max_results=None`` fetches all matches (the API caps deep paging; use OAI for
     bulk). ``api_url`` replaces ``https://export.arxiv.org/api/query`` (tests, mirrors).
+    ``primary_only`` keeps papers whose primary category (the API's ``arxiv:primary_category``)
+    is ``astro-ph*``; ``cat:astro-ph*`` queries also match cross-lists.
     """
     import arxiv
 
     if not ids and not query:
-        raise HarvestError("lookup needs ids or a query")
+        raise HarvestInputError("--ids/--query: lookup needs ids or a query")
     client = arxiv.Client(page_size=page_size, delay_seconds=delay_seconds, num_retries=num_retries)
     if api_url:
         client.query_url_format = api_url + "?{}"
     search = arxiv.Search(query=query or "", id_list=list(ids or []), max_results=max_results)
     try:
-        return [result_row(r) for r in client.results(search)]
+        return [result_row(r) for r in client.results(search)
+                if not primary_only or is_astro([r.primary_category], primary_only=True)]
     except arxiv.ArxivError as exc:
         raise HarvestError(f"arXiv API look-up failed: {exc}") from None
 
@@ -493,6 +570,8 @@ def lookup(
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     """``astrollama data harvest {oai,kaggle,json,lookup}``."""
+    from astrollama.data.cli import number
+
     p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API, JSON)")
     hsub = p.add_subparsers(dest="harvest_cmd", required=True)
 
@@ -504,7 +583,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--from", dest="from_date", help="datestamp YYYY-MM-DD (metadata change, not submission)")
     o.add_argument("--until", dest="until_date", help="datestamp YYYY-MM-DD")
     o.add_argument("--restart", action="store_true", help="ignore the saved resumptionToken")
-    o.add_argument("--max-pages", type=int, default=None)
+    o.add_argument("--max-pages", type=number(int, min=1), default=None)
+    o.add_argument("--primary-only", action="store_true",
+                   help="keep papers whose primary category (first in <categories>) is astro-ph*")
     _http_args(o, delay=3.0)
     o.set_defaults(func=_cli_oai)
 
@@ -515,7 +596,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--until", dest="until_date", help="last v1 date YYYY-MM-DD")
     k.add_argument("--primary-only", action="store_true", help="primary category astro-ph* only")
     k.add_argument("--restart", action="store_true")
-    k.add_argument("--batch-size", type=int, default=5000, help="rows merged per checkpoint")
+    k.add_argument("--batch-size", type=number(int, min=1), default=5000, help="rows merged per checkpoint")
     k.set_defaults(func=_cli_kaggle)
 
     j = hsub.add_parser("json", help="paper metadata from local JSON/JSONL files (e.g. data/demo/papers)")
@@ -528,18 +609,22 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--root", help="upsert the results into this data root's manifest")
     q.add_argument("--ids", nargs="*", default=[])
     q.add_argument("--query", default=None)
-    q.add_argument("--max-results", type=int, default=None)
+    q.add_argument("--max-results", type=number(int, min=1), default=None)
     q.add_argument("--api-url", default=None)
-    q.add_argument("--delay", type=float, default=3.0)
+    q.add_argument("--delay", type=number(min=0), default=3.0)
+    q.add_argument("--primary-only", action="store_true",
+                   help="keep papers whose primary category (arxiv:primary_category) is astro-ph*")
     q.set_defaults(func=_cli_lookup)
 
 
 def _http_args(p: argparse.ArgumentParser, delay: float) -> None:
-    p.add_argument("--delay", type=float, default=delay, help=f"seconds between requests (default {delay})")
-    p.add_argument("--max-retries", type=int, default=6)
-    p.add_argument("--backoff", type=float, default=5.0, help="first retry wait; doubles each retry")
-    p.add_argument("--max-retry-after", type=float, default=600.0, help="cap on a server's Retry-After")
-    p.add_argument("--timeout", type=float, default=180.0, help="read timeout per request (s)")
+    from astrollama.data.cli import number
+
+    p.add_argument("--delay", type=number(min=0), default=delay, help=f"seconds between requests (default {delay})")
+    p.add_argument("--max-retries", type=number(int, min=0), default=6)
+    p.add_argument("--backoff", type=number(min=0), default=5.0, help="first retry wait; doubles each retry")
+    p.add_argument("--max-retry-after", type=number(min=0), default=600.0, help="cap on a server's Retry-After")
+    p.add_argument("--timeout", type=number(gt=0), default=180.0, help="read timeout per request (s)")
 
 
 def http_client_from_args(a: argparse.Namespace, delay: float | None = None) -> HttpClient:
@@ -553,7 +638,7 @@ def _cli_oai(a: argparse.Namespace) -> int:
     r = harvest_oai(
         Manifest(a.root), base_url=a.base_url, metadata_prefix=a.metadata_prefix,
         set_spec=a.set_spec or None, from_date=a.from_date, until_date=a.until_date,
-        client=http_client_from_args(a), restart=a.restart, max_pages=a.max_pages,
+        client=http_client_from_args(a), restart=a.restart, max_pages=a.max_pages, primary_only=a.primary_only,
     )
     print(f"pages={r.pages} records={r.records} deleted={r.deleted} complete={r.complete}")
     return 0
@@ -572,7 +657,8 @@ def _cli_json(a: argparse.Namespace) -> int:
 
 
 def _cli_lookup(a: argparse.Namespace) -> int:
-    rows = lookup(a.ids, a.query, max_results=a.max_results, delay_seconds=a.delay, api_url=a.api_url)
+    rows = lookup(a.ids, a.query, max_results=a.max_results, delay_seconds=a.delay, api_url=a.api_url,
+                  primary_only=a.primary_only)
     for row in rows:
         print(f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}")
     if a.root:

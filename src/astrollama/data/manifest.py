@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -54,11 +55,11 @@ PAPER_FIELDS = (
 """Known base-row fields, in table order. Extra fields are kept as extra columns."""
 
 _NEW_ID = re.compile(r"^\d{4}\.\d{4,5}$")
-_OLD_ID = re.compile(r"^[a-z][a-z-]*(\.[A-Z]{2})?/\d{7}$")
+_OLD_ID = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?/\d{7}")  # astro-ph/, math.GT/, cond-mat.str-el/
 _ANY_ID = re.compile(
     r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$"
 )
-_LOCAL_ID = re.compile(r"^[a-z][a-z0-9-]*/[0-9A-Za-z.-]+$")
+_LOCAL_ID = re.compile(r"[a-z][a-z0-9-]*/[0-9A-Za-z][0-9A-Za-z.-]*")  # never "." or ".." on disk
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -71,13 +72,24 @@ class ManifestError(InputError):
 
 def is_arxiv_id(paper_id: str) -> bool:
     """True for a bare arXiv id: ``2401.01234``, ``0704.0001`` or ``astro-ph/0601001``."""
-    return bool(_NEW_ID.match(paper_id) or _OLD_ID.match(paper_id))
+    return bool(_NEW_ID.fullmatch(paper_id) or _OLD_ID.fullmatch(paper_id))
 
 
 def is_paper_id(paper_id: str) -> bool:
     """An id the manifest accepts: an arXiv id, or a local ``name/number`` id for papers that are
     not on arXiv (the bundled demo papers are ``demo/0001``...). No ``_``: see :func:`namespaced`."""
-    return isinstance(paper_id, str) and bool(is_arxiv_id(paper_id) or _LOCAL_ID.match(paper_id))
+    return isinstance(paper_id, str) and bool(is_arxiv_id(paper_id) or _LOCAL_ID.fullmatch(paper_id))
+
+
+def check_paper_id(paper_id: object, where: str = "paper id") -> str:
+    """``paper_id`` if it is a valid id (see :func:`is_paper_id`), else :class:`ManifestError`.
+
+    Every on-disk name is built from a checked id, so no id (``demo/..``, ``/``, ``a/b/c``, one
+    with a NUL or a newline) can place a file outside its stage directory.
+    """
+    if not is_paper_id(paper_id):  # type: ignore[arg-type]
+        raise ManifestError(f"{where}: not an arXiv id or a local 'name/number' id: {paper_id!r}")
+    return paper_id  # type: ignore[return-value]
 
 
 def parse_arxiv_id(text: str) -> tuple[str, int | None]:
@@ -99,8 +111,11 @@ def parse_arxiv_id(text: str) -> tuple[str, int | None]:
 
 
 def namespaced(paper_id: str) -> str:
-    """The on-disk name of a paper: ``astro-ph/0601001`` -> ``astro-ph_0601001``; new ids unchanged."""
-    return paper_id.replace("/", "_")
+    """The on-disk name of a paper: ``astro-ph/0601001`` -> ``astro-ph_0601001``; new ids unchanged.
+
+    Refuses anything that is not a paper id (:func:`check_paper_id`): the name is a single, safe
+    path component."""
+    return check_paper_id(paper_id).replace("/", "_")
 
 
 def from_namespaced(name: str) -> str:
@@ -117,12 +132,17 @@ def yymm(paper_id: str) -> str:
     Output trees use ``<dir>/<yymm>/<namespaced id>.<ext>`` (like arXiv's own bulk layout) so that
     no directory holds 300k files.
     """
-    return paper_id.split("/")[-1][:4]
+    return check_paper_id(paper_id).split("/")[-1][:4]
 
 
 def paper_path(directory: str | os.PathLike[str], paper_id: str, suffix: str = "") -> Path:
-    """``<directory>/<yymm>/<namespaced id><suffix>``, the standard per-paper location."""
-    return Path(directory) / yymm(paper_id) / f"{namespaced(paper_id)}{suffix}"
+    """``<directory>/<yymm>/<namespaced id><suffix>``, the standard per-paper location.
+
+    The one place stage paths are built from ids: the result is always inside ``directory``."""
+    name = f"{namespaced(paper_id)}{suffix}"
+    if "/" in suffix or "\0" in suffix or name in (".", ".."):
+        raise ManifestError(f"paper path suffix {suffix!r} would leave {directory}")
+    return Path(directory) / yymm(paper_id) / name
 
 
 # ----------------------------------------------------------------------------- records
@@ -150,7 +170,7 @@ class StatusRecord:
 
 
 def _check_name(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ManifestError(f"invalid {kind} name {value!r} (letters, digits, '_', '.', '-')")
     return value
 
@@ -207,18 +227,23 @@ def append_lines(
     if not payload:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if lock_path is not None:
-            _lock(stack.enter_context(open(lock_path, "ab")))
-        fh = stack.enter_context(open(path, "ab+"))
-        if lock_path is None:
-            _lock(fh)  # released when the file is closed
-        _truncate_torn_tail(fh)
-        fh.seek(0, os.SEEK_END)
-        fh.write(payload)
-        fh.flush()
-        if fsync:
-            os.fsync(fh.fileno())
+    try:
+        with contextlib.ExitStack() as stack:
+            if lock_path is not None:
+                _lock(stack.enter_context(open(lock_path, "ab")))
+            fh = stack.enter_context(open(path, "ab+"))
+            if lock_path is None:
+                _lock(fh)  # released when the file is closed
+            _truncate_torn_tail(fh)
+            fh.seek(0, os.SEEK_END)
+            fh.write(payload)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+    except OSError as exc:  # disk full mid-append: name the log (a torn tail is cut by the next append)
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     return payload.count(b"\n")
 
 
@@ -227,10 +252,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     A corrupt line anywhere else is an error naming the file and line (appends never produce one).
     """
-    try:
-        data = path.read_bytes()
+    try:  # non-blocking open: a FIFO planted in place of a log must not hang the reader
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero would be read forever
+            raise ManifestError(f"{path}: not a regular file")
+        data = fh.read()
     end = data.rfind(b"\n") + 1
     if end < len(data):
         log.debug("%s: ignoring a torn last line (%d bytes)", path, len(data) - end)
@@ -261,7 +290,7 @@ def normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
         raise ManifestError(f"{where}: expected a mapping, got {type(row).__name__}")
     out = dict(row)
     pid = out.get("id")
-    if not isinstance(pid, str) or not is_paper_id(pid):
+    if not is_paper_id(pid):
         raise ManifestError(f"{where}: field 'id' is not a bare arXiv id (or local 'name/number' id): {pid!r}")
     version = out.get("version")
     if version is not None:
@@ -270,10 +299,11 @@ def normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ManifestError(f"{where} ({pid}): field 'version' must be a positive int, got {version!r}")
         out["version"] = version
-    for key in ("categories", "authors"):
+    for key in ("categories", "authors", "doi"):
         value = out.get(key)
-        if isinstance(value, str):
-            out[key] = value.split() if key == "categories" else [value]
+        if isinstance(value, str):  # doi: several may be given in one string (harvest.split_dois)
+            out[key] = ([value] if key == "authors" else value.split() if key == "categories"
+                        else [d for d in re.split(r"[\s,;]+", value) if d] or None)
         elif value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ManifestError(f"{where} ({pid}): field {key!r} must be a list of strings, got {value!r}")
     for key in ("published", "updated"):
@@ -333,9 +363,14 @@ class Manifest:
 
     # ---- paths
     def resolve(self, rel: str | os.PathLike[str]) -> Path:
-        """An ``outputs`` path (relative to the data root) as a real path."""
+        """An ``outputs`` path (relative to the data root) as a real path.
+
+        Status logs are input too: a path that is absolute or climbs out with ``..`` (a tampered
+        record) is a :class:`ManifestError`, so no stage reads a file outside the data root."""
         p = Path(rel)
-        return p if p.is_absolute() else self.root / p
+        if p.is_absolute() or ".." in p.parts or "\0" in str(rel):
+            raise ManifestError(f"{self.status_dir}: field 'outputs': {str(rel)!r} is outside the data root")
+        return self.root / p
 
     def relative(self, path: str | os.PathLike[str]) -> str:
         """A path under the data root as the relative POSIX string stored in ``outputs``."""
@@ -374,8 +409,8 @@ class Manifest:
         merged: dict[str, dict[str, Any]] = {}
         for lineno, row in read_jsonl(self.papers_path):
             pid = row.get("id")
-            if not isinstance(pid, str):
-                raise ManifestError(f"{self.papers_path}:{lineno}: missing field 'id'")
+            if not is_paper_id(pid):
+                raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
             merged[pid] = merge_row(merged.get(pid), row)
         result = dict(sorted(merged.items()))
         self._papers_cache = (key, result)
@@ -485,7 +520,7 @@ class Manifest:
         for path in sorted(directory.glob("*.jsonl")):
             for lineno, obj in read_jsonl(path):
                 pid = obj.get("id")
-                if obj.get("status") not in STATUSES or not isinstance(pid, str):
+                if obj.get("status") not in STATUSES or not is_paper_id(pid):
                     raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
                 prev = latest.get(pid)
                 if prev is None or obj.get("time", 0.0) >= prev.get("time", 0.0):
@@ -553,7 +588,7 @@ class Manifest:
         df = self.table()
         with atomic_path(path) as tmp:
             if fmt == "csv":
-                for col, sep in (("categories", " "), ("authors", "; ")):
+                for col, sep in (("categories", " "), ("authors", "; "), ("doi", " ")):
                     df[col] = df[col].map(lambda v, s=sep: s.join(v) if isinstance(v, list) else v)
                 df.to_csv(tmp, index=False)
             else:
@@ -613,6 +648,7 @@ def _cli_compact(a: argparse.Namespace) -> int:
 
 __all__ = [
     "Manifest", "ManifestError", "StatusRecord", "STATUSES", "TERMINAL", "PAPER_FIELDS",
-    "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "yymm", "paper_path",
+    "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "check_paper_id", "yymm",
+    "paper_path",
     "merge_row", "normalise_row", "append_lines", "read_jsonl", "add_cli",
 ]

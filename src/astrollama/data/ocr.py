@@ -11,15 +11,17 @@ Backends (one interface, :class:`Backend`):
     (``envs/ocr-nougat.txt``), run as a subprocess per group of PDFs (exact reproduction of
     the published tool). Executable: ``--nougat-bin`` or ``$ASTROLLAMA_NOUGAT_BIN``.
 ``pdf-text``
-    The PDF's embedded text layer (pypdfium2) turned into ``.mmd``-like markdown. NOT OCR: for
-    the offline demo (no real Nougat weights offline) and born-digital PDFs.
+    The PDF's embedded text layer (pypdfium2) turned into ``.mmd``-like markdown by
+    :mod:`astrollama.data.ocr_pdftext`. NOT OCR and not Nougat quality (no equations, no tables):
+    the CPU fallback for born-digital journal PDFs and the offline demo.
 
 Common behaviour: a bad PDF never stops the shard. Missing, zero-byte, encrypted, corrupt and
 zero-page PDFs, PDFs whose loading exceeds ``--timeout`` and documents that produce no text are
 recorded as ``failed`` in the manifest (stage ``ocr``) with a reason prefix (``encrypted: ...``);
 nothing is written for them. Outputs go to ``<root>/ocr/<yymm>/<namespaced id>.mmd`` (atomic);
 the ``ok`` record carries ``pages`` and per-page statuses. A rerun skips finished papers; a rerun
-after ``kill -9`` produces byte-identical files.
+after ``kill -9`` produces byte-identical files. A failure of the machine (disk full, I/O error,
+a PDF worker killed) is never recorded: the shard stops with exit 1 and the rerun does the work.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,9 @@ from typing import Any
 
 from astrollama.data import killpoint
 from astrollama.data.manifest import Manifest, namespaced, paper_path
+from astrollama.data.ocr_pdftext import Line, layout_markdown, page_status, text_layer_pages  # noqa: F401 - public names
+from astrollama.data.stages import PoolWatch
+from astrollama.errors import InputError, is_environment_error
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,8 @@ def open_pdf(path: str | os.PathLike[str]) -> Any:
     try:  # read through Python: OS errors get their own reason, a hung file system blocks here
         fh = open(p, "rb")  # noqa: SIM115 - handed over to PDFium (autoclose)
     except OSError as exc:
+        if is_environment_error(exc):  # EIO, ENOMEM, ...: the machine, retried, never recorded
+            raise
         raise OcrFailure("unreadable", f"{p}: {exc}") from None
     try:
         pdf = pdfium.PdfDocument(fh, autoclose=True)
@@ -165,12 +171,16 @@ def render_pages(path: str | os.PathLike[str], dpi: int) -> list[Any]:
 
 
 def _guarded(fn: Callable[..., Any], path: str, *args: Any) -> tuple[str, Any]:
-    """Run a PDF task; every exception becomes a (reason, message) failure, never a crash."""
+    """Run a PDF task; every exception becomes a (reason, message) failure, never a crash, except
+    a failure of the machine (disk full, EIO, ...), sent back as ``env`` and re-raised by the parent."""
+    killpoint.hit("ocr-worker")  # tests: a worker killed by the OOM killer / an admin
     try:
         return ("ok", fn(path, *args))
     except OcrFailure as f:
         return ("fail", (f.reason, f.message))
     except Exception as exc:  # noqa: BLE001 - one bad PDF must not stop the shard
+        if is_environment_error(exc) and isinstance(exc, OSError):
+            return ("env", (exc.errno, exc.strerror or str(exc), exc.filename or path))
         reason = "unreadable" if isinstance(exc, OSError) else "render-error"
         return ("fail", (reason, f"{path}: {type(exc).__name__}: {exc}"))
 
@@ -193,20 +203,26 @@ class PdfWorkers:
     * ``workers=0``: in this process (no timeout; for tests and debugging).
     * a task exceeding ``timeout`` seconds becomes ``OcrFailure('timeout')``; the pool is killed
       and restarted (a hung PDFium call cannot be interrupted any other way);
-    * ``recycle``: a worker exits after that many PDFs (PDFium's memory grows over long runs).
+    * ``recycle``: a worker exits after that many PDFs (PDFium's memory grows over long runs);
+    * a worker that dies otherwise (killed by the OOM killer or a signal) raises
+      :class:`EnvironmentFault`: retryable, nothing is recorded for the PDFs in flight.
     """
 
     def __init__(self, workers: int = 1, timeout: float = 300.0, recycle: int = 200) -> None:
+        if not timeout > 0 or timeout == float("inf"):
+            raise InputError(f"--timeout: must be a number > 0 (seconds per PDF), got {timeout!r}")
         self.workers = workers
         self.timeout = timeout
         self.recycle = recycle
         self._pool: Any = None
+        self._watch: Any = None  # a stages.PoolWatch over the pool
         self.timeouts = 0
 
     def _get_pool(self) -> Any:
         if self._pool is None:
             ctx = mp.get_context("spawn")  # never fork a process that holds CUDA/OpenMP state
             self._pool = ctx.Pool(self.workers, maxtasksperchild=self.recycle or None)
+            self._watch = PoolWatch(self._pool, "PDF worker")
         return self._pool
 
     def close(self) -> None:
@@ -223,7 +239,9 @@ class PdfWorkers:
 
     def imap(self, fn: Callable[..., tuple[str, Any]], argsets: Sequence[tuple[Any, ...]],
              lookahead: int | None = None) -> Iterator[Any]:
-        """Results in order: the task's value, or an :class:`OcrFailure` instance (never raised)."""
+        """Results in order: the task's value, or an :class:`OcrFailure` instance (never raised).
+
+        A failure of the machine (an environment ``OSError`` in a worker, a killed worker) raises."""
         if self.workers <= 0:
             for args in argsets:
                 yield _unwrap(fn(*args))
@@ -237,7 +255,7 @@ class PdfWorkers:
                 nxt += 1
             head = queue.pop(0)
             try:
-                yield _unwrap(head.get(self.timeout))
+                yield _unwrap(self._watch.get(head, self.timeout))
             except mp.TimeoutError:
                 done_index = nxt - len(queue) - 1
                 self.timeouts += 1
@@ -250,6 +268,8 @@ class PdfWorkers:
 
 def _unwrap(res: tuple[str, Any]) -> Any:
     kind, value = res
+    if kind == "env":  # the machine failed in a worker: re-raise here, never a per-paper record
+        raise OSError(*value)
     return OcrFailure(*value) if kind == "fail" else value
 
 
@@ -383,8 +403,7 @@ class PdfTextBackend(Backend):
                 yield DocResult(jobs[i], pages=len(res), page_status=["empty"] * len(res), failure=OcrFailure(
                     "no-text", f"{jobs[i].pdf}: no text layer (a scanned PDF needs a real OCR backend)"))
                 continue
-            yield DocResult(jobs[i], text, len(res), ["ok" if any(not _PAGE_NUMBER.match(ln.text) for ln in p)
-                                                     else "empty" for p in res])
+            yield DocResult(jobs[i], text, len(res), page_status(res))
 
 
 class NougatCliBackend(Backend):
@@ -504,156 +523,6 @@ def _cli_page_status(text: str, n_pages: int) -> list[str]:
     return status
 
 
-# ============================================================================ text layer
-
-
-@dataclasses.dataclass(frozen=True)
-class Line:
-    """One text line of a page: its text, the distance from the previous line's top to its top
-    (points; -1 at the top of a page), its width, its font size and whether its font is bold."""
-
-    text: str
-    pitch: float
-    size: float
-    bold: bool
-    width: float = 0.0
-
-
-_NUMBERED = re.compile(r"^(?P<num>(?:\d+|[A-Z])(?:\.\d+)*)\.?\s+(?P<title>[A-Z].{1,80})$")
-_APPENDIX = re.compile(r"^Appendix\s+[A-Z](?:[.:]\s*|\s+).{0,80}$")
-_KNOWN = re.compile(
-    r"^(?:Introduction|Conclusions?|Summary(?: and [Cc]onclusions?)?|Concluding [Rr]emarks|Discussion|"
-    r"Acknowledge?ments?|References|Bibliography|Appendix)$"
-)
-_PAGE_NUMBER = re.compile(r"^\d{1,4}$")
-
-
-def _font(textpage: Any, left: float, bottom: float, top: float) -> tuple[float, bool]:
-    """Font size and boldness of the first character of a text rectangle."""
-    import ctypes
-
-    import pypdfium2.raw as pdfium_c
-
-    idx = textpage.get_index(left + 0.5, (top + bottom) / 2, 2, 2)
-    if idx < 0:
-        return 0.0, False
-    size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, idx))
-    name = ctypes.create_string_buffer(256)
-    flags = ctypes.c_int()
-    pdfium_c.FPDFText_GetFontInfo(textpage.raw, idx, name, 256, ctypes.byref(flags))
-    weight = pdfium_c.FPDFText_GetFontWeight(textpage.raw, idx)
-    return size, weight >= 600 or b"bold" in name.value.lower()
-
-
-def text_layer_pages(path: str | os.PathLike[str]) -> list[list[Line]]:
-    """Lines of every page (PDFium text rectangles merged per baseline) with gap and font."""
-    pdf = open_pdf(path)
-    pages: list[list[Line]] = []
-    try:
-        for i in range(len(pdf)):
-            page = pdf[i]
-            tp = page.get_textpage()
-            lines: list[Line] = []
-            prev_top: float | None = None
-            for r in range(tp.count_rects()):
-                left, bottom, right, top = tp.get_rect(r)
-                text = " ".join(tp.get_text_bounded(left, bottom, right, top).split())
-                if not text:
-                    continue
-                if lines and prev_top is not None and abs(top - prev_top) < 2.0:  # same line, another run
-                    last = lines[-1]
-                    lines[-1] = dataclasses.replace(last, text=last.text + " " + text, width=right - left + last.width)
-                    continue
-                size, bold = _font(tp, left, bottom, top)
-                lines.append(Line(text, -1.0 if prev_top is None else prev_top - top, size, bold, right - left))
-                prev_top = top
-            tp.close()
-            page.close()
-            pages.append(lines)
-    finally:
-        pdf.close()
-    return pages
-
-
-def _is_heading(line: Line, body_size: float) -> bool:
-    """A heading: set in bold or larger than the body, short, not a sentence; or a known name
-    (Introduction, Conclusions, References, ...) or ``Appendix X ...`` on a line of its own."""
-    text = line.text
-    if len(text) > 90 or text.endswith((".", ",", ";", ":")):
-        return False
-    if _KNOWN.match(text) or _APPENDIX.match(text):
-        return True
-    return (line.bold or line.size > body_size + 0.75) and bool(re.match(r"[A-Z0-9]", text))
-
-
-def _breaks(line: Line, prev: Line, typical: float, full_width: float) -> bool:
-    """Does ``line`` start a new paragraph? Within a page: a line pitch 30% above the usual one.
-    At the top of a page: only if the previous page's last line stopped short of the margin."""
-    if line.pitch < 0:
-        return prev.width < 0.9 * full_width
-    return line.size > 0 and line.pitch / line.size > 1.3 * typical
-
-
-def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
-    """Markdown in Nougat's conventions from text-layer lines.
-
-    The largest-font lines at the top of page 1 become ``# title`` (the lines between it and
-    ``Abstract`` are kept as the author block); ``Abstract`` becomes ``###### Abstract`` (as Nougat
-    writes it); headings (bold or larger than the body text, or a known section name) become
-    ``##`` (``###`` for numbered sub-sections like ``2.1``); reference entries become ``* `` items;
-    lines are joined into paragraphs, split where the line pitch is 30% above the usual one;
-    page numbers in footers are dropped.
-    """
-    lines = [ln for page in pages for ln in page if not _PAGE_NUMBER.match(ln.text)]
-    if not lines:
-        return ""
-    sizes = sorted(ln.size for ln in lines)
-    body_size = sizes[len(sizes) // 2]
-    # line pitch relative to font size: a paragraph break is a pitch clearly above the usual one
-    ratios = sorted(ln.pitch / ln.size for ln in lines if ln.pitch > 0 and ln.size > 0)
-    typical = ratios[len(ratios) // 2] if ratios else 0.0
-    full_width = max(ln.width for ln in lines)
-    blocks: list[str] = []
-    para: list[str] = []
-    prev: Line | None = None
-    in_refs = False  # reference entries become "* " items, as Nougat writes them
-
-    def end_para() -> None:
-        if para:
-            blocks.append(("* " if in_refs else "") + " ".join(para))
-            para.clear()
-
-    start = 0
-    abstract_at = next((k for k, ln in enumerate(lines[:12]) if ln.text.lower() == "abstract"), None)
-    if abstract_at:
-        front = lines[:abstract_at]
-        top = max(ln.size for ln in front)
-        n_title = next((k for k, ln in enumerate(front) if ln.size < top), len(front))
-        blocks.append("# " + " ".join(ln.text for ln in front[:n_title]))
-        if front[n_title:]:
-            blocks.append(" ".join(ln.text for ln in front[n_title:]))
-        start = abstract_at
-    for line in lines[start:]:
-        text = line.text
-        if text.lower() == "abstract":
-            end_para()
-            blocks.append("###### Abstract")
-            continue
-        if _is_heading(line, body_size):
-            end_para()
-            m = _NUMBERED.match(text)
-            depth = 3 if m and "." in m.group("num") else 2
-            blocks.append("#" * depth + " " + text)
-            in_refs = text.lower() in ("references", "bibliography")
-            continue
-        if para and prev is not None and _breaks(line, prev, typical, full_width):
-            end_para()
-        para.append(text)
-        prev = line
-    end_para()
-    return "\n\n".join(blocks).strip() + "\n"
-
-
 # ============================================================================ the stage
 
 
@@ -691,7 +560,9 @@ def make_backend(name: str, args: argparse.Namespace) -> Backend:
         from astrollama.data.ocr_nougat import RepetitionConfig
 
         if not args.checkpoint:
-            raise ValueError("--checkpoint DIR is required for the transformers backend")
+            raise InputError("--checkpoint: required for the transformers backend (a Nougat checkpoint DIR)")
+        if args.batch_size < 1:
+            raise InputError(f"--batch-size: must be >= 1 for the transformers backend, got {args.batch_size}")
         rep = RepetitionConfig(enabled=not args.no_skipping, window=args.repetition_window,
                                short_window=args.repetition_short_window, threshold=args.repetition_threshold)
         return TransformersBackend(args.checkpoint, batch_size=args.batch_size, dpi=args.dpi, device=args.device,
@@ -747,30 +618,32 @@ def run_ocr(
     stats.papers = len(todo)
     t0 = time.monotonic()
     bar = _progress(progress, len(todo))
-    with PdfWorkers(workers, timeout, recycle) as pool:
-        for res in backend.run(jobs, done, pool):
-            pid = res.job.paper_id
-            with runner.isolate(pid):
-                if res.failure is not None:
-                    stats.failed += 1
-                    stats.reasons[res.failure.reason] = stats.reasons.get(res.failure.reason, 0) + 1
-                    runner.fail(pid, str(res.failure), reason=res.failure.reason, pages=res.pages,
-                                page_status=res.page_status, backend=backend.name)
-                else:
-                    assert res.text is not None
-                    killpoint.hit("ocr-before-write")
-                    runner.write_ok(pid, {"mmd": (res.job.mmd, res.text)}, pages=res.pages,
+    try:
+        with PdfWorkers(workers, timeout, recycle) as pool:
+            for res in backend.run(jobs, done, pool):
+                pid = res.job.paper_id
+                with runner.isolate(pid):
+                    if res.failure is not None:
+                        stats.failed += 1
+                        stats.reasons[res.failure.reason] = stats.reasons.get(res.failure.reason, 0) + 1
+                        runner.fail(pid, str(res.failure), reason=res.failure.reason, pages=res.pages,
                                     page_status=res.page_status, backend=backend.name)
-                    killpoint.hit("ocr-after-record")
-                    stats.ok += 1
-                for s in res.page_status:
-                    stats.page_status[s] = stats.page_status.get(s, 0) + 1
-                stats.pages += res.pages
-                stats.tokens += res.tokens
-            bar.update(1)
-            bar.set_postfix(pages=stats.pages, failed=stats.failed,
-                            pages_per_s=f"{stats.pages / max(time.monotonic() - t0, 1e-9):.2f}")
-    bar.close()
+                    else:
+                        assert res.text is not None
+                        killpoint.hit("ocr-before-write")
+                        runner.write_ok(pid, {"mmd": (res.job.mmd, res.text)}, pages=res.pages,
+                                        page_status=res.page_status, backend=backend.name)
+                        killpoint.hit("ocr-after-record")
+                        stats.ok += 1
+                    for s in res.page_status:
+                        stats.page_status[s] = stats.page_status.get(s, 0) + 1
+                    stats.pages += res.pages
+                    stats.tokens += res.tokens
+                bar.update(1)
+                bar.set_postfix(pages=stats.pages, failed=stats.failed,
+                                pages_per_s=f"{stats.pages / max(time.monotonic() - t0, 1e-9):.2f}")
+    finally:  # a fault stops the shard: close the bar before the CLI prints its one line
+        bar.close()
     stats.seconds = time.monotonic() - t0
     log.info(stats.line())
     runner.finish()
@@ -795,6 +668,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
+    from astrollama.data.cli import number
     from astrollama.data.ocr_nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
     from astrollama.data.stages import add_shard_args
 
@@ -807,21 +681,21 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="0.1.0-small", help="nougat-cli model tag (-m)")
     p.add_argument("--shard", type=_parse_shard, help="i/n (same as --shard-index i --num-shards n)")
     add_shard_args(p)
-    p.add_argument("--batch-size", type=int, default=8, help="pages per generate() call (GPU batch)")
-    p.add_argument("--group", type=int, default=16, help="nougat-cli: PDFs per nougat process")
+    p.add_argument("--batch-size", type=number(int, min=0), default=8, help="pages per generate() call (GPU batch)")
+    p.add_argument("--group", type=number(int, min=1), default=16, help="nougat-cli: PDFs per nougat process")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="default bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--dpi", type=int, default=DEFAULT_DPI, help="page rendering resolution")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the decoder's limit (4095)")
+    p.add_argument("--dpi", type=number(int, min=1, max=1200), default=DEFAULT_DPI, help="page rendering resolution")
+    p.add_argument("--max-new-tokens", type=number(int, min=1), default=None, help="default: the decoder's limit (4095)")
     p.add_argument("--no-skipping", action="store_true", help="disable the repetition early stop/markers")
-    p.add_argument("--repetition-window", type=int, default=WINDOW)
-    p.add_argument("--repetition-short-window", type=int, default=SHORT_WINDOW)
-    p.add_argument("--repetition-threshold", type=float, default=THRESHOLD)
-    p.add_argument("--workers", type=int, default=1, help="PDF rendering processes (0: in-process, no timeout)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per PDF (loading/rendering; nougat-cli: "
+    p.add_argument("--repetition-window", type=number(int, min=2), default=WINDOW)
+    p.add_argument("--repetition-short-window", type=number(int, min=2), default=SHORT_WINDOW)
+    p.add_argument("--repetition-threshold", type=number(gt=0), default=THRESHOLD)
+    p.add_argument("--workers", type=number(int, min=0), default=1, help="PDF rendering processes (0: in-process, no timeout)")
+    p.add_argument("--timeout", type=number(gt=0), default=300.0, help="seconds per PDF (loading/rendering; nougat-cli: "
                                                                "per PDF of a group)")
-    p.add_argument("--recycle", type=int, default=200, help="restart a rendering worker after this many PDFs")
+    p.add_argument("--recycle", type=number(int, min=0), default=200, help="restart a rendering worker after this many PDFs")
     p.add_argument("--pdf-dir", help="where PDFs are when download_pdf has no record (default ROOT/pdf)")
     p.add_argument("--nougat-bin", default=None, help="nougat executable (default $ASTROLLAMA_NOUGAT_BIN or nougat)")
     p.add_argument("--no-progress", action="store_true")
@@ -847,13 +721,13 @@ def _cli_ocr(args: argparse.Namespace) -> int:
         args.shard_index, args.num_shards = args.shard
     papers = Manifest(args.root).papers_path
     if not papers.is_file():
-        print(f"astrollama data ocr: {papers}: no manifest (harvest, or `make-pdfs --root`, first)", file=sys.stderr)
-        return 2
+        raise InputError(f"{papers}: not found: no manifest in this data root (harvest, or `make-pdfs --root`, first)")
     try:
         backend = make_backend(args.backend, args)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"astrollama data ocr: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:  # a bad --checkpoint / --nougat-bin / option for this backend
+        if isinstance(exc, InputError) or is_environment_error(exc):
+            raise
+        raise InputError(f"--backend {args.backend}: {' '.join(str(exc).split())}") from exc
     stats = run_ocr(args.root, backend, shard_index=args.shard_index, num_shards=args.num_shards,
                     retry_failed=args.retry_failed, force=args.force, workers=args.workers,
                     timeout=args.timeout, recycle=args.recycle, pdf_dir=args.pdf_dir,
@@ -874,9 +748,10 @@ def _cli_make_pdfs(args: argparse.Namespace) -> int:
 
     try:
         paths = make_pdfs(args.papers, args.out, root=args.root)
-    except (PaperError, ValueError) as exc:
-        print(f"astrollama data make-pdfs: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        if isinstance(exc, PaperError):
+            raise
+        raise InputError(f"{args.papers}: {' '.join(str(exc).split())}") from exc
     print(f"{len(paths)} PDFs in {args.out or Path(args.root) / 'pdf'}")
     return 0
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astrollama.errors import InputError
 from astrollama.data.manifest import namespaced, paper_path
+from astrollama.errors import InputError
 from astrollama.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)

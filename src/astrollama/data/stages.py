@@ -20,8 +20,15 @@ Guarantees (the same for every stage):
   uninterrupted run (outputs are written atomically BEFORE the ``ok`` record, so a kill between
   the two only means the paper is redone and its file rewritten with the same content);
 * an exception on one paper becomes a ``failed`` record with its reason; the shard goes on;
+* except a failure of the machine (:func:`astrollama.errors.is_environment_error`: disk full,
+  I/O error, quota, out of memory, a killed worker): nothing is recorded for that paper, the
+  shard stops, no completion marker is written, and the exception reaches the CLI (exit 1, one
+  line naming the path); the rerun after the fault is fixed does the paper;
 * a completion marker ``manifest/done/<stage>/<shard>.json`` (with the shard's stats) is written
-  when every assigned paper is terminal; a rerun with the same assignment is then a no-op.
+  when every assigned paper is terminal; a rerun with the same assignment is then a no-op;
+* a data root without a manifest is an input error (nothing is written);
+* worker pools are waited on through :class:`PoolWatch`, so a killed worker is a retryable
+  fault, not a hang or a per-paper timeout.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from astrollama.data.manifest import Manifest, ManifestError, StatusRecord
+from astrollama.data.manifest import Manifest, ManifestError, StatusRecord, check_paper_id
+from astrollama.errors import EnvironmentFault, InputError, is_environment_error
 from astrollama.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -53,16 +61,23 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     ``ASTROLLAMA_SHARD_INDEX`` / ``ASTROLLAMA_NUM_SHARDS`` override (for other schedulers).
     """
     env = os.environ if env is None else env
+
+    def get(name: str, default: str) -> int:
+        try:
+            return int(env.get(name, default))
+        except ValueError:
+            raise InputError(f"environment variable {name}: not an integer: {env[name]!r}") from None
+
     if "ASTROLLAMA_NUM_SHARDS" in env:
-        return int(env.get("ASTROLLAMA_SHARD_INDEX", "0")), int(env["ASTROLLAMA_NUM_SHARDS"])
+        return get("ASTROLLAMA_SHARD_INDEX", "0"), get("ASTROLLAMA_NUM_SHARDS", "1")
     if "SLURM_ARRAY_TASK_ID" not in env:
         return 0, 1
-    task = int(env["SLURM_ARRAY_TASK_ID"])
-    lo = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-    count = int(env.get("SLURM_ARRAY_TASK_COUNT", "1"))
-    hi = int(env.get("SLURM_ARRAY_TASK_MAX", str(lo + count - 1)))
+    task = get("SLURM_ARRAY_TASK_ID", "0")
+    lo = get("SLURM_ARRAY_TASK_MIN", "0")
+    count = get("SLURM_ARRAY_TASK_COUNT", "1")
+    hi = get("SLURM_ARRAY_TASK_MAX", str(lo + count - 1))
     if hi - lo + 1 != count:
-        raise ValueError(
+        raise InputError(
             f"SLURM array {lo}-{hi} has {count} tasks: use a contiguous --array=A-B (no step/list) "
             "so that every shard runs"
         )
@@ -82,7 +97,7 @@ def default_shard() -> str:
 
 def _check_shard(shard_index: int, num_shards: int) -> None:
     if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard index {shard_index} not in [0, {num_shards})")
+        raise InputError(f"--shard-index/--num-shards: shard index {shard_index} not in [0, {num_shards})")
 
 
 def shard_key(paper_id: str) -> int:
@@ -132,6 +147,50 @@ def describe_error(exc: BaseException) -> str:
     """A one-line failure reason for the manifest: ``'ValueError: not a PDF'``."""
     msg = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A failure of the machine, not of the paper: never a terminal ``failed`` record."""
+    return is_environment_error(exc) or isinstance(exc, MemoryError)
+
+
+class PoolWatch:
+    """Waits on ``multiprocessing.Pool`` results while watching the pool's worker processes.
+
+    Pool replaces a worker that dies but loses its task: ``result.get()`` would wait forever (or
+    until a timeout that then blames the input). Here a worker that exits by a signal (the OOM
+    killer, ``kill -9``) or with an error status raises :class:`EnvironmentFault` within 0.2 s:
+    retryable, nothing recorded. Workers recycled by ``maxtasksperchild`` exit 0 and are fine.
+    """
+
+    def __init__(self, pool: Any, what: str = "worker") -> None:
+        self.pool, self.what = pool, what
+        self.seen: dict[int, Any] = {}
+        self.check()
+
+    def check(self) -> None:
+        for proc in list(getattr(self.pool, "_pool", [])):  # the live workers (Pool's own list)
+            self.seen.setdefault(proc.pid, proc)
+        dead = next((p for p in self.seen.values() if p.exitcode not in (None, 0)), None)
+        if dead is not None:
+            code = dead.exitcode
+            how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise EnvironmentFault(f"{self.what} process {dead.pid} {how} (out of memory? killed?); "
+                                   "nothing recorded for its work in flight, rerun to retry it")
+
+    def get(self, result: Any, timeout: float | None = None) -> Any:
+        """``result.get(timeout)`` (``multiprocessing.TimeoutError`` after ``timeout``), watching."""
+        import multiprocessing as mp
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 0.2 if deadline is None else min(0.2, max(0.0, deadline - time.monotonic()))
+            try:
+                return result.get(wait)
+            except mp.TimeoutError:
+                self.check()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
 
 def write_outputs(files: Mapping[str, tuple[str | os.PathLike[str], bytes | str]]) -> dict[str, Path]:
@@ -217,7 +276,10 @@ class StageRunner:
         ``force``); with ``force`` or ``retry_failed`` the marker is ignored.
         """
         self._t0 = time.monotonic()
-        source = self.manifest.ids() if ids is None else list(ids)
+        if not self.manifest.papers_path.is_file():
+            raise ManifestError(f"{self.manifest.papers_path}: not found: no manifest in this data root "
+                                "(run `astrollama data harvest` or `make-pdfs --root` first)")
+        source = self.manifest.ids() if ids is None else [check_paper_id(i, "--ids") for i in ids]
         self.assigned = shard_of(source, self.shard_index, self.num_shards)
         self.stats = ShardStats(stage=self.stage, shard=self.shard, assigned=len(self.assigned))
         marker = self._read_marker()
@@ -297,7 +359,8 @@ class StageRunner:
         """Record any exception inside the block as this paper's failure and carry on.
 
         ``SkipItem`` records ``skipped``; ``StageAbort``, ``KeyboardInterrupt`` and ``SystemExit``
-        propagate.
+        propagate, and so does a failure of the machine (disk full, I/O error, out of memory, a
+        killed worker: :func:`is_retryable`), unrecorded, so that the rerun does the paper.
         """
         try:
             yield
@@ -306,6 +369,12 @@ class StageRunner:
         except SkipItem as exc:
             self.skip(paper_id, str(exc) or "skipped")
         except Exception as exc:
+            if is_retryable(exc):
+                log.error("%s[%s]: %s: %s (not recorded; the rerun retries it)", self.stage, self.shard,
+                          paper_id, describe_error(exc))
+                if isinstance(exc, MemoryError):
+                    raise EnvironmentFault(f"{self.stage} {paper_id}: out of memory") from exc
+                raise
             self.fail(paper_id, describe_error(exc))
 
     # ---- driving
@@ -320,10 +389,14 @@ class StageRunner:
         it raises :class:`SkipItem` to skip, anything else to fail that paper only.
         """
         todo = self.select(ids)
-        for pid in self._progress(todo):
-            with self.isolate(pid):
-                outcome = fn(pid)
-                self.record_outcome(pid, outcome)
+        items = self._progress(todo)
+        try:
+            for pid in items:
+                with self.isolate(pid):
+                    outcome = fn(pid)
+                    self.record_outcome(pid, outcome)
+        finally:  # a fault stops the shard: close the bar before the CLI prints its one line
+            getattr(items, "close", lambda: None)()
         return self.finish()
 
     def _progress(self, items: list[str]) -> Iterable[str]:
@@ -351,9 +424,11 @@ class StageRunner:
 
 def add_shard_args(parser: Any) -> None:
     """Add ``--shard-index/--num-shards/--retry-failed/--force`` to a stage's CLI parser."""
-    parser.add_argument("--shard-index", type=int, default=None,
+    from astrollama.data.cli import number
+
+    parser.add_argument("--shard-index", type=number(int, min=0), default=None,
                         help="this shard (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)")
-    parser.add_argument("--num-shards", type=int, default=None,
+    parser.add_argument("--num-shards", type=number(int, min=1), default=None,
                         help="number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)")
     parser.add_argument("--retry-failed", action="store_true", help="redo papers recorded as failed")
     parser.add_argument("--force", action="store_true", help="redo every paper of the shard")
@@ -361,5 +436,5 @@ def add_shard_args(parser: Any) -> None:
 
 __all__ = [
     "shard_from_env", "shard_name", "default_shard", "shard_key", "shard_of", "SkipItem", "StageAbort", "Outcome",
-    "describe_error", "write_outputs", "ShardStats", "StageRunner", "add_shard_args",
+    "describe_error", "is_retryable", "PoolWatch", "write_outputs", "ShardStats", "StageRunner", "add_shard_args",
 ]

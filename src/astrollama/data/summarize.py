@@ -44,10 +44,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from astrollama.errors import InputError
 from astrollama.data import killpoint
 from astrollama.data.aic import _md_headings, clean_nougat_markers
 from astrollama.data.manifest import paper_path
+from astrollama.errors import InputError
 from astrollama.io import atomic_write_json, atomic_write_text
 from astrollama.paper import RECIPES
 
@@ -352,8 +352,8 @@ class SummaryConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_tokens <= self.target_total <= self.max_tokens:
-            raise ValueError(
-                f"summary length target must satisfy 0 < min_tokens ({self.min_tokens}) <= "
+            raise SummaryError(
+                f"--min-tokens/--target-tokens/--max-tokens: must satisfy 0 < min_tokens ({self.min_tokens}) <= "
                 f"target_total ({self.target_total}) <= max_tokens ({self.max_tokens})"
             )
 
@@ -615,6 +615,7 @@ def add_cli(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
+    from astrollama.data.cli import number
     from astrollama.data.stages import add_shard_args
 
     p = sub.add_parser("summarize", help="OCR .mmd -> 1,000-4,000-token summaries (transformers | vllm)",
@@ -624,21 +625,21 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--model", required=True, help="summariser checkpoint directory (or HF id on a cluster)")
     p.add_argument("--model-id", help="name recorded per paper (default: --model)")
     p.add_argument("--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})")
-    p.add_argument("--min-tokens", type=int, default=PUBLISHED_SUMMARY_TOKENS[0],
+    p.add_argument("--min-tokens", type=number(int, min=1), default=PUBLISHED_SUMMARY_TOKENS[0],
                    help="summaries shorter than this are flagged (default: the published range)")
-    p.add_argument("--max-tokens", type=int, default=PUBLISHED_SUMMARY_TOKENS[1],
+    p.add_argument("--max-tokens", type=number(int, min=1), default=PUBLISHED_SUMMARY_TOKENS[1],
                    help="summaries longer than this are flagged")
-    p.add_argument("--target-tokens", type=int, default=2500, help="total summary budget per paper")
-    p.add_argument("--max-model-len", type=int, default=None, help="context window (vllm default 8192)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    p.add_argument("--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper")
+    p.add_argument("--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)")
+    p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
     p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0, help="per-request seeds derive from it and the paper id")
-    p.add_argument("--batch-papers", type=int, default=64, help="papers per generation round")
-    p.add_argument("--limit", type=int, default=None, help="only the first N papers by id (a CPU demo knob)")
+    p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
+    p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
+    p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
+    p.add_argument("--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id")
+    p.add_argument("--batch-papers", type=number(int, min=1), default=64, help="papers per generation round")
+    p.add_argument("--limit", type=number(int, min=1), default=None, help="only the first N papers by id (a CPU demo knob)")
     add_shard_args(p)
     p.set_defaults(func=_cli)
 

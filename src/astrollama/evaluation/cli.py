@@ -8,8 +8,9 @@ Each command lives in its own module, named in ``COMMANDS``. A command module pr
 
 Adding a command is one line in ``COMMANDS``. Modules are imported when the parser is built, so a
 command module must import heavy libraries (torch, transformers) inside ``run``, not at the top.
-Bad input raises ``astrollama.evaluation.common.EvalInputError``: it is printed as one line on
-stderr and the exit code is 2.
+Bad input raises ``astrollama.evaluation.common.EvalInputError`` (an ``astrollama.errors.InputError``);
+``astrollama.cli.main`` prints it as one line ``astrollama eval: error: <file>: <field>: <problem>``
+and exits 2, the one policy of every command group.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-
-from astrollama.evaluation.common import EvalInputError
 
 # command name -> module providing register(subparsers)
 COMMANDS: dict[str, str] = {
@@ -43,13 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EvalInputError as e:
-        print(f"astrollama eval {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from astrollama.cli import main as astrollama_main
+
+    raise SystemExit(astrollama_main(["eval", *sys.argv[1:]]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from astrollama.errors import InputError
@@ -52,19 +53,28 @@ def load_texts(path: str | os.PathLike[str], *, max_docs: int | None = None) -> 
     return docs[:max_docs] if max_docs else docs
 
 
+def utf8_lines(path: Path, error: type[EvalInputError] = EvalInputError) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file; a line that does not decode raises ``error`` (one line)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(f"{path}: line {lineno}: not UTF-8 text (byte {e.start} of the line)") from None
+
+
 def _read_jsonl_texts(p: Path) -> list[str]:
     docs: list[str] = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalInputError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise EvalInputError(f"{p}:{lineno}: field 'text' (a string) is missing")
-            docs.append(row["text"])
+    for lineno, line in utf8_lines(p):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EvalInputError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise EvalInputError(f"{p}:{lineno}: field 'text' (a string) is missing")
+        docs.append(row["text"])
     return docs
 
 

@@ -16,12 +16,20 @@ Two methods (AstroMLab's, see docs/eval-mcq.md):
 
 Backends: ``transformers`` (CPU or GPU, batched; dtype ``auto`` = bfloat16 on CUDA, float32 on
 CPU) and ``vllm`` (GPU; ``mcq_vllm``).
+
+Context length: a prompt longer than the model's context (``config.max_position_embeddings``,
+else ``n_positions``/``n_ctx``, else the tokenizer's ``model_max_length``; for ``instruct`` the
+context less ``max_new_tokens``) is never scored past the window. ``context_policy="truncate"``
+(default) keeps its LAST tokens, as lm-evaluation-harness does, and counts it;
+``"refuse"`` stops with one line naming the question. The policy, the limit and the truncated
+questions are in ``settings["context"]`` of every ``scores.json`` (``n_truncated`` beside the score).
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import inspect
 import io
@@ -57,6 +65,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("token", "instruct")
 BACKENDS = ("transformers", "vllm")
+CONTEXT_POLICIES = ("truncate", "refuse")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,6 +137,7 @@ class MCQResult:
             "n": self.n,
             "n_correct": self.n_correct,
             "n_unparsed": self.n_unparsed,
+            "n_truncated": (self.settings.get("context") or {}).get("n_truncated"),
             "method": self.settings.get("method"),
             "model": self.settings.get("model"),
             "questions": self.settings.get("questions", {}).get("path"),
@@ -335,6 +345,42 @@ def chat_prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return out
 
 
+def context_length(config: Any, tokenizer: Any) -> tuple[int | None, str]:
+    """The model's context in tokens and where it came from (lm-evaluation-harness's order)."""
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(config, attr, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v, f"config.{attr}"
+    v = getattr(tokenizer, "model_max_length", None)
+    if isinstance(v, int) and 0 < v < 10_000_000:  # transformers' "no limit" is ~1e30
+        return v, "tokenizer.model_max_length"
+    return None, "unknown (no limit applied)"
+
+
+def fit_context(ids: list[list[int]], qs: Sequence[Question], questions: QuestionSet, *, limit: int | None,
+                policy: str) -> tuple[list[list[int]], list[tuple[str, int]]]:
+    """Prompts cut to their last ``limit`` tokens (``truncate``) or an error (``refuse``).
+
+    Returns the prompts and ``(question id, tokens cut)`` for every truncated one."""
+    if limit is None:
+        return ids, []
+    out, cut = [], []
+    for q, seq in zip(qs, ids, strict=True):
+        if len(seq) > limit:
+            if policy == "refuse":
+                raise MCQInputError(
+                    f"{questions.path}: {q.where}: question {q.id!r}: the prompt is {len(seq)} tokens, above "
+                    f"the {limit} the model's context allows; shorten it or use --context-policy truncate"
+                )
+            cut.append((q.id, len(seq) - limit))
+            seq = seq[-limit:]
+        out.append(seq)
+    if cut:
+        log.warning("%d of %d prompts were longer than %d tokens: left-truncated (as lm-evaluation-harness)",
+                    len(cut), len(ids), limit)
+    return out, cut
+
+
 def score_mcq(
     model: Any,
     questions: QuestionSet,
@@ -354,11 +400,13 @@ def score_mcq(
     base: str | os.PathLike[str] | None = None,
     vllm_logprobs: int = 20,
     llm: Any = None,
+    context_policy: str = "truncate",
 ) -> MCQResult:
     """Score ``questions`` with ``model`` (a checkpoint directory, full or LoRA with ``base``, or a
     loaded ``PreTrainedModel`` together with ``tokenizer``).
 
     ``llm`` (vLLM backend) reuses an existing ``vllm.LLM`` instead of building one.
+    ``context_policy``: ``truncate`` (keep a too-long prompt's last tokens, counted) or ``refuse``.
     """
     if method not in METHODS:
         raise MCQInputError(f"method {method!r}: use one of {METHODS}")
@@ -368,6 +416,8 @@ def score_mcq(
         raise MCQInputError(f"{questions.path}: no questions to score")
     if batch_size < 1:
         raise MCQInputError(f"batch_size {batch_size}: must be >= 1")
+    if context_policy not in CONTEXT_POLICIES:
+        raise MCQInputError(f"context_policy {context_policy!r}: use one of {CONTEXT_POLICIES}")
     tpl = PromptTemplate.load(template) if template else PromptTemplate.default(method)
     model_label = str(model) if isinstance(model, (str, os.PathLike)) else getattr(
         getattr(model, "config", None), "_name_or_path", type(model).__name__)
@@ -381,6 +431,9 @@ def score_mcq(
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model)
+        from transformers import AutoConfig
+
+        max_len, len_source = context_length(AutoConfig.from_pretrained(model), tokenizer)
     elif isinstance(model, (str, os.PathLike)):
         from astrollama.evaluation.common import load_causal_lm
 
@@ -392,6 +445,8 @@ def score_mcq(
             raise MCQInputError("a loaded model needs its tokenizer (tokenizer=...)")
         device = str(next(model.parameters()).device)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if backend != "vllm":
+        max_len, len_source = context_length(getattr(model, "config", None), tokenizer)
 
     qs = questions.questions
     prompts = [tpl.render(q) for q in qs]
@@ -405,12 +460,21 @@ def score_mcq(
         "tokenizer": {"class": type(tokenizer).__name__, "name_or_path": getattr(tokenizer, "name_or_path", None)},
         "versions": _versions(backend),
     }
+    context: dict[str, Any] = {
+        "max_length": max_len, "source": len_source, "policy": context_policy,
+        "rule": "truncate: a longer prompt keeps its last tokens (left truncation, as lm-evaluation-harness); "
+                "refuse: stop with an error naming the question",
+    }
+    settings["context"] = context
     log.info("scoring %d questions: method=%s backend=%s device=%s dtype=%s batch=%d",
              len(qs), method, backend, device, dtype, batch_size)
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     if method == "token":
         encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs])
+        context["prompt_limit"] = max_len
+        fitted, cut = fit_context([e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy)
+        encoded = [dataclasses.replace(e, ids=i) for e, i in zip(encoded, fitted, strict=True)]
         distinct = sorted({e.letter_ids for e in encoded})
         settings["letter_token_ids"] = [
             {L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)} for L, i in zip(LETTERS, ids, strict=True)}
@@ -433,6 +497,11 @@ def score_mcq(
             records.append(_token_record(q, lp, pick))
     else:
         ids = chat_prompt_ids(tokenizer, prompts)
+        limit = None if max_len is None else max_len - max_new_tokens
+        if limit is not None and limit < 1:
+            raise MCQInputError(f"max_new_tokens {max_new_tokens}: must be below the model's context of {max_len} tokens")
+        context["prompt_limit"] = limit
+        ids, cut = fit_context(ids, qs, questions, limit=limit, policy=context_policy)
         settings["max_new_tokens"] = max_new_tokens
         settings["decoding"] = "greedy"
         if backend == "transformers":
@@ -450,6 +519,11 @@ def score_mcq(
         n_unparsed = sum(r["prediction"] is None for r in records)
         if n_unparsed:
             log.warning("%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records))
+    context["n_truncated"] = len(cut)
+    context["truncated"] = [{"id": i, "tokens_cut": n} for i, n in cut]
+    cut_by_id = dict(cut)
+    for r in records:
+        r["truncated_tokens"] = cut_by_id.get(r["id"], 0)
     seconds = time.perf_counter() - t0
     return MCQResult(predictions=records, settings=settings, seconds=seconds, n_bootstrap=n_bootstrap, seed=seed)
 

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix")
     p.add_argument("--max-new-tokens", type=int, default=256, help="instruct method: generation length")
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    p.add_argument("--context-policy", choices=["truncate", "refuse"], default="truncate",
+                   help="a prompt longer than the model's context: truncate = keep its last tokens (as "
+                   "lm-evaluation-harness), counted in scores.json; refuse = stop with an error")
     p.add_argument("--n-bootstrap", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
@@ -40,8 +43,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import load_questions, score_mcq
+    from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
 
+    for option, value in (("--batch-size", args.batch_size), ("--limit", args.limit),
+                          ("--n-bootstrap", args.n_bootstrap), ("--max-new-tokens", args.max_new_tokens)):
+        if value is not None and value < 1:
+            raise MCQInputError(f"{option}: must be >= 1, got {value}")
     qs = load_questions(args.questions, key_path=args.key)
     if args.limit:
         qs = qs.head(args.limit)
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, qs, method=args.method, backend=args.backend, batch_size=args.batch_size,
         dtype=args.dtype, device=args.device, template=args.template,
         prefix_cache=not args.no_prefix_cache, max_new_tokens=args.max_new_tokens,
-        n_bootstrap=args.n_bootstrap, seed=args.seed, base=args.base,
+        n_bootstrap=args.n_bootstrap, seed=args.seed, base=args.base, context_policy=args.context_policy,
     )
     result.write(args.out)
     summary = {k: v for k, v in result.scores().items() if k != "settings"}

@@ -7,15 +7,20 @@ Accepted question files (the format is chosen by the file suffix):
 * ``.jsonl``: one JSON object per line with the same fields;
 * ``.csv``: a header row with the same columns.
 
-Optional columns: ``id`` (default: the 0-based row index as a string, which is also the id the
-submission file uses for the public parquet), and ``correct`` or ``answer`` (the key letter,
-A-D, case-insensitive). A separate key file (``.jsonl``/``.csv``/``.parquet`` with a ``correct``
-or ``answer`` column and an optional ``id``, or ``.txt`` with one letter per line) is matched to
-the questions by ``id`` when it has ids, else by position.
+Optional columns: ``id`` or ``index`` (default: the 0-based row index as a string, which is also
+the id the submission file uses for the public parquet; a parquet's named pandas index ``id`` or
+``index`` counts as that column), and ``correct`` or ``answer`` (the key letter, A-D,
+case-insensitive). A separate key file (``.jsonl``/``.csv``/``.parquet`` with a ``correct`` or
+``answer`` column and an optional ``id``/``index``, or ``.txt`` with one letter per line) is
+matched to the questions by id when it has ids (duplicates, ids that are not questions and
+questions with no key row are refused), else by position.
+
+Types are strict: question and options must be text (a number, list or bytes is refused with the
+row named, never scored as its ``str()``); ids are text or integers. Files must be UTF-8.
 
 Every problem raises ``MCQInputError`` with a one-line message naming the file and the row:
 ``line N`` (1-based) for JSONL and TXT, ``row N`` (0-based, as pandas numbers it) for parquet
-and CSV.
+and CSV, then the field.
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.common import EvalInputError
+from astrollama.evaluation.common import EvalInputError, utf8_lines
 
 log = logging.getLogger(__name__)
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 KEY_FIELDS: tuple[str, ...] = ("correct", "answer")
+ID_FIELDS: tuple[str, ...] = ("id", "index")
 
 
 class MCQInputError(EvalInputError):
@@ -87,22 +93,23 @@ def _is_missing(v: Any) -> bool:
 
 def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a JSONL, CSV, parquet or TXT file."""
+    if path.is_dir():
+        raise MCQInputError(f"{path}: is a directory, not a question or key file")
     if not path.is_file():
         raise MCQInputError(f"{path}: no such file")
     suffix = path.suffix.lower()
     rows: list[tuple[str, dict[str, Any]]] = []
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise MCQInputError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
-                if not isinstance(obj, dict):
-                    raise MCQInputError(f"{path}: line {lineno}: expected a JSON object")
-                rows.append((f"line {lineno}", obj))
+        for lineno, line in utf8_lines(path, MCQInputError):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise MCQInputError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise MCQInputError(f"{path}: line {lineno}: expected a JSON object")
+            rows.append((f"line {lineno}", obj))
     elif suffix in {".csv", ".parquet"}:
         import pandas as pd
 
@@ -111,20 +118,35 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
                 df = pd.read_csv(path, dtype=str, keep_default_na=False)
             else:
                 df = pd.read_parquet(path)
+                if df.index.name in ID_FIELDS:  # a stored pandas index named id/index is the id column
+                    df = df.reset_index()
+        except UnicodeDecodeError as e:
+            raise MCQInputError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except Exception as e:  # pandas/pyarrow raise many types for a broken file
             raise MCQInputError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
         records = df.to_dict(orient="records")
         rows = [(f"row {i}", r) for i, r in enumerate(records)]
     elif suffix == ".txt":
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    rows.append((f"line {lineno}", {"correct": line.strip()}))
+        for lineno, line in utf8_lines(path, MCQInputError):
+            if line.strip():
+                rows.append((f"line {lineno}", {"correct": line.strip()}))
     else:
         raise MCQInputError(f"{path}: unsupported file type {suffix!r} (use .parquet, .jsonl or .csv)")
     if not rows:
         raise MCQInputError(f"{path}: empty file (no rows)")
     return rows
+
+
+def _text(path: Path, where: str, field: str, v: Any) -> str:
+    """A text field, strictly: numbers, lists, bytes ... are refused (never scored as their str())."""
+    if not isinstance(v, str):
+        raise MCQInputError(f"{path}: {where}: field {field!r} must be text, got {type(v).__name__} {_short(v)}")
+    return v
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _key_letter(path: Path, where: str, row: dict[str, Any]) -> str | None:
@@ -134,7 +156,7 @@ def _key_letter(path: Path, where: str, row: dict[str, Any]) -> str | None:
         return None
     letters = set()
     for f, v in found.items():
-        letter = str(v).strip().upper()
+        letter = _text(path, where, f, v).strip().upper()
         if letter not in LETTERS:
             raise MCQInputError(f"{path}: {where}: field {f!r} is {v!r}, expected one letter A, B, C or D")
         letters.add(letter)
@@ -143,15 +165,30 @@ def _key_letter(path: Path, where: str, row: dict[str, Any]) -> str | None:
     return letters.pop()
 
 
+def _has_id(row: dict[str, Any]) -> bool:
+    return any(f in row for f in ID_FIELDS)
+
+
 def _row_id(path: Path, where: str, row: dict[str, Any]) -> str | None:
-    if "id" not in row:
-        return None
-    v = row["id"]
-    if _is_missing(v):
-        raise MCQInputError(f"{path}: {where}: field 'id' is empty")
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v).strip()
+    """The row's id from ``id`` or ``index`` (which must agree when both are given)."""
+    ids: dict[str, str] = {}
+    for f in ID_FIELDS:
+        if f not in row:
+            continue
+        v = row[f]
+        if _is_missing(v):
+            raise MCQInputError(f"{path}: {where}: field {f!r} is empty")
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalar from parquet
+            v = v.item() if getattr(v, "ndim", 0) == 0 else v
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise MCQInputError(f"{path}: {where}: field {f!r} must be text or an integer, got "
+                                f"{type(v).__name__} {_short(v)}")
+        ids[f] = str(v).strip()
+    if len(set(ids.values())) > 1:
+        raise MCQInputError(f"{path}: {where}: fields 'id' and 'index' disagree ({ids})")
+    return next(iter(ids.values()), None)
 
 
 def _check_unique(path: Path, ids: list[tuple[str, str]]) -> None:
@@ -175,24 +212,25 @@ def load_questions(path: str | os.PathLike[str], key_path: str | os.PathLike[str
     """
     p = Path(path)
     rows = _read_rows(p)
-    ids_given = any("id" in r for _, r in rows)
+    ids_given = any(_has_id(r) for _, r in rows)
     questions: list[Question] = []
     id_rows: list[tuple[str, str]] = []
     for index, (where, row) in enumerate(rows):
         if _is_missing(row.get("question")):
             raise MCQInputError(f"{p}: {where}: field 'question' is missing or empty")
+        text = _text(p, where, "question", row["question"])
         options: dict[str, str] = {}
         for letter in LETTERS:
             v = row.get(letter)
             if _is_missing(v):
                 raise MCQInputError(f"{p}: {where}: option {letter} is missing or empty")
-            options[letter] = str(v).strip()
+            options[letter] = _text(p, where, letter, v).strip()
         qid = _row_id(p, where, row) if ids_given else str(index)
         if qid is None:
             raise MCQInputError(f"{p}: {where}: field 'id' is missing (other rows have one)")
         id_rows.append((where, qid))
         questions.append(
-            Question(id=qid, question=str(row["question"]).strip(), options=options,
+            Question(id=qid, question=text.strip(), options=options,
                      answer=_key_letter(p, where, row), where=where)
         )
     _check_unique(p, id_rows)
@@ -213,7 +251,7 @@ def apply_key(qs: QuestionSet, key_path: str | os.PathLike[str]) -> QuestionSet:
     """Attach the answers of a separate key file to ``qs`` (by id when the key has ids)."""
     kp = Path(key_path)
     rows = _read_rows(kp)
-    key_ids_given = any("id" in r for _, r in rows)
+    key_ids_given = any(_has_id(r) for _, r in rows)
     entries: list[tuple[str, str | None, str]] = []  # where, id, letter
     for where, row in rows:
         letter = _key_letter(kp, where, row)

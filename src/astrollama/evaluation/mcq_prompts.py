@@ -47,7 +47,10 @@ class PromptTemplate:
         if not p.is_file():
             raise MCQInputError(f"{p}: prompt template not found")
         raw = p.read_bytes()
-        text = raw.decode("utf-8")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise MCQInputError(f"{p}: not UTF-8 text (byte {e.start})") from None
         if text.endswith("\n"):
             text = text[:-1]
         tpl = string.Template(text)

@@ -7,13 +7,18 @@ the largest value not above ``batch.max_micro_batch_size`` that divides the per-
 exactly, so accumulation is as small as memory allows. An allocation that cannot realise the global
 batch exactly is refused before anything launches: changing the number of nodes never silently
 changes the optimisation.
+
+All arithmetic is O(sqrt(n)) in the per-process share (divisors by trial division up to its square
+root), and the global batch is bounded by :data:`MAX_GLOBAL_BATCH`, so no value of a recipe can
+make planning hang.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from astrollama.train.recipe import RecipeError
+from astrollama.train.recipe import MAX_GLOBAL_BATCH, RecipeError
 
 __all__ = ["BatchError", "BatchPlan", "plan_batch"]
 
@@ -50,8 +55,11 @@ def plan_batch(
                         ("max_micro_batch_size", max_micro_batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BatchError(file, f"batch.{name}", f"must be a positive integer, got {value!r}")
+    if global_batch_size > MAX_GLOBAL_BATCH:
+        raise BatchError(file, "batch.global_batch_size",
+                         f"{global_batch_size} is above the limit {MAX_GLOBAL_BATCH} sequences per step")
     if global_batch_size % world_size:
-        fits = [w for w in range(1, global_batch_size + 1) if global_batch_size % w == 0]
+        fits = _divisors(global_batch_size)
         raise BatchError(
             file, "batch.global_batch_size",
             f"{global_batch_size} is not divisible by the {world_size} training processes of this "
@@ -59,5 +67,11 @@ def plan_batch(
             f"process counts that work: {', '.join(map(str, fits))}",
         )
     per_process = global_batch_size // world_size
-    micro = max(m for m in range(1, min(per_process, max_micro_batch_size) + 1) if per_process % m == 0)
+    micro = max(m for m in _divisors(per_process) if m <= max_micro_batch_size)
     return BatchPlan(global_batch_size, world_size, micro, per_process // micro)
+
+
+def _divisors(n: int) -> list[int]:
+    """All divisors of ``n``, ascending, by trial division up to sqrt(n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})

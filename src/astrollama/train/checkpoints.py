@@ -12,11 +12,16 @@ Resuming from it either crashes or silently loses state. Here a checkpoint is co
 * optimizer state is present: ``optimizer.pt`` (Trainer) or a DeepSpeed ``global_step*`` directory;
 * ``scheduler.pt`` is present and non-empty;
 * at least one RNG state (``rng_state.pth`` / ``rng_state_<rank>.pth``) exists and every one of
-  them loads (other ranks write theirs concurrently with process 0's trainer_state.json).
+  them is a whole ``torch.save`` archive (other ranks write theirs concurrently with process 0's
+  trainer_state.json): a zip whose central directory reads, whose members' CRCs match and which
+  holds a ``data.pkl``. Nothing is unpickled: a run directory is untrusted input, and
+  ``torch.load(weights_only=False)`` on a planted file would run its code.
 
-Incomplete directories are moved aside (``incomplete-checkpoint-N-<time>``) by
-``quarantine_incomplete`` so that neither the Trainer's checkpoint rotation nor LMFlow's own
-"last checkpoint" detection ever sees them. The resumed run re-executes the steps after the chosen
+Incomplete directories are moved OUT of the output directory, to the sibling
+``<output_dir>.incomplete/checkpoint-N-<time>``, by ``quarantine_incomplete``: neither the
+Trainer's checkpoint rotation nor LMFlow's own "last checkpoint" detection ever sees them, and
+LMFlow, which refuses an output directory holding anything but ``checkpoint-N`` when none of them
+is there, starts again after a torn first checkpoint. The resumed run re-executes the steps after the chosen
 checkpoint from exactly that state, so no optimizer step is lost or applied twice.
 """
 
@@ -27,6 +32,7 @@ import logging
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,14 +98,24 @@ def check_checkpoint(d: str | os.PathLike[str]) -> CheckpointCheck:
     rngs = sorted(d.glob("rng_state*.pth"))
     if not rngs:
         return bad("no rng_state*.pth")
-    import torch
-
     for r in rngs:
-        try:
-            torch.load(r, weights_only=False, map_location="cpu")
-        except Exception as e:  # noqa: BLE001 - any failure to load means a torn file
-            return bad(f"{r.name} does not load ({type(e).__name__})")
+        reason = _torch_archive_whole(r)
+        if reason:
+            return bad(f"{r.name} {reason}")
     return CheckpointCheck(d, step, True, "")
+
+
+def _torch_archive_whole(p: Path) -> str:
+    """"" when ``p`` is a complete ``torch.save`` zip archive, else why not. Reads, never unpickles."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+            if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return "is not a torch.save archive (no data.pkl)"
+            torn = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"is torn or not a torch.save archive ({type(e).__name__})"
+    return f"is torn (CRC mismatch in {torn})" if torn else ""
 
 
 def list_checkpoints(output_dir: str | os.PathLike[str]) -> list[CheckpointCheck]:
@@ -122,21 +138,25 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | Non
 
 
 def quarantine_incomplete(output_dir: str | os.PathLike[str]) -> list[Path]:
-    """Rename incomplete ``checkpoint-N`` directories NEWER than the newest complete one.
+    """Move incomplete ``checkpoint-N`` directories NEWER than the newest complete one out of
+    ``output_dir`` into ``<output_dir>.incomplete/``.
 
     Older incomplete ones are left alone (the Trainer's rotation may be deleting them). Call it
-    from one process only (node 0 / rank 0). Returns the new names.
+    from one process only (node 0 / rank 0). Returns the new paths.
     """
     moved: list[Path] = []
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    for c in list_checkpoints(output_dir):
+    out = Path(output_dir)
+    aside = out.with_name(out.name + ".incomplete")
+    for c in list_checkpoints(out):
         if c.complete:
             break
-        dest = c.path.with_name(f"incomplete-{c.path.name}-{stamp}")
+        aside.mkdir(exist_ok=True)
+        dest = aside / f"{c.path.name}-{stamp}"
         try:
             c.path.rename(dest)
         except FileNotFoundError:  # another process got there first
             continue
-        log.warning("moved incomplete %s aside -> %s (%s)", c.path.name, dest.name, c.reason)
+        log.warning("moved incomplete %s out of %s -> %s (%s)", c.path.name, out, dest, c.reason)
         moved.append(dest)
     return moved

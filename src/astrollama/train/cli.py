@@ -6,7 +6,9 @@
   astrollama train run RECIPE [key=value ...]     (one node's share of a run; see slurm/cpt.sh)
 
 Sub-commands live in :data:`COMMANDS` (name -> (help, add_arguments, handler)); adding one is one
-entry. A recipe problem prints one line ``error: <file>: <key>: <problem>`` and exits 2.
+entry. Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
+subclass it); ``astrollama.cli.main`` prints it as one line
+``astrollama train: error: <file>: <key>: <problem>`` and exits 2 (the one policy of every group).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from astrollama.train.recipe import RecipeError, load_recipe
+from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
 
@@ -97,8 +99,8 @@ def _launch(a: argparse.Namespace) -> int:
     hosts = slurm_hostnames() if a.nodes is None else None
     if hosts is None:
         n = a.nodes if a.nodes is not None else recipe.launch.nodes
-        if n < 1:
-            raise RecipeError(a.recipe, "launch.nodes", f"must be >= 1, got {n}")
+        if not 1 <= n <= MAX_NODES:
+            raise RecipeError(a.recipe, "launch.nodes (--nodes)", f"must be in 1..{MAX_NODES}, got {n}")
         hosts = [f"node{i:03d}" for i in range(1, n + 1)]
     gpus = a.gpus_per_node if a.gpus_per_node is not None else recipe.launch.gpus_per_node
     plan = build_launch(recipe, nodes=hosts, gpus_per_node=gpus, rdzv_port=a.rdzv_port,
@@ -171,9 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.cmd][2](args)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return COMMANDS[args.cmd][2](args)
+
+
+if __name__ == "__main__":
+    from astrollama.cli import main as astrollama_main
+
+    raise SystemExit(astrollama_main(["train", *sys.argv[1:]]))

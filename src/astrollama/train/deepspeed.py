@@ -30,12 +30,38 @@ def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> d
     if not p.is_file():
         raise RecipeError(recipe.path, KEY, f"DeepSpeed config not found: {p}")
     try:
-        config = json.loads(p.read_text(encoding="utf-8"))
+        config = json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RecipeError(recipe.path, KEY, f"{p}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise RecipeError(recipe.path, KEY, f"{p} is not valid JSON: {e}") from None
     if not isinstance(config, dict):
         raise RecipeError(recipe.path, KEY, f"{p} must hold a JSON object")
+    _check_types(recipe, p, config)
     return config
+
+
+def _check_types(recipe: Recipe, path: Path, config: dict[str, Any]) -> None:
+    """The shape of the keys read here: sections are objects, numbers are numbers (one-line errors)."""
+    def bad(field: str, problem: str) -> RecipeError:
+        return RecipeError(recipe.path, KEY, f"{path}: {field}: {problem}")
+
+    for section in ("bf16", "fp16", "zero_optimization"):
+        if section in config and not isinstance(config[section], dict):
+            raise bad(section, f'must be an object (e.g. {{"enabled": true}}), got {config[section]!r}')
+    zero = config.get("zero_optimization", {})
+    stage = zero.get("stage", 0)
+    if not isinstance(stage, int) or isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise bad("zero_optimization.stage", f"must be the integer 0, 1, 2 or 3, got {stage!r}")
+    for sub in ("offload_optimizer", "offload_param"):
+        if sub in zero and not isinstance(zero[sub], dict):
+            raise bad(f"zero_optimization.{sub}", f'must be an object (e.g. {{"device": "cpu"}}), got {zero[sub]!r}')
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                "gradient_clipping"):
+        v = config.get(key)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+        if v is not None and v != "auto" and not number:
+            raise bad(key, f'must be a number or "auto", got {v!r}')
 
 
 def recipe_precision(recipe: Recipe) -> str:
@@ -69,6 +95,8 @@ def check(recipe: Recipe, config: dict[str, Any] | str | os.PathLike[str] | None
     """
     if not isinstance(config, dict):
         config = load_config(recipe, config)
+    else:
+        _check_types(recipe, recipe.launch.deepspeed or Path("(config)"), config)
     name = Path(recipe.launch.deepspeed).name if recipe.launch.deepspeed else "the DeepSpeed config"
     precision = recipe_precision(recipe)
     for mode in ("bf16", "fp16"):

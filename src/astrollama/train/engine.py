@@ -75,7 +75,7 @@ class DataArguments:
         default=None, metadata={"help": "held-out text_only directory; evaluated at eval steps (loss only)"}
     )
     block_size: int | None = field(
-        default=None, metadata={"help": "tokens per training sequence (None: min(model max, 1024), like LMFlow)"}
+        default=None, metadata={"help": "tokens per training sequence (None: the tokenizer's model_max_length, like LMFlow)"}
     )
     disable_group_texts: bool = field(
         default=True,
@@ -94,12 +94,15 @@ class DataArguments:
 # ----------------------------------------------------------------------------------------------
 def tokenize_and_group(
     docs: list[str], tokenizer, *, block_size: int, disable_group_texts: bool,
-    group_texts_batch_size: int = 1000,
+    group_texts_batch_size: int = 1000, truncate_at: int | None = None,
 ) -> dict[str, list[list[int]]]:
     """Turn documents into training blocks exactly as LMFlow does for a ``text_only`` dataset.
 
     * Each document is tokenised on its own with the tokenizer's special tokens: a LLaMA-style
       tokenizer adds BOS per document; NO EOS is appended. ``labels`` start as ``input_ids``.
+    * ``truncate_at``: each document's tokens are first cut to this many (on the tokenizer's
+      ``truncation_side``), as LMFlow's tokenizer call does with LoRA or without packing
+      (``truncation=True``, i.e. at ``model_max_length``), BEFORE any packing.
     * ``disable_group_texts=True``: each document is cut to ``block_size`` tokens (on the
       tokenizer's ``truncation_side``) or padded up to it (on its ``padding_side``) with the pad
       token, attention 0 and label -100. One block per document; the rest of a long one is lost.
@@ -112,6 +115,9 @@ def tokenize_and_group(
         raise ValueError(f"block_size must be positive, got {block_size}")
     enc = tokenizer(list(docs), add_special_tokens=True)
     ids: list[list[int]] = [list(x) for x in enc["input_ids"]]
+    if truncate_at is not None:
+        left = tokenizer.truncation_side == "left"
+        ids = [x[-truncate_at:] if left and len(x) > truncate_at else x[:truncate_at] for x in ids]
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     if disable_group_texts:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -155,25 +161,43 @@ class BlockDataset:
         return {k: v[i] for k, v in self.blocks.items()}
 
 
+_NO_MAX_LENGTH = 10**18  # transformers' "no limit" model_max_length is ~1e30
+
+
 def effective_block_size(data_args: DataArguments, model_args: ModelArguments, tokenizer) -> int:
-    model_max = getattr(tokenizer, "model_max_length", None) or 10**30
+    """The block length LMFlow would use: ``--block_size`` (None: the tokenizer's model_max_length);
+    without packing every document is cut at min(block_size, model_max_length); with packing a
+    block_size above model_max_length is clipped to it unless ``--truncate_to_model_max_length False``."""
+    model_max = int(min(getattr(tokenizer, "model_max_length", None) or _NO_MAX_LENGTH, _NO_MAX_LENGTH))
     if data_args.block_size is None:
-        bs = min(model_max, 1024)
-        log.warning("--block_size not given: using %d (LMFlow's fallback); always pass it", bs)
-        return bs
-    if data_args.block_size > model_max and model_args.truncate_to_model_max_length:
+        if model_max >= _NO_MAX_LENGTH:
+            raise ValueError("--block_size not given and the tokenizer sets no model_max_length: pass --block_size")
+        log.warning("--block_size not given: using the tokenizer's model_max_length %d (as LMFlow); always pass it",
+                    model_max)
+        return model_max
+    if data_args.block_size > model_max and (data_args.disable_group_texts or model_args.truncate_to_model_max_length):
         log.warning("block_size %d > model_max_length %d: using %d", data_args.block_size, model_max, model_max)
-        return int(model_max)
+        return model_max
     return data_args.block_size
 
 
-def build_blocks(path: str, tokenizer, data_args: DataArguments, block_size: int) -> BlockDataset:
+def truncation_length(data_args: DataArguments, model_args: ModelArguments, tokenizer) -> int | None:
+    """Where LMFlow cuts each document before grouping: at model_max_length with LoRA or without
+    packing (its tokenizer call gets ``truncation=True``), nowhere otherwise."""
+    model_max = getattr(tokenizer, "model_max_length", None) or _NO_MAX_LENGTH
+    if (model_args.use_lora or data_args.disable_group_texts) and model_max < _NO_MAX_LENGTH:
+        return int(model_max)
+    return None
+
+
+def build_blocks(path: str, tokenizer, data_args: DataArguments, block_size: int,
+                 truncate_at: int | None = None) -> BlockDataset:
     from astrollama.lmflow_data import read_text_only_dir
 
     docs = read_text_only_dir(path)
     blocks = tokenize_and_group(
         docs, tokenizer, block_size=block_size, disable_group_texts=data_args.disable_group_texts,
-        group_texts_batch_size=data_args.group_texts_batch_size,
+        group_texts_batch_size=data_args.group_texts_batch_size, truncate_at=truncate_at,
     )
     n = len(blocks["input_ids"])
     if n == 0:
@@ -212,7 +236,9 @@ def load_model(model_args: ModelArguments):
             kwargs["attn_implementation"] = "flash_attention_2"
         else:
             log.warning("--use_flash_attention ignored: needs CUDA and the flash_attn package")
-    tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    # padding_side="right": LMFlow's ModelArguments.padding_side default, passed to its tokenizer
+    tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+                                        padding_side="right")
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
     if model_args.use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -230,6 +256,20 @@ def load_model(model_args: ModelArguments):
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
+def with_use_cpu(argv: list[str]) -> list[str]:
+    """``argv`` plus ``--use_cpu True`` where no CUDA device exists and the flag is not given.
+
+    Without it, accelerate forms no gloo DDP group on a CPU-only machine: every torchrun process
+    would silently train its own copy of the model on the whole dataset (true of LMFlow's
+    finetune.py as well, which the shim runs with this too).
+    """
+    import torch
+
+    if torch.cuda.is_available() or any(a == "--use_cpu" or a.startswith("--use_cpu=") for a in argv):
+        return argv
+    return [*argv, "--use_cpu", "True"]
+
+
 def parse_args(argv: list[str]):
     """Parse LMFlow-style flags (or one ``*.json`` arguments file); unknown names are an error."""
     import json
@@ -238,18 +278,13 @@ def parse_args(argv: list[str]):
     from transformers import HfArgumentParser, TrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    # Without use_cpu, accelerate does not set up gloo DDP on a CPU-only machine: every torchrun
-    # process would silently train its own copy of the model on the whole dataset.
-    force_cpu = not torch.cuda.is_available()
     if len(argv) == 1 and argv[0].endswith(".json"):
         values = json.loads(Path(argv[0]).read_text())
-        if force_cpu:
+        if not torch.cuda.is_available():  # see with_use_cpu
             values.setdefault("use_cpu", True)
         return parser.parse_dict(values, allow_extra_keys=False)
-    if force_cpu and not any(a == "--use_cpu" or a.startswith("--use_cpu=") for a in argv):
-        argv = [*argv, "--use_cpu", "True"]
     # return_remaining_strings=False: an unknown flag raises instead of being ignored
-    return parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    return parser.parse_args_into_dataclasses(args=with_use_cpu(argv), return_remaining_strings=False)
 
 
 def _resume_point(training_args) -> str | None:
@@ -281,10 +316,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
     set_seed(training_args.seed)
     model, tok = load_model(model_args)
     block_size = effective_block_size(data_args, model_args, tok)
-    train_ds = build_blocks(data_args.dataset_path, tok, data_args, block_size)
+    cut = truncation_length(data_args, model_args, tok)
+    train_ds = build_blocks(data_args.dataset_path, tok, data_args, block_size, cut)
     if data_args.max_train_samples is not None:
         train_ds = BlockDataset({k: v[: data_args.max_train_samples] for k, v in train_ds.blocks.items()})
-    eval_ds = build_blocks(data_args.eval_dataset_path, tok, data_args, block_size) if data_args.eval_dataset_path else None
+    eval_ds = (build_blocks(data_args.eval_dataset_path, tok, data_args, block_size, cut)
+               if data_args.eval_dataset_path else None)
     resume = _resume_point(training_args)
     preempt = PreemptionCallback(stop)
     trainer = Trainer(

@@ -10,8 +10,12 @@ Every node runs the same command; torchrun's c10d rendezvous at the first host a
 ``engine: auto`` means lmflow where LMFlow is found, else local. A recipe that says ``lmflow``
 never falls back: the error tells the user to pass ``launch.engine=local``.
 
-Before a plan is returned (so before anything is launched) the batch plan, the dataset
-directories and the DeepSpeed config are checked; every failure is one :class:`RecipeError` line.
+Before a plan is returned (so before anything is launched, and before ``train run`` writes
+``provenance/`` or ``logs/``) the allocation's ranges (nodes, processes per node, rendezvous port),
+the batch plan, EVERY dataset shard as LMFlow will read it (``astrollama.lmflow_data.summarize_dataset``:
+parsed, ``"type"`` first, ASCII, ``text_only``, ``instances`` of ``{"text": str}``), the DeepSpeed
+config and, for ``train run``, the model path are checked; every failure is one
+:class:`RecipeError` line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrollama.lmflow_data import LMFlowDataError, dataset_files
+from astrollama.lmflow_data import LMFlowDataError, summarize_dataset
 from astrollama.train import deepspeed
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
-from astrollama.train.recipe import Recipe, RecipeError
+from astrollama.train.recipe import MAX_GPUS_PER_NODE, MAX_NODES, MODEL_REFERENCES, Recipe, RecipeError
 
 __all__ = ["LMFLOW_PLACEHOLDER", "LaunchPlan", "build_launch", "find_lmflow_script", "slurm_hostnames"]
 
@@ -132,9 +136,43 @@ def _check_dataset(recipe: Recipe, key: str, path: Path | None) -> None:
     if path is None:
         return
     try:
-        dataset_files(path)
+        summarize_dataset(path)
     except LMFlowDataError as e:
         raise RecipeError(recipe.path, key, str(e)) from None
+
+
+def _check_model(recipe: Recipe) -> None:
+    """A real launch needs the model: a local directory with config.json, a model reference, or a
+    hub name (offline: already in the Hugging Face cache). Checked here, before any file is written."""
+    name = recipe.model.name_or_path
+    if name in MODEL_REFERENCES:
+        return
+    p = Path(name).expanduser()
+    looks_local = p.is_absolute() or name.startswith((".", "~")) or p.exists() or name.count("/") != 1
+    if looks_local:
+        if not p.is_dir():
+            raise RecipeError(recipe.path, "model.name_or_path", f"{p} is not a directory")
+        if not (p / "config.json").is_file():
+            raise RecipeError(recipe.path, "model.name_or_path", f"{p} has no config.json (not a checkpoint)")
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise RecipeError(recipe.path, "model.name_or_path",
+                              f"{name!r} is neither a local directory nor in the Hugging Face cache (offline)")
+
+
+def _check_ranges(recipe: Recipe, nodes: list[str], gpus_per_node: int, port: int) -> None:
+    if not nodes:
+        raise RecipeError(recipe.path, "launch.nodes", "the allocation has no nodes")
+    if len(nodes) > MAX_NODES:
+        raise RecipeError(recipe.path, "launch.nodes", f"must be <= {MAX_NODES}, got {len(nodes)}")
+    if not 1 <= gpus_per_node <= MAX_GPUS_PER_NODE:
+        raise RecipeError(recipe.path, "launch.gpus_per_node",
+                          f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpus_per_node}")
+    if not (port == 0 and len(nodes) == 1) and not 1 <= port <= 65535:  # 0: one node, torchrun picks
+        raise RecipeError(recipe.path, "launch.rdzv_port", f"must be a TCP port in 1..65535, got {port}")
 
 
 def build_launch(
@@ -147,6 +185,7 @@ def build_launch(
     python: str = sys.executable,
     dry_run: bool = False,
     check_data: bool = True,
+    check_model: bool = False,
 ) -> LaunchPlan:
     """Check everything that can be checked before launch, then build the per-node commands.
 
@@ -154,12 +193,11 @@ def build_launch(
     of training processes per node (1 on a CPU machine). ``rdzv_port`` defaults to
     ``launch.rdzv_port``. ``dry_run`` only relaxes finding LMFlow (the command then shows
     ``$ASTROLLAMA_LMFLOW_DIR/examples/finetune.py``); ``check_data=False`` skips the dataset
-    directory check (for planning on a machine without the corpus).
+    directory check (for planning on a machine without the corpus); ``check_model=True`` (``train
+    run``) requires the model to be loadable here (:func:`_check_model`).
     """
-    if not nodes:
-        raise RecipeError(recipe.path, "launch.nodes", "the allocation has no nodes")
-    if gpus_per_node < 1:
-        raise RecipeError(recipe.path, "launch.gpus_per_node", f"must be >= 1, got {gpus_per_node}")
+    port = recipe.launch.rdzv_port if rdzv_port is None else rdzv_port
+    _check_ranges(recipe, nodes, gpus_per_node, port)
     plan = plan_batch(recipe.batch.global_batch_size, len(nodes) * gpus_per_node,
                       recipe.batch.max_micro_batch_size, file=str(recipe.path))
     if check_data:
@@ -168,13 +206,14 @@ def build_launch(
     if recipe.launch.deepspeed is not None:
         deepspeed.check(recipe, plan=plan)
     engine, script, notes = _resolve_engine(recipe, dry_run)
+    if check_model:
+        _check_model(recipe)
     run_dir = Path(recipe.launch.run_dir)
     output_dir, log_dir = run_dir / "checkpoints", run_dir / "logs"
     flags = finetune_args(recipe, plan, output_dir=output_dir)
     # LMFlow runs under the shim so that the pre-timeout signal saves a checkpoint there too
     entry = (["-m", LOCAL_ENGINE_MODULE] if engine == "local"
              else ["-m", LMFLOW_SHIM_MODULE, str(script or LMFLOW_PLACEHOLDER)])
-    port = recipe.launch.rdzv_port if rdzv_port is None else rdzv_port
     torchrun = [
         python, "-m", "torch.distributed.run",
         "--nnodes", str(len(nodes)), "--nproc-per-node", str(gpus_per_node),

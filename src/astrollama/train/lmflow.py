@@ -5,6 +5,10 @@ LMFlow commit pinned in ``envs/train-cluster.txt``: ``f3597dba134e8bb3d2cfedeaaa
 ``HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))``; the local engine
 (``astrollama.train.engine``) parses the same flags. Traps avoided (docs/lmflow.md):
 
+* ``--do_train True`` always: TrainingArguments defaults it to False and LMFlow's finetuner only
+  trains when it is True (without it a run loads, tokenises, writes a model card into output_dir
+  and exits 0, after which every rerun is refused as "output directory not empty");
+
 * ``--block_size`` always passed (LMFlow's default is None) and the packing choice is explicit:
   ``--disable_group_texts False`` concatenates documents into block_size chunks (packing),
   ``True`` cuts every document at block_size;
@@ -80,6 +84,7 @@ def finetune_args(recipe: Recipe, plan: BatchPlan, *, output_dir: str | os.PathL
         "disable_group_texts": not d.packing,
         "preprocessing_num_workers": d.preprocessing_num_workers,
         "output_dir": Path(output_dir),
+        "do_train": True,
         "per_device_train_batch_size": plan.per_device_train_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "ddp_timeout": launch.ddp_timeout,

@@ -9,7 +9,16 @@ LMFlow's script cannot take callbacks from the command line, so this shim patche
   ``$ASTROLLAMA_STOP_FILE`` -> checkpoint at the end of the current step on all ranks, then stop;
 * when ``Trainer.train`` returns after such a stop, the process exits with 75 at once, so the
   script does not go on to save an unfinished model as if it were final (LMFlow's finetuner calls
-  ``trainer.save_model()`` right after ``train()``).
+  ``trainer.save_model()`` right after ``train()``);
+* on a machine without CUDA, ``--use_cpu True`` is added unless given (as the local engine does):
+  without it accelerate forms no gloo DDP group and every torchrun process trains its own model;
+* LMFlow's dataset loader gets its ``*.json`` files in sorted order: it lists them with
+  ``Path.glob`` (directory order, which differs between filesystems and copies of a corpus) and
+  concatenates them in that order before packing, so without this the packed blocks depend on the
+  filesystem. Sorted is the order of the local engine and of ``astrollama train plan``.
+
+The script runs as ``python SCRIPT`` would run it: ``sys.argv[0]`` is the script and its folder is
+first on ``sys.path`` (LMFlow's ``examples/finetune.py`` removes that entry on its first lines).
 
 Use it in place of the script path: ``torchrun ... -m astrollama.train.lmflow_shim
 $LMFLOW/examples/finetune.py --model_name_or_path ...``.
@@ -18,6 +27,7 @@ $LMFLOW/examples/finetune.py --model_name_or_path ...``.
 from __future__ import annotations
 
 import logging
+import os
 import runpy
 import sys
 
@@ -64,6 +74,28 @@ def install() -> None:
     Trainer._astrollama_patched = True
 
 
+def sort_lmflow_data_files() -> None:
+    """Make LMFlow's ``Dataset`` load its data files in sorted order (no-op without LMFlow)."""
+    import importlib.util
+
+    if importlib.util.find_spec("lmflow") is None:
+        return
+    import lmflow.datasets.dataset as lmflow_dataset
+
+    load = lmflow_dataset.load_dataset
+    if getattr(load, "_astrollama_sorted", False):
+        return
+
+    def load_dataset(*args, **kwargs):
+        files = kwargs.get("data_files")
+        if isinstance(files, list):
+            kwargs["data_files"] = sorted(files)
+        return load(*args, **kwargs)
+
+    load_dataset._astrollama_sorted = True
+    lmflow_dataset.load_dataset = load_dataset
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
@@ -72,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     script = argv[0]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    from astrollama.train.engine import with_use_cpu
+
     install()
-    sys.argv = [script, *argv[1:]]
+    sort_lmflow_data_files()
+    args = argv[1:] if len(argv) == 2 and argv[1].endswith(".json") else with_use_cpu(argv[1:])
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     runpy.run_path(script, run_name="__main__")
     return 0
 

@@ -34,15 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from astrollama import paper
-from astrollama.lmflow_data import LMFlowDataError, dataset_files
+from astrollama.errors import InputError, is_environment_error
+from astrollama.lmflow_data import LMFlowDataError, dataset_files, summarize_dataset
 from astrollama.train.batch import BatchPlan, plan_batch
-from astrollama.train.recipe import Recipe, RecipeError, resolve_model
+from astrollama.train.recipe import MAX_GPUS_PER_NODE, MAX_NODES, Recipe, RecipeError, resolve_model
 
 log = logging.getLogger(__name__)
 
 __all__ = ["GPUS", "Gpu", "PlanReport", "count_parameters", "count_tokens", "plan"]
 
 GROUP_TEXTS_BATCH_SIZE = 1000  # LMFlow's default group size for packing
+MAX_TOKENS = 1e15  # --tokens above this is a typo (LLaMA-3 pre-trained on ~1.5e13 tokens, arXiv:2407.21783)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,24 @@ def model_config(recipe: Recipe) -> dict[str, Any]:
             recipe.path, "model.name_or_path",
             f"no architecture known for {name!r}: add it to astrollama.paper.MODEL_CONFIGS or use a local checkpoint",
         )
-    return json.loads(cfg.read_text())
+    try:
+        data = json.loads(cfg.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecipeError(cfg, "(json)", f"not a valid UTF-8 JSON config ({e})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(cfg, "(top level)", "must be a JSON object")
+    for key in _ARCH_KEYS:
+        v = data.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RecipeError(cfg, key, f"must be a positive integer, got {v!r}")
+    for key in ("num_key_value_heads", "head_dim"):
+        v = data.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise RecipeError(cfg, key, f"must be a positive integer or absent, got {v!r}")
+    return data
+
+
+_ARCH_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "num_attention_heads")
 
 
 def count_parameters(cfg: dict[str, Any]) -> int:
@@ -280,9 +299,15 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
         raise RecipeError(recipe.path, "--mfu", f"must be in (0, 1], got {mfu}")
     if gpu not in GPUS:
         raise RecipeError(recipe.path, "--gpu", f"unknown GPU {gpu!r}; one of {', '.join(GPUS)}")
+    if tokens is not None and not (math.isfinite(tokens) and 0 < tokens <= MAX_TOKENS):
+        raise RecipeError(recipe.path, "--tokens", f"must be a positive finite number <= {MAX_TOKENS:.0e}, got {tokens:g}")
     g = GPUS[gpu]
-    nodes = nodes or recipe.launch.nodes
-    gpn = gpus_per_node or recipe.launch.gpus_per_node
+    nodes = recipe.launch.nodes if nodes is None else nodes
+    gpn = recipe.launch.gpus_per_node if gpus_per_node is None else gpus_per_node
+    if not 1 <= nodes <= MAX_NODES:
+        raise RecipeError(recipe.path, "--nodes", f"must be in 1..{MAX_NODES}, got {nodes}")
+    if not 1 <= gpn <= MAX_GPUS_PER_NODE:
+        raise RecipeError(recipe.path, "--gpus-per-node", f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpn}")
     batch = plan_batch(recipe.batch.global_batch_size, nodes * gpn, recipe.batch.max_micro_batch_size,
                        file=str(recipe.path))
     block = recipe.data.block_size
@@ -292,22 +317,22 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
     lora_params = _lora_parameters(cfg, lora.r, lora.target_modules) if lora else None
 
     if tokens is not None:
-        if tokens <= 0:
-            raise RecipeError(recipe.path, "--tokens", f"must be positive, got {tokens:g}")
         seqs = math.ceil(tokens / block)
         count = TokenCount(0, 0, seqs, int(tokens))
         source = f"{tokens:.3g} trained tokens per epoch (given)"
     else:
         ds = Path(dataset) if dataset is not None else Path(recipe.data.dataset_path)
         try:
-            dataset_files(ds)
+            summarize_dataset(ds)  # every shard checked (one in memory at a time) before tokenising
         except LMFlowDataError as e:
             raise RecipeError(recipe.path, "--dataset" if dataset is not None else "data.dataset_path",
                               f"cannot count tokens: {e}") from None
         tok_name = tokenizer or resolve_model(recipe.model.name_or_path)
         try:
             lengths = _dataset_lengths(ds, tok_name)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # no such model / not a tokenizer directory
+            if isinstance(e, InputError) or is_environment_error(e):
+                raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RecipeError(recipe.path, "--tokenizer" if tokenizer else "model.name_or_path",
                               f"cannot load the tokenizer {tok_name!r} to count tokens (pass --tokenizer DIR "

@@ -19,6 +19,11 @@ Rules (documented for users in docs/train-recipes.md):
   resolved against the current working directory when the recipe is loaded (run commands from the
   repository root; ``slurm/cpt.sh`` does). ``~`` is expanded. ``launch.run_dir`` defaults to
   ``runs/<recipe name>``.
+* **Untrusted files.** Recipes come from outside: a file that is not UTF-8, a directory, a YAML
+  anchor/alias (``&a``/``*a``: refused, an alias bomb expands exponentially), an override holding
+  a newline or other control character, NaN or infinite numbers, a ``name`` that is not one safe
+  path component (``runs/<name>`` must stay inside ``runs/``) and a ``launch.run_dir`` that is a
+  file are all one-line errors.
 * **Trainer section.** ``trainer`` holds ``transformers.TrainingArguments`` (and, where LMFlow is
   importable, LMFlow ``FinetunerArguments``) names verbatim. Each key and the type of each value
   are checked against the dataclass fields, then the dataclass is built so that its own
@@ -35,6 +40,7 @@ import dataclasses
 import enum
 import functools
 import importlib.util
+import math
 import os
 import re
 import tempfile
@@ -47,7 +53,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from astrollama.errors import InputError
+
+from astrollama.errors import InputError, is_environment_error
 
 __all__ = [
     "MODEL_REFERENCES",
@@ -72,7 +79,16 @@ class RecipeError(InputError):
 # YAML: safe loader that also refuses duplicate keys (PyYAML silently keeps the last one).
 # ----------------------------------------------------------------------------------------------
 class _StrictLoader(yaml.SafeLoader):
-    pass
+    def compose_node(self, parent, index):
+        # Aliases are refused outright: "billion laughs" nests them to expand exponentially, and a
+        # recipe never needs them (share values with `base:` instead).
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML alias *{event.anchor} is not allowed in a recipe (use base: to share values)",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -129,7 +145,7 @@ def _number_hint(value: str) -> str:
 # Schema (repo-owned sections)
 # ----------------------------------------------------------------------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False)
 
 
 PathValue = Annotated[Path, Field(strict=False)]  # a YAML string becomes a Path
@@ -160,16 +176,22 @@ class DataConfig(_Strict):
     preprocessing_num_workers: int = Field(default=1, gt=0)
 
 
+# 2**20 sequences per optimizer step: far above any published recipe (LLaMA: 4M tokens = 2,048
+# sequences of 2,048 tokens, arXiv:2302.13971)
+MAX_GLOBAL_BATCH = 1 << 20
+MAX_NODES, MAX_GPUS_PER_NODE = 4096, 64
+
+
 class BatchConfig(_Strict):
-    global_batch_size: int = Field(gt=0)
-    max_micro_batch_size: int = Field(gt=0)
+    global_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
+    max_micro_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
 
 
 class LaunchConfig(_Strict):
     engine: Literal["lmflow", "local", "auto"] = "auto"
     deepspeed: PathValue | None = None
-    nodes: int = Field(default=1, gt=0)
-    gpus_per_node: int = Field(default=1, gt=0)
+    nodes: int = Field(default=1, gt=0, le=MAX_NODES)
+    gpus_per_node: int = Field(default=1, gt=0, le=MAX_GPUS_PER_NODE)
     run_dir: PathValue
     lmflow_dir: str | None = None
     ddp_timeout: int = Field(default=72000, gt=0)
@@ -180,7 +202,7 @@ class Recipe(_Strict):
     """A validated recipe with inheritance and overrides applied and paths made absolute."""
 
     path: PathValue
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")  # one safe path component
     reproduces: str = Field(min_length=1)
     model: ModelConfig
     data: DataConfig
@@ -225,6 +247,7 @@ RESERVED_TRAINER_KEYS: dict[str, str] = {
     "deepspeed": "set launch.deepspeed",
     "ddp_timeout": "set launch.ddp_timeout",
     "do_eval": "LMFlow's evaluation loads an online-only metric; evaluate with `astrollama eval`",
+    "do_train": "always True, passed by astrollama.train.lmflow (LMFlow trains only with it)",
     "average_tokens_across_devices": "fixed to False by astrollama.train.lmflow (loss averaging across processes)",
     "resume_from_checkpoint": "runs resume automatically from the newest checkpoint in the output dir",
 }
@@ -306,6 +329,15 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return True  # an exotic annotation: leave it to the dataclass itself
 
 
+# value ranges TrainingArguments does not check itself: key -> (lower bound, bound allowed)
+_TRAINER_RANGES: dict[str, tuple[float, bool]] = {
+    "learning_rate": (0.0, False), "num_train_epochs": (0.0, False), "weight_decay": (0.0, True),
+    "warmup_steps": (0.0, True), "max_grad_norm": (0.0, True), "save_steps": (0.0, False),
+    "logging_steps": (0.0, False), "adam_epsilon": (0.0, False), "save_total_limit": (1.0, True),
+    "seed": (0.0, True),
+}
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -328,6 +360,18 @@ def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
             raise RecipeError(
                 file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
+    for key, value in trainer.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(file, f"trainer.{key}", f"must be a finite number, got {value}")
+    for key, (low, inclusive) in _TRAINER_RANGES.items():
+        value = trainer.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                value < low or (value == low and not inclusive)):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise RecipeError(file, f"trainer.{key}", f"must be {bound}, got {value}")
+    max_steps = trainer.get("max_steps", -1)
+    if isinstance(max_steps, int) and max_steps != -1 and max_steps < 1:
+        raise RecipeError(file, "trainer.max_steps", f"must be -1 (use num_train_epochs) or >= 1, got {max_steps}")
     strategy = trainer.get("save_strategy", "steps")
     if strategy != "steps":
         raise RecipeError(
@@ -365,10 +409,18 @@ def _deep_merge(base: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise RecipeError(path, "(file)", "is a directory, not a recipe file (train validate accepts directories)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise RecipeError(path, "(file)", "no such file") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(path, "(file)", f"not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        if is_environment_error(e):
+            raise
+        raise RecipeError(path, "(file)", e.strerror or type(e).__name__) from None
     data = _yaml_load(text, str(path))
     if data is None:
         data = {}
@@ -397,6 +449,9 @@ def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     key, sep, text = override.partition("=")
     key = key.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in override):
+        raise RecipeError(file, key.split("\n")[0] or "(override)",
+                          "an override must not contain a newline or other control character")
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(file, override, "an override must look like section.key=value")
     if key.split(".")[0] in {"base", "path"}:
@@ -422,6 +477,9 @@ def _pydantic_error(e: ValidationError, file: str) -> RecipeError:
         return RecipeError(file, loc, f"unknown key (allowed here: {allowed})")
     if err["type"] == "missing":
         return RecipeError(file, loc, "required key is missing")
+    if loc == "name" and err["type"] == "string_pattern_mismatch":
+        return RecipeError(file, loc, f"must be one safe path component (letters, digits, . _ + -; not "
+                                      f"starting with . or -), since runs go to runs/<name>; got {value!r}")
     if _looks_like_number(value) and err["type"] in {"float_type", "int_type", "float_parsing", "int_parsing"}:
         return RecipeError(file, loc, _number_hint(value))
     return RecipeError(file, loc, f"{err['msg']} (got {value!r})")
@@ -474,4 +532,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
                           ("launch", "deepspeed"), ("launch", "run_dir")):
         obj = getattr(recipe, section)
         setattr(obj, attr, _absolute(getattr(obj, attr)))
+    run_dir = recipe.launch.run_dir
+    for p in (run_dir, *run_dir.parents):
+        if p.exists() and not p.is_dir():
+            raise RecipeError(file, "launch.run_dir", f"{p} exists and is not a directory")
     return recipe

@@ -4,8 +4,9 @@
    ``scontrol show hostnames $SLURM_JOB_NODELIST``, this node's index from ``$SLURM_NODEID`` and the
    processes per node from ``$SLURM_GPUS_ON_NODE`` / ``$CUDA_VISIBLE_DEVICES`` / the visible CUDA
    devices; without GPUs (a laptop, the CI cluster) it runs ``launch.gpus_per_node`` CPU processes.
-   Outside Slurm it is one node, ``localhost``. Each node reads its OWN environment here, in Python,
-   so there is no shell variable that could expand on the wrong host.
+   Outside Slurm it is one node, ``localhost``, with rendezvous port 0 (torchrun binds a free port,
+   so two local runs never collide on ``launch.rdzv_port``). Each node reads its OWN environment
+   here, in Python, so there is no shell variable that could expand on the wrong host.
 2. Builds the launch plan (``astrollama.train.launch.build_launch``): batch arithmetic, data and
    DeepSpeed checks happen before anything starts.
 3. Picks the newest COMPLETE checkpoint in the output dir (``astrollama.train.checkpoints``; node 0
@@ -168,7 +169,7 @@ def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv:
         with atomic_dir(final) as tmp:
             resolved = recipe.resolved_dict()
             (tmp / "recipe.yaml").write_text(
-                f"# resolved recipe ({recipe.path}; overrides: {' '.join(argv) or 'none'})\n"
+                f"# resolved recipe ({recipe.path}; overrides: {json.dumps(argv) if argv else 'none'})\n"
                 + yaml.safe_dump(resolved, sort_keys=False)
             )
             (tmp / "recipe.json").write_text(json.dumps(resolved, indent=2) + "\n")
@@ -250,8 +251,10 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     if not alloc.job_id and recipe.launch.nodes > 1:
         log.warning("launch.nodes=%d but not inside a Slurm allocation: running on this machine only",
                     recipe.launch.nodes)
+    # outside Slurm: port 0, torchrun binds a free one (two local runs never share launch.rdzv_port)
     plan = build_launch(recipe, nodes=alloc.nodes, gpus_per_node=alloc.procs_per_node,
-                        rdzv_id=alloc.rdzv_id, python=sys.executable)
+                        rdzv_port=None if alloc.job_id else 0, rdzv_id=alloc.rdzv_id, python=sys.executable,
+                        check_model=True)
     gpn = alloc.procs_per_node
     log.info("node %d/%d (%s), %d %s process(es): %s", alloc.node_rank, len(alloc.nodes),
              socket.gethostname(), gpn, alloc.device, plan.batch.box(len(alloc.nodes), gpn))
