@@ -33,9 +33,11 @@ def test_prose_is_linear_on_unclosed_math() -> None:
 
 
 def test_corpus_quality_totals() -> None:
-    t = corpus_quality(["\\foo bar", "by , baz"])
-    assert t == {"documents": 2, "chars": 16, "macros": 1, "dangling": 1, "control": 0,
-                 "macros_per_100k": round(1e5 / 16, 1)}
+    t = corpus_quality(["\\foo bar", "so by , baz"])
+    assert t == {"documents": 2, "sampled": 2, "chars": 19, "macros": 1, "dangling": 1, "control": 0,
+                 "macros_per_100k": round(1e5 / 19, 1)}
+    s = corpus_quality([f"d{i} \\x" for i in range(10)], max_docs=4)  # evenly spaced sample
+    assert (s["documents"], s["sampled"], s["macros"]) == (10, 4, 4)
 
 
 def _root_with_both_routes(root: Path) -> Manifest:
@@ -85,3 +87,9 @@ def test_build_stats_carry_the_quality_totals(tmp_path: Path, tiny_model: Path) 
     stats = build_variant("aic", docs, tmp_path, tokenizer_dir=tiny_model, progress=False)
     assert stats["quality"]["documents"] == 10 and stats["quality"]["macros"] == 10
     assert "raw LaTeX macros per 100k characters" in (tmp_path / "aic" / "stats.md").read_text()
+
+
+def test_quality_on_a_root_without_manifest_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    assert main(["data", "quality", "--root", str(tmp_path)]) == 2
+    assert "papers.jsonl: not found: no manifest" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -155,27 +155,31 @@ def test_find_main_tex_ignores_symlinks_out(tmp_path):
 SLOW = {
     "unclosed-comment-1mb": (HEAD + "Intro text.\n\\begin{comment}\n" + "a" * 1_000_000, 1.0),
     "many-unclosed-comments": (HEAD + "Intro text.\n" + "\\begin{comment}x" * 60_000, 1.0),
-    "unclosed-braces": (HEAD + "Intro text. " + "a{" * 300_000, 5.0),
-    "unclosed-math": (HEAD + "Intro text. " + "$a" * 300_000, 5.0),
-    "unclosed-optional-args": (HEAD + "Intro text. " + "\\cite[" * 150_000, 5.0),
-    "unclosed-sections": (HEAD + "Intro text. " + "\\section{" * 60_000, 5.0),
-    "unclosed-floats": (HEAD + "Intro text. " + "\\begin{figure}" * 60_000, 5.0),
-    "unclosed-defs": ("\\documentclass{article}" + "\\def\\q{" * 60_000 + HEAD[23:] + "Intro text.", 5.0),
-    "refs-without-aux": (HEAD + "Intro text. " + "Fig.~\\ref{a} and " * 40_000 + "\\end{document}", 5.0),
+    # ~0.6-1.2 MB each; ~0.1-1 s on an idle core, the budget allows for a loaded CI machine
+    "unclosed-braces": (HEAD + "Intro text. " + "a{" * 300_000, 10.0),
+    "unclosed-math": (HEAD + "Intro text. " + "$a" * 300_000, 10.0),
+    "unclosed-optional-args": (HEAD + "Intro text. " + "\\cite[" * 150_000, 10.0),
+    "unclosed-sections": (HEAD + "Intro text. " + "\\section{" * 60_000, 10.0),
+    "nested-section-titles": (HEAD + "Intro text. " + "\\section{\\emph{" * 30_000, 10.0),
+    "unclosed-floats": (HEAD + "Intro text. " + "\\begin{figure}" * 60_000, 10.0),
+    "unclosed-defs": ("\\documentclass{article}" + "\\def\\q{" * 60_000 + HEAD[23:] + "Intro text.", 10.0),
+    "refs-without-aux": (HEAD + "Intro text. " + "Fig.~\\ref{a} and " * 40_000 + "\\end{document}", 10.0),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(SLOW))
-def test_adversarial_source_is_parsed_in_linear_time(kind, tmp_path, run_astrollama):
+def test_adversarial_source_is_parsed_in_linear_time(kind, tmp_path):
+    from astrollama.data.aic import AICError, extract_aic
+
     text, budget = SLOW[kind]
     src = tmp_path / "eprint"
     _tree(src, {"main.tex": text})
     t0 = time.perf_counter()
-    r = run_astrollama(["data", "aic", "--file", src])
+    try:
+        out = extract_aic(tex_path=src).text()
+    except AICError as exc:  # junk around a short introduction may leave no section: a clean refusal
+        out = str(exc)
+        assert "neither an Introduction nor a Conclusion" in out
     took = time.perf_counter() - t0
     assert took < budget, f"{kind}: {took:.2f}s"
-    assert "Traceback" not in r.stderr + r.stdout and r.code in (0, 2), r.stderr[-2000:]
-    if r.code == 0:
-        assert "Intro text." in r.stdout
-    else:
-        assert "neither an Introduction nor a Conclusion" in r.stderr
+    assert "Intro text." in out or "neither" in out

@@ -188,10 +188,11 @@ def lmflow_python() -> Path:
 @pytest.fixture(scope="session")
 def lmflow_env(train_env, lmflow_python, tmp_path_factory) -> dict[str, str]:
     """``train_env`` for ``bash slurm/cpt.sh`` runs inside the LMFlow environment: its ``bin`` is put
-    first on PATH by ASTROLLAMA_ENV_SETUP (slurm/_env.sh then keeps it), with a fresh datasets cache."""
+    first on PATH by ASTROLLAMA_ENV_SETUP (slurm/_env.sh then keeps it), this checkout's ``src``
+    first on PYTHONPATH (the cached environment may point at another clone), a fresh datasets cache."""
     bin_dir = shlex.quote(str(lmflow_python.parent))
     env = {k: v for k, v in train_env.items() if k not in ("ASTROLLAMA_VENV", "VIRTUAL_ENV")}
-    return env | {"ASTROLLAMA_ENV_SETUP": f'export PATH={bin_dir}:"$PATH"',
+    return env | {"ASTROLLAMA_ENV_SETUP": f'export PATH={bin_dir}:"$PATH"', "PYTHONPATH": str(REPO / "src"),
                   "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf-datasets"))}
 
 

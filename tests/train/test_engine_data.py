@@ -8,6 +8,8 @@ block_size chunks, dropping each group's remainder, with labels == input_ids.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -140,3 +142,27 @@ def test_engine_parses_every_flag_the_recipe_translation_emits(repo_root, tmp_pa
         assert model_args.use_lora is (r.model.lora is not None)
         assert training_args.per_device_train_batch_size == plan.per_device_train_batch_size
         assert training_args.average_tokens_across_devices is False
+
+
+def test_lora_truncates_each_document_at_model_max_length_before_packing(tiny_model, tmp_path):
+    """LMFlow tokenises with truncation=True under LoRA (and without packing): every document is cut
+    at the tokenizer's model_max_length BEFORE the documents are concatenated; padding is right."""
+    from astrollama.train.engine import ModelArguments, load_model, truncation_length
+
+    tok = AutoTokenizer.from_pretrained(tiny_model, model_max_length=6)
+    cut = [by_hand(tok, d)[:6] for d in DOCS]
+    assert all(len(by_hand(tok, d)) > 6 for d in DOCS)
+    out = tokenize_and_group(DOCS, tok, block_size=4, disable_group_texts=False, truncate_at=6)
+    stream = [t for c in cut for t in c]
+    assert out["input_ids"] == [stream[i:i + 4] for i in range(0, len(stream) // 4 * 4, 4)]
+    packed = DataArguments(dataset_path="d", disable_group_texts=False)
+    assert truncation_length(packed, ModelArguments(model_name_or_path="m", use_lora=True), tok) == 6
+    assert truncation_length(packed, ModelArguments(model_name_or_path="m"), tok) is None  # full CPT: no cut
+    unpacked = DataArguments(dataset_path="d", disable_group_texts=True)
+    assert truncation_length(unpacked, ModelArguments(model_name_or_path="m"), tok) == 6
+    left = tmp_path / "left-padded"  # a checkpoint whose tokenizer asks for left padding
+    shutil.copytree(tiny_model, left)
+    AutoTokenizer.from_pretrained(tiny_model, padding_side="left").save_pretrained(left)
+    assert AutoTokenizer.from_pretrained(left).padding_side == "left"
+    _, loaded = load_model(ModelArguments(model_name_or_path=str(left)))
+    assert loaded.padding_side == "right"  # LMFlow's ModelArguments.padding_side default wins

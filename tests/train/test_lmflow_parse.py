@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.train.batch import plan_batch
+from astrollama.lmflow_data import write_text_only
+from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
-from astrollama.train.recipe import load_recipe
+from astrollama.train.recipe import Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,77 +36,91 @@ warnings.simplefilter("ignore")
 import lmflow
 from lmflow.args import DatasetArguments, FinetunerArguments, ModelArguments
 from transformers import HfArgumentParser
-argv = json.loads(sys.stdin.read())
+argvs = json.loads(sys.stdin.read())
 parser = HfArgumentParser((ModelArguments, DatasetArguments, FinetunerArguments))
-ns, unknown = parser.parse_known_args(argv)
-relaxed = []
 import torch
-extra = []
-if not torch.cuda.is_available() and "--bf16" in argv:
-    extra += ["--use_cpu", "True"]; relaxed.append("use_cpu")
-args = list(argv)
-if "--deepspeed" in args and importlib.util.find_spec("deepspeed") is None:
-    i = args.index("--deepspeed"); del args[i:i + 2]; relaxed.append("deepspeed")
-model, data, tune = parser.parse_args_into_dataclasses(args=args + extra)
-try:
-    commit = subprocess.run(["git", "-C", str(__import__("pathlib").Path(lmflow.__file__).parents[2]),
-                             "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-except OSError:
-    commit = ""
-ds = None
-if getattr(tune, "hf_deepspeed_config", None) is not None:  # the "auto" fields, filled by transformers
-    hf = tune.hf_deepspeed_config
-    hf.trainer_config_process(tune)
-    c = hf.config
-    ds = {k: c.get(k) for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping")}
-    ds["bf16"] = c.get("bf16", {}).get("enabled")
-    ds["fp16"] = c.get("fp16", {}).get("enabled")
-print(json.dumps({
-    "deepspeed": ds,
-    "unknown": unknown, "relaxed": relaxed, "lmflow_version": lmflow.__version__, "commit": commit,
-    "ns": {k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
-    "model_name_or_path": model.model_name_or_path, "use_lora": model.use_lora,
-    "lora_target_modules": model.lora_target_modules, "lora_r": model.lora_r,
-    "block_size": data.block_size, "disable_group_texts": data.disable_group_texts,
-    "dataset_path": data.dataset_path, "output_dir": tune.output_dir,
-    "per_device_train_batch_size": tune.per_device_train_batch_size,
-    "gradient_accumulation_steps": tune.gradient_accumulation_steps,
-    "learning_rate": tune.learning_rate, "warmup_steps": tune.warmup_steps,
-    "average_tokens_across_devices": tune.average_tokens_across_devices,
-    "ddp_timeout": tune.ddp_timeout, "save_strategy": str(getattr(tune.save_strategy, "value", tune.save_strategy)),
-    "do_eval": tune.do_eval, "do_train": tune.do_train, "overwrite_output_dir": getattr(tune, "overwrite_output_dir", None),
-}))
+for argv in argvs:
+    ns, unknown = parser.parse_known_args(argv)
+    relaxed = []
+    extra = []
+    if not torch.cuda.is_available() and "--bf16" in argv:
+        extra += ["--use_cpu", "True"]; relaxed.append("use_cpu")
+    args = list(argv)
+    if "--deepspeed" in args and importlib.util.find_spec("deepspeed") is None:
+        i = args.index("--deepspeed"); del args[i:i + 2]; relaxed.append("deepspeed")
+    model, data, tune = parser.parse_args_into_dataclasses(args=args + extra)
+    try:
+        commit = subprocess.run(["git", "-C", str(__import__("pathlib").Path(lmflow.__file__).parents[2]),
+                                 "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    ds = None
+    if getattr(tune, "hf_deepspeed_config", None) is not None:  # the "auto" fields, filled by transformers
+        hf = tune.hf_deepspeed_config
+        hf.trainer_config_process(tune)
+        c = hf.config
+        ds = {k: c.get(k) for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping")}
+        ds["bf16"] = c.get("bf16", {}).get("enabled")
+        ds["fp16"] = c.get("fp16", {}).get("enabled")
+    print(json.dumps({
+        "deepspeed": ds,
+        "unknown": unknown, "relaxed": relaxed, "lmflow_version": lmflow.__version__, "commit": commit,
+        "ns": {k: v for k, v in vars(ns).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+        "model_name_or_path": model.model_name_or_path, "use_lora": model.use_lora,
+        "lora_target_modules": model.lora_target_modules, "lora_r": model.lora_r,
+        "block_size": data.block_size, "disable_group_texts": data.disable_group_texts,
+        "dataset_path": data.dataset_path, "output_dir": tune.output_dir,
+        "per_device_train_batch_size": tune.per_device_train_batch_size,
+        "gradient_accumulation_steps": tune.gradient_accumulation_steps,
+        "learning_rate": tune.learning_rate, "warmup_steps": tune.warmup_steps,
+        "average_tokens_across_devices": tune.average_tokens_across_devices,
+        "ddp_timeout": tune.ddp_timeout, "save_strategy": str(getattr(tune.save_strategy, "value", tune.save_strategy)),
+        "do_eval": tune.do_eval, "do_train": tune.do_train, "overwrite_output_dir": getattr(tune, "overwrite_output_dir", None),
+    }))
 """
 
 
-pytestmark = [pytest.mark.usefixtures("in_repo"), pytest.mark.lmflow]
-
-
-def _parse(python: Path, argv: list[str]) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    p = subprocess.run([str(python), "-c", PARSE], input=json.dumps(argv), capture_output=True,
-                       text=True, env=env, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
+pytestmark = pytest.mark.lmflow
 
 
 PAPER = sorted(p.name for p in (REPO / "recipes").glob("astrollama-*.yaml"))
+DEMO = "demo-smollm2-135m.yaml"
+
+
+@pytest.fixture(scope="module")
+def parsed(lmflow_python, tmp_path_factory, smollm2) -> dict[str, tuple[dict, Recipe, BatchPlan, Path, Path]]:
+    """Every recipe's flags parsed by LMFlow, in ONE interpreter (importing LMFlow takes ~10-20 s):
+    name -> (what LMFlow parsed, recipe, batch plan, dataset dir, output dir)."""
+    data = tmp_path_factory.mktemp("data") / "train"
+    write_text_only(data / "shard-00000.json", ["The Sun is a G-type main-sequence star."] * 3)
+    cases = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)  # recipes' relative paths (ds_configs/...) resolve against the repository root
+        for name in [*PAPER, DEMO]:
+            extra = [f"data.eval_dataset_path={data}"] if name == DEMO else []
+            recipe = load_recipe(REPO / "recipes" / name, [f"data.dataset_path={data}", *extra])
+            plan = plan_batch(recipe.batch.global_batch_size, recipe.launch.nodes * recipe.launch.gpus_per_node,
+                              recipe.batch.max_micro_batch_size)
+            out = tmp_path_factory.mktemp("run") / "ckpt"
+            cases[name] = (recipe, plan, data, out, finetune_args(recipe, plan, output_dir=out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run([str(lmflow_python), "-c", PARSE], input=json.dumps([c[-1] for c in cases.values()]),
+                       capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cases), p.stdout[-3000:]
+    return {name: (got, *case[:4]) for (name, case), got in zip(cases.items(), results, strict=True)}
 
 
 @pytest.mark.parametrize("name", PAPER)
-def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path, lmflow_python):
-    recipe = load_recipe(REPO / "recipes" / name, [f"data.dataset_path={text_only_dir}"])
-    nodes = recipe.launch.nodes
-    plan = plan_batch(recipe.batch.global_batch_size, nodes * recipe.launch.gpus_per_node,
-                      recipe.batch.max_micro_batch_size)
-    argv = finetune_args(recipe, plan, output_dir=tmp_path / "ckpt")
-    got = _parse(lmflow_python, argv)
+def test_paper_recipe_flags_parse_with_lmflow(name, parsed):
+    got, recipe, plan, data, out = parsed[name]
     assert got["unknown"] == [], got["unknown"]
     assert got["commit"] in ("", LMFLOW_COMMIT), f"LMFlow checkout is at {got['commit']}, pinned {LMFLOW_COMMIT}"
     assert got["block_size"] == recipe.data.block_size
     assert got["disable_group_texts"] is (not recipe.data.packing)
-    assert got["dataset_path"] == str(text_only_dir)
-    assert got["output_dir"] == str(tmp_path / "ckpt")
+    assert got["dataset_path"] == str(data)
+    assert got["output_dir"] == str(out)
     assert got["per_device_train_batch_size"] == plan.per_device_train_batch_size
     assert got["gradient_accumulation_steps"] == plan.gradient_accumulation_steps
     assert got["learning_rate"] == recipe.trainer["learning_rate"]
@@ -125,11 +140,8 @@ def test_paper_recipe_flags_parse_with_lmflow(name, text_only_dir, tmp_path, lmf
         assert got["lora_target_modules"] == recipe.model.lora.target_modules
 
 
-def test_demo_recipe_flags_parse_with_lmflow(text_only_dir, tmp_path, smollm2, lmflow_python):
-    recipe = load_recipe(REPO / "recipes" / "demo-smollm2-135m.yaml",
-                         [f"data.dataset_path={text_only_dir}", f"data.eval_dataset_path={text_only_dir}"])
-    plan = plan_batch(recipe.batch.global_batch_size, 1, recipe.batch.max_micro_batch_size)
-    got = _parse(lmflow_python, finetune_args(recipe, plan, output_dir=tmp_path / "ckpt"))
+def test_demo_recipe_flags_parse_with_lmflow(parsed, smollm2):
+    got = parsed[DEMO][0]
     assert got["unknown"] == [] and got["model_name_or_path"] == str(smollm2)
     assert got["disable_group_texts"] is False and got["block_size"] == 256
 

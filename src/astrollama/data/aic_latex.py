@@ -56,6 +56,7 @@ MAX_EXPANDED_CHARS = 16_000_000
 MAX_MAIN_SCAN_BYTES = 1 << 20  # bytes of each .tex read to find \documentclass
 MAX_OPT_ARG_CHARS = 500  # an optional [argument] longer than this is not one
 MAX_TITLE_CHARS = 2000  # a \section{title} longer than this is not a heading
+MAX_GROUP_DEPTH = 16  # arguments nested deeper are reduced to their text
 
 
 class EprintError(AICError):
@@ -607,6 +608,7 @@ class _Converter:
         self.ctx = ctx
         self.captions: list[str] = []
         self.last_ref_empty = False
+        self.depth = 0
 
     def text(self, s: str) -> str:
         self.out: list[str] = []
@@ -766,8 +768,12 @@ class _Converter:
 
     def _sub(self, s: str) -> str:
         """Convert a fragment with the same context (captions and notes go to this converter)."""
+        if self.depth >= MAX_GROUP_DEPTH:  # nested arguments deeper than any paper: text only
+            return re.sub(r"\\[A-Za-z@]+\*?|[{}$]", " ", s)
         saved, self.out = self.out, []
+        self.depth += 1
         self._run(s)
+        self.depth -= 1
         res = "".join(self.out)
         self.out = saved
         return res

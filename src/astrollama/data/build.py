@@ -593,7 +593,7 @@ def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]
         "tokenizer": Path(tok).name if tok else None,
         "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
         "drops": dict(sorted(reasons.items())),
-        "quality": corpus_quality(t for items in kept.values() for t, _ in items),  # data quality (raw macros ...)
+        "quality": corpus_quality([t for items in kept.values() for t, _ in items]),  # raw macros, dangling ...
         "decontamination": {
             "benchmark": Path(bench.path).name if bench else None,
             "questions": bench.questions if bench else 0,
