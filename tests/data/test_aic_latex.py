@@ -3,7 +3,10 @@
 ``fixtures/aic/latex_journal``: an AASTeX-style paper with macros (arguments, optional default,
 ``\\def``, ``\\providecommand``/``\\renewcommand``, a local ``.sty``, an ``\\input`` subsection),
 track changes, notes, floats, back matter, a natbib/mnras ``.bbl`` and an ``.aux``.
-``fixtures/aic/latex_bare``: a revtex-style paper with neither ``.bbl`` nor ``.aux``.
+``fixtures/aic/latex_bare``: an article-class paper with neither ``.bbl`` nor ``.aux``.
+``fixtures/aic/latex_revtex``: a revtex4-2 PRD-style paper: front matter (``\\preprint``, ``\\email``,
+``\\homepage``, ``\\affiliation``, ``\\pacs``, ``\\keywords``, ``\\collaboration``), ``\\bibnote``,
+``ruledtabular``, acronym-package abbreviations and an apsrev4-2-style ``.bbl`` (numeric citations).
 """
 
 from __future__ import annotations
@@ -103,9 +106,58 @@ Known from \cite{a,b}. \unknowncmd{Kept} text with \ion{Fe}{ii}, 5\,\AA{} and \'
 \end{document}"""
     from astrollama.data.aic_latex import _Context, latex_to_text
 
-    aic = extract_aic_latex_text(tex)
-    assert aic.introduction == "Known from previous work. Kept text with Fe ii, 5 Å and Ángström."
+    aic = extract_aic_latex_text(tex)  # revtex (APS) numbers the citations in their order without a .bbl
+    assert aic.introduction == "Known from [1, 2]. Kept text with Fe ii, 5 Å and Ángström."
+    assert extract_aic_latex_text(tex.replace("revtex4-1", "article")).introduction.startswith(
+        "Known from previous work. Kept")
     assert latex_to_text(r"Known from \cite{a,b}.", _Context(cites={"a": "1", "b": "2"})) == "Known from [1, 2]."
+
+
+def test_revtex_front_matter_leaves_and_citations_are_numeric() -> None:
+    aic = extract_aic(tex_path=FIX / "latex_revtex")
+    assert aic.abstract == "We follow the spin-down of a toy pulsar after a glitch [1]."
+    assert aic.introduction == (
+        "Glitches were first catalogued long ago [1, 2], and Ref. [3] gave a recovery law. Quill [2] measured "
+        "the relaxation; the same law holds [1]. A gravitational wave (GW) search and a neutron stars (NSs) "
+        "census complete the picture.\n\nCaption: Toy glitch sizes.")
+    assert aic.conclusion == "The recovery law of Ref. [3] fits."
+    text = aic.text("Glitch recovery of a toy pulsar")
+    for leak in ("TEST-PREPRINT", "example.org", "Institute", "Department", "97.60", "glitches", "Toy Collab",
+                 "model dependent", "a & b"):
+        assert leak not in text, leak
+    q = text_quality(text)
+    assert (q["macros"], q["dangling"], q["control"]) == (0, 0, 0)
+    # the apsrev .bbl read on its own is author-year; the revtex class makes it numeric
+    assert parse_bbl((FIX / "latex_revtex" / "main.bbl").read_text()) == {
+        "zorn11": ("Zorn et al.", "2011"), "quill15": ("Quill", "2015"), "marsh19": ("Marsh", "2019a")}
+
+
+def test_inline_bibliography_and_author_year_revtex() -> None:
+    body = r"""\begin{document}\section{Introduction}
+As \citet{k1} showed \cite{k2}.
+\begin{thebibliography}{2}
+\bibitem[{Ames(2001)}]{k1} A. Ames, Toy J. 1 (2001).
+\bibitem[{Bell(2002)}]{k2} B. Bell, Toy J. 2 (2002).
+\end{thebibliography}
+\end{document}"""
+    numbered = extract_aic_latex_text("\\documentclass[aps,prl]{revtex4-1}" + body).introduction
+    assert numbered == "As Ames [1] showed [2]."
+    rmp = extract_aic_latex_text("\\documentclass[aps,rmp]{revtex4-1}" + body).introduction  # RMP: author-year
+    assert rmp == "As Ames (2001) showed Bell (2002)."
+    plain = body.replace("[{Ames(2001)}]", "").replace("[{Bell(2002)}]", "")
+    assert extract_aic_latex_text("\\documentclass{article}" + plain).introduction == "As Ref. [1] showed [2]."
+
+
+def test_acronym_forms() -> None:
+    tex = r"""\documentclass{article}\newacronym{snr}{SNR}{signal-to-noise ratio}
+\begin{document}\section{Introduction}
+\begin{acronym}\acro{PSD}{power spectral density}\end{acronym}
+\Ac{PSD} estimates, then \acp{PSD} and \acs{snr}; \gls{snr} twice: \gls{snr}.
+\acused{XX}\ac{XX} and \acl{PSD}, \acresetall\ac{PSD} again, \ac{UNDEF}.
+\end{document}"""
+    assert extract_aic_latex_text(tex).introduction == (
+        "Power spectral density (PSD) estimates, then PSDs and SNR; signal-to-noise ratio (SNR) twice: SNR. "
+        "XX and power spectral density, power spectral density (PSD) again, UNDEF.")
 
 
 def test_comments_are_stripped_without_splitting_paragraphs() -> None:

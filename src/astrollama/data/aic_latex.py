@@ -25,7 +25,10 @@ into text (see docs/data-corpus.md, "AIC from LaTeX"):
    ``\\citeauthoryear`` of mnras.bst, numeric ``[n]``) or, without one, from an author-year
    citation key (``Smith2020`` -> Smith 2020) or a neutral wording that keeps the sentence
    grammatical, and ``\\ref``/``\\eqref``/``\\S\\ref`` with their numbers from the ``.aux`` (else
-   a neutral word: Section, Figure, Table, Eq.). Paragraphs are joined, then punctuation tidied.
+   a neutral word: Section, Figure, Table, Eq.). An inline ``thebibliography`` stands in for a
+   missing ``.bbl``; a revtex (APS, not ``rmp``) paper cites by number in citation order; revtex
+   front matter leaves the text; ``acronym``/``glossaries`` abbreviations read "long (short)" on
+   first use. Paragraphs are joined, then punctuation tidied.
 """
 
 from __future__ import annotations
@@ -504,6 +507,8 @@ def parse_aux(text: str) -> dict[str, str]:
     return out
 
 
+_CITE_KEYS = re.compile(r"\\(?:no)?cite[A-Za-z]*\*?\s*(?:\[[^\]]*\]\s*){0,2}\{([^{}]*)\}")
+_NUMERIC_CLASS = re.compile(r"\\documentclass\s*(?:\[([^\]]*)\])?\s*\{\s*revtex\d")
 _KEY_AUTHOR_YEAR = re.compile(
     r"^([A-Za-z][A-Za-z'\-]{1,30}?)(?:[_\-:]?(et_?al|EtAl|Etal|etal)\.?|(\+))?[_\-:]?((?:18|19|20)\d\d)(?!\d)"
 )
@@ -513,6 +518,38 @@ _KEY_AUTHOR_YEAR = re.compile(
 class _Context:
     cites: dict[str, str | tuple[str, str]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    authors: dict[str, str] = field(default_factory=dict)  # numeric styles: key -> authors for \citet
+    acronyms: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (short, long)
+    acro_used: set[str] = field(default_factory=set)
+
+    def define_acronyms(self, tex: str) -> None:
+        """``\\acrodef``/``\\acro{key}[short]{long}`` (acronym) and ``\\newacronym{key}{short}{long}``."""
+        bm = brace_map(tex)
+        for m in re.finditer(r"\\(acrodef|acro|newacronym)\s*(?=[\[{])", tex):
+            i = m.end()
+            if m.group(1) == "newacronym":
+                _, i = _opt_arg(tex, i)
+            key, i = _arg(tex, i, bm)
+            if m.group(1) == "newacronym":
+                short, i = _arg(tex, i, bm)
+            else:
+                short, i = _opt_arg(tex, i)
+            long_, i = _arg(tex, i, bm)
+            key = key.strip()
+            if key and long_.strip():
+                self.acronyms.setdefault(key, (_plain(short or key), _plain(long_)))
+
+    def number_citations(self, body: str) -> None:
+        """Numeric style (revtex): the ``.bbl`` entries numbered in its order (apsrev lists them in
+        citation order) or, without one, the keys in the order of their first citation."""
+        order = list(self.cites) or list(dict.fromkeys(
+            k.strip() for m in _CITE_KEYS.finditer(body) for k in m.group(1).split(",")
+            if k.strip() and k.strip() != "*"))
+        for k in order:
+            c = self.cites.get(k) or self.cite(k)
+            if isinstance(c, tuple):
+                self.authors[k] = c[0]
+        self.cites = {k: str(n) for n, k in enumerate(order, 1)}
 
     def cite(self, key: str) -> str | tuple[str, str] | None:
         if key in self.cites:
@@ -539,7 +576,8 @@ _FLOATS = {
 _SKIP_ENVS = {
     "comment", "thebibliography", "acknowledgments", "acknowledgements", "acknowledgment",
     "acknowledgement", "tabular", "tabular*", "tabularx", "verbatim", "lstlisting", "tikzpicture",
-    "contribution", "facilities", "software", "references", "CJK*", "appendix",
+    "contribution", "facilities", "software", "references", "CJK*", "appendix", "ruledtabular",
+    "acronym",
 }
 # command -> (optional args, braced args dropped, braced args kept); other unknown commands are
 # dropped and their braced argument read as text (\emph{x} -> x)
@@ -553,6 +591,7 @@ _DROP_ONE = (
     "fnm", "subcaption", "epsscale", "plotone", "figurenum", "title", "collaboration", "affil", "institute",
     "titlerunning", "authorrunning", "date", "pacs", "keyword", "input", "include", "usepackage",
     "documentclass", "numberwithin", "bibinfo", "doi", "arxiv", "urlstyle", "fontsize", "shortcites",
+    "preprint", "homepage", "bibnote",
 )
 _DROP_TWO = ("setcounter", "addtocounter", "setlength", "addtolength", "renewcommand", "newcommand")
 _DROP_NONE = (
@@ -596,6 +635,17 @@ _REF_WORD = re.compile(r"(?:Sections?|Sects?\.|Secs?\.|§|Figures?|Figs?\.|Table
 _REF_JOIN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*$")
 _TEXTUAL = re.compile(r"\b(?:by|in|of|see|and|from|with|to|also|as|than|cf\.|e\.g\.,?|i\.e\.,?|like|including|"
                       r"on|for|following)\s*$", re.I)
+# acronym / glossaries commands -> (form, plural); "ac": the full form on first use, then short
+_ACRO: dict[str, tuple[str, bool]] = {
+    "ac": ("ac", False), "acp": ("ac", True), "Ac": ("ac", False), "Acp": ("ac", True),
+    "acs": ("short", False), "acsp": ("short", True), "acl": ("long", False), "aclp": ("long", True),
+    "Acl": ("long", False), "Aclp": ("long", True), "acf": ("full", False), "acfp": ("full", True),
+    "Acf": ("full", False), "Acfp": ("full", True), "gls": ("ac", False), "glspl": ("ac", True),
+    "Gls": ("ac", False), "Glspl": ("ac", True), "acrshort": ("short", False), "acrlong": ("long", False),
+    "acrfull": ("full", False), "acused": ("", False), "acresetall": ("", False), "acrodef": ("", False),
+    "acro": ("", False), "newacronym": ("", False),
+}
+_ABBREV_END = re.compile(r"\b(?:e\.g|i\.e|cf|vs|al|Refs?|Secs?|Eqs?|Figs?)\.,?\s*$")
 _PREFIX_WORD = (("fig", "Figure"), ("tab", "Table"), ("eq", "Eq."), ("app", "Appendix"), ("sec", "Section"),
                 ("s:", "Section"), ("ss", "Section"), ("alg", "Algorithm"))
 MATH_OPEN, MATH_CLOSE = "\ue000", "\ue001"  # internal markers around math (removed in the output)
@@ -714,6 +764,8 @@ class _Converter:
             return self._cite(s, name, i, bm)
         if base in _REFS:
             return self._ref(s, base, i, bm)
+        if base in _ACRO:
+            return self._acronym(s, name, i, bm)
         if base in ("section", "subsection", "subsubsection", "paragraph", "subparagraph"):
             _, i = _opt_arg(s, i)
             title, i = _arg(s, i, bm)
@@ -822,12 +874,20 @@ class _Converter:
         base = name.rstrip("*").lower()
         ay = [c for c in found if isinstance(c, tuple)]
         nums = [c for c in found if isinstance(c, str)]
-        if base in ("cite", "citen", "citenum") and nums and not ay:
-            self.out.append("[" + ", ".join(nums) + "]")
+        if nums and not ay and base not in ("citeauthor", "citeyear", "citeyearpar"):
+            ref = "[" + ", ".join(nums) + "]"
+            if base in ("citet", "textcite"):  # numeric \citet: "Smith et al. [3]", else "Ref. [3]"
+                named = [(self.ctx.authors.get(k), self.ctx.cites[k]) for k in keys if k in self.ctx.cites]
+                if all(a for a, _ in named):
+                    ref = ", ".join(f"{a} [{n}]" for a, n in named)
+                elif not re.search(r"\bRef(?:erence)?s?\.?\s*$", self._tail(20)):
+                    ref = ("Refs. " if len(nums) > 1 else "Ref. ") + ref
+            self.out.append(ref)
             return i
         textual = base in ("citet", "textcite") or (base == "cite" and not nums and bool(ay))
         if base in ("citeauthor",):
-            self.out.append(", ".join(a for a, _ in ay) if ay else "the authors")
+            names = [a for a, _ in ay] or [self.ctx.authors[k] for k in keys if k in self.ctx.authors]
+            self.out.append(", ".join(names) if names else "the authors")
             return i
         if base in ("citeyear", "citeyearpar"):
             ys = ", ".join(y for _, y in ay)
@@ -842,7 +902,7 @@ class _Converter:
             if base in ("citet", "textcite", "citealt", "citealp", "citeads", "citeadst") or \
                     _TEXTUAL.search(tail):
                 word = "previous work"
-                if not tail.strip() or re.search(r"[.!?]\s*$", tail):
+                if not tail.strip() or (re.search(r"[.!?]\s*$", tail) and not _ABBREV_END.search(tail)):
                     word = "Previous work"
                 self.out.append(word)
             return i
@@ -859,6 +919,38 @@ class _Converter:
             self.out.append(inner)
         else:
             self.out.append("(" + inner + ")")
+        return i
+
+    def _acronym(self, s: str, name: str, i: int, bm: dict[int, int]) -> int:
+        """acronym/glossaries use: the first one reads "long (short)", later ones the short form."""
+        base = name.rstrip("*")
+        if base == "acresetall":
+            self.ctx.acro_used.clear()
+            return i
+        _, i = _opt_arg(s, i)
+        key, i = _arg(s, i, bm)
+        key = key.strip()
+        if base in ("acrodef", "acro"):  # a definition in the body: no text
+            _, i = _opt_arg(s, i)
+            return _arg(s, i, bm)[1]
+        if base == "newacronym":
+            return _arg(s, _arg(s, i, bm)[1], bm)[1]
+        if base == "acused":
+            self.ctx.acro_used.add(key)
+            return i
+        short, long_ = self.ctx.acronyms.get(key, (key, key))
+        form, plural = _ACRO[base]
+        if key not in self.ctx.acronyms:  # defined where we cannot see it: the key is the short form
+            form = "short"
+        elif form == "ac":
+            form = "short" if key in self.ctx.acro_used else "full"
+        if form == "full" and not name.endswith("*"):
+            self.ctx.acro_used.add(key)
+        pl = "s" if plural else ""
+        text = {"short": short + pl, "long": long_ + pl, "full": f"{long_}{pl} ({short}{pl})"}[form]
+        if base[:1].isupper() and text:
+            text = text[0].upper() + text[1:]
+        self.out.append(text)
         return i
 
     def _ref(self, s: str, name: str, i: int, bm: dict[int, int]) -> int:
@@ -1022,6 +1114,14 @@ def extract_aic_latex_text(tex: str, *, metadata_abstract: str | None = None, wh
         ctx = _Context()
     b = tex.find("\\begin{document}")
     body = tex[b + 16 :] if b >= 0 else tex
+    if not ctx.cites:  # an inline bibliography instead of a .bbl
+        bib = re.search(r"(?s)\\begin\{thebibliography\}.*?(?:\\end\{thebibliography\}|\Z)", body)
+        if bib:
+            ctx.cites = parse_bbl(bib.group(0))
+    ctx.define_acronyms(tex)
+    dc = _NUMERIC_CLASS.search(tex)
+    if dc and "rmp" not in re.split(r"[\s,]+", dc.group(1) or ""):  # APS journals cite by number
+        ctx.number_citations(body)
     aic = AIC(source="latex", abstract=latex_to_text(_latex_abstract(tex), ctx))
     secs: list[tuple[str, int, int]] = []  # (title, start of body, start of heading)
     bm = brace_map(body)
