@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by every slurm/*.sh once it has set REPO (the repository root) and, where the stage has
 # its own environment, STAGE_VENV (cpt.sh: $REPO/.venv-train, summarize.sh: $REPO/.venv-vllm).
 # Enters the repository, runs the cluster's own setup, then activates ONE environment, the first
@@ -8,6 +9,7 @@
 #   3. $STAGE_VENV, if it exists;
 #   4. $REPO/.venv, if it exists;
 #   5. none: the calling environment.
+# Sets PY, the Python every script runs ("$PY" -m astrollama ...).
 cd "$REPO" || exit 1
 _before="${VIRTUAL_ENV:-}|${CONDA_PREFIX:-}|$(command -v python3 || true)"
 if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then
@@ -30,5 +32,6 @@ else
 fi
 # shellcheck disable=SC1091
 if [ -n "$VENV" ]; then source "$VENV/bin/activate"; fi
-echo "[$(basename "$0")] python: $(command -v python3 || command -v python)"
+PY=$(command -v python3 || command -v python) || { echo "$(basename "$0"): no python3 on PATH" >&2; exit 1; }
+echo "[$(basename "$0")] python: $PY"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false

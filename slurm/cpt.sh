@@ -25,7 +25,7 @@
 #SBATCH --signal=B:USR1@300
 #SBATCH --open-mode=append
 #SBATCH --output=slurm/logs/%x-%j.out
-set -uo pipefail
+set -euo pipefail
 
 if [ $# -lt 1 ]; then
   echo "usage: sbatch slurm/cpt.sh RECIPE [key=value ...]  |  bash slurm/cpt.sh RECIPE [key=value ...]" >&2
@@ -45,7 +45,6 @@ STAGE_VENV=$REPO/.venv-train   # the envs/train-cluster.txt environment (LMFlow 
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
 REQUEUE=${ASTROLLAMA_REQUEUE:-1}
-PY=$(command -v python3 || command -v python)
 
 # --- one task per node ---------------------------------------------------------------------------
 if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ]; then
@@ -60,8 +59,9 @@ else
 fi
 
 got_usr1=0
+# shellcheck disable=SC2329  # invoked by the traps below
 forward() {  # $1: signal name. Forward to the training step; srun relays it to every task.
-  [ "$1" = USR1 ] && got_usr1=1
+  if [ "$1" = USR1 ]; then got_usr1=1; fi
   echo "[cpt.sh] got SIG$1: forwarding to the training step (checkpoint, then stop)"
   kill -s "$1" "$child" 2>/dev/null || true
 }
@@ -73,7 +73,7 @@ trap ':' INT   # Ctrl-C reaches the runner directly (same process group); it han
 child=$!
 
 while :; do
-  wait "$child"; rc=$?
+  rc=0; wait "$child" || rc=$?
   # a trapped signal interrupts `wait` (status > 128) while the step still runs: wait again
   if [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
   break

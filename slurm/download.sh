@@ -37,4 +37,4 @@ REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 source "$REPO/slurm/_env.sh"
 
 echo "[download.sh] $(hostname) job ${SLURM_JOB_ID:-local} task ${SLURM_ARRAY_TASK_ID:-0}/${SLURM_ARRAY_TASK_COUNT:-1}: $ROOT $*"
-exec python3 -m astrollama data download --root "$ROOT" "$@"
+exec "$PY" -m astrollama data download --root "$ROOT" "$@"

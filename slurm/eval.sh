@@ -40,7 +40,6 @@ REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
-PY=$(command -v python3 || command -v python)
 QUESTIONS=${QUESTIONS:-eval/data/astro_mcq_sample.jsonl}
 BATCH_SIZE=${BATCH_SIZE:-16}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1} TOKENIZERS_PARALLELISM=false

@@ -51,7 +51,7 @@ echo "[ocr.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $
 if [ -n "${SLURM_JOB_ID:-}" ] && [ "$GPUS" -gt 0 ]; then
   # one srun task per GPU; \$SLURM_LOCALID expands inside each task, not here
   exec srun --ntasks="$GPUS" --ntasks-per-node="$GPUS" --gpus-per-task=1 --kill-on-bad-exit=0 \
-    bash -c "exec python3 -m astrollama data ocr --root \"\$0\" --device cuda \
+    bash -c "exec \"$PY\" -m astrollama data ocr --root \"\$0\" --device cuda \
       --shard \$(( $TASK * $GPUS + SLURM_LOCALID ))/$(( TASKS * GPUS )) --no-progress \"\$@\"" "$ROOT" "$@"
 fi
-exec python3 -m astrollama data ocr --root "$ROOT" --shard "$TASK/$TASKS" "$@"
+exec "$PY" -m astrollama data ocr --root "$ROOT" --shard "$TASK/$TASKS" "$@"

@@ -50,5 +50,5 @@ BACKEND=(--backend vllm --tensor-parallel-size "$TP" --max-model-len "${SUMMARY_
 for a in "$@"; do [ "$a" = "--backend" ] && BACKEND=(); done   # an explicit --backend wins
 
 echo "[summarize.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $GPUS GPU(s), TP=$TP: $ROOT $*"
-exec python3 -m astrollama data summarize --root "$ROOT" --shard-index "$TASK" --num-shards "$TASKS" \
+exec "$PY" -m astrollama data summarize --root "$ROOT" --shard-index "$TASK" --num-shards "$TASKS" \
   "${BACKEND[@]}" "$@"

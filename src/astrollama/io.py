@@ -1,18 +1,28 @@
-"""Atomic file output: write to a temporary name in the same directory, then rename.
+"""Atomic file output, and the one JSONL reader.
 
-A reader never sees a half-written file, and a killed process leaves either the old file or the
-new one, never a torn one. Use these helpers for every output the project writes.
+Output: write to a temporary name in the same directory, then rename. A reader never sees a
+half-written file, and a killed process leaves either the old file or the new one, never a torn
+one. Use these helpers for every output the project writes.
+
+Input: ``read_jsonl`` reads every JSONL file the project takes in (questions, keys, held-out texts,
+predictions, the paper manifest and its logs, metadata imports).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from astrollama.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -123,3 +133,42 @@ def save_png(fig, path: str | os.PathLike[str]) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def read_jsonl(path: str | os.PathLike[str], *, error: type[InputError] = InputError,
+               tolerate_torn_tail: bool = False, missing_ok: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a UTF-8 JSONL file of objects.
+
+    A bad line raises ``error`` with one line ``<file>: line N: <problem>`` (not UTF-8, invalid JSON,
+    not an object). Lines are split on ``\\n`` only (U+2028 inside a JSON string is not a line end).
+    ``tolerate_torn_tail`` ignores a last line without its newline (an append cut short, in an
+    append-only log); ``missing_ok`` yields nothing for a missing file. The file is opened without
+    blocking and must be a regular file (a FIFO or a device in its place is an error, not a hang).
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise error(f"{p}: no such file") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{p}: not a regular file")
+        for lineno, raw in enumerate(fh, 1):
+            if tolerate_torn_tail and not raw.endswith(b"\n"):
+                log.debug("%s: ignoring a torn last line (%d bytes)", p, len(raw))
+                return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(f"{p}: line {lineno}: not UTF-8 text (byte {e.start} of the line)") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{p}: line {lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise error(f"{p}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj

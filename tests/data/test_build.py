@@ -155,8 +155,8 @@ def test_report_only_decontamination_and_summary_length_policy(tmp_path: Path, t
 
 def test_bad_inputs_fail_with_file_and_row(tmp_path: Path, tiny_model: Path) -> None:
     bad = tmp_path / "mcq.jsonl"
-    bad.write_text('{"question": "ok?", "A": "a"}\n{"A": "no question"}\n')
-    with pytest.raises(BuildError, match=r"mcq.jsonl: row 1: field 'question'"):
+    bad.write_text('{"question": "ok?", "A": "a", "B": "b", "C": "c", "D": "d"}\n{"A": "no question"}\n')
+    with pytest.raises(BuildError, match=r"mcq.jsonl: line 2: field 'question'"):
         build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, mcq_path=bad,
                       progress=False)
     bad.write_text("{not json\n")

@@ -139,7 +139,7 @@ def test_torn_last_line_is_ignored_then_truncated(tmp_path):
     # a corrupt line in the middle is an error naming file and line
     text = path.read_text().splitlines()
     path.write_text(text[0] + "\n" + "garbage\n" + text[1] + "\n")
-    with pytest.raises(ManifestError, match=r"s0.jsonl:2: corrupt JSON line"):
+    with pytest.raises(ManifestError, match=r"s0.jsonl: line 2: invalid JSON"):
         m.status("pdf")
 
 

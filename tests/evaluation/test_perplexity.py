@@ -164,7 +164,7 @@ def test_cli_ppl_writes_json_with_settings(tiny_model, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
     assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "x.json")]) == 2
-    assert f"{bad}:2: invalid JSON" in capsys.readouterr().err
+    assert f"{bad}: line 2: invalid JSON" in capsys.readouterr().err
     assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
                  "--stride", "9", "--out", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()

@@ -238,9 +238,9 @@ def test_a_tampered_manifest_id_is_refused_before_any_stage_path_is_built(tmp_pa
 
 
 @pytest.mark.parametrize("content, expect", [
-    (b'{"id": "2401.00101", "title": "caf\xe9"}\n', "papers.jsonl:1: not UTF-8"),
-    (b'{"id": "2401.00101"}\n{"id": \n{"id": "2401.00102"}\n', "papers.jsonl:2: corrupt JSON line"),
-    (b'["2401.00101"]\n', "papers.jsonl:1: expected a JSON object"),
+    (b'{"id": "2401.00101", "title": "caf\xe9"}\n', "papers.jsonl: line 1: not UTF-8"),
+    (b'{"id": "2401.00101"}\n{"id": \n{"id": "2401.00102"}\n', "papers.jsonl: line 2: invalid JSON"),
+    (b'["2401.00101"]\n', "papers.jsonl: line 1: expected a JSON object"),
 ])
 def test_corrupt_papers_log_is_one_line(content, expect, tmp_path, refuse):
     (tmp_path / "manifest").mkdir()

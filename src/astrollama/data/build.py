@@ -51,6 +51,7 @@ from astrollama.data.quality import corpus_quality
 from astrollama.data.split import assign_split
 from astrollama.data.stages import PoolWatch
 from astrollama.errors import InputError
+from astrollama.evaluation.mcq_data import MCQInputError, load_questions
 from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text
 from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
 
@@ -242,53 +243,18 @@ class LSHIndex:
 
 # -------------------------------------------------------------------------------- benchmark MCQ
 
-_OPTION_KEYS = ("A", "B", "C", "D")
-
-
 def load_benchmark_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
-    """(question, options) of each row of an MCQ file (.jsonl, .json list, .parquet, .csv).
+    """(question, options A-D) of each row of the benchmark MCQ file.
 
-    Each row needs ``question`` and either columns ``A``..``D`` or a list ``options``/``choices``.
+    The file is read by the scoring reader (``astrollama.evaluation.mcq_data.load_questions``:
+    .parquet / .jsonl / .csv with ``question`` and ``A``..``D``), so decontamination and scoring
+    read one file the same way.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise BuildError(f"{p}: benchmark question file not found")
-    rows: list[dict[str, Any]]
     try:
-        if p.suffix == ".parquet":
-            import pandas as pd
-
-            rows = pd.read_parquet(p).to_dict("records")
-        elif p.suffix == ".csv":
-            import pandas as pd
-
-            rows = pd.read_csv(p, dtype=str, keep_default_na=False).to_dict("records")
-        elif p.suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
-        else:
-            rows = []
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise BuildError(f"{p}: line {i}: invalid JSON ({e.msg})") from e
-    except (OSError, ValueError) as e:
-        if isinstance(e, BuildError):
-            raise
-        raise BuildError(f"{p}: cannot read benchmark file ({e})") from e
-    texts = []
-    for i, r in enumerate(rows):
-        q = r.get("question") if isinstance(r, dict) else None
-        if not isinstance(q, str) or not q.strip():
-            raise BuildError(f"{p}: row {i}: field 'question' is missing or empty")
-        opts = r.get("options") or r.get("choices")
-        if not isinstance(opts, list):
-            opts = [r.get(k) for k in _OPTION_KEYS if isinstance(r.get(k), str)]
-        texts.append((q, [str(o) for o in opts]))
-    if not texts:
-        raise BuildError(f"{p}: no questions")
-    return texts
+        qs = load_questions(path)
+    except MCQInputError as e:
+        raise BuildError(str(e)) from e
+    return [(q.question, list(q.options.values())) for q in qs]
 
 
 @dataclass

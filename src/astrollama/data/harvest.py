@@ -41,7 +41,7 @@ from astrollama.data.manifest import (
     parse_arxiv_id,
 )
 from astrollama.errors import InputError
-from astrollama.io import atomic_write_json
+from astrollama.io import atomic_write_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -490,19 +490,21 @@ def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str 
             raise HarvestInputError(f"{p}: metadata file not found")
     clean: list[dict[str, Any]] = []
     for f in files:
-        try:
-            objs = ([json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
-                    if f.suffix == ".jsonl" else [json.loads(f.read_text(encoding="utf-8"))])
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{f}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"{f}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        for i, obj in enumerate(objs, start=1):
+        if f.suffix == ".jsonl":
+            objs = [(f"{f}:{i}", obj) for i, obj in read_jsonl(f, error=ManifestError)]
+        else:
+            try:
+                objs = [(f"{f}:1", json.loads(f.read_text(encoding="utf-8")))]
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{f}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+            except UnicodeDecodeError as exc:
+                raise ManifestError(f"{f}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        for where, obj in objs:
             if not isinstance(obj, dict):
-                raise ManifestError(f"{f}:{i}: expected a JSON object")
+                raise ManifestError(f"{where}: expected a JSON object")
             row = {k: obj[k] for k in PAPER_FIELDS if k in obj}
             row.setdefault("source", source)
-            clean.append(normalise_row(row, f"{f}:{i}"))
+            clean.append(normalise_row(row, where))
     n = manifest.upsert_papers(clean)
     log.info("imported %d papers from %d files", n, len(files))
     return n

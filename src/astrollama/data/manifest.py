@@ -33,14 +33,13 @@ import json
 import logging
 import os
 import re
-import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from astrollama.errors import InputError
-from astrollama.io import atomic_path
+from astrollama.io import atomic_path, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -247,40 +246,6 @@ def append_lines(
     return payload.count(b"\n")
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for every complete line; a torn last line is ignored.
-
-    A corrupt line anywhere else is an error naming the file and line (appends never produce one).
-    """
-    try:  # non-blocking open: a FIFO planted in place of a log must not hang the reader
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero would be read forever
-            raise ManifestError(f"{path}: not a regular file")
-        data = fh.read()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        log.debug("%s: ignoring a torn last line (%d bytes)", path, len(data) - end)
-    try:
-        text = data[:end].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        lineno = data[: exc.start].count(b"\n") + 1
-        raise ManifestError(f"{path}:{lineno}: not UTF-8 ({exc.reason})") from None
-    # split on "\n" only: str.splitlines would also split on U+2028 etc. inside JSON strings
-    for lineno, raw in enumerate(text.split("\n")[:-1], start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path}:{lineno}: corrupt JSON line ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
-
-
 # ----------------------------------------------------------------------------- rows
 
 
@@ -407,7 +372,7 @@ class Manifest:
         if self._papers_cache and self._papers_cache[0] == key:
             return self._papers_cache[1]
         merged: dict[str, dict[str, Any]] = {}
-        for lineno, row in read_jsonl(self.papers_path):
+        for lineno, row in read_jsonl(self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True):
             pid = row.get("id")
             if not is_paper_id(pid):
                 raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
@@ -518,7 +483,7 @@ class Manifest:
         if not directory.is_dir():
             return {}
         for path in sorted(directory.glob("*.jsonl")):
-            for lineno, obj in read_jsonl(path):
+            for lineno, obj in read_jsonl(path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True):
                 pid = obj.get("id")
                 if obj.get("status") not in STATUSES or not is_paper_id(pid):
                     raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
@@ -650,5 +615,5 @@ __all__ = [
     "Manifest", "ManifestError", "StatusRecord", "STATUSES", "TERMINAL", "PAPER_FIELDS",
     "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "check_paper_id", "yymm",
     "paper_path",
-    "merge_row", "normalise_row", "append_lines", "read_jsonl", "add_cli",
+    "merge_row", "normalise_row", "append_lines", "add_cli",
 ]

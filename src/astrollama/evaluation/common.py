@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from astrollama.errors import InputError
+from astrollama.io import read_jsonl
 from astrollama.lmflow_data import LMFlowDataError, iter_text_only_file, read_text_only_dir
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,8 @@ def utf8_lines(path: Path, error: type[EvalInputError] = EvalInputError) -> Iter
 
 def _read_jsonl_texts(p: Path) -> list[str]:
     docs: list[str] = []
-    for lineno, line in utf8_lines(p):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalInputError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+    for lineno, row in read_jsonl(p, error=EvalInputError):
+        if not isinstance(row.get("text"), str):
             raise EvalInputError(f"{p}:{lineno}: field 'text' (a string) is missing")
         docs.append(row["text"])
     return docs

@@ -74,22 +74,11 @@ CONTEXT_POLICIES = ("truncate", "refuse")
 
 def bootstrap_ci(correct: Sequence[bool], *, n_resamples: int = 10_000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``correct`` (questions resampled with
-    replacement, ``n_resamples`` times, numpy ``default_rng(seed)``)."""
-    import numpy as np
+    """Percentile bootstrap interval of the accuracy (questions resampled with replacement,
+    ``n_resamples`` times, numpy ``default_rng(seed)``; see ``astrollama.evaluation.stats``)."""
+    from astrollama.evaluation.stats import bootstrap_mean_ci
 
-    x = np.asarray(correct, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("bootstrap of an empty sample")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    chunk = max(1, 2_000_000 // x.size)
-    for start in range(0, n_resamples, chunk):
-        k = min(chunk, n_resamples - start)
-        means[start:start + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return bootstrap_mean_ci(correct, n_resamples=n_resamples, seed=seed, level=level)
 
 
 @dataclass

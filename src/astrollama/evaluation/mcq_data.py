@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from astrollama.evaluation.common import EvalInputError, utf8_lines
+from astrollama.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +101,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     suffix = path.suffix.lower()
     rows: list[tuple[str, dict[str, Any]]] = []
     if suffix == ".jsonl":
-        for lineno, line in utf8_lines(path, MCQInputError):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MCQInputError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise MCQInputError(f"{path}: line {lineno}: expected a JSON object")
-            rows.append((f"line {lineno}", obj))
+        rows = [(f"line {lineno}", obj) for lineno, obj in read_jsonl(path, error=MCQInputError)]
     elif suffix in {".csv", ".parquet"}:
         import pandas as pd
 

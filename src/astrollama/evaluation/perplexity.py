@@ -52,11 +52,11 @@ class PerplexityResult:
         """Percentile 95% interval of the perplexity, resampling DOCUMENTS with replacement."""
         import numpy as np
 
+        from astrollama.evaluation.stats import bootstrap_ci
+
         nll, tok = np.asarray(self.doc_nll), np.asarray(self.doc_tokens, dtype=np.float64)
-        idx = np.random.default_rng(seed).integers(0, len(nll), size=(n_boot, len(nll)))
-        ppl = np.exp(nll[idx].sum(1) / np.maximum(tok[idx].sum(1), 1))
-        lo, hi = np.percentile(ppl, [2.5, 97.5])
-        return float(lo), float(hi)
+        return bootstrap_ci(len(nll), lambda idx: np.exp(nll[idx].sum(1) / np.maximum(tok[idx].sum(1), 1)),
+                            n_resamples=n_boot, seed=seed)
 
 
 def _windows(n: int, block_size: int, stride: int) -> list[tuple[int, int, int]]:

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from astrollama import paper
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, save_png
+from astrollama.evaluation.stats import bootstrap_mean_ci
+from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, read_jsonl, save_png
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,7 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
         r.mcq = _read_json(d / "mcq" / "scores.json")
         preds = d / "mcq" / "predictions.jsonl"
         if preds.is_file():
-            for i, line in enumerate(preds.read_text(encoding="utf-8").splitlines(), 1):
-                row = json.loads(line)
+            for i, row in read_jsonl(preds, error=EvalInputError):
                 if "is_correct" in row:
                     r.correct_by_id[str(row["id"])] = bool(row["is_correct"])
                 elif r.mcq.get("accuracy") is not None:
@@ -183,9 +183,7 @@ def paired_delta_ci(base: dict[str, bool], trained: dict[str, bool], *, n_resamp
     if not ids:
         raise ValueError("no common question ids between the two prediction files")
     diff = np.array([float(trained[i]) - float(base[i]) for i in ids])
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, size=(n_resamples, diff.size))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
+    lo, hi = bootstrap_mean_ci(diff, n_resamples=n_resamples, seed=seed)
     return float(diff.mean()), float(lo), float(hi), len(ids)
 
 
