@@ -385,7 +385,7 @@ def run_aic(
     return runner.finish()
 
 
-def add_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``astrollama data aic``."""
     import argparse
 

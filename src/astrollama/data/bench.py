@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     p.add_argument("--docs", type=number(int, min=1), default=20000)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
@@ -265,7 +265,7 @@ def _run(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``astrollama data bench``."""
     p = sub.add_parser("bench", help="throughput of the CPU corpus stages (docs/s, 1 vs N workers)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

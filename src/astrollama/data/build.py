@@ -704,11 +704,11 @@ def run_build(
     return res
 
 
-def add_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``astrollama data build``."""
     import argparse
 
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     d = BuildConfig()
     p = sub.add_parser("build", help="corpus variants -> cleaned, deduplicated, decontaminated LMFlow shards",

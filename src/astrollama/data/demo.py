@@ -129,9 +129,9 @@ def prepare(
     return out
 
 
-def add_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``astrollama data demo-prep``."""
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     p = sub.add_parser("demo-prep", help="the offline demo data chain: paper texts -> PDFs -> OCR -> AIC -> "
                                          "summaries -> LMFlow corpora", description=__doc__,

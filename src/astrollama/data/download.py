@@ -349,7 +349,7 @@ def download(
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data download``."""
     p = sub.add_parser("download", help="PDFs and LaTeX sources from arxiv.org or a bulk mirror")
     p.add_argument("--root", required=True, help="data root with manifest/")
@@ -358,7 +358,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=ARXIV_URL)
     p.add_argument("--ids", nargs="*", default=None, help="only these ids (default: every paper)")
     p.add_argument("--ids-file", default=None, help="file with one id per line")
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     p.add_argument("--delay", type=number(min=0), default=None,
                    help="seconds between requests per process (default 3 x number of shards)")

@@ -570,9 +570,9 @@ def lookup(
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data harvest {oai,kaggle,json,lookup}``."""
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API, JSON)")
     hsub = p.add_subparsers(dest="harvest_cmd", required=True)
@@ -620,7 +620,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _http_args(p: argparse.ArgumentParser, delay: float) -> None:
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     p.add_argument("--delay", type=number(min=0), default=delay, help=f"seconds between requests (default {delay})")
     p.add_argument("--max-retries", type=number(int, min=0), default=6)

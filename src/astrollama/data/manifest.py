@@ -564,7 +564,7 @@ class Manifest:
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data manifest {summary,export,failures,compact}``."""
     p = sub.add_parser("manifest", help="inspect/export the paper manifest")
     msub = p.add_subparsers(dest="manifest_cmd", required=True)
@@ -615,5 +615,5 @@ __all__ = [
     "Manifest", "ManifestError", "StatusRecord", "STATUSES", "TERMINAL", "PAPER_FIELDS",
     "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "check_paper_id", "yymm",
     "paper_path",
-    "merge_row", "normalise_row", "append_lines", "add_cli",
+    "merge_row", "normalise_row", "append_lines", "register",
 ]

@@ -666,9 +666,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
-    from astrollama.data.cli import number
+    from astrollama.cli import number
     from astrollama.data.ocr_nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
     from astrollama.data.stages import add_shard_args
 

@@ -424,7 +424,7 @@ class StageRunner:
 
 def add_shard_args(parser: Any) -> None:
     """Add ``--shard-index/--num-shards/--retry-failed/--force`` to a stage's CLI parser."""
-    from astrollama.data.cli import number
+    from astrollama.cli import number
 
     parser.add_argument("--shard-index", type=number(int, min=0), default=None,
                         help="this shard (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)")

@@ -611,11 +611,11 @@ def run_summary(
     return runner.finish()
 
 
-def add_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
-    from astrollama.data.cli import number
+    from astrollama.cli import number
     from astrollama.data.stages import add_shard_args
 
     p = sub.add_parser("summarize", help="OCR .mmd -> 1,000-4,000-token summaries (transformers | vllm)",

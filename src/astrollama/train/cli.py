@@ -5,8 +5,8 @@
   astrollama train plan RECIPE [key=value ...] [--tokens N | --dataset DIR] [--mfu 0.4] [--gpu a100-80g]
   astrollama train run RECIPE [key=value ...]     (one node's share of a run; see slurm/cpt.sh)
 
-Sub-commands live in :data:`COMMANDS` (name -> (help, add_arguments, handler)); adding one is one
-entry. Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
+The group follows the one registration pattern (:func:`astrollama.cli.build_group`): this module's
+``register(subparsers)`` adds validate, launch and plan; ``astrollama.train.run`` registers run. Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
 subclass it); ``astrollama.cli.main`` prints it as one line
 ``astrollama train: error: <file>: <key>: <problem>`` and exits 2 (the one policy of every group).
 """
@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from astrollama.cli import build_group, run_group
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
@@ -149,33 +150,28 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     run.add_arguments(p)
 
 
-def _run(a: argparse.Namespace) -> int:
-    from astrollama.train import run
-
-    return run.main(a)
-
-
 COMMANDS: dict[str, tuple[str, AddArgs, Handler]] = {
     "validate": ("check recipes (schema, trainer arguments, DeepSpeed config)", _add_validate, _validate),
     "launch": ("print the torchrun command of every node (--dry-run)", _add_launch, _launch),
     "plan": ("tokens, steps, FLOPs, GPU-hours, memory per GPU, sbatch --time", _add_plan, _plan),
-    "run": ("train on this node: what slurm/cpt.sh runs on every node (resumes, writes provenance)",
-            _add_run, _run),
 }
+MODULES = ("astrollama.train.cli", "astrollama.train.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, (help_, add_args, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_args(p)
+        p.set_defaults(func=handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astrollama train", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    for name, (help_, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_, description=help_))
-    return p
+    return build_group("astrollama train", __doc__.splitlines()[0], MODULES)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
-    args = build_parser().parse_args(argv)
-    return COMMANDS[args.cmd][2](args)
+    return run_group(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -300,10 +300,9 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     return rc
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    what = "train on this node: what slurm/cpt.sh runs on every node (resumes, writes provenance)"
+    p = sub.add_parser("run", help=what, description=what)
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-
-
-def main(a: argparse.Namespace) -> int:
-    return run(a.recipe, list(a.overrides))
+    p.set_defaults(func=lambda a: run(a.recipe, list(a.overrides)))
