@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from astrollama.evaluation.mcq_prompts import REPO_ROOT
+    from astrollama.evaluation.mcq.prompts import REPO_ROOT
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="checkpoint directory (default: SmolLM2-135M-Instruct)")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from astrollama.evaluation.mcq_bench import benchmark
+    from astrollama.evaluation.mcq.bench import benchmark
     from astrollama.io import atomic_write_json
     from astrollama.models import smollm2_checkpoint
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh machine: a virtual environment in .venv with the CPU-safe core
 # (requirements.txt) and the package itself. Idempotent: re-running installs nothing new.
-#   bash scripts/setup.sh          core only (the demo)
+#   bash scripts/setup.sh          core + mergekit (the demo)
 #   bash scripts/setup.sh --dev    core + test tools (pytest, ruff, lm-eval as a peer)
 #   bash scripts/setup.sh --slurm  also apt-install a single-node Slurm (slurm-wlm + munge; root)
 set -euo pipefail
@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 
-reqs=(requirements.txt)
+reqs=(requirements.txt requirements-merge.txt)   # the demo and the tests merge (mergekit)
 [ "$dev" = 1 ] && reqs+=(requirements-dev.txt)
 want=$(cat "${reqs[@]}" requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 stamp=.venv/.astrollama-$(IFS=_; echo "${reqs[*]}" | tr '/.' '__')

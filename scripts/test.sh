@@ -17,5 +17,5 @@ if [ -z "${ASTROLLAMA_LMFLOW_PYTHON:-}" ] && [ -n "${ASTROLLAMA_LMFLOW_SRC:-}" ]
   fi
 fi
 .venv/bin/ruff check src tests data_prep eval
-.venv/bin/shellcheck slurm/*.sh scripts/*.sh tests/*.sh
+.venv/bin/shellcheck slurm/*.sh scripts/*.sh tests/*.sh data_prep/*.sh eval/*.sh
 exec .venv/bin/python -m pytest "$@"

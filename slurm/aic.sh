@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # AIC corpus variant (Abstract + Introduction + Conclusion of every paper), as a CPU job array.
+#   sbatch --array=0-15 slurm/aic.sh --config data_prep/astro-ph.yaml     # options (and root) from the config
 #
 #   sbatch --array=0-15 slurm/aic.sh DATA_ROOT [astrollama data aic args]
 #   bash slurm/aic.sh DATA_ROOT [astrollama data aic args]                  # this machine, one shard
@@ -24,10 +25,11 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/aic.sh DATA_ROOT [astrollama data aic args]" >&2
+  echo "usage: sbatch --array=0-N slurm/aic.sh [DATA_ROOT | --config FILE] [astrollama data aic args]" >&2
   exit 2
 fi
-ROOT=$1; shift
+ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
+if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,5 +39,5 @@ source "$REPO/slurm/_env.sh"
 TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
 TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
 
-echo "[aic.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS: $ROOT $*"
-exec "$PY" -m astrollama data aic --root "$ROOT" --shard-index "$TASK" --num-shards "$TASKS" "$@"
+echo "[aic.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS: ${ROOT[*]} $*"
+exec "$PY" -m astrollama data aic "${ROOT[@]}" --shard-index "$TASK" --num-shards "$TASKS" "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # BUILD stage: corpus variants -> LMFlow text_only shards (cleaning, dedup, decontamination,
 # tokens, split), as ONE job on one node with a worker process per CPU.
+#   sbatch --cpus-per-task=32 slurm/build.sh --config data_prep/astro-ph.yaml   # options from the config
 #
 #   sbatch --cpus-per-task=32 slurm/build.sh DATA_ROOT --out work/corpora --tokenizer /models/Meta-Llama-3-8B \
 #       --mcq Astrobench_MCQ_v1_Public.parquet [astrollama data build args]
@@ -25,10 +26,11 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: sbatch slurm/build.sh DATA_ROOT --out DIR --tokenizer DIR [astrollama data build args]" >&2
+  echo "usage: sbatch slurm/build.sh [DATA_ROOT | --config FILE] --out DIR --tokenizer DIR [astrollama data build args]" >&2
   exit 2
 fi
-ROOT=$1; shift
+ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
+if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,5 +40,5 @@ source "$REPO/slurm/_env.sh"
 WORKERS=()   # a --workers among the arguments comes later and wins
 if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then WORKERS=(--workers "$SLURM_CPUS_PER_TASK"); fi
 
-echo "[build.sh] $(hostname) job ${SLURM_JOB_ID:-local}, ${SLURM_CPUS_PER_TASK:-all} CPU(s): $ROOT $*"
-exec "$PY" -m astrollama data build --root "$ROOT" "${WORKERS[@]}" "$@"
+echo "[build.sh] $(hostname) job ${SLURM_JOB_ID:-local}, ${SLURM_CPUS_PER_TASK:-all} CPU(s): ${ROOT[*]} $*"
+exec "$PY" -m astrollama data build "${ROOT[@]}" "${WORKERS[@]}" "$@"

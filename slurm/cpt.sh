@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Continual pre-training from a recipe, on N Slurm nodes or on this machine.
+# Training from a recipe, on N Slurm nodes or on this machine: continual pre-training (text_only
+# corpus) and supervised fine-tuning (a recipe with data.conversation_template, conversation data)
+# alike; nothing here depends on which (docs/train-recipes.md, "Supervised fine-tuning").
 #
 #   sbatch [--nodes=N --gpus-per-node=8 --time=24:00:00 ...] slurm/cpt.sh RECIPE [key=value ...]
 #   bash slurm/cpt.sh RECIPE [key=value ...]        # same thing on this machine, without Slurm

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Download PDFs and LaTeX sources for every paper in a data root's manifest, as a job array.
+#   sbatch --array=0-15 slurm/download.sh --config data_prep/astro-ph.yaml     # options from the config
 #
 #   sbatch --array=0-15 slurm/download.sh DATA_ROOT --mirror /bulk/arxiv [download args]
 #   sbatch --array=0-0  slurm/download.sh DATA_ROOT                      # from arxiv.org: ONE task
@@ -26,15 +27,16 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/download.sh DATA_ROOT [astrollama data download args]" >&2
+  echo "usage: sbatch --array=0-N slurm/download.sh [DATA_ROOT | --config FILE] [astrollama data download args]" >&2
   exit 2
 fi
-ROOT=$1; shift
+ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
+if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
 
-echo "[download.sh] $(hostname) job ${SLURM_JOB_ID:-local} task ${SLURM_ARRAY_TASK_ID:-0}/${SLURM_ARRAY_TASK_COUNT:-1}: $ROOT $*"
-exec "$PY" -m astrollama data download --root "$ROOT" "$@"
+echo "[download.sh] $(hostname) job ${SLURM_JOB_ID:-local} task ${SLURM_ARRAY_TASK_ID:-0}/${SLURM_ARRAY_TASK_COUNT:-1}: ${ROOT[*]} $*"
+exec "$PY" -m astrollama data download "${ROOT[@]}" "$@"

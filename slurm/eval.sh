@@ -4,7 +4,12 @@
 #
 #   sbatch [--gpus-per-node=1 --time=08:00:00 ...] slurm/eval.sh RUN_DIR --base BASE_MODEL \
 #       --heldout HELDOUT_DIR [--questions FILE] [--key KEY_FILE] [other `astrollama eval sweep` options]
+#   sbatch slurm/eval.sh RUN_DIR --config eval/astromlab1.yaml [--base BASE_MODEL]   # options from a config
 #   bash slurm/eval.sh RUN_DIR ...        # same thing on this machine, without Slurm
+#
+# Any other eval command of the eval/0*.sh steps runs the same way, named first:
+#   sbatch --gpus-per-node=1 slurm/eval.sh model --config eval/astromlab1.yaml --model DIR --label L \
+#       --role base --out RESULTS                             # also: embed, report, mcq, ppl, complete
 #
 # Submit from the repository root. This file is a thin shell: all logic is in
 # `astrollama eval sweep` (src/astrollama/evaluation/sweep.py). Output: RUN_DIR/eval/sweep/
@@ -23,15 +28,22 @@ set -euo pipefail
 
 if [ $# -lt 1 ]; then
   echo "usage: sbatch slurm/eval.sh RUN_DIR --base MODEL --heldout DIR [--questions FILE] [--key FILE] ..." >&2
+  echo "       sbatch slurm/eval.sh RUN_DIR|model|embed|report|mcq|ppl|complete --config eval/<name>.yaml ..." >&2
   exit 2
 fi
-RUN_DIR=$1
+case $1 in
+  model|sweep|embed|report|mcq|ppl|complete) COMMAND=$1; ARGS=() ;;
+  *) COMMAND=sweep; ARGS=(--run-dir "$1") ;;
+esac
 shift
+ARGS+=("$@")
 
 # --- knobs (environment variables; defaults in brackets) --------------------------------------
 # ASTROLLAMA_REPO       repository root [the sbatch submit directory, else this file's parent]
 # ASTROLLAMA_VENV       virtual environment to activate [$ASTROLLAMA_REPO/.venv if it exists]
 # ASTROLLAMA_ENV_SETUP  shell code run first, e.g. "module load cuda/12.4" [none]
+# The sweep without --config (with a --config, or another command, the config and the arguments
+# decide and none of these is passed):
 # QUESTIONS             MCQ file [eval/data/astro_mcq_sample.jsonl]; the public benchmark is the
 #                       AstroMLab parquet (no key: predictions + submission.csv, no accuracy)
 # DTYPE                 scoring dtype on GPU [bfloat16]; always float32 on CPU
@@ -49,9 +61,15 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
   DEVICE=cuda DTYPE_USED=${DTYPE:-bfloat16}
 fi
 
-echo "[eval.sh] $(date -u +%FT%TZ) job ${SLURM_JOB_ID:-local} run=$RUN_DIR device=$DEVICE dtype=$DTYPE_USED host=$(hostname)"
-cmd=("$PY" -m astrollama eval sweep --run-dir "$RUN_DIR" --questions "$QUESTIONS"
-     --dtype "$DTYPE_USED" --batch-size "$BATCH_SIZE" --device "$DEVICE" "$@")
+DEFAULTS=(--questions "$QUESTIONS" --dtype "$DTYPE_USED" --batch-size "$BATCH_SIZE" --device "$DEVICE")
+SETTINGS="device=$DEVICE dtype=$DTYPE_USED"
+for a in "${ARGS[@]}"; do
+  case $a in --config|--config=*) DEFAULTS=() ;; esac
+done
+if [ "$COMMAND" != sweep ]; then DEFAULTS=(); fi
+if [ ${#DEFAULTS[@]} -eq 0 ]; then SETTINGS="options from the config and arguments"; fi
+echo "[eval.sh] $(date -u +%FT%TZ) job ${SLURM_JOB_ID:-local} eval $COMMAND ${ARGS[*]} $SETTINGS host=$(hostname)"
+cmd=("$PY" -m astrollama eval "$COMMAND" "${DEFAULTS[@]}" "${ARGS[@]}")
 if [ -n "${SLURM_JOB_ID:-}" ]; then
   exec srun --ntasks=1 "${cmd[@]}"
 fi

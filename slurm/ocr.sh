@@ -5,6 +5,7 @@
 #   ASTROLLAMA_NOUGAT_BIN=/envs/ocr-nougat/bin/nougat \
 #     sbatch --array=0-15 slurm/ocr.sh DATA_ROOT --backend nougat-cli --checkpoint /models/nougat-0.1.0-small
 #   bash slurm/ocr.sh DATA_ROOT --backend pdf-text                                  # this machine, no GPU
+#   sbatch --array=0-15 slurm/ocr.sh --config data_prep/astro-ph.yaml               # options from the config
 #
 # Array task t (t = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of T = SLURM_ARRAY_TASK_COUNT) on a
 # node with G GPUs starts G srun tasks; local task l (SLURM_LOCALID) sees one GPU and takes shard
@@ -32,10 +33,11 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/ocr.sh DATA_ROOT [astrollama data ocr args]" >&2
+  echo "usage: sbatch --array=0-N slurm/ocr.sh [DATA_ROOT | --config FILE] [astrollama data ocr args]" >&2
   exit 2
 fi
-ROOT=$1; shift
+ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
+if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,11 +49,11 @@ TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
 GPUS=${OCR_GPUS:-${SLURM_GPUS_ON_NODE:-0}}
 GPUS=${GPUS%%(*}  # "4(IDX:0-3)" on some Slurm versions
 
-echo "[ocr.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $GPUS GPU(s): $ROOT $*"
+echo "[ocr.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $GPUS GPU(s): ${ROOT[*]} $*"
 if [ -n "${SLURM_JOB_ID:-}" ] && [ "$GPUS" -gt 0 ]; then
   # one srun task per GPU; \$SLURM_LOCALID expands inside each task, not here
   exec srun --ntasks="$GPUS" --ntasks-per-node="$GPUS" --gpus-per-task=1 --kill-on-bad-exit=0 \
-    bash -c "exec \"$PY\" -m astrollama data ocr --root \"\$0\" --device cuda \
-      --shard \$(( $TASK * $GPUS + SLURM_LOCALID ))/$(( TASKS * GPUS )) --no-progress \"\$@\"" "$ROOT" "$@"
+    bash -c "exec \"$PY\" -m astrollama data ocr --device cuda \
+      --shard \$(( $TASK * $GPUS + SLURM_LOCALID ))/$(( TASKS * GPUS )) --no-progress \"\$@\"" ocr "${ROOT[@]}" "$@"
 fi
-exec "$PY" -m astrollama data ocr --root "$ROOT" --shard "$TASK/$TASKS" "$@"
+exec "$PY" -m astrollama data ocr "${ROOT[@]}" --shard "$TASK/$TASKS" "$@"

@@ -6,6 +6,7 @@
 #   SUMMARY_TP=4 sbatch --array=0-7 --gpus-per-node=4 slurm/summarize.sh DATA_ROOT --model /models/Llama-3.1-70B-Instruct
 #   bash slurm/summarize.sh DATA_ROOT --backend transformers --model "$(python -m astrollama models smollm2)" \
 #        --target-tokens 40 --min-tokens 20 --max-tokens 120 --limit 2            # this machine, CPU
+#   sbatch --array=0-31 --gpus-per-node=1 slurm/summarize.sh --config data_prep/astro-ph.yaml   # options from the config
 #
 # Array task t (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes shard t:
 # papers are assigned to shards by a hash of their id (astrollama.data.stages.shard_of), so keep the
@@ -30,10 +31,11 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/summarize.sh DATA_ROOT --model MODEL [astrollama data summarize args]" >&2
+  echo "usage: sbatch --array=0-N slurm/summarize.sh [DATA_ROOT | --config FILE] --model MODEL [astrollama data summarize args]" >&2
   exit 2
 fi
-ROOT=$1; shift
+ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
+if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
 
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,14 +43,6 @@ STAGE_VENV=$REPO/.venv-vllm   # the envs/vllm.txt environment
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
 
-TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
-TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
-GPUS=${SLURM_GPUS_ON_NODE:-0}
-GPUS=${GPUS%%(*}  # "4(IDX:0-3)" on some Slurm versions
-TP=${SUMMARY_TP:-$(( GPUS > 0 ? GPUS : 1 ))}
-BACKEND=(--backend vllm --tensor-parallel-size "$TP" --max-model-len "${SUMMARY_MAX_MODEL_LEN:-8192}")
-for a in "$@"; do [ "$a" = "--backend" ] && BACKEND=(); done   # an explicit --backend wins
-
-echo "[summarize.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS, $GPUS GPU(s), TP=$TP: $ROOT $*"
-exec "$PY" -m astrollama data summarize --root "$ROOT" --shard-index "$TASK" --num-shards "$TASKS" \
-  "${BACKEND[@]}" "$@"
+STAGE=summarize TP=${SUMMARY_TP:-} MAX_MODEL_LEN=${SUMMARY_MAX_MODEL_LEN:-8192}
+# shellcheck source=slurm/_vllm_array.sh
+source "$REPO/slurm/_vllm_array.sh"

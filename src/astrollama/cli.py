@@ -3,6 +3,7 @@
   astrollama train ...   recipes, launch, planner      (astrollama.train.cli)
   astrollama data ...    harvest, OCR, corpora, build  (astrollama.data.cli)
   astrollama eval ...    MCQ, perplexity, report       (astrollama.evaluation.cli)
+  astrollama merge ...   merge checkpoints (mergekit)  (astrollama.train.merge)
   astrollama demo        the toy pipeline end to end   (astrollama.demo)
   astrollama models ...  offline model provisioning    (below)
 """
@@ -31,6 +32,7 @@ GROUPS = {
     "train": "astrollama.train.cli",
     "data": "astrollama.data.cli",
     "eval": "astrollama.evaluation.cli",
+    "merge": "astrollama.train.merge",
     "demo": "astrollama.demo",
 }
 

@@ -14,7 +14,7 @@ Sections, each in its own process (timed; a failing one records its error and th
 * ``deepspeed_zero2``, ``deepspeed_zero3``: the same through ``ds_configs/zero{2,3}.json``;
 * ``lmflow_zero2``: LMFlow's ``examples/finetune.py`` through ``astrollama.train.lmflow_shim`` with
   ZeRO-2, where ``lmflow`` imports and the script is found;
-* ``mcq``: ``astrollama.evaluation.mcq_bench.benchmark`` (our token scorer against lm-evaluation-harness,
+* ``mcq``: ``astrollama.evaluation.mcq.bench.benchmark`` (our token scorer against lm-evaluation-harness,
   same loaded model) on the 68 bundled questions;
 * ``nougat``: ``NougatTransformers`` on a random checkpoint of nougat-small's architecture, on the
   pages of bundled demo papers rendered to PDF.
@@ -284,7 +284,7 @@ def section_train(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 def section_mcq(spec: dict[str, Any]) -> dict[str, Any]:
     """Our token scorer against lm-eval, same loaded model, on the bundled questions."""
-    from astrollama.evaluation.mcq_bench import benchmark
+    from astrollama.evaluation.mcq.bench import benchmark
 
     s, cuda = spec["sizes"], spec["cuda"]
     try:
@@ -303,7 +303,7 @@ def section_mcq(spec: dict[str, Any]) -> dict[str, Any]:
 def section_nougat(spec: dict[str, Any]) -> dict[str, Any]:
     """``NougatTransformers`` on a random checkpoint, pages of bundled demo papers: pages/s."""
     from astrollama.data import ocr, pdfgen
-    from astrollama.data.ocr_nougat import NougatTransformers, RepetitionConfig, random_nougat
+    from astrollama.data.ocr.nougat import NougatTransformers, RepetitionConfig, random_nougat
 
     s, work, cuda = spec["sizes"], Path(spec["work"]), spec["cuda"]
     ckpt = random_nougat(work / "nougat", s["nougat_preset"])

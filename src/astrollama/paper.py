@@ -63,6 +63,26 @@ SOURCES: dict[str, Source] = {
             "https://huggingface.co/AstroMLab/astrollama-2-7b-base_abstract",
         ),
         Source(
+            "astromlab3",
+            "de Haan et al. 2024, AstroMLab 3: Achieving GPT-4o Level Performance in Astronomy with a Specialized 8B-Parameter LLM (arXiv:2411.09012)",
+            "https://arxiv.org/abs/2411.09012",
+        ),
+        Source(
+            "astromlab4",
+            "de Haan et al. 2025, AstroMLab 4: Benchmark-Topping Performance in Astronomy Q&A with a 70B-Parameter Domain-Specialized Reasoning Model (arXiv:2505.17592)",
+            "https://arxiv.org/abs/2505.17592",
+        ),
+        Source(
+            "card-astrosage-8b",
+            "Model card AstroMLab/AstroSage-8B (Hugging Face)",
+            "https://huggingface.co/AstroMLab/AstroSage-8B",
+        ),
+        Source(
+            "card-astrosage-70b",
+            "Model card AstroMLab/AstroSage-70B (Hugging Face)",
+            "https://huggingface.co/AstroMLab/AstroSage-70B",
+        ),
+        Source(
             "astrobench-public",
             "Dataset card AstroMLab/Astrobench_MCQ_v1_Public (Hugging Face)",
             "https://huggingface.co/datasets/AstroMLab/Astrobench_MCQ_v1_Public",
@@ -186,13 +206,48 @@ RECIPES: dict[str, dict[str, Published]] = {
     },
 }
 
-# Instruct (SFT) versions, for reference in the report; not trained by this project's recipes.
+# Instruct (SFT) versions: the chat models were fine-tuned from their CPT model with LMFlow, with
+# one set of hyper-parameters, on one data mix (AstroMLab 2 and the chat model cards).
 CHAT_SFT = {
     "learning_rate": Published(3.0e-7, "astromlab2"),
     "global_batch_size": Published(48, "astromlab2"),
     "block_size": Published(2048, "astromlab2"),
     "num_train_epochs": Published(1, "astromlab2"),
 }
+CHAT_SFT_DATA = Published(
+    "~10k GPT-4-written astronomy conversations + LIMA + 10k OpenOrca + 10k UltraChat", "astromlab2",
+    note="sizes and sampling of the general sets beyond these counts are not published",
+)
+
+# SFT recipes (recipes/*.yaml, data.conversation_template set): what each starts from and the
+# published hyper-parameters it must resolve to (tests/train/test_paper_recipes.py). Everything
+# else in those recipes (template, packing, warmup, precision, DeepSpeed, allocation) is our choice,
+# marked as such in each recipe's header and in docs/train-recipes.md.
+SFT_RECIPES: dict[str, dict[str, Published]] = {
+    "astrollama-2-7b-chat_aic": {"base_model": Published("AstroMLab/astrollama-2-7b-base_aic", "astromlab2"), **CHAT_SFT},
+    "astrollama-3-8b-chat_aic": {"base_model": Published("AstroMLab/astrollama-3-8b-base_aic", "astromlab2"), **CHAT_SFT},
+    "astrollama-3-8b-chat_summary": {
+        "base_model": Published("AstroMLab/astrollama-3-8b-base_summary", "astromlab2"), **CHAT_SFT},
+    "astrollama-2-70b-chat_aic": {"base_model": Published("AstroMLab/astrollama-2-70b-base_aic", "astromlab2"), **CHAT_SFT},
+}
+
+# AstroSage (AstroMLab 3/4): CPT -> SFT on Q&A pairs and instruction sets -> merge with the Meta
+# instruct model. Only these facts are taken as published; no SFT hyper-parameter is. Their MCQ
+# scores are rows of MCQ_SCORES (one place for every benchmark number).
+ASTROSAGE = {
+    "base_model": Published("meta-llama/Llama-3.1-8B", "card-astrosage-8b", note="Meta-Llama-3.1-8B"),
+    "stages": Published(("cpt", "sft", "merge"), "card-astrosage-8b"),
+    "sft_data": Published("millions of synthetic astronomy question-answer pairs plus general instruction sets",
+                          "astromlab3"),
+    "merge": Published({"cpt+sft": 0.75, "meta-llama/Llama-3.1-8B-Instruct": 0.25}, "card-astrosage-8b"),
+    "sft_block_size_70b": Published(8192, "card-astrosage-70b", note="AstroSage-70B fine-tuned on 8192-token sequences"),
+}
+
+# The merge step (recipes/astrosage-8b-merge.yaml, docs/train-merge.md); its weights are
+# ASTROSAGE["merge"]. DARE-TIES densities and the other mergekit settings are not published: our
+# choices, stated in the recipe.
+MERGE_METHOD = Published("dare_ties", "astromlab3", verified=False,
+                         note="the paper body was not read here; issue 11 names DARE-TIES / linear")
 
 # ---------------------------------------------------------------------------------------------
 # AstroMLab-1 benchmark (4,425 MCQs from 885 ARA&A reviews; public validated subset 3,846 rows).
@@ -219,7 +274,25 @@ MCQ_SCORES: dict[str, Published] = {
     "AstroLLaMA-2-7B-AIC": Published(44.3, "astromlab2"),
     "LLaMA-2-70B": Published(70.7, "astromlab2", note="first reported as 73.9"),
     "AstroLLaMA-2-70B-Base_AIC": Published(76.0, "astromlab2"),
-    "AstroLLaMA-2-70B-Chat_AIC": Published(64.7, "astromlab2"),
+    "AstroLLaMA-2-70B-Chat_AIC": Published(64.7, "astromlab2", note="also the chat model card"),
+    # CPT -> SFT -> merge (AstroSage); instruct models, scored from their answers
+    "AstroSage-Llama-3.1-8B": Published(80.9, "astromlab3", note="abstract; also the model card"),
+    "AstroSage-Llama-3.1-70B": Published(
+        86.2, "astromlab4", verified=False,
+        note="v1 (May 2025), read in a summary of v1, not in the paper; v2 (Feb 2026) reports 89.0 on the "
+             "validated 3,846-question subset",
+    ),
+}
+
+# Published scores of each stage of a CPT -> SFT -> merge chain (rows of MCQ_SCORES; None: no
+# published score for that stage), shown beside a staged run (the demo's base -> CPT -> SFT -> merged).
+STAGES = ("base", "cpt", "sft", "merged")
+STAGE_CHAINS: dict[str, dict[str, str | None]] = {
+    "AstroLLaMA-2-70B (AstroMLab 2)": {"base": "LLaMA-2-70B", "cpt": "AstroLLaMA-2-70B-Base_AIC",
+                                       "sft": "AstroLLaMA-2-70B-Chat_AIC", "merged": None},
+    "AstroSage-8B (AstroMLab 3)": {"base": "LLaMA-3.1-8B", "cpt": None, "sft": None,
+                                   "merged": "AstroSage-Llama-3.1-8B"},
+    "AstroSage-70B (AstroMLab 4)": {"base": None, "cpt": None, "sft": None, "merged": "AstroSage-Llama-3.1-70B"},
 }
 
 # Which released model each recipe reproduces, and its base model's score, for the report table.
@@ -272,6 +345,21 @@ MODEL_CONFIGS: dict[str, Published] = {
          "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False},
         "config-llama3-8b",
     ),
+}
+
+
+# The SFT recipes start from checkpoints with their base model's architecture: the AstroMLab CPT
+# models are continual pre-training of the model each card names (same config), and
+# Llama-3.1-8B has LLaMA-3-8B's shape (its rope scaling does not change the planner's counts).
+MODEL_CONFIGS |= {
+    cpt: Published(MODEL_CONFIGS[base].value, card, note=f"architecture of {base}")
+    for cpt, base, card in [
+        ("AstroMLab/astrollama-2-7b-base_aic", "meta-llama/Llama-2-7b-hf", "card-2-7b-aic"),
+        ("AstroMLab/astrollama-3-8b-base_aic", "meta-llama/Meta-Llama-3-8B", "card-3-8b-aic"),
+        ("AstroMLab/astrollama-3-8b-base_summary", "meta-llama/Meta-Llama-3-8B", "card-3-8b-summary"),
+        ("AstroMLab/astrollama-2-70b-base_aic", "meta-llama/Llama-2-70b-hf", "card-2-70b-aic"),
+        ("meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3-8B", "card-astrosage-8b"),
+    ]
 }
 
 

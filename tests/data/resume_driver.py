@@ -3,6 +3,7 @@
     python resume_driver.py aic ROOT
     python resume_driver.py summary ROOT MODEL_DIR
     python resume_driver.py build ROOT OUT TOKENIZER_DIR MCQ
+    python resume_driver.py qa ROOT MODEL_DIR MCQ
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def main(argv: list[str]) -> int:
 
         run_build(root, ["abstracts", "aic"], argv[2], tokenizer_dir=argv[3], mcq_path=argv[4],
                   config=BuildConfig(max_shard_docs=7), workers=2, progress=False)
+    elif stage == "qa":
+        from astrollama.data.qa import QAConfig, run_qa
+        from astrollama.data.summarize import TransformersBackend
+
+        backend = TransformersBackend(argv[2], max_model_len=1024, model_id="tiny")  # greedy
+        run_qa(root, backend, config=QAConfig(max_new_tokens=24, batch_papers=3), mcq_path=argv[3], progress=False)
     else:
         raise SystemExit(f"unknown stage {stage!r}")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from astrollama.data.aic import AICError, clean_latex, extract_aic, extract_aic_latex_text
-from astrollama.data.aic_latex import collect_macros, parse_aux, parse_bbl, strip_latex_comments
+from astrollama.data.aic.latex import collect_macros, parse_aux, parse_bbl, strip_latex_comments
 from astrollama.data.quality import text_quality
 
 FIX = Path(__file__).parent / "fixtures" / "aic"
@@ -104,7 +104,7 @@ def test_numeric_citations_and_unknown_commands() -> None:
 \section{Introduction}
 Known from \cite{a,b}. \unknowncmd{Kept} text with \ion{Fe}{ii}, 5\,\AA{} and \'Angstr\"om.
 \end{document}"""
-    from astrollama.data.aic_latex import _Context, latex_to_text
+    from astrollama.data.aic.latex import _Context, latex_to_text
 
     aic = extract_aic_latex_text(tex)  # revtex (APS) numbers the citations in their order without a .bbl
     assert aic.introduction == "Known from [1, 2]. Kept text with Fe ii, 5 Å and Ángström."

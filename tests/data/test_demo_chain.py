@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.data.demo import prepare
 from astrollama.data.manifest import Manifest
+from astrollama.demo.data import prepare
 from astrollama.lmflow_data import read_text_only_dir
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from astrollama.data import ocr, pdfgen
 from astrollama.data.manifest import Manifest, namespaced, paper_path
-from astrollama.data.ocr_nougat import (
+from astrollama.data.ocr.nougat import (
     MARKER_POST,
     PageOutput,
     RepetitionConfig,
@@ -198,7 +198,7 @@ def test_repetition_guard_stops_only_the_looping_row_and_locates_the_loop():
 
 
 def test_repetition_guard_in_real_generate_stops_early(tiny_nougat, pdf_bytes, tmp_path):
-    from astrollama.data.ocr_nougat import NougatTransformers
+    from astrollama.data.ocr.nougat import NougatTransformers
 
     path = tmp_path / "p.pdf"
     path.write_bytes(pdf_bytes[GOOD[0]])
@@ -291,7 +291,7 @@ def test_transformers_all_pages_looping_is_a_recorded_failure_not_an_empty_file(
 KILL_SCRIPT = """
 import sys
 from astrollama.data import ocr
-from astrollama.data.ocr_nougat import RepetitionConfig
+from astrollama.data.ocr.nougat import RepetitionConfig
 if __name__ == "__main__":
     backend = ocr.TransformersBackend(sys.argv[2], batch_size=3, dpi=36, device="cpu", max_new_tokens=40,
                                       repetition=RepetitionConfig(enabled=False))

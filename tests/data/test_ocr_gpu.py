@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from astrollama.data import ocr, pdfgen
-    from astrollama.data.ocr_nougat import random_nougat
+    from astrollama.data.ocr.nougat import random_nougat
 
     d = tmp_path_factory.mktemp("gpu")
     paper = {"id": "2401.00001", "title": "A test paper", "authors": ["A. Author"], "abstract": "Short. " * 40,
@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_generate_on_cuda_matches_cpu_structure(setup, dtype):
-    from astrollama.data.ocr_nougat import NougatTransformers, RepetitionConfig
+    from astrollama.data.ocr.nougat import NougatTransformers, RepetitionConfig
 
     ckpt, images = setup
     off = RepetitionConfig(enabled=False)
@@ -42,7 +42,7 @@ def test_generate_on_cuda_matches_cpu_structure(setup, dtype):
 
 
 def test_repetition_stop_runs_on_cuda(setup):
-    from astrollama.data.ocr_nougat import NougatTransformers, RepetitionConfig
+    from astrollama.data.ocr.nougat import NougatTransformers, RepetitionConfig
 
     ckpt, images = setup
     model = NougatTransformers(ckpt, device="cuda", max_new_tokens=60, repetition=RepetitionConfig(window=8,

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.data import ocr, ocr_pdftext
+from astrollama.data import ocr
 from astrollama.data.aic import AICError, extract_aic_markdown
-from astrollama.data.ocr_pdftext import Line, layout_markdown, text_layer_pages
+from astrollama.data.ocr import pdftext as ocr_pdftext
+from astrollama.data.ocr.pdftext import Line, layout_markdown, text_layer_pages
 
 sys.path.insert(0, str(Path(__file__).parent))
 import journal_pdf as J  # noqa: E402
@@ -199,7 +200,7 @@ def test_real_papers_introduction_found_at_half_the_latex_length():
     introduction is empty (< 500 characters, a draft) has none; a PDF whose abstract shares < 70%
     of the LaTeX abstract's word 3-grams is another version of the paper (a build branch's PDF)
     and is not compared. Prints one line per paper (``pytest -s``)."""
-    from astrollama.data.aic_latex import extract_aic_latex, find_main_tex
+    from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
 
     root = Path(os.environ["ASTROLLAMA_REAL_PAPERS"])
     pdfs = sorted(root.glob("*/paper.pdf"))

@@ -63,7 +63,7 @@ def test_prompt_file_hash_and_validation(tmp_path: Path) -> None:
     changed.write_text(DEFAULT_PROMPT.read_text() + "\n# edited\n")
     assert Prompt.load(changed).sha256 != p.sha256
     changed.write_text("name: x\nsystem: s\nuser: 'no placeholders'\n")
-    with pytest.raises(SummaryError, match=r"p.yaml: field 'user' lacks the placeholder \{chunk\}"):
+    with pytest.raises(SummaryError, match=r"p.yaml: user: lacks the placeholder \{chunk\}"):
         Prompt.load(changed)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from astrollama.evaluation.mcq import (
+    MCQInputError,
     MCQResult,
     bootstrap_ci,
     load_questions,
@@ -33,13 +35,13 @@ def sample():
     return load_questions(SAMPLE).head(20)
 
 
-def _reference_logprobs(model, tok, qs):
+def _reference_logprobs(model, tok, qs, prompt="astromlab"):
     """Oracle: each full prompt alone, no cache, no padding, full logits at the last position."""
     import torch
 
-    from astrollama.evaluation.mcq_prompts import PromptTemplate, encode_prompts
+    from astrollama.evaluation.mcq.prompts import PromptTemplate, encode_prompts
 
-    tpl = PromptTemplate.default("token")
+    tpl = PromptTemplate.default("token", prompt)
     enc = encode_prompts(tok, [tpl.render(q) for q in qs], [q.id for q in qs])
     out = []
     with torch.inference_mode():
@@ -49,19 +51,23 @@ def _reference_logprobs(model, tok, qs):
     return out
 
 
-def test_fast_path_equals_one_prompt_at_a_time(tiny, sample):
+@pytest.mark.parametrize("prompt,min_prefix", [("astromlab", 20), ("ours", 100), ("plain", 0)])
+def test_fast_path_equals_one_prompt_at_a_time(tiny, sample, prompt, min_prefix):
+    """Cached shared opening, length-sorted batches, scorer-made padding: the same log-probabilities
+    as each whole prompt alone, for the question-first default and the other shipped prompts."""
     model, tok = tiny
-    ref = _reference_logprobs(model, tok, sample)
+    ref = _reference_logprobs(model, tok, sample, prompt)
     runs = {}
     for bs, cache, side in [(1, False, "right"), (7, True, "left"), (7, True, "right"), (20, False, "left")]:
         tok.padding_side = side  # must not matter: the scorer pads by itself
-        r = score_mcq(model, sample, tokenizer=tok, batch_size=bs, prefix_cache=cache, progress=False)
+        r = score_mcq(model, sample, tokenizer=tok, prompt=prompt, batch_size=bs, prefix_cache=cache, progress=False)
         runs[(bs, cache, side)] = r
         for p, want in zip(r.predictions, ref, strict=True):
             assert list(p["logprobs"].values()) == pytest.approx(want, abs=1e-4)
             assert p["prediction"] == "ABCD"[max(range(4), key=want.__getitem__)]
             assert sum(p["probs"].values()) == pytest.approx(1.0)
-        assert (r.settings["prefix_cache_tokens"] > 50) is cache
+        assert r.settings["template"]["prompt"] == prompt
+        assert r.settings["prefix_cache_tokens"] >= min_prefix if cache else r.settings["prefix_cache_tokens"] == 0
     assert len({tuple(r.letters) for r in runs.values()}) == 1
 
 
@@ -128,6 +134,31 @@ def test_instruct_method_generates_and_reports_unparsed(tiny, sample):
         assert (p["prediction"] is None) == (p["parsed_by"] == "unparsed")
     assert r.scores()["n_unparsed"] == sum(p["prediction"] is None for p in r.predictions)
     assert r.settings["max_new_tokens"] == 6 and r.settings["decoding"] == "greedy"
+
+
+def test_instruct_method_applies_the_chat_template(tiny, sample):
+    """The instruct prompt is the user turn of the tokenizer's chat template, with the assistant
+    turn opened: the replies equal greedy generation from apply_chat_template's own ids."""
+    import torch
+
+    from astrollama.evaluation.mcq.prompts import PromptTemplate
+
+    model, tok = tiny
+    qs = sample.head(2)
+    r = score_mcq(model, qs, tokenizer=tok, method="instruct", max_new_tokens=5, progress=False)
+    assert r.settings["chat_template"]["applied"] and len(r.settings["chat_template"]["sha256"]) == 64
+    tpl = PromptTemplate.default("instruct")
+    for q, p in zip(qs, r.predictions, strict=True):
+        ids = tok.apply_chat_template([{"role": "user", "content": tpl.render(q)}], add_generation_prompt=True,
+                                      tokenize=True, return_dict=False)
+        assert len(ids) > len(tok(tpl.render(q), add_special_tokens=False).input_ids)  # the template's own tokens
+        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=5, do_sample=False,
+                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        assert p["response"] == tok.decode(out[0, len(ids):], skip_special_tokens=True)
+    plain = copy.copy(tok)
+    plain.chat_template = None
+    with pytest.raises(MCQInputError, match="no chat template, so the instruct method cannot be used"):
+        score_mcq(model, qs, tokenizer=plain, method="instruct", max_new_tokens=5, progress=False)
 
 
 def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
@@ -209,3 +240,32 @@ def test_benchmark_script_compares_with_lm_eval(tiny_model, tmp_path):
     assert r["identical_predictions"] and r["n_questions"] == 6 and not r["mismatches"]
     assert set(r["speedup_vs_lm_eval"]) == {"ours", "ours_no_prefix_cache"}
     assert all(v > 0 for v in r["questions_per_s"].values())
+
+
+def test_prompt_choice_from_the_cli_and_the_prompt_effect_script(tiny_model, tmp_path, capsys):
+    from astrollama.cli import main
+
+    out = tmp_path / "plain"
+    assert main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(SAMPLE), "--limit", "6",
+                 "--prompt", "plain", "--n-bootstrap", "200", "--out", str(out)]) == 0
+    tpl = json.loads((out / "scores.json").read_text())["settings"]["template"]
+    assert tpl["prompt"] == "plain" and tpl["path"].endswith("eval/prompts/plain_token.txt")
+    capsys.readouterr()
+    sys.path.insert(0, str(REPO / "eval"))
+    try:
+        import mcq_prompt_effect
+    finally:
+        sys.path.remove(str(REPO / "eval"))
+    res = tmp_path / "effect.json"
+    assert mcq_prompt_effect.main(["--model", str(tiny_model), "--out", str(res)]) == 0
+    table = capsys.readouterr().out
+    r = json.loads(res.read_text())
+    assert [row["prompt"] for row in r["rows"]] == ["astromlab", "ours", "plain"] and r["n"] == 68
+    assert r["key_letters"] == {L: 17 for L in "ABCD"}
+    for row in r["rows"]:
+        assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1] and sum(row["predicted_letters"].values()) == 68
+        assert f"| {row['prompt']} | {100 * row['accuracy']:.1f} [" in table
+    assert r["rows"][0]["change_ci95"] is None and r["rows"][0]["agreement_with_astromlab"] == 1.0
+    for row in r["rows"][1:]:
+        assert row["change_vs_astromlab"] == pytest.approx(row["accuracy"] - r["rows"][0]["accuracy"])
+        assert row["change_ci95"][0] <= row["change_vs_astromlab"] <= row["change_ci95"][1]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from astrollama.evaluation.mcq import load_questions, score_mcq
-from astrollama.evaluation.mcq_lmeval import run_lm_eval
-from astrollama.evaluation.mcq_prompts import PromptTemplate
+from astrollama.evaluation.mcq.lmeval import run_lm_eval
+from astrollama.evaluation.mcq.prompts import PromptTemplate
 
 SAMPLE = Path(__file__).resolve().parents[2] / "eval" / "data" / "astro_mcq_sample.jsonl"
 
@@ -50,3 +50,38 @@ def test_instruct_method_parses_smollm2_replies(smol):
     for p in r.predictions:
         assert (p["prediction"] is None) == (p["parsed_by"] == "unparsed")
     assert r.n_unparsed < len(qs)  # the chat model follows the JSON format at least sometimes
+
+
+def test_instruct_prompt_is_the_smollm2_chat_turn(smol):
+    """The instruct method wraps the prompt in SmolLM2-Instruct's own chat template (user turn, then
+    the opened assistant turn), exactly as apply_chat_template tokenises it."""
+    from astrollama.evaluation.mcq.score import chat_prompt_ids
+
+    _, tok = smol
+    text = PromptTemplate.default("instruct").render(load_questions(SAMPLE).questions[0])
+    [ids] = chat_prompt_ids(tok, [text])
+    assert ids == tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)
+    decoded = tok.decode(ids)
+    assert f"<|im_start|>user\n{text}<|im_end|>\n" in decoded and decoded.endswith("<|im_start|>assistant\n")
+
+
+def test_cached_batches_equal_one_question_at_a_time_on_smollm2(smol):
+    """The question-first default prompt on the real model: the shared opening computed once,
+    length-sorted batches, only the last position's logits, against each whole prompt alone."""
+    import torch
+
+    from astrollama.evaluation.mcq.prompts import encode_prompts
+
+    model, tok = smol
+    qs = load_questions(SAMPLE).head(8)
+    r = score_mcq(model, qs, tokenizer=tok, batch_size=3, progress=False)
+    assert r.settings["prefix_cache_tokens"] >= 20
+    tpl = PromptTemplate.default("token")
+    with torch.inference_mode():
+        for e, p in zip(encode_prompts(tok, [tpl.render(q) for q in qs], [q.id for q in qs]), r.predictions,
+                        strict=True):
+            lp = torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0, -1].float(), -1)
+            want = [float(lp[i]) for i in e.letter_ids]
+            assert list(p["logprobs"].values()) == pytest.approx(want, abs=1e-4)
+            assert p["prediction"] == "ABCD"[max(range(4), key=want.__getitem__)]

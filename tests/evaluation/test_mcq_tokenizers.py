@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
-from astrollama.evaluation.mcq_prompts import PromptTemplate, encode_prompts, parse_answer
+from astrollama.evaluation.mcq.prompts import PromptTemplate, encode_prompts, parse_answer
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
@@ -25,15 +25,31 @@ def _template(tmp_path: Path, tail: str) -> PromptTemplate:
 # templates
 
 
-def test_default_templates_render_the_astromlab_prompt():
+def test_default_token_prompt_follows_astromlab_structure():
+    """Question and options first, then the instructions and the output format, then a Response:
+    line that opens the JSON answer, so that the next token is the letter."""
     q = load_questions(SAMPLE).questions[0]
     tok = PromptTemplate.default("token").render(q)
-    assert tok.startswith("You are an expert in general astrophysics.")
-    assert f"Question: {q.question}\nOptions:\nA: {q.options['A']}\n" in tok
-    assert '"ANSWER"' in tok and '"EXPLANATION"' in tok
-    assert tok.endswith('{"ANSWER": "')  # the next token is the letter (final newline of the file dropped)
+    assert tok == PromptTemplate.default("token", "astromlab").render(q)
+    block = f"Question: {q.question}\nOptions:\nA: {q.options['A']}\nB: {q.options['B']}\nC: {q.options['C']}\nD: {q.options['D']}\n"
+    opening, rest = tok.split(block)
+    assert "expert in general astrophysics" in opening and "ANSWER" not in opening and len(opening) < 250
+    instruction, response = rest.split("Output format:")
+    assert "correct" in instruction and "explain" in instruction  # the instruction block follows the options
+    assert '"ANSWER"' in response and '"EXPLANATION"' in response
+    assert response.endswith('\nResponse:\n{\n"ANSWER": "')  # final newline of the file dropped
     ins = PromptTemplate.default("instruct").render(q)
-    assert "expert in general astrophysics" in ins and '"ANSWER"' in ins and not ins.endswith('"ANSWER": "')
+    assert ins.index(q.question) < ins.index('"ANSWER"') and not ins.endswith('"ANSWER": "')
+
+
+def test_other_shipped_prompts_and_unknown_names():
+    q = load_questions(SAMPLE).questions[0]
+    ours = PromptTemplate.default("token", "ours").render(q)
+    assert ours.index('"EXPLANATION"') < ours.index(q.question) and ours.endswith('{"ANSWER": "')
+    plain = PromptTemplate.default("token", "plain").render(q)
+    assert plain == f"Question: {q.question}\n" + "".join(f"{L}. {q.options[L]}\n" for L in "ABCD") + "Answer: "
+    with pytest.raises(MCQInputError, match=r"prompt 'plain': method 'instruct' has the prompts \['astromlab'\]"):
+        PromptTemplate.default("instruct", "plain")
 
 
 def test_template_errors(tmp_path):
@@ -133,7 +149,7 @@ def test_sentencepiece_letters_follow_the_prompt_not_the_word_start(sp_model_dir
 
 def test_sentencepiece_model_matches_lm_eval(sp_model_dir, tmp_path):
     """End to end on the SentencePiece model: our token method vs lm-eval, question by question."""
-    from astrollama.evaluation.mcq_lmeval import run_lm_eval
+    from astrollama.evaluation.mcq.lmeval import run_lm_eval
 
     qs = load_questions(SAMPLE).head(12)
     ours = score_mcq(sp_model_dir, qs, batch_size=5, progress=False)

@@ -142,7 +142,7 @@ def test_cli_model_and_report(results, tiny_model, repo_root, tmp_path, capsys):
 
 
 def test_report_demo_on_two_models(results, tiny_model, capsys):
-    from astrollama.evaluation.demo import report_demo
+    from astrollama.demo.evaluate import report_demo
 
     tmp, _, _ = results
     out = report_demo(tiny_model, tmp / "trained-model", tmp / "heldout", tmp / "demo", max_new_tokens=4)

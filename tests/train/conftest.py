@@ -261,3 +261,54 @@ def submit_cpt(tmp_path) -> Callable[..., CptJob]:
     yield submit
     for job in jobs:
         job.cancel()
+
+
+# ----------------------------------------------------------------------------------------------
+# SFT: conversation datasets and a tiny LLaMA whose tokenizer knows chatml's markers
+# ----------------------------------------------------------------------------------------------
+QUESTIONS = ["What sets the {0} of a {1}?", "Why does the {0} change near a {1}?",
+             "How is the {0} of a {1} measured?", "Explain the {0} and the {1}."]
+SYSTEMS = ["", "You answer questions about astronomy briefly.", "You are a patient astrophysics tutor."]
+
+
+def make_conversations(n: int, seed: int = 0) -> list[dict]:
+    """n original conversations (1-3 user/assistant pairs, some with a system prompt), every one
+    with the same keys, as LMFlow's json loader needs."""
+    words = DEFAULT_TINY_TEXT.replace(".", "").split()
+    rng = random.Random(seed)
+    convs = []
+    for _ in range(n):
+        msgs = []
+        for _ in range(rng.randint(1, 3)):
+            q = rng.choice(QUESTIONS).format(rng.choice(words), rng.choice(words))
+            a = " ".join(rng.choice(words) for _ in range(rng.randint(8, 40))).capitalize() + "."
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        convs.append({"system": rng.choice(SYSTEMS), "messages": msgs})
+    return convs
+
+
+@pytest.fixture(scope="session")
+def conversation_corpus(tmp_path_factory) -> Path:
+    """48 conversations in 3 LMFlow conversation shards."""
+    from astrollama.lmflow_data import write_conversations
+
+    d = tmp_path_factory.mktemp("sft") / "train"
+    convs = make_conversations(48)
+    for i in range(3):
+        write_conversations(d / f"chat-{i:05d}.json", convs[16 * i: 16 * (i + 1)])
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tiny_model, tmp_path_factory) -> Path:
+    """tiny_model with <|im_start|> and <|im_end|> added as special tokens (embeddings resized)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = tmp_path_factory.mktemp("models") / "tiny-chat"
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d

@@ -94,7 +94,7 @@ def test_missing_and_broken_files(minimal_recipe, tmp_path):
 
 
 def test_every_recipe_agrees_with_its_config():
-    for path in sorted((REPO / "recipes").glob("[!_]*.yaml")):
+    for path in sorted(p for p in (REPO / "recipes").glob("[!_]*.yaml") if not p.name.endswith("-merge.yaml")):
         r = load_recipe(path)
         if r.launch.deepspeed is not None:
             plan = plan_batch(r.batch.global_batch_size, r.launch.nodes * r.launch.gpus_per_node,

@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -260,3 +261,92 @@ def test_lora_packed_truncated_survives_torn_checkpoints_and_kill9(corpus, tiny9
     assert not newer.exists() and (out / "adapter_model.safetensors").is_file()
 
     assert_same_losses(out, local_reference(recipe, tmp_path / "local", train_env))
+
+
+SFT_RECIPE = """
+name: tiny-lmflow-sft
+reproduces: "none: LMFlow SFT end-to-end test"
+model:
+  name_or_path: {model}
+  torch_dtype: float32
+data:
+  dataset_path: {data}
+  conversation_template: chatml
+  block_size: 96
+  packing: false
+  preprocessing_num_workers: 1
+batch:
+  global_batch_size: 4
+  max_micro_batch_size: 4
+launch:
+  engine: lmflow
+  gpus_per_node: 1
+  run_dir: {run_dir}
+trainer:
+  learning_rate: 1.0e-3
+  max_steps: {max_steps}
+  save_steps: {save_steps}
+  logging_steps: 1
+  report_to: none
+  seed: 7
+"""
+
+
+@pytest.fixture(scope="module")
+def chat_corpus(tmp_path_factory) -> Path:
+    """48 conversations (1-3 turns, with and without system prompts) in 3 conversation shards whose
+    directory listing is not sorted."""
+    from astrollama.lmflow_data import write_conversations
+
+    from .conftest import make_conversations
+
+    convs = make_conversations(48, seed=11)
+    names = [f"chat-{i:05d}.json" for i in range(3)]
+    for attempt in range(20):
+        d = tmp_path_factory.mktemp("chat") / "train"
+        order = list(range(3))
+        random.Random(attempt).shuffle(order)
+        for i in order:
+            write_conversations(d / names[i], convs[16 * i: 16 * (i + 1)])
+        if [p.name for p in d.glob("*.json")] != names:
+            return d
+    pytest.fail("could not make a directory whose listing is unsorted")
+
+
+def test_sft_conversations_assistant_only_loss_equals_local_engine(chat_corpus, tiny_chat_model, lmflow_env,
+                                                                   train_env, tmp_path):
+    """LMFlow's finetune.py on a conversation dataset with --conversation_template chatml: SIGUSR1
+    mid-run, resume, and every step's loss equal to the local engine's (same tokens, same
+    assistant-only labels, same blocks). A run with the loss on the prompt too differs: the mask is
+    real."""
+    run_dir = tmp_path / "run"
+    out = run_dir / "checkpoints"
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(SFT_RECIPE.format(model=tiny_chat_model, data=chat_corpus, run_dir=run_dir,
+                                        max_steps=MAX_STEPS, save_steps=SAVE_STEPS))
+
+    first = CptRun(recipe, lmflow_env)
+    first.wait_for("optimizer step 3/")
+    first.proc.send_signal(signal.SIGUSR1)
+    assert first.finish() == REQUEUE_EXIT_CODE, first.text[-4000:]
+    assert "examples/finetune.py" in first.text and "--conversation_template chatml" in first.text
+    assert "Number of train samples: 48" in first.text  # LMFlow's own conversation path, one block each
+    k = first.steps()[-1]
+    assert first.steps() == list(range(1, k + 1)) and k < MAX_STEPS
+
+    second = CptRun(recipe, lmflow_env)
+    assert second.finish() == 0, second.text[-4000:]
+    assert f"resuming from {out / f'checkpoint-{k}'}" in second.text
+    assert second.steps() == list(range(k + 1, MAX_STEPS + 1))
+
+    local = local_reference(recipe, tmp_path / "local", train_env)
+    assert_same_losses(out, local)
+    # the same run with the loss on every token (the local engine's --train_on_prompt True) differs
+    prompt_out = tmp_path / "prompt"
+    args = [sys.executable, "-m", "astrollama.train.engine", "--model_name_or_path", str(tiny_chat_model), "--dataset_path", str(chat_corpus),
+            "--conversation_template", "chatml", "--train_on_prompt", "True", "--block_size", "96",
+            "--output_dir", str(prompt_out), "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+            "--max_steps", "3", "--logging_steps", "1", "--report_to", "none", "--seed", "7", "--do_train", "True"]
+    r = subprocess.run(args, env=train_env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert losses(prompt_out)[0] != pytest.approx(losses(local)[0], rel=1e-3)

@@ -69,6 +69,7 @@ for argv in argvs:
         "model_name_or_path": model.model_name_or_path, "use_lora": model.use_lora,
         "lora_target_modules": model.lora_target_modules, "lora_r": model.lora_r,
         "block_size": data.block_size, "disable_group_texts": data.disable_group_texts,
+        "conversation_template": data.conversation_template, "train_on_prompt": data.train_on_prompt,
         "dataset_path": data.dataset_path, "output_dir": tune.output_dir,
         "per_device_train_batch_size": tune.per_device_train_batch_size,
         "gradient_accumulation_steps": tune.gradient_accumulation_steps,
@@ -129,6 +130,8 @@ def test_paper_recipe_flags_parse_with_lmflow(name, parsed):
     assert got["ddp_timeout"] == 72000 and got["save_strategy"] == "steps"
     assert got["do_eval"] is False and got["do_train"] is True and not got["overwrite_output_dir"]
     assert got["use_lora"] is (recipe.model.lora is not None)
+    assert got["conversation_template"] == recipe.data.conversation_template  # SFT recipes: the template
+    assert got["train_on_prompt"] is False  # LMFlow's default, passed explicitly for SFT: assistant-only loss
     if recipe.launch.deepspeed is not None and "deepspeed" not in got["relaxed"]:
         ds = got["deepspeed"]  # DeepSpeed's "auto" fields as transformers fills them from the flags
         assert ds["train_micro_batch_size_per_gpu"] == plan.per_device_train_batch_size

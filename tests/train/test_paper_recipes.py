@@ -18,7 +18,8 @@ from astrollama.train.recipe import Recipe, RecipeError, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("in_repo")
-RECIPE_FILES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.name.startswith("_"))
+ALL_FILES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.name.startswith("_"))
+RECIPE_FILES = [p for p in ALL_FILES if not p.name.endswith("-merge.yaml")]  # merge: tests/train/test_merge.py
 PAPER_RECIPES = sorted(paper.RECIPES)
 
 # RECIPES keys that describe the corpus or the compute, not a training hyper-parameter.
@@ -108,6 +109,39 @@ def test_validate_cli_over_the_recipes_directory():
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.strip().splitlines()
-    assert len(lines) == len(RECIPE_FILES) and all(ln.startswith("ok  recipes/") for ln in lines)
+    assert len(lines) == len(ALL_FILES) and all(ln.startswith("ok  recipes/") for ln in lines)
     assert "recipes/astrollama-3-8b-base_summary.yaml: meta-llama/Meta-Llama-3-8B full, block 512, packing off, " \
            "global batch 96" in p.stdout
+
+
+@pytest.mark.parametrize("name", sorted(paper.SFT_RECIPES))
+def test_chat_recipe_matches_published_sft(name):
+    """The chat recipes start from the released CPT model and resolve to AstroMLab 2's SFT settings;
+    their data is conversations (template set) and the header marks what is our choice."""
+    path = REPO / "recipes" / f"{name}.yaml"
+    recipe = load_recipe(path)
+    for key, published in paper.SFT_RECIPES[name].items():
+        got = resolved(recipe, key)
+        assert got == published.value, f"{name}: {key} = {got!r}, published {published.value!r} ({published.cite()})"
+    assert recipe.data.conversation_template in {"llama2", "llama3"}
+    assert recipe.data.conversation_template == ("llama3" if "-3-" in name else "llama2")
+    header = path.read_text().split("\nbase:")[0]
+    assert "arXiv:2409.19750" in header and "Our choice" in header
+    assert recipe.launch.nodes * recipe.launch.gpus_per_node * recipe.batch.max_micro_batch_size == 48
+
+
+def test_every_released_base_model_has_a_chat_recipe():
+    cpt = {n for n in paper.RECIPES if n != "astrollama-2-7b-base_abstract"}
+    assert {n.replace("-base_", "-chat_") for n in cpt} == set(paper.SFT_RECIPES)
+    assert paper.MCQ_SCORES["AstroLLaMA-2-70B-Chat_AIC"].source == "astromlab2"
+
+
+def test_astrosage_recipe_uses_only_published_facts_as_published():
+    path = REPO / "recipes" / "astrosage-8b-sft.yaml"
+    recipe = load_recipe(path)
+    assert recipe.model.name_or_path == paper.ASTROSAGE["base_model"].value
+    assert recipe.data.conversation_template == "llama3"
+    header = path.read_text().split("\nbase:")[0]
+    for ident in ("arXiv:2411.09012", "AstroMLab/AstroSage-8B", "arXiv:2505.17592", "NOT published"):
+        assert ident in header
+    assert paper.ASTROSAGE["merge"].value == {"cpt+sft": 0.75, "meta-llama/Llama-3.1-8B-Instruct": 0.25}

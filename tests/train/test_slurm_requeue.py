@@ -17,6 +17,8 @@ import pytest
 
 from astrollama.train.checkpoints import check_checkpoint
 
+from .conftest import REPO
+
 MAX_STEPS, SAVE_STEPS = 200, 10
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -76,3 +78,71 @@ def test_requeued_job_resumes_and_finishes(slurm_cluster, submit_cpt, train_reci
     assert prov == [f"attempt-{i + 1:03d}-job{job.id}-restart{i}" for i in range(3)]
     env1 = json.loads((run_dir / "provenance" / prov[0] / "environment.json").read_text())
     assert env1["SLURM_JOB_ID"] == job.id
+
+
+SFT_RECIPE = """
+name: tiny-sft
+reproduces: "none: SFT requeue test"
+model:
+  name_or_path: {model}
+  torch_dtype: float32
+data:
+  dataset_path: {data}
+  conversation_template: llama2
+  block_size: 64
+  packing: true
+  preprocessing_num_workers: 1
+batch:
+  global_batch_size: 4
+  max_micro_batch_size: 4
+launch:
+  engine: local
+  gpus_per_node: 1
+  run_dir: {run_dir}
+trainer:
+  learning_rate: 1.0e-3
+  max_steps: 40
+  save_steps: 5
+  logging_steps: 1
+  report_to: none
+  seed: 7
+"""
+
+
+def losses(ckpts) -> list[float]:
+    state = json.loads((ckpts / "trainer_state.json").read_text())
+    return [e["loss"] for e in state["log_history"] if "loss" in e]
+
+
+def test_sft_job_requeued_resumes_with_identical_losses(slurm_cluster, submit_cpt, tiny_model, conversation_corpus,
+                                                        train_env, tmp_path):
+    """An SFT recipe (conversation data, llama2 template, packed, assistant-only loss) through
+    sbatch slurm/cpt.sh: scontrol requeue mid-run, the next attempt resumes, and every step's loss
+    equals an uninterrupted run's."""
+    import torch
+
+    def recipe(run_dir):
+        p = tmp_path / f"{run_dir.name}.yaml"
+        p.write_text(SFT_RECIPE.format(model=tiny_model, data=conversation_corpus, run_dir=run_dir))
+        return p
+
+    run_dir = tmp_path / "run"
+    ckpts = run_dir / "checkpoints"
+    job = submit_cpt(["--job-name=astrollama-sft-test"], [str(recipe(run_dir))], train_env)
+    job.wait_for(lambda: job.newest_checkpoint(ckpts) >= 5 and job.state()[0] == "RUNNING", 240, "a checkpoint")
+    subprocess.run(["scontrol", "requeue", job.id], check=True, capture_output=True)
+    job.wait_for(lambda: job.state() == ("COMPLETED", 1), 300, "the requeued job to complete")
+    parts = job.attempts()
+    assert len(parts) == 2
+    k = job.steps(parts[0])[-1]
+    assert 5 <= k < 40 and f"resuming from {ckpts / f'checkpoint-{k}'}" in parts[1], parts[1][-3000:]
+    assert job.steps(parts[1]) == list(range(k + 1, 41))
+    assert "--conversation_template llama2" in parts[0]
+
+    ref_dir = tmp_path / "ref"
+    r = subprocess.run(["bash", "slurm/cpt.sh", str(recipe(ref_dir))], cwd=REPO, env=train_env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got, want = losses(ckpts), losses(ref_dir / "checkpoints")
+    assert len(got) == len(want) == 40 and want[-1] < want[0] - 0.1
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from astrollama.evaluation.mcq_prompts import PromptTemplate, render_doc
+from astrollama.evaluation.mcq.prompts import PromptTemplate, render_doc
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "prompts" / "astromlab_token.txt"
 
@@ -16,7 +16,7 @@ def _template() -> PromptTemplate:
 
 
 def doc_to_text(doc: dict) -> str:
-    """The token-method prompt, ending with {"ANSWER": " so that the next token is the letter."""
+    """The default token-method prompt, ending with "ANSWER": " so that the next token is the letter."""
     return render_doc(doc, _template())
 
 

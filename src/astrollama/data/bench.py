@@ -34,20 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from astrollama.data.aic import AICError, extract_aic_markdown
-from astrollama.data.build import (
-    Benchmark,
-    BuildConfig,
-    Doc,
-    LSHIndex,
-    MinHasher,
-    _encode,
-    build_variant,
-    clean_text,
-    load_fast_tokenizer,
-    ngram_hashes,
-    normalised_words,
-    word_hashes,
-)
+from astrollama.data.build import BuildConfig, Doc, _encode, build_variant, clean_text, load_fast_tokenizer
+from astrollama.data.decontam import Benchmark
+from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
 from astrollama.lmflow_data import ShardWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -1,6 +1,8 @@
 """BUILD stage: one corpus variant (abstracts | aic | summary) -> LMFlow ``text_only`` shards.
 
-Steps, in this order (thresholds are :class:`BuildConfig` fields; docs/data-corpus.md lists them):
+Steps, in this order (thresholds are :class:`BuildConfig` fields, ``astrollama data build`` flags and
+``build:`` keys of a ``data_prep/<name>.yaml`` config; docs/data-corpus.md lists them). MinHash/LSH
+live in :mod:`astrollama.data.dedup`, the benchmark n-grams in :mod:`astrollama.data.decontam`:
 
 1. documents sorted by (id, text hash); a repeated id keeps its first row (``duplicate_id``);
 2. per document, in N worker processes (order preserved): cleaning (:func:`clean_text`), the
@@ -27,7 +29,6 @@ timestamps or paths that vary between runs: the same input gives byte-identical 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -36,7 +37,6 @@ import os
 import re
 import shutil
 import unicodedata
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,11 +47,11 @@ import numpy as np
 
 from astrollama.data import killpoint
 from astrollama.data.aic import clean_nougat_markers
+from astrollama.data.decontam import Benchmark, BuildError
+from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
 from astrollama.data.quality import corpus_quality
 from astrollama.data.split import assign_split
 from astrollama.data.stages import PoolWatch
-from astrollama.errors import InputError
-from astrollama.evaluation.mcq_data import MCQInputError, load_questions
 from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text
 from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
 
@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("abstracts", "aic", "summary")
 BUILD_FORMAT = 1
-
-
-class BuildError(InputError):
-    """Bad build input (benchmark file, tokenizer, empty corpus)."""
 
 
 @dataclass
@@ -90,8 +86,13 @@ class BuildConfig:
             ("--min-words", self.min_words, self.min_words >= 0, ">= 0"),
             ("--decontam-ngram", self.decontam_ngram, self.decontam_ngram >= 1, ">= 1"),
             ("--decontam-min-matches", self.decontam_min_matches, self.decontam_min_matches >= 1, ">= 1"),
+            ("--shingle-words", self.shingle_words, self.shingle_words >= 1, ">= 1"),
+            ("--repeated-line-min-chars", self.repeated_line_min_chars, self.repeated_line_min_chars >= 1, ">= 1"),
+            ("--repeated-line-max", self.repeated_line_max, self.repeated_line_max >= 1, ">= 1"),
+            ("--max-shard-docs", self.max_shard_docs, self.max_shard_docs is None or self.max_shard_docs >= 1,
+             ">= 1"),
             ("--max-shard-mb", self.max_shard_bytes / 2**20, self.max_shard_bytes >= 1, "> 0"),
-            ("num_perm/lsh_bands", (self.num_perm, self.lsh_bands),
+            ("--num-perm/--lsh-bands", (self.num_perm, self.lsh_bands),
              self.lsh_bands >= 1 and self.num_perm >= 1 and not self.num_perm % self.lsh_bands,
              "num_perm a positive multiple of lsh_bands"),
             ("--decontam-action", self.decontam_action, self.decontam_action in ("drop", "report"), "drop or report"),
@@ -123,7 +124,6 @@ _LATEX_DROP = re.compile(
 _TABULAR = re.compile(r"\\begin\{tabular\*?\}.*?\\end\{tabular\*?\}", re.S)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANKS = re.compile(r"\n{3,}")
-_NONALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def clean_text(text: str, *, repeated_line_min_chars: int = 20, repeated_line_max: int = 2) -> str:
@@ -157,165 +157,6 @@ def clean_text(text: str, *, repeated_line_min_chars: int = 20, repeated_line_ma
             seen.add(ln)
         out.append(ln)
     return _BLANKS.sub("\n\n", "\n".join(out)).strip()
-
-
-# ------------------------------------------------------------------------------ hashing / MinHash
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-@functools.lru_cache(maxsize=64)
-def _consts(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.integers(1, 2**63 - 1, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1))
-
-
-def normalised_words(text: str) -> list[str]:
-    """Lower-case alphanumeric words: the unit of text hashes, shingles and n-grams."""
-    return _NONALNUM.sub(" ", text.lower()).split()
-
-
-def word_hashes(words: Sequence[str]) -> np.ndarray:
-    """Deterministic 32-bit hash of each word (CRC32; Python's ``hash`` is salted per process)."""
-    return np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
-
-
-def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
-    """64-bit hashes of every run of ``n`` consecutive words (one hash if the text is shorter)."""
-    if len(wh) == 0:
-        return np.zeros(0, dtype=np.uint64)
-    n_eff = min(n, len(wh))
-    mult = _consts(n_eff, 1234 + n_eff)
-    m = len(wh) - n_eff + 1
-    h = np.zeros(m, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n_eff):
-            h = h * np.uint64(0x100000001B3) + wh[k : k + m] * mult[k]
-    return h
-
-
-class MinHasher:
-    """MinHash with ``num_perm`` multiply-shift hash functions over 64-bit shingle hashes."""
-
-    def __init__(self, num_perm: int = 128, seed: int = 1) -> None:
-        self.a = _consts(num_perm, seed)[:, None]
-        self.b = _consts(num_perm, seed + 1)[:, None]
-
-    def signature(self, shingles: np.ndarray) -> np.ndarray:
-        if len(shingles) == 0:
-            return np.full(self.a.shape[0], 0xFFFFFFFF, dtype=np.uint32)
-        with np.errstate(over="ignore"):
-            v = (self.a * shingles[None, :] + self.b) >> np.uint64(32)
-        return v.min(axis=1).astype(np.uint32)
-
-
-class LSHIndex:
-    """Banded LSH over MinHash signatures; candidates are verified by estimated Jaccard."""
-
-    def __init__(self, num_perm: int, bands: int) -> None:
-        self.bands, self.rows = bands, num_perm // bands
-        self.tables: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
-        self.sigs: list[np.ndarray] = []
-
-    def _keys(self, sig: np.ndarray) -> Iterator[tuple[int, bytes]]:
-        for b in range(self.bands):
-            yield b, sig[b * self.rows : (b + 1) * self.rows].tobytes()
-
-    def query(self, sig: np.ndarray, threshold: float) -> tuple[int, float] | None:
-        """(index, estimated Jaccard) of the most similar stored signature above ``threshold``."""
-        cands: set[int] = set()
-        for b, key in self._keys(sig):
-            cands.update(self.tables[b].get(key, ()))
-        best = None
-        for c in sorted(cands):
-            j = float(np.mean(self.sigs[c] == sig))
-            if j >= threshold and (best is None or j > best[1]):
-                best = (c, j)
-        return best
-
-    def insert(self, sig: np.ndarray) -> int:
-        idx = len(self.sigs)
-        self.sigs.append(sig)
-        for b, key in self._keys(sig):
-            self.tables[b].setdefault(key, []).append(idx)
-        return idx
-
-
-# -------------------------------------------------------------------------------- benchmark MCQ
-
-def load_benchmark_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
-    """(question, options A-D) of each row of the benchmark MCQ file.
-
-    The file is read by the scoring reader (``astrollama.evaluation.mcq_data.load_questions``:
-    .parquet / .jsonl / .csv with ``question`` and ``A``..``D``), so decontamination and scoring
-    read one file the same way.
-    """
-    try:
-        qs = load_questions(path)
-    except MCQInputError as e:
-        raise BuildError(str(e)) from e
-    return [(q.question, list(q.options.values())) for q in qs]
-
-
-@dataclass
-class Benchmark:
-    """Sorted n-gram hashes of the benchmark (question + options), and which question owns each.
-
-    Texts of at least ``n`` words contribute their ``n``-grams; a shorter question (or option) of
-    at least ``min_words`` words contributes its ``min_words``-grams, so short questions are
-    caught too. ``lengths`` lists the n-gram lengths a document is hashed with (at most two).
-    """
-
-    path: str
-    n: int
-    questions: int
-    hashes: np.ndarray
-    owners: np.ndarray
-    lengths: tuple[int, ...]
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], n: int, min_words: int = 8) -> Benchmark:
-        texts = load_benchmark_questions(path)
-        hs, owners, lengths = [], [], {n}
-        for qi, (q, opts) in enumerate(texts):
-            # the question with its options, the question alone and each option: a paper can
-            # quote any of them
-            for part in dict.fromkeys([" ".join([q, *opts]), q, *opts]):
-                words = normalised_words(part)
-                if len(words) < min(n, min_words):
-                    continue
-                k = n if len(words) >= n else min_words
-                lengths.add(k)
-                h = ngram_hashes(word_hashes(words), k)
-                hs.append(h)
-                owners.append(np.full(len(h), qi, dtype=np.int64))
-        if not hs:
-            return cls(str(path), n, len(texts), np.zeros(0, np.uint64), np.zeros(0, np.int64), (n,))
-        h, o = np.concatenate(hs), np.concatenate(owners)
-        order = np.argsort(h, kind="stable")
-        return cls(str(path), n, len(texts), h[order], o[order], tuple(sorted(lengths)))
-
-    def doc_ngrams(self, wh: np.ndarray) -> np.ndarray:
-        """All n-gram hashes of a document (word hashes ``wh``) at the benchmark's lengths."""
-        parts = [ngram_hashes(wh, k) for k in self.lengths if len(wh) >= k]
-        return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
-
-    def matches(self, doc_ngrams: np.ndarray) -> tuple[int, list[int]]:
-        """(number of the document's distinct n-grams found in the benchmark, question indices)."""
-        if len(self.hashes) == 0 or len(doc_ngrams) == 0:
-            return 0, []
-        pos = np.searchsorted(self.hashes, doc_ngrams)
-        pos[pos >= len(self.hashes)] = 0
-        hit = self.hashes[pos] == doc_ngrams
-        if not hit.any():
-            return 0, []
-        qs = set()
-        for p in np.unique(pos[hit]):
-            lo = p
-            while lo < len(self.hashes) and self.hashes[lo] == self.hashes[p]:
-                qs.add(int(self.owners[lo]))
-                lo += 1
-        return len(np.unique(doc_ngrams[hit])), sorted(qs)
 
 
 # ---------------------------------------------------------------------------------- tokenizer
@@ -716,7 +557,7 @@ def register(sub: Any) -> None:
     p.add_argument("--root", required=True, help="data root (manifest/)")
     p.add_argument("--variants", default="abstracts,aic,summary", help="comma-separated: abstracts,aic,summary")
     p.add_argument("--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)")
-    p.add_argument("--tokenizer", required=True, help="the recipe's model/tokenizer directory (token stats)")
+    p.add_argument("--tokenizer", required=True, help="the recipe's model/tokenizer directory (token stats; smollm2-135m: the demo model)")
     p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv: question, A-D) to decontaminate against")
     p.add_argument("--workers", type=number(int, min=1), default=max(1, (os.cpu_count() or 1)))
     p.add_argument("--validation-fraction", type=number(), default=d.validation_fraction,
@@ -727,7 +568,19 @@ def register(sub: Any) -> None:
     p.add_argument("--decontam-min-matches", type=number(int), default=d.decontam_min_matches)
     p.add_argument("--decontam-action", choices=["drop", "report"], default=d.decontam_action)
     p.add_argument("--summary-length-policy", choices=["drop", "keep"], default=d.summary_length_policy)
+    p.add_argument("--shingle-words", type=number(int, min=1), default=d.shingle_words,
+                   help="words per MinHash shingle")
+    p.add_argument("--num-perm", type=number(int, min=1), default=d.num_perm,
+                   help="MinHash permutations (a multiple of --lsh-bands)")
+    p.add_argument("--lsh-bands", type=number(int, min=1), default=d.lsh_bands,
+                   help="LSH bands; rows per band = num_perm / lsh_bands")
+    p.add_argument("--repeated-line-min-chars", type=number(int, min=1), default=d.repeated_line_min_chars,
+                   help="lines at least this long are counted as repeated-line candidates")
+    p.add_argument("--repeated-line-max", type=number(int, min=1), default=d.repeated_line_max,
+                   help="a candidate line seen more often than this is kept once")
     p.add_argument("--max-shard-mb", type=number(), default=d.max_shard_bytes / 2**20)
+    p.add_argument("--max-shard-docs", type=number(int, min=1), default=d.max_shard_docs,
+                   help="documents per shard (default: no limit, only --max-shard-mb)")
     p.add_argument("--force", action="store_true", help="rebuild even when build.json says up to date")
     p.set_defaults(func=_cli)
 
@@ -736,12 +589,17 @@ def _cli(a: Any) -> int:
     cfg = BuildConfig(validation_fraction=a.validation_fraction, min_words=a.min_words,
                       near_dup_jaccard=a.near_dup_jaccard, decontam_ngram=a.decontam_ngram,
                       decontam_min_matches=a.decontam_min_matches, decontam_action=a.decontam_action,
-                      summary_length_policy=a.summary_length_policy, max_shard_bytes=int(a.max_shard_mb * 2**20))
+                      summary_length_policy=a.summary_length_policy, max_shard_bytes=int(a.max_shard_mb * 2**20),
+                      shingle_words=a.shingle_words, num_perm=a.num_perm, lsh_bands=a.lsh_bands,
+                      repeated_line_min_chars=a.repeated_line_min_chars, repeated_line_max=a.repeated_line_max,
+                      max_shard_docs=a.max_shard_docs)
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     for v in variants:
         if v not in VARIANTS:
             raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
-    res = run_build(a.root, variants, a.out, tokenizer_dir=a.tokenizer, mcq_path=a.mcq, config=cfg,
+    from astrollama.train.recipe import resolve_model
+
+    res = run_build(a.root, variants, a.out, tokenizer_dir=resolve_model(a.tokenizer), mcq_path=a.mcq, config=cfg,
                     workers=a.workers, force=a.force)
     for v, s in res.items():
         print(f"{v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "

@@ -27,14 +27,20 @@ MODULES = (
     "astrollama.data.aic",        # aic
     "astrollama.data.quality",    # quality (AIC text: raw macros, dangling citations, control chars)
     "astrollama.data.summarize",  # summarize
+    "astrollama.data.qa",         # qa (astro question/answer conversations from AIC or summaries)
+    "astrollama.data.conversations",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",      # build
     "astrollama.data.bench",      # bench (throughput of the CPU corpus stages)
-    "astrollama.data.demo",       # demo-prep (the offline demo data chain)
+    "astrollama.demo.data",       # demo-prep (the offline demo data chain)
 )
 
 
 def build_parser():
-    return build_group("astrollama data", "arXiv astro-ph data preparation (see docs/data-*.md).", MODULES)
+    from astrollama.data.config import add_config_option
+
+    parser = build_group("astrollama data", "arXiv astro-ph data preparation (see docs/data-*.md).", MODULES)
+    add_config_option(parser)  # --config data_prep/<name>.yaml (astrollama.data.config)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     server (an environment ``OSError``, :class:`EnvironmentFault`, and the harvest/HTTP/stage give-ups
     below) exits 1.
     """
+    from astrollama.data.config import apply_config
     from astrollama.data.harvest import HarvestError
     from astrollama.data.http import HttpError
     from astrollama.data.stages import StageAbort
 
     try:
-        return run_group(build_parser(), argv)
+        parser = build_parser()
+        return run_group(parser, apply_config(parser, list(sys.argv[1:] if argv is None else argv)))
     except InputError:  # HarvestInputError is both
         raise
     except (HarvestError, HttpError, StageAbort) as exc:  # the server, not the input: retry later

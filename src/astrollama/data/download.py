@@ -358,6 +358,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=ARXIV_URL)
     p.add_argument("--ids", nargs="*", default=None, help="only these ids (default: every paper)")
     p.add_argument("--ids-file", default=None, help="file with one id per line")
+    p.add_argument("--papers", default=None, help="render PDFs from paper JSON files in this directory instead of "
+                                                  "fetching (the bundled demo papers; as `make-pdfs --root`)")
     from astrollama.cli import number
 
     p.add_argument("--delay", type=number(min=0), default=None,
@@ -373,6 +375,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_download(a: argparse.Namespace) -> int:
+    if a.papers:
+        from astrollama.data.ocr.stage import _cli_make_pdfs
+
+        return _cli_make_pdfs(argparse.Namespace(papers=a.papers, out=None, root=a.root))
     m = Manifest(a.root)
     ids = list(a.ids) if a.ids else None
     if a.ids_file:

@@ -42,10 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from astrollama.config import read_mapping
 from astrollama.data import killpoint
-from astrollama.data.aic import _md_headings, clean_nougat_markers
+from astrollama.data.aic.markdown import _md_headings
+from astrollama.data.aic.rules import clean_nougat_markers
 from astrollama.data.manifest import paper_path
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json, atomic_write_text
@@ -66,6 +66,23 @@ class SummaryError(InputError):
 # ------------------------------------------------------------------------------------- prompts
 
 
+def read_prompt(path: str | os.PathLike[str] | None, default: Path, placeholders: tuple[str, ...],
+                error: type[InputError]) -> tuple[Path, dict[str, Any], str]:
+    """A prompt YAML (``name``, ``system``, ``user`` strings; ``user`` holds ``placeholders``), read
+    with the project's one strict YAML reader: its path, mapping and SHA-256 (recorded per paper)."""
+    p = Path(path) if path else default
+    if not p.is_file():
+        raise error(f"{p}: (file): prompt file not found (pass --prompt)")
+    d = read_mapping(p, what="a prompt file")
+    for key in ("name", "system", "user"):
+        if not isinstance(d.get(key), str):
+            raise error(f"{p}: {key}: missing or not a string")
+    for ph in placeholders:
+        if ph not in d["user"]:
+            raise error(f"{p}: user: lacks the placeholder {ph}{'}' if ph[-1] != '}' else ''}")
+    return p, d, hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A prompt file: system text, user template, and the file's SHA-256."""
@@ -79,23 +96,8 @@ class Prompt:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Prompt:
-        p = Path(path) if path else DEFAULT_PROMPT
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: summarisation prompt file not found (pass --prompt)")
-        raw = p.read_bytes()
-        try:
-            d = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise SummaryError(f"{p}: invalid YAML ({e})") from e
-        for key in ("name", "system", "user"):
-            if not isinstance(d, dict) or not isinstance(d.get(key), str):
-                raise SummaryError(f"{p}: field '{key}' is missing or not a string")
-        for ph in ("{chunk}", "{previous}", "{budget"):
-            if ph not in d["user"]:
-                raise SummaryError(f"{p}: field 'user' lacks the placeholder {ph}{'}' if ph[-1] != '}' else ''}"
-                                   + (" (or {budget_words})" if ph == "{budget" else ""))
-        return cls(p, d["name"], d["system"], d["user"], d.get("first_previous", "(none)"),
-                   hashlib.sha256(raw).hexdigest())
+        p, d, sha = read_prompt(path, DEFAULT_PROMPT, ("{chunk}", "{previous}", "{budget"), SummaryError)
+        return cls(p, d["name"], d["system"], d["user"], d.get("first_previous", "(none)"), sha)
 
     def conversation(self, *, title: str, part: int, parts: int, budget: int, previous: str,
                      chunk: str) -> list[dict[str, str]]:
@@ -622,7 +624,8 @@ def register(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="data root (manifest/; outputs go to ROOT/summary/)")
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument("--model", required=True, help="summariser checkpoint directory (or HF id on a cluster)")
+    p.add_argument("--model", required=True, help="summariser checkpoint directory (or HF id on a cluster; smollm2-135m: the "
+                                                       "offline demo model)")
     p.add_argument("--model-id", help="name recorded per paper (default: --model)")
     p.add_argument("--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})")
     p.add_argument("--min-tokens", type=number(int, min=1), default=PUBLISHED_SUMMARY_TOKENS[0],
@@ -639,6 +642,10 @@ def register(sub: Any) -> None:
     p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
     p.add_argument("--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id")
     p.add_argument("--batch-papers", type=number(int, min=1), default=64, help="papers per generation round")
+    p.add_argument("--min-chunk-budget", type=number(int, min=1), default=SummaryConfig.min_chunk_budget,
+                   help="fewest summary tokens asked of one chunk")
+    p.add_argument("--previous-tokens", type=number(int, min=0), default=SummaryConfig.previous_tokens,
+                   help="at most this many tokens of earlier summary parts passed as context")
     p.add_argument("--limit", type=number(int, min=1), default=None, help="only the first N papers by id (a CPU demo knob)")
     add_shard_args(p)
     p.set_defaults(func=_cli)
@@ -646,7 +653,8 @@ def register(sub: Any) -> None:
 
 def _cli(a: Any) -> int:
     cfg = SummaryConfig(min_tokens=a.min_tokens, max_tokens=a.max_tokens, target_total=a.target_tokens,
-                        seed=a.seed, batch_papers=a.batch_papers)
+                        seed=a.seed, batch_papers=a.batch_papers, min_chunk_budget=a.min_chunk_budget,
+                        previous_tokens=a.previous_tokens)
     kw: dict[str, Any] = {"temperature": a.temperature, "repetition_penalty": a.repetition_penalty,
                           "model_id": a.model_id}
     if a.backend == "vllm":
@@ -654,7 +662,9 @@ def _cli(a: Any) -> int:
                   dtype=a.dtype, gpu_memory_utilization=a.gpu_memory_utilization, seed=a.seed)
     else:
         kw.update(max_model_len=a.max_model_len, device=a.device)
-    backend = make_backend(a.backend, a.model, **kw)
+    from astrollama.train.recipe import resolve_model
+
+    backend = make_backend(a.backend, resolve_model(a.model), **kw)
     stats = run_summary(a.root, backend, config=cfg, prompt=Prompt.load(a.prompt), shard_index=a.shard_index,
                         num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force, limit=a.limit)
     if stats.failed:

@@ -16,7 +16,7 @@ import sys
 from astrollama.cli import build_group, run_group
 
 MODULES = (
-    "astrollama.evaluation.mcq_cli",      # mcq
+    "astrollama.evaluation.mcq.cli",      # mcq
     "astrollama.evaluation.perplexity",   # ppl
     "astrollama.evaluation.embeddings",   # embed
     "astrollama.evaluation.completion",   # complete
@@ -27,12 +27,19 @@ MODULES = (
 
 
 def build_parser():
-    return build_group("astrollama eval", "Evaluate checkpoints: astronomy MCQ benchmark and more.", MODULES)
+    from astrollama.evaluation.config import add_config_option
+
+    parser = build_group("astrollama eval", "Evaluate checkpoints: astronomy MCQ benchmark and more.", MODULES)
+    add_config_option(parser)  # --config eval/<name>.yaml (astrollama.evaluation.config)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
-    return run_group(build_parser(), argv)
+    from astrollama.evaluation.config import apply_config
+
+    parser = build_parser()
+    return run_group(parser, apply_config(parser, list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from astrollama.cli import number
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,9 @@ def register(subparsers) -> None:
     g.add_argument("--prompt-file", default=None, help="prompt file (default: the bundled completion.txt)")
     g.add_argument("--prompt", default=None, help="prompt text")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
+    p.add_argument("--temperature", type=number(min=0), default=0.8, help="0 = greedy")
+    p.add_argument("--top-p", type=number(gt=0, max=1), default=0.95)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="output JSON file")
@@ -128,10 +129,6 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from astrollama.evaluation.common import EvalInputError
-
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise EvalInputError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {args.temperature}, {args.top_p}")
     prompt_file = None if args.prompt is not None else str(args.prompt_file or bundled_prompt_file())
     prompt = args.prompt if args.prompt is not None else read_prompt(prompt_file)
     rep = completion_report(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astrollama.cli import number
 from astrollama.io import atomic_write_json, save_png
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,9 @@ def register(subparsers) -> None:
     p.add_argument("--label", action="append", default=None, help="display label per --model (same order)")
     p.add_argument("--base", default=None, help="base model directory for LoRA adapter checkpoints")
     p.add_argument("--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)")
-    p.add_argument("--max-docs", type=int, default=200, help="first N documents (pairs grow as N^2; default 200)")
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-docs", type=number(int, min=2), default=200, help="first N documents (pairs grow as N^2; default 200)")
+    p.add_argument("--max-length", type=number(int, min=2), default=512)
+    p.add_argument("--batch-size", type=number(int, min=1), default=8)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="output directory")

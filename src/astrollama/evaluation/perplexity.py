@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from astrollama.cli import number
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -210,10 +211,10 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory (full model or LoRA adapter)")
     p.add_argument("--base", default=None, help="base model directory for a LoRA adapter checkpoint")
     p.add_argument("--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)")
-    p.add_argument("--block-size", type=int, default=512, help="window length in tokens (default 512)")
-    p.add_argument("--stride", type=int, default=None, help="window step (default = block size: disjoint)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-docs", type=int, default=None, help="score only the first N documents")
+    p.add_argument("--block-size", type=number(int, min=2), default=512, help="window length in tokens (default 512)")
+    p.add_argument("--stride", type=number(int, min=1), default=None, help="window step (default = block size: disjoint)")
+    p.add_argument("--batch-size", type=number(int, min=1), default=8)
+    p.add_argument("--max-docs", type=number(int, min=1), default=None, help="score only the first N documents")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cpu)")
     p.add_argument("--out", required=True, help="output JSON file")
@@ -224,9 +225,7 @@ def _run(args) -> int:
     from astrollama.evaluation.common import EvalInputError
 
     stride = args.block_size if args.stride is None else args.stride
-    if args.block_size < 2:
-        raise EvalInputError(f"--block-size must be >= 2, got {args.block_size}")
-    if not 0 < stride <= args.block_size:
+    if stride > args.block_size:
         raise EvalInputError(f"--stride must be in (0, --block-size={args.block_size}], got {stride}")
     rep = perplexity_report(
         args.model, args.data, block_size=args.block_size, stride=args.stride, batch_size=args.batch_size,

@@ -19,6 +19,11 @@ Two steps, two commands:
   ``--recipe``) and the role, the trained/base row of ``RECIPE_SCORES``. A ``scale: toy`` model
   (SmolLM2 at laptop scale) is labelled as not comparable in absolute terms: the comparable
   quantity is the change from base to trained, reported with a paired bootstrap interval.
+
+  Three or more RESULTS directories are also read as the stages of one staged run, in the order
+  given (e.g. base -> CPT -> SFT -> merged; each named by ``meta.stage``, else its label): a stage
+  table with every stage's change from the previous stage and from the first (paired intervals),
+  the published per-stage scores of ``astrollama.paper.STAGE_CHAINS`` beside it, and ``stages.png``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ ROLES = ("base", "trained")
 SCALES = ("toy", "paper")
 TABLE_FIELDS = ("label", "role", "model", "mcq_accuracy", "mcq_ci_low", "mcq_ci_high", "mcq_n",
                 "published_model", "published_mcq", "published_mcq_source", "perplexity", "ppl_ci_low",
-                "ppl_ci_high", "published_perplexity", "published_perplexity_source")
+                "ppl_ci_high", "published_perplexity", "published_perplexity_source", "stage")
 # The only published perplexities: AstroLLaMA-1 (abstracts recipe), base LLaMA-2-7B and trained.
 PPL_RECIPE = "astrollama-2-7b-base_abstract"
 PPL_ROWS = {"base": ("LLaMA-2-7B", "perplexity_base"), "trained": ("AstroLLaMA-1", "perplexity_astrollama")}
@@ -87,6 +92,10 @@ class ModelResults:
     def role(self) -> str:
         return self.meta["role"]
 
+    @property
+    def stage(self) -> str:
+        return self.meta.get("stage") or self.label
+
 
 def _read_json(path: Path) -> dict:
     from astrollama.evaluation.common import EvalInputError
@@ -111,6 +120,8 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
     for k in ("label", "role"):
         if not isinstance(meta.get(k), str):
             raise EvalInputError(f"{d / 'meta.json'}: field {k!r} is missing")
+    if meta.get("stage") is not None and not (isinstance(meta["stage"], str) and meta["stage"].strip()):
+        raise EvalInputError(f"{d / 'meta.json'}: field 'stage' must be a non-empty string")
     meta.setdefault("scale", "paper")
     if recipe:
         meta["recipe"] = recipe
@@ -200,7 +211,7 @@ def _row(r: ModelResults) -> dict[str, Any]:
         "perplexity": (r.ppl or {}).get("perplexity"), "ppl_ci_low": ppl_ci[0], "ppl_ci_high": ppl_ci[1],
         "published_perplexity": pp[1].value if pp else None,
         "published_perplexity_source": pp[1].source if pp else None,
-        "published_perplexity_model": pp[0] if pp else None,
+        "published_perplexity_model": pp[0] if pp else None, "stage": r.stage,
     }
 
 
@@ -237,6 +248,39 @@ def _changes(results: list[ModelResults]) -> list[dict[str, Any]]:
     return out
 
 
+def _delta(ref: ModelResults, r: ModelResults) -> dict[str, Any]:
+    """Change from ``ref`` to ``r``: MCQ points with a paired interval, relative perplexity."""
+    out: dict[str, Any] = {"from": ref.stage}
+    if ref.correct_by_id and r.correct_by_id:
+        d, lo, hi, n = paired_delta_ci(ref.correct_by_id, r.correct_by_id)
+        out["mcq"] = {"value": 100 * d, "ci95": [100 * lo, 100 * hi], "n": n, "unit": "points"}
+    if ref.ppl and r.ppl:
+        out["ppl_relative"] = r.ppl["perplexity"] / ref.ppl["perplexity"] - 1
+    return out
+
+
+def stage_table(results: list[ModelResults]) -> list[dict[str, Any]]:
+    """Three or more models as the stages of one run, in the order given (the first is the
+    reference): each stage's numbers and its change from the previous stage and from the first."""
+    if len(results) < 3:
+        return []
+    out = []
+    for i, r in enumerate(results):
+        row: dict[str, Any] = {"stage": r.stage, "label": r.label, "role": r.role}
+        if i:
+            row["vs_previous"] = _delta(results[i - 1], r)
+            row["vs_first"] = _delta(results[0], r)
+        out.append(row)
+    return out
+
+
+def stage_reference() -> list[dict[str, Any]]:
+    """The published score of each stage of each chain in ``astrollama.paper.STAGE_CHAINS``."""
+    return [{"chain": chain, "stages": {s: ({"model": m, **_ref(paper.MCQ_SCORES[m])} if m else None)
+                                        for s, m in stages.items()}}
+            for chain, stages in paper.STAGE_CHAINS.items()]
+
+
 def build_report(
     results_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, recipe: str | None = None,
     embed_dir: str | os.PathLike[str] | None = None, command: str | None = None,
@@ -259,11 +303,13 @@ def build_report(
     out = Path(out_dir)
     rows = [_row(r) for r in results]
     changes = _changes(results)
+    stages = stage_table(results)
     refs = reference_table()
     cmd = command or "astrollama eval report --results " + " ".join(str(d) for d in results_dirs)
     data = {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": cmd,
-        "models": rows, "changes": changes, "reference": refs,
+        "models": rows, "changes": changes, "stages": stages,
+        "stage_reference": stage_reference() if stages else [], "reference": refs,
         "astrollama1": {k: _ref(v) for k, v in paper.ASTROLLAMA1.items()},
         "benchmark": {k: _ref(v) for k, v in paper.BENCHMARK.items()},
         "embeddings": embed,
@@ -272,6 +318,8 @@ def build_report(
         "ppl_settings": {r.label: (r.ppl or {}).get("settings") for r in results},
     }
     png = plot_report(rows, out / "report.png")
+    if stages:
+        plot_stages(rows, data["stage_reference"], out / "stages.png")
     if embed and embed.get("plot"):
         import shutil
 
@@ -358,7 +406,8 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
                  f"{_ppl_cell(r)} | {_pub_ppl_cell(r)} |")
     L += ["", f"![published vs reproduced]({png})", ""]
     if data["changes"]:
-        L += ["## Change from continued pre-training", "",
+        title = "Change from continued pre-training" if len(data["changes"]) == 1 else "Change from the base model"
+        L += [f"## {title}", "",
               "| metric | ours | published (paper scale) |", "|---|---|---|"]
         for ch in data["changes"]:
             if "mcq_delta" in ch or "published_mcq_delta" in ch:
@@ -385,6 +434,8 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
                    f"{_unverified(pc['reduction'])}")
             L.append(f"| held-out perplexity | {ours} | {pub} |")
         L.append("")
+    if data["stages"]:
+        L += _render_stages(data, rows)
     L += ["## Paper-scale reference (published; not comparable in absolute terms with a toy run)", "",
           "AstroMLab-1 benchmark accuracy (%), token method for base models.", "",
           "| recipe | base model | base | trained model | trained | change |", "|---|---|---|---|---|---|"]
@@ -433,11 +484,48 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
     L += ["", "## References", ""]
     used = sorted({s for r in rows for s in (r["published_mcq_source"], r["published_perplexity_source"]) if s}
                   | {x[k]["source"] for x in data["reference"] for k in ("base", "trained")}
-                  | {v["source"] for v in data["astrollama1"].values()})
+                  | {v["source"] for v in data["astrollama1"].values()}
+                  | {x["source"] for c in data["stage_reference"] for x in c["stages"].values() if x})
     for key in used:
         src = paper.SOURCES[key]
         L.append(f"- [{key}] {src.title}. {src.url}")
     return "\n".join(L) + "\n"
+
+
+def _points(d: dict | None) -> str:
+    if not d or "mcq" not in d:
+        return "-"
+    m = d["mcq"]
+    return f"{m['value']:+.1f} [{m['ci95'][0]:+.1f}, {m['ci95'][1]:+.1f}]"
+
+
+def _rel(d: dict | None) -> str:
+    return "-" if not d or "ppl_relative" not in d else f"{100 * d['ppl_relative']:+.1f}%"
+
+
+def _render_stages(data: dict, rows: list[dict]) -> list[str]:
+    """The stage table (ours) and the published per-stage chains beside it."""
+    first = data["stages"][0]["stage"]
+    L = ["## Stage by stage", "",
+         f"The models in the order given, each stage from the one before. MCQ changes in percentage points "
+         f"with a paired bootstrap 95% interval over the questions both answered; perplexity changes "
+         f"relative. The first stage ({first}) is the reference.", "",
+         "| stage | model | MCQ accuracy [95% CI] | MCQ vs previous stage | MCQ vs "
+         f"{first} | held-out perplexity [95% CI] | perplexity vs previous | perplexity vs {first} |",
+         "|---|---|---|---|---|---|---|---|"]
+    for st, r in zip(data["stages"], rows, strict=True):
+        L.append(f"| {st['stage']} | {st['label']} | {_mcq_cell(r)} | {_points(st.get('vs_previous'))} | "
+                 f"{_points(st.get('vs_first'))} | {_ppl_cell(r)} | {_rel(st.get('vs_previous'))} | "
+                 f"{_rel(st.get('vs_first'))} |")
+    L += ["", "Published, stage by stage (AstroMLab-1 accuracy in %, paper scale; \"-\": no published score "
+          "for that stage; base models by the token method, chat and merged models from their answers):", "",
+          "| chain | " + " | ".join({"cpt": "CPT", "sft": "SFT"}.get(s, s) for s in paper.STAGES) + " |", "|---|" + "---|" * len(paper.STAGES)]
+    for c in data["stage_reference"]:
+        cells = [("-" if x is None else f"{x['model']} {x['value']} {_cite(x['source'])}{_unverified(x)}")
+                 for x in (c["stages"].get(s) for s in paper.STAGES)]
+        L.append(f"| {c['chain']} | " + " | ".join(cells) + " |")
+    L += ["", "![stage by stage](stages.png)", ""]
+    return L
 
 
 def _template_name(settings: dict) -> str:
@@ -506,6 +594,55 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
         fig.suptitle("Published numbers are paper-scale references (7B-70B models); toy models are not "
                      "comparable in absolute terms", fontsize=9, color="dimgray")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return save_png(fig, path)
+
+
+def plot_stages(rows: list[dict], chains: list[dict], path: str | os.PathLike[str]) -> Path:
+    """Ours stage by stage (MCQ accuracy with 95% error bars, left; perplexity, right), with the
+    published per-stage chains (grey, paper scale) on the accuracy panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5.2), dpi=120)
+    x = np.arange(len(rows))
+    names = [r["stage"] for r in rows]
+
+    def line(ax, vals, lo, hi, fmt):
+        v = np.array([np.nan if a is None else a for a in vals], dtype=float)
+        err = np.array([[0 if a is None or b is None else a - b for a, b in zip(vals, lo, strict=True)],
+                        [0 if a is None or b is None else b - a for a, b in zip(vals, hi, strict=True)]])
+        ax.errorbar(x, v, yerr=err, marker="o", capsize=4, color="tab:blue", label="ours (95% CI)")
+        for i, a in enumerate(vals):
+            if a is not None:
+                ax.annotate(fmt.format(a), (x[i], a), xytext=(5, 3), textcoords="offset points", fontsize=8)
+
+    def scaled(key, k=1.0):
+        return [None if r[key] is None else k * r[key] for r in rows]
+
+    line(ax1, scaled("mcq_accuracy", 100), scaled("mcq_ci_low", 100), scaled("mcq_ci_high", 100), "{:.1f}")
+    # a published chain's stages sit at our stages of the same name (base, cpt, sft, merged)
+    pos = {n.lower(): i for i, n in enumerate(names)}
+    for k, c in enumerate(chains):
+        pts = [(pos[s], x_["value"]) for s, x_ in c["stages"].items() if x_ and s in pos]
+        if pts:
+            px, py = zip(*pts, strict=True)
+            ax1.plot(px, py, linestyle="--", marker="s^Dv"[k % 4], color="gray", alpha=0.8,
+                     label=f"published: {c['chain']}")
+    ax1.axhline(25, color="gray", linestyle=":", linewidth=1, label="chance (25%)")
+    ax1.set_ylim(0, 100)
+    ax1.set_ylabel("MCQ accuracy (%)")
+    ax1.set_title("MCQ accuracy by stage")
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    line(ax2, scaled("perplexity"), scaled("ppl_ci_low"), scaled("ppl_ci_high"), "{:.2f}")
+    ax2.set_ylabel("held-out perplexity (lower is better)")
+    ax2.set_title("Held-out perplexity by stage")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, fontsize=8)
+        ax.set_xlim(-0.4, len(rows) - 0.6)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return save_png(fig, path)
 
 

@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from astrollama.cli import number
 from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.io import atomic_write_json
 
@@ -30,10 +31,12 @@ def evaluate_model(
     block_size: int = 512, stride: int | None = None, max_docs: int | None = None, batch_size: int = 8,
     prompt: str | None = None, prompt_file: str | None = None, seed: int = 0, max_new_tokens: int = 64,
     dtype: str = "float32", device: str | None = None, model_and_tokenizer: tuple | None = None,
+    stage: str | None = None,
 ) -> Path:
     """MCQ, perplexity and a completion of one checkpoint (loaded once) into ``out_dir``.
 
-    ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds with it).
+    ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds with it). ``stage``
+    names the model's stage in a staged run (base, CPT, SFT, merged; the report's stage table).
     """
     from astrollama.evaluation.common import load_causal_lm, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
@@ -58,7 +61,7 @@ def evaluate_model(
     completion_report(model_dir, prompt=prompt, prompt_file=prompt_file, seed=seed,
                       max_new_tokens=max_new_tokens, out=out / "completion.json", model_and_tokenizer=(model, tok))
     meta = {"label": label, "model": str(model_dir), "role": role, "recipe": recipe, "paper_model": paper_model,
-            "scale": scale, "seconds": round(time.perf_counter() - t0, 1)}
+            "scale": scale, **({"stage": stage} if stage else {}), "seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(out / "meta.json", meta)
     log.info("%s (%s): results in %s", label, role, out)
     return out
@@ -78,15 +81,17 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", default=None, help="the recipe this model reproduces (astrollama.paper)")
     p.add_argument("--paper-model", default=None, help="row of astrollama.paper.MCQ_SCORES to compare with")
     p.add_argument("--scale", default="paper", choices=SCALES, help="toy: not comparable in absolute terms")
+    p.add_argument("--stage", default=None, help="stage name in a staged run (e.g. base, CPT, SFT, merged); "
+                   "`eval report` tabulates the --results in order, stage by stage")
     p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
-    p.add_argument("--block-size", type=int, default=512)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--max-docs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--block-size", type=number(int, min=2), default=512)
+    p.add_argument("--stride", type=number(int, min=1), default=None)
+    p.add_argument("--max-docs", type=number(int, min=1), default=None)
+    p.add_argument("--batch-size", type=number(int, min=1), default=8)
     p.add_argument("--seed", type=int, default=0, help="completion sampling seed")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="RESULTS directory")
@@ -98,7 +103,7 @@ def _run(args) -> int:
         args.model, args.out, label=args.label, role=args.role, questions=args.questions, key=args.key,
         heldout=args.heldout, recipe=args.recipe, paper_model=args.paper_model, scale=args.scale, base=args.base,
         block_size=args.block_size, stride=args.stride, max_docs=args.max_docs, batch_size=args.batch_size,
-        seed=args.seed, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device,
+        seed=args.seed, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device, stage=args.stage,
     )
     print(f"-> {args.out}")
     return 0

@@ -59,8 +59,14 @@ def _validate(a: argparse.Namespace) -> int:
     if not files:
         raise RecipeError(" ".join(targets) or "(none)", "(file)", "no recipe files found")
     from astrollama.train import deepspeed
+    from astrollama.train.merge import is_merge_recipe, load_merge_recipe
 
     for f in files:
+        if is_merge_recipe(f):  # recipes/*-merge.yaml: `astrollama merge` (docs/train-merge.md)
+            m = load_merge_recipe(f, overrides)
+            print(f"ok  {f}: merge {m.method} of {len(m.models)} models "
+                  f"({', '.join(f'{k} {v.weight:g}' for k, v in m.models.items())}), {m.dtype}, seed {m.seed}")
+            continue
         r = load_recipe(f, overrides)
         if r.launch.deepspeed is not None:
             deepspeed.check(r)
@@ -69,6 +75,7 @@ def _validate(a: argparse.Namespace) -> int:
             f"ok  {f}: {r.model.name_or_path} {lora}, block {r.data.block_size}, "
             f"packing {'on' if r.data.packing else 'off'}, global batch {r.batch.global_batch_size}, "
             f"engine {r.launch.engine}, {r.launch.nodes}x{r.launch.gpus_per_node} GPUs"
+            + (f", SFT template {r.data.conversation_template}" if r.data.conversation_template else "")
         )
     return 0
 

@@ -10,7 +10,9 @@ It accepts the LMFlow argument names listed in :class:`ModelArguments` and :clas
 plus every ``TrainingArguments`` field; any other flag is an error (nothing is silently ignored).
 A single ``*.json`` argument is read as an arguments file, like LMFlow.
 
-Data semantics are LMFlow's (``text_only`` directories; see :func:`tokenize_and_group`).
+Data semantics are LMFlow's: ``text_only`` directories (see :func:`tokenize_and_group`) and
+``conversation`` directories for SFT (``--conversation_template``; loss on assistant turns only,
+see :mod:`astrollama.train.chat` and :func:`make_blocks`).
 
 Resume and preemption:
 
@@ -70,9 +72,15 @@ class ModelArguments:
 class DataArguments:
     """The LMFlow ``DatasetArguments`` (+ ``eval_dataset_path``) this engine supports."""
 
-    dataset_path: str = field(metadata={"help": "a DIRECTORY of LMFlow text_only *.json files"})
+    dataset_path: str = field(metadata={"help": "a DIRECTORY of LMFlow text_only or conversation *.json files"})
     eval_dataset_path: str | None = field(
-        default=None, metadata={"help": "held-out text_only directory; evaluated at eval steps (loss only)"}
+        default=None, metadata={"help": "held-out directory of the same type; evaluated at eval steps (loss only)"}
+    )
+    conversation_template: str | None = field(
+        default=None, metadata={"help": "conversation datasets: LMFlow template name (astrollama.train.chat)"}
+    )
+    train_on_prompt: bool = field(
+        default=False, metadata={"help": "conversation datasets: loss on user turns too (LMFlow's default: False)"}
     )
     block_size: int | None = field(
         default=None, metadata={"help": "tokens per training sequence (None: the tokenizer's model_max_length, like LMFlow)"}
@@ -118,34 +126,60 @@ def tokenize_and_group(
     if truncate_at is not None:
         left = tokenizer.truncation_side == "left"
         ids = [x[-truncate_at:] if left and len(x) > truncate_at else x[:truncate_at] for x in ids]
+    return make_blocks([(x, list(x)) for x in ids], tokenizer, block_size=block_size,
+                       disable_group_texts=disable_group_texts, group_texts_batch_size=group_texts_batch_size)
+
+
+def make_blocks(seqs: list[tuple[list[int], list[int]]], tokenizer, *, block_size: int,
+                disable_group_texts: bool, group_texts_batch_size: int = 1000) -> dict[str, list[list[int]]]:
+    """LMFlow's blocking of tokenised sequences ``(input_ids, labels)``: without grouping each one is
+    cut or padded to ``block_size`` (see :func:`tokenize_and_group`); with grouping they are
+    concatenated ``group_texts_batch_size`` at a time, labels included (so the -100 of a
+    conversation's user turns stay where they were), and cut into ``block_size`` chunks."""
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     if disable_group_texts:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
             raise ValueError("the tokenizer has neither a pad nor an eos token to pad blocks with")
-        for x in ids:
+        for x, lab in seqs:
             if len(x) >= block_size:
-                x = x[:block_size] if tokenizer.truncation_side == "right" else x[-block_size:]
-                mask, lab = [1] * block_size, list(x)
+                keep = slice(None, block_size) if tokenizer.truncation_side == "right" else slice(-block_size, None)
+                x, mask, lab = x[keep], [1] * block_size, lab[keep]
             else:
                 n = block_size - len(x)
                 if tokenizer.padding_side == "left":
-                    x, mask, lab = [pad_id] * n + x, [0] * n + [1] * len(x), [IGNORE_INDEX] * n + x
+                    x, mask, lab = [pad_id] * n + x, [0] * n + [1] * len(x), [IGNORE_INDEX] * n + lab
                 else:
-                    x, mask, lab = x + [pad_id] * n, [1] * len(x) + [0] * n, x + [IGNORE_INDEX] * n
-            out["input_ids"].append(x)
+                    x, mask, lab = x + [pad_id] * n, [1] * len(x) + [0] * n, lab + [IGNORE_INDEX] * n
+            out["input_ids"].append(list(x))
             out["attention_mask"].append(mask)
-            out["labels"].append(lab)
+            out["labels"].append(list(lab))
         return out
-    for g in range(0, len(ids), group_texts_batch_size):
-        flat = list(chain.from_iterable(ids[g : g + group_texts_batch_size]))
+    for g in range(0, len(seqs), group_texts_batch_size):
+        flat = list(chain.from_iterable(x for x, _ in seqs[g : g + group_texts_batch_size]))
+        flat_labels = list(chain.from_iterable(lab for _, lab in seqs[g : g + group_texts_batch_size]))
         usable = (len(flat) // block_size) * block_size
         for i in range(0, usable, block_size):
-            block = flat[i : i + block_size]
-            out["input_ids"].append(block)
+            out["input_ids"].append(flat[i : i + block_size])
             out["attention_mask"].append([1] * block_size)
-            out["labels"].append(list(block))
+            out["labels"].append(flat_labels[i : i + block_size])
     return out
+
+
+def conversation_blocks(convs: list[dict], tokenizer, *, template: str | None, block_size: int,
+                        disable_group_texts: bool, group_texts_batch_size: int = 1000,
+                        train_on_prompt: bool = False) -> dict[str, list[list[int]]]:
+    """Training blocks of a ``conversation`` dataset, as LMFlow builds them: each conversation
+    encoded with the template (:func:`astrollama.train.chat.encode_conversation`; loss on assistant
+    turns only unless ``train_on_prompt``), no truncation before grouping, then :func:`make_blocks`."""
+    from astrollama.train.chat import encode_conversation
+
+    if template is None:
+        raise ValueError("a conversation dataset needs --conversation_template (LMFlow would fall back to the "
+                         "tokenizer's jinja template, which the local engine does not implement)")
+    seqs = [encode_conversation(c, tokenizer, template, train_on_prompt=train_on_prompt) for c in convs]
+    return make_blocks(seqs, tokenizer, block_size=block_size, disable_group_texts=disable_group_texts,
+                       group_texts_batch_size=group_texts_batch_size)
 
 
 class BlockDataset:
@@ -182,8 +216,8 @@ def effective_block_size(data_args: DataArguments, model_args: ModelArguments, t
 
 
 def truncation_length(data_args: DataArguments, model_args: ModelArguments, tokenizer) -> int | None:
-    """Where LMFlow cuts each document before grouping: at model_max_length with LoRA or without
-    packing (its tokenizer call gets ``truncation=True``), nowhere otherwise."""
+    """Where LMFlow cuts each ``text_only`` document before grouping: at model_max_length with LoRA
+    or without packing (its tokenizer call gets ``truncation=True``), nowhere otherwise."""
     model_max = getattr(tokenizer, "model_max_length", None) or _NO_MAX_LENGTH
     if (model_args.use_lora or data_args.disable_group_texts) and model_max < _NO_MAX_LENGTH:
         return int(model_max)
@@ -192,13 +226,21 @@ def truncation_length(data_args: DataArguments, model_args: ModelArguments, toke
 
 def build_blocks(path: str, tokenizer, data_args: DataArguments, block_size: int,
                  truncate_at: int | None = None) -> BlockDataset:
-    from astrollama.lmflow_data import read_text_only_dir
+    from astrollama.lmflow_data import CONVERSATION, dataset_type, read_conversation_dir, read_text_only_dir
 
-    docs = read_text_only_dir(path)
-    blocks = tokenize_and_group(
-        docs, tokenizer, block_size=block_size, disable_group_texts=data_args.disable_group_texts,
-        group_texts_batch_size=data_args.group_texts_batch_size, truncate_at=truncate_at,
-    )
+    if dataset_type(path) == CONVERSATION:
+        docs = read_conversation_dir(path)
+        blocks = conversation_blocks(
+            docs, tokenizer, template=data_args.conversation_template, block_size=block_size,
+            disable_group_texts=data_args.disable_group_texts,
+            group_texts_batch_size=data_args.group_texts_batch_size, train_on_prompt=data_args.train_on_prompt,
+        )
+    else:
+        docs = read_text_only_dir(path)
+        blocks = tokenize_and_group(
+            docs, tokenizer, block_size=block_size, disable_group_texts=data_args.disable_group_texts,
+            group_texts_batch_size=data_args.group_texts_batch_size, truncate_at=truncate_at,
+        )
     n = len(blocks["input_ids"])
     if n == 0:
         raise ValueError(

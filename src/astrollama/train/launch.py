@@ -13,7 +13,8 @@ never falls back: the error tells the user to pass ``launch.engine=local``.
 Before a plan is returned (so before anything is launched, and before ``train run`` writes
 ``provenance/`` or ``logs/``) the allocation's ranges (nodes, processes per node, rendezvous port),
 the batch plan, EVERY dataset shard as LMFlow will read it (``astrollama.lmflow_data.summarize_dataset``:
-parsed, ``"type"`` first, ASCII, ``text_only``, ``instances`` of ``{"text": str}``), the DeepSpeed
+parsed, ``"type"`` first, ASCII, ``text_only`` with ``instances`` of ``{"text": str}`` or
+``conversation`` with a ``data.conversation_template`` the engine implements), the DeepSpeed
 config and, for ``train run``, the model path are checked; every failure is one
 :class:`RecipeError` line naming the file and the field.
 """
@@ -28,11 +29,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrollama.lmflow_data import LMFlowDataError, summarize_dataset
+from astrollama.lmflow_data import CONVERSATION, LMFlowDataError, summarize_dataset
 from astrollama.train import deepspeed
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
-from astrollama.train.recipe import MAX_GPUS_PER_NODE, MAX_NODES, MODEL_REFERENCES, Recipe, RecipeError
+from astrollama.train.recipe import (
+    MAX_GPUS_PER_NODE,
+    MAX_NODES,
+    MODEL_REFERENCES,
+    Recipe,
+    RecipeError,
+    check_template,
+)
 
 __all__ = ["LMFLOW_PLACEHOLDER", "LaunchPlan", "build_launch", "find_lmflow_script", "slurm_hostnames"]
 
@@ -136,9 +144,16 @@ def _check_dataset(recipe: Recipe, key: str, path: Path | None) -> None:
     if path is None:
         return
     try:
-        summarize_dataset(path)
+        kind = summarize_dataset(path).kind
     except LMFlowDataError as e:
         raise RecipeError(recipe.path, key, str(e)) from None
+    template = recipe.data.conversation_template
+    if kind == CONVERSATION and template is None:
+        raise RecipeError(recipe.path, "data.conversation_template",
+                          f"{path} holds conversations (SFT): set the model family's template, e.g. llama3 or chatml")
+    if kind != CONVERSATION and template is not None:
+        raise RecipeError(recipe.path, key, f"is a {kind} corpus, but data.conversation_template "
+                                            f"({template!r}) says SFT: point it at LMFlow conversation files")
 
 
 def _check_model(recipe: Recipe) -> None:
@@ -206,6 +221,7 @@ def build_launch(
     if recipe.launch.deepspeed is not None:
         deepspeed.check(recipe, plan=plan)
     engine, script, notes = _resolve_engine(recipe, dry_run)
+    check_template(recipe, engine)
     if check_model:
         _check_model(recipe)
     run_dir = Path(recipe.launch.run_dir)

@@ -12,7 +12,9 @@ LMFlow commit pinned in ``envs/train-cluster.txt``: ``f3597dba134e8bb3d2cfedeaaa
 * ``--block_size`` always passed (LMFlow's default is None) and the packing choice is explicit:
   ``--disable_group_texts False`` concatenates documents into block_size chunks (packing),
   ``True`` cuts every document at block_size;
-* ``--dataset_path`` is a directory of ``text_only`` JSON files;
+* ``--dataset_path`` is a directory of ``text_only`` JSON files, or of ``conversation`` files for SFT,
+  which then get ``--conversation_template NAME`` (never LMFlow's fallback to the tokenizer's jinja
+  template) and an explicit ``--train_on_prompt False`` (loss on assistant turns only);
 * no ``--overwrite_output_dir`` (gone in transformers 5; a rerun must resume instead) and the
   output dir holds checkpoints only (logs go to ``<run_dir>/logs``);
 * no ``--do_eval`` (it calls ``evaluate.load("accuracy")``, which needs the network);
@@ -43,7 +45,7 @@ MODEL_DATA_FLAGS = (
     "model_name_or_path", "torch_dtype", "trust_remote_code", "use_flash_attention",
     "use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
     "dataset_path", "eval_dataset_path", "block_size", "disable_group_texts",
-    "preprocessing_num_workers",
+    "preprocessing_num_workers", "conversation_template", "train_on_prompt",
 )
 
 
@@ -79,6 +81,8 @@ def finetune_args(recipe: Recipe, plan: BatchPlan, *, output_dir: str | os.PathL
     args["dataset_path"] = Path(d.dataset_path)
     if d.eval_dataset_path is not None:
         args["eval_dataset_path"] = Path(d.eval_dataset_path)
+    if d.conversation_template is not None:
+        args |= {"conversation_template": d.conversation_template, "train_on_prompt": False}
     args |= {
         "block_size": d.block_size,
         "disable_group_texts": not d.packing,

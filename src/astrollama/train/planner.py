@@ -8,6 +8,9 @@ Formulas (stated in the printed report and in docs/train-recipes.md):
   concatenated in groups of 1,000 (LMFlow's ``group_texts_batch_size``) and each group yields
   ``floor(sum / block_size)`` full sequences; the remainders are dropped. ``--tokens N`` gives the
   trained tokens per epoch directly (sequences = N / block_size).
+  A conversation dataset (SFT): one document per conversation, encoded with the recipe's
+  ``data.conversation_template`` (astrollama.train.chat); "trained" tokens then include the user
+  turns, whose loss is masked but whose compute is not.
 * **Steps** = ceil(sequences / global batch) x epochs (or ``trainer.max_steps``).
 * **FLOPs** = 6 x N x D (N parameters, D = sequences x block_size x epochs: tokens computed).
   For LoRA the backward pass skips the frozen weights' gradients (~4 N D); 6 N D is kept as an
@@ -146,13 +149,20 @@ def count_tokens(lengths: list[int], block_size: int, packing: bool,
     return TokenCount(len(lengths), sum(lengths), sequences, trained)
 
 
-def _dataset_lengths(dataset: Path, tokenizer_name: str) -> list[int]:
+def _dataset_lengths(dataset: Path, tokenizer_name: str, template: str | None = None) -> list[int]:
+    """Token counts per document (per conversation, encoded with ``template``, for SFT data)."""
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from astrollama.lmflow_data import iter_text_only_file
+    from astrollama.lmflow_data import CONVERSATION, dataset_type, iter_text_only_file, read_conversation_dir
+    from astrollama.train.chat import encode_conversation
 
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
+    if dataset_type(dataset) == CONVERSATION:
+        if template is None:
+            raise ValueError(f"{dataset} holds conversations: the recipe needs data.conversation_template")
+        convs = read_conversation_dir(dataset)
+        return [len(encode_conversation(c, tok, template)[0]) for c in tqdm(convs, desc="tokenising", unit="conv")]
     lengths: list[int] = []
     for f in tqdm(dataset_files(dataset), desc="tokenising", unit="file"):
         docs = list(iter_text_only_file(f))
@@ -329,7 +339,7 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
                               f"cannot count tokens: {e}") from None
         tok_name = tokenizer or resolve_model(recipe.model.name_or_path)
         try:
-            lengths = _dataset_lengths(ds, tok_name)
+            lengths = _dataset_lengths(ds, tok_name, recipe.data.conversation_template)
         except (OSError, ValueError) as e:  # no such model / not a tokenizer directory
             if isinstance(e, InputError) or is_environment_error(e):
                 raise

@@ -42,7 +42,6 @@ import functools
 import importlib.util
 import math
 import os
-import re
 import tempfile
 import types
 import typing
@@ -51,10 +50,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from astrollama.errors import InputError, is_environment_error
+from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 
 __all__ = [
     "MODEL_REFERENCES",
@@ -67,78 +65,12 @@ __all__ = [
 ]
 
 
-class RecipeError(InputError):
+class RecipeError(ConfigError):
     """A recipe problem. ``str(e)`` is one line: ``<file>: <dotted.key>: <problem>``."""
-
-    def __init__(self, file: str | os.PathLike[str], key: str, problem: str) -> None:
-        self.file, self.key, self.problem = str(file), key, " ".join(str(problem).split())
-        super().__init__(f"{self.file}: {self.key}: {self.problem}")
-
-
-# ----------------------------------------------------------------------------------------------
-# YAML: safe loader that also refuses duplicate keys (PyYAML silently keeps the last one).
-# ----------------------------------------------------------------------------------------------
-class _StrictLoader(yaml.SafeLoader):
-    def compose_node(self, parent, index):
-        # Aliases are refused outright: "billion laughs" nests them to expand exponentially, and a
-        # recipe never needs them (share values with `base:` instead).
-        if self.check_event(yaml.events.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"YAML alias *{event.anchor} is not allowed in a recipe (use base: to share values)",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-# Booleans are true/false only (YAML 1.2). YAML 1.1 also reads yes/no/on/off as booleans, which
-# turns a value like `report_to: no` into False behind the user's back; here they stay strings.
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StrictLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 def _yaml_load(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise RecipeError(where, "(yaml)", f"{pos}{problem}") from None
-
-
-_NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _looks_like_number(value: Any) -> bool:
-    return isinstance(value, str) and bool(_NUMBER_TEXT.match(value.strip()))
-
-
-def _number_hint(value: str) -> str:
-    mant, _, exp = value.strip().lower().partition("e")
-    if exp and "." not in mant:  # PyYAML (YAML 1.1) reads 2e-5 unquoted as a string
-        return f"{value!r} is a string, not a number (YAML 1.1 reads {value} as text); write {mant}.0e{exp}"
-    return f"{value!r} is a string, not a number; remove the quotes"
+    return yaml_load(text, where, RecipeError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,6 +106,9 @@ class DataConfig(_Strict):
     block_size: int = Field(gt=0)
     packing: bool
     preprocessing_num_workers: int = Field(default=1, gt=0)
+    # SFT: set for a directory of LMFlow `conversation` files (loss on assistant turns only); one of
+    # LMFlow's template names (astrollama.train.chat.LMFLOW_TEMPLATES). None: a text_only corpus.
+    conversation_template: str | None = None
 
 
 # 2**20 sequences per optimizer step: far above any published recipe (LLaMA: 4M tokens = 2,048
@@ -250,6 +185,7 @@ RESERVED_TRAINER_KEYS: dict[str, str] = {
     "do_train": "always True, passed by astrollama.train.lmflow (LMFlow trains only with it)",
     "average_tokens_across_devices": "fixed to False by astrollama.train.lmflow (loss averaging across processes)",
     "resume_from_checkpoint": "runs resume automatically from the newest checkpoint in the output dir",
+    "train_on_prompt": "SFT recipes train on assistant turns only (LMFlow's default, passed as False)",
 }
 
 _MISPLACED: dict[str, str] = {
@@ -268,6 +204,7 @@ _MISPLACED: dict[str, str] = {
     "lora_dropout": "model.lora.dropout",
     "warmup_ratio": "trainer.warmup_steps (transformers 5 removed warmup_ratio; a float < 1 is a ratio)",
     "global_batch_size": "batch.global_batch_size",
+    "conversation_template": "data.conversation_template",
 }
 
 
@@ -355,8 +292,8 @@ def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
             raise RecipeError(file, where, f"unknown key: not an argument of {cls.__name__}")
         tp = fields[key]
         if not _type_ok(value, tp):
-            if _looks_like_number(value):
-                raise RecipeError(file, where, _number_hint(value))
+            if looks_like_number(value):
+                raise RecipeError(file, where, number_hint(value))
             raise RecipeError(
                 file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
@@ -409,24 +346,7 @@ def _deep_merge(base: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    if path.is_dir():
-        raise RecipeError(path, "(file)", "is a directory, not a recipe file (train validate accepts directories)")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise RecipeError(path, "(file)", "no such file") from None
-    except UnicodeDecodeError as e:
-        raise RecipeError(path, "(file)", f"not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        if is_environment_error(e):
-            raise
-        raise RecipeError(path, "(file)", e.strerror or type(e).__name__) from None
-    data = _yaml_load(text, str(path))
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RecipeError(path, "(top level)", f"must be a mapping of sections, got {type(data).__name__}")
-    return data
+    return read_mapping(path, RecipeError, "a recipe file (train validate accepts directories)")
 
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -467,12 +387,12 @@ def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     node[parts[-1]] = value
 
 
-def _pydantic_error(e: ValidationError, file: str) -> RecipeError:
+def _pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None = None) -> RecipeError:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "lax-", "json-")))
     value = err.get("input")
     if err["type"] == "extra_forbidden":
-        model_cls = _section_model(err["loc"][:-1])
+        model_cls = _section_model(err["loc"][:-1], root or Recipe)
         allowed = ", ".join(model_cls.model_fields) if model_cls else ""
         return RecipeError(file, loc, f"unknown key (allowed here: {allowed})")
     if err["type"] == "missing":
@@ -480,14 +400,18 @@ def _pydantic_error(e: ValidationError, file: str) -> RecipeError:
     if loc == "name" and err["type"] == "string_pattern_mismatch":
         return RecipeError(file, loc, f"must be one safe path component (letters, digits, . _ + -; not "
                                       f"starting with . or -), since runs go to runs/<name>; got {value!r}")
-    if _looks_like_number(value) and err["type"] in {"float_type", "int_type", "float_parsing", "int_parsing"}:
-        return RecipeError(file, loc, _number_hint(value))
+    if looks_like_number(value) and err["type"] in {"float_type", "int_type", "float_parsing", "int_parsing"}:
+        return RecipeError(file, loc, number_hint(value))
     return RecipeError(file, loc, f"{err['msg']} (got {value!r})")
 
 
-def _section_model(loc: Sequence[Any]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Recipe
+def _section_model(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel] | None:
+    model: type[BaseModel] = root
+    item = False
     for part in loc:
+        if item:  # the index (key) into a list (mapping) section: its items share one model
+            item = False
+            continue
         field = model.model_fields.get(str(part))
         if field is None:
             return None
@@ -496,12 +420,29 @@ def _section_model(loc: Sequence[Any]) -> type[BaseModel] | None:
         nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if nxt is None:
             return None
-        model = nxt
+        model, item = nxt, typing.get_origin(ann) in (list, dict)
     return model
 
 
 def _absolute(p: Path | None) -> Path | None:
     return None if p is None else Path(os.path.abspath(p.expanduser()))
+
+
+def check_template(recipe: Recipe, engine: str) -> None:
+    """``data.conversation_template`` must be an LMFlow template name, and one the local engine
+    implements when ``engine`` is ``local``."""
+    from astrollama.train.chat import LMFLOW_TEMPLATES, LOCAL_TEMPLATES
+
+    name = recipe.data.conversation_template
+    if name is None:
+        return
+    if name not in LMFLOW_TEMPLATES:
+        raise RecipeError(recipe.path, "data.conversation_template",
+                          f"{name!r} is not an LMFlow template; one of {', '.join(sorted(LMFLOW_TEMPLATES))}")
+    if engine == "local" and name not in LOCAL_TEMPLATES:
+        raise RecipeError(recipe.path, "data.conversation_template",
+                          f"{name!r}: the local engine implements {', '.join(sorted(LOCAL_TEMPLATES))}; "
+                          "train with launch.engine=lmflow for the others")
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
@@ -528,6 +469,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     except ValidationError as e:
         raise _pydantic_error(e, file) from None
     _validate_trainer(trainer, file)
+    check_template(recipe, recipe.launch.engine)
     for section, attr in (("data", "dataset_path"), ("data", "eval_dataset_path"),
                           ("launch", "deepspeed"), ("launch", "run_dir")):
         obj = getattr(recipe, section)

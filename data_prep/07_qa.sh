@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Stage 7: AIC or summaries -> filtered astro question/answer conversations (an instruct LLM).
+#
+#   CONFIG=data_prep/astro-ph.yaml bash data_prep/07_qa.sh [more `astrollama data qa` flags: they win]
+#   Slurm array: sbatch --array=0-31 --gpus-per-node=1 slurm/qa.sh --config $CONFIG   (one vLLM engine per task)
+#
+# The options come from the config's 'qa' section (data_prep/README.md); the work is `astrollama
+# data qa` (docs/data-sft.md).
+# Rerunning it after a kill continues where it stopped (qa) or writes the same output again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${CONFIG:-data_prep/astro-ph.yaml}
+exec astrollama data qa --config "$CONFIG" "$@"

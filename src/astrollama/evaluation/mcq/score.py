@@ -1,0 +1,523 @@
+"""Astronomy MCQ benchmark (AstroMLab 1): score a model, write predictions, accuracy, submission.
+
+Two methods (AstroMLab's, see docs/eval-mcq.md):
+
+* ``token`` (base models): the raw prompt (no chat template: base models have none, and base and
+  trained checkpoints must be scored alike) of ``eval/prompts/astromlab_token.txt`` by default
+  (AstroMLab's structure: question and options, instructions and output format, then a
+  ``Response:`` line opening the JSON answer) ends in ``"ANSWER": "``; the model's next-token
+  log-probabilities of the letters A-D (token ids derived per tokenizer, see ``mcq.prompts``) are
+  read, and the argmax is the prediction. One forward pass per question; the prefix shared by all
+  prompts (their longest common token prefix: the opening sentence for the default prompt, the
+  whole instruction block for ``prompt="ours"``) is computed once and its KV cache reused by every
+  batch; batches are sorted by length and
+  left-padded by this code (the tokenizer's ``padding_side`` plays no part); only the last
+  position's logits are computed.
+* ``instruct`` (chat models): the chat template around ``eval/prompts/astromlab_instruct.txt``,
+  greedy generation, then the ``ANSWER`` letter parsed (JSON, then fallbacks); replies with no
+  letter count as wrong and are reported (``n_unparsed``).
+
+Backends: ``transformers`` (CPU or GPU, batched; dtype ``auto`` = bfloat16 on CUDA, float32 on
+CPU) and ``vllm`` (GPU; ``mcq.vllm``).
+
+Context length: a prompt longer than the model's context (``config.max_position_embeddings``,
+else ``n_positions``/``n_ctx``, else the tokenizer's ``model_max_length``; for ``instruct`` the
+context less ``max_new_tokens``) is never scored past the window. ``context_policy="truncate"``
+(default) keeps its LAST tokens, as lm-evaluation-harness does, and counts it;
+``"refuse"`` stops with one line naming the question. The policy, the limit and the truncated
+questions are in ``settings["context"]`` of every ``scores.json`` (``n_truncated`` beside the score).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import inspect
+import io
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question, QuestionSet
+from astrollama.evaluation.mcq.prompts import EncodedPrompt, PromptTemplate, encode_prompts, parse_answer
+from astrollama.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+METHODS = ("token", "instruct")
+BACKENDS = ("transformers", "vllm")
+CONTEXT_POLICIES = ("truncate", "refuse")
+
+
+# ------------------------------------------------------------------------------------------------
+# result
+
+
+def bootstrap_ci(correct: Sequence[bool], *, n_resamples: int = 10_000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the accuracy (questions resampled with replacement,
+    ``n_resamples`` times, numpy ``default_rng(seed)``; see ``astrollama.evaluation.stats``)."""
+    from astrollama.evaluation.stats import bootstrap_mean_ci
+
+    return bootstrap_mean_ci(correct, n_resamples=n_resamples, seed=seed, level=level)
+
+
+@dataclass
+class MCQResult:
+    """Per-question predictions, accuracy with a bootstrap interval (keyed sets), settings."""
+
+    predictions: list[dict[str, Any]]
+    settings: dict[str, Any]
+    seconds: float = 0.0
+    n_bootstrap: int = 10_000
+    seed: int = 0
+    accuracy: float | None = field(init=False, default=None)
+    ci95: tuple[float, float] | None = field(init=False, default=None)
+    n_correct: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        keyed = bool(self.predictions) and all(p["correct"] is not None for p in self.predictions)
+        if keyed:
+            hits = [p["prediction"] == p["correct"] for p in self.predictions]
+            for p, h in zip(self.predictions, hits, strict=True):
+                p["is_correct"] = h
+            self.n_correct = int(sum(hits))
+            self.accuracy = self.n_correct / len(hits)
+            self.ci95 = bootstrap_ci(hits, n_resamples=self.n_bootstrap, seed=self.seed)
+
+    @property
+    def n(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def n_unparsed(self) -> int:
+        return sum(p["prediction"] is None for p in self.predictions)
+
+    @property
+    def letters(self) -> list[str | None]:
+        return [p["prediction"] for p in self.predictions]
+
+    def scores(self) -> dict[str, Any]:
+        """The content of ``scores.json``."""
+        return {
+            "accuracy": self.accuracy,
+            "ci95": list(self.ci95) if self.ci95 else None,
+            "ci_method": f"percentile bootstrap over questions, {self.n_bootstrap} resamples, seed {self.seed}"
+            if self.ci95 else None,
+            "n": self.n,
+            "n_correct": self.n_correct,
+            "n_unparsed": self.n_unparsed,
+            "n_truncated": (self.settings.get("context") or {}).get("n_truncated"),
+            "method": self.settings.get("method"),
+            "model": self.settings.get("model"),
+            "questions": self.settings.get("questions", {}).get("path"),
+            "seconds": round(self.seconds, 3),
+            "questions_per_s": round(self.n / self.seconds, 3) if self.seconds > 0 else None,
+            "settings": self.settings,
+        }
+
+    def submission_csv(self) -> str:
+        """``id,answer`` rows, one per question in file order; an unparsed answer is empty."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "answer"])
+        for p in self.predictions:
+            w.writerow([p["id"], p["prediction"] or ""])
+        return buf.getvalue()
+
+    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write ``predictions.jsonl``, ``scores.json`` and ``submission.csv`` (each atomically)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "predictions": atomic_write_text(
+                out / "predictions.jsonl",
+                "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in self.predictions),
+            ),
+            "submission": atomic_write_text(out / "submission.csv", self.submission_csv()),
+            "scores": atomic_write_json(out / "scores.json", self.scores()),
+        }
+        if self.accuracy is not None:
+            lo, hi = self.ci95 or (math.nan, math.nan)
+            log.info("accuracy %.4f (95%% CI %.4f-%.4f) on %d questions -> %s", self.accuracy, lo, hi, self.n, out)
+        else:
+            log.info("%d predictions (no key: no accuracy) -> %s", self.n, out)
+        return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# transformers backend
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in {"float32", "bfloat16", "float16"}:
+        raise MCQInputError(f"dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    return dtype
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences."""
+    if not seqs:
+        return 0
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+        if n == 0:
+            break
+    return n
+
+
+def _batches(order: list[int], size: int) -> list[list[int]]:
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def hf_letter_logprobs(model, encoded: Sequence[EncodedPrompt], *, batch_size: int = 8,
+                       prefix_cache: bool = True, progress: bool = True) -> tuple[list[list[float]], int]:
+    """Full-vocabulary log-probabilities of the four letter tokens after each prompt.
+
+    Returns ``(logprobs per question, number of prefix tokens computed once)``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    seqs = [e.ids for e in encoded]
+    p_len = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1) if prefix_cache else 0
+    keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+    results: list[list[float]] = [[]] * len(seqs)
+    with torch.inference_mode():
+        prefix_kv = None
+        if p_len > 0:
+            prefix = torch.tensor([seqs[0][:p_len]], dtype=torch.long, device=device)
+            prefix_kv = model(input_ids=prefix, use_cache=True).past_key_values
+            log.info("shared prompt prefix: %d tokens, computed once", p_len)
+        order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
+        bar = tqdm(total=len(seqs), desc="MCQ (token)", unit="q", disable=not progress)
+        for batch in _batches(order, batch_size):
+            width = max(len(seqs[i]) - p_len for i in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), p_len + width), dtype=torch.long)
+            mask[:, :p_len] = 1
+            pos = torch.ones((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                suffix = seqs[i][p_len:]
+                start = width - len(suffix)  # left padding: every prompt ends at the last column
+                ids[r, start:] = torch.tensor(suffix)
+                mask[r, p_len + start:] = 1
+                pos[r, start:] = torch.arange(p_len, p_len + len(suffix))
+            kwargs: dict[str, Any] = {
+                "input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": pos.to(device),
+            }
+            if keep_last:
+                kwargs["logits_to_keep"] = 1
+            if prefix_kv is not None:
+                cache = copy.deepcopy(prefix_kv)
+                cache.batch_repeat_interleave(len(batch))
+                kwargs.update(past_key_values=cache, use_cache=True)
+            else:
+                kwargs["use_cache"] = False
+            logits = model(**kwargs).logits[:, -1, :].float()
+            lp = torch.log_softmax(logits, dim=-1)
+            letter_ids = torch.tensor([encoded[i].letter_ids for i in batch], device=lp.device)
+            picked = torch.gather(lp, 1, letter_ids).cpu().tolist()
+            for r, i in enumerate(batch):
+                results[i] = picked[r]
+            bar.update(len(batch))
+        bar.close()
+    return results, p_len
+
+
+def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, batch_size: int = 8,
+                max_new_tokens: int = 256, progress: bool = True) -> list[str]:
+    """Greedy completions (left-padded, length-sorted batches), decoded without special tokens."""
+    import torch
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    texts: list[str] = [""] * len(prompt_ids)
+    order = sorted(range(len(prompt_ids)), key=lambda i: (-len(prompt_ids[i]), i))
+    bar = tqdm(total=len(prompt_ids), desc="MCQ (instruct)", unit="q", disable=not progress)
+    with torch.inference_mode():
+        for batch in _batches(order, batch_size):
+            width = max(len(prompt_ids[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i])
+                mask[r, width - len(prompt_ids[i]):] = 1
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+            )
+            for r, i in enumerate(batch):
+                texts[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True)
+            bar.update(len(batch))
+        bar.close()
+    return texts
+
+
+# ------------------------------------------------------------------------------------------------
+# scoring
+
+
+def _sha256(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions(backend: str) -> dict[str, str]:
+    import tokenizers
+    import torch
+    import transformers
+
+    from astrollama import __version__ as ours
+
+    v = {"python": platform.python_version(), "torch": torch.__version__,
+         "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+         "astrollama": ours}
+    if backend == "vllm":
+        from astrollama.evaluation.mcq import vllm as mcq_vllm
+
+        v["vllm"] = mcq_vllm.version()
+    return v
+
+
+def chat_prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt as the user turn of the tokenizer's chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise MCQInputError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: no chat template, so the instruct "
+            "method cannot be used; use --method token"
+        )
+    out = []
+    for p in prompts:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                             add_generation_prompt=True)
+        out.append(tokenizer(text, add_special_tokens=False).input_ids)
+    return out
+
+
+def context_length(config: Any, tokenizer: Any) -> tuple[int | None, str]:
+    """The model's context in tokens and where it came from (lm-evaluation-harness's order)."""
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(config, attr, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v, f"config.{attr}"
+    v = getattr(tokenizer, "model_max_length", None)
+    if isinstance(v, int) and 0 < v < 10_000_000:  # transformers' "no limit" is ~1e30
+        return v, "tokenizer.model_max_length"
+    return None, "unknown (no limit applied)"
+
+
+def fit_context(ids: list[list[int]], qs: Sequence[Question], questions: QuestionSet, *, limit: int | None,
+                policy: str) -> tuple[list[list[int]], list[tuple[str, int]]]:
+    """Prompts cut to their last ``limit`` tokens (``truncate``) or an error (``refuse``).
+
+    Returns the prompts and ``(question id, tokens cut)`` for every truncated one."""
+    if limit is None:
+        return ids, []
+    out, cut = [], []
+    for q, seq in zip(qs, ids, strict=True):
+        if len(seq) > limit:
+            if policy == "refuse":
+                raise MCQInputError(
+                    f"{questions.path}: {q.where}: question {q.id!r}: the prompt is {len(seq)} tokens, above "
+                    f"the {limit} the model's context allows; shorten it or use --context-policy truncate"
+                )
+            cut.append((q.id, len(seq) - limit))
+            seq = seq[-limit:]
+        out.append(seq)
+    if cut:
+        log.warning("%d of %d prompts were longer than %d tokens: left-truncated (as lm-evaluation-harness)",
+                    len(cut), len(ids), limit)
+    return out, cut
+
+
+def score_mcq(
+    model: Any,
+    questions: QuestionSet,
+    *,
+    tokenizer: Any = None,
+    method: str = "token",
+    backend: str = "transformers",
+    batch_size: int = 8,
+    dtype: str = "auto",
+    device: str | None = None,
+    prompt: str = "astromlab",
+    template: str | os.PathLike[str] | None = None,
+    prefix_cache: bool = True,
+    max_new_tokens: int = 256,
+    n_bootstrap: int = 10_000,
+    seed: int = 0,
+    progress: bool = True,
+    base: str | os.PathLike[str] | None = None,
+    vllm_logprobs: int = 20,
+    llm: Any = None,
+    context_policy: str = "truncate",
+) -> MCQResult:
+    """Score ``questions`` with ``model`` (a checkpoint directory, full or LoRA with ``base``, or a
+    loaded ``PreTrainedModel`` together with ``tokenizer``).
+
+    ``prompt``: a shipped template by name (``astromlab``, the default, ``ours``, ``plain``; see
+    ``mcq.prompts.PROMPTS``); ``template``: a template file instead.
+    ``llm`` (vLLM backend) reuses an existing ``vllm.LLM`` instead of building one.
+    ``context_policy``: ``truncate`` (keep a too-long prompt's last tokens, counted) or ``refuse``.
+    """
+    if method not in METHODS:
+        raise MCQInputError(f"method {method!r}: use one of {METHODS}")
+    if backend not in BACKENDS:
+        raise MCQInputError(f"backend {backend!r}: use one of {BACKENDS}")
+    if not len(questions):
+        raise MCQInputError(f"{questions.path}: no questions to score")
+    if batch_size < 1:
+        raise MCQInputError(f"batch_size {batch_size}: must be >= 1")
+    if context_policy not in CONTEXT_POLICIES:
+        raise MCQInputError(f"context_policy {context_policy!r}: use one of {CONTEXT_POLICIES}")
+    tpl = PromptTemplate.load(template) if template else PromptTemplate.default(method, prompt)
+    model_label = str(model) if isinstance(model, (str, os.PathLike)) else getattr(
+        getattr(model, "config", None), "_name_or_path", type(model).__name__)
+
+    if backend == "vllm":
+        if not isinstance(model, (str, os.PathLike)):
+            raise MCQInputError("backend 'vllm' needs a checkpoint directory, not a loaded model")
+        device = device or "cuda"
+        dtype = resolve_dtype(dtype, "cuda")
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model)
+        from transformers import AutoConfig
+
+        max_len, len_source = context_length(AutoConfig.from_pretrained(model), tokenizer)
+    elif isinstance(model, (str, os.PathLike)):
+        from astrollama.evaluation.common import load_causal_lm
+
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        model, tokenizer = load_causal_lm(model, base=base, dtype=dtype, device=device)
+    else:
+        if tokenizer is None:
+            raise MCQInputError("a loaded model needs its tokenizer (tokenizer=...)")
+        device = str(next(model.parameters()).device)
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if backend != "vllm":
+        max_len, len_source = context_length(getattr(model, "config", None), tokenizer)
+
+    qs = questions.questions
+    prompts = [tpl.render(q) for q in qs]
+    settings: dict[str, Any] = {
+        "model": model_label, "method": method, "backend": backend, "device": device, "dtype": dtype,
+        "batch_size": batch_size,
+        "template": {"prompt": None if template else prompt, "path": str(tpl.path), "sha256": tpl.sha256},
+        "questions": {"path": str(questions.path), "sha256": _sha256(questions.path), "n": len(qs)},
+        "key": {"path": str(questions.key_path), "sha256": _sha256(questions.key_path)}
+        if questions.key_path else None,
+        "tokenizer": {"class": type(tokenizer).__name__, "name_or_path": getattr(tokenizer, "name_or_path", None)},
+        "versions": _versions(backend),
+    }
+    context: dict[str, Any] = {
+        "max_length": max_len, "source": len_source, "policy": context_policy,
+        "rule": "truncate: a longer prompt keeps its last tokens (left truncation, as lm-evaluation-harness); "
+                "refuse: stop with an error naming the question",
+    }
+    settings["context"] = context
+    log.info("scoring %d questions: method=%s backend=%s device=%s dtype=%s batch=%d",
+             len(qs), method, backend, device, dtype, batch_size)
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    if method == "token":
+        encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs])
+        context["prompt_limit"] = max_len
+        fitted, cut = fit_context([e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy)
+        encoded = [dataclasses.replace(e, ids=i) for e, i in zip(encoded, fitted, strict=True)]
+        distinct = sorted({e.letter_ids for e in encoded})
+        settings["letter_token_ids"] = [
+            {L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)} for L, i in zip(LETTERS, ids, strict=True)}
+            for ids in distinct
+        ]
+        settings["add_special_tokens"] = "tokenizer default (e.g. BOS for LLaMA tokenizers)"
+        if backend == "transformers":
+            lps, p_len = hf_letter_logprobs(model, encoded, batch_size=batch_size, prefix_cache=prefix_cache,
+                                            progress=progress)
+            picks = [max(range(4), key=lambda j, lp=lp: lp[j]) for lp in lps]
+            settings["prefix_cache_tokens"] = p_len
+        else:
+            from astrollama.evaluation.mcq import vllm as mcq_vllm
+
+            llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=seed, max_logprobs=vllm_logprobs)
+            lps, picks = mcq_vllm.letter_logprobs(llm, encoded, logprobs=vllm_logprobs, progress=progress)
+            settings["vllm_logprobs_top_k"] = vllm_logprobs
+            settings["letters_outside_top_k"] = sum(v is None for lp in lps for v in lp)
+        for q, lp, pick in zip(qs, lps, picks, strict=True):
+            records.append(_token_record(q, lp, pick))
+    else:
+        ids = chat_prompt_ids(tokenizer, prompts)
+        settings["chat_template"] = {"applied": True, "role": "user", "add_generation_prompt": True,
+                                     "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest()}
+        limit = None if max_len is None else max_len - max_new_tokens
+        if limit is not None and limit < 1:
+            raise MCQInputError(f"max_new_tokens {max_new_tokens}: must be below the model's context of {max_len} tokens")
+        context["prompt_limit"] = limit
+        ids, cut = fit_context(ids, qs, questions, limit=limit, policy=context_policy)
+        settings["max_new_tokens"] = max_new_tokens
+        settings["decoding"] = "greedy"
+        if backend == "transformers":
+            texts = hf_generate(model, tokenizer, ids, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                progress=progress)
+        else:
+            from astrollama.evaluation.mcq import vllm as mcq_vllm
+
+            llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=seed)
+            texts = mcq_vllm.generate(llm, ids, max_new_tokens=max_new_tokens, progress=progress)
+        for q, text in zip(qs, texts, strict=True):
+            letter, how = parse_answer(text)
+            records.append({"id": q.id, "prediction": letter, "correct": q.answer, "parsed_by": how,
+                            "response": text})
+        n_unparsed = sum(r["prediction"] is None for r in records)
+        if n_unparsed:
+            log.warning("%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records))
+    context["n_truncated"] = len(cut)
+    context["truncated"] = [{"id": i, "tokens_cut": n} for i, n in cut]
+    cut_by_id = dict(cut)
+    for r in records:
+        r["truncated_tokens"] = cut_by_id.get(r["id"], 0)
+    seconds = time.perf_counter() - t0
+    return MCQResult(predictions=records, settings=settings, seconds=seconds, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def _token_record(q: Question, lp: Sequence[float | None], pick: int) -> dict[str, Any]:
+    known = [v for v in lp if v is not None]
+    top = max(known)
+    z = sum(math.exp(v - top) for v in known)
+    probs = {L: (math.exp(v - top) / z if v is not None else None) for L, v in zip(LETTERS, lp, strict=True)}
+    return {
+        "id": q.id, "prediction": LETTERS[pick], "correct": q.answer,
+        "probs": probs, "logprobs": dict(zip(LETTERS, lp, strict=True)),
+    }
