@@ -46,15 +46,28 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     model = a.model or str(smollm2_checkpoint())
-    r = benchmark(model, a.questions, batch_size=a.batch_size, dtype=a.dtype, device=a.device,
-                  repeats=a.repeats, limit=a.limit)
-    print(f"{r['n_questions']} questions, {r['dtype']}, {r['device']}, batch {r['batch_size']}, "
-          f"{r['torch_threads']} threads, fastest of {r['repeats']} rounds")
+    r = benchmark(
+        model,
+        a.questions,
+        batch_size=a.batch_size,
+        dtype=a.dtype,
+        device=a.device,
+        repeats=a.repeats,
+        limit=a.limit,
+    )
+    print(
+        f"{r['n_questions']} questions, {r['dtype']}, {r['device']}, batch {r['batch_size']}, "
+        f"{r['torch_threads']} threads, fastest of {r['repeats']} rounds"
+    )
     for k, s in r["seconds"].items():
-        print(f"  {k:22s} {s:8.2f} s wall  {r['questions_per_s'][k]:7.3f} questions/s  "
-              f"{r['cpu_seconds'][k]:8.2f} s CPU")
+        print(
+            f"  {k:22s} {s:8.2f} s wall  {r['questions_per_s'][k]:7.3f} questions/s  "
+            f"{r['cpu_seconds'][k]:8.2f} s CPU"
+        )
     for k, x in r["speedup_vs_lm_eval"].items():
-        print(f"  throughput ratio {k} / lm_eval: {x:.2f}x wall, {r['speedup_vs_lm_eval_cpu'][k]:.2f}x CPU time")
+        print(
+            f"  throughput ratio {k} / lm_eval: {x:.2f}x wall, {r['speedup_vs_lm_eval_cpu'][k]:.2f}x CPU time"
+        )
     print(f"  identical predictions: {r['identical_predictions']}")
     if a.out:
         atomic_write_json(a.out, r)

@@ -32,22 +32,38 @@ def main(argv: list[str] | None = None) -> int:
     from astrollama.io import atomic_write_json
     from astrollama.models import smollm2_checkpoint
 
-    r = prompt_effect(a.model or str(smollm2_checkpoint()), a.questions, batch_size=a.batch_size, dtype=a.dtype,
-                      device=a.device)
+    r = prompt_effect(
+        a.model or str(smollm2_checkpoint()),
+        a.questions,
+        batch_size=a.batch_size,
+        dtype=a.dtype,
+        device=a.device,
+    )
     ref = r["rows"][0]["prompt"]
-    print(f"{r['model']}, {r['n']} questions ({r['questions']}), {r['dtype']}, {r['device']}; "
-          f"95% percentile bootstrap, {r['n_bootstrap']} resamples, seed {r['seed']}\n")
+    print(
+        f"{r['model']}, {r['n']} questions ({r['questions']}), {r['dtype']}, {r['device']}; "
+        f"95% percentile bootstrap, {r['n_bootstrap']} resamples, seed {r['seed']}\n"
+    )
     key = " ".join(f"{L}:{n}" for L, n in r["key_letters"].items())
-    print(f"| prompt | accuracy % [95% CI] | change vs {ref}, points [95% CI, paired] | same letter as {ref} | "
-          f"predicted letters (key {key}) |")
+    print(
+        f"| prompt | accuracy % [95% CI] | change vs {ref}, points [95% CI, paired] | same letter as {ref} | "
+        f"predicted letters (key {key}) |"
+    )
     print("|---|---|---|---|---|")
     for row in r["rows"]:
         lo, hi = row["ci95"]
         ch = row["change_ci95"]
-        change = "-" if ch is None else f"{100 * row['change_vs_' + ref]:+.1f} [{100 * ch[0]:+.1f}, {100 * ch[1]:+.1f}]"
-        print(f"| {row['prompt']} | {100 * row['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {change} | "
-              f"{100 * row['agreement_with_' + ref]:.0f}% | "
-              + " ".join(f"{L}:{n}" for L, n in row["predicted_letters"].items()) + " |")
+        change = (
+            "-"
+            if ch is None
+            else f"{100 * row['change_vs_' + ref]:+.1f} [{100 * ch[0]:+.1f}, {100 * ch[1]:+.1f}]"
+        )
+        print(
+            f"| {row['prompt']} | {100 * row['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {change} | "
+            f"{100 * row['agreement_with_' + ref]:.0f}% | "
+            + " ".join(f"{L}:{n}" for L, n in row["predicted_letters"].items())
+            + " |"
+        )
     if a.out:
         atomic_write_json(a.out, r)
     return 0

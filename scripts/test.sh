@@ -17,5 +17,6 @@ if [ -z "${ASTROLLAMA_LMFLOW_PYTHON:-}" ] && [ -n "${ASTROLLAMA_LMFLOW_SRC:-}" ]
   fi
 fi
 .venv/bin/ruff check src tests data_prep eval
+.venv/bin/ruff format --check src tests data_prep eval   # the one formatter (pyproject [tool.ruff])
 .venv/bin/shellcheck slurm/*.sh scripts/*.sh tests/*.sh data_prep/*.sh eval/*.sh
 exec .venv/bin/python -m pytest "$@"

@@ -87,8 +87,12 @@ def slurm_cluster2() -> str:
     Yields its slurm.conf path: pass it as SLURM_CONF to every Slurm command meant for it (the
     process environment is left alone, so the single-node cluster stays the default).
     """
-    conf = subprocess.run(["bash", str(REPO / "tests" / "slurm_cluster2.sh"), "conf"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    conf = subprocess.run(
+        ["bash", str(REPO / "tests" / "slurm_cluster2.sh"), "conf"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     for _ in _test_cluster("slurm_cluster2.sh", "ip", "nsenter", "unshare"):
         yield conf
 

@@ -23,11 +23,14 @@ def test_read_jsonl_lines_and_torn_tail(tmp_path: Path) -> None:
     assert list(read_jsonl(p)) == [(1, {"a": 1}), (2, {"a": 2})]
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b'{"a": 1}\n{"b": "\xff"}\n', r"line 2: not UTF-8 text \(byte 7 of the line\)"),
-    (b'{"a": 1}\n[1, 2]\n', "line 2: expected a JSON object, got list"),
-    (b'{"a": 1}\n{"a": 1,}\n', r"line 2: invalid JSON \("),
-])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"a": 1}\n{"b": "\xff"}\n', r"line 2: not UTF-8 text \(byte 7 of the line\)"),
+        (b'{"a": 1}\n[1, 2]\n', "line 2: expected a JSON object, got list"),
+        (b'{"a": 1}\n{"a": 1,}\n', r"line 2: invalid JSON \("),
+    ],
+)
 def test_read_jsonl_errors_name_file_and_line(tmp_path: Path, data: bytes, problem: str) -> None:
     p = tmp_path / "b.jsonl"
     p.write_bytes(data)

@@ -1,11 +1,11 @@
 """``astrollama`` command: one entry point, one sub-command group per stage.
 
-  astrollama train ...   recipes, launch, planner      (astrollama.train.cli)
-  astrollama data ...    harvest, OCR, corpora, build  (astrollama.data.cli)
-  astrollama eval ...    MCQ, perplexity, report       (astrollama.evaluation.cli)
-  astrollama merge ...   merge checkpoints (mergekit)  (astrollama.train.merge)
-  astrollama demo        the toy pipeline end to end   (astrollama.demo)
-  astrollama models ...  offline model provisioning    (below)
+astrollama train ...   recipes, launch, planner      (astrollama.train.cli)
+astrollama data ...    harvest, OCR, corpora, build  (astrollama.data.cli)
+astrollama eval ...    MCQ, perplexity, report       (astrollama.evaluation.cli)
+astrollama merge ...   merge checkpoints (mergekit)  (astrollama.train.merge)
+astrollama demo        the toy pipeline end to end   (astrollama.demo)
+astrollama models ...  offline model provisioning    (below)
 """
 
 from __future__ import annotations
@@ -54,12 +54,20 @@ class CommandParser(argparse.ArgumentParser):
         raise InputError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
-def number(kind: type = float, *, min: float | None = None, gt: float | None = None,  # noqa: A002
-           max: float | None = None) -> Callable[[str], float]:
+def number(
+    kind: type = float,
+    *,
+    min: float | None = None,
+    gt: float | None = None,  # noqa: A002
+    max: float | None = None,
+) -> Callable[[str], float]:
     """An argparse ``type`` for a finite number in a range: ``number(int, min=1)``, ``number(gt=0)``."""
     what = "an integer" if kind is int else "a number"
-    bounds = [f">= {min:g}" if min is not None else "", f"> {gt:g}" if gt is not None else "",
-              f"<= {max:g}" if max is not None else ""]
+    bounds = [
+        f">= {min:g}" if min is not None else "",
+        f"> {gt:g}" if gt is not None else "",
+        f"<= {max:g}" if max is not None else "",
+    ]
     want = " and ".join(b for b in bounds if b)
 
     def parse(text: str) -> float:
@@ -67,8 +75,12 @@ def number(kind: type = float, *, min: float | None = None, gt: float | None = N
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not math.isfinite(value) or (min is not None and value < min) or (gt is not None and value <= gt) \
-                or (max is not None and value > max):
+        if (
+            not math.isfinite(value)
+            or (min is not None and value < min)
+            or (gt is not None and value <= gt)
+            or (max is not None and value > max)
+        ):
             raise argparse.ArgumentTypeError(f"must be {what} {want}, got {text!r}")
         return value
 
@@ -123,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if group == "models":
         return _models_main(rest)
     if group not in GROUPS:
-        print(f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}", file=sys.stderr)
+        print(
+            f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}",
+            file=sys.stderr,
+        )
         return 2
     mod = importlib.import_module(GROUPS[group])
     try:

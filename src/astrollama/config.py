@@ -46,7 +46,9 @@ class StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.events.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"YAML alias *{event.anchor} is not allowed (write the value out; recipes share values with base:)",
+                None,
+                None,
+                f"YAML alias *{event.anchor} is not allowed (write the value out; recipes share values with base:)",
                 event.start_mark,
             )
         return super().compose_node(parent, index)
@@ -57,9 +59,7 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -103,8 +103,9 @@ def number_hint(value: str) -> str:
     return f"{value!r} is a string, not a number; remove the quotes"
 
 
-def read_mapping(path: str | os.PathLike[str], error: type[ConfigError] = ConfigError,
-                 what: str = "a config file") -> dict[str, Any]:
+def read_mapping(
+    path: str | os.PathLike[str], error: type[ConfigError] = ConfigError, what: str = "a config file"
+) -> dict[str, Any]:
     """The top-level mapping of the YAML file at ``path`` (an empty file is ``{}``)."""
     path = Path(path)
     if path.is_dir():
@@ -130,6 +131,7 @@ def read_mapping(path: str | os.PathLike[str], error: type[ConfigError] = Config
 # ----------------------------------------------------------------------------------------------
 # Config sections whose keys are a command's options
 # ----------------------------------------------------------------------------------------------
+
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
@@ -170,15 +172,18 @@ def scalar(value: Any, action: argparse.Action, file: str, key: str) -> str:
     return text
 
 
-def section_tokens(section: dict[str, Any], parser: argparse.ArgumentParser, file: str,
-                   where: str) -> list[str]:
+def section_tokens(
+    section: dict[str, Any], parser: argparse.ArgumentParser, file: str, where: str
+) -> list[str]:
     """Command-line tokens for one section's keys (options first, then positionals)."""
     by_key: dict[str, argparse.Action] = {}
     for action in parser._actions:
         if action.dest in ("help", "config") or isinstance(action, argparse._SubParsersAction):
             continue
         longs = [o for o in action.option_strings if o.startswith("--")]
-        key = longs[0][2:].replace("-", "_") if longs else (action.dest if not action.option_strings else None)
+        key = (
+            longs[0][2:].replace("-", "_") if longs else (action.dest if not action.option_strings else None)
+        )
         if key:
             by_key[key] = action
     opts: list[str] = []
@@ -188,10 +193,16 @@ def section_tokens(section: dict[str, Any], parser: argparse.ArgumentParser, fil
         action = by_key.get(key) if isinstance(key, str) else None
         if action is None:
             raise ConfigError(file, dotted, f"unknown key (allowed here: {', '.join(sorted(by_key))})")
-        flag = [] if not action.option_strings else [next(o for o in action.option_strings if o.startswith("--"))]
+        flag = (
+            []
+            if not action.option_strings
+            else [next(o for o in action.option_strings if o.startswith("--"))]
+        )
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
-                raise ConfigError(file, dotted, f"expected true or false, got {type(value).__name__} {value!r}")
+                raise ConfigError(
+                    file, dotted, f"expected true or false, got {type(value).__name__} {value!r}"
+                )
             opts += flag if value == isinstance(action, argparse._StoreTrueAction) else []
             continue
         if isinstance(action, argparse._AppendAction):  # a repeatable flag: a list, one flag per item

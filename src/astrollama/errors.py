@@ -22,8 +22,20 @@ EXIT_ENVIRONMENT = 1  # the machine failed (disk full, I/O): free space / retry,
 
 # errno values that describe the machine, not the input: retry, never a terminal "failed" record
 ENVIRONMENT_ERRNOS = frozenset(
-    e for e in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENOMEM, errno.EMFILE,
-                errno.ENFILE, errno.ESTALE, errno.EAGAIN, errno.ETIMEDOUT)
+    e
+    for e in (
+        errno.ENOSPC,
+        errno.EIO,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EROFS,
+        errno.ENOMEM,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ESTALE,
+        errno.EAGAIN,
+        errno.ETIMEDOUT,
+    )
 )
 
 
@@ -37,9 +49,7 @@ class EnvironmentFault(RuntimeError):
 
 def is_environment_error(exc: BaseException) -> bool:
     """True for OS errors that are the machine's fault (disk full, I/O error, quota, ...)."""
-    return isinstance(exc, EnvironmentFault) or (
-        isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS
-    )
+    return isinstance(exc, EnvironmentFault) or (isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS)
 
 
 def one_line(text: object) -> str:

@@ -81,7 +81,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = 
 
 
 def atomic_write_json(
-    path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2, ensure_ascii: bool = False,
+    path: str | os.PathLike[str],
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    ensure_ascii: bool = False,
     fsync: bool = True,
 ) -> Path:
     text = json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii, sort_keys=False)
@@ -135,8 +139,13 @@ def save_png(fig, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def read_jsonl(path: str | os.PathLike[str], *, error: type[InputError] = InputError,
-               tolerate_torn_tail: bool = False, missing_ok: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    error: type[InputError] = InputError,
+    tolerate_torn_tail: bool = False,
+    missing_ok: bool = False,
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each non-blank line of a UTF-8 JSONL file of objects.
 
     A bad line raises ``error`` with one line ``<file>: line N: <problem>`` (not UTF-8, invalid JSON,

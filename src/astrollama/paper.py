@@ -136,7 +136,9 @@ class Published:
 RECIPES: dict[str, dict[str, Published]] = {
     "astrollama-2-7b-base_abstract": {
         "base_model": Published("meta-llama/Llama-2-7b-hf", "astrollama1"),
-        "corpus": Published("abstracts", "astrollama1", note="326,238 astro-ph abstracts, Apr 1992 - Jul 2023"),
+        "corpus": Published(
+            "abstracts", "astrollama1", note="326,238 astro-ph abstracts, Apr 1992 - Jul 2023"
+        ),
         "n_papers": Published(326_238, "astrollama1"),
         "n_tokens": Published(95_000_000, "astrollama1", verified=False, note="~95M tokens"),
         "heldout_fraction": Published(0.2, "astrollama1", verified=False),
@@ -153,12 +155,18 @@ RECIPES: dict[str, dict[str, Published]] = {
     },
     "astrollama-2-7b-base_aic": {
         "base_model": Published("meta-llama/Llama-2-7b-hf", "card-2-7b-aic"),
-        "corpus": Published("aic-latex", "card-2-7b-aic", note="Abstract+Introduction+Conclusion regex-extracted from LaTeX, to Jul 2023"),
+        "corpus": Published(
+            "aic-latex",
+            "card-2-7b-aic",
+            note="Abstract+Introduction+Conclusion regex-extracted from LaTeX, to Jul 2023",
+        ),
         "use_lora": Published(True, "card-2-7b-aic"),
     },
     "astrollama-3-8b-base_aic": {
         "base_model": Published("meta-llama/Meta-Llama-3-8B", "card-3-8b-aic"),
-        "corpus": Published("aic-nougat", "card-3-8b-aic", note="AIC from Nougat OCR of arXiv PDFs, to Jan 2024"),
+        "corpus": Published(
+            "aic-nougat", "card-3-8b-aic", note="AIC from Nougat OCR of arXiv PDFs, to Jan 2024"
+        ),
         "use_lora": Published(False, "card-3-8b-aic"),
         "learning_rate": Published(2.0e-5, "card-3-8b-aic"),
         "global_batch_size": Published(96, "card-3-8b-aic"),
@@ -172,7 +180,8 @@ RECIPES: dict[str, dict[str, Published]] = {
     "astrollama-3-8b-base_summary": {
         "base_model": Published("meta-llama/Meta-Llama-3-8B", "card-3-8b-summary"),
         "corpus": Published(
-            "summary", "card-3-8b-summary",
+            "summary",
+            "card-3-8b-summary",
             note="Nougat OCR, then 1,000-4,000-token summaries by Qwen-2 and LLaMA-3.1-8B",
         ),
         "summary_tokens": Published((1000, 4000), "card-3-8b-summary"),
@@ -187,9 +196,11 @@ RECIPES: dict[str, dict[str, Published]] = {
         "num_train_epochs": Published(1, "card-3-8b-summary"),
         "a100_hours": Published(32, "card-3-8b-summary", note="~32 A100 GPU-hours"),
         "n_papers": Published(
-            340_000, "astrollama1", verified=False,
+            340_000,
+            "astrollama1",
+            verified=False,
             note="~340k astro-ph papers to Jan 2024: 326,238 abstracts to Jul 2023 (AstroLLaMA-1) plus "
-                 "about six months; our estimate (docs/astromlab.md), not a published count",
+            "about six months; our estimate (docs/astromlab.md), not a published count",
         ),
     },
     "astrollama-2-70b-base_aic": {
@@ -215,7 +226,8 @@ CHAT_SFT = {
     "num_train_epochs": Published(1, "astromlab2"),
 }
 CHAT_SFT_DATA = Published(
-    "~10k GPT-4-written astronomy conversations + LIMA + 10k OpenOrca + 10k UltraChat", "astromlab2",
+    "~10k GPT-4-written astronomy conversations + LIMA + 10k OpenOrca + 10k UltraChat",
+    "astromlab2",
     note="sizes and sampling of the general sets beyond these counts are not published",
 )
 
@@ -224,11 +236,22 @@ CHAT_SFT_DATA = Published(
 # else in those recipes (template, packing, warmup, precision, DeepSpeed, allocation) is our choice,
 # marked as such in each recipe's header and in docs/train-recipes.md.
 SFT_RECIPES: dict[str, dict[str, Published]] = {
-    "astrollama-2-7b-chat_aic": {"base_model": Published("AstroMLab/astrollama-2-7b-base_aic", "astromlab2"), **CHAT_SFT},
-    "astrollama-3-8b-chat_aic": {"base_model": Published("AstroMLab/astrollama-3-8b-base_aic", "astromlab2"), **CHAT_SFT},
+    "astrollama-2-7b-chat_aic": {
+        "base_model": Published("AstroMLab/astrollama-2-7b-base_aic", "astromlab2"),
+        **CHAT_SFT,
+    },
+    "astrollama-3-8b-chat_aic": {
+        "base_model": Published("AstroMLab/astrollama-3-8b-base_aic", "astromlab2"),
+        **CHAT_SFT,
+    },
     "astrollama-3-8b-chat_summary": {
-        "base_model": Published("AstroMLab/astrollama-3-8b-base_summary", "astromlab2"), **CHAT_SFT},
-    "astrollama-2-70b-chat_aic": {"base_model": Published("AstroMLab/astrollama-2-70b-base_aic", "astromlab2"), **CHAT_SFT},
+        "base_model": Published("AstroMLab/astrollama-3-8b-base_summary", "astromlab2"),
+        **CHAT_SFT,
+    },
+    "astrollama-2-70b-chat_aic": {
+        "base_model": Published("AstroMLab/astrollama-2-70b-base_aic", "astromlab2"),
+        **CHAT_SFT,
+    },
 }
 
 # AstroSage (AstroMLab 3/4): CPT -> SFT on Q&A pairs and instruction sets -> merge with the Meta
@@ -237,17 +260,24 @@ SFT_RECIPES: dict[str, dict[str, Published]] = {
 ASTROSAGE = {
     "base_model": Published("meta-llama/Llama-3.1-8B", "card-astrosage-8b", note="Meta-Llama-3.1-8B"),
     "stages": Published(("cpt", "sft", "merge"), "card-astrosage-8b"),
-    "sft_data": Published("millions of synthetic astronomy question-answer pairs plus general instruction sets",
-                          "astromlab3"),
+    "sft_data": Published(
+        "millions of synthetic astronomy question-answer pairs plus general instruction sets", "astromlab3"
+    ),
     "merge": Published({"cpt+sft": 0.75, "meta-llama/Llama-3.1-8B-Instruct": 0.25}, "card-astrosage-8b"),
-    "sft_block_size_70b": Published(8192, "card-astrosage-70b", note="AstroSage-70B fine-tuned on 8192-token sequences"),
+    "sft_block_size_70b": Published(
+        8192, "card-astrosage-70b", note="AstroSage-70B fine-tuned on 8192-token sequences"
+    ),
 }
 
 # The merge step (recipes/astrosage-8b-merge.yaml, docs/train-merge.md); its weights are
 # ASTROSAGE["merge"]. DARE-TIES densities and the other mergekit settings are not published: our
 # choices, stated in the recipe.
-MERGE_METHOD = Published("dare_ties", "astromlab3", verified=False,
-                         note="the paper body was not read here; issue 11 names DARE-TIES / linear")
+MERGE_METHOD = Published(
+    "dare_ties",
+    "astromlab3",
+    verified=False,
+    note="the paper body was not read here; issue 11 names DARE-TIES / linear",
+)
 
 # ---------------------------------------------------------------------------------------------
 # AstroMLab-1 benchmark (4,425 MCQs from 885 ARA&A reviews; public validated subset 3,846 rows).
@@ -278,9 +308,11 @@ MCQ_SCORES: dict[str, Published] = {
     # CPT -> SFT -> merge (AstroSage); instruct models, scored from their answers
     "AstroSage-Llama-3.1-8B": Published(80.9, "astromlab3", note="abstract; also the model card"),
     "AstroSage-Llama-3.1-70B": Published(
-        86.2, "astromlab4", verified=False,
+        86.2,
+        "astromlab4",
+        verified=False,
         note="v1 (May 2025), read in a summary of v1, not in the paper; v2 (Feb 2026) reports 89.0 on the "
-             "validated 3,846-question subset",
+        "validated 3,846-question subset",
     ),
 }
 
@@ -288,11 +320,24 @@ MCQ_SCORES: dict[str, Published] = {
 # published score for that stage), shown beside a staged run (the demo's base -> CPT -> SFT -> merged).
 STAGES = ("base", "cpt", "sft", "merged")
 STAGE_CHAINS: dict[str, dict[str, str | None]] = {
-    "AstroLLaMA-2-70B (AstroMLab 2)": {"base": "LLaMA-2-70B", "cpt": "AstroLLaMA-2-70B-Base_AIC",
-                                       "sft": "AstroLLaMA-2-70B-Chat_AIC", "merged": None},
-    "AstroSage-8B (AstroMLab 3)": {"base": "LLaMA-3.1-8B", "cpt": None, "sft": None,
-                                   "merged": "AstroSage-Llama-3.1-8B"},
-    "AstroSage-70B (AstroMLab 4)": {"base": None, "cpt": None, "sft": None, "merged": "AstroSage-Llama-3.1-70B"},
+    "AstroLLaMA-2-70B (AstroMLab 2)": {
+        "base": "LLaMA-2-70B",
+        "cpt": "AstroLLaMA-2-70B-Base_AIC",
+        "sft": "AstroLLaMA-2-70B-Chat_AIC",
+        "merged": None,
+    },
+    "AstroSage-8B (AstroMLab 3)": {
+        "base": "LLaMA-3.1-8B",
+        "cpt": None,
+        "sft": None,
+        "merged": "AstroSage-Llama-3.1-8B",
+    },
+    "AstroSage-70B (AstroMLab 4)": {
+        "base": None,
+        "cpt": None,
+        "sft": None,
+        "merged": "AstroSage-Llama-3.1-70B",
+    },
 }
 
 # Which released model each recipe reproduces, and its base model's score, for the report table.
@@ -308,7 +353,9 @@ RECIPE_SCORES: dict[str, tuple[str, str]] = {
 # AstroLLaMA-1 evaluations.
 # ---------------------------------------------------------------------------------------------
 ASTROLLAMA1 = {
-    "perplexity_reduction": Published(0.30, "astrollama1", note="~30% lower perplexity than LLaMA-2-7B on held-out abstracts"),
+    "perplexity_reduction": Published(
+        0.30, "astrollama1", note="~30% lower perplexity than LLaMA-2-7B on held-out abstracts"
+    ),
     "perplexity_base": Published(9.7, "astrollama1", verified=False),
     "perplexity_astrollama": Published(6.55, "astrollama1", verified=False),
     "mmlu_astronomy_astrollama": Published(0.3816, "card-2-7b-abstract"),
@@ -331,18 +378,39 @@ HARDWARE = {
 # (LLaMA-3-8B -> 8.03e9, LLaMA-2-7B -> 6.74e9, LLaMA-2-70B -> 6.90e10).
 MODEL_CONFIGS: dict[str, Published] = {
     "meta-llama/Llama-2-7b-hf": Published(
-        {"hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 11008, "vocab_size": 32000,
-         "num_attention_heads": 32, "num_key_value_heads": 32, "tie_word_embeddings": False},
+        {
+            "hidden_size": 4096,
+            "num_hidden_layers": 32,
+            "intermediate_size": 11008,
+            "vocab_size": 32000,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "tie_word_embeddings": False,
+        },
         "config-llama2-7b",
     ),
     "meta-llama/Llama-2-70b-hf": Published(
-        {"hidden_size": 8192, "num_hidden_layers": 80, "intermediate_size": 28672, "vocab_size": 32000,
-         "num_attention_heads": 64, "num_key_value_heads": 8, "tie_word_embeddings": False},
+        {
+            "hidden_size": 8192,
+            "num_hidden_layers": 80,
+            "intermediate_size": 28672,
+            "vocab_size": 32000,
+            "num_attention_heads": 64,
+            "num_key_value_heads": 8,
+            "tie_word_embeddings": False,
+        },
         "config-llama2-70b",
     ),
     "meta-llama/Meta-Llama-3-8B": Published(
-        {"hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256,
-         "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False},
+        {
+            "hidden_size": 4096,
+            "num_hidden_layers": 32,
+            "intermediate_size": 14336,
+            "vocab_size": 128256,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "tie_word_embeddings": False,
+        },
         "config-llama3-8b",
     ),
 }

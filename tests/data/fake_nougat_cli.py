@@ -48,8 +48,11 @@ def main() -> int:
     p.add_argument("pdf", nargs="+", type=Path)
     args = p.parse_args()
     if args.checkpoint is not None and not args.checkpoint.exists():
-        print(f"Traceback (most recent call last):\nrequests.exceptions.ConnectionError: cannot download "
-              f"{args.model} checkpoint to {args.checkpoint}", file=sys.stderr)
+        print(
+            f"Traceback (most recent call last):\nrequests.exceptions.ConnectionError: cannot download "
+            f"{args.model} checkpoint to {args.checkpoint}",
+            file=sys.stderr,
+        )
         return 1
     import pypdf
     import pypdfium2 as pdfium

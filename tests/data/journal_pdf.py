@@ -143,8 +143,9 @@ class _Writer:
             self.pdf.set_font("Times", style=style, size=size)
             x += wd + gap
 
-    def para(self, text: str, size: float = BODY, indent: float = 10.0, style: str = "",
-             hang: float = 0.0) -> None:
+    def para(
+        self, text: str, size: float = BODY, indent: float = 10.0, style: str = "", hang: float = 0.0
+    ) -> None:
         """A justified paragraph; a word with a soft hyphen (U+00AD) that does not fit is split
         there with a hyphen; ``10[[24]]`` is 10 with a raised 24; ``^`` in a word is drawn as a
         control byte (it must vanish); ``**word**`` is set in bold."""
@@ -167,7 +168,9 @@ class _Writer:
             line.clear()
 
         for word in words:
-            trial = " ".join(x.replace("\xad", "").replace("[[", "").replace("]]", "").strip("*") for x in [*line, word])
+            trial = " ".join(
+                x.replace("\xad", "").replace("[[", "").replace("]]", "").strip("*") for x in [*line, word]
+            )
             if self.width(trial) <= room():
                 line.append(word)
                 continue
@@ -265,8 +268,12 @@ def render(doc: Doc) -> bytes:
             w.font(8)
             w.pitch = 9.6
             for r in range(doc.table_rows):
-                w.put_line([f"J{1000 + r}", f"{0.1 * r:.2f}", f"{12.5 + r % 7:.1f}", f"{-1.2 - r % 3 / 10:.2f}"],
-                           0, 200, True)
+                w.put_line(
+                    [f"J{1000 + r}", f"{0.1 * r:.2f}", f"{12.5 + r % 7:.1f}", f"{-1.2 - r % 3 / 10:.2f}"],
+                    0,
+                    200,
+                    True,
+                )
     if doc.references:
         w.heading("References")
         for ref in doc.references:

@@ -23,15 +23,28 @@ def main(out: Path) -> None:
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     text = ["# Title\n\n## 1 Introduction\n\nThe galaxy rotation curve is flat. Dark matter halos [1].\n"] * 4
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tk.train_from_iterator(text, trainer)
     tk.save(str(out / "tokenizer.json"))
     torch.manual_seed(0)
     # Swin needs every stage's grid divisible by the window: 128x96 / patch 4 = 32x24, then 16x12.
-    cfg = NougatConfig(input_size=[128, 96], window_size=4, encoder_layer=[1, 1], decoder_layer=1, max_length=40,
-                       max_position_embeddings=64, embed_dim=32, num_heads=[1, 2], hidden_dimension=64,
-                       name_or_path=str(out))
+    cfg = NougatConfig(
+        input_size=[128, 96],
+        window_size=4,
+        encoder_layer=[1, 1],
+        decoder_layer=1,
+        max_length=40,
+        max_position_embeddings=64,
+        embed_dim=32,
+        num_heads=[1, 2],
+        hidden_dimension=64,
+        name_or_path=str(out),
+    )
     model = NougatModel(cfg)
     with torch.no_grad():
         model.decoder.model.model.decoder.embed_tokens.weight[:4] = 0

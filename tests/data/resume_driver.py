@@ -1,9 +1,9 @@
 """Runs one corpus stage in a fresh process for tests/data/test_resume_corpus.py (which kills it).
 
-    python resume_driver.py aic ROOT
-    python resume_driver.py summary ROOT MODEL_DIR
-    python resume_driver.py build ROOT OUT TOKENIZER_DIR MCQ
-    python resume_driver.py qa ROOT MODEL_DIR MCQ
+python resume_driver.py aic ROOT
+python resume_driver.py summary ROOT MODEL_DIR
+python resume_driver.py build ROOT OUT TOKENIZER_DIR MCQ
+python resume_driver.py qa ROOT MODEL_DIR MCQ
 """
 
 from __future__ import annotations
@@ -21,19 +21,37 @@ def main(argv: list[str]) -> int:
         from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_summary
 
         backend = TransformersBackend(argv[2], max_model_len=1024, temperature=1.0, model_id="tiny")
-        run_summary(root, backend, config=SummaryConfig(min_tokens=20, target_total=30, max_tokens=200,
-                                                        batch_papers=3), progress=False)
+        run_summary(
+            root,
+            backend,
+            config=SummaryConfig(min_tokens=20, target_total=30, max_tokens=200, batch_papers=3),
+            progress=False,
+        )
     elif stage == "build":
         from astrollama.data.build import BuildConfig, run_build
 
-        run_build(root, ["abstracts", "aic"], argv[2], tokenizer_dir=argv[3], mcq_path=argv[4],
-                  config=BuildConfig(max_shard_docs=7), workers=2, progress=False)
+        run_build(
+            root,
+            ["abstracts", "aic"],
+            argv[2],
+            tokenizer_dir=argv[3],
+            mcq_path=argv[4],
+            config=BuildConfig(max_shard_docs=7),
+            workers=2,
+            progress=False,
+        )
     elif stage == "qa":
         from astrollama.data.qa import QAConfig, run_qa
         from astrollama.data.summarize import TransformersBackend
 
         backend = TransformersBackend(argv[2], max_model_len=1024, model_id="tiny")  # greedy
-        run_qa(root, backend, config=QAConfig(max_new_tokens=24, batch_papers=3), mcq_path=argv[3], progress=False)
+        run_qa(
+            root,
+            backend,
+            config=QAConfig(max_new_tokens=24, batch_papers=3),
+            mcq_path=argv[3],
+            progress=False,
+        )
     else:
         raise SystemExit(f"unknown stage {stage!r}")
     return 0

@@ -24,28 +24,49 @@ FIX = Path(__file__).parent / "fixtures" / "aic"
 # file -> (missing, conclusion heading, text that must be in the AIC text, text that must not)
 CASES = {
     "numbered_hash.mmd": (
-        [], "Conclusions",
+        [],
+        "Conclusions",
         ["twelve dwarf galaxy halos", "Motivation", "Previous surveys lacked", "Future arrays will map"],
         ["MISSING_PAGE", "three hundred hours", "telescope operators", "continuity equation", "Author A."],
     ),
     "roman_bold.mmd": (
-        [], "Summary and conclusions",
+        [],
+        "Summary and conclusions",
         ["forty hot Jupiters", "short orbits", "clouds mute its signal"],
         ["space telescope", "Clouds at high altitude", "linear model", "Author B."],
     ),
     "unnumbered_inline.mmd": (
-        [], "Concluding remarks",
+        [],
+        "Concluding remarks",
         ["red timing noise of thirty", "precise clocks", "Red noise limits", "a third of the pulsars"],
-        ["WARNING", "the noise the noise", "Key words", "power-law noise model", "research council",
-         "fitted parameters", "MISSING_PAGE"],
+        [
+            "WARNING",
+            "the noise the noise",
+            "Key words",
+            "power-law noise model",
+            "research council",
+            "fitted parameters",
+            "MISSING_PAGE",
+        ],
     ),
-    "summary_plain.mmd": (["abstract"], "Summary", ["Bars drive gas", "Dust lanes trace"], ["hydrodynamic", "Resolution tests"]),
+    "summary_plain.mmd": (
+        ["abstract"],
+        "Summary",
+        ["Bars drive gas", "Dust lanes trace"],
+        ["hydrodynamic", "Resolution tests"],
+    ),
     "discussion_conclusions.mmd": (
-        [], "Discussion and conclusions",
+        [],
+        "Discussion and conclusions",
         ["Most massive stars", "Binary interaction", "frequent mass transfer"],
         ["flat in log period", "spectra are public"],
     ),
-    "no_conclusion.mmd": (["conclusion"], "", ["Lunar dust levitates", "Electrostatic forces"], ["sheath model"]),
+    "no_conclusion.mmd": (
+        ["conclusion"],
+        "",
+        ["Lunar dust levitates", "Electrostatic forces"],
+        ["sheath model"],
+    ),
 }
 
 
@@ -107,8 +128,10 @@ def test_numbered_sentence_is_not_a_heading() -> None:
 
 
 def test_intro_subsections_kept_until_next_top_level_section() -> None:
-    mmd = ("## 1 Introduction\n\nA.\n\n### 1.1 Summary of earlier work\n\nB.\n\n## 2 Method\n\nC.\n\n"
-           "## 3 Conclusion\n\nD.\n\n### 3.1 Outlook\n\nE.\n\n## Appendix A\n\nF.\n")
+    mmd = (
+        "## 1 Introduction\n\nA.\n\n### 1.1 Summary of earlier work\n\nB.\n\n## 2 Method\n\nC.\n\n"
+        "## 3 Conclusion\n\nD.\n\n### 3.1 Outlook\n\nE.\n\n## Appendix A\n\nF.\n"
+    )
     aic = extract_aic_markdown(mmd)
     assert "A." in aic.introduction and "B." in aic.introduction and "C." not in aic.introduction
     assert "D." in aic.conclusion and "E." in aic.conclusion and "F." not in aic.conclusion
@@ -149,8 +172,9 @@ Summary text.
 
 def _manifest_with_ocr(root: Path, names: dict[str, str]) -> Manifest:
     m = Manifest(root)
-    m.upsert_papers([{"id": pid, "title": f"Paper {pid}", "abstract": f"Metadata abstract of {pid}."}
-                     for pid in names])
+    m.upsert_papers(
+        [{"id": pid, "title": f"Paper {pid}", "abstract": f"Metadata abstract of {pid}."} for pid in names]
+    )
     for pid, name in names.items():
         if name == "ocr-failed":
             m.record("ocr", pid, "failed", "encrypted: needs a password")
@@ -163,9 +187,14 @@ def _manifest_with_ocr(root: Path, names: dict[str, str]) -> Manifest:
 
 
 def test_stage_records_every_outcome_in_the_manifest(tmp_path: Path) -> None:
-    names = {"2401.00001": "numbered_hash.mmd", "2401.00002": "summary_plain.mmd",
-             "2401.00003": "neither.mmd", "2401.00004": "no_conclusion.mmd",
-             "2401.00005": "ocr-failed", "2401.00006": ""}
+    names = {
+        "2401.00001": "numbered_hash.mmd",
+        "2401.00002": "summary_plain.mmd",
+        "2401.00003": "neither.mmd",
+        "2401.00004": "no_conclusion.mmd",
+        "2401.00005": "ocr-failed",
+        "2401.00006": "",
+    }
     m = _manifest_with_ocr(tmp_path, names)
     stats = run_aic(tmp_path, progress=False)
     st = m.status("aic")

@@ -34,7 +34,8 @@ def test_macros_with_arguments_from_every_input_file_are_expanded(journal) -> No
     assert "the 5 kpc scale is resolved" in journal.introduction
     assert "The tidal radius spans the 2–5 kpc range." in journal.introduction  # notes.sty, \def#1#2, \input
     assert "seven" not in journal.text() and "\\" not in journal.text().replace("\\rm", "").replace(
-        "\\pm", "").replace("\\times", "").replace("\\,", "").replace("\\odot", "")
+        "\\pm", ""
+    ).replace("\\times", "").replace("\\,", "").replace("\\odot", "")
 
 
 def test_track_changes_keep_the_new_text_and_notes_leave(journal) -> None:
@@ -45,8 +46,19 @@ def test_track_changes_keep_the_new_text_and_notes_leave(journal) -> None:
 
 def test_back_matter_floats_and_bibliography_commands_leave_the_text(journal) -> None:
     text = journal.text()
-    for gone in ("Astropy", "HST", "Tidal Foundation", "on request", "aasjournal", "refs", "sidewayscell",
-                 "longtablecell", "jones19", "startlongtable", "galaxies: dwarf"):
+    for gone in (
+        "Astropy",
+        "HST",
+        "Tidal Foundation",
+        "on request",
+        "aasjournal",
+        "refs",
+        "sidewayscell",
+        "longtablecell",
+        "jones19",
+        "startlongtable",
+        "galaxies: dwarf",
+    ):
         assert gone not in text, gone
     assert journal.conclusion == "The tails of twelve dwarfs are thin."
     assert "Caption: A rotated table." in journal.introduction  # captions kept, after the section text
@@ -92,8 +104,11 @@ def test_without_bbl_or_aux_the_sentence_stays_grammatical() -> None:
 
 def test_bbl_and_aux_parsers() -> None:
     bbl = parse_bbl((FIX / "latex_journal" / "main.bbl").read_text())
-    assert bbl == {"smith20": ("Smith et al.", "2020"), "jones19": ("Jönes", "2019"),
-                   "bg18": ("Brown & Green", "2018")}
+    assert bbl == {
+        "smith20": ("Smith et al.", "2020"),
+        "jones19": ("Jönes", "2019"),
+        "bg18": ("Brown & Green", "2018"),
+    }
     assert parse_bbl("\\bibitem{a} A.\n\\bibitem{b} B.") == {"a": "1", "b": "2"}  # numeric styles
     aux = parse_aux((FIX / "latex_journal" / "main.aux").read_text())
     assert aux == {"sec:intro": "1", "sec:method": "3", "eq:energy": "4", "fig:map": "2"}
@@ -109,8 +124,11 @@ Known from \cite{a,b}. \unknowncmd{Kept} text with \ion{Fe}{ii}, 5\,\AA{} and \'
     aic = extract_aic_latex_text(tex)  # revtex (APS) numbers the citations in their order without a .bbl
     assert aic.introduction == "Known from [1, 2]. Kept text with Fe ii, 5 Å and Ángström."
     assert extract_aic_latex_text(tex.replace("revtex4-1", "article")).introduction.startswith(
-        "Known from previous work. Kept")
-    assert latex_to_text(r"Known from \cite{a,b}.", _Context(cites={"a": "1", "b": "2"})) == "Known from [1, 2]."
+        "Known from previous work. Kept"
+    )
+    assert (
+        latex_to_text(r"Known from \cite{a,b}.", _Context(cites={"a": "1", "b": "2"})) == "Known from [1, 2]."
+    )
 
 
 def test_revtex_front_matter_leaves_and_citations_are_numeric() -> None:
@@ -119,17 +137,30 @@ def test_revtex_front_matter_leaves_and_citations_are_numeric() -> None:
     assert aic.introduction == (
         "Glitches were first catalogued long ago [1, 2], and Ref. [3] gave a recovery law. Quill [2] measured "
         "the relaxation; the same law holds [1]. A gravitational wave (GW) search and a neutron stars (NSs) "
-        "census complete the picture.\n\nCaption: Toy glitch sizes.")
+        "census complete the picture.\n\nCaption: Toy glitch sizes."
+    )
     assert aic.conclusion == "The recovery law of Ref. [3] fits."
     text = aic.text("Glitch recovery of a toy pulsar")
-    for leak in ("TEST-PREPRINT", "example.org", "Institute", "Department", "97.60", "glitches", "Toy Collab",
-                 "model dependent", "a & b"):
+    for leak in (
+        "TEST-PREPRINT",
+        "example.org",
+        "Institute",
+        "Department",
+        "97.60",
+        "glitches",
+        "Toy Collab",
+        "model dependent",
+        "a & b",
+    ):
         assert leak not in text, leak
     q = text_quality(text)
     assert (q["macros"], q["dangling"], q["control"]) == (0, 0, 0)
     # the apsrev .bbl read on its own is author-year; the revtex class makes it numeric
     assert parse_bbl((FIX / "latex_revtex" / "main.bbl").read_text()) == {
-        "zorn11": ("Zorn et al.", "2011"), "quill15": ("Quill", "2015"), "marsh19": ("Marsh", "2019a")}
+        "zorn11": ("Zorn et al.", "2011"),
+        "quill15": ("Quill", "2015"),
+        "marsh19": ("Marsh", "2019a"),
+    }
 
 
 def test_inline_bibliography_and_author_year_revtex() -> None:
@@ -142,10 +173,14 @@ As \citet{k1} showed \cite{k2}.
 \end{document}"""
     numbered = extract_aic_latex_text("\\documentclass[aps,prl]{revtex4-1}" + body).introduction
     assert numbered == "As Ames [1] showed [2]."
-    rmp = extract_aic_latex_text("\\documentclass[aps,rmp]{revtex4-1}" + body).introduction  # RMP: author-year
+    rmp = extract_aic_latex_text(
+        "\\documentclass[aps,rmp]{revtex4-1}" + body
+    ).introduction  # RMP: author-year
     assert rmp == "As Ames (2001) showed Bell (2002)."
     plain = body.replace("[{Ames(2001)}]", "").replace("[{Bell(2002)}]", "")
-    assert extract_aic_latex_text("\\documentclass{article}" + plain).introduction == "As Ref. [1] showed [2]."
+    assert (
+        extract_aic_latex_text("\\documentclass{article}" + plain).introduction == "As Ref. [1] showed [2]."
+    )
 
 
 def test_acronym_forms() -> None:
@@ -157,19 +192,27 @@ def test_acronym_forms() -> None:
 \end{document}"""
     assert extract_aic_latex_text(tex).introduction == (
         "Power spectral density (PSD) estimates, then PSDs and SNR; signal-to-noise ratio (SNR) twice: SNR. "
-        "XX and power spectral density, power spectral density (PSD) again, UNDEF.")
+        "XX and power spectral density, power spectral density (PSD) again, UNDEF."
+    )
 
 
 def test_comments_are_stripped_without_splitting_paragraphs() -> None:
     assert strip_latex_comments("a\n% whole line\nb 50\\% c % tail\n\nd") == "a\nb 50\\% c \n\nd"
     assert strip_latex_comments("x\\\\% comment\ny") == "x\\\\\ny"  # \\ then a real comment
-    assert strip_latex_comments("keep\\begin{comment}drop\\end{comment} more\\begin{comment}rest") == "keep more"
-    assert clean_latex(strip_latex_comments("one\n% c\ntwo\n\\label{x}\nthree\n\nfour")) == "one two three\n\nfour"
+    assert (
+        strip_latex_comments("keep\\begin{comment}drop\\end{comment} more\\begin{comment}rest") == "keep more"
+    )
+    assert (
+        clean_latex(strip_latex_comments("one\n% c\ntwo\n\\label{x}\nthree\n\nfour"))
+        == "one two three\n\nfour"
+    )
 
 
 def test_collect_macros_forms() -> None:
-    macros, rest = collect_macros(r"\newcommand\a{A}\newcommand{\b}[2][x]{#1-#2}\def\c#1{<#1>}"
-                                  r"\let\d\a\DeclareMathOperator{\sgn}{sgn} body")
+    macros, rest = collect_macros(
+        r"\newcommand\a{A}\newcommand{\b}[2][x]{#1-#2}\def\c#1{<#1>}"
+        r"\let\d\a\DeclareMathOperator{\sgn}{sgn} body"
+    )
     assert rest.strip() == "body"
     assert (macros["a"].body, macros["b"].nargs, macros["b"].default, macros["c"].nargs) == ("A", 2, "x", 1)
     assert macros["d"].body == "A" and macros["sgn"].body == r"\operatorname{sgn}"

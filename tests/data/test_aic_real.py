@@ -71,6 +71,12 @@ def test_latex_chain_meets_the_targets_on_real_papers(tmp_path: Path, tiny_model
     total = report["total"]["latex"]
     assert total["dangling"] <= 5 and total["macros_per_100k"] <= 20, total
 
-    stats = build_variant("aic", manifest_docs(Manifest(root), "aic"), tmp_path / "corpus",
-                          tokenizer_dir=tiny_model, config=BuildConfig(validation_fraction=0.0), progress=False)
+    stats = build_variant(
+        "aic",
+        manifest_docs(Manifest(root), "aic"),
+        tmp_path / "corpus",
+        tokenizer_dir=tiny_model,
+        config=BuildConfig(validation_fraction=0.0),
+        progress=False,
+    )
     assert stats["quality"]["control"] == 0 and stats["quality"]["macros_per_100k"] <= 20, stats["quality"]

@@ -8,12 +8,26 @@ import sys
 from pathlib import Path
 
 
-def test_bench_runs_every_stage_with_1_and_2_workers(tmp_path: Path, tiny_model: Path, repo_root: Path) -> None:
+def test_bench_runs_every_stage_with_1_and_2_workers(
+    tmp_path: Path, tiny_model: Path, repo_root: Path
+) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(repo_root / "data_prep" / "bench_build.py"), "--docs", "200", "--workers", "1,2",
-         "--tokenizer", str(tiny_model), "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(repo_root / "data_prep" / "bench_build.py"),
+            "--docs",
+            "200",
+            "--workers",
+            "1,2",
+            "--tokenizer",
+            str(tiny_model),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -21,4 +35,6 @@ def test_bench_runs_every_stage_with_1_and_2_workers(tmp_path: Path, tiny_model:
     assert set(res["docs_per_s"]) == {"aic", "clean", "hash", "tokenize", "dedup", "shard", "build"}
     assert all(v["1"] > 0 and v["2"] > 0 for v in res["docs_per_s"].values())
     assert "| build |" in proc.stdout and "scaling 2 vs 1" in proc.stdout
-    assert "build kept" in proc.stdout and "duplicate_text" in proc.stdout  # the generated duplicates are found
+    assert (
+        "build kept" in proc.stdout and "duplicate_text" in proc.stdout
+    )  # the generated duplicates are found

@@ -23,7 +23,45 @@ from astrollama.data.split import assign_split
 from astrollama.lmflow_data import dataset_files, read_text_only_dir
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
-VOCAB = ["galaxy", "star", "dust", "gas", "halo", "disk", "planet", "orbit", "spectrum", "redshift", "cluster", "mass", "luminosity", "field", "magnetic", "accretion", "jet", "pulsar", "noise", "model", "survey", "telescope", "emission", "line", "velocity", "dispersion", "metallicity", "gradient", "bar", "spiral", "merger", "quasar", "lensing", "shear", "photometry", "binary", "transit"]
+VOCAB = [
+    "galaxy",
+    "star",
+    "dust",
+    "gas",
+    "halo",
+    "disk",
+    "planet",
+    "orbit",
+    "spectrum",
+    "redshift",
+    "cluster",
+    "mass",
+    "luminosity",
+    "field",
+    "magnetic",
+    "accretion",
+    "jet",
+    "pulsar",
+    "noise",
+    "model",
+    "survey",
+    "telescope",
+    "emission",
+    "line",
+    "velocity",
+    "dispersion",
+    "metallicity",
+    "gradient",
+    "bar",
+    "spiral",
+    "merger",
+    "quasar",
+    "lensing",
+    "shear",
+    "photometry",
+    "binary",
+    "transit",
+]
 
 
 def tree_hash(root: Path) -> str:
@@ -37,8 +75,13 @@ def synthetic_docs(n: int, seed: int = 0) -> list[Doc]:
     rng = random.Random(seed)
     docs = []
     for i in range(n):
-        paras = ["# Heading", *(" ".join(rng.choice(VOCAB) for _ in range(rng.randint(30, 60))) + "."
-                                for _ in range(rng.randint(2, 6)))]
+        paras = [
+            "# Heading",
+            *(
+                " ".join(rng.choice(VOCAB) for _ in range(rng.randint(30, 60))) + "."
+                for _ in range(rng.randint(2, 6))
+            ),
+        ]
         docs.append(Doc(f"2402.{i:05d}", "\n\n".join(paras)))
     return docs
 
@@ -52,20 +95,33 @@ def corpus() -> list[Doc]:
         Doc("2402.90001", base["2402.00003"]),  # exact duplicate text, other id
         Doc("2402.90002", base["2402.00004"].replace(".", " extra words here.", 1)),  # near duplicate
         Doc("2402.90003", "Too short to train on."),
-        Doc("2402.90004", base["2402.00005"][:200] + "\n\nAs a reminder: " + mcq["question"] + " "
-            + " ".join(mcq[k] for k in "ABCD") + "\n\n" + " ".join(VOCAB)),  # quotes a benchmark question
+        Doc(
+            "2402.90004",
+            base["2402.00005"][:200]
+            + "\n\nAs a reminder: "
+            + mcq["question"]
+            + " "
+            + " ".join(mcq[k] for k in "ABCD")
+            + "\n\n"
+            + " ".join(VOCAB),
+        ),  # quotes a benchmark question
         Doc("2402.00007", "A second row for an id that already exists " * 5),  # duplicate id
-        Doc("2402.90005", "Un café très chaud à l'observatoire de Ångström, 10 µm, α = 2.\n\n" + " ".join(VOCAB)),
+        Doc(
+            "2402.90005",
+            "Un café très chaud à l'observatoire de Ångström, 10 µm, α = 2.\n\n" + " ".join(VOCAB),
+        ),
     ]
     return docs
 
 
 def test_clean_text_rules() -> None:
     header = "Monthly Notices of the Royal Astronomical Society 000, 1-10 (2024)"
-    raw = (f"{header}\nFirst   paragraph\twith  spaces.\n\n\n\nSame line\nSame line\n"
-           f"[MISSING_PAGE_FAIL:2]\n{header}\nSee Eq.~\\ref{{eq:1}}\\label{{sec:x}} and \\citep{{A99}}.\n"
-           "$E = mc^2$ stays.\n\\begin{tabular}{cc}1 & 2\\\\\\end{tabular}\n"
-           f"+++ ==WARNING: Truncated because of repetitions==\nloop loop\n+++\n{header}\n")
+    raw = (
+        f"{header}\nFirst   paragraph\twith  spaces.\n\n\n\nSame line\nSame line\n"
+        f"[MISSING_PAGE_FAIL:2]\n{header}\nSee Eq.~\\ref{{eq:1}}\\label{{sec:x}} and \\citep{{A99}}.\n"
+        "$E = mc^2$ stays.\n\\begin{tabular}{cc}1 & 2\\\\\\end{tabular}\n"
+        f"+++ ==WARNING: Truncated because of repetitions==\nloop loop\n+++\n{header}\n"
+    )
     out = clean_text(raw)
     assert out.count(header) == 1  # a running header (3 times) is kept once
     assert "First paragraph with spaces." in out
@@ -77,8 +133,9 @@ def test_clean_text_rules() -> None:
 
 def test_build_drops_dedups_splits_and_reports(tmp_path: Path, corpus: list[Doc], tiny_model: Path) -> None:
     cfg = BuildConfig(max_shard_docs=25)
-    stats = build_variant("aic", corpus, tmp_path, tokenizer_dir=tiny_model, mcq_path=MCQ, config=cfg,
-                          progress=False)
+    stats = build_variant(
+        "aic", corpus, tmp_path, tokenizer_dir=tiny_model, mcq_path=MCQ, config=cfg, progress=False
+    )
     out = tmp_path / "aic"
     drops = {r["id"]: r for r in map(json.loads, (out / "drops.jsonl").read_text().splitlines())}
     assert drops["2402.90001"]["reason"] == "duplicate_text" and drops["2402.90001"]["detail"] == "2402.00003"
@@ -86,8 +143,13 @@ def test_build_drops_dedups_splits_and_reports(tmp_path: Path, corpus: list[Doc]
     assert drops["2402.90003"]["reason"] == "too_short"
     assert drops["2402.90004"]["reason"] == "contaminated"
     assert drops["2402.00007"]["reason"] == "duplicate_id"
-    assert stats["drops"] == {"contaminated": 1, "duplicate_id": 1, "duplicate_text": 1, "near_duplicate": 1,
-                              "too_short": 1}
+    assert stats["drops"] == {
+        "contaminated": 1,
+        "duplicate_id": 1,
+        "duplicate_text": 1,
+        "near_duplicate": 1,
+        "too_short": 1,
+    }
     # no false positives: the 120 random documents all survive
     assert stats["papers_out"] == 121 and stats["papers_in"] == 126
     dc = json.loads((out / "decontamination.json").read_text())
@@ -122,13 +184,16 @@ def test_build_drops_dedups_splits_and_reports(tmp_path: Path, corpus: list[Doc]
 
 
 def test_build_is_deterministic_across_workers_and_skips_when_up_to_date(
-    tmp_path: Path, corpus: list[Doc], tiny_model: Path,
+    tmp_path: Path,
+    corpus: list[Doc],
+    tiny_model: Path,
 ) -> None:
     a = tmp_path / "a"
     b = tmp_path / "b"
     build_variant("aic", corpus, a, tokenizer_dir=tiny_model, mcq_path=MCQ, workers=1, progress=False)
-    build_variant("aic", list(reversed(corpus)), b, tokenizer_dir=tiny_model, mcq_path=MCQ, workers=2,
-                  progress=False)
+    build_variant(
+        "aic", list(reversed(corpus)), b, tokenizer_dir=tiny_model, mcq_path=MCQ, workers=2, progress=False
+    )
     assert tree_hash(a) == tree_hash(b)
     before = (a / "aic" / "build.json").stat().st_mtime_ns
     build_variant("aic", corpus, a, tokenizer_dir=tiny_model, mcq_path=MCQ, progress=False)
@@ -144,12 +209,15 @@ def test_report_only_decontamination_and_summary_length_policy(tmp_path: Path, t
     docs.append(Doc("2402.80000", docs[0].text.replace("# Heading", "# Heading\n\n" + q)))
     docs[1].flags = {"length_flag": "short", "summary_tokens": 12}
     cfg = BuildConfig(decontam_action="report", near_dup_jaccard=0.99)
-    s = build_variant("summary", docs, tmp_path, tokenizer_dir=tiny_model, mcq_path=MCQ, config=cfg, progress=False)
+    s = build_variant(
+        "summary", docs, tmp_path, tokenizer_dir=tiny_model, mcq_path=MCQ, config=cfg, progress=False
+    )
     assert s["decontamination"]["documents_matched"] == 1 and "contaminated" not in s["drops"]
     assert s["drops"] == {"summary_length": 1}
     keep = BuildConfig(decontam_action="report", near_dup_jaccard=0.99, summary_length_policy="keep")
-    s2 = build_variant("summary", docs, tmp_path / "k", tokenizer_dir=tiny_model, mcq_path=MCQ, config=keep,
-                       progress=False)
+    s2 = build_variant(
+        "summary", docs, tmp_path / "k", tokenizer_dir=tiny_model, mcq_path=MCQ, config=keep, progress=False
+    )
     assert s2["drops"] == {} and s2["papers_out"] == 31
 
 
@@ -157,17 +225,20 @@ def test_bad_inputs_fail_with_file_and_row(tmp_path: Path, tiny_model: Path) -> 
     bad = tmp_path / "mcq.jsonl"
     bad.write_text('{"question": "ok?", "A": "a", "B": "b", "C": "c", "D": "d"}\n{"A": "no question"}\n')
     with pytest.raises(BuildError, match=r"mcq.jsonl: line 2: field 'question'"):
-        build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, mcq_path=bad,
-                      progress=False)
+        build_variant(
+            "aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, mcq_path=bad, progress=False
+        )
     bad.write_text("{not json\n")
     with pytest.raises(BuildError, match=r"mcq.jsonl: line 1: invalid JSON"):
-        build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, mcq_path=bad,
-                      progress=False)
+        build_variant(
+            "aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, mcq_path=bad, progress=False
+        )
     with pytest.raises(BuildError, match="no tokenizer.json"):
         build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tmp_path, progress=False)
     with pytest.raises(BuildError, match="no document survived"):
-        build_variant("aic", [Doc("2402.00001", "short")], tmp_path / "o", tokenizer_dir=tiny_model,
-                      progress=False)
+        build_variant(
+            "aic", [Doc("2402.00001", "short")], tmp_path / "o", tokenizer_dir=tiny_model, progress=False
+        )
     assert not (tmp_path / "o" / "aic").exists()  # nothing half-written
     (tmp_path / "o" / "aic").mkdir(parents=True)
     (tmp_path / "o" / "aic" / "precious.txt").write_text("not ours")

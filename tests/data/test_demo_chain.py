@@ -35,12 +35,20 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
 
     train, held = read_text_only_dir(res["train_dir"]), read_text_only_dir(res["heldout_dir"])
     stats = {v: json.loads(Path(p["stats"]).read_text()) for v, p in res["variants"].items()}
-    assert len(train) == stats["aic"]["train"]["papers"] and len(held) == stats["abstracts"]["validation"]["papers"]
+    assert (
+        len(train) == stats["aic"]["train"]["papers"]
+        and len(held) == stats["abstracts"]["validation"]["papers"]
+    )
     assert stats["aic"]["papers_out"] + sum(stats["aic"]["drops"].values()) == n
     assert stats["summary"]["papers_out"] == 1
     # the same papers are held out in every variant
-    splits = {v: {json.loads(x)["id"]: json.loads(x)["split"] for x in
-                  (res["corpus"] / v / "papers.jsonl").read_text().splitlines()} for v in ("abstracts", "aic")}
+    splits = {
+        v: {
+            json.loads(x)["id"]: json.loads(x)["split"]
+            for x in (res["corpus"] / v / "papers.jsonl").read_text().splitlines()
+        }
+        for v in ("abstracts", "aic")
+    }
     assert all(splits["aic"][i] == s for i, s in splits["abstracts"].items() if i in splits["aic"])
     # AIC documents stop before acknowledgments / references / appendices
     assert not any("References" in d or "Appendix" in d for d in train)
@@ -49,8 +57,10 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
     from astrollama.train.launch import build_launch
     from astrollama.train.recipe import load_recipe
 
-    recipe = load_recipe(repo_root / "recipes" / "demo-smollm2-135m.yaml",
-                         [f"data.dataset_path={res['train_dir']}", f"data.eval_dataset_path={res['heldout_dir']}"])
+    recipe = load_recipe(
+        repo_root / "recipes" / "demo-smollm2-135m.yaml",
+        [f"data.dataset_path={res['train_dir']}", f"data.eval_dataset_path={res['heldout_dir']}"],
+    )
     plan = build_launch(recipe, nodes=["localhost"], gpus_per_node=1, dry_run=True, check_data=True)
     assert str(res["train_dir"]) in " ".join(plan.commands[0])
 

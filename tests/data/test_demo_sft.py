@@ -30,15 +30,25 @@ def test_same_seed_same_bytes_and_valid_lmflow(tmp_path, papers):
     assert generate(seed=1) != generate(seed=0)
     n = a["conversations"]["train"] + a["conversations"]["validation"]
     assert 300 <= n <= 500  # a few hundred
-    assert a["kinds"] == {"conclusion": 36, "findings": 36, "general": 30, "metadata": 36, "methods": 36,
-                          "motivation": 36, "summary": 36, "task": 96}
+    assert a["kinds"] == {
+        "conclusion": 36,
+        "findings": 36,
+        "general": 30,
+        "metadata": 36,
+        "methods": 36,
+        "motivation": 36,
+        "summary": 36,
+        "task": 96,
+    }
     convs = []
     for split in ("train", "validation"):
         s = summarize_dataset(tmp_path / "a" / split)  # the checks LMFlow's reader needs
         assert s.kind == "conversation" and s.documents == a["conversations"][split]
         convs += read_conversation_dir(tmp_path / "a" / split)
     assert sorted(c["conversation_id"] for c in convs) == sorted(c["conversation_id"] for c in generate())
-    assert any(len(c["messages"]) == 6 for c in convs) and all(c["messages"][0]["role"] == "user" for c in convs)
+    assert any(len(c["messages"]) == 6 for c in convs) and all(
+        c["messages"][0]["role"] == "user" for c in convs
+    )
 
 
 def test_paper_answers_come_from_the_paper_and_split_by_paper(tmp_path, papers):
@@ -55,14 +65,21 @@ def test_paper_answers_come_from_the_paper_and_split_by_paper(tmp_path, papers):
             assert split == assign_split(pid, frac), cid  # a held-out paper stays held out
             assert p["title"] in c["messages"][0]["content"]
             answer = c["messages"][1]["content"]
-            source = {"summary": p["abstract"], "findings": p["abstract"], "motivation": p["sections"][0]["text"],
-                      "methods": p["sections"][1]["text"], "conclusion": p["sections"][-1]["text"]}.get(kind)
+            source = {
+                "summary": p["abstract"],
+                "findings": p["abstract"],
+                "motivation": p["sections"][0]["text"],
+                "methods": p["sections"][1]["text"],
+                "conclusion": p["sections"][-1]["text"],
+            }.get(kind)
             if source is not None:  # the template's lead-in, then a run of the paper's own words
                 heading = {"methods": p["sections"][1]["heading"], "conclusion": p["sections"][-1]["heading"]}
-                leads = [x.split("{text}")[0].format(heading=heading.get(kind, "")) for x in
-                         templates["paper"][kind]["answers"]]
+                leads = [
+                    x.split("{text}")[0].format(heading=heading.get(kind, ""))
+                    for x in templates["paper"][kind]["answers"]
+                ]
                 lead = max((x for x in leads if answer.startswith(x)), key=len)
-                assert len(answer) - len(lead) > 100 and answer[len(lead):][:200] in source, cid
+                assert len(answer) - len(lead) > 100 and answer[len(lead) :][:200] in source, cid
             else:
                 assert p["authors"][0] in answer and p["published"] in answer
 
@@ -70,15 +87,23 @@ def test_paper_answers_come_from_the_paper_and_split_by_paper(tmp_path, papers):
 def test_decontamination_drops_a_planted_benchmark_question(tmp_path):
     convs = generate()
     q = json.loads(MCQ_SAMPLE.read_text().splitlines()[4])
-    planted = {"conversation_id": "general:planted", "system": "",
-               "messages": [{"role": "user", "content": f"{q['question']} A) {q['A']} B) {q['B']} "
-                                                        f"C) {q['C']} D) {q['D']}"},
-                            {"role": "assistant", "content": f"The answer is {q['correct']}."}]}
+    planted = {
+        "conversation_id": "general:planted",
+        "system": "",
+        "messages": [
+            {"role": "user", "content": f"{q['question']} A) {q['A']} B) {q['B']} C) {q['C']} D) {q['D']}"},
+            {"role": "assistant", "content": f"The answer is {q['correct']}."},
+        ],
+    }
     s = build_sft_data(tmp_path / "with", convs=[*convs, planted])
     assert s["decontamination"]["dropped"] == 1
     assert s["decontamination"]["matches"][0]["conversation_id"] == "general:planted"
     assert s["decontamination"]["matches"][0]["questions"] == [4]
-    kept = [c["conversation_id"] for sp in ("train", "validation") for c in read_conversation_dir(tmp_path / "with" / sp)]
+    kept = [
+        c["conversation_id"]
+        for sp in ("train", "validation")
+        for c in read_conversation_dir(tmp_path / "with" / sp)
+    ]
     assert "general:planted" not in kept and len(kept) == len(convs)
     # without a benchmark the same conversation is kept
     s = build_sft_data(tmp_path / "without", convs=[*convs, planted], mcq_path=None)
@@ -90,8 +115,20 @@ def test_a_benchmark_quoting_a_paper_removes_that_papers_conversation(tmp_path, 
     # conversation that quotes that abstract, and only that one
     sentence = papers["demo/0007"]["abstract"].split(". ")[0]
     mcq = tmp_path / "bench.jsonl"
-    mcq.write_text(json.dumps({"id": "x1", "question": f"{sentence}. What is the distance?", "A": "25 Mpc",
-                               "B": "2 Mpc", "C": "250 Mpc", "D": "2.5 kpc", "correct": "A"}) + "\n")
+    mcq.write_text(
+        json.dumps(
+            {
+                "id": "x1",
+                "question": f"{sentence}. What is the distance?",
+                "A": "25 Mpc",
+                "B": "2 Mpc",
+                "C": "250 Mpc",
+                "D": "2.5 kpc",
+                "correct": "A",
+            }
+        )
+        + "\n"
+    )
     s = build_sft_data(tmp_path / "o", mcq_path=mcq)
     assert [m["conversation_id"] for m in s["decontamination"]["matches"]] == ["demo/0007:summary"]
 

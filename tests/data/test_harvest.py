@@ -48,10 +48,20 @@ from astrollama.data.stages import StageAbort, shard_of
 
 FIX = Path(__file__).parent / "fixtures"
 OAI = FIX / "oai"
-PAGES = {None: "listrecords_page1.xml", "6960524|1001": "listrecords_page2.xml",
-         "6960524|2001": "listrecords_page3.xml"}
-HARVESTED = ["2401.00101", "2401.00233", "2401.00345", "2401.00412", "2401.00567", "2401.00689",
-             "astro-ph/0601050"]
+PAGES = {
+    None: "listrecords_page1.xml",
+    "6960524|1001": "listrecords_page2.xml",
+    "6960524|2001": "listrecords_page3.xml",
+}
+HARVESTED = [
+    "2401.00101",
+    "2401.00233",
+    "2401.00345",
+    "2401.00412",
+    "2401.00567",
+    "2401.00689",
+    "astro-ph/0601050",
+]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -88,8 +98,9 @@ class FakeArxiv:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
@@ -104,7 +115,9 @@ class FakeArxiv:
 
     # ---- plumbing
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, headers: dict | None = None
+    ) -> None:
         h.send_response(code)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(body)))
@@ -197,7 +210,9 @@ class FakeArxiv:
             entries = [by_id[i] for i in ids if i in by_id]
         query = q.get("search_query", "")
         if query.startswith("cat:"):
-            entries = [e for e in entries if any(c.get("term") == query[4:] for c in e.findall(f"{atom}category"))]
+            entries = [
+                e for e in entries if any(c.get("term") == query[4:] for c in e.findall(f"{atom}category"))
+            ]
         start, size = int(q.get("start", 0)), int(q.get("max_results", 10))
         out = copy.deepcopy(self.feed)
         for e in out.findall(f"{atom}entry"):
@@ -205,9 +220,11 @@ class FakeArxiv:
         out.find(f"{os_ns}totalResults").text = str(len(entries))
         out.find(f"{os_ns}startIndex").text = str(start)
         out.find(f"{os_ns}itemsPerPage").text = str(size)
-        for e in entries[start:start + size]:
+        for e in entries[start : start + size]:
             out.append(copy.deepcopy(e))
-        self._send(h, 200, etree.tostring(out, xml_declaration=True, encoding="UTF-8"), "application/atom+xml")
+        self._send(
+            h, 200, etree.tostring(out, xml_declaration=True, encoding="UTF-8"), "application/atom+xml"
+        )
 
 
 @pytest.fixture
@@ -233,26 +250,46 @@ def papers_digest(root: Path) -> str:
 
 def test_oai_full_harvest_and_rerun_is_noop(arxiv_server, tmp_path):
     m = Manifest(tmp_path)
-    r = harvest_oai(m, base_url=arxiv_server.url + "/oai", from_date="2024-01-01", until_date="2024-01-31",
-                    client=fast_client())
+    r = harvest_oai(
+        m,
+        base_url=arxiv_server.url + "/oai",
+        from_date="2024-01-01",
+        until_date="2024-01-31",
+        client=fast_client(),
+    )
     assert (r.pages, r.records, r.deleted, r.complete) == (3, 8, 1, True)
     assert m.ids() == HARVESTED  # the deleted record is not a paper; 2401.00101 appears once
     first = [e[2] for e in arxiv_server.hits("oai:")]
-    assert first[0] == {"verb": "ListRecords", "metadataPrefix": "arXiv", "set": "physics:astro-ph",
-                        "from": "2024-01-01", "until": "2024-01-31"}
-    assert first[1:] == [{"verb": "ListRecords", "resumptionToken": t} for t in ("6960524|1001", "6960524|2001")]
+    assert first[0] == {
+        "verb": "ListRecords",
+        "metadataPrefix": "arXiv",
+        "set": "physics:astro-ph",
+        "from": "2024-01-01",
+        "until": "2024-01-31",
+    }
+    assert first[1:] == [
+        {"verb": "ListRecords", "resumptionToken": t} for t in ("6960524|1001", "6960524|2001")
+    ]
     bar = m.get("2401.00101")  # page 2 carries its newer metadata
     assert bar["title"] == "Delayed bar formation in gas-rich disc galaxies at cosmic noon"
-    assert (bar["published"], bar["updated"], bar["categories"]) == ("2024-01-02", "2024-01-20",
-                                                                     ["astro-ph.GA", "astro-ph.CO"])
+    assert (bar["published"], bar["updated"], bar["categories"]) == (
+        "2024-01-02",
+        "2024-01-20",
+        ["astro-ph.GA", "astro-ph.CO"],
+    )
     assert bar["authors"] == ["Adaeze N. Okafor", "Maja Lindqvist"]
     old = m.get("astro-ph/0601050")
     assert old["authors"] == ["Joao Ferreira Jr"] and old["doi"] == ["10.1111/j.1365-2966.2006.00001.x"]
     assert m.get("2401.00689")["comments"] == "Ünicode in comments: Å and é"
     assert m.get("2401.00233")["categories"] == ["gr-qc", "astro-ph.HE"]
     n = len(arxiv_server.hits("oai:"))
-    r2 = harvest_oai(m, base_url=arxiv_server.url + "/oai", from_date="2024-01-01", until_date="2024-01-31",
-                     client=fast_client())
+    r2 = harvest_oai(
+        m,
+        base_url=arxiv_server.url + "/oai",
+        from_date="2024-01-01",
+        until_date="2024-01-31",
+        client=fast_client(),
+    )
     assert r2.complete and len(arxiv_server.hits("oai:")) == n  # finished harvest: no request
 
 
@@ -273,7 +310,12 @@ def test_arxivraw_author_strings_dois_and_primary_category():
     # affiliation numbers and the affiliation list are not authors
     assert rows["2402.00012"]["authors"] == ["A. Kowalski", "B. Oduya", "C. Lindgren"]
     assert rows["2402.00012"]["doi"] == ["10.1000/bbb.1", "10.1000/bbb.2", "10.1000/bbb.3"]
-    assert rows["astro-ph/0602013"]["authors"] == ["J. Doe Jr.", "A. Roe", "C. Poe III", "the Halo Survey Team"]
+    assert rows["astro-ph/0602013"]["authors"] == [
+        "J. Doe Jr.",
+        "A. Roe",
+        "C. Poe III",
+        "the Halo Survey Team",
+    ]
     assert rows["astro-ph/0602013"]["doi"] is None
     assert [r["categories"][0] for r in page.rows] == ["astro-ph.HE", "nucl-th", "astro-ph"]  # primary first
 
@@ -286,15 +328,21 @@ def test_arxiv_format_structured_authors_and_dois():
     assert rows["2402.00012"]["categories"] == ["nucl-th", "astro-ph.HE"]
 
 
-@pytest.mark.parametrize(("text", "names"), [
-    ("A. Smith and B. Jones", ["A. Smith", "B. Jones"]),
-    ("A. Smith, B. Jones, and C. Brown", ["A. Smith", "B. Jones", "C. Brown"]),
-    ("Alexander Sandberg, Ferdinand Anderson", ["Alexander Sandberg", "Ferdinand Anderson"]),  # "and" in names
-    ("A. Smith (Univ. X (Dept. Y)), B. Jones (Inst. Z)", ["A. Smith", "B. Jones"]),
-    ("R. Brown Sr., S. Green, Jr. and T. White II", ["R. Brown Sr.", "S. Green Jr.", "T. White II"]),
-    ("K. Lee et al.", ["K. Lee"]),
-    ("  ", None),
-])
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("A. Smith and B. Jones", ["A. Smith", "B. Jones"]),
+        ("A. Smith, B. Jones, and C. Brown", ["A. Smith", "B. Jones", "C. Brown"]),
+        (
+            "Alexander Sandberg, Ferdinand Anderson",
+            ["Alexander Sandberg", "Ferdinand Anderson"],
+        ),  # "and" in names
+        ("A. Smith (Univ. X (Dept. Y)), B. Jones (Inst. Z)", ["A. Smith", "B. Jones"]),
+        ("R. Brown Sr., S. Green, Jr. and T. White II", ["R. Brown Sr.", "S. Green Jr.", "T. White II"]),
+        ("K. Lee et al.", ["K. Lee"]),
+        ("  ", None),
+    ],
+)
 def test_split_authors(text, names):
     assert split_authors(text) == names
 
@@ -313,8 +361,24 @@ def test_oai_primary_only_keeps_papers_whose_first_category_is_astro_ph(arxiv_se
     assert main(["harvest", "oai", "--root", str(tmp_path), "--base-url", base, "--delay", "0"]) == 0
     assert "2401.00233" in m.ids()
     raw = tmp_path / "raw"
-    assert main(["harvest", "oai", "--root", str(raw), "--base-url", base, "--delay", "0",
-                 "--metadata-prefix", "arXivRaw", "--primary-only"]) == 0
+    assert (
+        main(
+            [
+                "harvest",
+                "oai",
+                "--root",
+                str(raw),
+                "--base-url",
+                base,
+                "--delay",
+                "0",
+                "--metadata-prefix",
+                "arXivRaw",
+                "--primary-only",
+            ]
+        )
+        == 0
+    )
     assert Manifest(raw).ids() == ["2401.00101", "astro-ph/0601050"]
 
 
@@ -327,7 +391,8 @@ def test_oai_errors(arxiv_server, tmp_path):
     m = Manifest(tmp_path / "b")
     harvest_oai(m, base_url=base, client=fast_client(), max_pages=1)
     arxiv_server.script["oai:6960524|1001"].append(
-        ("status", 200, {}, (OAI / "error_badResumptionToken.xml").read_bytes()))
+        ("status", 200, {}, (OAI / "error_badResumptionToken.xml").read_bytes())
+    )
     with pytest.raises(OAIError, match="badResumptionToken.*--restart") as err:
         harvest_oai(m, base_url=base, client=fast_client())
     assert err.value.code == "badResumptionToken"
@@ -345,18 +410,40 @@ def test_oai_errors(arxiv_server, tmp_path):
     with pytest.raises(OAIError, match="badArgument"):
         harvest_oai(Manifest(tmp_path / "c"), base_url=base, client=fast_client())
     # the CLI turns bad input into one line and exit code 2 (astrollama.errors)
-    proc = subprocess.run([sys.executable, "-m", "astrollama", "data", "harvest", "oai", "--root",
-                           str(tmp_path / "d"), "--base-url", base, "--from", "Jan 2024"],
-                          capture_output=True, text=True, env=ENV, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "astrollama",
+            "data",
+            "harvest",
+            "oai",
+            "--root",
+            str(tmp_path / "d"),
+            "--base-url",
+            base,
+            "--from",
+            "Jan 2024",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "astrollama data: error: --from must be YYYY-MM-DD (a real date), got 'Jan 2024'")
+        "astrollama data: error: --from must be YYYY-MM-DD (a real date), got 'Jan 2024'"
+    )
 
 
 def test_oai_503_retry_after_429_5xx_timeouts(arxiv_server, tmp_path):
     s = arxiv_server.script
-    s["oai:first"] += [("status", 503, {"Retry-After": "1"}, (OAI / "503.html").read_bytes()),
-                       ("status", 500, {}, b"oops"), ("drop",), ("delay", 1.5)]
+    s["oai:first"] += [
+        ("status", 503, {"Retry-After": "1"}, (OAI / "503.html").read_bytes()),
+        ("status", 500, {}, b"oops"),
+        ("drop",),
+        ("delay", 1.5),
+    ]
     s["oai:6960524|1001"] += [("status", 429, {"Retry-After": "3600"}, b"slow down")]  # capped below
     s["oai:6960524|2001"] += [("status", 502, {}, b"bad gateway"), ("status", 504, {}, b"")]
     client = fast_client(max_retries=5, timeout=0.4, max_retry_after=0.2)
@@ -374,8 +461,12 @@ def test_oai_503_retry_after_429_5xx_timeouts(arxiv_server, tmp_path):
     # Retry-After honoured in full when under the cap
     s["oai:first"] += [("status", 503, {"Retry-After": "1"}, b"")]
     t0 = time.monotonic()
-    harvest_oai(Manifest(tmp_path / "b"), base_url=arxiv_server.url + "/oai",
-                client=fast_client(max_retry_after=5), max_pages=1)
+    harvest_oai(
+        Manifest(tmp_path / "b"),
+        base_url=arxiv_server.url + "/oai",
+        client=fast_client(max_retry_after=5),
+        max_pages=1,
+    )
     hits = [t for t, _, _ in arxiv_server.hits("oai:first")][-2:]
     assert hits[1] - hits[0] >= 0.9  # Retry-After: 1 honoured (1 s, less server-side jitter)
     # retries are bounded: the harvest stops with a clear error and keeps its token
@@ -389,8 +480,24 @@ def test_oai_503_retry_after_429_5xx_timeouts(arxiv_server, tmp_path):
 
 
 def _harvest_cmd(root: Path, base: str) -> list[str]:
-    return [sys.executable, "-m", "astrollama", "data", "harvest", "oai", "--root", str(root),
-            "--base-url", base, "--from", "2024-01-01", "--delay", "0", "--backoff", "0.01"]
+    return [
+        sys.executable,
+        "-m",
+        "astrollama",
+        "data",
+        "harvest",
+        "oai",
+        "--root",
+        str(root),
+        "--base-url",
+        base,
+        "--from",
+        "2024-01-01",
+        "--delay",
+        "0",
+        "--backoff",
+        "0.01",
+    ]
 
 
 def test_oai_kill_9_mid_harvest_resumes_identically(arxiv_server, tmp_path):
@@ -477,12 +584,23 @@ def test_kaggle_import_kill_9_resumes_identically(tmp_path):
     with open(snap, "w") as fh:
         for i in range(9_000):
             cat = "astro-ph.GA" if i % 3 else "hep-th"
-            fh.write(json.dumps({
-                "id": f"2301.{i:05d}", "title": f"Paper {i}", "abstract": "Stellar bars. " * 20,
-                "categories": cat, "authors_parsed": [["Person", "A.", ""]],
-                "versions": [{"version": "v1", "created": "Mon, 2 Jan 2023 10:00:00 GMT"}]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"2301.{i:05d}",
+                        "title": f"Paper {i}",
+                        "abstract": "Stellar bars. " * 20,
+                        "categories": cat,
+                        "authors_parsed": [["Person", "A.", ""]],
+                        "versions": [{"version": "v1", "created": "Mon, 2 Jan 2023 10:00:00 GMT"}],
+                    }
+                )
+                + "\n"
+            )
     cmd = [sys.executable, "-m", "astrollama", "data", "harvest", "kaggle", str(snap), "--batch-size", "150"]
-    subprocess.run([*cmd, "--root", str(tmp_path / "clean")], check=True, env=ENV, timeout=120, capture_output=True)
+    subprocess.run(
+        [*cmd, "--root", str(tmp_path / "clean")], check=True, env=ENV, timeout=120, capture_output=True
+    )
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--root", str(killed)], env=ENV, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -511,7 +629,9 @@ def test_lookup_with_the_arxiv_package(arxiv_server, tmp_path):
     assert [(r["id"], r["version"]) for r in rows] == [("2401.00101", 2), ("astro-ph/0601050", 2)]
     assert rows[0]["title"] == "Delayed bar formation in gas-rich disc galaxies at cosmic noon"
     assert rows[0]["categories"] == ["astro-ph.GA", "astro-ph.CO"] and rows[0]["published"] == "2024-01-02"
-    assert rows[1]["journal_ref"].startswith("Mon.Not.") and rows[1]["doi"] == ["10.1111/j.1365-2966.2006.00001.x"]
+    assert rows[1]["journal_ref"].startswith("Mon.Not.") and rows[1]["doi"] == [
+        "10.1111/j.1365-2966.2006.00001.x"
+    ]
     times = [t for t, _, _ in arxiv_server.hits("api")]
     assert len(times) == 2 and times[1] - times[0] >= 0.25  # the package's own delay between pages
     # a query, with one 503 that the package retries
@@ -524,17 +644,49 @@ def test_lookup_with_the_arxiv_package(arxiv_server, tmp_path):
     # primary category: the API's arxiv:primary_category, listed first; --primary-only drops cross-lists
     cross = lookup(query="cat:astro-ph.HE", delay_seconds=0.0, api_url=api)
     assert [(r["id"], r["categories"], r["doi"]) for r in cross] == [
-        ("2401.00233", ["gr-qc", "astro-ph.HE"], ["10.1000/ring.1", "10.1000/ring.2"])]
+        ("2401.00233", ["gr-qc", "astro-ph.HE"], ["10.1000/ring.1", "10.1000/ring.2"])
+    ]
     assert lookup(query="cat:astro-ph.HE", delay_seconds=0.0, api_url=api, primary_only=True) == []
     # CLI: print and upsert
     from astrollama.data.cli import main
 
-    assert main(["harvest", "lookup", "--root", str(tmp_path), "--query", "cat:astro-ph.HE", "--api-url", api,
-                 "--delay", "0", "--primary-only"]) == 0
+    assert (
+        main(
+            [
+                "harvest",
+                "lookup",
+                "--root",
+                str(tmp_path),
+                "--query",
+                "cat:astro-ph.HE",
+                "--api-url",
+                api,
+                "--delay",
+                "0",
+                "--primary-only",
+            ]
+        )
+        == 0
+    )
     assert Manifest(tmp_path).ids() == []
 
-    assert main(["harvest", "lookup", "--root", str(tmp_path), "--ids", "2401.00412", "--api-url", api,
-                 "--delay", "0"]) == 0
+    assert (
+        main(
+            [
+                "harvest",
+                "lookup",
+                "--root",
+                str(tmp_path),
+                "--ids",
+                "2401.00412",
+                "--api-url",
+                api,
+                "--delay",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert Manifest(tmp_path).get("2401.00412")["source"] == "arxiv-api"
 
 
@@ -572,22 +724,26 @@ DL_IDS = ["2401.00101", "2401.00233", "2401.00345", "2401.00412", "2401.00567", 
 
 
 def stock(server: FakeArxiv) -> None:
-    server.pdfs.update({
-        "2401.00101": make_pdf("Bars in discs"),
-        "2401.00233": (FIX / "arxiv_web" / "not_a_pdf.html").read_bytes(),  # HTML with status 200
-        "2401.00345": make_pdf("Asteroseismology")[:-200],                   # truncated download
-        # 2401.00412: no PDF at all -> 404
-        "2401.00567": make_pdf("BAO"),
-        "astro-ph/0601050v2": make_pdf("Dust lanes"),
-    })
-    server.eprints.update({
-        "2401.00101": make_targz({"main.tex": TEX, "figs/f1.eps": b"%!PS-Adobe"}),
-        "2401.00233": gzip.compress(TEX, mtime=0),                            # single gzipped .tex
-        "2401.00345": make_pdf("only a PDF"),                                 # no LaTeX source
-        "2401.00412": make_targz({"../evil.tex": TEX}),                       # path traversal
-        "2401.00567": make_targz({"paper.tex": TEX}, mode="w"),               # plain tar
-        "astro-ph/0601050": make_targz({"ms.tex": TEX}),
-    })
+    server.pdfs.update(
+        {
+            "2401.00101": make_pdf("Bars in discs"),
+            "2401.00233": (FIX / "arxiv_web" / "not_a_pdf.html").read_bytes(),  # HTML with status 200
+            "2401.00345": make_pdf("Asteroseismology")[:-200],  # truncated download
+            # 2401.00412: no PDF at all -> 404
+            "2401.00567": make_pdf("BAO"),
+            "astro-ph/0601050v2": make_pdf("Dust lanes"),
+        }
+    )
+    server.eprints.update(
+        {
+            "2401.00101": make_targz({"main.tex": TEX, "figs/f1.eps": b"%!PS-Adobe"}),
+            "2401.00233": gzip.compress(TEX, mtime=0),  # single gzipped .tex
+            "2401.00345": make_pdf("only a PDF"),  # no LaTeX source
+            "2401.00412": make_targz({"../evil.tex": TEX}),  # path traversal
+            "2401.00567": make_targz({"paper.tex": TEX}, mode="w"),  # plain tar
+            "astro-ph/0601050": make_targz({"ms.tex": TEX}),
+        }
+    )
 
 
 def test_download_checks_content_and_records_failures(arxiv_server, tmp_path):
@@ -614,9 +770,14 @@ def test_download_checks_content_and_records_failures(arxiv_server, tmp_path):
     assert fails["2401.00345"].startswith("ContentError: truncated PDF")
     assert fails["2401.00412"].startswith("HttpError: HTTP 404")
     sfails = m.failures("download_src")
-    assert sfails == {"2401.00345": "ContentError: no LaTeX source: the e-print is a PDF",
-                      "2401.00412": sfails["2401.00412"]}
-    assert sfails["2401.00412"] == "ContentError: unsafe member in source tar: '../evil.tex' (outside destination)"
+    assert sfails == {
+        "2401.00345": "ContentError: no LaTeX source: the e-print is a PDF",
+        "2401.00412": sfails["2401.00412"],
+    }
+    assert (
+        sfails["2401.00412"]
+        == "ContentError: unsafe member in source tar: '../evil.tex' (outside destination)"
+    )
     assert not (tmp_path / "src" / "evil.tex").exists()
     # files: atomic, namespaced, bucketed by yymm; the version from the manifest is in the URL
     pdf = m.status("download_pdf")["astro-ph/0601050"]
@@ -624,10 +785,17 @@ def test_download_checks_content_and_records_failures(arxiv_server, tmp_path):
     assert m.resolve(pdf.outputs["pdf"]).read_bytes() == arxiv_server.pdfs["astro-ph/0601050v2"]
     assert "pdf:astro-ph/0601050v2" in [e[1] for e in arxiv_server.log]
     src = m.status("download_src")
-    assert sorted(p.name for p in (tmp_path / "src/2401/2401.00101").rglob("*")) == ["f1.eps", "figs", "main.tex"]
+    assert sorted(p.name for p in (tmp_path / "src/2401/2401.00101").rglob("*")) == [
+        "f1.eps",
+        "figs",
+        "main.tex",
+    ]
     assert src["2401.00233"].attrs["kind"] == "tex.gz"
     assert (tmp_path / src["2401.00233"].outputs["src"] / "main.tex").read_bytes() == TEX
-    assert src["2401.00567"].attrs["kind"] == "tar" and src["astro-ph/0601050"].outputs["src"] == "src/0601/astro-ph_0601050"
+    assert (
+        src["2401.00567"].attrs["kind"] == "tar"
+        and src["astro-ph/0601050"].outputs["src"] == "src/0601/astro-ph_0601050"
+    )
     assert not list(tmp_path.rglob(".*.tmp"))  # no temp files left behind
     # rate limit: every request (retries included) leaves at least 0.2 s after the previous one,
     # and the server sees the same spacing (less scheduling jitter on a loaded 2-core machine)
@@ -659,8 +827,23 @@ def test_download_403_stops_the_shard(arxiv_server, tmp_path):
 
 
 def _download_cmd(root: Path, base: str) -> list[str]:
-    return [sys.executable, "-m", "astrollama", "data", "download", "--root", str(root), "--base-url", base,
-            "--delay", "0", "--backoff", "0.01", "--max-retries", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "astrollama",
+        "data",
+        "download",
+        "--root",
+        str(root),
+        "--base-url",
+        base,
+        "--delay",
+        "0",
+        "--backoff",
+        "0.01",
+        "--max-retries",
+        "1",
+    ]
 
 
 def test_download_kill_9_resumes_identically(arxiv_server, tmp_path):
@@ -668,7 +851,9 @@ def test_download_kill_9_resumes_identically(arxiv_server, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     for root in (clean, killed):
         seed(root, DL_IDS)
-    subprocess.run(_download_cmd(clean, arxiv_server.url), check=True, env=ENV, timeout=60, capture_output=True)
+    subprocess.run(
+        _download_cmd(clean, arxiv_server.url), check=True, env=ENV, timeout=60, capture_output=True
+    )
     arxiv_server.log.clear()
     arxiv_server.script["e-print:2401.00412"].append(("hang",))  # stuck in the middle of the src stage
     proc = subprocess.Popen(_download_cmd(killed, arxiv_server.url), env=ENV, stderr=subprocess.DEVNULL)
@@ -678,14 +863,23 @@ def test_download_kill_9_resumes_identically(arxiv_server, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 0 < len(Manifest(killed).status("download_src")) < len(DL_IDS)
-    subprocess.run(_download_cmd(killed, arxiv_server.url), check=True, env=ENV, timeout=60, capture_output=True)
+    subprocess.run(
+        _download_cmd(killed, arxiv_server.url), check=True, env=ENV, timeout=60, capture_output=True
+    )
 
     def snapshot(root: Path):
         m = Manifest(root)
-        files = {p.relative_to(root).as_posix(): p.read_bytes()
-                 for d in ("pdf", "src") for p in sorted((root / d).rglob("*")) if p.is_file()}
-        recs = {(st, pid): (r.status, r.error, r.outputs, r.attrs.get("kind"))
-                for st in ("download_pdf", "download_src") for pid, r in m.status(st).items()}
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for d in ("pdf", "src")
+            for p in sorted((root / d).rglob("*"))
+            if p.is_file()
+        }
+        recs = {
+            (st, pid): (r.status, r.error, r.outputs, r.attrs.get("kind"))
+            for st in ("download_pdf", "download_src")
+            for pid, r in m.status(st).items()
+        }
         return files, recs
 
     (kf, kr), (cf, cr) = snapshot(killed), snapshot(clean)
@@ -701,12 +895,12 @@ def test_download_from_bulk_mirror(tmp_path):
     mirror = tmp_path / "mirror"
     files = {
         "pdf/2401/2401.00101v1.pdf": make_pdf("v1"),
-        "pdf/2401/2401.00101v2.pdf": make_pdf("v2"),                  # highest version wins
+        "pdf/2401/2401.00101v2.pdf": make_pdf("v2"),  # highest version wins
         "2401/2401.00233v1.pdf": make_pdf("S3 tar layout"),
         "arxiv/pdf/2401/2401.00345v3.pdf": make_pdf("GCS layout"),
         "astro-ph/pdf/0601/0601050v2.pdf": make_pdf("GCS old-style"),
         "src/2401/2401.00101.gz": make_targz({"main.tex": TEX}),
-        "0601/astro-ph0601050.gz": gzip.compress(TEX, mtime=0),       # S3 src tar, old-style name
+        "0601/astro-ph0601050.gz": gzip.compress(TEX, mtime=0),  # S3 src tar, old-style name
         "pdf/2401/2401.00567v1.pdf": b"<!DOCTYPE html><html>error</html>",
     }
     for rel, data in files.items():
@@ -717,8 +911,13 @@ def test_download_from_bulk_mirror(tmp_path):
 
     assert main(["download", "--root", str(tmp_path / "root"), "--mirror", str(mirror)]) == 0
     pdf = m.status("download_pdf")
-    assert {k: v.status for k, v in pdf.items()} == {"2401.00101": "ok", "2401.00233": "ok", "2401.00345": "ok",
-                                                     "2401.00567": "failed", "astro-ph/0601050": "ok"}
+    assert {k: v.status for k, v in pdf.items()} == {
+        "2401.00101": "ok",
+        "2401.00233": "ok",
+        "2401.00345": "ok",
+        "2401.00567": "failed",
+        "astro-ph/0601050": "ok",
+    }
     assert m.resolve(pdf["2401.00101"].outputs["pdf"]).read_bytes() == files["pdf/2401/2401.00101v2.pdf"]
     assert pdf["astro-ph/0601050"].attrs["from"].endswith("astro-ph/pdf/0601/0601050v2.pdf")
     src = m.status("download_src")
@@ -736,9 +935,16 @@ def test_local_papers_json_then_flat_mirror(tmp_path):
     papers.mkdir()
     mirror.mkdir()
     for k in (1, 2):
-        paper = {"id": f"demo/000{k}", "title": f"Demo paper {k}", "authors": ["I. Marwood"],
-                 "categories": ["astro-ph.GA"], "published": "2024-02-09", "abstract": "We present.",
-                 "sections": [{"heading": "Introduction", "text": "Bars."}], "references": ["A 2017"]}
+        paper = {
+            "id": f"demo/000{k}",
+            "title": f"Demo paper {k}",
+            "authors": ["I. Marwood"],
+            "categories": ["astro-ph.GA"],
+            "published": "2024-02-09",
+            "abstract": "We present.",
+            "sections": [{"heading": "Introduction", "text": "Bars."}],
+            "references": ["A 2017"],
+        }
         (papers / f"demo_000{k}.json").write_text(json.dumps(paper))
         (mirror / f"demo_000{k}.pdf").write_bytes(make_pdf(paper["title"]))
     from astrollama.data.cli import main
@@ -747,9 +953,15 @@ def test_local_papers_json_then_flat_mirror(tmp_path):
     assert main(["harvest", "json", "--root", str(root), str(papers)]) == 0
     m = Manifest(root)
     assert m.ids() == ["demo/0001", "demo/0002"]
-    assert m.get("demo/0001") == {"id": "demo/0001", "title": "Demo paper 1", "authors": ["I. Marwood"],
-                                  "categories": ["astro-ph.GA"], "published": "2024-02-09",
-                                  "abstract": "We present.", "source": "local"}
+    assert m.get("demo/0001") == {
+        "id": "demo/0001",
+        "title": "Demo paper 1",
+        "authors": ["I. Marwood"],
+        "categories": ["astro-ph.GA"],
+        "published": "2024-02-09",
+        "abstract": "We present.",
+        "source": "local",
+    }
     assert main(["download", "--root", str(root), "--mirror", str(mirror), "--kinds", "pdf"]) == 0
     st = m.status("download_pdf")
     assert st["demo/0002"].outputs == {"pdf": "pdf/0002/demo_0002.pdf"}
@@ -769,13 +981,25 @@ def test_download_job_array_on_slurm(slurm_cluster, repo_root, tmp_path):
         (mirror / "pdf" / "2401" / f"{pid}v1.pdf").write_bytes(make_pdf(pid))
     root = tmp_path / "root"
     m = seed(root, ids)
-    cmd = ["sbatch", "--wait", "--array=0-2", f"--output={tmp_path}/%A_%a.out", "--time=10",
-           str(repo_root / "slurm" / "download.sh"), str(root), "--mirror", str(mirror), "--kinds", "pdf"]
+    cmd = [
+        "sbatch",
+        "--wait",
+        "--array=0-2",
+        f"--output={tmp_path}/%A_%a.out",
+        "--time=10",
+        str(repo_root / "slurm" / "download.sh"),
+        str(root),
+        "--mirror",
+        str(mirror),
+        "--kinds",
+        "pdf",
+    ]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("*.out")))
     assert proc.returncode == 0, proc.stderr + logs
     st = m.status("download_pdf")
     assert sorted(st) == ids and all(r.status == "ok" for r in st.values())
     assert sorted(r.shard for r in st.values()) == sorted(
-        f"{k:05d}-of-00003" for k in range(3) for pid in ids if pid in shard_of(ids, k, 3))
+        f"{k:05d}-of-00003" for k in range(3) for pid in ids if pid in shard_of(ids, k, 3)
+    )
     assert len(list((m.dir / "done" / "download_pdf").glob("*.json"))) == 3

@@ -32,10 +32,24 @@ from astrollama.data.stages import (
 )
 
 ROWS = [
-    {"id": "2401.01234", "version": 1, "published": "2024-01-02", "updated": "2024-01-02",
-     "categories": ["astro-ph.GA"], "title": "Bars in disc galaxies", "abstract": "We study bars."},
-    {"id": "astro-ph/0601001", "version": 2, "published": "2006-01-02", "updated": "2006-03-01",
-     "categories": "astro-ph", "title": "Hot Jupiter rates", "abstract": "Transit surveys."},
+    {
+        "id": "2401.01234",
+        "version": 1,
+        "published": "2024-01-02",
+        "updated": "2024-01-02",
+        "categories": ["astro-ph.GA"],
+        "title": "Bars in disc galaxies",
+        "abstract": "We study bars.",
+    },
+    {
+        "id": "astro-ph/0601001",
+        "version": 2,
+        "published": "2006-01-02",
+        "updated": "2006-03-01",
+        "categories": "astro-ph",
+        "title": "Hot Jupiter rates",
+        "abstract": "Transit surveys.",
+    },
 ]
 
 
@@ -68,8 +82,9 @@ def test_upsert_merge_is_idempotent_and_version_aware(tmp_path):
     row = m.get("astro-ph/0601001")
     assert row["title"] == "Hot Jupiter rates" and row["version"] == 2 and row["doi"] == ["10.1/x"]
     # a newer version wins; None never erases
-    m.upsert_papers([{"id": "2401.01234", "version": 2, "title": "Bars v2", "abstract": None,
-                      "updated": "2024-02-01"}])
+    m.upsert_papers(
+        [{"id": "2401.01234", "version": 2, "title": "Bars v2", "abstract": None, "updated": "2024-02-01"}]
+    )
     row = m.get("2401.01234")
     assert (row["version"], row["title"], row["abstract"]) == (2, "Bars v2", "We study bars.")
     assert m.ids() == ["2401.01234", "astro-ph/0601001"]
@@ -106,7 +121,9 @@ def test_status_latest_wins_pending_and_failures(tmp_path):
     assert m.pending("ocr") == []
     assert m.pending("ocr", retry_failed=True) == ["2401.01234"]
     assert m.failures("ocr") == {"2401.01234": "encrypted PDF"}
-    m.record("abs", "2401.01234", "ok", shard="b", outputs={"a": str(tmp_path / "x" / "a.txt"), "b": "y/b.txt"})
+    m.record(
+        "abs", "2401.01234", "ok", shard="b", outputs={"a": str(tmp_path / "x" / "a.txt"), "b": "y/b.txt"}
+    )
     assert m.status("abs")["2401.01234"].outputs == {"a": "x/a.txt", "b": "y/b.txt"}
     rec = m.status("ocr")["astro-ph/0601001"]
     assert rec.outputs == {"mmd": "mmd/x.mmd"} and rec.attrs == {"pages": 3} and rec.shard == "b"
@@ -159,8 +176,10 @@ def test_concurrent_shards_writing_statuses(tmp_path):
     ids = [f"2401.{i:05d}" for i in range(400)]
     Manifest(tmp_path).upsert_papers([{"id": pid} for pid in ids])
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"{k:05d}-of-00004", shard_of(ids, k, 4)))
-             for k in range(4)]
+    procs = [
+        ctx.Process(target=_writer, args=(str(tmp_path), f"{k:05d}-of-00004", shard_of(ids, k, 4)))
+        for k in range(4)
+    ]
     # plus two processes appending to ONE shard file (misconfiguration): the lock keeps lines whole
     procs += [ctx.Process(target=_same_shard_writer, args=(str(tmp_path), ids[k::2])) for k in range(2)]
     for p in procs:
@@ -170,7 +189,9 @@ def test_concurrent_shards_writing_statuses(tmp_path):
         assert p.exitcode == 0
     m = Manifest(tmp_path)
     st = m.status("stress")
-    assert sorted(st) == ids and all(r.status == "ok" and r.outputs == {"out": f"out/{r.id}"} for r in st.values())
+    assert sorted(st) == ids and all(
+        r.status == "ok" and r.outputs == {"out": f"out/{r.id}"} for r in st.values()
+    )
     assert len(list((m.status_dir / "stress").glob("*.jsonl"))) == 4
     assert sorted(m.status("shared")) == ids
     assert len(m.status_path("shared", "same").read_text().splitlines()) == 400
@@ -192,8 +213,21 @@ def test_table_and_export(tmp_path):
     assert main(["manifest", "export", "--root", str(tmp_path), "--out", str(tmp_path / "m.csv")]) == 0
     csv = pd.read_csv(tmp_path / "m.csv")
     assert csv.loc[1, "categories"] == "astro-ph" and csv.loc[0, "download_pdf_status"] == "ok"
-    assert main(["manifest", "export", "--root", str(tmp_path), "--format", "parquet",
-                 "--out", str(tmp_path / "m.parquet")]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "export",
+                "--root",
+                str(tmp_path),
+                "--format",
+                "parquet",
+                "--out",
+                str(tmp_path / "m.parquet"),
+            ]
+        )
+        == 0
+    )
     pq = pd.read_parquet(tmp_path / "m.parquet")
     assert list(pq["categories"][0]) == ["astro-ph.GA"] and len(pq) == 2
     assert main(["manifest", "failures", "--root", str(tmp_path), "--stage", "download_pdf"]) == 1
@@ -294,8 +328,11 @@ def test_runner_resumes_after_kill_9_with_identical_output(tmp_path):
 
     def snapshot(root):
         m = Manifest(root)
-        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "txt").rglob("*"))
-                 if p.is_file()}
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted((root / "txt").rglob("*"))
+            if p.is_file()
+        }
         recs = {pid: (r.status, r.outputs) for pid, r in m.status("toy").items()}
         return files, recs
 

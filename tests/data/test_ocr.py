@@ -34,10 +34,43 @@ from astrollama.data.ocr.nougat import (
 from astrollama.errors import InputError
 
 HERE = Path(__file__).resolve().parent
-WORDS = ["galaxy", "star", "cluster", "halo", "dark", "matter", "redshift", "spectrum", "luminosity",
-         "metallicity", "accretion", "disk", "magnetic", "field", "pulsar", "supernova", "remnant", "emission",
-         "line", "survey", "photometry", "velocity", "dispersion", "rotation", "curve", "cosmology", "baryon",
-         "quasar", "jet", "outflow", "dust", "molecular", "cloud", "formation", "rate"]
+WORDS = [
+    "galaxy",
+    "star",
+    "cluster",
+    "halo",
+    "dark",
+    "matter",
+    "redshift",
+    "spectrum",
+    "luminosity",
+    "metallicity",
+    "accretion",
+    "disk",
+    "magnetic",
+    "field",
+    "pulsar",
+    "supernova",
+    "remnant",
+    "emission",
+    "line",
+    "survey",
+    "photometry",
+    "velocity",
+    "dispersion",
+    "rotation",
+    "curve",
+    "cosmology",
+    "baryon",
+    "quasar",
+    "jet",
+    "outflow",
+    "dust",
+    "molecular",
+    "cloud",
+    "formation",
+    "rate",
+]
 
 
 def _sentence(r: random.Random) -> str:
@@ -51,13 +84,19 @@ def _para(r: random.Random, k: int = 4) -> str:
 def make_paper(paper_id: str, seed: int, n_body: int = 1) -> dict:
     r = random.Random(seed)
     sections = [{"heading": "Introduction", "text": "\n\n".join(_para(r) for _ in range(3))}]
-    sections += [{"heading": f"Observations of sample {k + 1}", "text": "\n\n".join(_para(r) for _ in range(3))}
-                 for k in range(n_body)]
+    sections += [
+        {"heading": f"Observations of sample {k + 1}", "text": "\n\n".join(_para(r) for _ in range(3))}
+        for k in range(n_body)
+    ]
     sections.append({"heading": "Summary and conclusions", "text": "\n\n".join(_para(r) for _ in range(2))})
     return {
-        "id": paper_id, "title": f"The {r.choice(WORDS)} {r.choice(WORDS)} of nearby galaxies",
-        "authors": ["A. Author", "B. Writer"], "categories": ["astro-ph.GA"], "published": "2024-01-01",
-        "abstract": _para(r, 3), "sections": sections,
+        "id": paper_id,
+        "title": f"The {r.choice(WORDS)} {r.choice(WORDS)} of nearby galaxies",
+        "authors": ["A. Author", "B. Writer"],
+        "categories": ["astro-ph.GA"],
+        "published": "2024-01-01",
+        "abstract": _para(r, 3),
+        "sections": sections,
         "appendix": [{"heading": "Extra tables", "text": _para(r)}],
         "acknowledgments": "We thank the referee for comments.",
         "references": [f"Author A., Writer B. 20{10 + k}, ApJ, {800 + k}, {k + 1}" for k in range(6)],
@@ -66,8 +105,13 @@ def make_paper(paper_id: str, seed: int, n_body: int = 1) -> dict:
 
 # ids chosen so that both heading styles and both appendix placements occur (asserted below)
 GOOD = ["2401.00001", "2401.00003", "astro-ph/0601001", "2401.00007"]
-BAD = {"2401.00010": "corrupt", "2401.00011": "encrypted", "2401.00012": "no-pages",
-       "2401.00013": "empty-file", "2401.00014": "missing-file"}
+BAD = {
+    "2401.00010": "corrupt",
+    "2401.00011": "encrypted",
+    "2401.00012": "no-pages",
+    "2401.00013": "empty-file",
+    "2401.00014": "missing-file",
+}
 
 
 def _sha(path: Path) -> str:
@@ -83,8 +127,12 @@ def papers() -> dict[str, dict]:
 def pdf_bytes(papers) -> dict[str, bytes]:
     good = {pid: pdfgen.render_paper_pdf(p) for pid, p in papers.items()}
     first = next(iter(good.values()))
-    bad = {"2401.00010": pdfgen.corrupt_pdf(first), "2401.00011": pdfgen.encrypted_pdf(first),
-           "2401.00012": pdfgen.zero_page_pdf(), "2401.00013": pdfgen.empty_file_pdf()}
+    bad = {
+        "2401.00010": pdfgen.corrupt_pdf(first),
+        "2401.00011": pdfgen.encrypted_pdf(first),
+        "2401.00012": pdfgen.zero_page_pdf(),
+        "2401.00013": pdfgen.empty_file_pdf(),
+    }
     return {**good, **bad}
 
 
@@ -108,8 +156,14 @@ def tiny_nougat(tmp_path_factory) -> Path:
 
 
 def tiny_backend(ckpt: Path, *, batch_size: int = 3, repetition=None) -> ocr.TransformersBackend:
-    return ocr.TransformersBackend(ckpt, batch_size=batch_size, dpi=36, device="cpu", max_new_tokens=40,
-                                   repetition=repetition or RepetitionConfig(enabled=False))
+    return ocr.TransformersBackend(
+        ckpt,
+        batch_size=batch_size,
+        dpi=36,
+        device="cpu",
+        max_new_tokens=40,
+        repetition=repetition or RepetitionConfig(enabled=False),
+    )
 
 
 # ----------------------------------------------------------------------------- generated PDFs
@@ -203,12 +257,14 @@ def test_repetition_guard_in_real_generate_stops_early(tiny_nougat, pdf_bytes, t
     path = tmp_path / "p.pdf"
     path.write_bytes(pdf_bytes[GOOD[0]])
     images = ocr.render_pages(path, dpi=36)
-    free = NougatTransformers(tiny_nougat, device="cpu", max_new_tokens=60,
-                              repetition=RepetitionConfig(enabled=False)).generate(images)
+    free = NougatTransformers(
+        tiny_nougat, device="cpu", max_new_tokens=60, repetition=RepetitionConfig(enabled=False)
+    ).generate(images)
     # A random decoder has tiny logits, so nougat's threshold calls everything a loop: with short
     # windows every page is stopped right after the first full window.
-    guarded_model = NougatTransformers(tiny_nougat, device="cpu", max_new_tokens=60,
-                                       repetition=RepetitionConfig(window=8, short_window=4))
+    guarded_model = NougatTransformers(
+        tiny_nougat, device="cpu", max_new_tokens=60, repetition=RepetitionConfig(window=8, short_window=4)
+    )
     guarded = guarded_model.generate(images)
     assert all(o.loop_onset is None for o in free)
     # random weights never emit EOS: the EOS that MBart forces at the limit is a cut, not an end
@@ -223,7 +279,10 @@ def test_page_markers_follow_nougat_rules(tiny_nougat):
     from transformers import NougatTokenizer
 
     cfg = RepetitionConfig()
-    assert page_markdown(PageOutput("x" * 50, 300, False, loop_onset=120), 3, cfg).text == "[MISSING_PAGE_FAIL:3]"
+    assert (
+        page_markdown(PageOutput("x" * 50, 300, False, loop_onset=120), 3, cfg).text
+        == "[MISSING_PAGE_FAIL:3]"
+    )
     assert page_markdown(PageOutput("abc", 300, False, loop_onset=5), 4, cfg).text == "[MISSING_PAGE_EMPTY:4]"
     assert page_markdown(PageOutput("", 0, True), 5, cfg).text == "[MISSING_PAGE_EMPTY:5]"
     assert page_markdown(PageOutput("", 0, False, error="RuntimeError: OOM"), 6, cfg).status == "fail"
@@ -235,8 +294,13 @@ def test_page_markers_follow_nougat_rules(tiny_nougat):
     refs = "\n".join(f"* Smith, J., Jones, K., & Brown, L. 2020, ApJ, 900, {i}" for i in range(1, 80))
     page = page_markdown(PageOutput(body + refs, 900, True), 7, cfg, lambda t: post(t, fix_markdown=False))
     assert page.status == "post" and MARKER_POST in page.text and "rotation curve is flat" in page.text
-    doc = join_pages([page_markdown(PageOutput("first page", 3, True), 1, cfg),
-                      page_markdown(PageOutput("", 0, True), 2, cfg), page])
+    doc = join_pages(
+        [
+            page_markdown(PageOutput("first page", 3, True), 1, cfg),
+            page_markdown(PageOutput("", 0, True), 2, cfg),
+            page,
+        ]
+    )
     assert doc.startswith("first page\n\n[MISSING_PAGE_EMPTY:2]\n\n") and "\n\n\n" not in doc
 
 
@@ -259,7 +323,9 @@ def test_transformers_backend_good_and_bad_pdfs(tiny_nougat, pdf_bytes, tmp_path
     for pid in GOOD:
         rec = status[pid]
         n = pdfgen.count_pages(pdf_bytes[pid])
-        assert rec.status == "ok" and rec.attrs["pages"] == n and rec.attrs["page_status"] == ["max-length"] * n
+        assert (
+            rec.status == "ok" and rec.attrs["pages"] == n and rec.attrs["page_status"] == ["max-length"] * n
+        )
         mmd = m.resolve(rec.outputs["mmd"])
         assert mmd == paper_path(root / "ocr", pid, ".mmd") and mmd.name.startswith(pid.replace("/", "_"))
         text = mmd.read_text(encoding="utf-8")
@@ -269,14 +335,17 @@ def test_transformers_backend_good_and_bad_pdfs(tiny_nougat, pdf_bytes, tmp_path
         assert rec.status == "failed" and rec.attrs["reason"] == reason and rec.error.startswith(reason + ":")
         assert not paper_path(root / "ocr", pid, ".mmd").exists()
     assert sorted(p.name for p in (root / "ocr").rglob("*") if p.is_file()) == sorted(
-        f"{pid.replace('/', '_')}.mmd" for pid in GOOD)
+        f"{pid.replace('/', '_')}.mmd" for pid in GOOD
+    )
     # a rerun does nothing (completion marker) and changes nothing
     before = {p: _sha(p) for p in (root / "ocr").rglob("*.mmd")}
     assert ocr.run_ocr(root, tiny_backend(tiny_nougat), workers=0, progress=False).papers == 0
     assert {p: _sha(p) for p in (root / "ocr").rglob("*.mmd")} == before
 
 
-def test_transformers_all_pages_looping_is_a_recorded_failure_not_an_empty_file(tiny_nougat, pdf_bytes, tmp_path):
+def test_transformers_all_pages_looping_is_a_recorded_failure_not_an_empty_file(
+    tiny_nougat, pdf_bytes, tmp_path
+):
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes, ids=GOOD[:2])
     backend = tiny_backend(tiny_nougat, repetition=RepetitionConfig(window=8, short_window=4))
@@ -309,8 +378,13 @@ def test_kill9_mid_run_then_rerun_gives_identical_outputs(tiny_nougat, pdf_bytes
     ocr.run_ocr(ref_root, tiny_backend(tiny_nougat), workers=0, progress=False)
     # killed just before the 2nd paper's .mmd is written; its first page shares a 3-page batch
     # with the 1st (finished) paper, so the rerun must rebuild that batch exactly
-    killed = subprocess.run([sys.executable, str(script), str(root), str(tiny_nougat)], capture_output=True,
-                            text=True, env={**env, "ASTROLLAMA_KILLPOINT": "ocr-before-write:2"}, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(root), str(tiny_nougat)],
+        capture_output=True,
+        text=True,
+        env={**env, "ASTROLLAMA_KILLPOINT": "ocr-before-write:2"},
+        timeout=120,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     partial = m.status("ocr")
     assert [pid for pid, r in partial.items() if r.status == "ok"] == [GOOD[0]]
@@ -319,7 +393,9 @@ def test_kill9_mid_run_then_rerun_gives_identical_outputs(tiny_nougat, pdf_bytes
     got = {p.relative_to(root): _sha(p) for p in (root / "ocr").rglob("*.mmd")}
     assert got == ref and len(ref) == len(GOOD)
     final = m.status("ocr")
-    assert {pid: r.status for pid, r in final.items()} == {pid: r.status for pid, r in Manifest(ref_root).status("ocr").items()}
+    assert {pid: r.status for pid, r in final.items()} == {
+        pid: r.status for pid, r in Manifest(ref_root).status("ocr").items()
+    }
     assert not list(root.rglob("*.tmp"))
 
 
@@ -338,8 +414,10 @@ def test_pdf_text_backend_recovers_headings_and_paragraphs(papers, pdf_bytes, tm
         assert blocks[2] == "###### Abstract" and blocks[3] == " ".join(paper["abstract"].split())
         numbered = pdfgen.layout_for(pid).numbered
         headings = [b for b in blocks if b.startswith("## ")]
-        expected = [f"## {i} {s['heading']}" if numbered else f"## {s['heading']}"
-                    for i, s in enumerate(paper["sections"], start=1)]
+        expected = [
+            f"## {i} {s['heading']}" if numbered else f"## {s['heading']}"
+            for i, s in enumerate(paper["sections"], start=1)
+        ]
         tail = ["## Acknowledgments", "## References", "## Appendix A: Extra tables"]
         if not pdfgen.layout_for(pid).appendix_after_references:
             tail = ["## Acknowledgments", "## Appendix A: Extra tables", "## References"]
@@ -347,7 +425,7 @@ def test_pdf_text_backend_recovers_headings_and_paragraphs(papers, pdf_bytes, tm
         for i, section in enumerate(paper["sections"]):
             start = blocks.index(expected[i]) + 1
             paras = [" ".join(p.split()) for p in section["text"].split("\n\n")]
-            assert blocks[start:start + len(paras)] == paras  # every paragraph, in order, across pages
+            assert blocks[start : start + len(paras)] == paras  # every paragraph, in order, across pages
         refs = [b for b in blocks if b.startswith("* ")]
         assert refs == ["* " + r for r in paper["references"]]
 
@@ -390,7 +468,9 @@ def fake_nougat(tmp_path) -> Path:
     return exe
 
 
-def test_nougat_cli_backend_names_outputs_by_id_and_isolates_failures(fake_nougat, papers, pdf_bytes, tmp_path):
+def test_nougat_cli_backend_names_outputs_by_id_and_isolates_failures(
+    fake_nougat, papers, pdf_bytes, tmp_path
+):
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes)
     ckpt = tmp_path / "ckpt"
@@ -410,8 +490,12 @@ def test_nougat_cli_process_failure_and_timeout_are_recorded(fake_nougat, pdf_by
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes, ids=GOOD[:2])
     missing_ckpt = tmp_path / "no-such-checkpoint"  # nougat tries to download it: offline, exit 1
-    ocr.run_ocr(root, ocr.NougatCliBackend(missing_ckpt, executable=str(fake_nougat), group=2), workers=0,
-                progress=False)
+    ocr.run_ocr(
+        root,
+        ocr.NougatCliBackend(missing_ckpt, executable=str(fake_nougat), group=2),
+        workers=0,
+        progress=False,
+    )
     assert {r.attrs["reason"] for r in m.status("ocr").values()} == {"backend-error"}
     assert "exited 1" in m.status("ocr")[GOOD[0]].error
     monkeypatch.setenv("FAKE_NOUGAT_SECONDS_PER_PAGE", "3")
@@ -470,18 +554,26 @@ def test_real_nougat_cli(papers, pdf_bytes, tmp_path):
     """The nougat-cli backend against the REAL nougat-ocr 0.1.17 CLI (random tiny checkpoint)."""
     exe = _real_nougat()
     ckpt = tmp_path / "nougat-ckpt"
-    subprocess.run([str(exe.parent / "python"), str(HERE / "nougat_ocr_random_checkpoint.py"), str(ckpt)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(exe.parent / "python"), str(HERE / "nougat_ocr_random_checkpoint.py"), str(ckpt)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes)
-    backend = ocr.NougatCliBackend(ckpt, executable=str(exe), batch_size=0, group=8, timeout=120, skipping=False)
+    backend = ocr.NougatCliBackend(
+        ckpt, executable=str(exe), batch_size=0, group=8, timeout=120, skipping=False
+    )
     stats = ocr.run_ocr(root, backend, workers=0, progress=False)
     # every good PDF went through one real nougat process and came back under its namespaced id;
     # the bad ones were recorded before nougat saw them (an encrypted PDF would crash its whole run)
     assert (stats.ok, stats.failed) == (len(GOOD), len(BAD))
     for pid in GOOD:
         rec = m.status("ocr")[pid]
-        assert rec.attrs["pages"] == pdfgen.count_pages(pdf_bytes[pid]) and rec.attrs["backend"] == "nougat-cli"
+        assert (
+            rec.attrs["pages"] == pdfgen.count_pages(pdf_bytes[pid]) and rec.attrs["backend"] == "nougat-cli"
+        )
         assert m.resolve(rec.outputs["mmd"]).read_text(encoding="utf-8").strip()
     assert {pid: m.status("ocr")[pid].attrs["reason"] for pid in BAD} == BAD
 
@@ -498,15 +590,34 @@ def test_slurm_ocr_script_shards_outside_slurm(repo_root, pdf_bytes, tmp_path):
     m = make_root(root, pdf_bytes, ids=GOOD)
     for task in (5, 6):  # --array=5-6: tasks are counted from SLURM_ARRAY_TASK_MIN
         env = _shell_env(SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_TASK_MIN="5", SLURM_ARRAY_TASK_COUNT="2")
-        r = subprocess.run(["bash", str(repo_root / "slurm" / "ocr.sh"), str(root), "--backend", "pdf-text",
-                            "--workers", "0", "--no-progress"], env=env, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [
+                "bash",
+                str(repo_root / "slurm" / "ocr.sh"),
+                str(root),
+                "--backend",
+                "pdf-text",
+                "--workers",
+                "0",
+                "--no-progress",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         assert f"array task {task - 5}/2" in r.stdout
     status = m.status("ocr")
     assert sorted(status) == sorted(GOOD) and {r.status for r in status.values()} == {"ok"}
     assert {r.shard for r in status.values()} == {"00000-of-00002", "00001-of-00002"}
-    assert {p.name for p in (m.dir / "done" / "ocr").iterdir()} == {"00000-of-00002.json", "00001-of-00002.json"}
-    r = subprocess.run(["bash", str(repo_root / "slurm" / "ocr.sh")], env=_shell_env(), capture_output=True, text=True)
+    assert {p.name for p in (m.dir / "done" / "ocr").iterdir()} == {
+        "00000-of-00002.json",
+        "00001-of-00002.json",
+    }
+    r = subprocess.run(
+        ["bash", str(repo_root / "slurm" / "ocr.sh")], env=_shell_env(), capture_output=True, text=True
+    )
     assert r.returncode == 2 and "usage" in r.stderr
 
 
@@ -516,10 +627,30 @@ def test_slurm_ocr_job_array(slurm_cluster, repo_root, pdf_bytes, tmp_path):
     root = tmp_path / "root"
     m = make_root(root, pdf_bytes, ids=GOOD)
     log = tmp_path / "ocr-%A_%a.out"
-    r = subprocess.run(["sbatch", "--wait", "--array=0-1", "--gpus-per-node=0", "--ntasks-per-node=1",
-                        "--cpus-per-task=1", "--mem=2G", f"--output={log}", "slurm/ocr.sh", str(root),
-                        "--backend", "pdf-text", "--workers", "0", "--no-progress"],
-                       cwd=repo_root, env=_shell_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--array=0-1",
+            "--gpus-per-node=0",
+            "--ntasks-per-node=1",
+            "--cpus-per-task=1",
+            "--mem=2G",
+            f"--output={log}",
+            "slurm/ocr.sh",
+            str(root),
+            "--backend",
+            "pdf-text",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        cwd=repo_root,
+        env=_shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     logs = "\n".join(p.read_text() for p in tmp_path.glob("ocr-*.out"))
     assert r.returncode == 0, r.stderr + logs[-3000:]
     assert {rec.shard for rec in m.status("ocr").values()} == {"00000-of-00002", "00001-of-00002"}

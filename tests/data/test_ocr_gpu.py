@@ -17,9 +17,16 @@ def setup(tmp_path_factory):
     from astrollama.data.ocr.nougat import random_nougat
 
     d = tmp_path_factory.mktemp("gpu")
-    paper = {"id": "2401.00001", "title": "A test paper", "authors": ["A. Author"], "abstract": "Short. " * 40,
-             "sections": [{"heading": h, "text": "\n\n".join(["Words about galaxies. " * 30] * 3)}
-                          for h in ("Introduction", "Method", "Conclusions")]}
+    paper = {
+        "id": "2401.00001",
+        "title": "A test paper",
+        "authors": ["A. Author"],
+        "abstract": "Short. " * 40,
+        "sections": [
+            {"heading": h, "text": "\n\n".join(["Words about galaxies. " * 30] * 3)}
+            for h in ("Introduction", "Method", "Conclusions")
+        ],
+    }
     pdf = d / "p.pdf"
     pdf.write_bytes(pdfgen.render_paper_pdf(paper))
     return random_nougat(d / "tiny", "tiny"), ocr.render_pages(pdf, dpi=48)
@@ -45,9 +52,11 @@ def test_repetition_stop_runs_on_cuda(setup):
     from astrollama.data.ocr.nougat import NougatTransformers, RepetitionConfig
 
     ckpt, images = setup
-    model = NougatTransformers(ckpt, device="cuda", max_new_tokens=60, repetition=RepetitionConfig(window=8,
-                                                                                                 short_window=4))
+    model = NougatTransformers(
+        ckpt, device="cuda", max_new_tokens=60, repetition=RepetitionConfig(window=8, short_window=4)
+    )
     outs = model.generate(images)
     assert all(o.loop_onset == 0 and o.n_tokens <= 12 for o in outs)
     assert [model.page_markdown(o, i + 1).text for i, o in enumerate(outs)] == [
-        f"[MISSING_PAGE_EMPTY:{i + 1}]" for i in range(len(images))]
+        f"[MISSING_PAGE_EMPTY:{i + 1}]" for i in range(len(images))
+    ]

@@ -25,26 +25,44 @@ from astrollama.data.ocr.pdftext import Line, layout_markdown, text_layer_pages
 sys.path.insert(0, str(Path(__file__).parent))
 import journal_pdf as J  # noqa: E402
 
-INTRO = [J.paragraph(1) + " The survey covers 10[[24]] cubic metres.",
-         "We present hydro\xaddynamical models of the control sample and the ha^lo. " + J.paragraph(2, 6)]
+INTRO = [
+    J.paragraph(1) + " The survey covers 10[[24]] cubic metres.",
+    "We present hydro\xaddynamical models of the control sample and the ha^lo. " + J.paragraph(2, 6),
+]
 DATA = [J.paragraph(3, 8), J.paragraph(4, 6)]
 SPECTRA = [J.paragraph(6, 5)]
 MEMBERS = [J.paragraph(7, 4)]
 CONCLUSION = [J.paragraph(5, 4)]
 THANKS = ["We thank the observatory staff for their support."]
-CAPTIONS = ["Figure 1. Velocity dispersion profile of the member stars.",
-            "Table 1. Radial velocities of the members."]
-REFERENCES = ["Doe, J. 2020, Journal of Imaginary Astronomy, 1, 1, with a title long enough to wrap the entry",
-              "Other, A. N. 2021, Imaginary Letters, 2, 3"]
+CAPTIONS = [
+    "Figure 1. Velocity dispersion profile of the member stars.",
+    "Table 1. Radial velocities of the members.",
+]
+REFERENCES = [
+    "Doe, J. 2020, Journal of Imaginary Astronomy, 1, 1, with a title long enough to wrap the entry",
+    "Other, A. N. 2021, Imaginary Letters, 2, 3",
+]
 
 
 def make_doc(style: str, line_numbers: bool = False, table_rows: int = 150) -> J.Doc:
     return J.Doc(
-        title="A Dense Halo in a Faint Dwarf Galaxy", authors=["J. Doe", "A. N. Other"],
+        title="A Dense Halo in a Faint Dwarf Galaxy",
+        authors=["J. Doe", "A. N. Other"],
         abstract=J.paragraph(0, 4),
-        sections=[("1. Introduction", INTRO), ("2. Data", DATA), ("2.1. Spectra", SPECTRA),
-                  ("2.2. Membership", MEMBERS), ("3. Summary and conclusions", CONCLUSION), ("Acknowledgments", THANKS)],
-        captions=CAPTIONS, references=REFERENCES, style=style, line_numbers=line_numbers, table_rows=table_rows)
+        sections=[
+            ("1. Introduction", INTRO),
+            ("2. Data", DATA),
+            ("2.1. Spectra", SPECTRA),
+            ("2.2. Membership", MEMBERS),
+            ("3. Summary and conclusions", CONCLUSION),
+            ("Acknowledgments", THANKS),
+        ],
+        captions=CAPTIONS,
+        references=REFERENCES,
+        style=style,
+        line_numbers=line_numbers,
+        table_rows=table_rows,
+    )
 
 
 def expected_text(para: str) -> str:
@@ -53,8 +71,11 @@ def expected_text(para: str) -> str:
     return para.replace("\xad", "").replace("^", "").replace("[[", "").replace("]]", "")
 
 
-@pytest.fixture(scope="module", params=[("aastex", False), ("mnras", True), ("aa", True), ("aastex", True)],
-                ids=["aastex", "mnras-lineno", "aa-lineno", "aastex-lineno"])
+@pytest.fixture(
+    scope="module",
+    params=[("aastex", False), ("mnras", True), ("aa", True), ("aastex", True)],
+    ids=["aastex", "mnras-lineno", "aa-lineno", "aastex-lineno"],
+)
 def converted(request, tmp_path_factory):
     style, numbers = request.param
     doc = make_doc(style, numbers)
@@ -69,12 +90,32 @@ def test_journal_layouts_give_headings_paragraphs_captions_and_references(conver
     blocks = md.strip().split("\n\n")
     assert blocks[0] == "# " + doc.title and blocks[2] == "###### Abstract" and blocks[3] == doc.abstract
     headings = {
-        "aastex": ["## 1. INTRODUCTION", "## 2. DATA", "### 2.1. Spectra", "### 2.2. Membership",
-                   "## 3. SUMMARY AND CONCLUSIONS", "## ACKNOWLEDGMENTS", "## REFERENCES"],
-        "mnras": ["## 1 INTRODUCTION", "## 2 DATA", "### 2.1 Spectra", "### 2.2 Membership",
-                  "## 3 SUMMARY AND CONCLUSIONS", "## ACKNOWLEDGMENTS", "## REFERENCES"],
-        "aa": ["## 1. Introduction", "## 2. Data", "### 2.1. Spectra", "### 2.2. Membership",
-               "## 3. Summary and conclusions", "## References"],
+        "aastex": [
+            "## 1. INTRODUCTION",
+            "## 2. DATA",
+            "### 2.1. Spectra",
+            "### 2.2. Membership",
+            "## 3. SUMMARY AND CONCLUSIONS",
+            "## ACKNOWLEDGMENTS",
+            "## REFERENCES",
+        ],
+        "mnras": [
+            "## 1 INTRODUCTION",
+            "## 2 DATA",
+            "### 2.1 Spectra",
+            "### 2.2 Membership",
+            "## 3 SUMMARY AND CONCLUSIONS",
+            "## ACKNOWLEDGMENTS",
+            "## REFERENCES",
+        ],
+        "aa": [
+            "## 1. Introduction",
+            "## 2. Data",
+            "### 2.1. Spectra",
+            "### 2.2. Membership",
+            "## 3. Summary and conclusions",
+            "## References",
+        ],
     }[doc.style]
     assert [b for b in blocks if b.startswith("#")][2:] == headings
     # every paragraph whole and in order: across columns and pages, without line numbers,
@@ -87,8 +128,10 @@ def test_journal_layouts_give_headings_paragraphs_captions_and_references(conver
     thanks = f"**Acknowledgements.** {THANKS[0]}" if doc.style == "aa" else THANKS[0]
     assert thanks in blocks
     captions = [b for b in blocks if re.match(r"(Figure|Table) \d", b)]
-    assert captions == ["Figure 1: Velocity dispersion profile of the member stars.",
-                        "Table 1: Radial velocities of the members."]
+    assert captions == [
+        "Figure 1: Velocity dispersion profile of the member stars.",
+        "Table 1: Radial velocities of the members.",
+    ]
     assert [b for b in blocks if b.startswith("* ")] == ["* " + r for r in REFERENCES]
     assert not re.search(r"DOE ET AL|VELOCITY DISPERSION OF A DWARF|[\x00-\x08\x0b-\x1f\x7f\xad]", md)
     assert not any(re.fullmatch(r"\d+", b) for b in blocks)  # no page numbers or line numbers left
@@ -145,7 +188,9 @@ def test_get_index_of_an_empty_point_is_none_and_the_text_layer_still_reads():
 # ------------------------------------------------------------------------- line-level rules
 
 
-def L(text: str, y: float, page: int = 0, size: float = 10.0, x0: float = 50.0, x1: float = 290.0, **kw) -> Line:  # noqa: N802
+def L(
+    text: str, y: float, page: int = 0, size: float = 10.0, x0: float = 50.0, x1: float = 290.0, **kw
+) -> Line:  # noqa: N802
     return Line(text, size, x0=x0, x1=x1, y=y, page=page, **kw)
 
 
@@ -158,30 +203,46 @@ def test_digit_only_lines_inside_text_stay_and_repeating_heads_and_page_numbers_
         lines.append(L("Journal of Imaginary Astronomy", 52, p, size=8, x1=200))  # a footer line: repeats
         lines.append(L(str(p + 1), 40, p, size=8, x0=290, x1=295))  # page number in the footer
         pages.append(lines)
-    text = " ".join(f"Text {c}0 runs to the right margin. Text {c}1 runs to the right margin. 1987 "
-                    f"Text {c}2 runs to the right margin. Text {c}3 runs to the right margin." for c in "abc")
+    text = " ".join(
+        f"Text {c}0 runs to the right margin. Text {c}1 runs to the right margin. 1987 "
+        f"Text {c}2 runs to the right margin. Text {c}3 runs to the right margin."
+        for c in "abc"
+    )
     assert layout_markdown(pages) == text + "\n"
 
 
 def test_soft_hyphens_control_characters_and_line_end_hyphens():
-    lines = [L("Three dif\x02", 700), L("ferent con\xad", 688), L("trol planet-", 676), L("star \x07systems.", 664,
-                                                                                                 x1=150)]
+    lines = [
+        L("Three dif\x02", 700),
+        L("ferent con\xad", 688),
+        L("trol planet-", 676),
+        L("star \x07systems.", 664, x1=150),
+    ]
     assert layout_markdown([lines]) == "Three different control planet-star systems.\n"
 
 
 def test_caption_only_where_a_block_starts():
-    lines = [L("The fit is poor, which is shown in", 700), L("Figure 2. The residuals grow with radius in", 688),
-             L("every bin.", 676, x1=120),
-             L("Figure 3. Residuals of the fit.", 650, size=9), L("Grey: the error band.", 639, size=9, x1=150),
-             L("The text goes on after the figure with a new paragraph.", 610)]
+    lines = [
+        L("The fit is poor, which is shown in", 700),
+        L("Figure 2. The residuals grow with radius in", 688),
+        L("every bin.", 676, x1=120),
+        L("Figure 3. Residuals of the fit.", 650, size=9),
+        L("Grey: the error band.", 639, size=9, x1=150),
+        L("The text goes on after the figure with a new paragraph.", 610),
+    ]
     assert layout_markdown([lines]).split("\n\n") == [
         "The fit is poor, which is shown in Figure 2. The residuals grow with radius in every bin.",
         "Figure 3: Residuals of the fit. Grey: the error band.",
-        "The text goes on after the figure with a new paragraph.\n"]
+        "The text goes on after the figure with a new paragraph.\n",
+    ]
 
 
 def test_page_status_counts_pages_with_text_beyond_a_page_number():
-    assert ocr_pdftext.page_status([[L("12", 40)], [L("Text", 700), L("13", 40)], []]) == ["empty", "ok", "empty"]
+    assert ocr_pdftext.page_status([[L("12", 40)], [L("Text", 700), L("13", 40)], []]) == [
+        "empty",
+        "ok",
+        "empty",
+    ]
     assert ocr.layout_markdown is layout_markdown and ocr.text_layer_pages is text_layer_pages
 
 
@@ -190,7 +251,7 @@ def test_page_status_counts_pages_with_text_beyond_a_page_number():
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z]{3,}", text.lower())
-    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
 @pytest.mark.skipif(not os.environ.get("ASTROLLAMA_REAL_PAPERS"), reason="set ASTROLLAMA_REAL_PAPERS=DIR")
@@ -222,7 +283,8 @@ def test_real_papers_introduction_found_at_half_the_latex_length():
             if latex is None or len(latex.introduction) < 500:
                 note, without = "no introduction in the paper", without + 1
             elif len(_trigrams(got.abstract if got else "") & _trigrams(latex.abstract)) < 0.7 * len(
-                    _trigrams(latex.abstract)):
+                _trigrams(latex.abstract)
+            ):
                 note = "another version of the paper"
             else:
                 ratios.append(len(intro) / len(latex.introduction))
@@ -233,8 +295,10 @@ def test_real_papers_introduction_found_at_half_the_latex_length():
             missing.append(pdf.parent.name)
         print(f"{pdf.parent.name}: introduction {len(intro)} chars; {note}")
     have = len(pdfs) - without
-    print(f"{len(pdfs)} PDFs, {have} with an introduction: found in {have - len(missing)}; "
-          f"{len(ratios)} compared with LaTeX: >= 0.5 in {sum(r >= 0.5 for r in ratios)}, "
-          f"min {min(ratios, default=0):.2f}, median {statistics.median(ratios or [0]):.2f}")
+    print(
+        f"{len(pdfs)} PDFs, {have} with an introduction: found in {have - len(missing)}; "
+        f"{len(ratios)} compared with LaTeX: >= 0.5 in {sum(r >= 0.5 for r in ratios)}, "
+        f"min {min(ratios, default=0):.2f}, median {statistics.median(ratios or [0]):.2f}"
+    )
     assert len(missing) <= 0.1 * have, missing
     assert not short, short

@@ -32,19 +32,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_resume_corpus import make_root  # noqa: E402
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
-SOURCE = ("Cold gas streams feed dwarf galaxy halos. We measured the neutral hydrogen column density along "
-          "twelve sight lines with a radio interferometer and found that the streams carry about one solar "
-          "mass of gas per year into the inner halo, enough to sustain the observed star formation rate.")
+SOURCE = (
+    "Cold gas streams feed dwarf galaxy halos. We measured the neutral hydrogen column density along "
+    "twelve sight lines with a radio interferometer and found that the streams carry about one solar "
+    "mass of gas per year into the inner halo, enough to sustain the observed star formation rate."
+)
 
 
 def test_parse_keeps_pairs_and_reports_malformed_text() -> None:
-    out = ("Sure! Here are the questions.\n\n1. Q: What feeds dwarf galaxy halos?\nA: Cold gas streams.\n"
-           "**Question 2:** How was the column density measured?\n**Answer 2:** With a radio interferometer\n"
-           "along twelve sight lines.\nQ: A question left without its answer?\nA: first\nA: second answer alone")
+    out = (
+        "Sure! Here are the questions.\n\n1. Q: What feeds dwarf galaxy halos?\nA: Cold gas streams.\n"
+        "**Question 2:** How was the column density measured?\n**Answer 2:** With a radio interferometer\n"
+        "along twelve sight lines.\nQ: A question left without its answer?\nA: first\nA: second answer alone"
+    )
     pairs, rejects = parse_qa(out)
-    assert pairs == [("What feeds dwarf galaxy halos?", "Cold gas streams."),
-                     ("How was the column density measured?", "With a radio interferometer along twelve sight lines."),
-                     ("A question left without its answer?", "first")]
+    assert pairs == [
+        ("What feeds dwarf galaxy halos?", "Cold gas streams."),
+        ("How was the column density measured?", "With a radio interferometer along twelve sight lines."),
+        ("A question left without its answer?", "first"),
+    ]
     assert [(r["reason"], r["detail"]) for r in rejects] == [("parse", "answer without a question")]
     none, rej = parse_qa("The model rambled without any labels.")
     assert none == [] and rej[0]["detail"] == "no Q:/A: pairs in the output"
@@ -53,26 +59,46 @@ def test_parse_keeps_pairs_and_reports_malformed_text() -> None:
 def test_filters_give_each_rejection_its_reason() -> None:
     mcq_q = json.loads(MCQ.read_text().splitlines()[0])["question"]
     pairs = [
-        ("How much gas do cold streams carry into the inner halo of a dwarf galaxy?",
-         "About one solar mass of gas per year, enough to sustain the observed star formation rate."),
+        (
+            "How much gas do cold streams carry into the inner halo of a dwarf galaxy?",
+            "About one solar mass of gas per year, enough to sustain the observed star formation rate.",
+        ),
         ("Why?", "Because the streams carry gas into the inner halo."),
         ("What carries gas into the inner halo?", "Cold streams."),
         ("What did this paper measure along the sight lines?", "The neutral hydrogen column density."),
-        ("What is the mass of the Andromeda galaxy in solar masses?",
-         "Roughly one trillion solar masses according to rotation curve modelling of its satellites."),
-        ("How much gas do cold streams carry into the inner halo of a dwarf galaxy?",
-         "About one solar mass of gas per year into the inner halo."),
+        (
+            "What is the mass of the Andromeda galaxy in solar masses?",
+            "Roughly one trillion solar masses according to rotation curve modelling of its satellites.",
+        ),
+        (
+            "How much gas do cold streams carry into the inner halo of a dwarf galaxy?",
+            "About one solar mass of gas per year into the inner halo.",
+        ),
         (mcq_q, "A massive halo of dark matter feeds the gas of the dwarf galaxy streams per year."),
-        ("What instrument measured the neutral hydrogen column density of the streams?",
-         "A radio interferometer measured it along twelve sight lines of the"),
+        (
+            "What instrument measured the neutral hydrogen column density of the streams?",
+            "A radio interferometer measured it along twelve sight lines of the",
+        ),
     ]
     cfg = QAConfig(min_question_words=3, min_answer_words=5, min_grounding=0.6)
     kept, rejects = filter_pairs(pairs, SOURCE, cfg, bench=Benchmark.from_file(MCQ, 13), truncated=True)
     assert kept == [pairs[0]]
-    assert [r["reason"] for r in rejects] == ["question_length", "answer_length", "not_standalone", "ungrounded",
-                                              "duplicate", "contaminated", "truncated"]
+    assert [r["reason"] for r in rejects] == [
+        "question_length",
+        "answer_length",
+        "not_standalone",
+        "ungrounded",
+        "duplicate",
+        "contaminated",
+        "truncated",
+    ]
     assert rejects[3]["detail"].startswith("0.") and "13-grams from questions [0]" in rejects[5]["detail"]
-    assert grounding("The radio interferometer measured hydrogen.", set(SOURCE.lower().replace(".", " ").split())) == 1.0
+    assert (
+        grounding(
+            "The radio interferometer measured hydrogen.", set(SOURCE.lower().replace(".", " ").split())
+        )
+        == 1.0
+    )
     assert grounding("the and of", {"the"}) == 0.0  # no content words: not grounded
 
 
@@ -88,8 +114,20 @@ def test_prompt_file_is_checked_and_hashed(tmp_path: Path) -> None:
 
 
 def test_bad_options_exit_2_before_a_model_loads(tmp_path: Path, capsys) -> None:
-    rc = main(["data", "qa", "--root", str(tmp_path), "--model", str(tmp_path / "no-model"),
-               "--min-answer-words", "50", "--max-answer-words", "10"])
+    rc = main(
+        [
+            "data",
+            "qa",
+            "--root",
+            str(tmp_path),
+            "--model",
+            str(tmp_path / "no-model"),
+            "--min-answer-words",
+            "50",
+            "--max-answer-words",
+            "10",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "--min-answer-words/--max-answer-words: must be 1 <= min <= max" in err
     assert len(err.splitlines()) == 1
@@ -101,7 +139,9 @@ def _root(path: Path, n: int) -> list[str]:
     return ids
 
 
-def test_vllm_path_batches_papers_with_explicit_limits_and_seeds(tmp_path: Path, tiny_model: Path, fake_vllm) -> None:
+def test_vllm_path_batches_papers_with_explicit_limits_and_seeds(
+    tmp_path: Path, tiny_model: Path, fake_vllm
+) -> None:
     ids = _root(tmp_path, 9)  # the 9th paper has no AIC: upstream failure recorded
     be = make_backend("vllm", tiny_model, max_model_len=1024, temperature=0.8, seed=1, model_id="tiny")
     cfg = QAConfig(max_new_tokens=40, batch_papers=16)
@@ -126,12 +166,35 @@ def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, rep
     from astrollama.data.stages import shard_of
 
     ids = _root(tmp_path, 6)
-    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2",
-           "ASTROLLAMA_VENV": str(Path(sys.executable).parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "SLURM_ARRAY_TASK_ID": "1",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_ARRAY_TASK_COUNT": "2",
+        "ASTROLLAMA_VENV": str(Path(sys.executable).parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("SLURM_JOB_ID", None)
-    proc = subprocess.run(["bash", str(repo_root / "slurm" / "qa.sh"), str(tmp_path), "--backend", "transformers",
-                           "--model", str(tiny_model), "--max-new-tokens", "24", "--max-model-len", "1024"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(repo_root / "slurm" / "qa.sh"),
+            str(tmp_path),
+            "--backend",
+            "transformers",
+            "--model",
+            str(tiny_model),
+            "--max-new-tokens",
+            "24",
+            "--max-model-len",
+            "1024",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "array task 1/2" in proc.stdout
     done = sorted(pid for pid, r in Manifest(tmp_path).status("qa").items() if r.status == "ok")
@@ -150,7 +213,11 @@ class RecordedOutputs:
 
         self.tok = _TokenizerMixin()
         self.tok.tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-        self.encode, self.decode, self.prompt_length = self.tok.encode, self.tok.decode, self.tok.prompt_length
+        self.encode, self.decode, self.prompt_length = (
+            self.tok.encode,
+            self.tok.decode,
+            self.tok.prompt_length,
+        )
         self.model_id, self.max_model_len, self.outputs = "recorded", 1024, outputs
 
     def generate(self, conversations, max_tokens, seeds):
@@ -173,16 +240,35 @@ def test_kept_pairs_reach_lmflow_shards_split_by_paper(tmp_path: Path, tiny_mode
     for pid in ids[:8]:
         words = json.loads(m.resolve(m.status("aic")[pid].outputs["aic"]).read_text())["text"].split()[4:40]
         words = [w.strip(".").lower() for w in words]
-        outputs[pid] = (f"Here you go.\nQ: Which {' '.join(words[:5])} comes first?\nA: {' '.join(words[5:20])}.\n"
-                        f"Q: What did we find about {words[0]}?\nA: {' '.join(words[20:30])}.\n")
+        outputs[pid] = (
+            f"Here you go.\nQ: Which {' '.join(words[:5])} comes first?\nA: {' '.join(words[5:20])}.\n"
+            f"Q: What did we find about {words[0]}?\nA: {' '.join(words[20:30])}.\n"
+        )
     run_qa(tmp_path / "data", RecordedOutputs(tiny_model, outputs), mcq_path=MCQ, progress=False)
     st = m.status("qa")
-    assert all(st[p].attrs["qa_kept"] == 1 and st[p].attrs["qa_rejected"] == {"not_standalone": 1} for p in ids[:8])
+    assert all(
+        st[p].attrs["qa_kept"] == 1 and st[p].attrs["qa_rejected"] == {"not_standalone": 1} for p in ids[:8]
+    )
     out = tmp_path / "sft"
-    rc = main(["data", "sft-convert", "--input", f"qa={tmp_path / 'data'}", "--validation-fraction", "0.5",
-               "--mcq", str(MCQ), "--out", str(out)])
+    rc = main(
+        [
+            "data",
+            "sft-convert",
+            "--input",
+            f"qa={tmp_path / 'data'}",
+            "--validation-fraction",
+            "0.5",
+            "--mcq",
+            str(MCQ),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
-    got = {split: [c["conversation_id"] for c in read_conversation_dir(out / split)] for split in ("train", "validation")}
+    got = {
+        split: [c["conversation_id"] for c in read_conversation_dir(out / split)]
+        for split in ("train", "validation")
+    }
     assert sorted(got["train"] + got["validation"]) == sorted(f"{p}#0" for p in ids[:8])
     for split, cids in got.items():
         assert all(assign_split(c.split("#")[0], 0.5) == split for c in cids)  # the CPT corpora's split

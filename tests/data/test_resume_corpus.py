@@ -28,7 +28,34 @@ from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_su
 
 DRIVER = Path(__file__).parent / "resume_driver.py"
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
-WORDS = ["galaxy", "star", "dust", "gas", "halo", "disk", "planet", "orbit", "spectrum", "redshift", "cluster", "mass", "luminosity", "field", "magnetic", "accretion", "jet", "pulsar", "noise", "model", "survey", "telescope", "emission", "velocity", "bar", "merger"]
+WORDS = [
+    "galaxy",
+    "star",
+    "dust",
+    "gas",
+    "halo",
+    "disk",
+    "planet",
+    "orbit",
+    "spectrum",
+    "redshift",
+    "cluster",
+    "mass",
+    "luminosity",
+    "field",
+    "magnetic",
+    "accretion",
+    "jet",
+    "pulsar",
+    "noise",
+    "model",
+    "survey",
+    "telescope",
+    "emission",
+    "velocity",
+    "bar",
+    "merger",
+]
 CONCLUSIONS = ("5 Conclusions", "6. Summary and conclusions", "Concluding remarks", "IV. SUMMARY")
 
 
@@ -41,7 +68,10 @@ def tree_hash(root: Path) -> str:
 
 def stage_view(root: Path, stage: str) -> dict:
     """The manifest's merged view of a stage, without times and shard names."""
-    return {pid: (r.status, r.error, r.outputs, r.attrs) for pid, r in sorted(Manifest(root).status(stage).items())}
+    return {
+        pid: (r.status, r.error, r.outputs, r.attrs)
+        for pid, r in sorted(Manifest(root).status(stage).items())
+    }
 
 
 def make_root(root: Path, n: int, seed: int = 0) -> list[str]:
@@ -55,9 +85,11 @@ def make_root(root: Path, n: int, seed: int = 0) -> list[str]:
 
     m.upsert_papers([{"id": pid, "title": f"Paper {pid}", "abstract": para(40)} for pid in ids])
     for i, pid in enumerate(ids):
-        mmd = (f"# Paper {pid}\n\n###### Abstract\n\n{para(40)}\n\n## 1 Introduction\n\n{para(60)}\n\n"
-               f"## 2 Method\n\n{para(50)}\n\n[MISSING_PAGE_EMPTY:2]\n\n## {CONCLUSIONS[i % 4]}\n\n{para(40)}\n\n"
-               f"## References\n\n* A. 2020\n")
+        mmd = (
+            f"# Paper {pid}\n\n###### Abstract\n\n{para(40)}\n\n## 1 Introduction\n\n{para(60)}\n\n"
+            f"## 2 Method\n\n{para(50)}\n\n[MISSING_PAGE_EMPTY:2]\n\n## {CONCLUSIONS[i % 4]}\n\n{para(40)}\n\n"
+            f"## References\n\n* A. 2020\n"
+        )
         if i % 9 == 8:  # some papers fail extraction: the failure must survive the kill too
             mmd = f"# Paper {pid}\n\n## Erratum\n\n{para(20)}\n"
         p = root / "ocr" / pid[:4] / f"{pid}.mmd"
@@ -71,8 +103,9 @@ def run_killed(args: list[str], *, killpoint: str | None = None, delay: float | 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     if killpoint:
         env["ASTROLLAMA_KILLPOINT"] = killpoint
-    proc = subprocess.Popen([sys.executable, str(DRIVER), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     if delay is not None:
         try:
             proc.wait(timeout=delay)
@@ -123,8 +156,16 @@ def test_build_resumes_after_kill(tmp_path: Path, tiny_model: Path, kill: str) -
     for root in (clean, killed):
         make_root(root, 60)
         run_aic(root, progress=False)
-    run_build(clean, ["abstracts", "aic"], clean / "corpus", tokenizer_dir=tiny_model, mcq_path=MCQ,
-              config=BuildConfig(max_shard_docs=7), workers=2, progress=False)
+    run_build(
+        clean,
+        ["abstracts", "aic"],
+        clean / "corpus",
+        tokenizer_dir=tiny_model,
+        mcq_path=MCQ,
+        config=BuildConfig(max_shard_docs=7),
+        workers=2,
+        progress=False,
+    )
     args = ["build", str(killed), str(killed / "corpus"), str(tiny_model), str(MCQ)]
     if kill == "delay":
         t0 = time.monotonic()
@@ -133,8 +174,16 @@ def test_build_resumes_after_kill(tmp_path: Path, tiny_model: Path, kill: str) -
     else:
         run_killed(args, killpoint=kill)
         assert not (killed / "corpus" / "aic" / "build.json").exists()
-    run_build(killed, ["abstracts", "aic"], killed / "corpus", tokenizer_dir=tiny_model, mcq_path=MCQ,
-              config=BuildConfig(max_shard_docs=7), workers=2, progress=False)
+    run_build(
+        killed,
+        ["abstracts", "aic"],
+        killed / "corpus",
+        tokenizer_dir=tiny_model,
+        mcq_path=MCQ,
+        config=BuildConfig(max_shard_docs=7),
+        workers=2,
+        progress=False,
+    )
     assert tree_hash(killed / "corpus") == tree_hash(clean / "corpus")
     assert not [p for p in (killed / "corpus").iterdir() if p.name.startswith(".")]  # no temporaries left
     for v in ("abstracts", "aic"):

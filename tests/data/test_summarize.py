@@ -28,11 +28,16 @@ FIX = Path(__file__).parent / "fixtures" / "aic"
 
 
 def long_mmd(sections: int = 6, words: int = 120) -> str:
-    body = [f"## {i + 1} Section number {i + 1}\n\n" + " ".join(f"w{i}x{j}" for j in range(words))
-            for i in range(sections)]
-    return ("# A long paper\n\n###### Abstract\n\nShort abstract.\n\n" + "\n\n".join(body)
-            + "\n\nFigure 1: The caption of the first figure.\n\n## Acknowledgments\n\nThanks.\n\n"
-            "## References\n\n* Ref A\n\n## Appendix A Details\n\nAppendix text.\n")
+    body = [
+        f"## {i + 1} Section number {i + 1}\n\n" + " ".join(f"w{i}x{j}" for j in range(words))
+        for i in range(sections)
+    ]
+    return (
+        "# A long paper\n\n###### Abstract\n\nShort abstract.\n\n"
+        + "\n\n".join(body)
+        + "\n\nFigure 1: The caption of the first figure.\n\n## Acknowledgments\n\nThanks.\n\n"
+        "## References\n\n* Ref A\n\n## Appendix A Details\n\nAppendix text.\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,11 @@ def test_prompt_file_hash_and_validation(tmp_path: Path) -> None:
     p = Prompt.load()
     assert p.path == DEFAULT_PROMPT and len(p.sha256) == 64
     conv = p.conversation(title="T", part=1, parts=2, budget=100, previous="", chunk="CHUNK")
-    assert conv[0]["role"] == "system" and "CHUNK" in conv[1]["content"] and p.first_previous in conv[1]["content"]
+    assert (
+        conv[0]["role"] == "system"
+        and "CHUNK" in conv[1]["content"]
+        and p.first_previous in conv[1]["content"]
+    )
     changed = tmp_path / "p.yaml"
     changed.write_text(DEFAULT_PROMPT.read_text() + "\n# edited\n")
     assert Prompt.load(changed).sha256 != p.sha256
@@ -84,9 +93,16 @@ def test_chunks_fit_the_budget_and_keep_order(tiny_backend: TransformersBackend)
 def test_transformers_backend_chunked_summary_sidecar_and_resume(tmp_path: Path, tiny_backend) -> None:
     (tmp_path / "long.mmd").write_text(long_mmd(sections=6, words=40))
     (tmp_path / "empty.mmd").write_text("# Only a title\n\n## References\n\n* A\n")
-    cfg = SummaryConfig(min_tokens=40, target_total=60, max_tokens=200, previous_tokens=64, min_chunk_budget=4)
-    papers = [PaperInput("2403.00001", tmp_path / "long.mmd"), PaperInput("2403.00002", tmp_path / "empty.mmd")]
-    res = {r.id: r for r in summarize_papers(papers, tiny_backend, tmp_path / "out", config=cfg, progress=False)}
+    cfg = SummaryConfig(
+        min_tokens=40, target_total=60, max_tokens=200, previous_tokens=64, min_chunk_budget=4
+    )
+    papers = [
+        PaperInput("2403.00001", tmp_path / "long.mmd"),
+        PaperInput("2403.00002", tmp_path / "empty.mmd"),
+    ]
+    res = {
+        r.id: r for r in summarize_papers(papers, tiny_backend, tmp_path / "out", config=cfg, progress=False)
+    }
     assert res["2403.00002"].status == "failed" and "no body text" in res["2403.00002"].reason
     ok = res["2403.00001"]
     assert ok.status == "done"
@@ -111,17 +127,28 @@ def test_length_flag_outside_target(tmp_path: Path, tiny_backend) -> None:
     cfg = SummaryConfig(min_tokens=100, target_total=100, max_tokens=4000, min_chunk_budget=8)
     mmd = tmp_path / "p.mmd"
     mmd.write_text("## Introduction\n\nA very short paper about dust.\n")
-    (r,) = summarize_papers([PaperInput("2403.00003", mmd)], tiny_backend, tmp_path / "o", config=cfg, progress=False)
+    (r,) = summarize_papers(
+        [PaperInput("2403.00003", mmd)], tiny_backend, tmp_path / "o", config=cfg, progress=False
+    )
     assert r.status == "done", r.reason
     assert r.attrs["length_flag"] == "short"  # the paper itself is shorter than the minimum
 
 
-def test_vllm_backend_sets_max_tokens_and_isolates_overlong_prompts(tmp_path: Path, tiny_model: Path,
-                                                                     fake_vllm) -> None:
+def test_vllm_backend_sets_max_tokens_and_isolates_overlong_prompts(
+    tmp_path: Path, tiny_model: Path, fake_vllm
+) -> None:
     # the trap the backend must avoid: vLLM's default max_tokens is 16
     assert fake_vllm.SamplingParams().max_tokens == 16
-    be = make_backend("vllm", tiny_model, tensor_parallel_size=2, max_model_len=1024, dtype="bfloat16",
-                      temperature=0.7, seed=3, model_id="tiny")
+    be = make_backend(
+        "vllm",
+        tiny_model,
+        tensor_parallel_size=2,
+        max_model_len=1024,
+        dtype="bfloat16",
+        temperature=0.7,
+        seed=3,
+        model_id="tiny",
+    )
     assert be.llm.init_kwargs["tensor_parallel_size"] == 2 and be.llm.init_kwargs["max_model_len"] == 1024
     for i in range(3):
         (tmp_path / f"{i}.mmd").write_text(long_mmd(sections=2 + i, words=60))
@@ -186,13 +213,38 @@ def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, rep
         p.parent.mkdir(exist_ok=True)
         p.write_text((FIX / "roman_bold.mmd").read_text())
         m.record("ocr", i, "ok", outputs={"mmd": p})
-    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2",
-           "ASTROLLAMA_VENV": str(Path(sys.executable).parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "SLURM_ARRAY_TASK_ID": "1",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_ARRAY_TASK_COUNT": "2",
+        "ASTROLLAMA_VENV": str(Path(sys.executable).parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("SLURM_JOB_ID", None)
     proc = subprocess.run(
-        ["bash", str(repo_root / "slurm" / "summarize.sh"), str(tmp_path), "--backend", "transformers",
-         "--model", str(tiny_model), "--temperature", "1.0", "--target-tokens", "30", "--min-tokens", "10",
-         "--max-tokens", "100"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            "bash",
+            str(repo_root / "slurm" / "summarize.sh"),
+            str(tmp_path),
+            "--backend",
+            "transformers",
+            "--model",
+            str(tiny_model),
+            "--temperature",
+            "1.0",
+            "--target-tokens",
+            "30",
+            "--min-tokens",
+            "10",
+            "--max-tokens",
+            "100",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "array task 1/2" in proc.stdout

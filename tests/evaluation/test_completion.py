@@ -33,8 +33,10 @@ def test_greedy_matches_transformers_generate(lm):
     model, tok = lm
     prompt = "Neutron stars form in"
     ids = tok(prompt, return_tensors="pt").input_ids
-    ref = model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
-    expected = tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    ref = model.generate(
+        ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id
+    )
+    expected = tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     assert sample_completion(model, tok, prompt, temperature=0, max_new_tokens=12) == expected
 
 
@@ -44,12 +46,57 @@ def test_bundled_prompt_and_cli(tiny_model, tmp_path):
     prompt = read_prompt(bundled_prompt_file())
     assert prompt and not prompt.endswith("\n")
     out = tmp_path / "c.json"
-    assert main(["eval", "complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "complete",
+                "--model",
+                str(tiny_model),
+                "--seed",
+                "3",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rep = json.loads(out.read_text())
     assert rep["prompt"] == prompt
     assert rep["settings"]["seed"] == 3 and rep["settings"]["prompt_file"].endswith("completion.txt")
-    assert main(["eval", "complete", "--model", str(tiny_model), "--seed", "3", "--max-new-tokens", "8",
-                 "--out", str(tmp_path / "d.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "complete",
+                "--model",
+                str(tiny_model),
+                "--seed",
+                "3",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(tmp_path / "d.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "d.json").read_text())["completion"] == rep["completion"]
-    assert main(["eval", "complete", "--model", str(tiny_model), "--top-p", "0", "--out", str(tmp_path / "e.json")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "complete",
+                "--model",
+                str(tiny_model),
+                "--top-p",
+                "0",
+                "--out",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "e.json").exists()

@@ -88,13 +88,31 @@ def test_cli_embed_and_bad_data(tiny_model, tmp_path, capsys):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a star"}\n{"txt": "no text field"}\n')
-    assert main(["eval", "embed", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["eval", "embed", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert f"{bad}:2: field 'text'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps({"text": t}) + "\n" for t in ABSTRACTS))
-    assert main(["eval", "embed", "--model", str(tiny_model), "--model", str(tiny_model), "--data", str(good),
-                 "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "embed",
+                "--model",
+                str(tiny_model),
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(good),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "o" / "similarity.json").read_text())
     assert list(rep["models"]) == ["tiny-llama", "tiny-llama-2"]
     assert rep["models"]["tiny-llama"]["mean"] == pytest.approx(rep["models"]["tiny-llama-2"]["mean"])

@@ -62,7 +62,10 @@ def test_key_by_position_and_answer_field_and_txt(tmp_path):
         ([dict(ROW, question="")], r"line 1: field 'question' is missing"),
         ([dict(ROW, correct="E")], r"line 1: field 'correct' is 'E', expected one letter"),
         ([dict(ROW, correct="A"), dict(ROW, correct="AB")], r"line 2: field 'correct' is 'AB'"),
-        ([dict(ROW, id="q1"), dict(ROW, id="q2"), dict(ROW, id="q1")], r"line 3: duplicate id 'q1' \(first at line 1\)"),
+        (
+            [dict(ROW, id="q1"), dict(ROW, id="q2"), dict(ROW, id="q1")],
+            r"line 3: duplicate id 'q1' \(first at line 1\)",
+        ),
         ([dict(ROW, correct="A"), dict(ROW)], r"line 2: no 'correct'/'answer' letter"),
         ([dict(ROW, correct="A", answer="B")], r"line 1: fields 'correct' and 'answer' disagree"),
     ],
@@ -96,17 +99,23 @@ def test_empty_and_unreadable_files(tmp_path):
 def test_bad_key_files(tmp_path):
     qfile = _jsonl(tmp_path / "q.jsonl", [ROW, dict(ROW, question="2?"), dict(ROW, question="3?")])
     short = _jsonl(tmp_path / "short.jsonl", [{"correct": "A"}, {"correct": "B"}])
-    with pytest.raises(MCQInputError, match=r"short\.jsonl: 2 key rows, but .*q\.jsonl has 3 questions .*line 3"):
+    with pytest.raises(
+        MCQInputError, match=r"short\.jsonl: 2 key rows, but .*q\.jsonl has 3 questions .*line 3"
+    ):
         load_questions(qfile, short)
     bad = _jsonl(tmp_path / "bad.jsonl", [{"correct": "A"}, {"correct": "x"}, {"correct": "C"}])
     with pytest.raises(MCQInputError, match=r"bad\.jsonl: line 2: field 'correct' is 'x'"):
         load_questions(qfile, bad)
-    dup = _jsonl(tmp_path / "dup.jsonl", [{"id": "0", "correct": "A"}, {"id": "0", "correct": "B"},
-                                          {"id": "2", "correct": "C"}])
+    dup = _jsonl(
+        tmp_path / "dup.jsonl",
+        [{"id": "0", "correct": "A"}, {"id": "0", "correct": "B"}, {"id": "2", "correct": "C"}],
+    )
     with pytest.raises(MCQInputError, match=r"dup\.jsonl: line 2: duplicate id '0'"):
         load_questions(qfile, dup)
-    unknown = _jsonl(tmp_path / "unk.jsonl", [{"id": "0", "correct": "A"}, {"id": "1", "correct": "B"},
-                                              {"id": "7", "correct": "C"}])
+    unknown = _jsonl(
+        tmp_path / "unk.jsonl",
+        [{"id": "0", "correct": "A"}, {"id": "1", "correct": "B"}, {"id": "7", "correct": "C"}],
+    )
     with pytest.raises(MCQInputError, match=r"unk\.jsonl: line 3: id '7' is not a question id"):
         load_questions(qfile, unknown)
     blank = _jsonl(tmp_path / "blank.jsonl", [{"correct": "A"}, {"correct": ""}, {"correct": "C"}])

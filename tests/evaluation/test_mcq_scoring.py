@@ -60,14 +60,20 @@ def test_fast_path_equals_one_prompt_at_a_time(tiny, sample, prompt, min_prefix)
     runs = {}
     for bs, cache, side in [(1, False, "right"), (7, True, "left"), (7, True, "right"), (20, False, "left")]:
         tok.padding_side = side  # must not matter: the scorer pads by itself
-        r = score_mcq(model, sample, tokenizer=tok, prompt=prompt, batch_size=bs, prefix_cache=cache, progress=False)
+        r = score_mcq(
+            model, sample, tokenizer=tok, prompt=prompt, batch_size=bs, prefix_cache=cache, progress=False
+        )
         runs[(bs, cache, side)] = r
         for p, want in zip(r.predictions, ref, strict=True):
             assert list(p["logprobs"].values()) == pytest.approx(want, abs=1e-4)
             assert p["prediction"] == "ABCD"[max(range(4), key=want.__getitem__)]
             assert sum(p["probs"].values()) == pytest.approx(1.0)
         assert r.settings["template"]["prompt"] == prompt
-        assert r.settings["prefix_cache_tokens"] >= min_prefix if cache else r.settings["prefix_cache_tokens"] == 0
+        assert (
+            r.settings["prefix_cache_tokens"] >= min_prefix
+            if cache
+            else r.settings["prefix_cache_tokens"] == 0
+        )
     assert len({tuple(r.letters) for r in runs.values()}) == 1
 
 
@@ -89,7 +95,9 @@ def test_public_file_gives_submission_without_accuracy_and_key_adds_it(tiny, tmp
     preds = [json.loads(line) for line in files["predictions"].read_text().splitlines()]
     assert [p["prediction"] for p in preds] == [r[1] for r in rows[1:]]
 
-    withkey = score_mcq(model, load_questions(pub, key_path=key), tokenizer=tok, batch_size=16, progress=False)
+    withkey = score_mcq(
+        model, load_questions(pub, key_path=key), tokenizer=tok, batch_size=16, progress=False
+    )
     truth = [q.answer for q in keyed]
     assert withkey.letters == res.letters
     assert withkey.n_correct == sum(p == t for p, t in zip(withkey.letters, truth, strict=True))
@@ -100,7 +108,10 @@ def test_public_file_gives_submission_without_accuracy_and_key_adds_it(tiny, tmp
     scores = json.loads(s["scores"].read_text())
     assert scores["accuracy"] == withkey.accuracy and scores["ci95"] == [lo, hi]
     st = scores["settings"]
-    assert st["template"]["path"].endswith("eval/prompts/astromlab_token.txt") and len(st["template"]["sha256"]) == 64
+    assert (
+        st["template"]["path"].endswith("eval/prompts/astromlab_token.txt")
+        and len(st["template"]["sha256"]) == 64
+    )
     assert st["key"]["path"] == str(key) and st["batch_size"] == 16 and st["dtype"] == "float32"
     assert {"torch", "transformers", "tokenizers", "python"} <= set(st["versions"])
     assert [set(d) for d in st["letter_token_ids"]] == [{"A", "B", "C", "D"}]
@@ -126,8 +137,15 @@ def test_unparsed_replies_are_counted_wrong():
 
 def test_instruct_method_generates_and_reports_unparsed(tiny, sample):
     model, tok = tiny
-    r = score_mcq(model, sample.head(4), tokenizer=tok, method="instruct", max_new_tokens=6, batch_size=3,
-                  progress=False)
+    r = score_mcq(
+        model,
+        sample.head(4),
+        tokenizer=tok,
+        method="instruct",
+        max_new_tokens=6,
+        batch_size=3,
+        progress=False,
+    )
     assert len(r.predictions) == 4
     for p in r.predictions:
         assert isinstance(p["response"], str)
@@ -149,12 +167,22 @@ def test_instruct_method_applies_the_chat_template(tiny, sample):
     assert r.settings["chat_template"]["applied"] and len(r.settings["chat_template"]["sha256"]) == 64
     tpl = PromptTemplate.default("instruct")
     for q, p in zip(qs, r.predictions, strict=True):
-        ids = tok.apply_chat_template([{"role": "user", "content": tpl.render(q)}], add_generation_prompt=True,
-                                      tokenize=True, return_dict=False)
-        assert len(ids) > len(tok(tpl.render(q), add_special_tokens=False).input_ids)  # the template's own tokens
-        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=5, do_sample=False,
-                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        assert p["response"] == tok.decode(out[0, len(ids):], skip_special_tokens=True)
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": tpl.render(q)}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+        assert len(ids) > len(
+            tok(tpl.render(q), add_special_tokens=False).input_ids
+        )  # the template's own tokens
+        out = model.generate(
+            input_ids=torch.tensor([ids]),
+            max_new_tokens=5,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id or tok.eos_token_id,
+        )
+        assert p["response"] == tok.decode(out[0, len(ids) :], skip_special_tokens=True)
     plain = copy.copy(tok)
     plain.chat_template = None
     with pytest.raises(MCQInputError, match="no chat template, so the instruct method cannot be used"):
@@ -167,18 +195,50 @@ def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
     pub, key = tmp_path / "pub.jsonl", tmp_path / "key.jsonl"
     assert main(["eval", "mcq-split", str(SAMPLE), "--public", str(pub), "--key", str(key)]) == 0
     out = tmp_path / "out"
-    rc = main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(pub), "--key", str(key),
-               "--limit", "10", "--batch-size", "4", "--n-bootstrap", "500", "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "mcq",
+            "--model",
+            str(tiny_model),
+            "--questions",
+            str(pub),
+            "--key",
+            str(key),
+            "--limit",
+            "10",
+            "--batch-size",
+            "4",
+            "--n-bootstrap",
+            "500",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["n"] == 10 and 0.0 <= scores["accuracy"] <= 1.0 and scores["settings"]["questions"]["n"] == 10
+    assert (
+        scores["n"] == 10 and 0.0 <= scores["accuracy"] <= 1.0 and scores["settings"]["questions"]["n"] == 10
+    )
     assert (out / "submission.csv").read_text().startswith("id,answer\nastro-001,")
     capsys.readouterr()
 
     key.write_text(key.read_text().replace('"correct": "A"', '"correct": "Z"', 1))
     bad_out = tmp_path / "bad_out"
-    rc = main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(pub), "--key", str(key),
-               "--out", str(bad_out)])
+    rc = main(
+        [
+            "eval",
+            "mcq",
+            "--model",
+            str(tiny_model),
+            "--questions",
+            str(pub),
+            "--key",
+            str(key),
+            "--out",
+            str(bad_out),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "key.jsonl: line" in err[0] and "'Z', expected one letter A, B, C or D" in err[0]
@@ -203,7 +263,9 @@ def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):
     with pytest.raises(ValueError, match="greater than max allowed"):
         score_mcq(tiny_model, qs, backend="vllm", vllm_logprobs=5, llm=llm, progress=False)
     ins_hf = score_mcq(tiny_model, qs.head(3), method="instruct", max_new_tokens=5, progress=False)
-    ins_vl = score_mcq(tiny_model, qs.head(3), method="instruct", backend="vllm", max_new_tokens=5, progress=False)
+    ins_vl = score_mcq(
+        tiny_model, qs.head(3), method="instruct", backend="vllm", max_new_tokens=5, progress=False
+    )
     assert [p["response"] for p in ins_vl.predictions] == [p["response"] for p in ins_hf.predictions]
 
 
@@ -213,13 +275,34 @@ def test_shipped_lm_eval_task_runs_from_the_cli(tiny_model, sample, tmp_path):
     import subprocess
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={tiny_model},dtype=float32",
-           "--tasks", "astromlab_mcq", "--include_path", "eval/lm_eval_tasks", "--device", "cpu",
-           "--batch_size", "4", "--limit", "5", "--log_samples", "--output_path", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_model},dtype=float32",
+        "--tasks",
+        "astromlab_mcq",
+        "--include_path",
+        "eval/lm_eval_tasks",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "4",
+        "--limit",
+        "5",
+        "--log_samples",
+        "--output_path",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     [samples_file] = list(tmp_path.rglob("samples_astromlab_mcq_*.jsonl"))
-    rows = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda r: r["doc_id"])
+    rows = sorted(
+        (json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda r: r["doc_id"]
+    )
     lls = [[float(x[0]) for x in r["filtered_resps"]] for r in rows]  # logged as strings
     theirs = ["ABCD"[max(range(4), key=ll.__getitem__)] for ll in lls]
     ours = score_mcq(tiny_model, sample.head(5), progress=False)
@@ -235,7 +318,9 @@ def test_benchmark_script_compares_with_lm_eval(tiny_model, tmp_path):
     finally:
         sys.path.remove(str(REPO / "eval"))
     out = tmp_path / "bench.json"
-    assert bench_mcq.main(["--model", str(tiny_model), "--limit", "6", "--repeats", "1", "--out", str(out)]) == 0
+    assert (
+        bench_mcq.main(["--model", str(tiny_model), "--limit", "6", "--repeats", "1", "--out", str(out)]) == 0
+    )
     r = json.loads(out.read_text())
     assert r["identical_predictions"] and r["n_questions"] == 6 and not r["mismatches"]
     assert set(r["speedup_vs_lm_eval"]) == {"ours", "ours_no_prefix_cache"}
@@ -246,8 +331,27 @@ def test_prompt_choice_from_the_cli_and_the_prompt_effect_script(tiny_model, tmp
     from astrollama.cli import main
 
     out = tmp_path / "plain"
-    assert main(["eval", "mcq", "--model", str(tiny_model), "--questions", str(SAMPLE), "--limit", "6",
-                 "--prompt", "plain", "--n-bootstrap", "200", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "mcq",
+                "--model",
+                str(tiny_model),
+                "--questions",
+                str(SAMPLE),
+                "--limit",
+                "6",
+                "--prompt",
+                "plain",
+                "--n-bootstrap",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     tpl = json.loads((out / "scores.json").read_text())["settings"]["template"]
     assert tpl["prompt"] == "plain" and tpl["path"].endswith("eval/prompts/plain_token.txt")
     capsys.readouterr()
@@ -263,7 +367,10 @@ def test_prompt_choice_from_the_cli_and_the_prompt_effect_script(tiny_model, tmp
     assert [row["prompt"] for row in r["rows"]] == ["astromlab", "ours", "plain"] and r["n"] == 68
     assert r["key_letters"] == {L: 17 for L in "ABCD"}
     for row in r["rows"]:
-        assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1] and sum(row["predicted_letters"].values()) == 68
+        assert (
+            row["ci95"][0] <= row["accuracy"] <= row["ci95"][1]
+            and sum(row["predicted_letters"].values()) == 68
+        )
         assert f"| {row['prompt']} | {100 * row['accuracy']:.1f} [" in table
     assert r["rows"][0]["change_ci95"] is None and r["rows"][0]["agreement_with_astromlab"] == 1.0
     for row in r["rows"][1:]:

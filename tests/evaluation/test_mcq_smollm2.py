@@ -21,7 +21,9 @@ def smol(smollm2):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(smollm2)
+    return AutoModelForCausalLM.from_pretrained(
+        smollm2, dtype=torch.float32
+    ).eval(), AutoTokenizer.from_pretrained(smollm2)
 
 
 def test_token_method_equals_lm_eval_question_by_question(smol, tmp_path):
@@ -45,7 +47,9 @@ def test_token_method_equals_lm_eval_question_by_question(smol, tmp_path):
 def test_instruct_method_parses_smollm2_replies(smol):
     model, tok = smol
     qs = load_questions(SAMPLE).head(4)
-    r = score_mcq(model, qs, tokenizer=tok, method="instruct", max_new_tokens=24, batch_size=4, progress=False)
+    r = score_mcq(
+        model, qs, tokenizer=tok, method="instruct", max_new_tokens=24, batch_size=4, progress=False
+    )
     assert all(p["response"].strip() for p in r.predictions)
     for p in r.predictions:
         assert (p["prediction"] is None) == (p["parsed_by"] == "unparsed")
@@ -60,8 +64,9 @@ def test_instruct_prompt_is_the_smollm2_chat_turn(smol):
     _, tok = smol
     text = PromptTemplate.default("instruct").render(load_questions(SAMPLE).questions[0])
     [ids] = chat_prompt_ids(tok, [text])
-    assert ids == tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=False)
+    assert ids == tok.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     decoded = tok.decode(ids)
     assert f"<|im_start|>user\n{text}<|im_end|>\n" in decoded and decoded.endswith("<|im_start|>assistant\n")
 
@@ -79,8 +84,9 @@ def test_cached_batches_equal_one_question_at_a_time_on_smollm2(smol):
     assert r.settings["prefix_cache_tokens"] >= 20
     tpl = PromptTemplate.default("token")
     with torch.inference_mode():
-        for e, p in zip(encode_prompts(tok, [tpl.render(q) for q in qs], [q.id for q in qs]), r.predictions,
-                        strict=True):
+        for e, p in zip(
+            encode_prompts(tok, [tpl.render(q) for q in qs], [q.id for q in qs]), r.predictions, strict=True
+        ):
             lp = torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0, -1].float(), -1)
             want = [float(lp[i]) for i in e.letter_ids]
             assert list(p["logprobs"].values()) == pytest.approx(want, abs=1e-4)

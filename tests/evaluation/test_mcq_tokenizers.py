@@ -47,8 +47,12 @@ def test_other_shipped_prompts_and_unknown_names():
     ours = PromptTemplate.default("token", "ours").render(q)
     assert ours.index('"EXPLANATION"') < ours.index(q.question) and ours.endswith('{"ANSWER": "')
     plain = PromptTemplate.default("token", "plain").render(q)
-    assert plain == f"Question: {q.question}\n" + "".join(f"{L}. {q.options[L]}\n" for L in "ABCD") + "Answer: "
-    with pytest.raises(MCQInputError, match=r"prompt 'plain': method 'instruct' has the prompts \['astromlab'\]"):
+    assert (
+        plain == f"Question: {q.question}\n" + "".join(f"{L}. {q.options[L]}\n" for L in "ABCD") + "Answer: "
+    )
+    with pytest.raises(
+        MCQInputError, match=r"prompt 'plain': method 'instruct' has the prompts \['astromlab'\]"
+    ):
         PromptTemplate.default("instruct", "plain")
 
 
@@ -77,7 +81,9 @@ def smol_tok(smollm2):
 
 def test_letters_after_quote_and_after_space_bytelevel(smol_tok, tmp_path):
     q = load_questions(SAMPLE).questions[:3]
-    quote = encode_prompts(smol_tok, [PromptTemplate.default("token").render(x) for x in q], [x.id for x in q])
+    quote = encode_prompts(
+        smol_tok, [PromptTemplate.default("token").render(x) for x in q], [x.id for x in q]
+    )
     assert smol_tok.convert_ids_to_tokens(list(quote[0].letter_ids)) == ["A", "B", "C", "D"]
     spaced = _template(tmp_path, "Answer: ")  # trailing space: scored as " A", lm-eval style
     enc = encode_prompts(smol_tok, [spaced.render(x) for x in q], [x.id for x in q])
@@ -111,19 +117,43 @@ def sp_model_dir(tmp_path_factory) -> Path:
     sentences += ['Reply: {"ANSWER": "A", "EXPLANATION": "B C D"}', "Answer: A B C D"] * 20
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=buf, vocab_size=600, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        sentence_iterator=iter(sentences),
+        model_writer=buf,
+        vocab_size=600,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
         minloglevel=2,
     )
     (d / "tokenizer.model").write_bytes(buf.getvalue())
-    (d / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>",
-         "unk_token": "<unk>"}))
+    (d / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "LlamaTokenizer",
+                "add_bos_token": True,
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+            }
+        )
+    )
     tok = AutoTokenizer.from_pretrained(d)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=1, eos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     return d

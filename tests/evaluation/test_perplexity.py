@@ -151,8 +151,25 @@ def test_cli_ppl_writes_json_with_settings(tiny_model, tmp_path, capsys):
     data = tmp_path / "heldout"
     write_text_only(data / "part-0.json", DOCS)
     out = tmp_path / "ppl.json"
-    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
-                 "--stride", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "ppl",
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--block-size",
+                "8",
+                "--stride",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rep = json.loads(out.read_text())
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     ref = perplexity(model, AutoTokenizer.from_pretrained(tiny_model), DOCS, block_size=8, stride=4)
@@ -163,8 +180,30 @@ def test_cli_ppl_writes_json_with_settings(tiny_model, tmp_path, capsys):
     # bad input: one line naming the file and row, non-zero exit, no output written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
-    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "x.json")]) == 2
+    assert (
+        main(
+            ["eval", "ppl", "--model", str(tiny_model), "--data", str(bad), "--out", str(tmp_path / "x.json")]
+        )
+        == 2
+    )
     assert f"{bad}: line 2: invalid JSON" in capsys.readouterr().err
-    assert main(["eval", "ppl", "--model", str(tiny_model), "--data", str(data), "--block-size", "8",
-                 "--stride", "9", "--out", str(tmp_path / "x.json")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "ppl",
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--block-size",
+                "8",
+                "--stride",
+                "9",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.json").exists()

@@ -30,8 +30,14 @@ def results(tmp_path_factory, tiny_model, repo_root):
     trained = tiny_llama(tmp / "trained-model", seed=7)
     write_text_only(tmp / "heldout" / "h.json", HELDOUT)
     q = repo_root / "eval" / "data" / "astro_mcq_sample.jsonl"
-    kw = {"questions": q, "heldout": tmp / "heldout", "recipe": RECIPE, "scale": "toy", "block_size": 16,
-          "max_new_tokens": 8}
+    kw = {
+        "questions": q,
+        "heldout": tmp / "heldout",
+        "recipe": RECIPE,
+        "scale": "toy",
+        "block_size": 16,
+        "max_new_tokens": 8,
+    }
     a = evaluate_model(tiny_model, tmp / "r-base", label="tiny-base", role="base", **kw)
     b = evaluate_model(trained, tmp / "r-trained", label="tiny-cpt", role="trained", **kw)
     compare_embeddings([("tiny-base", tiny_model), ("tiny-cpt", trained)], tmp / "heldout", tmp / "emb")
@@ -42,7 +48,13 @@ def test_results_dir_layout(results):
     _, a, _ = results
     meta = json.loads((a / "meta.json").read_text())
     assert meta == {**meta, "label": "tiny-base", "role": "base", "recipe": RECIPE, "scale": "toy"}
-    for f in ("mcq/scores.json", "mcq/predictions.jsonl", "mcq/submission.csv", "ppl.json", "completion.json"):
+    for f in (
+        "mcq/scores.json",
+        "mcq/predictions.jsonl",
+        "mcq/submission.csv",
+        "ppl.json",
+        "completion.json",
+    ):
         assert (a / f).is_file(), f
     r = load_results(a)
     assert r.mcq["accuracy"] is not None and len(r.correct_by_id) == r.mcq["n"]
@@ -69,9 +81,11 @@ def test_report_has_published_with_citations_and_ours_with_intervals(results):
         ppl = json.loads((d / "ppl.json").read_text())
         pub = paper.MCQ_SCORES[name]
         label = json.loads((d / "meta.json").read_text())["label"]
-        assert (f"| {label} | {json.loads((d / 'meta.json').read_text())['role']} | toy | **{acc:.1f}** "
-                f"[{lo:.1f}, {hi:.1f}] (n={s['n']}) | {pub.value:.1f} ({name}) [{pub.source}] | "
-                f"**{ppl['perplexity']:.2f}** [{ppl['ci95'][0]:.2f}, {ppl['ci95'][1]:.2f}]") in md
+        assert (
+            f"| {label} | {json.loads((d / 'meta.json').read_text())['role']} | toy | **{acc:.1f}** "
+            f"[{lo:.1f}, {hi:.1f}] (n={s['n']}) | {pub.value:.1f} ({name}) [{pub.source}] | "
+            f"**{ppl['perplexity']:.2f}** [{ppl['ci95'][0]:.2f}, {ppl['ci95'][1]:.2f}]"
+        ) in md
     assert "Toy scale" in md and "not comparable in absolute terms" in md
     a1 = paper.ASTROLLAMA1
     assert f"{a1['perplexity_base'].value} -> AstroLLaMA-1 {a1['perplexity_astrollama'].value}" in md
@@ -82,9 +96,14 @@ def test_report_has_published_with_citations_and_ours_with_intervals(results):
     assert float(rows[1]["published_mcq"]) == paper.MCQ_SCORES[t_name].value
     assert rows[1]["published_mcq_source"] == paper.MCQ_SCORES[t_name].source
     data = json.loads((out / "report.json").read_text())
-    assert data["models"][0]["mcq_ci_low"] <= data["models"][0]["mcq_accuracy"] <= data["models"][0]["mcq_ci_high"]
+    assert (
+        data["models"][0]["mcq_ci_low"]
+        <= data["models"][0]["mcq_accuracy"]
+        <= data["models"][0]["mcq_ci_high"]
+    )
     assert data["changes"][0]["published_mcq_delta"]["value"] == pytest.approx(
-        paper.MCQ_SCORES[t_name].value - paper.MCQ_SCORES[b_name].value)
+        paper.MCQ_SCORES[t_name].value - paper.MCQ_SCORES[b_name].value
+    )
     for png in ("report.png", "similarity.png"):
         assert (out / png).stat().st_size > 10_000
         with Image.open(out / png) as im:
@@ -128,10 +147,33 @@ def test_cli_model_and_report(results, tiny_model, repo_root, tmp_path, capsys):
 
     tmp, a, _ = results
     r = tmp_path / "r"
-    assert main(["eval", "model", "--model", str(tiny_model), "--label", "again", "--role", "trained",
-                 "--paper-model", "AstroLLaMA-2-70B-Base_AIC", "--questions",
-                 str(repo_root / "eval" / "data" / "astro_mcq_sample.jsonl"), "--heldout", str(tmp / "heldout"),
-                 "--block-size", "16", "--max-new-tokens", "4", "--out", str(r)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "model",
+                "--model",
+                str(tiny_model),
+                "--label",
+                "again",
+                "--role",
+                "trained",
+                "--paper-model",
+                "AstroLLaMA-2-70B-Base_AIC",
+                "--questions",
+                str(repo_root / "eval" / "data" / "astro_mcq_sample.jsonl"),
+                "--heldout",
+                str(tmp / "heldout"),
+                "--block-size",
+                "16",
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(r),
+            ]
+        )
+        == 0
+    )
     assert main(["eval", "report", "--results", str(a), str(r), "--out", str(tmp_path / "rep")]) == 0
     md = capsys.readouterr().out
     pub = paper.MCQ_SCORES["AstroLLaMA-2-70B-Base_AIC"]

@@ -26,13 +26,26 @@ STAGES = ("base", "CPT", "SFT", "merged")
 def four(tmp_path_factory, tiny_model, repo_root):
     tmp = tmp_path_factory.mktemp("stages")
     write_text_only(tmp / "heldout" / "h.json", HELDOUT)
-    kw = {"questions": repo_root / "eval" / "data" / "astro_mcq_sample.jsonl", "heldout": tmp / "heldout",
-          "scale": "toy", "block_size": 16, "max_new_tokens": 4}
+    kw = {
+        "questions": repo_root / "eval" / "data" / "astro_mcq_sample.jsonl",
+        "heldout": tmp / "heldout",
+        "scale": "toy",
+        "block_size": 16,
+        "max_new_tokens": 4,
+    }
     dirs = []
     for i, stage in enumerate(STAGES):
         model = tiny_model if i == 0 else tiny_llama(tmp / f"m-{stage}", seed=10 + i)
-        dirs.append(evaluate_model(model, tmp / f"r-{stage}", label=f"tiny-{stage.lower()}",
-                                   role="base" if i == 0 else "trained", stage=stage, **kw))
+        dirs.append(
+            evaluate_model(
+                model,
+                tmp / f"r-{stage}",
+                label=f"tiny-{stage.lower()}",
+                role="base" if i == 0 else "trained",
+                stage=stage,
+                **kw,
+            )
+        )
     return tmp, dirs
 
 

@@ -40,8 +40,13 @@ def run(tmp_path, tiny_model, repo_root):
     partial = _checkpoint(ck, 30, seed=3)
     (partial / "trainer_state.json").write_text(json.dumps({"global_step": 20}))
     write_text_only(tmp_path / "heldout" / "h.json", HELDOUT)
-    return {"run": tmp_path / "run", "heldout": tmp_path / "heldout", "base": tiny_model,
-            "questions": repo_root / "eval" / "data" / "astro_mcq_sample.jsonl", "partial": partial}
+    return {
+        "run": tmp_path / "run",
+        "heldout": tmp_path / "heldout",
+        "base": tiny_model,
+        "questions": repo_root / "eval" / "data" / "astro_mcq_sample.jsonl",
+        "partial": partial,
+    }
 
 
 def _rows(out):
@@ -51,10 +56,16 @@ def _rows(out):
 
 def test_sweep_curves_and_resume(run, caplog):
     out = run["run"] / "eval" / "sweep"
-    rep = sweep(run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=16)
+    rep = sweep(
+        run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=16
+    )
     assert rep["out"] == str(out)
     rows = _rows(out)
-    assert [(r["label"], int(r["step"])) for r in rows] == [("base", 0), ("checkpoint-10", 10), ("checkpoint-20", 20)]
+    assert [(r["label"], int(r["step"])) for r in rows] == [
+        ("base", 0),
+        ("checkpoint-10", 10),
+        ("checkpoint-20", 20),
+    ]
     n_questions = len(run["questions"].read_text().splitlines())
     for r in rows:
         assert int(r["mcq_n"]) == n_questions
@@ -62,8 +73,12 @@ def test_sweep_curves_and_resume(run, caplog):
         assert float(r["ppl_ci_low"]) <= float(r["perplexity"]) <= float(r["ppl_ci_high"])
     # the perplexity column is the checkpoint's real perplexity with the same semantics
     ck10 = run["run"] / "checkpoints" / "checkpoint-10"
-    ref = perplexity(AutoModelForCausalLM.from_pretrained(ck10), AutoTokenizer.from_pretrained(ck10), HELDOUT,
-                     block_size=16)
+    ref = perplexity(
+        AutoModelForCausalLM.from_pretrained(ck10),
+        AutoTokenizer.from_pretrained(ck10),
+        HELDOUT,
+        block_size=16,
+    )
     assert float(rows[1]["perplexity"]) == pytest.approx(ref.perplexity, rel=1e-6)
     assert len({r["perplexity"] for r in rows}) == 3  # three different models
     with Image.open(out / "curves.png") as im:
@@ -113,8 +128,9 @@ def test_lora_adapter_checkpoint_is_merged(tmp_path, tiny_model):
     from peft import LoraConfig, get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     ck = tmp_path / "run" / "checkpoints" / "checkpoint-3"
     peft_model.save_pretrained(ck)
     (ck / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
@@ -137,12 +153,25 @@ def test_cli_sweep(run, tmp_path, capsys):
     from astrollama.cli import main  # the one entry point: bad input -> one line, exit 2
 
     out = tmp_path / "sw"
-    argv = ["sweep", "--run-dir", str(run["run"]), "--questions", str(run["questions"]),
-            "--heldout", str(run["heldout"]), "--block-size", "16", "--out", str(out)]
+    argv = [
+        "sweep",
+        "--run-dir",
+        str(run["run"]),
+        "--questions",
+        str(run["questions"]),
+        "--heldout",
+        str(run["heldout"]),
+        "--block-size",
+        "16",
+        "--out",
+        str(out),
+    ]
     assert main(["eval", *argv]) == 0
     assert [r["label"] for r in _rows(out)] == ["checkpoint-10", "checkpoint-20"]
     assert "curves.png" in capsys.readouterr().out
-    assert main(["eval", *argv[:-2], "--heldout", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["eval", *argv[:-2], "--heldout", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    )
     assert "missing: no such file or directory" in capsys.readouterr().err
     assert main(["eval", *argv, "--base", str(tmp_path / "no-base")]) == 2
     assert "no-base: base model directory does not exist" in capsys.readouterr().err

@@ -66,15 +66,27 @@ def snapshot(root: str | os.PathLike[str]) -> dict[str, tuple]:
     return out
 
 
-def _run(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
-         subprocess: bool = False, env: dict[str, str] | None = None, timeout: float = 120) -> Outcome:
+def _run(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    subprocess: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Outcome:
     """Run ``astrollama <argv>``; return exit code, stdout and stderr (logs included)."""
     argv = [str(a) for a in argv]
     if subprocess:
         full_env = {**os.environ, **(env or {})}
         full_env.pop("ASTROLLAMA_DEBUG", None)
-        r = sp.run([sys.executable, "-m", "astrollama", *argv], cwd=cwd, env=full_env,
-                   capture_output=True, text=True, timeout=timeout)
+        r = sp.run(
+            [sys.executable, "-m", "astrollama", *argv],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return Outcome(r.returncode, r.stdout, r.stderr)
     from astrollama.cli import main
 
@@ -104,10 +116,17 @@ def _run(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
     return Outcome(int(code or 0), out.getvalue(), err.getvalue())
 
 
-def _refuse(argv: Sequence[str], tree: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
-            expect: str | Sequence[str] = (), code: int = 2, allow: Sequence[str | os.PathLike[str]] = (),
-            cwd: str | os.PathLike[str] | None = None, subprocess: bool = False,
-            env: dict[str, str] | None = None) -> Outcome:
+def _refuse(
+    argv: Sequence[str],
+    tree: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    expect: str | Sequence[str] = (),
+    code: int = 2,
+    allow: Sequence[str | os.PathLike[str]] = (),
+    cwd: str | os.PathLike[str] | None = None,
+    subprocess: bool = False,
+    env: dict[str, str] | None = None,
+) -> Outcome:
     """Assert ``astrollama <argv>`` refuses with the one-line policy and leaves ``tree`` untouched."""
     trees = [tree] if isinstance(tree, (str, os.PathLike)) else list(tree)
     before = {t: snapshot(t) for t in trees}
@@ -123,8 +142,10 @@ def _refuse(argv: Sequence[str], tree: str | os.PathLike[str] | Iterable[str | o
     for t in trees:
         after = snapshot(t)
         changed = sorted(
-            p for p in set(before[t]) | set(after)
-            if before[t].get(p) != after.get(p) and not any(p == a or p.startswith(a + os.sep) for a in allowed)
+            p
+            for p in set(before[t]) | set(after)
+            if before[t].get(p) != after.get(p)
+            and not any(p == a or p.startswith(a + os.sep) for a in allowed)
         )
         assert not changed, f"written, changed or removed outside the intended output: {changed}\n{shown}"
     return r

@@ -31,7 +31,12 @@ def _tree(src: Path, files: dict[str, str]) -> None:
 
 
 def _fan_out(width: int, depth: int) -> dict[str, str]:
-    files = {"main.tex": HEAD + "Intro." + "".join(f"\\input{{f1_{i}}}" for i in range(width)) + "\n\\end{document}"}
+    files = {
+        "main.tex": HEAD
+        + "Intro."
+        + "".join(f"\\input{{f1_{i}}}" for i in range(width))
+        + "\n\\end{document}"
+    }
     for lvl in range(1, depth + 1):
         for i in range(width):
             nxt = "".join(f"\\input{{f{lvl + 1}_{j}}}" for j in range(width)) if lvl < depth else ""
@@ -48,46 +53,114 @@ def _outside(tmp: Path) -> Path:
 
 # kind -> (files of the e-print given the outside dir, extra setup, expected reason fragment)
 ESCAPES: dict[str, tuple[Callable[[Path], dict[str, str]], Callable[[Path, Path], None] | None, str]] = {
-    "input-absolute": (lambda o: {"main.tex": HEAD + f"\\input{{{o}/secret.tex}}\n\\end{{document}}"}, None,
-                       "absolute path refused"),
-    "input-etc-hostname": (lambda o: {"main.tex": HEAD + "\\input{/etc/hostname}\n\\end{document}"}, None,
-                           "\\input{/etc/hostname}: absolute path refused"),
-    "input-no-braces": (lambda o: {"main.tex": HEAD + "\\input /etc/passwd\n\\end{document}"}, None,
-                        "absolute path refused"),
-    "include-home": (lambda o: {"main.tex": HEAD + "\\include{~/.bashrc}\n\\end{document}"}, None,
-                     "absolute path refused"),
-    "input-dotdot": (lambda o: {"main.tex": HEAD + "\\input{../outside/secret}\n\\end{document}"}, None,
-                     "\\input{../outside/secret}: path leaves the source directory"),
-    "input-deep-dotdot": (lambda o: {"main.tex": HEAD + "\\input{../../../../etc/os-release}\n\\end{document}"},
-                          None, "path leaves the source directory"),
-    "input-dotdot-in-subdir": (lambda o: {"main.tex": HEAD + "\\input{sub/a}\n\\end{document}",
-                                          "sub/a.tex": "\\input{sub/../../../outside/secret}"}, None,
-                               "path leaves the source directory"),
-    "usepackage-dotdot": (lambda o: {"main.tex": "\\documentclass{article}\\usepackage{../outside/secret}"
-                                                 + HEAD[len("\\documentclass{article}"):] + "x\\end{document}"},
-                          None, "path leaves the source directory"),
-    "symlink-file-out": (lambda o: {"main.tex": HEAD + "\\input{link}\n\\end{document}"},
-                         lambda src, o: os.symlink(o / "secret.tex", src / "link.tex"),
-                         "\\input{link}: symlink leaves the source directory"),
-    "symlink-dir-out": (lambda o: {"main.tex": HEAD + "\\input{d/secret}\n\\end{document}"},
-                        lambda src, o: os.symlink(o, src / "d"), "symlink leaves the source directory"),
+    "input-absolute": (
+        lambda o: {"main.tex": HEAD + f"\\input{{{o}/secret.tex}}\n\\end{{document}}"},
+        None,
+        "absolute path refused",
+    ),
+    "input-etc-hostname": (
+        lambda o: {"main.tex": HEAD + "\\input{/etc/hostname}\n\\end{document}"},
+        None,
+        "\\input{/etc/hostname}: absolute path refused",
+    ),
+    "input-no-braces": (
+        lambda o: {"main.tex": HEAD + "\\input /etc/passwd\n\\end{document}"},
+        None,
+        "absolute path refused",
+    ),
+    "include-home": (
+        lambda o: {"main.tex": HEAD + "\\include{~/.bashrc}\n\\end{document}"},
+        None,
+        "absolute path refused",
+    ),
+    "input-dotdot": (
+        lambda o: {"main.tex": HEAD + "\\input{../outside/secret}\n\\end{document}"},
+        None,
+        "\\input{../outside/secret}: path leaves the source directory",
+    ),
+    "input-deep-dotdot": (
+        lambda o: {"main.tex": HEAD + "\\input{../../../../etc/os-release}\n\\end{document}"},
+        None,
+        "path leaves the source directory",
+    ),
+    "input-dotdot-in-subdir": (
+        lambda o: {
+            "main.tex": HEAD + "\\input{sub/a}\n\\end{document}",
+            "sub/a.tex": "\\input{sub/../../../outside/secret}",
+        },
+        None,
+        "path leaves the source directory",
+    ),
+    "usepackage-dotdot": (
+        lambda o: {
+            "main.tex": "\\documentclass{article}\\usepackage{../outside/secret}"
+            + HEAD[len("\\documentclass{article}") :]
+            + "x\\end{document}"
+        },
+        None,
+        "path leaves the source directory",
+    ),
+    "symlink-file-out": (
+        lambda o: {"main.tex": HEAD + "\\input{link}\n\\end{document}"},
+        lambda src, o: os.symlink(o / "secret.tex", src / "link.tex"),
+        "\\input{link}: symlink leaves the source directory",
+    ),
+    "symlink-dir-out": (
+        lambda o: {"main.tex": HEAD + "\\input{d/secret}\n\\end{document}"},
+        lambda src, o: os.symlink(o, src / "d"),
+        "symlink leaves the source directory",
+    ),
     "input-fan-out-8x10": (lambda o: _fan_out(8, 10), None, "nesting deeper than 8"),
     "input-fan-out-8x5": (lambda o: _fan_out(8, 5), None, "more than 256 files read (input fan-out)"),
-    "input-nesting-20": (lambda o: {"main.tex": HEAD + "\\input{n1}\\end{document}",
-                                    **{f"n{k}.tex": f"\\input{{n{k + 1}}}" for k in range(1, 21)}}, None,
-                         "nesting deeper than 8"),
-    "input-huge": (lambda o: {"main.tex": HEAD + "\\input{a}\\input{a}\\input{a}\\end{document}",
-                              "a.tex": "word " * 700_000}, None, "source larger than 8000000 characters"),
-    "def-bomb": (lambda o: {"main.tex": "\\documentclass{article}\\def\\a{\\a\\a}" + HEAD[23:] + "\\a\\end{document}"},
-                 None, "macros: nesting deeper than 32 (recursive definition)"),
-    "newcommand-recursive": (lambda o: {"main.tex": "\\documentclass{article}\\newcommand{\\b}[1]{\\b{#1}\\b{#1}}"
-                                                    + HEAD[23:] + "\\b{x}\\end{document}"},
-                             None, "macros: nesting deeper than 32"),
-    "def-mutual": (lambda o: {"main.tex": "\\documentclass{article}\\def\\x{\\y}\\def\\y{\\x}" + HEAD[23:]
-                                          + "\\x\\end{document}"}, None, "macros: nesting deeper than 32"),
-    "def-wide": (lambda o: {"main.tex": "\\documentclass{article}" + "".join(
-        f"\\def\\m{k}{{" + f"\\m{chr(ord(k) + 1)}" * 4 + "}" for k in "abcdefghijklmno") + HEAD[23:]
-        + "\\ma\\end{document}"}, None, "macros: expansion exceeds 200000 expansions"),
+    "input-nesting-20": (
+        lambda o: {
+            "main.tex": HEAD + "\\input{n1}\\end{document}",
+            **{f"n{k}.tex": f"\\input{{n{k + 1}}}" for k in range(1, 21)},
+        },
+        None,
+        "nesting deeper than 8",
+    ),
+    "input-huge": (
+        lambda o: {
+            "main.tex": HEAD + "\\input{a}\\input{a}\\input{a}\\end{document}",
+            "a.tex": "word " * 700_000,
+        },
+        None,
+        "source larger than 8000000 characters",
+    ),
+    "def-bomb": (
+        lambda o: {"main.tex": "\\documentclass{article}\\def\\a{\\a\\a}" + HEAD[23:] + "\\a\\end{document}"},
+        None,
+        "macros: nesting deeper than 32 (recursive definition)",
+    ),
+    "newcommand-recursive": (
+        lambda o: {
+            "main.tex": "\\documentclass{article}\\newcommand{\\b}[1]{\\b{#1}\\b{#1}}"
+            + HEAD[23:]
+            + "\\b{x}\\end{document}"
+        },
+        None,
+        "macros: nesting deeper than 32",
+    ),
+    "def-mutual": (
+        lambda o: {
+            "main.tex": "\\documentclass{article}\\def\\x{\\y}\\def\\y{\\x}"
+            + HEAD[23:]
+            + "\\x\\end{document}"
+        },
+        None,
+        "macros: nesting deeper than 32",
+    ),
+    "def-wide": (
+        lambda o: {
+            "main.tex": "\\documentclass{article}"
+            + "".join(f"\\def\\m{k}{{" + f"\\m{chr(ord(k) + 1)}" * 4 + "}" for k in "abcdefghijklmno")
+            + HEAD[23:]
+            + "\\ma\\end{document}"
+        },
+        None,
+        "macros: expansion exceeds 200000 expansions",
+    ),
 }
 
 
@@ -134,8 +207,11 @@ def test_hostile_eprint_is_a_recorded_failure(kind, tmp_path, aic_failure):
 def test_data_aic_file_refuses_a_hostile_eprint_with_one_line(tmp_path, refuse):
     src = tmp_path / "eprint"
     _tree(src, {"main.tex": HEAD + "\\input{../../../../etc/os-release}\n\\end{document}"})
-    refuse(["data", "aic", "--file", src], tmp_path, expect=["main.tex", "\\input{../../../../etc/os-release}",
-                                                            "path leaves the source directory"])
+    refuse(
+        ["data", "aic", "--file", src],
+        tmp_path,
+        expect=["main.tex", "\\input{../../../../etc/os-release}", "path leaves the source directory"],
+    )
 
 
 def test_find_main_tex_ignores_symlinks_out(tmp_path):

@@ -127,14 +127,31 @@ trainer:
 def train_recipe(tmp_path_factory, tiny_model, tiny_corpus) -> Callable[..., Path]:
     """train_recipe(run_dir, max_steps=.., save_steps=.., procs=1, ...) -> a recipe training tiny_model."""
 
-    def write(run_dir: Path, *, max_steps: int = 20, save_steps: int = 4, procs: int = 1,
-              global_batch: int = 4, micro: int = 4, packing: bool = True) -> Path:
+    def write(
+        run_dir: Path,
+        *,
+        max_steps: int = 20,
+        save_steps: int = 4,
+        procs: int = 1,
+        global_batch: int = 4,
+        micro: int = 4,
+        packing: bool = True,
+    ) -> Path:
         p = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
-        p.write_text(TRAIN_RECIPE.format(
-            model=tiny_model, data=tiny_corpus, run_dir=run_dir, port=free_port(), procs=procs,
-            max_steps=max_steps, save_steps=save_steps, global_batch=global_batch, micro=micro,
-            packing=str(packing).lower(),
-        ))
+        p.write_text(
+            TRAIN_RECIPE.format(
+                model=tiny_model,
+                data=tiny_corpus,
+                run_dir=run_dir,
+                port=free_port(),
+                procs=procs,
+                max_steps=max_steps,
+                save_steps=save_steps,
+                global_batch=global_batch,
+                micro=micro,
+                packing=str(packing).lower(),
+            )
+        )
         return p
 
     return write
@@ -143,8 +160,15 @@ def train_recipe(tmp_path_factory, tiny_model, tiny_corpus) -> Callable[..., Pat
 @pytest.fixture(scope="session")
 def train_env() -> dict[str, str]:
     """Environment for subprocess training runs: offline, one thread per process."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @pytest.fixture
@@ -179,10 +203,14 @@ def lmflow_python() -> Path:
         return Path(env)
     src = os.environ.get("ASTROLLAMA_LMFLOW_SRC")
     if src and os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"ASTROLLAMA_LMFLOW_SRC={src} is set but no LMFlow environment was built from it "
-                    "(scripts/setup_train_env.sh failed: see the start of the scripts/test.sh log)")
-    pytest.skip(f"LMFlow ({LMFLOW_COMMIT[:12]}) is not importable here and $ASTROLLAMA_LMFLOW_PYTHON is not set "
-                "(bash scripts/setup_train_env.sh LMFLOW_CHECKOUT builds an environment with it)")
+        pytest.fail(
+            f"ASTROLLAMA_LMFLOW_SRC={src} is set but no LMFlow environment was built from it "
+            "(scripts/setup_train_env.sh failed: see the start of the scripts/test.sh log)"
+        )
+    pytest.skip(
+        f"LMFlow ({LMFLOW_COMMIT[:12]}) is not importable here and $ASTROLLAMA_LMFLOW_PYTHON is not set "
+        "(bash scripts/setup_train_env.sh LMFLOW_CHECKOUT builds an environment with it)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -192,8 +220,11 @@ def lmflow_env(train_env, lmflow_python, tmp_path_factory) -> dict[str, str]:
     first on PYTHONPATH (the cached environment may point at another clone), a fresh datasets cache."""
     bin_dir = shlex.quote(str(lmflow_python.parent))
     env = {k: v for k, v in train_env.items() if k not in ("ASTROLLAMA_VENV", "VIRTUAL_ENV")}
-    return env | {"ASTROLLAMA_ENV_SETUP": f'export PATH={bin_dir}:"$PATH"', "PYTHONPATH": str(REPO / "src"),
-                  "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf-datasets"))}
+    return env | {
+        "ASTROLLAMA_ENV_SETUP": f'export PATH={bin_dir}:"$PATH"',
+        "PYTHONPATH": str(REPO / "src"),
+        "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf-datasets")),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,8 +241,9 @@ class CptJob:
 
     def state(self) -> tuple[str, int]:
         """(JobState, Restarts) as scontrol shows them; ("UNKNOWN", 0) once Slurm forgot the job."""
-        out = subprocess.run(["scontrol", "show", "job", self.id], env=self.env, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["scontrol", "show", "job", self.id], env=self.env, capture_output=True, text=True
+        ).stdout
         state, restarts = re.search(r"JobState=(\S+)", out), re.search(r"Restarts=(\d+)", out)
         return (state.group(1) if state else "UNKNOWN"), int(restarts.group(1)) if restarts else 0
 
@@ -253,8 +285,14 @@ def submit_cpt(tmp_path) -> Callable[..., CptJob]:
 
     def submit(options: list[str], args: list[str], env: dict[str, str]) -> CptJob:
         log = tmp_path / "job.out"
-        r = subprocess.run(["sbatch", "--parsable", f"--output={log}", *options, "slurm/cpt.sh", *args],
-                           cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            ["sbatch", "--parsable", f"--output={log}", *options, "slurm/cpt.sh", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         jobs.append(CptJob(r.stdout.strip().split(";")[0], log, env))
         return jobs[-1]
 
@@ -266,8 +304,12 @@ def submit_cpt(tmp_path) -> Callable[..., CptJob]:
 # ----------------------------------------------------------------------------------------------
 # SFT: conversation datasets and a tiny LLaMA whose tokenizer knows chatml's markers
 # ----------------------------------------------------------------------------------------------
-QUESTIONS = ["What sets the {0} of a {1}?", "Why does the {0} change near a {1}?",
-             "How is the {0} of a {1} measured?", "Explain the {0} and the {1}."]
+QUESTIONS = [
+    "What sets the {0} of a {1}?",
+    "Why does the {0} change near a {1}?",
+    "How is the {0} of a {1} measured?",
+    "Explain the {0} and the {1}.",
+]
 SYSTEMS = ["", "You answer questions about astronomy briefly.", "You are a patient astrophysics tutor."]
 
 
@@ -295,7 +337,7 @@ def conversation_corpus(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("sft") / "train"
     convs = make_conversations(48)
     for i in range(3):
-        write_conversations(d / f"chat-{i:05d}.json", convs[16 * i: 16 * (i + 1)])
+        write_conversations(d / f"chat-{i:05d}.json", convs[16 * i : 16 * (i + 1)])
     return d
 
 

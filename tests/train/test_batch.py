@@ -13,17 +13,17 @@ from astrollama.train.recipe import RecipeError
 @pytest.mark.parametrize(
     ("global_bs", "world", "max_micro", "micro", "accum"),
     [
-        (96, 8, 12, 12, 1),    # 8B summary, 1 node x 8
-        (96, 16, 12, 6, 1),    # 2 nodes x 8
-        (96, 32, 12, 3, 1),    # 4 nodes x 8
-        (96, 96, 12, 1, 1),    # 12 nodes x 8
-        (96, 8, 4, 4, 3),      # memory-capped micro-batch: accumulate
-        (160, 40, 4, 4, 1),    # 70B AIC, 5 nodes x 8
-        (160, 32, 4, 1, 5),    # 4 nodes x 8: 5 per process, micro 1
-        (32, 4, 8, 8, 1),      # AstroLLaMA-1, 4 GPUs
+        (96, 8, 12, 12, 1),  # 8B summary, 1 node x 8
+        (96, 16, 12, 6, 1),  # 2 nodes x 8
+        (96, 32, 12, 3, 1),  # 4 nodes x 8
+        (96, 96, 12, 1, 1),  # 12 nodes x 8
+        (96, 8, 4, 4, 3),  # memory-capped micro-batch: accumulate
+        (160, 40, 4, 4, 1),  # 70B AIC, 5 nodes x 8
+        (160, 32, 4, 1, 5),  # 4 nodes x 8: 5 per process, micro 1
+        (32, 4, 8, 8, 1),  # AstroLLaMA-1, 4 GPUs
         (32, 2, 8, 8, 2),
-        (12, 1, 5, 4, 3),      # largest divisor of 12 not above 5
-        (4, 1, 4, 4, 1),       # demo on CPU
+        (12, 1, 5, 4, 3),  # largest divisor of 12 not above 5
+        (4, 1, 4, 4, 1),  # demo on CPU
         (7, 1, 1, 1, 7),
     ],
 )

@@ -48,7 +48,7 @@ def test_packing_concatenates_and_drops_the_remainder(tok):
     n_blocks = sum(lens) // block
     assert sum(lens) % block, "pick a block size that leaves a remainder, so dropping it is tested"
     out = tokenize_and_group(DOCS, tok, block_size=block, disable_group_texts=False)
-    assert out["input_ids"] == [stream[i * block:(i + 1) * block] for i in range(n_blocks)]
+    assert out["input_ids"] == [stream[i * block : (i + 1) * block] for i in range(n_blocks)]
     assert out["labels"] == out["input_ids"]  # no masking at document boundaries
     assert all(m == [1] * block for m in out["attention_mask"])
     # the second document's BOS sits mid-block: documents share blocks, no cross-document mask
@@ -75,7 +75,9 @@ def test_no_packing_cuts_and_pads_each_document(tok):
     block = (lens[0] + lens[-1]) // 2  # some documents longer, some shorter than a block
     out = tokenize_and_group(DOCS, tok, block_size=block, disable_group_texts=True)
     assert len(out["input_ids"]) == len(DOCS)  # one block per document, whatever its length
-    for doc, ids, mask, labels in zip(DOCS, out["input_ids"], out["attention_mask"], out["labels"], strict=True):
+    for doc, ids, mask, labels in zip(
+        DOCS, out["input_ids"], out["attention_mask"], out["labels"], strict=True
+    ):
         full = by_hand(tok, doc)
         assert len(ids) == len(mask) == len(labels) == block
         if len(full) >= block:  # cut: everything past the first block of the document is lost
@@ -103,7 +105,7 @@ def test_smollm2_tokenizer_adds_no_bos_so_documents_join_directly(smollm2):
     stream = [t for x in ids for t in x]
     block = 16
     out = tokenize_and_group(DOCS, tok, block_size=block, disable_group_texts=False)
-    assert out["input_ids"] == [stream[i:i + block] for i in range(0, len(stream) - block + 1, block)]
+    assert out["input_ids"] == [stream[i : i + block] for i in range(0, len(stream) - block + 1, block)]
 
 
 def test_build_blocks_reads_an_lmflow_directory(tok, tmp_path):
@@ -117,8 +119,18 @@ def test_build_blocks_reads_an_lmflow_directory(tok, tmp_path):
 
 def test_unknown_flag_is_an_error(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="--no_such_flag"):
-        parse_args(["--model_name_or_path", str(tiny_model), "--dataset_path", str(tmp_path),
-                    "--output_dir", str(tmp_path / "o"), "--no_such_flag", "1"])
+        parse_args(
+            [
+                "--model_name_or_path",
+                str(tiny_model),
+                "--dataset_path",
+                str(tmp_path),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--no_such_flag",
+                "1",
+            ]
+        )
 
 
 def test_engine_parses_every_flag_the_recipe_translation_emits(repo_root, tmp_path):
@@ -129,11 +141,20 @@ def test_engine_parses_every_flag_the_recipe_translation_emits(repo_root, tmp_pa
 
     data = tmp_path / "train"
     write_text_only(data / "a.json", DOCS)
-    for name in ("demo-smollm2-135m.yaml", "astrollama-2-7b-base_abstract.yaml",
-                 "astrollama-3-8b-base_summary.yaml"):
-        r = load_recipe(repo_root / "recipes" / name,
-                        [f"data.dataset_path={data}", "data.eval_dataset_path=null", "launch.deepspeed=null",
-                         "model.name_or_path=/models/m"])
+    for name in (
+        "demo-smollm2-135m.yaml",
+        "astrollama-2-7b-base_abstract.yaml",
+        "astrollama-3-8b-base_summary.yaml",
+    ):
+        r = load_recipe(
+            repo_root / "recipes" / name,
+            [
+                f"data.dataset_path={data}",
+                "data.eval_dataset_path=null",
+                "launch.deepspeed=null",
+                "model.name_or_path=/models/m",
+            ],
+        )
         plan = plan_batch(r.batch.global_batch_size, 1, r.batch.max_micro_batch_size)
         flags = finetune_args(r, plan, output_dir=tmp_path / "out")
         model_args, data_args, training_args = parse_args(flags)
@@ -154,7 +175,7 @@ def test_lora_truncates_each_document_at_model_max_length_before_packing(tiny_mo
     assert all(len(by_hand(tok, d)) > 6 for d in DOCS)
     out = tokenize_and_group(DOCS, tok, block_size=4, disable_group_texts=False, truncate_at=6)
     stream = [t for c in cut for t in c]
-    assert out["input_ids"] == [stream[i:i + 4] for i in range(0, len(stream) // 4 * 4, 4)]
+    assert out["input_ids"] == [stream[i : i + 4] for i in range(0, len(stream) // 4 * 4, 4)]
     packed = DataArguments(dataset_path="d", disable_group_texts=False)
     assert truncation_length(packed, ModelArguments(model_name_or_path="m", use_lora=True), tok) == 6
     assert truncation_length(packed, ModelArguments(model_name_or_path="m"), tok) is None  # full CPT: no cut

@@ -26,8 +26,14 @@ def _run(tmp_path: Path, *args: str, timeout: int = 900) -> tuple[subprocess.Com
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     env.pop("OUT", None)
-    p = subprocess.run(["bash", str(SCRIPT), "--cpu-smoke", "--out", str(out), "--work", str(tmp_path / "work"),
-                        *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp_path)
+    p = subprocess.run(
+        ["bash", str(SCRIPT), "--cpu-smoke", "--out", str(out), "--work", str(tmp_path / "work"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
     written = json.loads((out / "gpu_check.json").read_text())
     assert json.loads(p.stdout) == written  # ONE JSON on stdout, the same as the file
     return p, written
@@ -76,7 +82,10 @@ def test_cpu_smoke_every_section(tmp_path):
         assert len(sec["losses"]) == sec["steps"] == steps
         assert all(5.0 < x < 8.0 for x in sec["losses"])  # ~ln(1024) = 6.93 for a random model
         assert sec["tokens_per_step"] == s["micro"] * s["block"] and sec["tokens_per_s"] > 0
-        assert sec["flops_per_token"] == 6 * prep["matmul_parameters"] + 12 * s["layers"] * s["hidden"] * s["block"]
+        assert (
+            sec["flops_per_token"]
+            == 6 * prep["matmul_parameters"] + 12 * s["layers"] * s["hidden"] * s["block"]
+        )
         assert sec["mfu"] == pytest.approx(sec["tokens_per_s"] * sec["flops_per_token"] / 1e12)
         assert sec["attn_implementation"] == "sdpa" and sec["engine"] == "local"
     if packages["lmflow"] is None:
@@ -99,15 +108,28 @@ def test_cpu_smoke_deepspeed_and_lmflow_agree_with_the_local_engine(tmp_path, lm
     """ZeRO-2 and ZeRO-3 through the local engine, and LMFlow's finetune.py with ZeRO-2 through the
     shim, in the LMFlow environment: the same per-step losses as the plain local engine (fp32 on CPU).
     The first DeepSpeed run on a machine JIT-compiles its CPU shared-memory op (minutes, then cached)."""
-    p, r = _run(tmp_path, "--only", "engine_bf16,deepspeed_zero2,deepspeed_zero3,lmflow_zero2",
-                "--python", str(lmflow_python), "--peak-tflops", "1", "--budget-s", "1500", timeout=1800)
+    p, r = _run(
+        tmp_path,
+        "--only",
+        "engine_bf16,deepspeed_zero2,deepspeed_zero3,lmflow_zero2",
+        "--python",
+        str(lmflow_python),
+        "--peak-tflops",
+        "1",
+        "--budget-s",
+        "1500",
+        timeout=1800,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     secs = r["sections"]
     assert secs["prepare"]["packages"]["deepspeed"] and secs["prepare"]["packages"]["lmflow"]
     ref = secs["engine_bf16"]
     assert ref["status"] == "ok" and len(ref["losses"]) == gpucheck.SIZES["cpu-smoke"]["steps"]
-    for name, engine, config in (("deepspeed_zero2", "local", "zero2.json"), ("deepspeed_zero3", "local", "zero3.json"),
-                                 ("lmflow_zero2", "lmflow", "zero2.json")):
+    for name, engine, config in (
+        ("deepspeed_zero2", "local", "zero2.json"),
+        ("deepspeed_zero3", "local", "zero3.json"),
+        ("lmflow_zero2", "lmflow", "zero2.json"),
+    ):
         sec = secs[name]
         assert sec["status"] == "ok", (name, sec)
         assert sec["engine"] == engine and sec["deepspeed_config"] == config
@@ -119,8 +141,10 @@ def test_cpu_smoke_deepspeed_and_lmflow_agree_with_the_local_engine(tmp_path, lm
 def test_a_crashed_section_is_recorded_and_the_rest_go_on(tmp_path):
     # the MCQ section's process is killed (as by the OOM killer); the Nougat section still runs
     python = tmp_path / "python"
-    python.write_text(f'#!/usr/bin/env bash\n[[ " $* " == *" --section mcq "* ]] && kill -9 $$\n'
-                      f'exec {sys.executable} "$@"\n')
+    python.write_text(
+        f'#!/usr/bin/env bash\n[[ " $* " == *" --section mcq "* ]] && kill -9 $$\n'
+        f'exec {sys.executable} "$@"\n'
+    )
     python.chmod(0o755)
     p, r = _run(tmp_path, "--only", "mcq,nougat", "--python", str(python))
     assert p.returncode == 1

@@ -121,13 +121,27 @@ def test_missing_dataset_directory(minimal_recipe, tmp_path):
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ASTROLLAMA_LMFLOW_DIR", None)
-    return subprocess.run([sys.executable, "-m", "astrollama.cli", "train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "astrollama.cli", "train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_dry_run_cli_prints_every_node(text_only_dir):
-    p = _cli("launch", str(SUMMARY), f"data.dataset_path={text_only_dir}", "--nodes", "4",
-             "--gpus-per-node", "8", "--dry-run")
+    p = _cli(
+        "launch",
+        str(SUMMARY),
+        f"data.dataset_path={text_only_dir}",
+        "--nodes",
+        "4",
+        "--gpus-per-node",
+        "8",
+        "--dry-run",
+    )
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "global batch 96 = 32 processes (4 nodes x 8) x micro-batch 3 x gradient accumulation 1" in out
@@ -173,6 +187,8 @@ def test_bad_recipes_fail_with_one_line(minimal_recipe, tmp_path, case, key, wor
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, p.stderr
     prefix = "astrollama train: error: "
-    assert lines[0].startswith(f"{prefix}{bad}: {key}: ") or lines[0].startswith(f"{prefix}{bad.resolve()}: {key}: ")
+    assert lines[0].startswith(f"{prefix}{bad}: {key}: ") or lines[0].startswith(
+        f"{prefix}{bad.resolve()}: {key}: "
+    )
     assert words in lines[0]
     assert p.stdout == "" and not (tmp_path / "run").exists()

@@ -86,7 +86,7 @@ def corpus(tmp_path_factory) -> Path:
         order = list(range(4))
         random.Random(attempt).shuffle(order)  # creation order (tmpfs lists by it, ext4 by name hash)
         for i in order:
-            write_text_only(d / names[i], docs[15 * i: 15 * (i + 1)])
+            write_text_only(d / names[i], docs[15 * i : 15 * (i + 1)])
         if [p.name for p in d.glob("*.json")] != names:
             return d
     pytest.fail("could not make a directory whose listing is unsorted: the order check would prove nothing")
@@ -102,12 +102,23 @@ def tiny96(tiny_model, tmp_path_factory) -> Path:
     return d
 
 
-def write_recipe(path: Path, run_dir: Path, *, model: Path, data: Path, packing: bool, procs: int,
-                 lora: bool) -> Path:
-    path.write_text(RECIPE.format(
-        model=model, data=data, packing=str(packing).lower(), micro=4 // procs, procs=procs, run_dir=run_dir,
-        lora=LORA if lora else "", lr=1.0e-2 if lora else 1.0e-3, max_steps=MAX_STEPS, save_steps=SAVE_STEPS,
-    ))
+def write_recipe(
+    path: Path, run_dir: Path, *, model: Path, data: Path, packing: bool, procs: int, lora: bool
+) -> Path:
+    path.write_text(
+        RECIPE.format(
+            model=model,
+            data=data,
+            packing=str(packing).lower(),
+            micro=4 // procs,
+            procs=procs,
+            run_dir=run_dir,
+            lora=LORA if lora else "",
+            lr=1.0e-2 if lora else 1.0e-3,
+            max_steps=MAX_STEPS,
+            save_steps=SAVE_STEPS,
+        )
+    )
     return path
 
 
@@ -115,8 +126,14 @@ class CptRun:
     """``bash slurm/cpt.sh RECIPE ...`` in the background, its output collected line by line."""
 
     def __init__(self, recipe: Path, env: dict[str, str], *overrides: str) -> None:
-        self.proc = subprocess.Popen(["bash", "slurm/cpt.sh", str(recipe), *overrides], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            ["bash", "slurm/cpt.sh", str(recipe), *overrides],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self.reader.start()
@@ -188,18 +205,26 @@ def only_checkpoints(output_dir: Path) -> list[str]:
 
 
 def local_reference(recipe: Path, run_dir: Path, train_env: dict[str, str]) -> Path:
-    r = subprocess.run(["bash", "slurm/cpt.sh", str(recipe), "launch.engine=local", f"launch.run_dir={run_dir}"],
-                       cwd=REPO, env=train_env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", "slurm/cpt.sh", str(recipe), "launch.engine=local", f"launch.run_dir={run_dir}"],
+        cwd=REPO,
+        env=train_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return run_dir / "checkpoints"
 
 
-def test_full_cpt_unpacked_two_processes_stops_on_usr1_and_resumes(corpus, tiny_model, lmflow_env, train_env,
-                                                                  tmp_path):
+def test_full_cpt_unpacked_two_processes_stops_on_usr1_and_resumes(
+    corpus, tiny_model, lmflow_env, train_env, tmp_path
+):
     run_dir = tmp_path / "run"
     out = run_dir / "checkpoints"
-    recipe = write_recipe(tmp_path / "full.yaml", run_dir, model=tiny_model, data=corpus, packing=False,
-                          procs=2, lora=False)
+    recipe = write_recipe(
+        tmp_path / "full.yaml", run_dir, model=tiny_model, data=corpus, packing=False, procs=2, lora=False
+    )
 
     first = CptRun(recipe, lmflow_env)
     first.wait_for("optimizer step 1/")
@@ -210,7 +235,10 @@ def test_full_cpt_unpacked_two_processes_stops_on_usr1_and_resumes(corpus, tiny_
     k = first.steps()[-1]
     assert first.steps() == list(range(1, k + 1)) and k < MAX_STEPS
     assert "stop requested (stop file" in first.text or "stop requested (signal" in first.text
-    assert only_checkpoints(out)[-1:] == [f"checkpoint-{k}"] and check_checkpoint(out / f"checkpoint-{k}").complete
+    assert (
+        only_checkpoints(out)[-1:] == [f"checkpoint-{k}"]
+        and check_checkpoint(out / f"checkpoint-{k}").complete
+    )
 
     second = CptRun(recipe, lmflow_env)
     assert second.finish() == 0, second.text[-4000:]
@@ -221,15 +249,18 @@ def test_full_cpt_unpacked_two_processes_stops_on_usr1_and_resumes(corpus, tiny_
     assert_same_losses(out, local_reference(recipe, tmp_path / "local", train_env))
 
 
-def test_lora_packed_truncated_survives_torn_checkpoints_and_kill9(corpus, tiny96, lmflow_env, train_env, tmp_path):
+def test_lora_packed_truncated_survives_torn_checkpoints_and_kill9(
+    corpus, tiny96, lmflow_env, train_env, tmp_path
+):
     from transformers import AutoTokenizer
 
     from astrollama.train.engine import tokenize_and_group
 
     run_dir = tmp_path / "run"
     out = run_dir / "checkpoints"
-    recipe = write_recipe(tmp_path / "lora.yaml", run_dir, model=tiny96, data=corpus, packing=True, procs=1,
-                          lora=True)
+    recipe = write_recipe(
+        tmp_path / "lora.yaml", run_dir, model=tiny96, data=corpus, packing=True, procs=1, lora=True
+    )
     torn = out / "checkpoint-3"  # a first checkpoint a crash left half-written
     torn.mkdir(parents=True)
     (torn / "adapter_model.safetensors").write_bytes(b"\0" * 100)
@@ -238,7 +269,9 @@ def test_lora_packed_truncated_survives_torn_checkpoints_and_kill9(corpus, tiny9
     first.wait_for(f"saved checkpoint-{SAVE_STEPS}")
     first.kill_tree()  # kill -9 of everything, mid-run
     assert "starting from step 0" in first.text
-    assert [p.name.startswith("checkpoint-3-") for p in (run_dir / "checkpoints.incomplete").iterdir()] == [True]
+    assert [p.name.startswith("checkpoint-3-") for p in (run_dir / "checkpoints.incomplete").iterdir()] == [
+        True
+    ]
     steps = first.steps()
     assert steps == list(range(1, len(steps) + 1)) and SAVE_STEPS <= len(steps) < MAX_STEPS, steps[-3:]
     k = latest_complete_checkpoint(out)
@@ -247,8 +280,14 @@ def test_lora_packed_truncated_survives_torn_checkpoints_and_kill9(corpus, tiny9
     # LMFlow truncated every document at model_max_length before packing (the local engine does too)
     tok = AutoTokenizer.from_pretrained(tiny96)
     docs = read_text_only_dir(corpus)
-    blocks = {cut: len(tokenize_and_group(docs, tok, block_size=64, disable_group_texts=False,
-                                          truncate_at=cut)["input_ids"]) for cut in (96, None)}
+    blocks = {
+        cut: len(
+            tokenize_and_group(docs, tok, block_size=64, disable_group_texts=False, truncate_at=cut)[
+                "input_ids"
+            ]
+        )
+        for cut in (96, None)
+    }
     assert blocks[96] < blocks[None] and f"Number of train samples: {blocks[96]}" in first.text
 
     newer = out / f"checkpoint-{k + 1}"  # and a newer one, torn the way a kill during save leaves it
@@ -307,14 +346,15 @@ def chat_corpus(tmp_path_factory) -> Path:
         order = list(range(3))
         random.Random(attempt).shuffle(order)
         for i in order:
-            write_conversations(d / names[i], convs[16 * i: 16 * (i + 1)])
+            write_conversations(d / names[i], convs[16 * i : 16 * (i + 1)])
         if [p.name for p in d.glob("*.json")] != names:
             return d
     pytest.fail("could not make a directory whose listing is unsorted")
 
 
-def test_sft_conversations_assistant_only_loss_equals_local_engine(chat_corpus, tiny_chat_model, lmflow_env,
-                                                                   train_env, tmp_path):
+def test_sft_conversations_assistant_only_loss_equals_local_engine(
+    chat_corpus, tiny_chat_model, lmflow_env, train_env, tmp_path
+):
     """LMFlow's finetune.py on a conversation dataset with --conversation_template chatml: SIGUSR1
     mid-run, resume, and every step's loss equal to the local engine's (same tokens, same
     assistant-only labels, same blocks). A run with the loss on the prompt too differs: the mask is
@@ -322,8 +362,15 @@ def test_sft_conversations_assistant_only_loss_equals_local_engine(chat_corpus, 
     run_dir = tmp_path / "run"
     out = run_dir / "checkpoints"
     recipe = tmp_path / "sft.yaml"
-    recipe.write_text(SFT_RECIPE.format(model=tiny_chat_model, data=chat_corpus, run_dir=run_dir,
-                                        max_steps=MAX_STEPS, save_steps=SAVE_STEPS))
+    recipe.write_text(
+        SFT_RECIPE.format(
+            model=tiny_chat_model,
+            data=chat_corpus,
+            run_dir=run_dir,
+            max_steps=MAX_STEPS,
+            save_steps=SAVE_STEPS,
+        )
+    )
 
     first = CptRun(recipe, lmflow_env)
     first.wait_for("optimizer step 3/")
@@ -343,10 +390,37 @@ def test_sft_conversations_assistant_only_loss_equals_local_engine(chat_corpus, 
     assert_same_losses(out, local)
     # the same run with the loss on every token (the local engine's --train_on_prompt True) differs
     prompt_out = tmp_path / "prompt"
-    args = [sys.executable, "-m", "astrollama.train.engine", "--model_name_or_path", str(tiny_chat_model), "--dataset_path", str(chat_corpus),
-            "--conversation_template", "chatml", "--train_on_prompt", "True", "--block_size", "96",
-            "--output_dir", str(prompt_out), "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
-            "--max_steps", "3", "--logging_steps", "1", "--report_to", "none", "--seed", "7", "--do_train", "True"]
+    args = [
+        sys.executable,
+        "-m",
+        "astrollama.train.engine",
+        "--model_name_or_path",
+        str(tiny_chat_model),
+        "--dataset_path",
+        str(chat_corpus),
+        "--conversation_template",
+        "chatml",
+        "--train_on_prompt",
+        "True",
+        "--block_size",
+        "96",
+        "--output_dir",
+        str(prompt_out),
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--seed",
+        "7",
+        "--do_train",
+        "True",
+    ]
     r = subprocess.run(args, env=train_env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert losses(prompt_out)[0] != pytest.approx(losses(local)[0], rel=1e-3)

@@ -100,13 +100,23 @@ def parsed(lmflow_python, tmp_path_factory, smollm2) -> dict[str, tuple[dict, Re
         for name in [*PAPER, DEMO]:
             extra = [f"data.eval_dataset_path={data}"] if name == DEMO else []
             recipe = load_recipe(REPO / "recipes" / name, [f"data.dataset_path={data}", *extra])
-            plan = plan_batch(recipe.batch.global_batch_size, recipe.launch.nodes * recipe.launch.gpus_per_node,
-                              recipe.batch.max_micro_batch_size)
+            plan = plan_batch(
+                recipe.batch.global_batch_size,
+                recipe.launch.nodes * recipe.launch.gpus_per_node,
+                recipe.batch.max_micro_batch_size,
+            )
             out = tmp_path_factory.mktemp("run") / "ckpt"
             cases[name] = (recipe, plan, data, out, finetune_args(recipe, plan, output_dir=out))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    p = subprocess.run([str(lmflow_python), "-c", PARSE], input=json.dumps([c[-1] for c in cases.values()]),
-                       capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+    p = subprocess.run(
+        [str(lmflow_python), "-c", PARSE],
+        input=json.dumps([c[-1] for c in cases.values()]),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     results = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     assert len(results) == len(cases), p.stdout[-3000:]
@@ -117,7 +127,9 @@ def parsed(lmflow_python, tmp_path_factory, smollm2) -> dict[str, tuple[dict, Re
 def test_paper_recipe_flags_parse_with_lmflow(name, parsed):
     got, recipe, plan, data, out = parsed[name]
     assert got["unknown"] == [], got["unknown"]
-    assert got["commit"] in ("", LMFLOW_COMMIT), f"LMFlow checkout is at {got['commit']}, pinned {LMFLOW_COMMIT}"
+    assert got["commit"] in ("", LMFLOW_COMMIT), (
+        f"LMFlow checkout is at {got['commit']}, pinned {LMFLOW_COMMIT}"
+    )
     assert got["block_size"] == recipe.data.block_size
     assert got["disable_group_texts"] is (not recipe.data.packing)
     assert got["dataset_path"] == str(data)
@@ -137,7 +149,9 @@ def test_paper_recipe_flags_parse_with_lmflow(name, parsed):
         assert ds["train_micro_batch_size_per_gpu"] == plan.per_device_train_batch_size
         assert ds["gradient_accumulation_steps"] == plan.gradient_accumulation_steps
         assert ds["gradient_clipping"] == recipe.trainer.get("max_grad_norm", 1.0)
-        assert ds["bf16"] is bool(recipe.trainer.get("bf16")) and ds["fp16"] is bool(recipe.trainer.get("fp16"))
+        assert ds["bf16"] is bool(recipe.trainer.get("bf16")) and ds["fp16"] is bool(
+            recipe.trainer.get("fp16")
+        )
     if recipe.model.lora is not None:
         assert got["lora_r"] == recipe.model.lora.r
         assert got["lora_target_modules"] == recipe.model.lora.target_modules
@@ -165,8 +179,20 @@ def test_installed_lmflow_checkout_is_found(text_only_dir, in_repo, lmflow_pytho
     without any setting, and the command runs its examples/finetune.py."""
     env = {k: v for k, v in os.environ.items() if k != "ASTROLLAMA_LMFLOW_DIR"}
     env |= {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO / "src")}
-    p = subprocess.run([str(lmflow_python), "-c", FIND, str(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"),
-                        str(text_only_dir)], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    p = subprocess.run(
+        [
+            str(lmflow_python),
+            "-c",
+            FIND,
+            str(REPO / "recipes" / "astrollama-3-8b-base_summary.yaml"),
+            str(text_only_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     checkout = Path(got["lmflow"]).resolve().parents[2]

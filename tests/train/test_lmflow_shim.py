@@ -18,7 +18,7 @@ from astrollama.train.checkpoints import check_checkpoint, list_checkpoints
 from astrollama.train.preempt import REQUEUE_EXIT_CODE
 
 # Shaped like LMFlow's finetuner: build a Trainer without callbacks, train(), then save_model().
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import os
     import sys
     sys.path.remove(os.path.abspath(os.path.dirname(sys.argv[0])))  # LMFlow's finetune.py, line 19
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent('''
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=default_data_collator)
     trainer.train()
     trainer.save_model()
-''')
+""")
 
 
 def test_shim_makes_a_plain_trainer_script_preemptible(tiny_model, tiny_corpus, train_env, tmp_path):
@@ -42,8 +42,19 @@ def test_shim_makes_a_plain_trainer_script_preemptible(tiny_model, tiny_corpus, 
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "astrollama.train.lmflow_shim", str(script), str(tiny_model), str(tiny_corpus),
-         str(out)], env=train_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "astrollama.train.lmflow_shim",
+            str(script),
+            str(tiny_model),
+            str(tiny_corpus),
+            str(out),
+        ],
+        env=train_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 300
     while not (out / "checkpoint-2").exists():

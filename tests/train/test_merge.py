@@ -107,8 +107,10 @@ def test_linear_merge_is_the_weighted_average_and_records_provenance(models, tmp
     assert record["mergekit_version"] == "0.1.5" and record["seed"] == 0 and record["method"] == "linear"
     weights = models["sft"] / "model.safetensors"
     assert record["inputs"]["models.sft.path"]["path"] == str(models["sft"])
-    assert record["inputs"]["models.sft.path"]["files"]["model.safetensors"]["sha256"] == \
-        hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (
+        record["inputs"]["models.sft.path"]["files"]["model.safetensors"]["sha256"]
+        == hashlib.sha256(weights.read_bytes()).hexdigest()
+    )
     assert record["started"] <= record["finished"]
     config = yaml.safe_load((prov / "mergekit.yaml").read_text())
     assert config == mergekit_config(load_merge_recipe(recipe))
@@ -161,8 +163,10 @@ def test_dry_run_prints_the_mergekit_config_and_writes_nothing(models, tmp_path,
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed == mergekit_config(load_merge_recipe(recipe))
     assert printed["merge_method"] == "dare_ties" and printed["base_model"] == str(models["base"])
-    assert [m["parameters"] for m in printed["models"]] == [{"weight": 0.75, "density": 0.5},
-                                                            {"weight": 0.25, "density": 0.5}]
+    assert [m["parameters"] for m in printed["models"]] == [
+        {"weight": 0.75, "density": 0.5},
+        {"weight": 0.25, "density": 0.5},
+    ]
     MergeConfiguration.model_validate(printed)
     assert not (tmp_path / "merged").exists()
 
@@ -170,7 +174,10 @@ def test_dry_run_prints_the_mergekit_config_and_writes_nothing(models, tmp_path,
 def test_shipped_merge_recipes_validate(capsys):
     published = list(paper.ASTROSAGE["merge"].value.values())  # CPT+SFT, then the Meta instruct model
     assert published == [W_SFT, W_INSTRUCT]
-    for name, method in (("astrosage-8b-merge", paper.MERGE_METHOD.value), ("demo-smollm2-135m-merge", "linear")):
+    for name, method in (
+        ("astrosage-8b-merge", paper.MERGE_METHOD.value),
+        ("demo-smollm2-135m-merge", "linear"),
+    ):
         recipe = load_merge_recipe(REPO / "recipes" / f"{name}.yaml")
         assert recipe.method == method and [m.weight for m in recipe.models.values()] == published
     assert main(["merge", str(REPO / "recipes" / "astrosage-8b-merge.yaml"), "--dry-run"]) == 0
@@ -201,12 +208,19 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(("template", "overrides", "key", "words"), HOSTILE,
-                         ids=[f"{h[2]}-{i}" for i, h in enumerate(HOSTILE)])
-def test_hostile_recipe_is_one_line_exit_2_and_writes_nothing(models, tmp_path, capsys, template, overrides,
-                                                             key, words):
+@pytest.mark.parametrize(
+    ("template", "overrides", "key", "words"), HOSTILE, ids=[f"{h[2]}-{i}" for i, h in enumerate(HOSTILE)]
+)
+def test_hostile_recipe_is_one_line_exit_2_and_writes_nothing(
+    models, tmp_path, capsys, template, overrides, key, words
+):
     (tmp_path / "not-a-model").mkdir()
-    fields = {"sft": models["sft"], "small_vocab": models["small_vocab"], "missing": tmp_path / "absent", "not_model": tmp_path / "not-a-model"}
+    fields = {
+        "sft": models["sft"],
+        "small_vocab": models["small_vocab"],
+        "missing": tmp_path / "absent",
+        "not_model": tmp_path / "not-a-model",
+    }
     recipe = _recipe(tmp_path, template, models)
     rc = _merge(recipe, *(o.format(**fields) for o in overrides))
     err = capsys.readouterr().err.strip()
@@ -218,8 +232,9 @@ def test_hostile_recipe_is_one_line_exit_2_and_writes_nothing(models, tmp_path, 
 
 def test_yaml_alias_and_existing_output_are_refused(models, tmp_path, capsys):
     recipe = _recipe(tmp_path, LINEAR, models)
-    recipe.write_text(recipe.read_text().replace("weight: 0.75", "weight: &w 0.75").replace(
-        "weight: 0.25", "weight: *w"))
+    recipe.write_text(
+        recipe.read_text().replace("weight: 0.75", "weight: &w 0.75").replace("weight: 0.25", "weight: *w")
+    )
     assert _merge(recipe) == 2
     assert "YAML alias *w is not allowed" in capsys.readouterr().err
     out = tmp_path / "merged"
@@ -238,8 +253,13 @@ def test_killed_merge_leaves_no_model_at_the_output_path(smollm2, tmp_path):
     twin = shutil.copytree(smollm2, tmp_path / "twin", copy_function=os.link)  # distinct, no copy
     recipe = _recipe(tmp_path, LINEAR, {"sft": smollm2, "instruct": twin})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "astrollama", "merge", str(recipe)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astrollama", "merge", str(recipe)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     try:
         while not list(tmp_path.glob(".merged.*.tmp/*")) and proc.poll() is None and time.time() < deadline:
@@ -258,9 +278,23 @@ def test_sbatch_merge_script(slurm_cluster, models, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.update(ASTROLLAMA_VENV=str(Path(sys.executable).parent.parent), OMP_NUM_THREADS="1")
     log = tmp_path / "merge-%j.out"
-    r = subprocess.run(["sbatch", "--wait", "--cpus-per-task=1", "--mem=2G", "--time=10", f"--output={log}",
-                        "slurm/merge.sh", str(recipe)], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--cpus-per-task=1",
+            "--mem=2G",
+            "--time=10",
+            f"--output={log}",
+            "slurm/merge.sh",
+            str(recipe),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     logs = "\n".join(p.read_text() for p in tmp_path.glob("merge-*.out"))
     assert r.returncode == 0, r.stderr + logs[-3000:]
     assert "] python: " in logs and "[merge.sh] " in logs and f"merged model: {tmp_path / 'merged'}" in logs

@@ -19,7 +19,9 @@ from astrollama.train.recipe import Recipe, RecipeError, load_recipe
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("in_repo")
 ALL_FILES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.name.startswith("_"))
-RECIPE_FILES = [p for p in ALL_FILES if not p.name.endswith("-merge.yaml")]  # merge: tests/train/test_merge.py
+RECIPE_FILES = [
+    p for p in ALL_FILES if not p.name.endswith("-merge.yaml")
+]  # merge: tests/train/test_merge.py
 PAPER_RECIPES = sorted(paper.RECIPES)
 
 # RECIPES keys that describe the corpus or the compute, not a training hyper-parameter.
@@ -44,7 +46,9 @@ def resolved(recipe: Recipe, key: str) -> Any:
         return w if isinstance(w, float) and w < 1 else None
     if key == "gradient_accumulation_steps":  # on the allocation the recipe names
         world = recipe.launch.nodes * recipe.launch.gpus_per_node
-        return plan_batch(recipe.batch.global_batch_size, world, recipe.batch.max_micro_batch_size).gradient_accumulation_steps
+        return plan_batch(
+            recipe.batch.global_batch_size, world, recipe.batch.max_micro_batch_size
+        ).gradient_accumulation_steps
     if key == "gpus":
         return recipe.launch.nodes * recipe.launch.gpus_per_node
     if key in {"learning_rate", "lr_scheduler_type", "bf16", "num_train_epochs"}:
@@ -64,9 +68,13 @@ def test_every_recipe_validates(path):
     assert recipe.name == path.stem and recipe.reproduces.strip()
     if recipe.launch.deepspeed is not None:
         world = recipe.launch.nodes * recipe.launch.gpus_per_node
-        deepspeed.check(recipe, plan=plan_batch(recipe.batch.global_batch_size, world, recipe.batch.max_micro_batch_size))
+        deepspeed.check(
+            recipe, plan=plan_batch(recipe.batch.global_batch_size, world, recipe.batch.max_micro_batch_size)
+        )
     header = path.read_text().split("\nbase:")[0]
-    assert re.search(rf"slurm/cpt\.sh recipes/{re.escape(path.name)}", header), "header must give the launch command"
+    assert re.search(rf"slurm/cpt\.sh recipes/{re.escape(path.name)}", header), (
+        "header must give the launch command"
+    )
     assert "packing:" in path.read_text()
 
 
@@ -85,7 +93,9 @@ def test_paper_recipe_matches_published_hyperparameters(name):
         if key in NOT_HYPERPARAMETERS:
             continue
         got = resolved(recipe, key)
-        assert got == published.value, f"{name}: {key} = {got!r}, published {published.value!r} ({published.cite()})"
+        assert got == published.value, (
+            f"{name}: {key} = {got!r}, published {published.value!r} ({published.cite()})"
+        )
         checked += 1
     assert checked >= 2
     for source in {p.source for k, p in paper.RECIPES[name].items() if k not in NOT_HYPERPARAMETERS}:
@@ -105,13 +115,21 @@ def test_summary_recipe_states_its_packing_choice():
 
 
 def test_validate_cli_over_the_recipes_directory():
-    p = subprocess.run([sys.executable, "-m", "astrollama.cli", "train", "validate", "recipes/"], cwd=REPO,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "astrollama.cli", "train", "validate", "recipes/"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.strip().splitlines()
     assert len(lines) == len(ALL_FILES) and all(ln.startswith("ok  recipes/") for ln in lines)
-    assert "recipes/astrollama-3-8b-base_summary.yaml: meta-llama/Meta-Llama-3-8B full, block 512, packing off, " \
-           "global batch 96" in p.stdout
+    assert (
+        "recipes/astrollama-3-8b-base_summary.yaml: meta-llama/Meta-Llama-3-8B full, block 512, packing off, "
+        "global batch 96" in p.stdout
+    )
 
 
 @pytest.mark.parametrize("name", sorted(paper.SFT_RECIPES))
@@ -122,7 +140,9 @@ def test_chat_recipe_matches_published_sft(name):
     recipe = load_recipe(path)
     for key, published in paper.SFT_RECIPES[name].items():
         got = resolved(recipe, key)
-        assert got == published.value, f"{name}: {key} = {got!r}, published {published.value!r} ({published.cite()})"
+        assert got == published.value, (
+            f"{name}: {key} = {got!r}, published {published.value!r} ({published.cite()})"
+        )
     assert recipe.data.conversation_template in {"llama2", "llama3"}
     assert recipe.data.conversation_template == ("llama3" if "-3-" in name else "llama2")
     header = path.read_text().split("\nbase:")[0]

@@ -68,8 +68,9 @@ def test_counts_agree_with_the_local_engine(tiny_model, tmp_path):
     texts = read_text_only_dir(tmp_path / "d")
     for packing in (False, True):
         count = planner.count_tokens(lengths, 32, packing, group_size=16)
-        blocks = tokenize_and_group(texts, tok, block_size=32, disable_group_texts=not packing,
-                                    group_texts_batch_size=16)
+        blocks = tokenize_and_group(
+            texts, tok, block_size=32, disable_group_texts=not packing, group_texts_batch_size=16
+        )
         assert count.sequences == len(blocks["input_ids"])
         assert count.trained_tokens == sum(sum(1 for x in lab if x != -100) for lab in blocks["labels"])
 
@@ -87,12 +88,35 @@ def test_dataset_plan_uses_the_recipe_tokenizer(minimal_recipe, tiny_model, text
 def test_memory_formula_per_stage():
     cfg = {"hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 10, "num_attention_heads": 2}
     n, w = 1_000_000, 4
-    got = {s: planner.memory_per_gpu(cfg, n, stage=s, offload=False, world=w, micro=1, block=1,
-                                     lora_params=None, checkpointing=False, flash=True) for s in range(4)}
+    got = {
+        s: planner.memory_per_gpu(
+            cfg,
+            n,
+            stage=s,
+            offload=False,
+            world=w,
+            micro=1,
+            block=1,
+            lora_params=None,
+            checkpointing=False,
+            flash=True,
+        )
+        for s in range(4)
+    }
     core = {s: got[s]["weights"] + got[s]["gradients"] + got[s]["optimizer"] for s in got}
     assert core == {0: 16 * n, 1: 4 * n + 12 * n / w, 2: 2 * n + 14 * n / w, 3: 16 * n / w}
-    off = planner.memory_per_gpu(cfg, n, stage=3, offload=True, world=w, micro=1, block=1,
-                                 lora_params=None, checkpointing=False, flash=True)
+    off = planner.memory_per_gpu(
+        cfg,
+        n,
+        stage=3,
+        offload=True,
+        world=w,
+        micro=1,
+        block=1,
+        lora_params=None,
+        checkpointing=False,
+        flash=True,
+    )
     assert off["optimizer"] == 0 and off["host_optimizer"] == 12 * n / w
 
 
@@ -119,8 +143,12 @@ def test_70b_recipe_memory_needs_offload_and_fits():
     rep = planner.plan(load_recipe(REPO / "recipes" / "astrollama-2-70b-base_aic.yaml"), tokens=1e9)
     assert rep.zero_stage == 3 and rep.offload and rep.memory["optimizer"] == 0
     assert rep.memory["total"] / 1024**3 < 80 * 0.9
-    no_offload = planner.plan(load_recipe(REPO / "recipes" / "astrollama-2-70b-base_aic.yaml",
-                                          ["launch.deepspeed=ds_configs/zero2.json"]), tokens=1e9)
+    no_offload = planner.plan(
+        load_recipe(
+            REPO / "recipes" / "astrollama-2-70b-base_aic.yaml", ["launch.deepspeed=ds_configs/zero2.json"]
+        ),
+        tokens=1e9,
+    )
     assert "DOES NOT FIT" in no_offload.render()
 
 
@@ -131,10 +159,33 @@ def test_sbatch_time():
 
 def test_plan_cli(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "astrollama.cli", "train", "plan", str(SUMMARY), "--tokens", "1.7e8",
-                        "--mfu", "0.23"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "astrollama.cli",
+            "train",
+            "plan",
+            str(SUMMARY),
+            "--tokens",
+            "1.7e8",
+            "--mfu",
+            "0.23",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert "8.03e9 parameters" in p.stdout and "impossible (>100% MFU)" in p.stdout
-    p = subprocess.run([sys.executable, "-m", "astrollama.cli", "train", "plan", str(SUMMARY)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "astrollama.cli", "train", "plan", str(SUMMARY)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2 and "data.dataset_path" in p.stderr and len(p.stderr.strip().splitlines()) == 1

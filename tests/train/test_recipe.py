@@ -55,9 +55,17 @@ def test_minimal_recipe_resolves(minimal_recipe, text_only_dir):
     ("snippet", "key", "words"),
     [
         ("colour: red\n", "colour", "unknown key"),
-        ("data:\n  packing: true\n  blok_size: 3\n", "data.blok_size", "unknown key (allowed here: dataset_path"),
+        (
+            "data:\n  packing: true\n  blok_size: 3\n",
+            "data.blok_size",
+            "unknown key (allowed here: dataset_path",
+        ),
         ("trainer:\n  learning_rate: 2e-5\n", "trainer.learning_rate", "'2e-5' is a string, not a number"),
-        ("data:\n  packing: true\n  block_size: '512'\n", "data.block_size", "'512' is a string, not a number; remove the quotes"),
+        (
+            "data:\n  packing: true\n  block_size: '512'\n",
+            "data.block_size",
+            "'512' is a string, not a number; remove the quotes",
+        ),
         ("batch:\n  global_batch_size: 8.5\n", "batch.global_batch_size", "valid integer"),
         ("data:\n  packing: yes\n", "data.packing", "valid boolean"),
         ("trainer:\n  bf16: on\n", "trainer.bf16", "expected bool"),
@@ -134,8 +142,16 @@ def test_yaml_problems_are_one_line(write_recipe):
 def test_overrides_use_yaml_typing_and_the_same_checks(write_recipe):
     write_recipe(BASE, "base.yaml")
     path = write_recipe("base: base.yaml\ndata:\n  packing: true\n")
-    r = load_recipe(path, ["trainer.learning_rate=2.0e-5", "launch.nodes=2", "data.packing=false",
-                           "trainer.max_steps=10", "model.lora={r: 4, alpha: 8, dropout: 0.0}"])
+    r = load_recipe(
+        path,
+        [
+            "trainer.learning_rate=2.0e-5",
+            "launch.nodes=2",
+            "data.packing=false",
+            "trainer.max_steps=10",
+            "model.lora={r: 4, alpha: 8, dropout: 0.0}",
+        ],
+    )
     assert r.trainer["learning_rate"] == 2.0e-5 and r.launch.nodes == 2 and r.data.packing is False
     assert r.trainer["max_steps"] == 10 and r.model.lora is not None and r.model.lora.r == 4
     e = _error(path, ["trainer.learning_rate=2e-5"])
@@ -151,7 +167,9 @@ def test_overrides_use_yaml_typing_and_the_same_checks(write_recipe):
 
 def test_paths_resolve_against_the_working_directory(write_recipe, tmp_path, monkeypatch):
     write_recipe(BASE, "base.yaml")
-    path = write_recipe("base: base.yaml\ndata:\n  packing: true\nlaunch:\n  deepspeed: ds/z.json\n  run_dir: ~/runs/x\n")
+    path = write_recipe(
+        "base: base.yaml\ndata:\n  packing: true\nlaunch:\n  deepspeed: ds/z.json\n  run_dir: ~/runs/x\n"
+    )
     monkeypatch.chdir(tmp_path)
     r = load_recipe(path)
     assert r.data.dataset_path == tmp_path / "data" / "train"

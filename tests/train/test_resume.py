@@ -34,7 +34,7 @@ def engine_flags(recipe: Path) -> list[str]:
     from astrollama.train.recipe import load_recipe
 
     cmd = build_launch(load_recipe(recipe), nodes=["localhost"], gpus_per_node=1).commands[0]
-    return cmd[cmd.index("astrollama.train.engine") + 1:]
+    return cmd[cmd.index("astrollama.train.engine") + 1 :]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,13 @@ def reference(tmp_path_factory, train_recipe, train_env) -> Path:
     """An uninterrupted run of MAX_STEPS steps (engine run directly, one process): its output dir."""
     run_dir = tmp_path_factory.mktemp("reference")
     recipe = train_recipe(run_dir, max_steps=MAX_STEPS, save_steps=SAVE_STEPS)
-    r = subprocess.run([sys.executable, "-m", "astrollama.train.engine", *engine_flags(recipe)],
-                       env=train_env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "astrollama.train.engine", *engine_flags(recipe)],
+        env=train_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return run_dir / "checkpoints"
 
@@ -87,20 +92,27 @@ def test_newest_complete_wins_and_torn_newer_ones_are_moved_aside(reference, tmp
     assert latest_complete_checkpoint(out) == out / f"checkpoint-{2 * SAVE_STEPS}"
     moved = quarantine_incomplete(out)
     assert [(m.parent, m.name.startswith(f"checkpoint-{3 * SAVE_STEPS}-")) for m in moved] == [
-        (tmp_path / "out.incomplete", True)]  # out of the output dir: LMFlow sees checkpoints only
-    assert sorted(p.name for p in out.iterdir()) == [f"checkpoint-{SAVE_STEPS}", f"checkpoint-{2 * SAVE_STEPS}"]
+        (tmp_path / "out.incomplete", True)
+    ]  # out of the output dir: LMFlow sees checkpoints only
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"checkpoint-{SAVE_STEPS}",
+        f"checkpoint-{2 * SAVE_STEPS}",
+    ]
 
 
 def _steps(text: str) -> list[int]:
     return [int(m.group(1)) for m in STEP_RE.finditer(text)]
 
 
-def test_sigusr1_saves_at_the_current_step_and_the_rerun_resumes(reference, train_recipe, train_env, tmp_path):
+def test_sigusr1_saves_at_the_current_step_and_the_rerun_resumes(
+    reference, train_recipe, train_env, tmp_path
+):
     run_dir = tmp_path / "run"
     recipe = train_recipe(run_dir, max_steps=MAX_STEPS, save_steps=SAVE_STEPS)
     cmd = ["bash", str(REPO / "slurm" / "cpt.sh"), str(recipe)]
-    first = subprocess.Popen(cmd, cwd=REPO, env=train_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    first = subprocess.Popen(
+        cmd, cwd=REPO, env=train_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / f"checkpoint-{SAVE_STEPS}").exists():
         assert first.poll() is None, first.stdout.read()[-3000:]
@@ -130,7 +142,10 @@ def test_sigusr1_saves_at_the_current_step_and_the_rerun_resumes(reference, trai
     ref_losses = [e["loss"] for e in ref["log_history"] if "loss" in e]
     assert len(losses) == MAX_STEPS
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref_losses), rtol=1e-4, atol=1e-4)
-    w, w_ref = load_file(run_dir / "checkpoints" / "model.safetensors"), load_file(reference / "model.safetensors")
+    w, w_ref = (
+        load_file(run_dir / "checkpoints" / "model.safetensors"),
+        load_file(reference / "model.safetensors"),
+    )
     assert w.keys() == w_ref.keys()
     for name in w:
         torch.testing.assert_close(w[name], w_ref[name], rtol=1e-4, atol=1e-5, msg=name)
@@ -139,7 +154,14 @@ def test_sigusr1_saves_at_the_current_step_and_the_rerun_resumes(reference, trai
     assert len(attempts) == 2
     launch2 = json.loads((run_dir / "provenance" / attempts[1] / "launch.json").read_text())
     assert launch2["resume_from_checkpoint"].endswith(f"checkpoint-{k}")
-    for f in ("recipe.yaml", "recipe.json", "git.json", "pip-freeze.txt", "environment.json", "launch.txt",
-              "batch.txt"):
+    for f in (
+        "recipe.yaml",
+        "recipe.json",
+        "git.json",
+        "pip-freeze.txt",
+        "environment.json",
+        "launch.txt",
+        "batch.txt",
+    ):
         assert (run_dir / "provenance" / attempts[0] / f).stat().st_size > 0, f
     assert "torch==" in (run_dir / "provenance" / attempts[0] / "pip-freeze.txt").read_text()

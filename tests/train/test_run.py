@@ -31,7 +31,9 @@ def test_gpu_count_comes_from_slurm_then_cuda_visible_devices(monkeypatch):
     assert (a.procs_per_node, a.device) == (8, "cuda")
 
 
-@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs scontrol (slurm-wlm) to expand node lists")
+@pytest.mark.skipif(
+    shutil.which("scontrol") is None, reason="needs scontrol (slurm-wlm) to expand node lists"
+)
 def test_slurm_allocation_reads_hostnames_node_id_and_restart(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[007-008],login1")
@@ -49,14 +51,26 @@ def test_bad_recipe_is_refused_before_anything_starts(train_recipe, train_env, t
 
     run_dir = tmp_path / "run"
     recipe = train_recipe(run_dir)
-    for overrides, key in ((["launch.gpus_per_node=2", "batch.global_batch_size=3"], "batch.global_batch_size"),
-                           (["trainer.learning_rate=2e-5"], "trainer.learning_rate")):
+    for overrides, key in (
+        (["launch.gpus_per_node=2", "batch.global_batch_size=3"], "batch.global_batch_size"),
+        (["trainer.learning_rate=2e-5"], "trainer.learning_rate"),
+    ):
         assert main(["train", "run", str(recipe), *overrides]) == 2
-        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("astrollama train: error: ")]
+        errors = [
+            line
+            for line in capsys.readouterr().err.splitlines()
+            if line.startswith("astrollama train: error: ")
+        ]
         assert len(errors) == 1 and str(recipe) in errors[0] and key in errors[0]
     # through the shell a cluster job runs: exit status 2, one error line
-    r = subprocess.run(["bash", "slurm/cpt.sh", str(recipe), "data.dataset_path=/nonexistent/dir"], cwd=REPO,
-                       env=train_env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        ["bash", "slurm/cpt.sh", str(recipe), "data.dataset_path=/nonexistent/dir"],
+        cwd=REPO,
+        env=train_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("astrollama train: error: ")]
     assert len(errors) == 1 and str(recipe) in errors[0] and "data.dataset_path" in errors[0], r.stderr

@@ -33,12 +33,15 @@ from astrollama.train.recipe import RecipeError, load_recipe
 
 from .conftest import REPO, make_conversations
 
-CONV = {"system": "Answer in one sentence.", "messages": [
-    {"role": "user", "content": "What powers a main-sequence star?"},
-    {"role": "assistant", "content": "Hydrogen fusion in its core."},
-    {"role": "user", "content": "And a white dwarf?"},
-    {"role": "assistant", "content": "Nothing: it cools down slowly."},
-]}
+CONV = {
+    "system": "Answer in one sentence.",
+    "messages": [
+        {"role": "user", "content": "What powers a main-sequence star?"},
+        {"role": "assistant", "content": "Hydrogen fusion in its core."},
+        {"role": "user", "content": "And a white dwarf?"},
+        {"role": "assistant", "content": "Nothing: it cools down slowly."},
+    ],
+}
 
 
 def test_chatml_on_smollm2_masks_everything_but_the_assistant_turns(smollm2):
@@ -51,7 +54,8 @@ def test_chatml_on_smollm2_masks_everything_but_the_assistant_turns(smollm2):
         "<|im_start|>user\nWhat powers a main-sequence star?<|im_end|>\n"
         "<|im_start|>assistant\nHydrogen fusion in its core.<|im_end|>\n"
         "<|im_start|>user\nAnd a white dwarf?<|im_end|>\n"
-        "<|im_start|>assistant\nNothing: it cools down slowly.<|im_end|>\n")
+        "<|im_start|>assistant\nNothing: it cools down slowly.<|im_end|>\n"
+    )
     # the trained tokens are exactly the two assistant turns, header and end marker included (LMFlow)
     runs, cur = [], []
     for i, lab in zip(ids, labels, strict=True):
@@ -63,8 +67,10 @@ def test_chatml_on_smollm2_masks_everything_but_the_assistant_turns(smollm2):
             assert lab == i
             cur.append(i)
     runs.append(cur)
-    assert [tok.decode(r) for r in runs] == ["<|im_start|>assistant\nHydrogen fusion in its core.<|im_end|>\n",
-                                             "<|im_start|>assistant\nNothing: it cools down slowly.<|im_end|>\n"]
+    assert [tok.decode(r) for r in runs] == [
+        "<|im_start|>assistant\nHydrogen fusion in its core.<|im_end|>\n",
+        "<|im_start|>assistant\nNothing: it cools down slowly.<|im_end|>\n",
+    ]
     ids2, labels2 = encode_conversation(CONV, tok, "chatml", train_on_prompt=True)
     assert ids2 == ids and labels2 == ids
 
@@ -92,10 +98,11 @@ def test_blocks_keep_the_mask_when_padding_and_when_packing(tiny_model):
     convs = make_conversations(12, seed=3)
     seqs = [encode_conversation(c, tok, "chatml") for c in convs]
     padded = conversation_blocks(convs, tok, template="chatml", block_size=512, disable_group_texts=True)
-    for (ids, lab), x, y, m in zip(seqs, padded["input_ids"], padded["labels"], padded["attention_mask"],
-                                   strict=True):
+    for (ids, lab), x, y, m in zip(
+        seqs, padded["input_ids"], padded["labels"], padded["attention_mask"], strict=True
+    ):
         assert x[: len(ids)] == ids and y[: len(ids)] == lab and sum(m) == len(ids)
-        assert set(y[len(ids):]) <= {IGNORE_INDEX}
+        assert set(y[len(ids) :]) <= {IGNORE_INDEX}
     packed = conversation_blocks(convs, tok, template="chatml", block_size=64, disable_group_texts=False)
     flat_ids = [t for ids, _ in seqs for t in ids]
     flat_lab = [t for _, lab in seqs for t in lab]
@@ -107,17 +114,20 @@ def test_blocks_keep_the_mask_when_padding_and_when_packing(tiny_model):
         conversation_blocks(convs, tok, template=None, block_size=64, disable_group_texts=True)
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda c: c["messages"].pop(), "user/assistant pairs"),
-    (lambda c: c["messages"].reverse(), "must be 'user'"),
-    (lambda c: c["messages"][1].update(content="  "), "non-blank"),
-    (lambda c: c["messages"][0].update(role="system"), "must be 'user'"),
-    (lambda c: c["messages"][0].update(name="x"), "'role', 'content'"),
-    (lambda c: c.update(tools=["calc"]), "keys must be"),
-    (lambda c: c.update(system=3), "system: must be a string"),
-    (lambda c: c.update(system=" \n"), "blank but not empty"),
-    (lambda c: c.update(messages=[]), "non-empty list"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["messages"].pop(), "user/assistant pairs"),
+        (lambda c: c["messages"].reverse(), "must be 'user'"),
+        (lambda c: c["messages"][1].update(content="  "), "non-blank"),
+        (lambda c: c["messages"][0].update(role="system"), "must be 'user'"),
+        (lambda c: c["messages"][0].update(name="x"), "'role', 'content'"),
+        (lambda c: c.update(tools=["calc"]), "keys must be"),
+        (lambda c: c.update(system=3), "system: must be a string"),
+        (lambda c: c.update(system=" \n"), "blank but not empty"),
+        (lambda c: c.update(messages=[]), "non-empty list"),
+    ],
+)
 def test_conversation_writer_and_reader_refuse_what_lmflow_would_misread(tmp_path, mutate, message):
     bad = json.loads(json.dumps(CONV))
     mutate(bad)
@@ -170,7 +180,12 @@ trainer:
 
 def test_recipe_schema_for_sft(write_recipe, conversation_corpus, tiny_model):
     def recipe(**kw):
-        args = {"model": tiny_model, "data": conversation_corpus, "template": "chatml", "engine": "local"} | kw
+        args = {
+            "model": tiny_model,
+            "data": conversation_corpus,
+            "template": "chatml",
+            "engine": "local",
+        } | kw
         return write_recipe(SFT_RECIPE.format(**args))
 
     r = load_recipe(recipe())
@@ -193,16 +208,24 @@ def test_recipe_schema_for_sft(write_recipe, conversation_corpus, tiny_model):
         load_recipe(recipe(), ["trainer.train_on_prompt=true"])
 
 
-def test_launch_checks_that_the_data_matches_the_recipe(write_recipe, conversation_corpus, text_only_dir, tiny_model):
-    r = load_recipe(write_recipe(SFT_RECIPE.format(model=tiny_model, data=conversation_corpus, template="llama3",
-                                                  engine="local")))
+def test_launch_checks_that_the_data_matches_the_recipe(
+    write_recipe, conversation_corpus, text_only_dir, tiny_model
+):
+    r = load_recipe(
+        write_recipe(
+            SFT_RECIPE.format(model=tiny_model, data=conversation_corpus, template="llama3", engine="local")
+        )
+    )
     plan = build_launch(r, nodes=["localhost"], gpus_per_node=1)
     assert "--conversation_template" in plan.commands[0]
     with pytest.raises(RecipeError, match=r"data.conversation_template: .* holds conversations"):
-        build_launch(load_recipe(r.path, ["data.conversation_template=null"]), nodes=["localhost"], gpus_per_node=1)
+        build_launch(
+            load_recipe(r.path, ["data.conversation_template=null"]), nodes=["localhost"], gpus_per_node=1
+        )
     with pytest.raises(RecipeError, match=r"data.dataset_path: is a text_only corpus"):
-        build_launch(load_recipe(r.path, [f"data.dataset_path={text_only_dir}"]), nodes=["localhost"],
-                     gpus_per_node=1)
+        build_launch(
+            load_recipe(r.path, [f"data.dataset_path={text_only_dir}"]), nodes=["localhost"], gpus_per_node=1
+        )
     # engine auto resolved to local here (no LMFlow in this interpreter or not): a template it lacks
     auto = load_recipe(r.path, ["launch.engine=auto", "data.conversation_template=qwen2"])
     from astrollama.train.launch import find_lmflow_script
@@ -215,10 +238,17 @@ def test_launch_checks_that_the_data_matches_the_recipe(write_recipe, conversati
 def test_plan_counts_conversation_tokens_with_the_template(write_recipe, conversation_corpus, tiny_model):
     from astrollama.train.planner import _dataset_lengths
 
-    r = write_recipe(SFT_RECIPE.format(model=tiny_model, data=conversation_corpus, template="chatml", engine="local"))
-    p = subprocess.run([sys.executable, "-m", "astrollama.cli", "train", "plan", str(r)], cwd=REPO,
-                       capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    r = write_recipe(
+        SFT_RECIPE.format(model=tiny_model, data=conversation_corpus, template="chatml", engine="local")
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "astrollama.cli", "train", "plan", str(r)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     from transformers import AutoTokenizer
 
@@ -238,7 +268,7 @@ def test_shard_writer_writes_conversation_shards(tmp_path):
     assert read_conversation_dir(tmp_path / "c") == convs
 
 
-LMFLOW_CHECK = textwrap.dedent('''
+LMFLOW_CHECK = textwrap.dedent("""
     import json, sys
     from transformers import AutoTokenizer
     from lmflow.args import DatasetArguments
@@ -254,7 +284,7 @@ LMFLOW_CHECK = textwrap.dedent('''
             enc = conversation_tokenize_function(batch, args, tok, ["messages", "system"], PRESET_TEMPLATES[t])
             out[m + "|" + t] = [enc["input_ids"], enc["labels"]]
     print("RESULT" + json.dumps(out))
-''')
+""")
 
 
 @pytest.mark.lmflow
@@ -266,8 +296,14 @@ def test_local_templates_equal_lmflow_token_for_token(lmflow_python, lmflow_env,
 
     convs = [CONV, CONV | {"system": ""}, *make_conversations(10, seed=9)]
     models = [str(tiny_chat_model), str(smollm2)]
-    p = subprocess.run([str(lmflow_python), "-c", LMFLOW_CHECK], input=json.dumps([convs, models, sorted(LOCAL_TEMPLATES)]),
-                       env=lmflow_env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [str(lmflow_python), "-c", LMFLOW_CHECK],
+        input=json.dumps([convs, models, sorted(LOCAL_TEMPLATES)]),
+        env=lmflow_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(p.stdout.split("RESULT", 1)[1])
     assert set(got.pop("templates")) == LMFLOW_TEMPLATES
@@ -284,12 +320,26 @@ def test_local_templates_equal_lmflow_token_for_token(lmflow_python, lmflow_env,
 def test_demo_sft_recipe_points_at_the_demo_cpt_output():
     r = load_recipe(REPO / "recipes" / "demo-smollm2-135m-sft.yaml")
     cpt = load_recipe(REPO / "recipes" / "demo-smollm2-135m.yaml")
-    assert Path(r.model.name_or_path) == Path("work/demo/run/checkpoints")  # demo.py's CPT run_dir + /checkpoints
-    assert r.data.conversation_template == "chatml" and r.launch.engine == "local" and cpt.launch.engine == "local"
+    assert Path(r.model.name_or_path) == Path(
+        "work/demo/run/checkpoints"
+    )  # demo.py's CPT run_dir + /checkpoints
+    assert (
+        r.data.conversation_template == "chatml"
+        and r.launch.engine == "local"
+        and cpt.launch.engine == "local"
+    )
 
 
-@pytest.mark.parametrize("name", ["astrollama-2-7b-chat_aic", "astrollama-3-8b-chat_aic", "astrollama-3-8b-chat_summary",
-                                  "astrollama-2-70b-chat_aic", "astrosage-8b-sft"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "astrollama-2-7b-chat_aic",
+        "astrollama-3-8b-chat_aic",
+        "astrollama-3-8b-chat_summary",
+        "astrollama-2-70b-chat_aic",
+        "astrosage-8b-sft",
+    ],
+)
 def test_sft_recipes_plan_and_dry_run(name, in_repo):
     """Every paper-scale SFT recipe plans (known architecture, memory fits its allocation) and
     dry-runs with the template flags on its own allocation."""
@@ -300,7 +350,9 @@ def test_sft_recipes_plan_and_dry_run(name, in_repo):
     assert report.batch.global_batch_size == r.batch.global_batch_size
     assert "fits" in report.render()
     nodes = [f"node{i:03d}" for i in range(r.launch.nodes)]
-    launch = build_launch(r, nodes=nodes, gpus_per_node=r.launch.gpus_per_node, dry_run=True, check_data=False)
+    launch = build_launch(
+        r, nodes=nodes, gpus_per_node=r.launch.gpus_per_node, dry_run=True, check_data=False
+    )
     argv = launch.commands[0]
     assert argv[argv.index("--conversation_template") + 1] == r.data.conversation_template
     assert argv[argv.index("--learning_rate") + 1] == repr(r.trainer["learning_rate"])

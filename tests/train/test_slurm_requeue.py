@@ -33,7 +33,9 @@ def test_requeued_job_resumes_and_finishes(slurm_cluster, submit_cpt, train_reci
     job = submit_cpt(["--job-name=astrollama-test"], [str(recipe)], train_env)
     ckpts = run_dir / "checkpoints"
     newest = job.newest_checkpoint
-    job.wait_for(lambda: newest(ckpts) >= SAVE_STEPS and job.state()[0] == "RUNNING", 240, "the first checkpoint")
+    job.wait_for(
+        lambda: newest(ckpts) >= SAVE_STEPS and job.state()[0] == "RUNNING", 240, "the first checkpoint"
+    )
     subprocess.run(["scancel", "--signal=USR1", "--batch", job.id], check=True, capture_output=True)
     job.wait_for(lambda: job.state() == ("RUNNING", 1), 240, "the self-requeued job to start again")
     k1 = newest(ckpts)
@@ -43,7 +45,8 @@ def test_requeued_job_resumes_and_finishes(slurm_cluster, submit_cpt, train_reci
 
     parts = job.attempts()
     assert [p.split("\n", 1)[0] for p in parts] == [
-        f"[cpt.sh] job {job.id} restart {i} on 1 node(s): {recipe}" for i in range(3)], parts[-1][-3000:]
+        f"[cpt.sh] job {job.id} restart {i} on 1 node(s): {recipe}" for i in range(3)
+    ], parts[-1][-3000:]
     steps = [job.steps(p) for p in parts]
     k = [s[-1] for s in steps[:2]]
     # the runner relays a signal to its workers through a stop file; a worker may see the file before
@@ -114,8 +117,9 @@ def losses(ckpts) -> list[float]:
     return [e["loss"] for e in state["log_history"] if "loss" in e]
 
 
-def test_sft_job_requeued_resumes_with_identical_losses(slurm_cluster, submit_cpt, tiny_model, conversation_corpus,
-                                                        train_env, tmp_path):
+def test_sft_job_requeued_resumes_with_identical_losses(
+    slurm_cluster, submit_cpt, tiny_model, conversation_corpus, train_env, tmp_path
+):
     """An SFT recipe (conversation data, llama2 template, packed, assistant-only loss) through
     sbatch slurm/cpt.sh: scontrol requeue mid-run, the next attempt resumes, and every step's loss
     equals an uninterrupted run's."""
@@ -129,7 +133,9 @@ def test_sft_job_requeued_resumes_with_identical_losses(slurm_cluster, submit_cp
     run_dir = tmp_path / "run"
     ckpts = run_dir / "checkpoints"
     job = submit_cpt(["--job-name=astrollama-sft-test"], [str(recipe(run_dir))], train_env)
-    job.wait_for(lambda: job.newest_checkpoint(ckpts) >= 5 and job.state()[0] == "RUNNING", 240, "a checkpoint")
+    job.wait_for(
+        lambda: job.newest_checkpoint(ckpts) >= 5 and job.state()[0] == "RUNNING", 240, "a checkpoint"
+    )
     subprocess.run(["scontrol", "requeue", job.id], check=True, capture_output=True)
     job.wait_for(lambda: job.state() == ("COMPLETED", 1), 300, "the requeued job to complete")
     parts = job.attempts()
@@ -140,8 +146,14 @@ def test_sft_job_requeued_resumes_with_identical_losses(slurm_cluster, submit_cp
     assert "--conversation_template llama2" in parts[0]
 
     ref_dir = tmp_path / "ref"
-    r = subprocess.run(["bash", "slurm/cpt.sh", str(recipe(ref_dir))], cwd=REPO, env=train_env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", "slurm/cpt.sh", str(recipe(ref_dir))],
+        cwd=REPO,
+        env=train_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got, want = losses(ckpts), losses(ref_dir / "checkpoints")
     assert len(got) == len(want) == 40 and want[-1] < want[0] - 0.1

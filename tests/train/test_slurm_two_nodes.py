@@ -44,8 +44,13 @@ def one_node_losses(train_recipe, train_env, tmp_path_factory) -> list[float]:
     the same global batch and micro-batch."""
     run_dir = tmp_path_factory.mktemp("one-node")
     plan = build_launch(load_recipe(train_recipe(run_dir, **RECIPE)), nodes=["localhost"], gpus_per_node=2)
-    assert plan.batch.box(1, 2) == "global batch 4 = 2 processes (1 nodes x 2) x micro-batch 2 x gradient accumulation 1"
-    r = subprocess.run(plan.commands[0], env={**train_env, **plan.env}, capture_output=True, text=True, timeout=600)
+    assert (
+        plan.batch.box(1, 2)
+        == "global batch 4 = 2 processes (1 nodes x 2) x micro-batch 2 x gradient accumulation 1"
+    )
+    r = subprocess.run(
+        plan.commands[0], env={**train_env, **plan.env}, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     losses = step_losses(plan.output_dir)
     assert losses[-1] < losses[0]  # it learned something, so the equality below is not trivial
@@ -54,17 +59,29 @@ def one_node_losses(train_recipe, train_env, tmp_path_factory) -> list[float]:
 
 @pytest.mark.parametrize("engine", ["local", pytest.param("lmflow", marks=pytest.mark.lmflow)])
 def test_two_node_job_rendezvous_requeue_and_one_node_losses(
-    engine, request, slurm_cluster2, submit_cpt, one_node_losses, train_recipe, train_env, tmp_path,
+    engine,
+    request,
+    slurm_cluster2,
+    submit_cpt,
+    one_node_losses,
+    train_recipe,
+    train_env,
+    tmp_path,
 ):
     run_dir = tmp_path / "run"
     recipe = train_recipe(run_dir, **RECIPE)
     # lmflow: the job trains in the LMFlow environment (skips where there is none)
     env = request.getfixturevalue("lmflow_env") if engine == "lmflow" else train_env
-    job = submit_cpt(["--nodes=2", f"--job-name=astrollama-2node-{engine}"],
-                     [str(recipe), f"launch.engine={engine}"], {**env, "SLURM_CONF": slurm_cluster2})
+    job = submit_cpt(
+        ["--nodes=2", f"--job-name=astrollama-2node-{engine}"],
+        [str(recipe), f"launch.engine={engine}"],
+        {**env, "SLURM_CONF": slurm_cluster2},
+    )
     ckpts = run_dir / "checkpoints"
     newest = job.newest_checkpoint
-    job.wait_for(lambda: newest(ckpts) >= SAVE_STEPS and job.state()[0] == "RUNNING", 300, "the first checkpoint")
+    job.wait_for(
+        lambda: newest(ckpts) >= SAVE_STEPS and job.state()[0] == "RUNNING", 300, "the first checkpoint"
+    )
     subprocess.run(["scontrol", "requeue", job.id], env=job.env, check=True, capture_output=True)
     job.wait_for(lambda: job.state() == ("COMPLETED", 1), 300, "the requeued job to complete")
 

@@ -44,8 +44,14 @@ PAPERS_DIR = REPO_ROOT / "data" / "demo" / "papers"
 MCQ_SAMPLE = REPO_ROOT / "eval" / "data" / "astro_mcq_sample.jsonl"
 
 _INTRO = ("1 Introduction", "1. Introduction", "I. INTRODUCTION", "Introduction")
-_CONCL = ("5 Conclusions", "6. Summary and conclusions", "V. CONCLUDING REMARKS", "Conclusion",
-          "Discussion and conclusions", "Summary")
+_CONCL = (
+    "5 Conclusions",
+    "6. Summary and conclusions",
+    "V. CONCLUDING REMARKS",
+    "Conclusion",
+    "Discussion and conclusions",
+    "Summary",
+)
 
 
 def sentence_pool(papers_dir: Path = PAPERS_DIR) -> list[str]:
@@ -53,7 +59,11 @@ def sentence_pool(papers_dir: Path = PAPERS_DIR) -> list[str]:
     sents: list[str] = []
     for f in sorted(papers_dir.glob("*.json")):
         p = json.loads(f.read_text(encoding="utf-8"))
-        texts = [p["abstract"], *(s["text"] for s in p["sections"]), *(a["text"] for a in p.get("appendix", []))]
+        texts = [
+            p["abstract"],
+            *(s["text"] for s in p["sections"]),
+            *(a["text"] for a in p.get("appendix", [])),
+        ]
         for t in texts:
             sents += [s.strip() for s in re.split(r"(?<=[.!?])\s+", t) if len(s.split()) >= 6]
     if not sents:
@@ -76,14 +86,31 @@ def synthetic_corpus(n: int, seed: int = 0, papers_dir: Path = PAPERS_DIR) -> li
             docs.append((pid, docs[rng.randrange(len(docs))][1]))
             continue
         if docs and rng.random() < 0.02:  # near duplicate: one extra sentence in the abstract
-            docs.append((pid, docs[rng.randrange(len(docs))][1].replace("\n\n## ", f" {rng.choice(pool)}\n\n## ", 1)))
+            docs.append(
+                (pid, docs[rng.randrange(len(docs))][1].replace("\n\n## ", f" {rng.choice(pool)}\n\n## ", 1))
+            )
             continue
         k = rng.randrange(4)
         abstract = f"**Abstract.** {para(5)}" if k == 3 else f"###### Abstract\n\n{para(5)}"
-        parts = [f"# Synthetic paper {i}", "A. Author, B. Author", abstract,
-                 f"## {_INTRO[k]}", para(4), para(4), "[MISSING_PAGE_POST]" if k == 1 else "",
-                 "## 2 Data", para(5), "## 3 Results", para(6), f"## {rng.choice(_CONCL)}", para(5),
-                 "## Acknowledgments", "We thank the referee.", "## References", "* Author, A. 2020, ApJ, 1, 1"]
+        parts = [
+            f"# Synthetic paper {i}",
+            "A. Author, B. Author",
+            abstract,
+            f"## {_INTRO[k]}",
+            para(4),
+            para(4),
+            "[MISSING_PAGE_POST]" if k == 1 else "",
+            "## 2 Data",
+            para(5),
+            "## 3 Results",
+            para(6),
+            f"## {rng.choice(_CONCL)}",
+            para(5),
+            "## Acknowledgments",
+            "We thank the referee.",
+            "## References",
+            "* Author, A. 2020, ApJ, 1, 1",
+        ]
         if k == 2:
             parts += ["## Appendix A Extra material", para(3)]
         docs.append((pid, "\n\n".join(p for p in parts if p)))
@@ -138,8 +165,9 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _timed_map(fn: Callable[[Any], list[Any]], items: list[Any], workers: int, init_args: tuple,
-               batch: int = 64) -> tuple[list[Any], float, float]:
+def _timed_map(
+    fn: Callable[[Any], list[Any]], items: list[Any], workers: int, init_args: tuple, batch: int = 64
+) -> tuple[list[Any], float, float]:
     """(results, wall seconds, CPU seconds of all processes) of ``fn`` over batches of ``items``."""
     chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
     if workers <= 1:
@@ -159,15 +187,24 @@ def _timed_map(fn: Callable[[Any], list[Any]], items: list[Any], workers: int, i
     return out, wall, cpu_seconds() - c0
 
 
-def run_bench(n_docs: int = 20000, worker_counts: tuple[int, ...] = (1, 2), *, tokenizer_dir: str | None,
-              mcq_path: str | None = None, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_bench(
+    n_docs: int = 20000,
+    worker_counts: tuple[int, ...] = (1, 2),
+    *,
+    tokenizer_dir: str | None,
+    mcq_path: str | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Generate the corpus and time every stage for each worker count; returns the figures."""
     t0 = time.perf_counter()
     corpus = synthetic_corpus(n_docs, seed)
     words = sum(len(t.split()) for _, t in corpus)
-    log(f"corpus: {len(corpus)} synthetic .mmd papers, {words / len(corpus):.0f} words each on average "
+    log(
+        f"corpus: {len(corpus)} synthetic .mmd papers, {words / len(corpus):.0f} words each on average "
         f"(generated in {time.perf_counter() - t0:.1f}s); cpus={os.cpu_count()} "
-        f"load average={os.getloadavg()[0]:.2f}")
+        f"load average={os.getloadavg()[0]:.2f}"
+    )
     bench = Benchmark.from_file(mcq_path, BuildConfig().decontam_ngram) if mcq_path else None
     init_args = (tokenizer_dir, bench)
     results: dict[str, dict[int, float]] = {}  # docs per wall-clock second
@@ -203,27 +240,52 @@ def run_bench(n_docs: int = 20000, worker_counts: tuple[int, ...] = (1, 2), *, t
             record("shard", w, n, time.perf_counter() - t, cpu_seconds() - c)
             docs = [Doc(pid, text) for (pid, _), text in zip(corpus, aic, strict=True) if text]
             t, c = time.perf_counter(), cpu_seconds()
-            stats = build_variant("aic", docs, Path(tmp) / "out", tokenizer_dir=tokenizer_dir, mcq_path=mcq_path,
-                                  workers=w, progress=False, force=True)
+            stats = build_variant(
+                "aic",
+                docs,
+                Path(tmp) / "out",
+                tokenizer_dir=tokenizer_dir,
+                mcq_path=mcq_path,
+                workers=w,
+                progress=False,
+                force=True,
+            )
             record("build", w, len(docs), time.perf_counter() - t, cpu_seconds() - c)
-        log(f"workers={w}: " + ", ".join(f"{k} {v[w]:.0f}" for k, v in results.items()) + " docs/s; build kept "
-            f"{stats['papers_out']} of {len(docs)} ({stats['drops']}); load average {os.getloadavg()[0]:.2f}")
+        log(
+            f"workers={w}: "
+            + ", ".join(f"{k} {v[w]:.0f}" for k, v in results.items())
+            + " docs/s; build kept "
+            f"{stats['papers_out']} of {len(docs)} ({stats['drops']}); load average {os.getloadavg()[0]:.2f}"
+        )
     lo, hi = min(worker_counts), max(worker_counts)
     log("")
-    log(f"| stage | docs/s, {lo} worker | docs/s, {hi} workers | scaling {hi} vs {lo} | docs per CPU-second, "
-        f"{lo} / {hi} workers |")
+    log(
+        f"| stage | docs/s, {lo} worker | docs/s, {hi} workers | scaling {hi} vs {lo} | docs per CPU-second, "
+        f"{lo} / {hi} workers |"
+    )
     log("|---|---:|---:|---:|---:|")
     for k, v in results.items():
-        log(f"| {k} | {v[lo]:.0f} | {v[hi]:.0f} | {v[hi] / v[lo]:.2f}x | {per_cpu[k][lo]:.0f} / {per_cpu[k][hi]:.0f} |")
-    log("docs/s: wall clock; docs per CPU-second: what one core does when it has the stage to itself "
-        "(worker start-up included). dedup and shard run in the parent, sequentially.")
-    return {"docs": n, "words_per_doc": words / n, "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-            "docs_per_s": results, "docs_per_cpu_s": per_cpu}
+        log(
+            f"| {k} | {v[lo]:.0f} | {v[hi]:.0f} | {v[hi] / v[lo]:.2f}x | {per_cpu[k][lo]:.0f} / {per_cpu[k][hi]:.0f} |"
+        )
+    log(
+        "docs/s: wall clock; docs per CPU-second: what one core does when it has the stage to itself "
+        "(worker start-up included). dedup and shard run in the parent, sequentially."
+    )
+    return {
+        "docs": n,
+        "words_per_doc": words / n,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "docs_per_s": results,
+        "docs_per_cpu_s": per_cpu,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench_build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench_build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _args(p)
     return _run(p.parse_args(argv))
 
@@ -233,7 +295,9 @@ def _args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--docs", type=number(int, min=1), default=20000)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: SmolLM2-135M-Instruct, the demo recipe's)")
+    p.add_argument(
+        "--tokenizer", default=None, help="tokenizer dir (default: SmolLM2-135M-Instruct, the demo recipe's)"
+    )
     p.add_argument("--mcq", default=str(MCQ_SAMPLE) if MCQ_SAMPLE.is_file() else None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -245,8 +309,9 @@ def _run(a: argparse.Namespace) -> int:
         from astrollama.models import smollm2_checkpoint
 
         tok = str(smollm2_checkpoint())
-    res = run_bench(a.docs, tuple(int(x) for x in a.workers.split(",")), tokenizer_dir=tok, mcq_path=a.mcq,
-                    seed=a.seed)
+    res = run_bench(
+        a.docs, tuple(int(x) for x in a.workers.split(",")), tokenizer_dir=tok, mcq_path=a.mcq, seed=a.seed
+    )
     if a.json:
         from astrollama.io import atomic_write_json
 
@@ -256,7 +321,11 @@ def _run(a: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """``astrollama data bench``."""
-    p = sub.add_parser("bench", help="throughput of the CPU corpus stages (docs/s, 1 vs N workers)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="throughput of the CPU corpus stages (docs/s, 1 vs N workers)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _args(p)
     p.set_defaults(func=_run)

@@ -81,23 +81,49 @@ class BuildConfig:
     def __post_init__(self) -> None:
         """Range checks; messages name the ``astrollama data build`` option of each field."""
         checks = (
-            ("--validation-fraction", self.validation_fraction, 0 <= self.validation_fraction < 1, "in [0, 1)"),
+            (
+                "--validation-fraction",
+                self.validation_fraction,
+                0 <= self.validation_fraction < 1,
+                "in [0, 1)",
+            ),
             ("--near-dup-jaccard", self.near_dup_jaccard, 0 < self.near_dup_jaccard <= 1, "in (0, 1]"),
             ("--min-words", self.min_words, self.min_words >= 0, ">= 0"),
             ("--decontam-ngram", self.decontam_ngram, self.decontam_ngram >= 1, ">= 1"),
             ("--decontam-min-matches", self.decontam_min_matches, self.decontam_min_matches >= 1, ">= 1"),
             ("--shingle-words", self.shingle_words, self.shingle_words >= 1, ">= 1"),
-            ("--repeated-line-min-chars", self.repeated_line_min_chars, self.repeated_line_min_chars >= 1, ">= 1"),
+            (
+                "--repeated-line-min-chars",
+                self.repeated_line_min_chars,
+                self.repeated_line_min_chars >= 1,
+                ">= 1",
+            ),
             ("--repeated-line-max", self.repeated_line_max, self.repeated_line_max >= 1, ">= 1"),
-            ("--max-shard-docs", self.max_shard_docs, self.max_shard_docs is None or self.max_shard_docs >= 1,
-             ">= 1"),
+            (
+                "--max-shard-docs",
+                self.max_shard_docs,
+                self.max_shard_docs is None or self.max_shard_docs >= 1,
+                ">= 1",
+            ),
             ("--max-shard-mb", self.max_shard_bytes / 2**20, self.max_shard_bytes >= 1, "> 0"),
-            ("--num-perm/--lsh-bands", (self.num_perm, self.lsh_bands),
-             self.lsh_bands >= 1 and self.num_perm >= 1 and not self.num_perm % self.lsh_bands,
-             "num_perm a positive multiple of lsh_bands"),
-            ("--decontam-action", self.decontam_action, self.decontam_action in ("drop", "report"), "drop or report"),
-            ("--summary-length-policy", self.summary_length_policy, self.summary_length_policy in ("drop", "keep"),
-             "drop or keep"),
+            (
+                "--num-perm/--lsh-bands",
+                (self.num_perm, self.lsh_bands),
+                self.lsh_bands >= 1 and self.num_perm >= 1 and not self.num_perm % self.lsh_bands,
+                "num_perm a positive multiple of lsh_bands",
+            ),
+            (
+                "--decontam-action",
+                self.decontam_action,
+                self.decontam_action in ("drop", "report"),
+                "drop or report",
+            ),
+            (
+                "--summary-length-policy",
+                self.summary_length_policy,
+                self.summary_length_policy in ("drop", "keep"),
+                "drop or keep",
+            ),
         )
         for option, value, ok, want in checks:
             if not ok:  # NaN fails every comparison, so it lands here too
@@ -196,15 +222,22 @@ def _process_batch(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
     killpoint.hit("build-worker")  # tests: a worker killed by the OOM killer
     cfg: BuildConfig = _W["cfg"]
     tok, bench, mh = _W["tok"], _W["bench"], _W["mh"]
-    cleaned = [clean_text(t, repeated_line_min_chars=cfg.repeated_line_min_chars,
-                          repeated_line_max=cfg.repeated_line_max) for _, t in batch]
+    cleaned = [
+        clean_text(
+            t, repeated_line_min_chars=cfg.repeated_line_min_chars, repeated_line_max=cfg.repeated_line_max
+        )
+        for _, t in batch
+    ]
     ntok = [len(e.ids) for e in _encode(tok, cleaned)] if tok else [0] * len(batch)
     out = []
     for (pid, _), text, nt in zip(batch, cleaned, ntok, strict=True):
         words = normalised_words(text)
         wh = word_hashes(words)
         rec: dict[str, Any] = {
-            "id": pid, "text": text, "words": len(words), "tokens": nt,
+            "id": pid,
+            "text": text,
+            "words": len(words),
+            "tokens": nt,
             "hash": hashlib.blake2b(" ".join(words).encode(), digest_size=16).digest(),
             "sig": mh.signature(ngram_hashes(wh, cfg.shingle_words)),
         }
@@ -219,9 +252,17 @@ def _batches(docs: Sequence[Doc], size: int) -> Iterator[list[tuple[str, str]]]:
         yield [(d.id, d.text) for d in docs[i : i + size]]
 
 
-def process_docs(docs: Sequence[Doc], cfg: BuildConfig, *, tokenizer_dir: str | None,
-                 bench: Benchmark | None, workers: int = 1, batch_size: int = 64,
-                 progress: bool = True, desc: str = "build") -> Iterator[dict[str, Any]]:
+def process_docs(
+    docs: Sequence[Doc],
+    cfg: BuildConfig,
+    *,
+    tokenizer_dir: str | None,
+    bench: Benchmark | None,
+    workers: int = 1,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str = "build",
+) -> Iterator[dict[str, Any]]:
     """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process)."""
     from tqdm import tqdm
 
@@ -246,22 +287,38 @@ def process_docs(docs: Sequence[Doc], cfg: BuildConfig, *, tokenizer_dir: str | 
 # ------------------------------------------------------------------------------------- build
 
 
-def _fingerprint(variant: str, docs: Sequence[Doc], cfg: BuildConfig, tokenizer_dir: str | None,
-                 mcq: str | None) -> str:
+def _fingerprint(
+    variant: str, docs: Sequence[Doc], cfg: BuildConfig, tokenizer_dir: str | None, mcq: str | None
+) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"format": BUILD_FORMAT, "variant": variant, "cfg": asdict(cfg)}, sort_keys=True).encode())
-    for f in ([Path(tokenizer_dir) / "tokenizer.json"] if tokenizer_dir else []) + ([Path(mcq)] if mcq else []):
+    h.update(
+        json.dumps({"format": BUILD_FORMAT, "variant": variant, "cfg": asdict(cfg)}, sort_keys=True).encode()
+    )
+    for f in ([Path(tokenizer_dir) / "tokenizer.json"] if tokenizer_dir else []) + (
+        [Path(mcq)] if mcq else []
+    ):
         h.update(hashlib.sha256(f.read_bytes()).digest())
     for d in docs:
-        h.update(d.id.encode() + b"\0" + hashlib.sha256(d.text.encode()).digest()
-                 + json.dumps(d.flags, sort_keys=True).encode())
+        h.update(
+            d.id.encode()
+            + b"\0"
+            + hashlib.sha256(d.text.encode()).digest()
+            + json.dumps(d.flags, sort_keys=True).encode()
+        )
     return h.hexdigest()
 
 
 def build_variant(
-    variant: str, docs: Iterable[Doc], out_root: str | os.PathLike[str], *,
-    tokenizer_dir: str | os.PathLike[str] | None, mcq_path: str | os.PathLike[str] | None = None,
-    config: BuildConfig | None = None, workers: int = 1, progress: bool = True, force: bool = False,
+    variant: str,
+    docs: Iterable[Doc],
+    out_root: str | os.PathLike[str],
+    *,
+    tokenizer_dir: str | os.PathLike[str] | None,
+    mcq_path: str | os.PathLike[str] | None = None,
+    config: BuildConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Build ``<out_root>/<variant>`` and return its stats (see module docstring)."""
     cfg = config or BuildConfig()
@@ -277,8 +334,10 @@ def build_variant(
     if final.exists():
         meta = final / "build.json"
         if not meta.is_file():  # a build is renamed into place complete: this is someone else's
-            raise BuildError(f"{final}: exists and is not a build output (no build.json); "
-                             "remove it or choose another output directory")
+            raise BuildError(
+                f"{final}: exists and is not a build output (no build.json); "
+                "remove it or choose another output directory"
+            )
         if not force and json.loads(meta.read_text()).get("fingerprint") == fp:
             log.info("%s: up to date (%s), skipped", final, fp[:12])
             return json.loads((final / "stats.json").read_text())
@@ -303,8 +362,15 @@ def build_variant(
     contamination: list[dict[str, Any]] = []
     kept: dict[str, list[tuple[str, int]]] = {"train": [], "validation": []}
     kept_ids: list[dict[str, Any]] = []
-    for rec in process_docs(unique, cfg, tokenizer_dir=tok, bench=bench, workers=workers,
-                            progress=progress, desc=f"build {variant}"):
+    for rec in process_docs(
+        unique,
+        cfg,
+        tokenizer_dir=tok,
+        bench=bench,
+        workers=workers,
+        progress=progress,
+        desc=f"build {variant}",
+    ):
         pid = rec["id"]
         n_match, qs = rec.get("bench", (0, []))
         contaminated = bool(bench) and n_match >= cfg.decontam_min_matches
@@ -316,7 +382,10 @@ def build_variant(
         elif rec["words"] < cfg.min_words:
             reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
         elif flags[pid].get("length_flag") and cfg.summary_length_policy == "drop":
-            reason, detail = "summary_length", f"{flags[pid].get('summary_tokens')} tokens ({flags[pid]['length_flag']})"
+            reason, detail = (
+                "summary_length",
+                f"{flags[pid].get('summary_tokens')} tokens ({flags[pid]['length_flag']})",
+            )
         elif rec["hash"] in seen_hash:
             reason, detail = "duplicate_text", seen_hash[rec["hash"]]
         else:
@@ -324,7 +393,10 @@ def build_variant(
             if near is not None:
                 reason, detail = "near_duplicate", f"{lsh_ids[near[0]]} (jaccard~{near[1]:.2f})"
             elif contaminated and cfg.decontam_action == "drop":
-                reason, detail = "contaminated", f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}"
+                reason, detail = (
+                    "contaminated",
+                    f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
+                )
         if reason:
             drops.append({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
             continue
@@ -342,7 +414,8 @@ def build_variant(
         if not kept[split] and (split == "train" or cfg.validation_fraction > 0):
             raise BuildError(
                 f"{variant}: {split} split: empty ({len(kept_ids)} documents kept, validation fraction "
-                f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus")
+                f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
+            )
 
     with atomic_dir(final) as tmp:
         shards: dict[str, int] = {}
@@ -352,7 +425,9 @@ def build_variant(
                 continue
             d = tmp / split
             d.mkdir()
-            with ShardWriter(d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs) as w:
+            with ShardWriter(
+                d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs
+            ) as w:
                 for text, _ in items:
                     n_shards = len(w.written)
                     w.add(text)
@@ -363,33 +438,62 @@ def build_variant(
         stats = _stats(variant, unique, kept, drops, shards, cfg, tok, bench, contamination)
         (tmp / "papers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept_ids))
         (tmp / "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drops))
-        atomic_write_json(tmp / "decontamination.json", {
-            "benchmark": Path(bench.path).name if bench else None, "ngram": cfg.decontam_ngram,
-            "min_matches": cfg.decontam_min_matches, "action": cfg.decontam_action,
-            "documents": contamination,
-        })
+        atomic_write_json(
+            tmp / "decontamination.json",
+            {
+                "benchmark": Path(bench.path).name if bench else None,
+                "ngram": cfg.decontam_ngram,
+                "min_matches": cfg.decontam_min_matches,
+                "action": cfg.decontam_action,
+                "documents": contamination,
+            },
+        )
         atomic_write_json(tmp / "stats.json", stats)
         atomic_write_text(tmp / "stats.md", _stats_md(stats))
         _histogram(kept, tmp / "length_hist.png", variant)
         killpoint.hit("build.before_rename")
         atomic_write_json(tmp / "build.json", {"variant": variant, "fingerprint": fp, "format": BUILD_FORMAT})
-    log.info("%s: %d train + %d validation documents, %d dropped %s", final, len(kept["train"]),
-             len(kept["validation"]), len(drops), dict(stats["drops"]))
+    log.info(
+        "%s: %d train + %d validation documents, %d dropped %s",
+        final,
+        len(kept["train"]),
+        len(kept["validation"]),
+        len(drops),
+        dict(stats["drops"]),
+    )
     return stats
 
 
 def _split_stats(items: list[tuple[str, int]], shards: int) -> dict[str, Any]:
     toks = [t for _, t in items]
-    return {"papers": len(items), "tokens": int(sum(toks)), "characters": int(sum(len(x) for x, _ in items)),
-            "shards": shards,
-            "tokens_per_paper": ({"mean": round(float(np.mean(toks)), 1),
-                                  **{f"p{q}": int(np.percentile(toks, q)) for q in (5, 50, 95)},
-                                  "max": int(max(toks))} if toks else None)}
+    return {
+        "papers": len(items),
+        "tokens": int(sum(toks)),
+        "characters": int(sum(len(x) for x, _ in items)),
+        "shards": shards,
+        "tokens_per_paper": (
+            {
+                "mean": round(float(np.mean(toks)), 1),
+                **{f"p{q}": int(np.percentile(toks, q)) for q in (5, 50, 95)},
+                "max": int(max(toks)),
+            }
+            if toks
+            else None
+        ),
+    }
 
 
-def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]]], drops: list[dict[str, Any]],
-           shards: dict[str, int], cfg: BuildConfig, tok: str | None, bench: Benchmark | None,
-           contamination: list[dict[str, Any]]) -> dict[str, Any]:
+def _stats(
+    variant: str,
+    unique: list[Doc],
+    kept: dict[str, list[tuple[str, int]]],
+    drops: list[dict[str, Any]],
+    shards: dict[str, int],
+    cfg: BuildConfig,
+    tok: str | None,
+    bench: Benchmark | None,
+    contamination: list[dict[str, Any]],
+) -> dict[str, Any]:
     reasons = Counter(d["reason"] for d in drops)
     return {
         "variant": variant,
@@ -400,7 +504,9 @@ def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]
         "tokenizer": Path(tok).name if tok else None,
         "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
         "drops": dict(sorted(reasons.items())),
-        "quality": corpus_quality([t for items in kept.values() for t, _ in items]),  # raw macros, dangling ...
+        "quality": corpus_quality(
+            [t for items in kept.values() for t, _ in items]
+        ),  # raw macros, dangling ...
         "decontamination": {
             "benchmark": Path(bench.path).name if bench else None,
             "questions": bench.questions if bench else 0,
@@ -413,26 +519,44 @@ def _stats(variant: str, unique: list[Doc], kept: dict[str, list[tuple[str, int]
 
 
 def _stats_md(s: dict[str, Any]) -> str:
-    lines = [f"# Corpus `{s['variant']}`", "",
-             f"Papers in: {s['papers_in']}; kept: {s['papers_out']}. Tokenizer: `{s['tokenizer']}` "
-             f"({s['tokens_note']}).", "",
-             "| split | papers | tokens | characters | shards | tokens/paper p5 / p50 / p95 |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# Corpus `{s['variant']}`",
+        "",
+        f"Papers in: {s['papers_in']}; kept: {s['papers_out']}. Tokenizer: `{s['tokenizer']}` "
+        f"({s['tokens_note']}).",
+        "",
+        "| split | papers | tokens | characters | shards | tokens/paper p5 / p50 / p95 |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for split in ("train", "validation"):
         x = s[split]
         tp = x["tokens_per_paper"]
         dist = f"{tp['p5']} / {tp['p50']} / {tp['p95']}" if tp else "-"
-        lines.append(f"| {split} | {x['papers']} | {x['tokens']} | {x['characters']} | {x['shards']} | {dist} |")
-    lines += ["", "Dropped papers by reason (details in drops.jsonl):", "", "| reason | papers |", "|---|---:|"]
+        lines.append(
+            f"| {split} | {x['papers']} | {x['tokens']} | {x['characters']} | {x['shards']} | {dist} |"
+        )
+    lines += [
+        "",
+        "Dropped papers by reason (details in drops.jsonl):",
+        "",
+        "| reason | papers |",
+        "|---|---:|",
+    ]
     lines += [f"| {r} | {n} |" for r, n in s["drops"].items()] or ["| (none) | 0 |"]
     dc, q = s["decontamination"], s["quality"]
-    lines += ["", f"Decontamination: benchmark `{dc['benchmark']}` ({dc['questions']} questions, "
-                  f"{s['settings']['decontam_ngram']}-grams): {dc['documents_matched']} papers matched "
-                  f"{dc['questions_hit']} questions; action: {dc['action']} (decontamination.json).",
-              "", f"Text quality (kept papers; `astrollama data quality`): {q['macros_per_100k']} raw LaTeX "
-                  f"macros per 100k characters outside math, {q['dangling']} dangling citation leftovers, "
-                  f"{q['control']} control characters.",
-              "", "![token length histogram](length_hist.png)", ""]
+    lines += [
+        "",
+        f"Decontamination: benchmark `{dc['benchmark']}` ({dc['questions']} questions, "
+        f"{s['settings']['decontam_ngram']}-grams): {dc['documents_matched']} papers matched "
+        f"{dc['questions_hit']} questions; action: {dc['action']} (decontamination.json).",
+        "",
+        f"Text quality (kept papers; `astrollama data quality`): {q['macros_per_100k']} raw LaTeX "
+        f"macros per 100k characters outside math, {q['dangling']} dangling citation leftovers, "
+        f"{q['control']} control characters.",
+        "",
+        "![token length histogram](length_hist.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -446,9 +570,15 @@ def _histogram(kept: dict[str, list[tuple[str, int]]], path: Path, variant: str)
     allt = [t for items in kept.values() for _, t in items] or [0]
     lo, hi = min(allt), max(allt)
     bins = np.linspace(lo, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
-    ax.hist([[t for _, t in kept["train"]], [t for _, t in kept["validation"]]], bins=bins, stacked=True,
-            label=["train", "validation"])
-    ax.axvline(float(np.median(allt)), color="k", linestyle="--", linewidth=1, label=f"median {int(np.median(allt))}")
+    ax.hist(
+        [[t for _, t in kept["train"]], [t for _, t in kept["validation"]]],
+        bins=bins,
+        stacked=True,
+        label=["train", "validation"],
+    )
+    ax.axvline(
+        float(np.median(allt)), color="k", linestyle="--", linewidth=1, label=f"median {int(np.median(allt))}"
+    )
     ax.set_xlabel("tokens per paper")
     ax.set_ylabel("papers")
     ax.set_title(f"{variant}: token length")
@@ -482,8 +612,13 @@ def summary_docs(summary_dir: str | os.PathLike[str]) -> list[Doc]:
     for side in sorted(Path(summary_dir).glob("*.json")):
         meta = json.loads(side.read_text(encoding="utf-8"))
         text = side.with_suffix(".txt").read_text(encoding="utf-8")
-        out.append(Doc(meta["id"], text, {"length_flag": meta.get("length_flag"),
-                                          "summary_tokens": meta.get("summary_tokens")}))
+        out.append(
+            Doc(
+                meta["id"],
+                text,
+                {"length_flag": meta.get("length_flag"), "summary_tokens": meta.get("summary_tokens")},
+            )
+        )
     return out
 
 
@@ -509,18 +644,35 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
                     raise TypeError("not a string")
                 docs.append(Doc(pid, text))
             else:
-                docs.append(Doc(pid, path.read_text(encoding="utf-8"), {
-                    "length_flag": rec.attrs.get("length_flag"), "summary_tokens": rec.attrs.get("summary_tokens")}))
+                docs.append(
+                    Doc(
+                        pid,
+                        path.read_text(encoding="utf-8"),
+                        {
+                            "length_flag": rec.attrs.get("length_flag"),
+                            "summary_tokens": rec.attrs.get("summary_tokens"),
+                        },
+                    )
+                )
         except (ValueError, KeyError, TypeError, IsADirectoryError, FileNotFoundError) as exc:
-            raise BuildError(f"{path}: field 'text' of {pid}: unreadable {stage} output "
-                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+            raise BuildError(
+                f"{path}: field 'text' of {pid}: unreadable {stage} output "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+            ) from None
     return docs
 
 
 def run_build(
-    root: str | os.PathLike[str], variants: Sequence[str], out: str | os.PathLike[str], *,
-    tokenizer_dir: str | os.PathLike[str] | None, mcq_path: str | os.PathLike[str] | None = None,
-    config: BuildConfig | None = None, workers: int = 1, progress: bool = True, force: bool = False,
+    root: str | os.PathLike[str],
+    variants: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    tokenizer_dir: str | os.PathLike[str] | None,
+    mcq_path: str | os.PathLike[str] | None = None,
+    config: BuildConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    force: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Build each variant from the manifest at ``root`` into ``<out>/<variant>``; record every
     paper's fate in the manifest as stage ``build_<variant>`` (``ok`` with its split, or
@@ -533,14 +685,31 @@ def run_build(
         docs = manifest_docs(m, v)
         if not docs:
             raise BuildError(f"{root}: variant {v!r} has no input documents (has its stage run?)")
-        res[v] = build_variant(v, docs, out, tokenizer_dir=tokenizer_dir, mcq_path=mcq_path, config=config,
-                               workers=workers, progress=progress, force=force)
+        res[v] = build_variant(
+            v,
+            docs,
+            out,
+            tokenizer_dir=tokenizer_dir,
+            mcq_path=mcq_path,
+            config=config,
+            workers=workers,
+            progress=progress,
+            force=force,
+        )
         d = Path(out) / v
-        recs = [m.make_record(f"build_{v}", r["id"], "ok", split=r["split"], tokens=r["tokens"])
-                for r in map(json.loads, (d / "papers.jsonl").read_text().splitlines())]
-        recs += [m.make_record(f"build_{v}", r["id"], "failed",
-                               f"dropped: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else ""))
-                 for r in map(json.loads, (d / "drops.jsonl").read_text().splitlines())]
+        recs = [
+            m.make_record(f"build_{v}", r["id"], "ok", split=r["split"], tokens=r["tokens"])
+            for r in map(json.loads, (d / "papers.jsonl").read_text().splitlines())
+        ]
+        recs += [
+            m.make_record(
+                f"build_{v}",
+                r["id"],
+                "failed",
+                f"dropped: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else ""),
+            )
+            for r in map(json.loads, (d / "drops.jsonl").read_text().splitlines())
+        ]
         m.record_many(recs)
     return res
 
@@ -552,56 +721,114 @@ def register(sub: Any) -> None:
     from astrollama.cli import number
 
     d = BuildConfig()
-    p = sub.add_parser("build", help="corpus variants -> cleaned, deduplicated, decontaminated LMFlow shards",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "build",
+        help="corpus variants -> cleaned, deduplicated, decontaminated LMFlow shards",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", required=True, help="data root (manifest/)")
-    p.add_argument("--variants", default="abstracts,aic,summary", help="comma-separated: abstracts,aic,summary")
-    p.add_argument("--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)")
-    p.add_argument("--tokenizer", required=True, help="the recipe's model/tokenizer directory (token stats; smollm2-135m: the demo model)")
-    p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv: question, A-D) to decontaminate against")
+    p.add_argument(
+        "--variants", default="abstracts,aic,summary", help="comma-separated: abstracts,aic,summary"
+    )
+    p.add_argument(
+        "--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)"
+    )
+    p.add_argument(
+        "--tokenizer",
+        required=True,
+        help="the recipe's model/tokenizer directory (token stats; smollm2-135m: the demo model)",
+    )
+    p.add_argument(
+        "--mcq", help="benchmark questions (.parquet/.jsonl/.csv: question, A-D) to decontaminate against"
+    )
     p.add_argument("--workers", type=number(int, min=1), default=max(1, (os.cpu_count() or 1)))
-    p.add_argument("--validation-fraction", type=number(), default=d.validation_fraction,
-                   help="in [0, 1); 0: a train-only corpus (no validation/)")
+    p.add_argument(
+        "--validation-fraction",
+        type=number(),
+        default=d.validation_fraction,
+        help="in [0, 1); 0: a train-only corpus (no validation/)",
+    )
     p.add_argument("--min-words", type=number(int), default=d.min_words)
     p.add_argument("--near-dup-jaccard", type=number(), default=d.near_dup_jaccard)
     p.add_argument("--decontam-ngram", type=number(int), default=d.decontam_ngram)
     p.add_argument("--decontam-min-matches", type=number(int), default=d.decontam_min_matches)
     p.add_argument("--decontam-action", choices=["drop", "report"], default=d.decontam_action)
     p.add_argument("--summary-length-policy", choices=["drop", "keep"], default=d.summary_length_policy)
-    p.add_argument("--shingle-words", type=number(int, min=1), default=d.shingle_words,
-                   help="words per MinHash shingle")
-    p.add_argument("--num-perm", type=number(int, min=1), default=d.num_perm,
-                   help="MinHash permutations (a multiple of --lsh-bands)")
-    p.add_argument("--lsh-bands", type=number(int, min=1), default=d.lsh_bands,
-                   help="LSH bands; rows per band = num_perm / lsh_bands")
-    p.add_argument("--repeated-line-min-chars", type=number(int, min=1), default=d.repeated_line_min_chars,
-                   help="lines at least this long are counted as repeated-line candidates")
-    p.add_argument("--repeated-line-max", type=number(int, min=1), default=d.repeated_line_max,
-                   help="a candidate line seen more often than this is kept once")
+    p.add_argument(
+        "--shingle-words", type=number(int, min=1), default=d.shingle_words, help="words per MinHash shingle"
+    )
+    p.add_argument(
+        "--num-perm",
+        type=number(int, min=1),
+        default=d.num_perm,
+        help="MinHash permutations (a multiple of --lsh-bands)",
+    )
+    p.add_argument(
+        "--lsh-bands",
+        type=number(int, min=1),
+        default=d.lsh_bands,
+        help="LSH bands; rows per band = num_perm / lsh_bands",
+    )
+    p.add_argument(
+        "--repeated-line-min-chars",
+        type=number(int, min=1),
+        default=d.repeated_line_min_chars,
+        help="lines at least this long are counted as repeated-line candidates",
+    )
+    p.add_argument(
+        "--repeated-line-max",
+        type=number(int, min=1),
+        default=d.repeated_line_max,
+        help="a candidate line seen more often than this is kept once",
+    )
     p.add_argument("--max-shard-mb", type=number(), default=d.max_shard_bytes / 2**20)
-    p.add_argument("--max-shard-docs", type=number(int, min=1), default=d.max_shard_docs,
-                   help="documents per shard (default: no limit, only --max-shard-mb)")
+    p.add_argument(
+        "--max-shard-docs",
+        type=number(int, min=1),
+        default=d.max_shard_docs,
+        help="documents per shard (default: no limit, only --max-shard-mb)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild even when build.json says up to date")
     p.set_defaults(func=_cli)
 
 
 def _cli(a: Any) -> int:
-    cfg = BuildConfig(validation_fraction=a.validation_fraction, min_words=a.min_words,
-                      near_dup_jaccard=a.near_dup_jaccard, decontam_ngram=a.decontam_ngram,
-                      decontam_min_matches=a.decontam_min_matches, decontam_action=a.decontam_action,
-                      summary_length_policy=a.summary_length_policy, max_shard_bytes=int(a.max_shard_mb * 2**20),
-                      shingle_words=a.shingle_words, num_perm=a.num_perm, lsh_bands=a.lsh_bands,
-                      repeated_line_min_chars=a.repeated_line_min_chars, repeated_line_max=a.repeated_line_max,
-                      max_shard_docs=a.max_shard_docs)
+    cfg = BuildConfig(
+        validation_fraction=a.validation_fraction,
+        min_words=a.min_words,
+        near_dup_jaccard=a.near_dup_jaccard,
+        decontam_ngram=a.decontam_ngram,
+        decontam_min_matches=a.decontam_min_matches,
+        decontam_action=a.decontam_action,
+        summary_length_policy=a.summary_length_policy,
+        max_shard_bytes=int(a.max_shard_mb * 2**20),
+        shingle_words=a.shingle_words,
+        num_perm=a.num_perm,
+        lsh_bands=a.lsh_bands,
+        repeated_line_min_chars=a.repeated_line_min_chars,
+        repeated_line_max=a.repeated_line_max,
+        max_shard_docs=a.max_shard_docs,
+    )
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     for v in variants:
         if v not in VARIANTS:
             raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
     from astrollama.train.recipe import resolve_model
 
-    res = run_build(a.root, variants, a.out, tokenizer_dir=resolve_model(a.tokenizer), mcq_path=a.mcq, config=cfg,
-                    workers=a.workers, force=a.force)
+    res = run_build(
+        a.root,
+        variants,
+        a.out,
+        tokenizer_dir=resolve_model(a.tokenizer),
+        mcq_path=a.mcq,
+        config=cfg,
+        workers=a.workers,
+        force=a.force,
+    )
     for v, s in res.items():
-        print(f"{v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
-              f"{s['train']['tokens'] + s['validation']['tokens']} tokens, dropped {s['drops']} -> {Path(a.out) / v}")
+        print(
+            f"{v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
+            f"{s['train']['tokens'] + s['validation']['tokens']} tokens, dropped {s['drops']} -> {Path(a.out) / v}"
+        )
     return 0

@@ -20,18 +20,18 @@ from astrollama.cli import build_group, run_group
 from astrollama.errors import EnvironmentFault, InputError
 
 MODULES = (
-    "astrollama.data.manifest",   # manifest summary/export/failures/compact
-    "astrollama.data.harvest",    # harvest oai/kaggle/lookup
-    "astrollama.data.download",   # download
-    "astrollama.data.ocr",        # ocr
-    "astrollama.data.aic",        # aic
-    "astrollama.data.quality",    # quality (AIC text: raw macros, dangling citations, control chars)
+    "astrollama.data.manifest",  # manifest summary/export/failures/compact
+    "astrollama.data.harvest",  # harvest oai/kaggle/lookup
+    "astrollama.data.download",  # download
+    "astrollama.data.ocr",  # ocr
+    "astrollama.data.aic",  # aic
+    "astrollama.data.quality",  # quality (AIC text: raw macros, dangling citations, control chars)
     "astrollama.data.summarize",  # summarize
-    "astrollama.data.qa",         # qa (astro question/answer conversations from AIC or summaries)
+    "astrollama.data.qa",  # qa (astro question/answer conversations from AIC or summaries)
     "astrollama.data.conversations",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
-    "astrollama.data.build",      # build
-    "astrollama.data.bench",      # bench (throughput of the CPU corpus stages)
-    "astrollama.demo.data",       # demo-prep (the offline demo data chain)
+    "astrollama.data.build",  # build
+    "astrollama.data.bench",  # bench (throughput of the CPU corpus stages)
+    "astrollama.demo.data",  # demo-prep (the offline demo data chain)
 )
 
 

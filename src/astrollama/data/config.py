@@ -81,10 +81,16 @@ def config_tokens(parser: argparse.ArgumentParser, file: str, command: Sequence[
             subs = subparsers(sub)
             for key in section:
                 if key not in subs:
-                    raise DataConfigError(file, f"harvest.{key}", f"unknown harvest source (one of {', '.join(subs)})")
+                    raise DataConfigError(
+                        file, f"harvest.{key}", f"unknown harvest source (one of {', '.join(subs)})"
+                    )
             for key in subs:
-                tokens = section_tokens(_with_root(get_section(section, key, file), subs[key], root), subs[key], file,
-                                        f"harvest.{key}")
+                tokens = section_tokens(
+                    _with_root(get_section(section, key, file), subs[key], root),
+                    subs[key],
+                    file,
+                    f"harvest.{key}",
+                )
                 if list(command) == ["harvest", key]:
                     out = tokens
         else:
@@ -107,12 +113,15 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
         else:  # `harvest --config F`: the source is the config's one harvest section
             section = get_section(load_config(file), "harvest", file)
             if len(section) != 1:
-                raise DataConfigError(file, "harvest", f"must hold exactly one of {', '.join(subs)} when the "
-                                                       "command line names none")
+                raise DataConfigError(
+                    file,
+                    "harvest",
+                    f"must hold exactly one of {', '.join(subs)} when the command line names none",
+                )
             command.append(next(iter(section)))
             argv = [argv[0], command[1], *argv[1:]]
     tokens = config_tokens(parser, file, command)
-    return [*command, *tokens, *argv[len(command):]]
+    return [*command, *tokens, *argv[len(command) :]]
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -122,9 +131,12 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         sub = subparsers(parser)[name]
         targets = subparsers(sub).values() if name == "harvest" else [sub]
         for target in targets:
-            target.add_argument("--config", metavar="FILE",
-                                help=f"data_prep/<name>.yaml: options from its '{name}' section; flags given "
-                                     "here win (docs/data-corpus.md)")
+            target.add_argument(
+                "--config",
+                metavar="FILE",
+                help=f"data_prep/<name>.yaml: options from its '{name}' section; flags given "
+                "here win (docs/data-corpus.md)",
+            )
 
 
 __all__ = ["SECTIONS", "DataConfigError", "add_config_option", "apply_config", "config_tokens", "load_config"]

@@ -49,8 +49,11 @@ from astrollama.lmflow_data import CONVERSATION, DEFAULT_SHARD_BYTES, ShardWrite
 log = logging.getLogger(__name__)
 
 FORMATS = ("lima", "openorca", "ultrachat", "qa")
-_COLUMNS = {"lima": ("conversations", "source"), "openorca": ("id", "system_prompt", "question", "response"),
-            "ultrachat": ("prompt", "prompt_id", "messages")}
+_COLUMNS = {
+    "lima": ("conversations", "source"),
+    "openorca": ("id", "system_prompt", "question", "response"),
+    "ultrachat": ("prompt", "prompt_id", "messages"),
+}
 
 
 class ConversionError(InputError):
@@ -110,8 +113,9 @@ def _parquet_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[str, dic
     except (pa.ArrowException, OSError, ValueError) as e:
         if isinstance(e, OSError) and is_environment_error(e):
             raise
-        raise ConversionError(f"{path}: (parquet): cannot read ({type(e).__name__}: {' '.join(str(e).split())[:200]})") \
-            from None
+        raise ConversionError(
+            f"{path}: (parquet): cannot read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
 
 
 def iter_rows(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -155,28 +159,35 @@ def _text(path: Path, where: str, field: str, v: Any, cfg: ConvertConfig, *, emp
     if not empty_ok and not v.strip():
         raise ConversionError(f"{path}: {where}: {field}: empty turn")
     if len(v) > cfg.max_turn_chars:
-        raise ConversionError(f"{path}: {where}: {field}: {len(v)} characters, above --max-turn-chars "
-                              f"{cfg.max_turn_chars}")
+        raise ConversionError(
+            f"{path}: {where}: {field}: {len(v)} characters, above --max-turn-chars {cfg.max_turn_chars}"
+        )
     return v
 
 
-def _conversation(path: Path, where: str, cid: str, system: str, turns: list[tuple[str, str, Any]],
-                  cfg: ConvertConfig) -> dict[str, Any]:
+def _conversation(
+    path: Path, where: str, cid: str, system: str, turns: list[tuple[str, str, Any]], cfg: ConvertConfig
+) -> dict[str, Any]:
     """Check ``(field, role, content)`` turns in the source's own terms, then as LMFlow reads them."""
     if len(turns) < 2:
-        raise ConversionError(f"{path}: {where}: {turns[0][0] if turns else 'turns'}: {len(turns)} turn(s): "
-                              "a conversation needs a user turn and an assistant reply")
+        raise ConversionError(
+            f"{path}: {where}: {turns[0][0] if turns else 'turns'}: {len(turns)} turn(s): "
+            "a conversation needs a user turn and an assistant reply"
+        )
     if len(turns) > cfg.max_turns:
         raise ConversionError(f"{path}: {where}: {len(turns)} turns, above --max-turns {cfg.max_turns}")
     if len(turns) % 2:
-        raise ConversionError(f"{path}: {where}: {turns[-1][0]}: the last turn has no reply ({len(turns)} turns; "
-                              "an LMFlow conversation ends with the assistant)")
+        raise ConversionError(
+            f"{path}: {where}: {turns[-1][0]}: the last turn has no reply ({len(turns)} turns; "
+            "an LMFlow conversation ends with the assistant)"
+        )
     msgs = []
     for k, (field, role, content) in enumerate(turns):
         want = ("user", "assistant")[k % 2]
         if role != want:
-            raise ConversionError(f"{path}: {where}: {field}: role is {role!r}, expected {want!r} "
-                                  "(turns alternate, user first)")
+            raise ConversionError(
+                f"{path}: {where}: {field}: role is {role!r}, expected {want!r} (turns alternate, user first)"
+            )
         msgs.append({"role": role, "content": _text(path, where, field, content, cfg)})
     conv = {"conversation_id": cid, "system": system, "messages": msgs}
     check_conversation(conv, f"{path}: {where}")
@@ -186,7 +197,9 @@ def _conversation(path: Path, where: str, cid: str, system: str, turns: list[tup
 def _lima(path: Path, where: str, row: dict[str, Any], index: int, cfg: ConvertConfig) -> dict[str, Any]:
     conv = row.get("conversations")
     if not isinstance(conv, list):
-        raise ConversionError(f"{path}: {where}: conversations: must be a list of strings, got {type(conv).__name__}")
+        raise ConversionError(
+            f"{path}: {where}: conversations: must be a list of strings, got {type(conv).__name__}"
+        )
     if "source" in row and row["source"] is not None:
         _text(path, where, "source", row["source"], cfg, empty_ok=True)
     turns = [(f"conversations[{k}]", ("user", "assistant")[k % 2], t) for k, t in enumerate(conv)]
@@ -213,13 +226,17 @@ def _ultrachat(path: Path, where: str, row: dict[str, Any], index: int, cfg: Con
     turns = []
     for k, m in enumerate(msgs):
         if not isinstance(m, dict) or not {"role", "content"} <= set(m):
-            raise ConversionError(f"{path}: {where}: messages[{k}]: must be an object with 'role' and 'content'")
+            raise ConversionError(
+                f"{path}: {where}: messages[{k}]: must be an object with 'role' and 'content'"
+            )
         turns.append((f"messages[{k}]", m["role"], m["content"]))
     return _conversation(path, where, f"ultrachat:{pid}", "", turns, cfg)
 
 
 CONVERTERS: dict[str, Callable[[Path, str, dict[str, Any], int, ConvertConfig], dict[str, Any]]] = {
-    "lima": _lima, "openorca": _openorca, "ultrachat": _ultrachat,
+    "lima": _lima,
+    "openorca": _openorca,
+    "ultrachat": _ultrachat,
 }
 
 
@@ -258,8 +275,14 @@ def _conversation_text(conv: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in conv["messages"])
 
 
-def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: ConvertConfig | None = None,
-            mcq_path: str | os.PathLike[str] | None = None, progress: bool = True) -> dict[str, Any]:
+def convert(
+    sources: Sequence[Source],
+    out: str | os.PathLike[str],
+    *,
+    config: ConvertConfig | None = None,
+    mcq_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Convert ``sources`` into the LMFlow conversation dataset ``out`` (see the module doc);
     returns the stats written to ``out/stats.json``."""
     from tqdm import tqdm
@@ -276,7 +299,11 @@ def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: C
         if s.limit is not None and s.limit < 1:
             raise ConversionError(f"--limit: must be >= 1, got {s.limit}")
     final = Path(out)
-    if final.exists() and not (final / "stats.json").is_file() and (not final.is_dir() or any(final.iterdir())):
+    if (
+        final.exists()
+        and not (final / "stats.json").is_file()
+        and (not final.is_dir() or any(final.iterdir()))
+    ):
         raise ConversionError(f"{final}: exists and is not an sft-convert output; choose another --out")
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
 
@@ -295,8 +322,13 @@ def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: C
                 n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(words)))
                 if n_match >= cfg.decontam_min_matches:
                     drops["contaminated"] += 1
-                    contamination.append({"conversation_id": conv["conversation_id"], "ngram_matches": n_match,
-                                          "questions": qs})
+                    contamination.append(
+                        {
+                            "conversation_id": conv["conversation_id"],
+                            "ngram_matches": n_match,
+                            "questions": qs,
+                        }
+                    )
                     continue
             if digest in seen:
                 drops["duplicate"] += 1
@@ -305,18 +337,30 @@ def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: C
             split = assign_split(key, cfg.validation_fraction)
             splits[split] += 1
             kept.append((s.format, split, conv))
-        per_source.append({"format": s.format, "file": s.path.name, "limit": s.limit, **info,
-                           "kept": {"train": splits["train"], "validation": splits["validation"]},
-                           "dropped": dict(sorted(drops.items()))})
+        per_source.append(
+            {
+                "format": s.format,
+                "file": s.path.name,
+                "limit": s.limit,
+                **info,
+                "kept": {"train": splits["train"], "validation": splits["validation"]},
+                "dropped": dict(sorted(drops.items())),
+            }
+        )
     if not kept:
         raise ConversionError(f"{final}: no conversation left after decontamination and deduplication")
 
     stats = {
-        "type": CONVERSATION, "sources": per_source, "settings": asdict(cfg),
+        "type": CONVERSATION,
+        "sources": per_source,
+        "settings": asdict(cfg),
         "conversations": {sp: sum(1 for _, x, _ in kept if x == sp) for sp in ("train", "validation")},
-        "decontamination": {"benchmark": Path(mcq_path).name if mcq_path else None,
-                            "questions": bench.questions if bench else 0, "dropped": len(contamination),
-                            "matches": contamination},
+        "decontamination": {
+            "benchmark": Path(mcq_path).name if mcq_path else None,
+            "questions": bench.questions if bench else 0,
+            "dropped": len(contamination),
+            "matches": contamination,
+        },
     }
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
@@ -327,7 +371,9 @@ def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: C
             for fmt in dict.fromkeys(s.format for s in sources):
                 convs = [c for f, x, c in kept if f == fmt and x == split]
                 if convs:
-                    with ShardWriter(tmp / split, prefix=fmt, max_bytes=cfg.max_shard_bytes, kind=CONVERSATION) as w:
+                    with ShardWriter(
+                        tmp / split, prefix=fmt, max_bytes=cfg.max_shard_bytes, kind=CONVERSATION
+                    ) as w:
                         for c in convs:
                             w.add(c)
         atomic_write_json(tmp / "stats.json", stats)
@@ -341,9 +387,13 @@ def convert(sources: Sequence[Source], out: str | os.PathLike[str], *, config: C
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("sft-convert: %d train + %d validation conversations -> %s (dropped: %s)",
-             stats["conversations"]["train"], stats["conversations"]["validation"], final,
-             {s["format"]: s["dropped"] for s in per_source})
+    log.info(
+        "sft-convert: %d train + %d validation conversations -> %s (dropped: %s)",
+        stats["conversations"]["train"],
+        stats["conversations"]["validation"],
+        final,
+        {s["format"]: s["dropped"] for s in per_source},
+    )
     return stats
 
 
@@ -355,7 +405,9 @@ def _input(text: str) -> tuple[str, str]:
 
     fmt, sep, path = text.partition("=")
     if not sep or fmt not in FORMATS or not path:
-        raise argparse.ArgumentTypeError(f"must be FORMAT=PATH with FORMAT one of {', '.join(FORMATS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be FORMAT=PATH with FORMAT one of {', '.join(FORMATS)}, got {text!r}"
+        )
     return fmt, path
 
 
@@ -364,11 +416,15 @@ def _limit(text: str) -> tuple[str | None, int]:
 
     fmt, sep, n = text.rpartition("=")
     if sep and fmt not in FORMATS:
-        raise argparse.ArgumentTypeError(f"must be N or FORMAT=N with FORMAT one of {', '.join(FORMATS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be N or FORMAT=N with FORMAT one of {', '.join(FORMATS)}, got {text!r}"
+        )
     try:
         value = int(n)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be N or FORMAT=N with an integer N >= 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be N or FORMAT=N with an integer N >= 1, got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return (fmt or None), value
@@ -381,13 +437,29 @@ def register(sub: Any) -> None:
     from astrollama.cli import number
 
     d = ConvertConfig()
-    p = sub.add_parser("sft-convert", help="LIMA / OpenOrca / UltraChat / astro Q&A -> LMFlow conversation shards",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", type=_input, action="append", required=True, metavar="FORMAT=PATH",
-                   help=f"an input ({', '.join(FORMATS)}; qa=DATA_ROOT); repeat for several")
+    p = sub.add_parser(
+        "sft-convert",
+        help="LIMA / OpenOrca / UltraChat / astro Q&A -> LMFlow conversation shards",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--input",
+        type=_input,
+        action="append",
+        required=True,
+        metavar="FORMAT=PATH",
+        help=f"an input ({', '.join(FORMATS)}; qa=DATA_ROOT); repeat for several",
+    )
     p.add_argument("--out", required=True, help="output directory (train/, validation/, stats.json)")
-    p.add_argument("--limit", type=_limit, action="append", default=[], metavar="[FORMAT=]N",
-                   help="keep a seeded sample of N rows of each input (of that format's inputs with FORMAT=N)")
+    p.add_argument(
+        "--limit",
+        type=_limit,
+        action="append",
+        default=[],
+        metavar="[FORMAT=]N",
+        help="keep a seeded sample of N rows of each input (of that format's inputs with FORMAT=N)",
+    )
     p.add_argument("--seed", type=number(int, min=0), default=d.seed, help="sampling seed")
     p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv) to decontaminate against")
     p.add_argument("--validation-fraction", type=number(min=0, max=0.999), default=d.validation_fraction)
@@ -402,10 +474,23 @@ def register(sub: Any) -> None:
 def _cli(a: Any) -> int:
     limits = dict(a.limit)  # later flags win; None = every input
     sources = [Source(fmt, Path(path), limits.get(fmt, limits.get(None))) for fmt, path in a.input]
-    cfg = ConvertConfig(seed=a.seed, validation_fraction=a.validation_fraction, max_turn_chars=a.max_turn_chars,
-                        max_turns=a.max_turns, decontam_ngram=a.decontam_ngram,
-                        decontam_min_matches=a.decontam_min_matches, max_shard_bytes=int(a.max_shard_mb * 2**20))
+    cfg = ConvertConfig(
+        seed=a.seed,
+        validation_fraction=a.validation_fraction,
+        max_turn_chars=a.max_turn_chars,
+        max_turns=a.max_turns,
+        decontam_ngram=a.decontam_ngram,
+        decontam_min_matches=a.decontam_min_matches,
+        max_shard_bytes=int(a.max_shard_mb * 2**20),
+    )
     stats = convert(sources, a.out, config=cfg, mcq_path=a.mcq)
-    print(json.dumps({"out": str(a.out), **stats["conversations"],
-                      "dropped": {s["format"]: s["dropped"] for s in stats["sources"]}}))
+    print(
+        json.dumps(
+            {
+                "out": str(a.out),
+                **stats["conversations"],
+                "dropped": {s["format"]: s["dropped"] for s in stats["sources"]},
+            }
+        )
+    )
     return 0

@@ -22,7 +22,7 @@ _NONALNUM = re.compile(r"[^a-z0-9]+")
 @functools.lru_cache(maxsize=64)
 def _consts(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return (rng.integers(1, 2**63 - 1, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1))
+    return rng.integers(1, 2**63 - 1, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
 
 
 def normalised_words(text: str) -> list[str]:

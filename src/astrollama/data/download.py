@@ -104,13 +104,18 @@ def _inflated_size(data: bytes, gz: bool, max_bytes: int, max_seconds: float) ->
             while chunk := fh.read(_CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ContentError(f"decompressed size exceeds {max_bytes} bytes (--max-unpacked-mb); "
-                                       f"{len(data)} compressed bytes")
+                    raise ContentError(
+                        f"decompressed size exceeds {max_bytes} bytes (--max-unpacked-mb); "
+                        f"{len(data)} compressed bytes"
+                    )
                 if time.monotonic() > deadline:
-                    raise ContentError(f"decompression took longer than {max_seconds:g}s "
-                                       f"({total} bytes so far)")
+                    raise ContentError(
+                        f"decompression took longer than {max_seconds:g}s ({total} bytes so far)"
+                    )
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise ContentError(f"corrupt gzip e-print: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+        raise ContentError(
+            f"corrupt gzip e-print: {' '.join(str(exc).split()) or type(exc).__name__}"
+        ) from None
     return total
 
 
@@ -134,8 +139,12 @@ def _unsafe_member(m: tarfile.TarInfo) -> str | None:
 
 
 def unpack_source(
-    data: bytes, dest: Path, content_type: str | None = None, *,
-    max_bytes: int = MAX_UNPACKED_BYTES, max_seconds: float = MAX_UNPACK_SECONDS,
+    data: bytes,
+    dest: Path,
+    content_type: str | None = None,
+    *,
+    max_bytes: int = MAX_UNPACKED_BYTES,
+    max_seconds: float = MAX_UNPACK_SECONDS,
 ) -> str:
     """Unpack an arXiv e-print into the EMPTY directory ``dest``; returns the kind found.
 
@@ -169,8 +178,10 @@ def unpack_source(
                         if len(members) > MAX_MEMBERS:
                             raise ContentError(f"source tar has more than {MAX_MEMBERS} members")
                         if declared > max_bytes:  # sparse members: small data, huge files
-                            raise ContentError(f"decompressed size exceeds {max_bytes} bytes "
-                                               f"(--max-unpacked-mb): members declare {declared}+ bytes")
+                            raise ContentError(
+                                f"decompressed size exceeds {max_bytes} bytes "
+                                f"(--max-unpacked-mb): members declare {declared}+ bytes"
+                            )
                     if not members:
                         raise ContentError("empty tar e-print (no members)")
                     for m in members:
@@ -179,12 +190,18 @@ def unpack_source(
                     tar.extractall(dest, members=members, filter="data")
                 except tarfile.FilterError as exc:  # name only: the message must not depend on the root
                     reason = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__.removesuffix("Error")).lower()
-                    raise ContentError(f"unsafe member in source tar: {exc.tarinfo.name!r} ({reason})") from None
+                    raise ContentError(
+                        f"unsafe member in source tar: {exc.tarinfo.name!r} ({reason})"
+                    ) from None
                 except (tarfile.ReadError, EOFError, zlib.error) as exc:
-                    raise ContentError(f"truncated or corrupt tar e-print: {' '.join(str(exc).split())}") from None
+                    raise ContentError(
+                        f"truncated or corrupt tar e-print: {' '.join(str(exc).split())}"
+                    ) from None
             return "tar.gz" if gz else "tar"
     if b"\x00" in head or not head.strip():
-        raise ContentError(f"unrecognised e-print format ({_describe(data, content_type)}, {size} bytes unpacked)")
+        raise ContentError(
+            f"unrecognised e-print format ({_describe(data, content_type)}, {size} bytes unpacked)"
+        )
     with _open_payload(data, gz) as fh, open(dest / "main.tex", "wb") as out:
         shutil.copyfileobj(fh, out, _CHUNK)
     return "tex.gz" if gz else "tex"
@@ -221,8 +238,11 @@ class Mirror:
 
     def _candidates(self, paper_id: str, kind: str) -> list[tuple[Path, str]]:
         ym, ns, flat = yymm(paper_id), namespaced(paper_id), paper_id.replace("/", "")
-        dirs: list[tuple[Path, str]] = [(self.root / kind / ym, ns), (self.root / kind / ym, flat),
-                                        (self.root / ym, flat)]
+        dirs: list[tuple[Path, str]] = [
+            (self.root / kind / ym, ns),
+            (self.root / kind / ym, flat),
+            (self.root / ym, flat),
+        ]
         dirs.append((self.root / kind, ns))
         if kind == "pdf":
             dirs.append((self.root, ns))
@@ -319,8 +339,9 @@ class Downloader:
         with atomic_dir(dest) as tmp:
             kind = unpack_source(data, tmp, ctype, max_bytes=self.max_unpacked_bytes)
         files = sum(1 for p in dest.rglob("*") if p.is_file())
-        return Outcome(outputs={"src": dest}, attrs={"bytes": len(data), "kind": kind, "files": files,
-                                                     "from": origin})
+        return Outcome(
+            outputs={"src": dest}, attrs={"bytes": len(data), "kind": kind, "files": files, "from": origin}
+        )
 
 
 def download(
@@ -339,8 +360,15 @@ def download(
     downloader = downloader or Downloader(manifest)
     stats: dict[str, ShardStats] = {}
     for kind in kinds:
-        runner = StageRunner(manifest, STAGE[kind], shard_index=shard_index, num_shards=num_shards,
-                             retry_failed=retry_failed, force=force, progress=progress)
+        runner = StageRunner(
+            manifest,
+            STAGE[kind],
+            shard_index=shard_index,
+            num_shards=num_shards,
+            retry_failed=retry_failed,
+            force=force,
+            progress=progress,
+        )
         fetch: Callable[[str], Outcome] = downloader.pdf if kind == "pdf" else downloader.src
         stats[kind] = runner.run(fetch, ids)
     return stats
@@ -358,18 +386,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=ARXIV_URL)
     p.add_argument("--ids", nargs="*", default=None, help="only these ids (default: every paper)")
     p.add_argument("--ids-file", default=None, help="file with one id per line")
-    p.add_argument("--papers", default=None, help="render PDFs from paper JSON files in this directory instead of "
-                                                  "fetching (the bundled demo papers; as `make-pdfs --root`)")
+    p.add_argument(
+        "--papers",
+        default=None,
+        help="render PDFs from paper JSON files in this directory instead of "
+        "fetching (the bundled demo papers; as `make-pdfs --root`)",
+    )
     from astrollama.cli import number
 
-    p.add_argument("--delay", type=number(min=0), default=None,
-                   help="seconds between requests per process (default 3 x number of shards)")
+    p.add_argument(
+        "--delay",
+        type=number(min=0),
+        default=None,
+        help="seconds between requests per process (default 3 x number of shards)",
+    )
     p.add_argument("--max-retries", type=number(int, min=0), default=6)
     p.add_argument("--backoff", type=number(min=0), default=5.0)
     p.add_argument("--max-retry-after", type=number(min=0), default=600.0)
     p.add_argument("--timeout", type=number(gt=0), default=180.0)
-    p.add_argument("--max-unpacked-mb", type=number(gt=0), default=MAX_UNPACKED_BYTES / 2**20,
-                   help="refuse an e-print that decompresses to more than this (default 1024)")
+    p.add_argument(
+        "--max-unpacked-mb",
+        type=number(gt=0),
+        default=MAX_UNPACKED_BYTES / 2**20,
+        help="refuse an e-print that decompresses to more than this (default 1024)",
+    )
     add_shard_args(p)
     p.set_defaults(func=_cli_download)
 
@@ -390,14 +430,36 @@ def _cli_download(a: argparse.Namespace) -> int:
     num_shards = a.num_shards if a.num_shards is not None else shard_from_env()[1]
     delay = a.delay if a.delay is not None else 3.0 * num_shards
     if a.mirror is None:
-        log.info("downloading from %s, one request per %.1fs in this process (%d shards)",
-                 a.base_url, delay, num_shards)
-    client = HttpClient(min_interval=delay, max_retries=a.max_retries, backoff_base=a.backoff,
-                        max_retry_after=a.max_retry_after, timeout=(min(30.0, a.timeout), a.timeout))
-    d = Downloader(m, base_url=a.base_url, client=client, mirror=Mirror(a.mirror) if a.mirror else None,
-                   max_unpacked_bytes=max(1, int(a.max_unpacked_mb * 2**20)))
-    stats = download(m, tuple(a.kinds), ids=ids, downloader=d, shard_index=a.shard_index,
-                     num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force)
+        log.info(
+            "downloading from %s, one request per %.1fs in this process (%d shards)",
+            a.base_url,
+            delay,
+            num_shards,
+        )
+    client = HttpClient(
+        min_interval=delay,
+        max_retries=a.max_retries,
+        backoff_base=a.backoff,
+        max_retry_after=a.max_retry_after,
+        timeout=(min(30.0, a.timeout), a.timeout),
+    )
+    d = Downloader(
+        m,
+        base_url=a.base_url,
+        client=client,
+        mirror=Mirror(a.mirror) if a.mirror else None,
+        max_unpacked_bytes=max(1, int(a.max_unpacked_mb * 2**20)),
+    )
+    stats = download(
+        m,
+        tuple(a.kinds),
+        ids=ids,
+        downloader=d,
+        shard_index=a.shard_index,
+        num_shards=a.num_shards,
+        retry_failed=a.retry_failed,
+        force=a.force,
+    )
     for s in stats.values():
         print(s.line())
     return 0

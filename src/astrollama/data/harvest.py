@@ -73,7 +73,7 @@ class OAIError(HarvestError):
 
 _OAI_HINTS = {
     "badResumptionToken": "The saved resumptionToken was rejected (tokens expire); rerun with "
-                          "--restart: rows already harvested are merged, not duplicated",
+    "--restart: rows already harvested are merged, not duplicated",
     "badArgument": "Check --from/--until (YYYY-MM-DD) and --set",
     "cannotDisseminateFormat": "Use --metadata-prefix arXiv or arXivRaw",
     "noSetHierarchy": "This repository has no sets; drop --set",
@@ -124,8 +124,11 @@ def split_authors(text: str | None) -> list[str] | None:
 def split_dois(text: str | None) -> list[str] | None:
     """A DOI field as a list: arXiv lets authors give several, separated by spaces, commas or
     semicolons (``"10.1/a 10.2/b"``); a ``doi:`` or ``https://doi.org/`` prefix is dropped."""
-    dois = [re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", d, flags=re.I)
-            for d in re.split(r"[\s,;]+", text or "") if d]
+    dois = [
+        re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", d, flags=re.I)
+        for d in re.split(r"[\s,;]+", text or "")
+        if d
+    ]
     return [d for d in dois if d] or None
 
 
@@ -291,19 +294,36 @@ def harvest_oai(
     holds papers cross-listed from other archives.
     """
     if metadata_prefix not in FORMAT_NS:
-        raise HarvestInputError(f"--metadata-prefix: must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}")
+        raise HarvestInputError(
+            f"--metadata-prefix: must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}"
+        )
     _check_dates(from_date, until_date)
-    params = {"base_url": base_url, "metadataPrefix": metadata_prefix, "set": set_spec,
-              "from": from_date, "until": until_date} | ({"primary_only": True} if primary_only else {})
+    params = {
+        "base_url": base_url,
+        "metadataPrefix": metadata_prefix,
+        "set": set_spec,
+        "from": from_date,
+        "until": until_date,
+    } | ({"primary_only": True} if primary_only else {})
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     state_path = manifest.dir / "harvest" / f"oai-{key}.json"
-    state: dict[str, Any] = {"params": params, "token": None, "pages": 0, "records": 0, "deleted": 0,
-                             "complete": False, "complete_list_size": None}
+    state: dict[str, Any] = {
+        "params": params,
+        "token": None,
+        "pages": 0,
+        "records": 0,
+        "deleted": 0,
+        "complete": False,
+        "complete_list_size": None,
+    }
     if state_path.exists() and not restart:
         state = json.loads(state_path.read_text(encoding="utf-8"))
         if state["complete"]:
-            log.info("OAI harvest already complete (%d records, %s); --restart to redo",
-                     state["records"], state_path)
+            log.info(
+                "OAI harvest already complete (%d records, %s); --restart to redo",
+                state["records"],
+                state_path,
+            )
             return HarvestResult(state_path, state["pages"], state["records"], state["deleted"], True)
         if state["token"]:
             log.info("resuming OAI harvest after page %d from token %r", state["pages"], state["token"])
@@ -314,24 +334,38 @@ def harvest_oai(
             query = {"verb": "ListRecords", "resumptionToken": state["token"]}
         else:
             query = {"verb": "ListRecords", "metadataPrefix": metadata_prefix}
-            query.update({k: v for k, v in (("set", set_spec), ("from", from_date), ("until", until_date)) if v})
+            query.update(
+                {k: v for k, v in (("set", set_spec), ("from", from_date), ("until", until_date)) if v}
+            )
         resp = client.get(base_url, params=query)
         page = parse_oai_page(resp.content, metadata_prefix, resp.url)
-        rows = [r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)]
+        rows = [
+            r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)
+        ]
         if rows:
             manifest.upsert_papers(rows)
         # only now move the token: a kill before this line re-fetches the page (idempotent merge)
         state.update(
-            token=page.token, pages=state["pages"] + 1, records=state["records"] + len(rows),
+            token=page.token,
+            pages=state["pages"] + 1,
+            records=state["records"] + len(rows),
             not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
-            deleted=state["deleted"] + page.deleted, complete=not page.token,
+            deleted=state["deleted"] + page.deleted,
+            complete=not page.token,
             complete_list_size=page.complete_list_size or state["complete_list_size"],
         )
         atomic_write_json(state_path, state)
         pages_now += 1
         total = state["complete_list_size"]
-        log.info("OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s", state["pages"],
-                 len(rows), page.deleted, len(page.rows) - len(rows), state["records"], f" of ~{total}" if total else "")
+        log.info(
+            "OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s",
+            state["pages"],
+            len(rows),
+            page.deleted,
+            len(page.rows) - len(rows),
+            state["records"],
+            f" of ~{total}" if total else "",
+        )
         if state["complete"]:
             log.info("OAI harvest complete: %d records in %d pages", state["records"], state["pages"])
             break
@@ -420,8 +454,13 @@ def import_kaggle(
     if not path.is_file():
         raise HarvestInputError(f"{path}: Kaggle snapshot not found")
     st = path.stat()
-    params = {"path": str(path.resolve()), "size": st.st_size, "from": from_date, "until": until_date,
-              "primary_only": primary_only}
+    params = {
+        "path": str(path.resolve()),
+        "size": st.st_size,
+        "from": from_date,
+        "until": until_date,
+        "primary_only": primary_only,
+    }
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     state_path = manifest.dir / "harvest" / f"kaggle-{key}.json"
     state = {"params": params, "offset": 0, "lines": 0, "kept": 0, "complete": False}
@@ -457,7 +496,9 @@ def import_kaggle(
             continue
         row = kaggle_row(obj, where)
         pub = row["published"]
-        if (from_date and (pub is None or pub < from_date)) or (until_date and (pub is None or pub > until_date)):
+        if (from_date and (pub is None or pub < from_date)) or (
+            until_date and (pub is None or pub > until_date)
+        ):
             continue
         batch.append(row)
         if len(batch) >= batch_size:
@@ -561,8 +602,11 @@ def lookup(
         client.query_url_format = api_url + "?{}"
     search = arxiv.Search(query=query or "", id_list=list(ids or []), max_results=max_results)
     try:
-        return [result_row(r) for r in client.results(search)
-                if not primary_only or is_astro([r.primary_category], primary_only=True)]
+        return [
+            result_row(r)
+            for r in client.results(search)
+            if not primary_only or is_astro([r.primary_category], primary_only=True)
+        ]
     except arxiv.ArxivError as exc:
         raise HarvestError(f"arXiv API look-up failed: {exc}") from None
 
@@ -586,8 +630,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--until", dest="until_date", help="datestamp YYYY-MM-DD")
     o.add_argument("--restart", action="store_true", help="ignore the saved resumptionToken")
     o.add_argument("--max-pages", type=number(int, min=1), default=None)
-    o.add_argument("--primary-only", action="store_true",
-                   help="keep papers whose primary category (first in <categories>) is astro-ph*")
+    o.add_argument(
+        "--primary-only",
+        action="store_true",
+        help="keep papers whose primary category (first in <categories>) is astro-ph*",
+    )
     _http_args(o, delay=3.0)
     o.set_defaults(func=_cli_oai)
 
@@ -614,41 +661,65 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-results", type=number(int, min=1), default=None)
     q.add_argument("--api-url", default=None)
     q.add_argument("--delay", type=number(min=0), default=3.0)
-    q.add_argument("--primary-only", action="store_true",
-                   help="keep papers whose primary category (arxiv:primary_category) is astro-ph*")
+    q.add_argument(
+        "--primary-only",
+        action="store_true",
+        help="keep papers whose primary category (arxiv:primary_category) is astro-ph*",
+    )
     q.set_defaults(func=_cli_lookup)
 
 
 def _http_args(p: argparse.ArgumentParser, delay: float) -> None:
     from astrollama.cli import number
 
-    p.add_argument("--delay", type=number(min=0), default=delay, help=f"seconds between requests (default {delay})")
+    p.add_argument(
+        "--delay", type=number(min=0), default=delay, help=f"seconds between requests (default {delay})"
+    )
     p.add_argument("--max-retries", type=number(int, min=0), default=6)
     p.add_argument("--backoff", type=number(min=0), default=5.0, help="first retry wait; doubles each retry")
-    p.add_argument("--max-retry-after", type=number(min=0), default=600.0, help="cap on a server's Retry-After")
+    p.add_argument(
+        "--max-retry-after", type=number(min=0), default=600.0, help="cap on a server's Retry-After"
+    )
     p.add_argument("--timeout", type=number(gt=0), default=180.0, help="read timeout per request (s)")
 
 
 def http_client_from_args(a: argparse.Namespace, delay: float | None = None) -> HttpClient:
     return HttpClient(
-        min_interval=a.delay if delay is None else delay, max_retries=a.max_retries, backoff_base=a.backoff,
-        max_retry_after=a.max_retry_after, timeout=(min(30.0, a.timeout), a.timeout),
+        min_interval=a.delay if delay is None else delay,
+        max_retries=a.max_retries,
+        backoff_base=a.backoff,
+        max_retry_after=a.max_retry_after,
+        timeout=(min(30.0, a.timeout), a.timeout),
     )
 
 
 def _cli_oai(a: argparse.Namespace) -> int:
     r = harvest_oai(
-        Manifest(a.root), base_url=a.base_url, metadata_prefix=a.metadata_prefix,
-        set_spec=a.set_spec or None, from_date=a.from_date, until_date=a.until_date,
-        client=http_client_from_args(a), restart=a.restart, max_pages=a.max_pages, primary_only=a.primary_only,
+        Manifest(a.root),
+        base_url=a.base_url,
+        metadata_prefix=a.metadata_prefix,
+        set_spec=a.set_spec or None,
+        from_date=a.from_date,
+        until_date=a.until_date,
+        client=http_client_from_args(a),
+        restart=a.restart,
+        max_pages=a.max_pages,
+        primary_only=a.primary_only,
     )
     print(f"pages={r.pages} records={r.records} deleted={r.deleted} complete={r.complete}")
     return 0
 
 
 def _cli_kaggle(a: argparse.Namespace) -> int:
-    r = import_kaggle(Manifest(a.root), a.snapshot, from_date=a.from_date, until_date=a.until_date,
-                      primary_only=a.primary_only, restart=a.restart, batch_size=a.batch_size)
+    r = import_kaggle(
+        Manifest(a.root),
+        a.snapshot,
+        from_date=a.from_date,
+        until_date=a.until_date,
+        primary_only=a.primary_only,
+        restart=a.restart,
+        batch_size=a.batch_size,
+    )
     print(f"lines={r.lines} kept={r.kept}")
     return 0
 
@@ -659,10 +730,18 @@ def _cli_json(a: argparse.Namespace) -> int:
 
 
 def _cli_lookup(a: argparse.Namespace) -> int:
-    rows = lookup(a.ids, a.query, max_results=a.max_results, delay_seconds=a.delay, api_url=a.api_url,
-                  primary_only=a.primary_only)
+    rows = lookup(
+        a.ids,
+        a.query,
+        max_results=a.max_results,
+        delay_seconds=a.delay,
+        api_url=a.api_url,
+        primary_only=a.primary_only,
+    )
     for row in rows:
-        print(f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}")
+        print(
+            f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}"
+        )
     if a.root:
         Manifest(a.root).upsert_papers(rows)
     return 0

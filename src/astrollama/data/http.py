@@ -61,8 +61,13 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class RateLimiter:
     """Enforces a minimum interval between the starts of consecutive requests (thread-safe)."""
 
-    def __init__(self, min_interval: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        min_interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.min_interval = max(0.0, float(min_interval))
         self._clock, self._sleep = clock, sleep
         self._last: float | None = None
@@ -117,7 +122,11 @@ class HttpClient:
             wait: float | None = None
             try:
                 resp = self.session.get(url, params=params, timeout=self.timeout)
-            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 last, status = f"{type(exc).__name__}: {exc}", None
             else:
                 if resp.ok:
@@ -134,4 +143,6 @@ class HttpClient:
             wait = self._backoff(attempt) if wait is None else wait
             log.warning("%s (%s); retry %d/%d in %.1fs", last, url, attempt + 1, self.max_retries, wait)
             self._sleep(wait)
-        raise HttpError(f"gave up after {self.max_retries + 1} attempts: {last} ({url})", status=status, url=url)
+        raise HttpError(
+            f"gave up after {self.max_retries + 1} attempts: {last} ({url})", status=status, url=url
+        )

@@ -48,16 +48,25 @@ STATUSES = ("ok", "failed", "skipped")
 TERMINAL = frozenset({"ok", "failed"})
 
 PAPER_FIELDS = (
-    "id", "version", "published", "updated", "categories", "title", "abstract", "authors",
-    "doi", "journal_ref", "comments", "license", "source",
+    "id",
+    "version",
+    "published",
+    "updated",
+    "categories",
+    "title",
+    "abstract",
+    "authors",
+    "doi",
+    "journal_ref",
+    "comments",
+    "license",
+    "source",
 )
 """Known base-row fields, in table order. Extra fields are kept as extra columns."""
 
 _NEW_ID = re.compile(r"^\d{4}\.\d{4,5}$")
 _OLD_ID = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?/\d{7}")  # astro-ph/, math.GT/, cond-mat.str-el/
-_ANY_ID = re.compile(
-    r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$"
-)
+_ANY_ID = re.compile(r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$")
 _LOCAL_ID = re.compile(r"[a-z][a-z0-9-]*/[0-9A-Za-z][0-9A-Za-z.-]*")  # never "." or ".." on disk
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -99,7 +108,7 @@ def parse_arxiv_id(text: str) -> tuple[str, int | None]:
     s = text.strip()
     for prefix in ("oai:arXiv.org:", "arXiv:", "arxiv:"):
         if s.startswith(prefix):
-            s = s[len(prefix):]
+            s = s[len(prefix) :]
     s = re.sub(r"^https?://[^/]+/(abs|pdf|e-print|src)/", "", s)
     s = s.removesuffix(".pdf")
     m = _ANY_ID.search(s)
@@ -162,8 +171,16 @@ class StatusRecord:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"attrs": self.attrs, "error": self.error, "id": self.id, "outputs": self.outputs,
-             "shard": self.shard, "stage": self.stage, "status": self.status, "time": self.time},
+            {
+                "attrs": self.attrs,
+                "error": self.error,
+                "id": self.id,
+                "outputs": self.outputs,
+                "shard": self.shard,
+                "stage": self.stage,
+                "status": self.status,
+                "time": self.time,
+            },
             ensure_ascii=True,
         )
 
@@ -256,7 +273,9 @@ def normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = dict(row)
     pid = out.get("id")
     if not is_paper_id(pid):
-        raise ManifestError(f"{where}: field 'id' is not a bare arXiv id (or local 'name/number' id): {pid!r}")
+        raise ManifestError(
+            f"{where}: field 'id' is not a bare arXiv id (or local 'name/number' id): {pid!r}"
+        )
     version = out.get("version")
     if version is not None:
         if isinstance(version, str) and re.fullmatch(r"v?\d+", version):
@@ -267,8 +286,13 @@ def normalise_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in ("categories", "authors", "doi"):
         value = out.get(key)
         if isinstance(value, str):  # doi: several may be given in one string (harvest.split_dois)
-            out[key] = ([value] if key == "authors" else value.split() if key == "categories"
-                        else [d for d in re.split(r"[\s,;]+", value) if d] or None)
+            out[key] = (
+                [value]
+                if key == "authors"
+                else value.split()
+                if key == "categories"
+                else [d for d in re.split(r"[\s,;]+", value) if d] or None
+            )
         elif value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ManifestError(f"{where} ({pid}): field {key!r} must be a list of strings, got {value!r}")
     for key in ("published", "updated"):
@@ -372,7 +396,9 @@ class Manifest:
         if self._papers_cache and self._papers_cache[0] == key:
             return self._papers_cache[1]
         merged: dict[str, dict[str, Any]] = {}
-        for lineno, row in read_jsonl(self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True):
+        for lineno, row in read_jsonl(
+            self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
+        ):
             pid = row.get("id")
             if not is_paper_id(pid):
                 raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
@@ -440,8 +466,14 @@ class Manifest:
         return sum(append_lines(p, lines, fsync=self.fsync) for p, lines in by_file.items())
 
     def make_record(
-        self, stage: str, paper_id: str, status: str, error: str | None = None, *,
-        shard: str | None = None, outputs: Mapping[str, str | os.PathLike[str]] | None = None,
+        self,
+        stage: str,
+        paper_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        shard: str | None = None,
+        outputs: Mapping[str, str | os.PathLike[str]] | None = None,
         **attrs: Any,
     ) -> StatusRecord:
         """Build (and validate) a record without writing it; see :meth:`record_many`."""
@@ -459,15 +491,23 @@ class Manifest:
             raise ManifestError(f"record for stage {stage!r}: field 'id' is not a paper id: {paper_id!r}")
         if status == "failed" and not error:
             raise ManifestError(f"a failed record needs an error message ({stage}, {paper_id})")
-        outs = {k: (v if isinstance(v, str) and not os.path.isabs(v) else self.relative(v))
-                for k, v in (outputs or {}).items()}
+        outs = {
+            k: (v if isinstance(v, str) and not os.path.isabs(v) else self.relative(v))
+            for k, v in (outputs or {}).items()
+        }
         try:
             json.dumps(attrs)
         except TypeError as exc:
             raise ManifestError(f"record ({stage}, {paper_id}): attrs not JSON-serialisable: {exc}") from None
         return StatusRecord(
-            id=paper_id, stage=stage, status=status, error=error, outputs=outs, attrs=dict(attrs),
-            time=time.time(), shard=_check_name("shard", shard),
+            id=paper_id,
+            stage=stage,
+            status=status,
+            error=error,
+            outputs=outs,
+            attrs=dict(attrs),
+            time=time.time(),
+            shard=_check_name("shard", shard),
         )
 
     def stages(self) -> list[str]:
@@ -483,7 +523,9 @@ class Manifest:
         if not directory.is_dir():
             return {}
         for path in sorted(directory.glob("*.jsonl")):
-            for lineno, obj in read_jsonl(path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True):
+            for lineno, obj in read_jsonl(
+                path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
+            ):
                 pid = obj.get("id")
                 if obj.get("status") not in STATUSES or not is_paper_id(pid):
                     raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
@@ -491,9 +533,13 @@ class Manifest:
                 if prev is None or obj.get("time", 0.0) >= prev.get("time", 0.0):
                     latest[pid] = obj
         fields = {f.name for f in dataclasses.fields(StatusRecord)}
-        return {pid: StatusRecord(**{k: v for k, v in obj.items() if k in fields}) for pid, obj in latest.items()}
+        return {
+            pid: StatusRecord(**{k: v for k, v in obj.items() if k in fields}) for pid, obj in latest.items()
+        }
 
-    def pending(self, stage: str, ids: Iterable[str] | None = None, *, retry_failed: bool = False) -> list[str]:
+    def pending(
+        self, stage: str, ids: Iterable[str] | None = None, *, retry_failed: bool = False
+    ) -> list[str]:
         """Ids (from ``ids``, default all papers, in order) with no terminal record in ``stage``.
 
         ``ok`` and ``failed`` are terminal, so a rerun skips finished papers; ``retry_failed``
@@ -541,7 +587,9 @@ class Manifest:
                     if rec.time >= out_time.get((pid, name), float("-inf")):
                         row[name] = rel
                         out_time[(pid, name)] = rec.time
-        extra = sorted({k for r in rows.values() for k in r} - set(PAPER_FIELDS) - set(stage_cols) - set(output_cols))
+        extra = sorted(
+            {k for r in rows.values() for k in r} - set(PAPER_FIELDS) - set(stage_cols) - set(output_cols)
+        )
         columns = [*PAPER_FIELDS, *extra, *output_cols, *stage_cols]
         return pd.DataFrame([rows[k] for k in sorted(rows)], columns=columns)
 
@@ -612,8 +660,22 @@ def _cli_compact(a: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "Manifest", "ManifestError", "StatusRecord", "STATUSES", "TERMINAL", "PAPER_FIELDS",
-    "namespaced", "from_namespaced", "parse_arxiv_id", "is_arxiv_id", "is_paper_id", "check_paper_id", "yymm",
+    "Manifest",
+    "ManifestError",
+    "StatusRecord",
+    "STATUSES",
+    "TERMINAL",
+    "PAPER_FIELDS",
+    "namespaced",
+    "from_namespaced",
+    "parse_arxiv_id",
+    "is_arxiv_id",
+    "is_paper_id",
+    "check_paper_id",
+    "yymm",
     "paper_path",
-    "merge_row", "normalise_row", "append_lines", "register",
+    "merge_row",
+    "normalise_row",
+    "append_lines",
+    "register",
 ]

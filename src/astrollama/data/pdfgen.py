@@ -90,10 +90,15 @@ def validate_paper(paper: Any, source: str = "<paper>") -> None:
     for field in ("sections", "appendix"):
         blocks = paper.get(field, [])
         if not isinstance(blocks, list) or (field == "sections" and not blocks):
-            raise PaperError(f"{source}: field {field!r} must be a {'non-empty ' if field == 'sections' else ''}list")
+            raise PaperError(
+                f"{source}: field {field!r} must be a {'non-empty ' if field == 'sections' else ''}list"
+            )
         for i, block in enumerate(blocks):
-            if not (isinstance(block, dict) and isinstance(block.get("heading"), str)
-                    and isinstance(block.get("text"), str)):
+            if not (
+                isinstance(block, dict)
+                and isinstance(block.get("heading"), str)
+                and isinstance(block.get("text"), str)
+            ):
                 raise PaperError(f"{source}: field {field}[{i}] must have string 'heading' and 'text'")
     refs = paper.get("references", [])
     if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
@@ -104,8 +109,17 @@ def validate_paper(paper: Any, source: str = "<paper>") -> None:
 
 def _latin1(text: str) -> str:
     """The PDF core fonts are Latin-1: map a few common typographic characters, replace the rest."""
-    table = {"\u2013": "-", "\u2014": "--", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-             "\u2212": "-", "\u2026": "...", "\u00a0": " "}
+    table = {
+        "\u2013": "-",
+        "\u2014": "--",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2212": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+    }
     text = "".join(table.get(c, c) for c in text)
     return text.encode("latin-1", "replace").decode("latin-1")
 
@@ -275,9 +289,12 @@ def iter_paper_files(papers_dir: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def make_pdfs(papers: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-              out_dir: str | os.PathLike[str] | None = None, *, root: str | os.PathLike[str] | None = None,
-              ) -> list[Path]:
+def make_pdfs(
+    papers: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Render every paper JSON (a directory or a list of files) to PDFs.
 
     ``out_dir``: files ``OUT/<namespaced id>.pdf``. ``root`` (a data root) instead: files where the
@@ -317,9 +334,12 @@ def _register(root: Path, papers: list[dict[str, Any]], pdfs: list[Path]) -> Non
     fields = ("id", "title", "abstract", "authors", "categories", "published")
     manifest.upsert_papers([{k: p[k] for k in fields if p.get(k)} | {"source": "pdfgen"} for p in papers])
     done = manifest.status("download_pdf")
-    records = [manifest.make_record("download_pdf", p["id"], "ok", outputs={"pdf": pdf}, source="pdfgen")
-               for p, pdf in zip(papers, pdfs, strict=True)
-               if (rec := done.get(p["id"])) is None or rec.status != "ok"
-               or manifest.resolve(rec.outputs.get("pdf", "")) != pdf]
+    records = [
+        manifest.make_record("download_pdf", p["id"], "ok", outputs={"pdf": pdf}, source="pdfgen")
+        for p, pdf in zip(papers, pdfs, strict=True)
+        if (rec := done.get(p["id"])) is None
+        or rec.status != "ok"
+        or manifest.resolve(rec.outputs.get("pdf", "")) != pdf
+    ]
     manifest.record_many(records)
     log.info("manifest %s: %d papers, %d new download_pdf records", manifest.dir, len(papers), len(records))

@@ -56,8 +56,16 @@ log = logging.getLogger(__name__)
 STAGE = "qa"
 DEFAULT_PROMPT = REPO_ROOT / "data_prep" / "prompts" / "qa.yaml"
 SOURCES = ("aic", "summary")
-REASONS = ("parse", "truncated", "question_length", "answer_length", "not_standalone", "ungrounded",
-           "duplicate", "contaminated")
+REASONS = (
+    "parse",
+    "truncated",
+    "question_length",
+    "answer_length",
+    "not_standalone",
+    "ungrounded",
+    "duplicate",
+    "contaminated",
+)
 
 
 class QAError(InputError):
@@ -108,10 +116,16 @@ class QAConfig:
             ("--source", self.source in SOURCES, f"one of {', '.join(SOURCES)}"),
             ("--n-questions", self.n_questions >= 1, ">= 1"),
             ("--max-new-tokens", self.max_new_tokens >= 1, ">= 1"),
-            ("--min-question-words/--max-question-words",
-             1 <= self.min_question_words <= self.max_question_words, "1 <= min <= max"),
-            ("--min-answer-words/--max-answer-words", 1 <= self.min_answer_words <= self.max_answer_words,
-             "1 <= min <= max"),
+            (
+                "--min-question-words/--max-question-words",
+                1 <= self.min_question_words <= self.max_question_words,
+                "1 <= min <= max",
+            ),
+            (
+                "--min-answer-words/--max-answer-words",
+                1 <= self.min_answer_words <= self.max_answer_words,
+                "1 <= min <= max",
+            ),
             ("--min-grounding", 0 <= self.min_grounding <= 1, "in [0, 1]"),
             ("--decontam-ngram", self.decontam_ngram >= 1, ">= 1"),
             ("--decontam-min-matches", self.decontam_min_matches >= 1, ">= 1"),
@@ -122,13 +136,124 @@ class QAConfig:
 
 
 # our own short list of English function words: they say nothing about grounding
-STOPWORDS = frozenset(["the", "and", "for", "are", "was", "were", "with", "that", "this", "these", "those", "from", "into", "onto", "over", "under", "than", "then", "there", "their", "they", "them", "which", "what", "when", "where", "while", "who", "whom", "whose", "why", "how", "its", "has", "have", "had", "having", "not", "but", "nor", "yet", "also", "such", "very", "can", "could", "may", "might", "must", "shall", "should", "will", "would", "been", "being", "about", "above", "after", "again", "against", "all", "any", "both", "each", "few", "more", "most", "other", "some", "own", "same", "only", "just", "too", "out", "off", "per", "via", "upon", "our", "your", "his", "her", "she", "him", "you", "one", "two", "three", "between", "through", "during", "before", "below", "does", "did", "doing", "done", "because", "until", "within", "without"])
-_LABEL = re.compile(r"^[ \t]*(?:[-*#]+[ \t]*)?(?:\d+[.)][ \t]*)?(?:\*\*)?(Q|Question|A|Answer)[ \t]*\d*[ \t]*"
-                    r"(?:\*\*)?[ \t]*[:.)](?:\*\*)?[ \t]*", re.IGNORECASE | re.MULTILINE)
+STOPWORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "are",
+        "was",
+        "were",
+        "with",
+        "that",
+        "this",
+        "these",
+        "those",
+        "from",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "than",
+        "then",
+        "there",
+        "their",
+        "they",
+        "them",
+        "which",
+        "what",
+        "when",
+        "where",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "its",
+        "has",
+        "have",
+        "had",
+        "having",
+        "not",
+        "but",
+        "nor",
+        "yet",
+        "also",
+        "such",
+        "very",
+        "can",
+        "could",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "should",
+        "will",
+        "would",
+        "been",
+        "being",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "any",
+        "both",
+        "each",
+        "few",
+        "more",
+        "most",
+        "other",
+        "some",
+        "own",
+        "same",
+        "only",
+        "just",
+        "too",
+        "out",
+        "off",
+        "per",
+        "via",
+        "upon",
+        "our",
+        "your",
+        "his",
+        "her",
+        "she",
+        "him",
+        "you",
+        "one",
+        "two",
+        "three",
+        "between",
+        "through",
+        "during",
+        "before",
+        "below",
+        "does",
+        "did",
+        "doing",
+        "done",
+        "because",
+        "until",
+        "within",
+        "without",
+    ]
+)
+_LABEL = re.compile(
+    r"^[ \t]*(?:[-*#]+[ \t]*)?(?:\d+[.)][ \t]*)?(?:\*\*)?(Q|Question|A|Answer)[ \t]*\d*[ \t]*"
+    r"(?:\*\*)?[ \t]*[:.)](?:\*\*)?[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
 _NUMBER = re.compile(r"^\d{1,2}[.)]\s+")
-_NOT_STANDALONE = re.compile(r"\b(?:this|our|the present|the current)\s+(?:paper|study|work|article|letter|"
-                             r"manuscript|analysis|research)\b|\bthe\s+(?:paper|article|manuscript|authors?|text|"
-                             r"passage)\b|\bwe\b", re.IGNORECASE)
+_NOT_STANDALONE = re.compile(
+    r"\b(?:this|our|the present|the current)\s+(?:paper|study|work|article|letter|"
+    r"manuscript|analysis|research)\b|\bthe\s+(?:paper|article|manuscript|authors?|text|"
+    r"passage)\b|\bwe\b",
+    re.IGNORECASE,
+)
 
 
 def parse_qa(output: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
@@ -139,12 +264,18 @@ def parse_qa(output: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
     """
     marks = list(_LABEL.finditer(output))
     if not marks:
-        return [], [{"reason": "parse", "question": "", "answer": output.strip()[:2000],
-                     "detail": "no Q:/A: pairs in the output"}]
+        return [], [
+            {
+                "reason": "parse",
+                "question": "",
+                "answer": output.strip()[:2000],
+                "detail": "no Q:/A: pairs in the output",
+            }
+        ]
     parts = []
     for k, m in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(output)
-        text = _NUMBER.sub("", " ".join(output[m.end():end].split()))  # "Q: 1. What ..." -> "What ..."
+        text = _NUMBER.sub("", " ".join(output[m.end() : end].split()))  # "Q: 1. What ..." -> "What ..."
         parts.append(("q" if m.group(1).lower().startswith("q") else "a", text))
     pairs, rejects, k = [], [], 0
     while k < len(parts):
@@ -154,8 +285,14 @@ def parse_qa(output: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
             k += 2
             continue
         q, a = (text, "") if kind == "q" else ("", text)
-        rejects.append({"reason": "parse", "question": q, "answer": a,
-                        "detail": "question without an answer" if kind == "q" else "answer without a question"})
+        rejects.append(
+            {
+                "reason": "parse",
+                "question": q,
+                "answer": a,
+                "detail": "question without an answer" if kind == "q" else "answer without a question",
+            }
+        )
         k += 1
     return pairs, rejects
 
@@ -170,8 +307,9 @@ def grounding(answer: str, source_words: set[str]) -> float:
     return sum(w in source_words for w in words) / len(words) if words else 0.0
 
 
-def filter_pairs(pairs: list[tuple[str, str]], source: str, cfg: QAConfig, *, bench: Any = None,
-                 truncated: bool = False) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+def filter_pairs(
+    pairs: list[tuple[str, str]], source: str, cfg: QAConfig, *, bench: Any = None, truncated: bool = False
+) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
     """(kept pairs, rejections with reasons) after the stage's quality filters (module doc)."""
     src_words = set(normalised_words(source))
     kept, rejects, seen = [], [], set()
@@ -195,7 +333,10 @@ def filter_pairs(pairs: list[tuple[str, str]], source: str, cfg: QAConfig, *, be
         elif bench is not None:
             n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(normalised_words(f"{q}\n{a}"))))
             if n_match >= cfg.decontam_min_matches:
-                reason, detail = "contaminated", f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}"
+                reason, detail = (
+                    "contaminated",
+                    f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
+                )
         if reason:
             rejects.append({"reason": reason, "question": q, "answer": a, "detail": detail})
         else:
@@ -238,8 +379,10 @@ def _plan(pid: str, title: str, text: str, backend: Backend, prompt: QAPrompt, c
     template = backend.prompt_length(prompt.conversation(title=title, text="", n_questions=cfg.n_questions))
     room = backend.max_model_len - template - cfg.max_new_tokens - 16
     if room < 64:
-        raise QAError(f"max_model_len {backend.max_model_len} leaves {room} tokens for the paper text "
-                      f"(prompt {template}, --max-new-tokens {cfg.max_new_tokens})")
+        raise QAError(
+            f"max_model_len {backend.max_model_len} leaves {room} tokens for the paper text "
+            f"(prompt {template}, --max-new-tokens {cfg.max_new_tokens})"
+        )
     ids = backend.encode(text)
     cut = len(ids) > room
     if cut:
@@ -249,28 +392,53 @@ def _plan(pid: str, title: str, text: str, backend: Backend, prompt: QAPrompt, c
     return job
 
 
-def _result(job: _Job, output: str, finish: str, backend: Backend, prompt: QAPrompt, cfg: QAConfig,
-            bench: Any) -> dict[str, Any]:
+def _result(
+    job: _Job, output: str, finish: str, backend: Backend, prompt: QAPrompt, cfg: QAConfig, bench: Any
+) -> dict[str, Any]:
     pairs, rejects = parse_qa(output)
     kept, more = filter_pairs(pairs, job.text, cfg, bench=bench, truncated=finish == "length")
-    convs = [{"conversation_id": f"{job.id}#{k}", "system": "",
-              "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-             for k, (q, a) in enumerate(kept)]
+    convs = [
+        {
+            "conversation_id": f"{job.id}#{k}",
+            "system": "",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+        }
+        for k, (q, a) in enumerate(kept)
+    ]
     rejected = rejects + more
     return {
-        "id": job.id, "model": backend.model_id, "prompt_name": prompt.name, "prompt_sha256": prompt.sha256,
-        "prompt_file": prompt.path.name, "source": cfg.source, "source_truncated": job.truncated_source,
-        "seed": _seed(cfg.seed, job.id, 0), "finish_reason": finish, "output": output,
-        "conversations": convs, "rejected": rejected,
-        "counts": {"kept": len(convs), **Counter(r["reason"] for r in rejected)}, "config": asdict(cfg),
+        "id": job.id,
+        "model": backend.model_id,
+        "prompt_name": prompt.name,
+        "prompt_sha256": prompt.sha256,
+        "prompt_file": prompt.path.name,
+        "source": cfg.source,
+        "source_truncated": job.truncated_source,
+        "seed": _seed(cfg.seed, job.id, 0),
+        "finish_reason": finish,
+        "output": output,
+        "conversations": convs,
+        "rejected": rejected,
+        "counts": {"kept": len(convs), **Counter(r["reason"] for r in rejected)},
+        "config": asdict(cfg),
     }
 
 
-def run_qa(root: str | os.PathLike[str], backend: Backend, *, config: QAConfig | None = None,
-           prompt: QAPrompt | None = None, mcq_path: str | os.PathLike[str] | None = None,
-           shard_index: int | None = None, num_shards: int | None = None, retry_failed: bool = False,
-           force: bool = False, ids: Sequence[str] | None = None, limit: int | None = None,
-           progress: bool = True) -> Any:
+def run_qa(
+    root: str | os.PathLike[str],
+    backend: Backend,
+    *,
+    config: QAConfig | None = None,
+    prompt: QAPrompt | None = None,
+    mcq_path: str | os.PathLike[str] | None = None,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> Any:
     """Write Q&A conversations for this shard's pending papers into ``<root>/qa``; returns the
     shard stats with ``rejected`` (reason -> count over this run) attached."""
     from tqdm import tqdm
@@ -285,8 +453,15 @@ def run_qa(root: str | os.PathLike[str], backend: Backend, *, config: QAConfig |
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
     m = Manifest(root)
     out = m.root / STAGE
-    runner = StageRunner(m, STAGE, shard_index=shard_index, num_shards=num_shards, retry_failed=retry_failed,
-                         force=force, progress=False)
+    runner = StageRunner(
+        m,
+        STAGE,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        retry_failed=retry_failed,
+        force=force,
+        progress=False,
+    )
     if limit is not None:
         ids = sorted(m.ids() if ids is None else ids)[:limit]
     todo = runner.select(ids)
@@ -300,8 +475,14 @@ def run_qa(root: str | os.PathLike[str], backend: Backend, *, config: QAConfig |
             runner.fail(pid, f"upstream: {cfg.source} failed: {rec.error}")
         else:
             runner.skip(pid, f"waiting for {cfg.source}")
-    log.info("qa: %d papers to do (model %s, prompt %s sha256 %s, source %s)", len(papers), backend.model_id,
-             prompt.name, prompt.sha256[:12], cfg.source)
+    log.info(
+        "qa: %d papers to do (model %s, prompt %s sha256 %s, source %s)",
+        len(papers),
+        backend.model_id,
+        prompt.name,
+        prompt.sha256[:12],
+        cfg.source,
+    )
     totals: Counter[str] = Counter()
     bar = tqdm(total=len(papers), desc="qa", unit="paper", disable=not progress)
     for g in range(0, len(papers), cfg.batch_papers):
@@ -309,12 +490,27 @@ def run_qa(root: str | os.PathLike[str], backend: Backend, *, config: QAConfig |
         for pid, rec in papers[g : g + cfg.batch_papers]:
             with runner.isolate(pid):
                 row = m.get(pid) or {}
-                jobs.append(_plan(pid, str(row.get("title") or ""), _source_text(m, rec, cfg.source), backend,
-                                  prompt, cfg))
+                jobs.append(
+                    _plan(
+                        pid,
+                        str(row.get("title") or ""),
+                        _source_text(m, rec, cfg.source),
+                        backend,
+                        prompt,
+                        cfg,
+                    )
+                )
                 continue
             bar.update(1)  # failed while planning (recorded by isolate)
-        gens = backend.generate([j.conversation for j in jobs], [cfg.max_new_tokens] * len(jobs),
-                                [_seed(cfg.seed, j.id, 0) for j in jobs]) if jobs else []
+        gens = (
+            backend.generate(
+                [j.conversation for j in jobs],
+                [cfg.max_new_tokens] * len(jobs),
+                [_seed(cfg.seed, j.id, 0) for j in jobs],
+            )
+            if jobs
+            else []
+        )
         for job, gen in zip(jobs, gens, strict=True):
             if isinstance(gen, Exception):
                 runner.fail(job.id, f"{type(gen).__name__}: {' '.join(str(gen).split())}")
@@ -324,15 +520,24 @@ def run_qa(root: str | os.PathLike[str], backend: Backend, *, config: QAConfig |
                 killpoint.hit("qa.between")
                 rejected = {k: v for k, v in res["counts"].items() if k != "kept"}
                 totals.update({"kept": res["counts"]["kept"], **rejected})
-                runner.ok(job.id, outputs={"qa": path}, qa_model=backend.model_id, prompt_sha256=prompt.sha256,
-                          qa_kept=res["counts"]["kept"], qa_rejected=rejected)
+                runner.ok(
+                    job.id,
+                    outputs={"qa": path},
+                    qa_model=backend.model_id,
+                    prompt_sha256=prompt.sha256,
+                    qa_kept=res["counts"]["kept"],
+                    qa_rejected=rejected,
+                )
                 killpoint.hit("qa.paper")
             bar.update(1)
     bar.close()
     stats = runner.finish()
     stats.rejected = dict(sorted(totals.items()))
-    log.info("qa: kept %d pairs; rejected: %s", totals.get("kept", 0),
-             {k: v for k, v in sorted(totals.items()) if k != "kept"})
+    log.info(
+        "qa: kept %d pairs; rejected: %s",
+        totals.get("kept", 0),
+        {k: v for k, v in sorted(totals.items()) if k != "kept"},
+    )
     return stats
 
 
@@ -362,8 +567,14 @@ def qa_conversations(root: str | os.PathLike[str]) -> tuple[list[tuple[str, dict
             check_conversation(c, f"{path}: conversations[{k}]")
             pairs.append((pid, c))
         papers += 1
-        rejected.update({r: n for r, n in (obj.get("counts") or {}).items() if r != "kept" and isinstance(n, int)})
-    return pairs, {"papers": papers, "conversations": len(pairs), "qa_rejected": dict(sorted(rejected.items()))}
+        rejected.update(
+            {r: n for r, n in (obj.get("counts") or {}).items() if r != "kept" and isinstance(n, int)}
+        )
+    return pairs, {
+        "papers": papers,
+        "conversations": len(pairs),
+        "qa_rejected": dict(sorted(rejected.items())),
+    }
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -377,60 +588,113 @@ def register(sub: Any) -> None:
     from astrollama.data.stages import add_shard_args
 
     d = QAConfig()
-    p = sub.add_parser("qa", help="AIC or summary -> filtered astro question/answer conversations (transformers | vllm)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "qa",
+        help="AIC or summary -> filtered astro question/answer conversations (transformers | vllm)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", required=True, help="data root (manifest/; outputs go to ROOT/qa/)")
     p.add_argument("--source", choices=SOURCES, default=d.source, help="text the questions are written from")
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument("--model", required=True, help="instruct checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="instruct checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)",
+    )
     p.add_argument("--model-id", help="name recorded per paper (default: --model)")
-    p.add_argument("--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})")
-    p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv): pairs overlapping them are rejected")
+    p.add_argument(
+        "--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})"
+    )
+    p.add_argument(
+        "--mcq", help="benchmark questions (.parquet/.jsonl/.csv): pairs overlapping them are rejected"
+    )
     p.add_argument("--n-questions", type=number(int, min=1), default=d.n_questions)
     p.add_argument("--max-new-tokens", type=number(int, min=1), default=d.max_new_tokens)
     p.add_argument("--min-question-words", type=number(int, min=1), default=d.min_question_words)
     p.add_argument("--max-question-words", type=number(int, min=1), default=d.max_question_words)
     p.add_argument("--min-answer-words", type=number(int, min=1), default=d.min_answer_words)
     p.add_argument("--max-answer-words", type=number(int, min=1), default=d.max_answer_words)
-    p.add_argument("--min-grounding", type=number(min=0, max=1), default=d.min_grounding,
-                   help="least fraction of the answer's content words found in the source text")
+    p.add_argument(
+        "--min-grounding",
+        type=number(min=0, max=1),
+        default=d.min_grounding,
+        help="least fraction of the answer's content words found in the source text",
+    )
     p.add_argument("--decontam-ngram", type=number(int, min=1), default=d.decontam_ngram)
     p.add_argument("--decontam-min-matches", type=number(int, min=1), default=d.decontam_min_matches)
-    p.add_argument("--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)")
+    p.add_argument(
+        "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
+    )
     p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
     p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
     p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
     p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
     p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
-    p.add_argument("--seed", type=number(int, min=0), default=d.seed, help="per-paper seeds derive from it and the id")
-    p.add_argument("--batch-papers", type=number(int, min=1), default=d.batch_papers, help="papers per generation round")
+    p.add_argument(
+        "--seed", type=number(int, min=0), default=d.seed, help="per-paper seeds derive from it and the id"
+    )
+    p.add_argument(
+        "--batch-papers", type=number(int, min=1), default=d.batch_papers, help="papers per generation round"
+    )
     p.add_argument("--limit", type=number(int, min=1), default=None, help="only the first N papers by id")
     add_shard_args(p)
     p.set_defaults(func=_cli)
 
 
 def _cli(a: Any) -> int:
-    cfg = QAConfig(source=a.source, n_questions=a.n_questions, max_new_tokens=a.max_new_tokens,
-                   min_question_words=a.min_question_words, max_question_words=a.max_question_words,
-                   min_answer_words=a.min_answer_words, max_answer_words=a.max_answer_words,
-                   min_grounding=a.min_grounding, decontam_ngram=a.decontam_ngram,
-                   decontam_min_matches=a.decontam_min_matches, seed=a.seed, batch_papers=a.batch_papers)
+    cfg = QAConfig(
+        source=a.source,
+        n_questions=a.n_questions,
+        max_new_tokens=a.max_new_tokens,
+        min_question_words=a.min_question_words,
+        max_question_words=a.max_question_words,
+        min_answer_words=a.min_answer_words,
+        max_answer_words=a.max_answer_words,
+        min_grounding=a.min_grounding,
+        decontam_ngram=a.decontam_ngram,
+        decontam_min_matches=a.decontam_min_matches,
+        seed=a.seed,
+        batch_papers=a.batch_papers,
+    )
     cfg.check()  # before a model is loaded
     prompt = QAPrompt.load(a.prompt)
-    kw: dict[str, Any] = {"temperature": a.temperature, "repetition_penalty": a.repetition_penalty,
-                          "model_id": a.model_id}
+    kw: dict[str, Any] = {
+        "temperature": a.temperature,
+        "repetition_penalty": a.repetition_penalty,
+        "model_id": a.model_id,
+    }
     if a.backend == "vllm":
-        kw.update(tensor_parallel_size=a.tensor_parallel_size, max_model_len=a.max_model_len or 8192,
-                  dtype=a.dtype, gpu_memory_utilization=a.gpu_memory_utilization, seed=a.seed)
+        kw.update(
+            tensor_parallel_size=a.tensor_parallel_size,
+            max_model_len=a.max_model_len or 8192,
+            dtype=a.dtype,
+            gpu_memory_utilization=a.gpu_memory_utilization,
+            seed=a.seed,
+        )
     else:
         kw.update(max_model_len=a.max_model_len, device=a.device)
     from astrollama.train.recipe import resolve_model
 
     backend = make_backend(a.backend, resolve_model(a.model), **kw)
-    stats = run_qa(a.root, backend, config=cfg, prompt=prompt, mcq_path=a.mcq, shard_index=a.shard_index,
-                   num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force, limit=a.limit)
+    stats = run_qa(
+        a.root,
+        backend,
+        config=cfg,
+        prompt=prompt,
+        mcq_path=a.mcq,
+        shard_index=a.shard_index,
+        num_shards=a.num_shards,
+        retry_failed=a.retry_failed,
+        force=a.force,
+        limit=a.limit,
+    )
     if stats.failed:
-        log.warning("qa: %d papers failed; reasons: astrollama data manifest failures --root %s --stage %s",
-                    stats.failed, a.root, STAGE)
+        log.warning(
+            "qa: %d papers failed; reasons: astrollama data manifest failures --root %s --stage %s",
+            stats.failed,
+            a.root,
+            STAGE,
+        )
     return 0

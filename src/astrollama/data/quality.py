@@ -26,8 +26,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_MATH_OPEN = re.compile(r"\$\$|\$|\\\[|\\\(|\\begin\{(equation|align|eqnarray|gather|multline|displaymath|"
-                        r"flalign|alignat|math)(\*?)\}")
+_MATH_OPEN = re.compile(
+    r"\$\$|\$|\\\[|\\\(|\\begin\{(equation|align|eqnarray|gather|multline|displaymath|"
+    r"flalign|alignat|math)(\*?)\}"
+)
 _MACRO = re.compile(r"\\[A-Za-z]+")
 # dangling leftovers (see module doc): punctuation after a bare preposition (" by ,", " in.", but not
 # "by, e.g.,"), empty or note-only parentheses, a lone \S or §
@@ -47,13 +49,14 @@ def prose(text: str) -> str:
             out.append(text[pos:])
             return "".join(out)
         if m.start() > 0 and text[m.start() - 1] == "\\":  # \$ is a dollar sign
-            out.append(text[pos:m.end()])
+            out.append(text[pos : m.end()])
             pos = m.end()
             continue
-        out.append(text[pos:m.start()] + "x")
+        out.append(text[pos : m.start()] + "x")
         tok = m.group(0)
-        close = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}.get(tok) or \
-            f"\\end{{{m.group(1)}{m.group(2)}}}"
+        close = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}.get(
+            tok
+        ) or f"\\end{{{m.group(1)}{m.group(2)}}}"
         e = text.find(close, m.end())
         pos = len(text) if e < 0 else e + len(close)
 
@@ -62,9 +65,13 @@ def text_quality(text: str) -> dict[str, Any]:
     """The counts of one text (see module doc)."""
     p = prose(text) if "$" in text or "\\" in text else text
     macros = len(_MACRO.findall(p)) if "\\" in p else 0
-    return {"chars": len(text), "macros": macros,
-            "macros_per_100k": round(macros * 1e5 / max(len(text), 1), 1),
-            "dangling": _dangling(" " + p), "control": len(_CONTROL.findall(text))}
+    return {
+        "chars": len(text),
+        "macros": macros,
+        "macros_per_100k": round(macros * 1e5 / max(len(text), 1), 1),
+        "dangling": _dangling(" " + p),
+        "control": len(_CONTROL.findall(text)),
+    }
 
 
 def _dangling(p: str) -> int:
@@ -78,8 +85,14 @@ def corpus_quality(texts: Sequence[str], *, max_docs: int = 1000) -> dict[str, A
     texts: an evenly spaced sample of ``max_docs`` (``sampled`` says how many were measured), so
     the build pays at most ~0.3 s for it."""
     step = max(1, -(-len(texts) // max_docs)) if max_docs else 1
-    tot = {"documents": len(texts), "sampled": len(texts[::step]), "chars": 0, "macros": 0, "dangling": 0,
-           "control": 0}
+    tot = {
+        "documents": len(texts),
+        "sampled": len(texts[::step]),
+        "chars": 0,
+        "macros": 0,
+        "dangling": 0,
+        "control": 0,
+    }
     for t in texts[::step]:
         q = text_quality(t)
         for k in ("chars", "macros", "dangling", "control"):
@@ -88,8 +101,9 @@ def corpus_quality(texts: Sequence[str], *, max_docs: int = 1000) -> dict[str, A
     return tot
 
 
-def paper_quality(paper_id: str, title: str, *, tex: Path | None, mmd: Path | None,
-                  metadata_abstract: str | None = None) -> list[dict[str, Any]]:
+def paper_quality(
+    paper_id: str, title: str, *, tex: Path | None, mmd: Path | None, metadata_abstract: str | None = None
+) -> list[dict[str, Any]]:
     """One row per route that exists for the paper (a failed extraction is a row with ``error``)."""
     from astrollama.data.aic import extract_aic
 
@@ -98,15 +112,24 @@ def paper_quality(paper_id: str, title: str, *, tex: Path | None, mmd: Path | No
         if path is None:
             continue
         try:
-            aic = (extract_aic(tex_path=path, metadata_abstract=metadata_abstract, where=str(path))
-                   if route == "latex" else
-                   extract_aic(mmd_path=path, metadata_abstract=metadata_abstract, where=str(path)))
+            aic = (
+                extract_aic(tex_path=path, metadata_abstract=metadata_abstract, where=str(path))
+                if route == "latex"
+                else extract_aic(mmd_path=path, metadata_abstract=metadata_abstract, where=str(path))
+            )
         except ValueError as exc:  # AICError / EprintError (InputError): the paper fails this route
             rows.append({"id": paper_id, "route": route, "error": str(exc)})
             continue
         intros[route] = len(aic.introduction)
-        rows.append({"id": paper_id, "route": route, "missing": aic.missing, **text_quality(aic.text(title)),
-                     "intro_chars": len(aic.introduction)})
+        rows.append(
+            {
+                "id": paper_id,
+                "route": route,
+                "missing": aic.missing,
+                **text_quality(aic.text(title)),
+                "intro_chars": len(aic.introduction),
+            }
+        )
     if intros.get("latex") and "mmd" in intros:
         for r in rows:
             if r["route"] == "mmd" and "error" not in r:
@@ -124,15 +147,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         macros = sum(r["macros"] for r in ok)
         ratios = [r["intro_vs_latex"] for r in ok if "intro_vs_latex" in r]
         out[route] = {
-            "papers": len(rs), "failed": len(rs) - len(ok), "chars": chars, "macros": macros,
+            "papers": len(rs),
+            "failed": len(rs) - len(ok),
+            "chars": chars,
+            "macros": macros,
             "macros_per_100k": round(macros * 1e5 / max(chars, 1), 1),
-            "dangling": sum(r["dangling"] for r in ok), "control": sum(r["control"] for r in ok),
+            "dangling": sum(r["dangling"] for r in ok),
+            "control": sum(r["control"] for r in ok),
             "missing_abstract": sum("abstract" in r["missing"] for r in ok),
             "missing_introduction": sum("introduction" in r["missing"] for r in ok),
             "missing_conclusion": sum("conclusion" in r["missing"] for r in ok),
-            **({"intro_vs_latex_median": sorted(ratios)[len(ratios) // 2],
-                "intro_vs_latex_ge_0.5": sum(x >= 0.5 for x in ratios), "with_both_routes": len(ratios)}
-               if ratios else {}),
+            **(
+                {
+                    "intro_vs_latex_median": sorted(ratios)[len(ratios) // 2],
+                    "intro_vs_latex_ge_0.5": sum(x >= 0.5 for x in ratios),
+                    "with_both_routes": len(ratios),
+                }
+                if ratios
+                else {}
+            ),
         }
     return out
 
@@ -158,8 +191,11 @@ def run_quality(root: str | Path, *, out: str | Path | None = None, progress: bo
         if tex is None and mmd is None:
             continue
         row = m.get(pid) or {}
-        rows.extend(paper_quality(pid, str(row.get("title") or ""), tex=tex, mmd=mmd,
-                                  metadata_abstract=row.get("abstract")))
+        rows.extend(
+            paper_quality(
+                pid, str(row.get("title") or ""), tex=tex, mmd=mmd, metadata_abstract=row.get("abstract")
+            )
+        )
     report = {"papers": rows, "total": summarise(rows)}
     dest = Path(out) if out else m.root / "quality" / "quality.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -169,20 +205,26 @@ def run_quality(root: str | Path, *, out: str | Path | None = None, progress: bo
 
 def format_table(report: dict[str, Any]) -> str:
     """A markdown table of the rows and the totals."""
-    lines = ["| paper | route | missing | chars | macros/100k | dangling | control | intro vs LaTeX |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| paper | route | missing | chars | macros/100k | dangling | control | intro vs LaTeX |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in report["papers"]:
         if "error" in r:
             lines.append(f"| {r['id']} | {r['route']} | failed: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['id']} | {r['route']} | {', '.join(r['missing']) or '-'} | {r['chars']} | "
-                     f"{r['macros_per_100k']} | {r['dangling']} | {r['control']} | "
-                     f"{r.get('intro_vs_latex', '')} |")
+        lines.append(
+            f"| {r['id']} | {r['route']} | {', '.join(r['missing']) or '-'} | {r['chars']} | "
+            f"{r['macros_per_100k']} | {r['dangling']} | {r['control']} | "
+            f"{r.get('intro_vs_latex', '')} |"
+        )
     for route, t in report["total"].items():
-        lines.append(f"| **total** ({t['papers']} papers, {t['failed']} failed) | {route} | "
-                     f"abstract {t['missing_abstract']}, introduction {t['missing_introduction']}, "
-                     f"conclusion {t['missing_conclusion']} | {t['chars']} | {t['macros_per_100k']} | "
-                     f"{t['dangling']} | {t['control']} | {t.get('intro_vs_latex_median', '')} |")
+        lines.append(
+            f"| **total** ({t['papers']} papers, {t['failed']} failed) | {route} | "
+            f"abstract {t['missing_abstract']}, introduction {t['missing_introduction']}, "
+            f"conclusion {t['missing_conclusion']} | {t['chars']} | {t['macros_per_100k']} | "
+            f"{t['dangling']} | {t['control']} | {t.get('intro_vs_latex_median', '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -190,8 +232,12 @@ def register(sub: Any) -> None:
     """``astrollama data quality``."""
     import argparse
 
-    p = sub.add_parser("quality", help="quality of the AIC text per paper and in total (LaTeX and OCR routes)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "quality",
+        help="quality of the AIC text per paper and in total (LaTeX and OCR routes)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", required=True, help="data root (manifest/)")
     p.add_argument("--out", help="JSON report (default ROOT/quality/quality.json)")
     p.set_defaults(func=_cli)

@@ -105,9 +105,7 @@ def shard_key(paper_id: str) -> int:
     return int.from_bytes(hashlib.sha1(paper_id.encode("utf-8")).digest()[:8], "big")
 
 
-def shard_of(
-    ids: Iterable[str], shard_index: int | None = None, num_shards: int | None = None
-) -> list[str]:
+def shard_of(ids: Iterable[str], shard_index: int | None = None, num_shards: int | None = None) -> list[str]:
     """The ids (in input order) that belong to shard ``shard_index`` of ``num_shards``.
 
     Defaults come from :func:`shard_from_env`. Every id lands in exactly one shard; the
@@ -175,8 +173,10 @@ class PoolWatch:
         if dead is not None:
             code = dead.exitcode
             how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            raise EnvironmentFault(f"{self.what} process {dead.pid} {how} (out of memory? killed?); "
-                                   "nothing recorded for its work in flight, rerun to retry it")
+            raise EnvironmentFault(
+                f"{self.what} process {dead.pid} {how} (out of memory? killed?); "
+                "nothing recorded for its work in flight, rerun to retry it"
+            )
 
     def get(self, result: Any, timeout: float | None = None) -> Any:
         """``result.get(timeout)`` (``multiprocessing.TimeoutError`` after ``timeout``), watching."""
@@ -277,14 +277,18 @@ class StageRunner:
         """
         self._t0 = time.monotonic()
         if not self.manifest.papers_path.is_file():
-            raise ManifestError(f"{self.manifest.papers_path}: not found: no manifest in this data root "
-                                "(run `astrollama data harvest` or `make-pdfs --root` first)")
+            raise ManifestError(
+                f"{self.manifest.papers_path}: not found: no manifest in this data root "
+                "(run `astrollama data harvest` or `make-pdfs --root` first)"
+            )
         source = self.manifest.ids() if ids is None else [check_paper_id(i, "--ids") for i in ids]
         self.assigned = shard_of(source, self.shard_index, self.num_shards)
         self.stats = ShardStats(stage=self.stage, shard=self.shard, assigned=len(self.assigned))
         marker = self._read_marker()
         if (
-            marker is not None and not self.force and not self.retry_failed
+            marker is not None
+            and not self.force
+            and not self.retry_failed
             and marker.get("assigned_sha256") == self._digest(self.assigned)
         ):
             log.info("%s[%s]: complete (marker %s); nothing to do", self.stage, self.shard, self.marker_path)
@@ -296,8 +300,14 @@ class StageRunner:
         else:
             todo = self.manifest.pending(self.stage, self.assigned, retry_failed=self.retry_failed)
         self.stats.already_done = len(self.assigned) - len(todo)
-        log.info("%s[%s]: %d assigned, %d already done, %d to do", self.stage, self.shard,
-                 len(self.assigned), self.stats.already_done, len(todo))
+        log.info(
+            "%s[%s]: %d assigned, %d already done, %d to do",
+            self.stage,
+            self.shard,
+            len(self.assigned),
+            self.stats.already_done,
+            len(todo),
+        )
         return todo
 
     def _read_marker(self) -> dict[str, Any] | None:
@@ -316,7 +326,9 @@ class StageRunner:
         self.stats.processed += 1
         setattr(self.stats, status, getattr(self.stats, status) + 1)
 
-    def ok(self, paper_id: str, outputs: Mapping[str, str | os.PathLike[str]] | None = None, **attrs: Any) -> StatusRecord:
+    def ok(
+        self, paper_id: str, outputs: Mapping[str, str | os.PathLike[str]] | None = None, **attrs: Any
+    ) -> StatusRecord:
         """Record success (write the outputs first, atomically: see :func:`write_outputs`)."""
         rec = self.manifest.record(self.stage, paper_id, "ok", shard=self.shard, outputs=outputs, **attrs)
         self._count("ok")
@@ -370,8 +382,13 @@ class StageRunner:
             self.skip(paper_id, str(exc) or "skipped")
         except Exception as exc:
             if is_retryable(exc):
-                log.error("%s[%s]: %s: %s (not recorded; the rerun retries it)", self.stage, self.shard,
-                          paper_id, describe_error(exc))
+                log.error(
+                    "%s[%s]: %s: %s (not recorded; the rerun retries it)",
+                    self.stage,
+                    self.shard,
+                    paper_id,
+                    describe_error(exc),
+                )
                 if isinstance(exc, MemoryError):
                     raise EnvironmentFault(f"{self.stage} {paper_id}: out of memory") from exc
                 raise
@@ -415,8 +432,11 @@ class StageRunner:
                 self.stats.complete = True
                 atomic_write_json(
                     self.marker_path,
-                    {**dataclasses.asdict(self.stats), "assigned_sha256": self._digest(self.assigned),
-                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                    {
+                        **dataclasses.asdict(self.stats),
+                        "assigned_sha256": self._digest(self.assigned),
+                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
                 )
         log.info(self.stats.line())
         return self.stats
@@ -426,15 +446,36 @@ def add_shard_args(parser: Any) -> None:
     """Add ``--shard-index/--num-shards/--retry-failed/--force`` to a stage's CLI parser."""
     from astrollama.cli import number
 
-    parser.add_argument("--shard-index", type=number(int, min=0), default=None,
-                        help="this shard (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)")
-    parser.add_argument("--num-shards", type=number(int, min=1), default=None,
-                        help="number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)")
+    parser.add_argument(
+        "--shard-index",
+        type=number(int, min=0),
+        default=None,
+        help="this shard (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0)",
+    )
+    parser.add_argument(
+        "--num-shards",
+        type=number(int, min=1),
+        default=None,
+        help="number of shards (default: SLURM_ARRAY_TASK_COUNT, else 1)",
+    )
     parser.add_argument("--retry-failed", action="store_true", help="redo papers recorded as failed")
     parser.add_argument("--force", action="store_true", help="redo every paper of the shard")
 
 
 __all__ = [
-    "shard_from_env", "shard_name", "default_shard", "shard_key", "shard_of", "SkipItem", "StageAbort", "Outcome",
-    "describe_error", "is_retryable", "PoolWatch", "write_outputs", "ShardStats", "StageRunner", "add_shard_args",
+    "shard_from_env",
+    "shard_name",
+    "default_shard",
+    "shard_key",
+    "shard_of",
+    "SkipItem",
+    "StageAbort",
+    "Outcome",
+    "describe_error",
+    "is_retryable",
+    "PoolWatch",
+    "write_outputs",
+    "ShardStats",
+    "StageRunner",
+    "add_shard_args",
 ]

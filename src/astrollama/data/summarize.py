@@ -66,8 +66,9 @@ class SummaryError(InputError):
 # ------------------------------------------------------------------------------------- prompts
 
 
-def read_prompt(path: str | os.PathLike[str] | None, default: Path, placeholders: tuple[str, ...],
-                error: type[InputError]) -> tuple[Path, dict[str, Any], str]:
+def read_prompt(
+    path: str | os.PathLike[str] | None, default: Path, placeholders: tuple[str, ...], error: type[InputError]
+) -> tuple[Path, dict[str, Any], str]:
     """A prompt YAML (``name``, ``system``, ``user`` strings; ``user`` holds ``placeholders``), read
     with the project's one strict YAML reader: its path, mapping and SHA-256 (recorded per paper)."""
     p = Path(path) if path else default
@@ -99,11 +100,16 @@ class Prompt:
         p, d, sha = read_prompt(path, DEFAULT_PROMPT, ("{chunk}", "{previous}", "{budget"), SummaryError)
         return cls(p, d["name"], d["system"], d["user"], d.get("first_previous", "(none)"), sha)
 
-    def conversation(self, *, title: str, part: int, parts: int, budget: int, previous: str,
-                     chunk: str) -> list[dict[str, str]]:
+    def conversation(
+        self, *, title: str, part: int, parts: int, budget: int, previous: str, chunk: str
+    ) -> list[dict[str, str]]:
         user = self.user.format(
-            title=title or "(untitled)", part=part, parts=parts, budget=budget,
-            budget_words=max(1, int(budget * 0.75)), previous=previous or self.first_previous,
+            title=title or "(untitled)",
+            part=part,
+            parts=parts,
+            budget=budget,
+            budget_words=max(1, int(budget * 0.75)),
+            previous=previous or self.first_previous,
             chunk=chunk,
         )
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
@@ -128,8 +134,9 @@ class Backend(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: Sequence[int]) -> str: ...
     def prompt_length(self, conversation: list[dict[str, str]]) -> int: ...
-    def generate(self, conversations: list[list[dict[str, str]]], max_tokens: list[int],
-                 seeds: list[int]) -> list[Generation | Exception]: ...
+    def generate(
+        self, conversations: list[list[dict[str, str]]], max_tokens: list[int], seeds: list[int]
+    ) -> list[Generation | Exception]: ...
 
 
 class _TokenizerMixin:
@@ -155,9 +162,17 @@ class TransformersBackend(_TokenizerMixin):
     resumed run) reproduces every summary exactly.
     """
 
-    def __init__(self, model: str | os.PathLike[str], *, temperature: float = 0.0, top_p: float = 1.0,
-                 repetition_penalty: float = 1.0, max_model_len: int | None = None, device: str = "cpu",
-                 model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        max_model_len: int | None = None,
+        device: str = "cpu",
+        model_id: str | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -169,8 +184,9 @@ class TransformersBackend(_TokenizerMixin):
         self.temperature, self.top_p, self.repetition_penalty = temperature, top_p, repetition_penalty
         self.device = device
 
-    def generate(self, conversations: list[list[dict[str, str]]], max_tokens: list[int],
-                 seeds: list[int]) -> list[Generation | Exception]:
+    def generate(
+        self, conversations: list[list[dict[str, str]]], max_tokens: list[int], seeds: list[int]
+    ) -> list[Generation | Exception]:
         import torch
 
         out: list[Generation | Exception] = []
@@ -180,12 +196,17 @@ class TransformersBackend(_TokenizerMixin):
             )
             n_prompt = enc["input_ids"].shape[1]
             if n_prompt + mt > self.max_model_len:
-                out.append(SummaryError(
-                    f"prompt ({n_prompt} tokens) + max_tokens ({mt}) exceeds max_model_len {self.max_model_len}"
-                ))
+                out.append(
+                    SummaryError(
+                        f"prompt ({n_prompt} tokens) + max_tokens ({mt}) exceeds max_model_len {self.max_model_len}"
+                    )
+                )
                 continue
-            kw: dict[str, Any] = {"max_new_tokens": mt, "repetition_penalty": self.repetition_penalty,
-                                  "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+            kw: dict[str, Any] = {
+                "max_new_tokens": mt,
+                "repetition_penalty": self.repetition_penalty,
+                "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            }
             if self.temperature > 0:
                 torch.manual_seed(seed)
                 kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
@@ -206,27 +227,48 @@ class VLLMBackend(_TokenizerMixin):
     """vLLM offline batch inference (GPU clusters; ``envs/vllm.txt``). ``vllm`` is imported here,
     lazily, so the rest of the project never needs it."""
 
-    def __init__(self, model: str, *, tensor_parallel_size: int = 1, max_model_len: int = 8192,
-                 dtype: str = "bfloat16", temperature: float = 0.0, top_p: float = 1.0,
-                 repetition_penalty: float = 1.0, gpu_memory_utilization: float = 0.9, seed: int = 0,
-                 model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        tensor_parallel_size: int = 1,
+        max_model_len: int = 8192,
+        dtype: str = "bfloat16",
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        gpu_memory_utilization: float = 0.9,
+        seed: int = 0,
+        model_id: str | None = None,
+    ) -> None:
         import vllm  # lazy: GPU-only dependency
 
         self._vllm = vllm
         self.model_id = model_id or str(model)
-        self.llm = vllm.LLM(model=str(model), tensor_parallel_size=tensor_parallel_size,
-                            max_model_len=max_model_len, dtype=dtype, seed=seed,
-                            gpu_memory_utilization=gpu_memory_utilization)
+        self.llm = vllm.LLM(
+            model=str(model),
+            tensor_parallel_size=tensor_parallel_size,
+            max_model_len=max_model_len,
+            dtype=dtype,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
         self.temperature, self.top_p, self.repetition_penalty = temperature, top_p, repetition_penalty
 
     def _params(self, mt: int, seed: int) -> Any:
-        return self._vllm.SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=mt,
-                                         seed=seed, repetition_penalty=self.repetition_penalty)
+        return self._vllm.SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=mt,
+            seed=seed,
+            repetition_penalty=self.repetition_penalty,
+        )
 
-    def generate(self, conversations: list[list[dict[str, str]]], max_tokens: list[int],
-                 seeds: list[int]) -> list[Generation | Exception]:
+    def generate(
+        self, conversations: list[list[dict[str, str]]], max_tokens: list[int], seeds: list[int]
+    ) -> list[Generation | Exception]:
         params = [self._params(mt, s) for mt, s in zip(max_tokens, seeds, strict=True)]
         try:
             outs = self.llm.chat(conversations, params, use_tqdm=True)
@@ -303,8 +345,13 @@ def _render(sec: Section) -> str:
     return f"## {sec.title}\n{sec.text}" if sec.title else sec.text
 
 
-def plan_chunks(sections: list[Section], count: Callable[[str], int], chunk_tokens: int,
-                encode: Callable[[str], list[int]], decode: Callable[[Sequence[int]], str]) -> list[str]:
+def plan_chunks(
+    sections: list[Section],
+    count: Callable[[str], int],
+    chunk_tokens: int,
+    encode: Callable[[str], list[int]],
+    decode: Callable[[Sequence[int]], str],
+) -> list[str]:
     """Group rendered sections, in order, into chunks of at most ``chunk_tokens`` tokens."""
     pieces: list[str] = []
     for sec in sections:
@@ -336,7 +383,9 @@ def plan_chunks(sections: list[Section], count: Callable[[str], int], chunk_toke
 
 
 #: The published summary length range (model card of astrollama-3-8b-base_summary).
-PUBLISHED_SUMMARY_TOKENS: tuple[int, int] = tuple(RECIPES["astrollama-3-8b-base_summary"]["summary_tokens"].value)
+PUBLISHED_SUMMARY_TOKENS: tuple[int, int] = tuple(
+    RECIPES["astrollama-3-8b-base_summary"]["summary_tokens"].value
+)
 
 
 @dataclass
@@ -411,8 +460,9 @@ def _plan(paper: PaperInput, backend: Backend, cfg: SummaryConfig, prompt: Promp
     def count(t: str) -> int:
         return len(backend.encode(t))
 
-    template = backend.prompt_length(prompt.conversation(title=title, part=99, parts=99, budget=9999,
-                                                         previous="", chunk=""))
+    template = backend.prompt_length(
+        prompt.conversation(title=title, part=99, parts=99, budget=9999, previous="", chunk="")
+    )
     reserve = _reserve(cfg, backend)
     prev_allow = _prev_allow(cfg, backend)
     chunk_tokens = backend.max_model_len - template - prev_allow - reserve - 32
@@ -446,8 +496,13 @@ def _previous(job: _Job, backend: Backend, allow: int) -> str:
 
 
 def summarize_papers(
-    papers: Sequence[PaperInput], backend: Backend, out_dir: str | os.PathLike[str], *,
-    config: SummaryConfig | None = None, prompt: Prompt | None = None, progress: bool = True,
+    papers: Sequence[PaperInput],
+    backend: Backend,
+    out_dir: str | os.PathLike[str],
+    *,
+    config: SummaryConfig | None = None,
+    prompt: Prompt | None = None,
+    progress: bool = True,
     on_result: Callable[[PaperResult], None] | None = None,
 ) -> list[PaperResult]:
     """Summarise ``papers`` into ``out_dir`` (resumable: papers with a sidecar are skipped).
@@ -473,12 +528,26 @@ def summarize_papers(
     for p in sorted(papers, key=lambda p: p.id):
         done = read_summary(out, p.id)
         if done is not None:  # finished by an earlier (maybe killed) run: report it again
-            emit(PaperResult(p.id, "done", "", {k: done[1][k] for k in _ATTRS},
-                             dict(zip(("summary", "summary_meta"), summary_paths(out, p.id), strict=True))))
+            emit(
+                PaperResult(
+                    p.id,
+                    "done",
+                    "",
+                    {k: done[1][k] for k in _ATTRS},
+                    dict(zip(("summary", "summary_meta"), summary_paths(out, p.id), strict=True)),
+                )
+            )
         else:
             todo.append(p)
-    log.info("summaries: %d papers, %d already done, %d to do (model %s, prompt %s sha256 %s)",
-             len(papers), len(papers) - len(todo), len(todo), backend.model_id, prompt.name, prompt.sha256[:12])
+    log.info(
+        "summaries: %d papers, %d already done, %d to do (model %s, prompt %s sha256 %s)",
+        len(papers),
+        len(papers) - len(todo),
+        len(todo),
+        backend.model_id,
+        prompt.name,
+        prompt.sha256[:12],
+    )
     bar = tqdm(total=len(todo), desc="summaries", unit="paper", disable=not progress)
     for g in range(0, len(todo), cfg.batch_papers):
         jobs: list[_Job] = []
@@ -492,9 +561,17 @@ def summarize_papers(
             live = [j for j in jobs if part < len(j.chunks) and not j.error]
             if not live:
                 continue
-            convs = [prompt.conversation(title=j.title, part=part + 1, parts=len(j.chunks),
-                                         budget=j.budgets[part], previous=_previous(j, backend, _prev_allow(cfg, backend)),
-                                         chunk=j.chunks[part]) for j in live]
+            convs = [
+                prompt.conversation(
+                    title=j.title,
+                    part=part + 1,
+                    parts=len(j.chunks),
+                    budget=j.budgets[part],
+                    previous=_previous(j, backend, _prev_allow(cfg, backend)),
+                    chunk=j.chunks[part],
+                )
+                for j in live
+            ]
             max_new = [min(math.ceil(1.5 * j.budgets[part]) + 16, _reserve(cfg, backend)) for j in live]
             seeds = [_seed(cfg.seed, j.paper.id, part) for j in live]
             gens = backend.generate(convs, max_new, seeds)
@@ -522,21 +599,38 @@ def _write(job: _Job, backend: Backend, cfg: SummaryConfig, prompt: Prompt, out:
     n = len(backend.encode(text))
     flag = "short" if n < cfg.min_tokens else "long" if n > cfg.max_tokens else None
     attrs = {
-        "summary_model": backend.model_id, "prompt_name": prompt.name, "prompt_sha256": prompt.sha256,
-        "summary_tokens": n, "length_target": [cfg.min_tokens, cfg.max_tokens], "length_flag": flag,
+        "summary_model": backend.model_id,
+        "prompt_name": prompt.name,
+        "prompt_sha256": prompt.sha256,
+        "summary_tokens": n,
+        "length_target": [cfg.min_tokens, cfg.max_tokens],
+        "length_flag": flag,
     }
     sidecar = {
-        "id": job.paper.id, **attrs, "prompt_file": prompt.path.name, "target_total": cfg.target_total,
-        "paper_tokens": job.paper_tokens, "chunks": len(job.chunks), "chunk_budgets": job.budgets,
-        "finish_reasons": job.finish, "seed": cfg.seed, "config": asdict(cfg),
+        "id": job.paper.id,
+        **attrs,
+        "prompt_file": prompt.path.name,
+        "target_total": cfg.target_total,
+        "paper_tokens": job.paper_tokens,
+        "chunks": len(job.chunks),
+        "chunk_budgets": job.budgets,
+        "finish_reasons": job.finish,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
     }
     txt, side = summary_paths(out, job.paper.id)
     atomic_write_text(txt, text)
     killpoint.hit("summary.between")
     atomic_write_json(side, sidecar)
     if flag:
-        log.warning("%s: summary has %d tokens, outside the target %d-%d (flagged %s)",
-                    job.paper.id, n, cfg.min_tokens, cfg.max_tokens, flag)
+        log.warning(
+            "%s: summary has %d tokens, outside the target %d-%d (flagged %s)",
+            job.paper.id,
+            n,
+            cfg.min_tokens,
+            cfg.max_tokens,
+            flag,
+        )
     return PaperResult(job.paper.id, "done", "", attrs, {"summary": txt, "summary_meta": side})
 
 
@@ -573,10 +667,18 @@ def mmd_inputs(manifest: Any, ids: Sequence[str], runner: Any) -> list[PaperInpu
 
 
 def run_summary(
-    root: str | os.PathLike[str], backend: Backend, *, config: SummaryConfig | None = None,
-    prompt: Prompt | None = None, shard_index: int | None = None, num_shards: int | None = None,
-    retry_failed: bool = False, force: bool = False, ids: Sequence[str] | None = None,
-    limit: int | None = None, progress: bool = True,
+    root: str | os.PathLike[str],
+    backend: Backend,
+    *,
+    config: SummaryConfig | None = None,
+    prompt: Prompt | None = None,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    progress: bool = True,
 ) -> Any:
     """Summarise this shard's pending papers of the manifest at ``root`` into ``<root>/summary``.
 
@@ -588,13 +690,26 @@ def run_summary(
     from astrollama.data.stages import StageRunner
 
     m = Manifest(root)
-    runner = StageRunner(m, STAGE, shard_index=shard_index, num_shards=num_shards,
-                         retry_failed=retry_failed, force=force, progress=False)
+    runner = StageRunner(
+        m,
+        STAGE,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        retry_failed=retry_failed,
+        force=force,
+        progress=False,
+    )
     if limit is not None:
         every = sorted(m.ids() if ids is None else ids)
         ids = every[:limit]
-        log.info("summaries: --limit %d: only the first %d of %d papers (by id) are summarised; the other %d "
-                 "stay pending", limit, len(ids), len(every), len(every) - len(ids))
+        log.info(
+            "summaries: --limit %d: only the first %d of %d papers (by id) are summarised; the other %d "
+            "stay pending",
+            limit,
+            len(ids),
+            len(every),
+            len(every) - len(ids),
+        )
     todo = runner.select(ids)
     papers = mmd_inputs(m, todo, runner)
     if force:
@@ -608,8 +723,9 @@ def run_summary(
         else:
             runner.fail(r.id, r.reason)
 
-    summarize_papers(papers, backend, m.root / "summary", config=config, prompt=prompt,
-                     progress=progress, on_result=record)
+    summarize_papers(
+        papers, backend, m.root / "summary", config=config, prompt=prompt, progress=progress, on_result=record
+    )
     return runner.finish()
 
 
@@ -620,54 +736,117 @@ def register(sub: Any) -> None:
     from astrollama.cli import number
     from astrollama.data.stages import add_shard_args
 
-    p = sub.add_parser("summarize", help="OCR .mmd -> 1,000-4,000-token summaries (transformers | vllm)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "summarize",
+        help="OCR .mmd -> 1,000-4,000-token summaries (transformers | vllm)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", required=True, help="data root (manifest/; outputs go to ROOT/summary/)")
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument("--model", required=True, help="summariser checkpoint directory (or HF id on a cluster; smollm2-135m: the "
-                                                       "offline demo model)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="summariser checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)",
+    )
     p.add_argument("--model-id", help="name recorded per paper (default: --model)")
-    p.add_argument("--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})")
-    p.add_argument("--min-tokens", type=number(int, min=1), default=PUBLISHED_SUMMARY_TOKENS[0],
-                   help="summaries shorter than this are flagged (default: the published range)")
-    p.add_argument("--max-tokens", type=number(int, min=1), default=PUBLISHED_SUMMARY_TOKENS[1],
-                   help="summaries longer than this are flagged")
-    p.add_argument("--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper")
-    p.add_argument("--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)")
+    p.add_argument(
+        "--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})"
+    )
+    p.add_argument(
+        "--min-tokens",
+        type=number(int, min=1),
+        default=PUBLISHED_SUMMARY_TOKENS[0],
+        help="summaries shorter than this are flagged (default: the published range)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=number(int, min=1),
+        default=PUBLISHED_SUMMARY_TOKENS[1],
+        help="summaries longer than this are flagged",
+    )
+    p.add_argument(
+        "--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper"
+    )
+    p.add_argument(
+        "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
+    )
     p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
     p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
     p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
     p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
     p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
-    p.add_argument("--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id")
+    p.add_argument(
+        "--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id"
+    )
     p.add_argument("--batch-papers", type=number(int, min=1), default=64, help="papers per generation round")
-    p.add_argument("--min-chunk-budget", type=number(int, min=1), default=SummaryConfig.min_chunk_budget,
-                   help="fewest summary tokens asked of one chunk")
-    p.add_argument("--previous-tokens", type=number(int, min=0), default=SummaryConfig.previous_tokens,
-                   help="at most this many tokens of earlier summary parts passed as context")
-    p.add_argument("--limit", type=number(int, min=1), default=None, help="only the first N papers by id (a CPU demo knob)")
+    p.add_argument(
+        "--min-chunk-budget",
+        type=number(int, min=1),
+        default=SummaryConfig.min_chunk_budget,
+        help="fewest summary tokens asked of one chunk",
+    )
+    p.add_argument(
+        "--previous-tokens",
+        type=number(int, min=0),
+        default=SummaryConfig.previous_tokens,
+        help="at most this many tokens of earlier summary parts passed as context",
+    )
+    p.add_argument(
+        "--limit",
+        type=number(int, min=1),
+        default=None,
+        help="only the first N papers by id (a CPU demo knob)",
+    )
     add_shard_args(p)
     p.set_defaults(func=_cli)
 
 
 def _cli(a: Any) -> int:
-    cfg = SummaryConfig(min_tokens=a.min_tokens, max_tokens=a.max_tokens, target_total=a.target_tokens,
-                        seed=a.seed, batch_papers=a.batch_papers, min_chunk_budget=a.min_chunk_budget,
-                        previous_tokens=a.previous_tokens)
-    kw: dict[str, Any] = {"temperature": a.temperature, "repetition_penalty": a.repetition_penalty,
-                          "model_id": a.model_id}
+    cfg = SummaryConfig(
+        min_tokens=a.min_tokens,
+        max_tokens=a.max_tokens,
+        target_total=a.target_tokens,
+        seed=a.seed,
+        batch_papers=a.batch_papers,
+        min_chunk_budget=a.min_chunk_budget,
+        previous_tokens=a.previous_tokens,
+    )
+    kw: dict[str, Any] = {
+        "temperature": a.temperature,
+        "repetition_penalty": a.repetition_penalty,
+        "model_id": a.model_id,
+    }
     if a.backend == "vllm":
-        kw.update(tensor_parallel_size=a.tensor_parallel_size, max_model_len=a.max_model_len or 8192,
-                  dtype=a.dtype, gpu_memory_utilization=a.gpu_memory_utilization, seed=a.seed)
+        kw.update(
+            tensor_parallel_size=a.tensor_parallel_size,
+            max_model_len=a.max_model_len or 8192,
+            dtype=a.dtype,
+            gpu_memory_utilization=a.gpu_memory_utilization,
+            seed=a.seed,
+        )
     else:
         kw.update(max_model_len=a.max_model_len, device=a.device)
     from astrollama.train.recipe import resolve_model
 
     backend = make_backend(a.backend, resolve_model(a.model), **kw)
-    stats = run_summary(a.root, backend, config=cfg, prompt=Prompt.load(a.prompt), shard_index=a.shard_index,
-                        num_shards=a.num_shards, retry_failed=a.retry_failed, force=a.force, limit=a.limit)
+    stats = run_summary(
+        a.root,
+        backend,
+        config=cfg,
+        prompt=Prompt.load(a.prompt),
+        shard_index=a.shard_index,
+        num_shards=a.num_shards,
+        retry_failed=a.retry_failed,
+        force=a.force,
+        limit=a.limit,
+    )
     if stats.failed:
-        log.warning("summary: %d papers failed; reasons: astrollama data manifest failures --root %s --stage %s",
-                    stats.failed, a.root, STAGE)
+        log.warning(
+            "summary: %d papers failed; reasons: astrollama data manifest failures --root %s --stage %s",
+            stats.failed,
+            a.root,
+            STAGE,
+        )
     return 0

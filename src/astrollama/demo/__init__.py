@@ -63,7 +63,9 @@ def _base(state: dict[str, Any], args: argparse.Namespace) -> None:
 def _train(state: dict[str, Any], args: argparse.Namespace) -> None:
     from astrollama.demo.train import train
 
-    state["trained"] = train(state["train_dir"], state["workdir"], resume=args.resume, overrides=args.overrides)
+    state["trained"] = train(
+        state["train_dir"], state["workdir"], resume=args.resume, overrides=args.overrides
+    )
 
 
 def _sft(state: dict[str, Any], args: argparse.Namespace) -> None:
@@ -81,8 +83,13 @@ def _merge(state: dict[str, Any], args: argparse.Namespace) -> None:
 def _evaluate(state: dict[str, Any], args: argparse.Namespace) -> None:
     from astrollama.demo.evaluate import evaluate
 
-    state["report"] = evaluate(state["base"], state["trained"], state["heldout_dir"], state["workdir"],
-                               later={"SFT": state["sft"], "merged": state["merged"]})["report"]
+    state["report"] = evaluate(
+        state["base"],
+        state["trained"],
+        state["heldout_dir"],
+        state["workdir"],
+        later={"SFT": state["sft"], "merged": state["merged"]},
+    )["report"]
 
 
 # (what the stage prints, the stage): run in this order by `astrollama demo`
@@ -100,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="astrollama demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training run")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. trainer.max_steps=10")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. trainer.max_steps=10"
+    )
     a = p.parse_args(argv)
     state: dict[str, Any] = {"workdir": a.workdir.resolve()}
     try:

@@ -45,9 +45,15 @@ def _paper_row(paper: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare(
-    workdir: str | Path, *, log: Callable[[str], None] | None = None, papers_dir: str | Path | None = None,
-    summary_papers: int = 2, summary_tokens: int = 40, mcq_path: str | Path | None = None,
-    workers: int = 1, progress: bool = False,
+    workdir: str | Path,
+    *,
+    log: Callable[[str], None] | None = None,
+    papers_dir: str | Path | None = None,
+    summary_papers: int = 2,
+    summary_tokens: int = 40,
+    mcq_path: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run the demo data chain in ``workdir``; return the corpus paths (see module docstring).
 
@@ -94,11 +100,17 @@ def prepare(
 
     t0 = time.monotonic()
     model = smollm2_checkpoint()
-    cfg = SummaryConfig(min_tokens=max(1, summary_tokens // 2), target_total=summary_tokens,
-                        max_tokens=summary_tokens * 3, batch_papers=1)
+    cfg = SummaryConfig(
+        min_tokens=max(1, summary_tokens // 2),
+        target_total=summary_tokens,
+        max_tokens=summary_tokens * 3,
+        batch_papers=1,
+    )
     if summary_papers > 0:
-        say(f"demo data: summaries with SmolLM2-135M-Instruct on CPU, {summary_papers} of {len(papers)} papers, "
-            f"target {summary_tokens} tokens (cluster runs use 1,000-4,000 tokens and vLLM)")
+        say(
+            f"demo data: summaries with SmolLM2-135M-Instruct on CPU, {summary_papers} of {len(papers)} papers, "
+            f"target {summary_tokens} tokens (cluster runs use 1,000-4,000 tokens and vLLM)"
+        )
         backend = TransformersBackend(model, repetition_penalty=1.1, model_id="SmolLM2-135M-Instruct")
         run_summary(root, backend, config=cfg, limit=summary_papers, progress=progress)
     step(f"summaries: {m.summary().get('summary', {})}", t0)
@@ -108,24 +120,50 @@ def prepare(
     variants = ["abstracts", "aic"] + (["summary"] if summary_papers > 0 else [])
     # the toy summariser's lengths mean nothing: keep its flagged summaries rather than drop them
     bcfg = BuildConfig(summary_length_policy="keep", max_shard_docs=16)
-    stats = run_build(root, variants[:2], corpus, tokenizer_dir=model, mcq_path=mcq, config=bcfg,
-                      workers=workers, progress=progress)
-    if summary_papers > 0:  # a few CPU summaries cannot fill a held-out split (never published empty): train-only
-        stats |= run_build(root, ["summary"], corpus, tokenizer_dir=model, mcq_path=mcq,
-                           config=dataclasses.replace(bcfg, validation_fraction=0.0), workers=workers,
-                           progress=progress)
+    stats = run_build(
+        root,
+        variants[:2],
+        corpus,
+        tokenizer_dir=model,
+        mcq_path=mcq,
+        config=bcfg,
+        workers=workers,
+        progress=progress,
+    )
+    if (
+        summary_papers > 0
+    ):  # a few CPU summaries cannot fill a held-out split (never published empty): train-only
+        stats |= run_build(
+            root,
+            ["summary"],
+            corpus,
+            tokenizer_dir=model,
+            mcq_path=mcq,
+            config=dataclasses.replace(bcfg, validation_fraction=0.0),
+            workers=workers,
+            progress=progress,
+        )
     for v, s in stats.items():
-        say(f"demo data: {v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
-            f"{s['train']['tokens']} + {s['validation']['tokens']} tokens, dropped {s['drops'] or 'none'}")
+        say(
+            f"demo data: {v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "
+            f"{s['train']['tokens']} + {s['validation']['tokens']} tokens, dropped {s['drops'] or 'none'}"
+        )
     step(f"build -> {corpus}", t0)
     say(f"demo data: chain finished in {time.monotonic() - t_all:.1f}s")
     out = {
-        "root": root, "corpus": corpus,
-        "train_dir": corpus / "aic" / "train", "heldout_dir": corpus / "abstracts" / "validation",
-        "variants": {v: {"train": corpus / v / "train", "stats": corpus / v / "stats.json",
-                         "stats_md": corpus / v / "stats.md",
-                         **({"validation": corpus / v / "validation"} if v != "summary" else {})}
-                     for v in variants},
+        "root": root,
+        "corpus": corpus,
+        "train_dir": corpus / "aic" / "train",
+        "heldout_dir": corpus / "abstracts" / "validation",
+        "variants": {
+            v: {
+                "train": corpus / v / "train",
+                "stats": corpus / v / "stats.json",
+                "stats_md": corpus / v / "stats.md",
+                **({"validation": corpus / v / "validation"} if v != "summary" else {}),
+            }
+            for v in variants
+        },
     }
     return out
 
@@ -134,19 +172,37 @@ def register(sub: Any) -> None:
     """``astrollama data demo-prep``."""
     from astrollama.cli import number
 
-    p = sub.add_parser("demo-prep", help="the offline demo data chain: paper texts -> PDFs -> OCR -> AIC -> "
-                                         "summaries -> LMFlow corpora", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo-prep",
+        help="the offline demo data chain: paper texts -> PDFs -> OCR -> AIC -> summaries -> LMFlow corpora",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--workdir", default="work/demo")
-    p.add_argument("--summary-papers", type=number(int, min=0), default=2, help="papers summarised on CPU (0: skip summaries)")
-    p.add_argument("--summary-tokens", type=number(int, min=1), default=40, help="summary length target (tokens)")
-    p.add_argument("--mcq", default=None, help="benchmark questions for decontamination "
-                                               "(default eval/data/astro_mcq_sample.jsonl)")
+    p.add_argument(
+        "--summary-papers",
+        type=number(int, min=0),
+        default=2,
+        help="papers summarised on CPU (0: skip summaries)",
+    )
+    p.add_argument(
+        "--summary-tokens", type=number(int, min=1), default=40, help="summary length target (tokens)"
+    )
+    p.add_argument(
+        "--mcq",
+        default=None,
+        help="benchmark questions for decontamination (default eval/data/astro_mcq_sample.jsonl)",
+    )
     p.set_defaults(func=_cli)
 
 
 def _cli(a: Any) -> int:
-    res = prepare(a.workdir, summary_papers=a.summary_papers, summary_tokens=a.summary_tokens, mcq_path=a.mcq,
-                  progress=True)
+    res = prepare(
+        a.workdir,
+        summary_papers=a.summary_papers,
+        summary_tokens=a.summary_tokens,
+        mcq_path=a.mcq,
+        progress=True,
+    )
     print(json.dumps({k: str(v) for k, v in res.items() if k != "variants"}, indent=1))
     return 0

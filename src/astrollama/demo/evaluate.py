@@ -30,11 +30,20 @@ def bundled_questions() -> Path:
 
 
 def report_demo(
-    base_model_dir: str | os.PathLike[str], trained_model_dir: str | os.PathLike[str],
-    heldout_dir: str | os.PathLike[str], workdir: str | os.PathLike[str], *,
-    questions: str | os.PathLike[str] | None = None, recipe: str = DEMO_RECIPE, max_docs: int = 32,
-    block_size: int = 256, max_new_tokens: int = 40, seed: int = 0, batch_size: int = 8,
-    base: str | os.PathLike[str] | None = None, later: dict[str, str | os.PathLike[str]] | None = None,
+    base_model_dir: str | os.PathLike[str],
+    trained_model_dir: str | os.PathLike[str],
+    heldout_dir: str | os.PathLike[str],
+    workdir: str | os.PathLike[str],
+    *,
+    questions: str | os.PathLike[str] | None = None,
+    recipe: str = DEMO_RECIPE,
+    max_docs: int = 32,
+    block_size: int = 256,
+    max_new_tokens: int = 40,
+    seed: int = 0,
+    batch_size: int = 8,
+    base: str | os.PathLike[str] | None = None,
+    later: dict[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Evaluate both models and write ``<workdir>/report/``; print the main table; return that dir.
 
@@ -67,19 +76,39 @@ def report_demo(
     for role, path in models.items():
         loaded[role] = load_causal_lm(path, base=base or base_model_dir)
         evaluate_model(
-            path, work / "results" / role, label=labels[role], questions=questions,
-            heldout=heldout_dir, recipe=recipe if role in ("base", "trained") else None, scale="toy",
-            block_size=block_size, max_docs=max_docs, batch_size=batch_size, seed=seed,
-            max_new_tokens=max_new_tokens, model_and_tokenizer=loaded[role], stage=stages.get(role),
+            path,
+            work / "results" / role,
+            label=labels[role],
+            questions=questions,
+            heldout=heldout_dir,
+            recipe=recipe if role in ("base", "trained") else None,
+            scale="toy",
+            block_size=block_size,
+            max_docs=max_docs,
+            batch_size=batch_size,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            model_and_tokenizer=loaded[role],
+            stage=stages.get(role),
             role=role if role == "base" else "trained",
         )
-    compare_embeddings([(labels[r], models[r]) for r in models], heldout_dir, work / "embeddings",
-                       max_docs=max_docs, max_length=block_size, batch_size=batch_size,
-                       loaded={labels[r]: loaded[r] for r in models})
+    compare_embeddings(
+        [(labels[r], models[r]) for r in models],
+        heldout_dir,
+        work / "embeddings",
+        max_docs=max_docs,
+        max_length=block_size,
+        batch_size=batch_size,
+        loaded={labels[r]: loaded[r] for r in models},
+    )
     del loaded
-    out = build_report([work / "results" / r for r in models], work / "report", embed_dir=work / "embeddings",
-                       command=f"astrollama.demo.evaluate.report_demo({base_model_dir}, {trained_model_dir}, "
-                       f"{heldout_dir}, {workdir})")
+    out = build_report(
+        [work / "results" / r for r in models],
+        work / "report",
+        embed_dir=work / "embeddings",
+        command=f"astrollama.demo.evaluate.report_demo({base_model_dir}, {trained_model_dir}, "
+        f"{heldout_dir}, {workdir})",
+    )
     print(summary_table(out))
     log.info("evaluation report in %s (%.0f s)", out, time.perf_counter() - t0)
     return out
@@ -97,20 +126,31 @@ def summary_table(report_dir: str | os.PathLike[str]) -> str:
     return "\n".join(keep).strip() + f"\n\nFull report: {Path(report_dir) / 'report.md'}\n"
 
 
-def evaluate(base: Path, trained: Path, heldout_dir: Path, workdir: Path, *,
-             later: dict[str, Path] | None = None) -> dict:
+def evaluate(
+    base: Path, trained: Path, heldout_dir: Path, workdir: Path, *, later: dict[str, Path] | None = None
+) -> dict:
     """The evaluation report for base vs trained (and the ``later`` stages, as :func:`report_demo`
     says); raise DemoError unless held-out perplexity dropped from base to trained."""
     report_dir = report_demo(base, trained, heldout_dir, workdir / "eval", later=later)
-    ppl = {role: json.loads((workdir / "eval" / "results" / role / "ppl.json").read_text())["perplexity"]
-           for role in ("base", "trained", *(k.lower() for k in later or {}))}
-    summary = {"heldout": str(heldout_dir), "report": str(report_dir), "perplexity": ppl,
-               "relative_change": ppl["trained"] / ppl["base"] - 1.0}
+    ppl = {
+        role: json.loads((workdir / "eval" / "results" / role / "ppl.json").read_text())["perplexity"]
+        for role in ("base", "trained", *(k.lower() for k in later or {}))
+    }
+    summary = {
+        "heldout": str(heldout_dir),
+        "report": str(report_dir),
+        "perplexity": ppl,
+        "relative_change": ppl["trained"] / ppl["base"] - 1.0,
+    }
     atomic_write_json(workdir / "perplexity.json", summary)
-    print(f"held-out perplexity: {ppl['base']:.3f} before -> {ppl['trained']:.3f} after training "
-          f"({summary['relative_change']:+.1%})"
-          + "".join(f"; {k} {ppl[k.lower()]:.3f}" for k in later or {}), flush=True)
+    print(
+        f"held-out perplexity: {ppl['base']:.3f} before -> {ppl['trained']:.3f} after training "
+        f"({summary['relative_change']:+.1%})" + "".join(f"; {k} {ppl[k.lower()]:.3f}" for k in later or {}),
+        flush=True,
+    )
     if not ppl["trained"] < ppl["base"]:
-        raise DemoError(f"held-out perplexity did not drop: {ppl['base']:.3f} -> {ppl['trained']:.3f} "
-                        f"(report: {report_dir})")
+        raise DemoError(
+            f"held-out perplexity did not drop: {ppl['base']:.3f} -> {ppl['trained']:.3f} "
+            f"(report: {report_dir})"
+        )
     return summary

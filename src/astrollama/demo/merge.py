@@ -22,10 +22,17 @@ def merge(sft_model: Path, workdir: Path) -> Path:
     out = workdir / "merged"
     if out.exists():
         shutil.rmtree(out)
-    cmd = ["bash", str(REPO / "slurm" / "merge.sh"), str(RECIPE), f"models.sft.path={sft_model}",
-           f"output_dir={out}"]
+    cmd = [
+        "bash",
+        str(REPO / "slurm" / "merge.sh"),
+        str(RECIPE),
+        f"models.sft.path={sft_model}",
+        f"output_dir={out}",
+    ]
     log.info("merging: %s", " ".join(cmd))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # a local run, even inside a job
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SLURM_")
+    }  # a local run, even inside a job
     rc = subprocess.run(cmd, cwd=REPO, env=env).returncode
     if rc != 0 or not (out / "config.json").is_file():
         raise DemoError(f"merge failed (exit {rc}): {' '.join(cmd)}")

@@ -59,7 +59,9 @@ def _names(items: list[str]) -> str:
 
 
 def _conv(cid: str, system: str, turns: list[tuple[str, str]]) -> dict[str, Any]:
-    msgs = [m for u, a in turns for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+    msgs = [
+        m for u, a in turns for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})
+    ]
     return {"conversation_id": cid, "system": system, "messages": msgs}
 
 
@@ -78,15 +80,31 @@ def paper_conversations(paper: dict[str, Any], t: dict[str, Any], seed: int = 0)
     for kind, (text, heading) in parts.items():
         rng = random.Random(f"{seed}:{pid}:{kind}")
         q, a = rng.choice(t["paper"][kind]["questions"]), rng.choice(t["paper"][kind]["answers"])
-        out.append(_conv(f"{pid}:{kind}", rng.choice(t["systems"]),
-                         [(q.format(title=title), a.format(text=text, heading=heading))]))
+        out.append(
+            _conv(
+                f"{pid}:{kind}",
+                rng.choice(t["systems"]),
+                [(q.format(title=title), a.format(text=text, heading=heading))],
+            )
+        )
     cat = paper["categories"][0]
-    fields = {"title": title, "authors": _names(paper["authors"]), "published": paper["published"],
-              "category": cat, "category_name": t["categories"].get(cat, cat), "n_sections": len(secs),
-              "headings": _names([s["heading"] for s in secs])}
+    fields = {
+        "title": title,
+        "authors": _names(paper["authors"]),
+        "published": paper["published"],
+        "category": cat,
+        "category_name": t["categories"].get(cat, cat),
+        "n_sections": len(secs),
+        "headings": _names([s["heading"] for s in secs]),
+    }
     rng = random.Random(f"{seed}:{pid}:metadata")
-    out.append(_conv(f"{pid}:metadata", rng.choice(t["systems"]),
-                     [(u.format(**fields), a.format(**fields)) for u, a in t["paper"]["metadata"]["turns"]]))
+    out.append(
+        _conv(
+            f"{pid}:metadata",
+            rng.choice(t["systems"]),
+            [(u.format(**fields), a.format(**fields)) for u, a in t["paper"]["metadata"]["turns"]],
+        )
+    )
     return out
 
 
@@ -97,33 +115,49 @@ def _task(i: int, t: dict[str, Any], rng: random.Random) -> tuple[str, str]:
     if kind == 0:
         src, dst, factor = rng.choice(t["tasks"]["conversions"])
         x = rng.choice([0.5, 2, 3, 7.5, 10, 12, 25, 40, 150])
+
         def num(v: float) -> str:
             return f"{v:.4g}" if v >= 1e6 else f"{v:,.6g}"
 
-        return (f"Convert {x:g} {src} to {dst}.",
-                f"{x:g} {src} is about {num(x * factor)} {dst} (1 {src[:-1]} = {num(factor)} {dst}).")
+        return (
+            f"Convert {x:g} {src} to {dst}.",
+            f"{x:g} {src} is about {num(x * factor)} {dst} (1 {src[:-1]} = {num(factor)} {dst}).",
+        )
     if kind == 1:
         a, b = rng.randint(12, 99), rng.randint(3, 49)
         return f"What is {a} times {b}?", f"{a} x {b} = {a * b}."
     if kind == 2:
         nums = rng.sample(range(1, 200), 6)
-        return (f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}.",
-                ", ".join(map(str, sorted(nums))))
+        return (
+            f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}.",
+            ", ".join(map(str, sorted(nums))),
+        )
     if kind == 3:
-        return f"How many words are in this sentence? \"{sentence}\"", f"It has {len(sentence.split())} words."
+        return f'How many words are in this sentence? "{sentence}"', f"It has {len(sentence.split())} words."
     if kind == 4:
-        return (f"Write the words of this phrase in reverse order: {sentence}",
-                " ".join(reversed(sentence.split())))
+        return (
+            f"Write the words of this phrase in reverse order: {sentence}",
+            " ".join(reversed(sentence.split())),
+        )
     if kind == 5:
         n, age = rng.choice(["Vega", "Orion", "Lyra", "Draco", "Cygnus"]), rng.randint(20, 70)
-        return (f"Return a JSON object with the keys name and age for a person called {n} who is {age}.",
-                json.dumps({"name": n, "age": age}))
+        return (
+            f"Return a JSON object with the keys name and age for a person called {n} who is {age}.",
+            json.dumps({"name": n, "age": age}),
+        )
     words = sentence.split()
-    return f"Make a numbered list of the words in: {sentence}", "\n".join(f"{k}. {w}" for k, w in enumerate(words, 1))
+    return f"Make a numbered list of the words in: {sentence}", "\n".join(
+        f"{k}. {w}" for k, w in enumerate(words, 1)
+    )
 
 
-def generate(papers_dir: str | os.PathLike[str] | None = None, templates: str | os.PathLike[str] | None = None,
-             *, seed: int = 0, n_tasks: int = 96) -> list[dict[str, Any]]:
+def generate(
+    papers_dir: str | os.PathLike[str] | None = None,
+    templates: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    n_tasks: int = 96,
+) -> list[dict[str, Any]]:
     """Every conversation, in a fixed order: the papers' (by id), the hand-written items, the tasks."""
     from astrollama.data import pdfgen
 
@@ -136,7 +170,9 @@ def generate(papers_dir: str | os.PathLike[str] | None = None, templates: str | 
     for f in pdfgen.iter_paper_files(Path(papers_dir) if papers_dir else PAPERS_DIR):
         convs += paper_conversations(pdfgen.load_paper(f), t, seed)
     for i, (q, a) in enumerate(t["general"]):
-        convs.append(_conv(f"general:{i:03d}", random.Random(f"{seed}:general:{i}").choice(t["systems"]), [(q, a)]))
+        convs.append(
+            _conv(f"general:{i:03d}", random.Random(f"{seed}:general:{i}").choice(t["systems"]), [(q, a)])
+        )
     rng = random.Random(f"{seed}:tasks")
     for i in range(n_tasks):
         convs.append(_conv(f"task:{i:03d}", rng.choice(t["systems"]), [_task(i, t, rng)]))
@@ -152,10 +188,16 @@ def _kind(cid: str) -> str:
 
 
 def build_sft_data(
-    out_dir: str | os.PathLike[str], *, papers_dir: str | os.PathLike[str] | None = None,
-    templates: str | os.PathLike[str] | None = None, mcq_path: str | os.PathLike[str] | None = MCQ_SAMPLE,
-    seed: int = 0, validation_fraction: float = BuildConfig.validation_fraction, ngram: int = BuildConfig.decontam_ngram,
-    min_matches: int = BuildConfig.decontam_min_matches, convs: list[dict[str, Any]] | None = None,
+    out_dir: str | os.PathLike[str],
+    *,
+    papers_dir: str | os.PathLike[str] | None = None,
+    templates: str | os.PathLike[str] | None = None,
+    mcq_path: str | os.PathLike[str] | None = MCQ_SAMPLE,
+    seed: int = 0,
+    validation_fraction: float = BuildConfig.validation_fraction,
+    ngram: int = BuildConfig.decontam_ngram,
+    min_matches: int = BuildConfig.decontam_min_matches,
+    convs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Generate (or take ``convs``), decontaminate, split and write ``out_dir``; return its stats.
 
@@ -170,17 +212,27 @@ def build_sft_data(
             text = "\n".join([c.get("system", ""), *(m["content"] for m in c["messages"])])
             n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(normalised_words(text))))
             if n_match >= min_matches:
-                dropped.append({"conversation_id": c.get("conversation_id"), "ngram_matches": n_match,
-                                "questions": qs})
+                dropped.append(
+                    {"conversation_id": c.get("conversation_id"), "ngram_matches": n_match, "questions": qs}
+                )
                 continue
         kept[assign_split(_split_key(c.get("conversation_id", "")), validation_fraction)].append(c)
     stats = {
-        "type": CONVERSATION, "seed": seed, "validation_fraction": validation_fraction,
+        "type": CONVERSATION,
+        "seed": seed,
+        "validation_fraction": validation_fraction,
         "conversations": {s: len(v) for s, v in kept.items()},
-        "kinds": dict(sorted(Counter(_kind(c.get("conversation_id", "?")) for v in kept.values() for c in v).items())),
-        "decontamination": {"benchmark": Path(mcq_path).name if mcq_path else None, "ngram": ngram,
-                            "min_matches": min_matches, "questions": bench.questions if bench else 0,
-                            "dropped": len(dropped), "matches": dropped},
+        "kinds": dict(
+            sorted(Counter(_kind(c.get("conversation_id", "?")) for v in kept.values() for c in v).items())
+        ),
+        "decontamination": {
+            "benchmark": Path(mcq_path).name if mcq_path else None,
+            "ngram": ngram,
+            "min_matches": min_matches,
+            "questions": bench.questions if bench else 0,
+            "dropped": len(dropped),
+            "matches": dropped,
+        },
     }
     final = Path(out_dir)
     for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run
@@ -204,8 +256,17 @@ def sft(cpt_model: Path, workdir: Path, *, resume: bool = False, overrides: Sequ
     from astrollama.demo.train import train
 
     stats = build_sft_data(workdir / "sft")
-    print(f"SFT data: {stats['conversations']['train']} train + {stats['conversations']['validation']} "
-          f"validation conversations ({stats['kinds']}); {stats['decontamination']['dropped']} dropped as "
-          f"contaminated -> {workdir / 'sft'}", flush=True)
-    return train(workdir / "sft" / "train", workdir, resume=resume, recipe=RECIPE, run_name="sft-run",
-                 overrides=[f"model.name_or_path={cpt_model}", *overrides])
+    print(
+        f"SFT data: {stats['conversations']['train']} train + {stats['conversations']['validation']} "
+        f"validation conversations ({stats['kinds']}); {stats['decontamination']['dropped']} dropped as "
+        f"contaminated -> {workdir / 'sft'}",
+        flush=True,
+    )
+    return train(
+        workdir / "sft" / "train",
+        workdir,
+        resume=resume,
+        recipe=RECIPE,
+        run_name="sft-run",
+        overrides=[f"model.name_or_path={cpt_model}", *overrides],
+    )

@@ -16,20 +16,22 @@ import sys
 from astrollama.cli import build_group, run_group
 
 MODULES = (
-    "astrollama.evaluation.mcq.cli",      # mcq
-    "astrollama.evaluation.perplexity",   # ppl
-    "astrollama.evaluation.embeddings",   # embed
-    "astrollama.evaluation.completion",   # complete
-    "astrollama.evaluation.sweep",        # sweep
-    "astrollama.evaluation.suite",        # model
-    "astrollama.evaluation.report",       # report
+    "astrollama.evaluation.mcq.cli",  # mcq
+    "astrollama.evaluation.perplexity",  # ppl
+    "astrollama.evaluation.embeddings",  # embed
+    "astrollama.evaluation.completion",  # complete
+    "astrollama.evaluation.sweep",  # sweep
+    "astrollama.evaluation.suite",  # model
+    "astrollama.evaluation.report",  # report
 )
 
 
 def build_parser():
     from astrollama.evaluation.config import add_config_option
 
-    parser = build_group("astrollama eval", "Evaluate checkpoints: astronomy MCQ benchmark and more.", MODULES)
+    parser = build_group(
+        "astrollama eval", "Evaluate checkpoints: astronomy MCQ benchmark and more.", MODULES
+    )
     add_config_option(parser)  # --config eval/<name>.yaml (astrollama.evaluation.config)
     return parser
 

@@ -80,8 +80,11 @@ def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
 
 
 def load_causal_lm(
-    path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
-    dtype: str = "float32", device: str | None = None,
+    path: str | os.PathLike[str],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
 ):
     """Load ``(model, tokenizer)`` from a checkpoint directory, in eval mode.
 

@@ -40,7 +40,13 @@ def bundled_prompt_file() -> Path:
 
 
 def sample_completion(
-    model, tokenizer, prompt: str, *, seed: int = 0, max_new_tokens: int = 64, temperature: float = 0.8,
+    model,
+    tokenizer,
+    prompt: str,
+    *,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    temperature: float = 0.8,
     top_p: float = 0.95,
 ) -> str:
     """Continue ``prompt``; returns the generated text only (decoded, special tokens skipped)."""
@@ -76,13 +82,22 @@ def sample_completion(
     # decode with the prompt so that SentencePiece tokenizers keep the leading space of new text
     full = tokenizer.decode(prompt_ids + new, skip_special_tokens=True)
     head = tokenizer.decode(prompt_ids, skip_special_tokens=True)
-    return full[len(head):] if full.startswith(head) else tokenizer.decode(new, skip_special_tokens=True)
+    return full[len(head) :] if full.startswith(head) else tokenizer.decode(new, skip_special_tokens=True)
 
 
 def completion_report(
-    model_dir: str | os.PathLike[str], *, prompt: str, seed: int = 0, max_new_tokens: int = 64,
-    temperature: float = 0.8, top_p: float = 0.95, prompt_file: str | None = None, base: str | None = None,
-    dtype: str = "float32", device: str | None = None, out: str | os.PathLike[str] | None = None,
+    model_dir: str | os.PathLike[str],
+    *,
+    prompt: str,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    prompt_file: str | None = None,
+    base: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    out: str | os.PathLike[str] | None = None,
     model_and_tokenizer: tuple | None = None,
 ) -> dict:
     """Sample one completion and return (and with ``out``, write atomically) it with its settings."""
@@ -90,15 +105,25 @@ def completion_report(
     from astrollama.evaluation.perplexity import library_versions
 
     model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
-    text = sample_completion(model, tok, prompt, seed=seed, max_new_tokens=max_new_tokens,
-                             temperature=temperature, top_p=top_p)
+    text = sample_completion(
+        model, tok, prompt, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+    )
     log.info("completion %s (seed %d): %r", model_dir, seed, text[:80])
     rep = {
-        "metric": "completion", "model": str(model_dir), "prompt": prompt, "completion": text,
-        "settings": {"seed": seed, "max_new_tokens": max_new_tokens, "temperature": temperature,
-                     "top_p": top_p, "prompt_file": prompt_file, "sampler": "astrollama top-p, CPU torch.Generator",
-                     "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-                     "device": str(next(model.parameters()).device)},
+        "metric": "completion",
+        "model": str(model_dir),
+        "prompt": prompt,
+        "completion": text,
+        "settings": {
+            "seed": seed,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "prompt_file": prompt_file,
+            "sampler": "astrollama top-p, CPU torch.Generator",
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": str(next(model.parameters()).device),
+        },
         "versions": library_versions(),
     }
     if out:
@@ -109,7 +134,8 @@ def completion_report(
 def register(subparsers) -> None:
     """``astrollama eval complete``: a seeded completion of an abstract opening."""
     p = subparsers.add_parser(
-        "complete", help="sample a completion of an abstract opening with a fixed seed",
+        "complete",
+        help="sample a completion of an abstract opening with a fixed seed",
         description="Continue a prompt (default eval/prompts/completion.txt) with seeded top-p sampling; "
         "writes JSON with the prompt, the completion and every setting.",
     )
@@ -132,9 +158,17 @@ def _run(args) -> int:
     prompt_file = None if args.prompt is not None else str(args.prompt_file or bundled_prompt_file())
     prompt = args.prompt if args.prompt is not None else read_prompt(prompt_file)
     rep = completion_report(
-        args.model, prompt=prompt, seed=args.seed, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, top_p=args.top_p, prompt_file=prompt_file, base=args.base,
-        dtype=args.dtype, device=args.device, out=args.out,
+        args.model,
+        prompt=prompt,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        prompt_file=prompt_file,
+        base=args.base,
+        dtype=args.dtype,
+        device=args.device,
+        out=args.out,
     )
     print(rep["prompt"] + rep["completion"])
     return 0

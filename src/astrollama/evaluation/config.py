@@ -43,6 +43,7 @@ def load_config(path: str) -> dict:
     """The mapping in ``path``, read with the project's one strict YAML reader."""
     return read_mapping(path, EvalConfigError, "a config file (eval/<name>.yaml)")
 
+
 # the config's sections: the eval commands that read one
 SECTIONS = ("model", "sweep", "embed", "report", "mcq", "ppl", "complete")
 
@@ -81,9 +82,12 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     applied by :func:`apply_config` before parsing)."""
     commands = subparsers(parser)
     for name in SECTIONS:
-        commands[name].add_argument("--config", metavar="FILE",
-                                    help=f"eval/<name>.yaml: options from its '{name}' section; flags given here "
-                                         "win (eval/README.md)")
+        commands[name].add_argument(
+            "--config",
+            metavar="FILE",
+            help=f"eval/<name>.yaml: options from its '{name}' section; flags given here "
+            "win (eval/README.md)",
+        )
 
 
 __all__ = ["SECTIONS", "add_config_option", "apply_config", "config_tokens"]

@@ -30,7 +30,12 @@ PERCENTILES = (5, 25, 50, 75, 95)
 
 
 def embed_texts(
-    model, tokenizer, texts: Sequence[str], *, max_length: int = 512, batch_size: int = 8,
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_length: int = 512,
+    batch_size: int = 8,
     progress: bool = False,
 ) -> np.ndarray:
     """``[n, hidden]`` float32 embeddings: mean last-layer hidden state without the BOS token."""
@@ -86,14 +91,21 @@ def pairwise_cosine(emb: np.ndarray) -> np.ndarray:
 def similarity_stats(sims: np.ndarray) -> dict:
     """Summary of a similarity distribution: mean, std, min, max and percentiles."""
     stats = {
-        "n_pairs": int(sims.size), "mean": float(sims.mean()), "std": float(sims.std()),
-        "min": float(sims.min()), "max": float(sims.max()),
+        "n_pairs": int(sims.size),
+        "mean": float(sims.mean()),
+        "std": float(sims.std()),
+        "min": float(sims.min()),
+        "max": float(sims.max()),
     }
-    stats.update({f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(sims, PERCENTILES), strict=True)})
+    stats.update(
+        {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(sims, PERCENTILES), strict=True)}
+    )
     return stats
 
 
-def plot_similarity_hist(sims: dict[str, np.ndarray], path: str | os.PathLike[str], *, title: str = "") -> Path:
+def plot_similarity_hist(
+    sims: dict[str, np.ndarray], path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
     """Overlaid histograms (shared bins, fraction of pairs) of each model's similarity distribution."""
     import matplotlib
 
@@ -105,10 +117,19 @@ def plot_similarity_hist(sims: dict[str, np.ndarray], path: str | os.PathLike[st
     pad = max((hi - lo) * 0.05, 1e-3)
     bins = np.linspace(lo - pad, hi + pad, 41)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for (label, s), color in zip(sims.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False):
+    for (label, s), color in zip(
+        sims.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False
+    ):
         w = np.full(s.size, 1.0 / s.size)
-        ax.hist(s, bins=bins, weights=w, alpha=0.45, color=color, edgecolor=color,
-                label=f"{label}: mean {s.mean():.3f}, std {s.std():.3f}")
+        ax.hist(
+            s,
+            bins=bins,
+            weights=w,
+            alpha=0.45,
+            color=color,
+            edgecolor=color,
+            label=f"{label}: mean {s.mean():.3f}, std {s.std():.3f}",
+        )
         ax.axvline(float(s.mean()), color=color, linestyle="--", linewidth=1)
     n_docs = int(round((1 + np.sqrt(1 + 8 * next(iter(sims.values())).size)) / 2))
     ax.set_xlabel("cosine similarity between two abstracts (mean last-layer embedding, BOS excluded)")
@@ -131,9 +152,16 @@ def unique_labels(labels: Sequence[str]) -> list[str]:
 
 
 def compare_embeddings(
-    models: Sequence[tuple[str, str | os.PathLike[str]]], data: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str], *, max_docs: int | None = None, max_length: int = 512,
-    batch_size: int = 8, base: str | None = None, dtype: str = "float32", device: str | None = None,
+    models: Sequence[tuple[str, str | os.PathLike[str]]],
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    max_docs: int | None = None,
+    max_length: int = 512,
+    batch_size: int = 8,
+    base: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
     loaded: dict[str, tuple] | None = None,
 ) -> dict:
     """Embed the same documents with each ``(label, model_dir)``; write stats and a histogram.
@@ -151,21 +179,38 @@ def compare_embeddings(
     sims: dict[str, np.ndarray] = {}
     per_model: dict[str, dict] = {}
     for label, model_dir in models:
-        model, tok = (loaded or {}).get(label) or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
+        model, tok = (loaded or {}).get(label) or load_causal_lm(
+            model_dir, base=base, dtype=dtype, device=device
+        )
         emb = embed_texts(model, tok, texts, max_length=max_length, batch_size=batch_size, progress=True)
         sims[label] = pairwise_cosine(emb)
         bos_excluded = tok.bos_token_id is not None and tok(texts[0])["input_ids"][0] == tok.bos_token_id
-        per_model[label] = {"model": str(model_dir), "hidden_size": int(emb.shape[1]),
-                            "bos_excluded": bool(bos_excluded), **similarity_stats(sims[label])}
-        log.info("embeddings %s: mean cosine %.4f, std %.4f over %d pairs", label,
-                 per_model[label]["mean"], per_model[label]["std"], sims[label].size)
+        per_model[label] = {
+            "model": str(model_dir),
+            "hidden_size": int(emb.shape[1]),
+            "bos_excluded": bool(bos_excluded),
+            **similarity_stats(sims[label]),
+        }
+        log.info(
+            "embeddings %s: mean cosine %.4f, std %.4f over %d pairs",
+            label,
+            per_model[label]["mean"],
+            per_model[label]["std"],
+            sims[label].size,
+        )
     png = plot_similarity_hist(sims, out / "similarity.png")
     report = {
         "metric": "pairwise_cosine_similarity",
-        "data": str(data), "n_documents": len(texts),
+        "data": str(data),
+        "n_documents": len(texts),
         "models": per_model,
-        "settings": {"pooling": "mean of last-layer hidden states, BOS excluded", "max_length": max_length,
-                     "batch_size": batch_size, "max_docs": max_docs, "dtype": dtype},
+        "settings": {
+            "pooling": "mean of last-layer hidden states, BOS excluded",
+            "max_length": max_length,
+            "batch_size": batch_size,
+            "max_docs": max_docs,
+            "dtype": dtype,
+        },
         "versions": library_versions(),
         "plot": png.name,
     }
@@ -181,15 +226,25 @@ def _label_from_path(path: str) -> str:
 def register(subparsers) -> None:
     """``astrollama eval embed``: similarity distributions of two (or more) models, one histogram."""
     p = subparsers.add_parser(
-        "embed", help="pairwise cosine similarity of abstract embeddings, histogram comparing models",
+        "embed",
+        help="pairwise cosine similarity of abstract embeddings, histogram comparing models",
         description="Mean last-layer embeddings (BOS excluded) of held-out documents for each model; "
         "writes OUT/similarity.json (mean, std, percentiles) and OUT/similarity.png.",
     )
-    p.add_argument("--model", action="append", required=True, help="checkpoint directory (repeat: base, trained)")
+    p.add_argument(
+        "--model", action="append", required=True, help="checkpoint directory (repeat: base, trained)"
+    )
     p.add_argument("--label", action="append", default=None, help="display label per --model (same order)")
     p.add_argument("--base", default=None, help="base model directory for LoRA adapter checkpoints")
-    p.add_argument("--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)")
-    p.add_argument("--max-docs", type=number(int, min=2), default=200, help="first N documents (pairs grow as N^2; default 200)")
+    p.add_argument(
+        "--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)"
+    )
+    p.add_argument(
+        "--max-docs",
+        type=number(int, min=2),
+        default=200,
+        help="first N documents (pairs grow as N^2; default 200)",
+    )
     p.add_argument("--max-length", type=number(int, min=2), default=512)
     p.add_argument("--batch-size", type=number(int, min=1), default=8)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -205,9 +260,15 @@ def _run(args) -> int:
     if len(labels) != len(args.model):
         raise EvalInputError(f"--label given {len(labels)} times for {len(args.model)} --model")
     rep = compare_embeddings(
-        list(zip(unique_labels(labels), args.model, strict=True)), args.data, args.out,
-        max_docs=args.max_docs, max_length=args.max_length, batch_size=args.batch_size, base=args.base,
-        dtype=args.dtype, device=args.device,
+        list(zip(unique_labels(labels), args.model, strict=True)),
+        args.data,
+        args.out,
+        max_docs=args.max_docs,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        base=args.base,
+        dtype=args.dtype,
+        device=args.device,
     )
     for label, m in rep["models"].items():
         print(f"{label}: mean {m['mean']:.4f} std {m['std']:.4f} p5 {m['p5']:.4f} p95 {m['p95']:.4f}")

@@ -56,8 +56,12 @@ class PerplexityResult:
         from astrollama.evaluation.stats import bootstrap_ci
 
         nll, tok = np.asarray(self.doc_nll), np.asarray(self.doc_tokens, dtype=np.float64)
-        return bootstrap_ci(len(nll), lambda idx: np.exp(nll[idx].sum(1) / np.maximum(tok[idx].sum(1), 1)),
-                            n_resamples=n_boot, seed=seed)
+        return bootstrap_ci(
+            len(nll),
+            lambda idx: np.exp(nll[idx].sum(1) / np.maximum(tok[idx].sum(1), 1)),
+            n_resamples=n_boot,
+            seed=seed,
+        )
 
 
 def _windows(n: int, block_size: int, stride: int) -> list[tuple[int, int, int]]:
@@ -79,8 +83,15 @@ def _windows(n: int, block_size: int, stride: int) -> list[tuple[int, int, int]]
 
 
 def perplexity(
-    model, tokenizer, texts: Sequence[str], *, block_size: int = 512, stride: int | None = None,
-    batch_size: int = 8, device: str | None = None, progress: bool = False,
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    block_size: int = 512,
+    stride: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = False,
 ) -> PerplexityResult:
     """Token-weighted perplexity of ``texts`` (semantics in the module docstring).
 
@@ -135,14 +146,23 @@ def perplexity(
     if total_tok == 0:
         raise ValueError("perplexity: no token to predict (every document is a single token)")
     mean = total_nll / total_tok
-    return PerplexityResult(math.exp(mean), mean, total_tok, len(texts), block_size, stride,
-                            tuple(doc_nll), tuple(doc_tok))
+    return PerplexityResult(
+        math.exp(mean), mean, total_tok, len(texts), block_size, stride, tuple(doc_nll), tuple(doc_tok)
+    )
 
 
 def perplexity_report(
-    model_dir: str | os.PathLike[str], data: str | os.PathLike[str], *, block_size: int = 512,
-    stride: int | None = None, batch_size: int = 8, max_docs: int | None = None, base: str | None = None,
-    dtype: str = "float32", device: str | None = None, out: str | os.PathLike[str] | None = None,
+    model_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    block_size: int = 512,
+    stride: int | None = None,
+    batch_size: int = 8,
+    max_docs: int | None = None,
+    base: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    out: str | os.PathLike[str] | None = None,
     model_and_tokenizer: tuple | None = None,
 ) -> dict:
     """Perplexity of a checkpoint on held-out documents, as a JSON-ready dict with its settings.
@@ -157,13 +177,21 @@ def perplexity_report(
     model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
     t0 = time.perf_counter()
     try:
-        res = perplexity(model, tok, texts, block_size=block_size, stride=stride, batch_size=batch_size,
-                         progress=True)
+        res = perplexity(
+            model, tok, texts, block_size=block_size, stride=stride, batch_size=batch_size, progress=True
+        )
     except ValueError as e:
         raise EvalInputError(f"{data}: {e}") from e
     seconds = time.perf_counter() - t0
-    log.info("perplexity %s on %s: %.4f over %d tokens (%d docs, %.1fs)", model_dir, data,
-             res.perplexity, res.n_tokens, res.n_documents, seconds)
+    log.info(
+        "perplexity %s on %s: %.4f over %d tokens (%d docs, %.1fs)",
+        model_dir,
+        data,
+        res.perplexity,
+        res.n_tokens,
+        res.n_documents,
+        seconds,
+    )
     report = {
         "metric": "perplexity",
         **res.to_dict(),
@@ -171,10 +199,15 @@ def perplexity_report(
         "model": str(model_dir),
         "data": str(data),
         "settings": {
-            "block_size": res.block_size, "stride": res.stride, "batch_size": batch_size,
-            "max_docs": max_docs, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "device": str(next(model.parameters()).device), "bos": tok.bos_token,
-            "adds_bos": _adds_bos(tok), "eos_appended": False,
+            "block_size": res.block_size,
+            "stride": res.stride,
+            "batch_size": batch_size,
+            "max_docs": max_docs,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": str(next(model.parameters()).device),
+            "bos": tok.bos_token,
+            "adds_bos": _adds_bos(tok),
+            "eos_appended": False,
             "semantics": "token-weighted; BOS/first token context only; sliding window (see docs/eval-report.md)",
         },
         "versions": library_versions(),
@@ -197,24 +230,36 @@ def library_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def register(subparsers) -> None:
     """``astrollama eval ppl``: perplexity of one checkpoint on held-out documents."""
     p = subparsers.add_parser(
-        "ppl", help="perplexity on held-out documents (sliding window, BOS never scored)",
+        "ppl",
+        help="perplexity on held-out documents (sliding window, BOS never scored)",
         description="Token-weighted perplexity of a checkpoint on held-out documents; writes JSON "
         "with the settings. Semantics: docs/eval-report.md.",
     )
     p.add_argument("--model", required=True, help="checkpoint directory (full model or LoRA adapter)")
     p.add_argument("--base", default=None, help="base model directory for a LoRA adapter checkpoint")
-    p.add_argument("--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)")
-    p.add_argument("--block-size", type=number(int, min=2), default=512, help="window length in tokens (default 512)")
-    p.add_argument("--stride", type=number(int, min=1), default=None, help="window step (default = block size: disjoint)")
+    p.add_argument(
+        "--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)"
+    )
+    p.add_argument(
+        "--block-size", type=number(int, min=2), default=512, help="window length in tokens (default 512)"
+    )
+    p.add_argument(
+        "--stride", type=number(int, min=1), default=None, help="window step (default = block size: disjoint)"
+    )
     p.add_argument("--batch-size", type=number(int, min=1), default=8)
-    p.add_argument("--max-docs", type=number(int, min=1), default=None, help="score only the first N documents")
+    p.add_argument(
+        "--max-docs", type=number(int, min=1), default=None, help="score only the first N documents"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cpu)")
     p.add_argument("--out", required=True, help="output JSON file")
@@ -228,8 +273,18 @@ def _run(args) -> int:
     if stride > args.block_size:
         raise EvalInputError(f"--stride must be in (0, --block-size={args.block_size}], got {stride}")
     rep = perplexity_report(
-        args.model, args.data, block_size=args.block_size, stride=args.stride, batch_size=args.batch_size,
-        max_docs=args.max_docs, base=args.base, dtype=args.dtype, device=args.device, out=args.out,
+        args.model,
+        args.data,
+        block_size=args.block_size,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        max_docs=args.max_docs,
+        base=args.base,
+        dtype=args.dtype,
+        device=args.device,
+        out=args.out,
     )
-    print(f"perplexity {rep['perplexity']:.4f} ({rep['n_tokens']} tokens, {rep['n_documents']} docs) -> {args.out}")
+    print(
+        f"perplexity {rep['perplexity']:.4f} ({rep['n_tokens']} tokens, {rep['n_documents']} docs) -> {args.out}"
+    )
     return 0

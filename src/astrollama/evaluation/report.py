@@ -48,9 +48,24 @@ log = logging.getLogger(__name__)
 
 ROLES = ("base", "trained")
 SCALES = ("toy", "paper")
-TABLE_FIELDS = ("label", "role", "model", "mcq_accuracy", "mcq_ci_low", "mcq_ci_high", "mcq_n",
-                "published_model", "published_mcq", "published_mcq_source", "perplexity", "ppl_ci_low",
-                "ppl_ci_high", "published_perplexity", "published_perplexity_source", "stage")
+TABLE_FIELDS = (
+    "label",
+    "role",
+    "model",
+    "mcq_accuracy",
+    "mcq_ci_low",
+    "mcq_ci_high",
+    "mcq_n",
+    "published_model",
+    "published_mcq",
+    "published_mcq_source",
+    "perplexity",
+    "ppl_ci_low",
+    "ppl_ci_high",
+    "published_perplexity",
+    "published_perplexity_source",
+    "stage",
+)
 # The only published perplexities: AstroLLaMA-1 (abstracts recipe), base LLaMA-2-7B and trained.
 PPL_RECIPE = "astrollama-2-7b-base_abstract"
 PPL_ROWS = {"base": ("LLaMA-2-7B", "perplexity_base"), "trained": ("AstroLLaMA-1", "perplexity_astrollama")}
@@ -64,11 +79,14 @@ def check_meta(*, role: str, recipe: str | None, paper_model: str | None, scale:
     if scale not in SCALES:
         raise EvalInputError(f"{where}: field 'scale' is {scale!r}, expected one of {SCALES}")
     if recipe is not None and recipe not in paper.RECIPE_SCORES and recipe != PPL_RECIPE:
-        raise EvalInputError(f"{where}: field 'recipe' is {recipe!r}, expected one of "
-                             f"{sorted([*paper.RECIPE_SCORES, PPL_RECIPE])}")
+        raise EvalInputError(
+            f"{where}: field 'recipe' is {recipe!r}, expected one of "
+            f"{sorted([*paper.RECIPE_SCORES, PPL_RECIPE])}"
+        )
     if paper_model is not None and paper_model not in paper.MCQ_SCORES:
-        raise EvalInputError(f"{where}: field 'paper_model' is {paper_model!r}, not a row of "
-                             "astrollama.paper.MCQ_SCORES")
+        raise EvalInputError(
+            f"{where}: field 'paper_model' is {paper_model!r}, not a row of astrollama.paper.MCQ_SCORES"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,8 +143,13 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
     meta.setdefault("scale", "paper")
     if recipe:
         meta["recipe"] = recipe
-    check_meta(role=meta["role"], recipe=meta.get("recipe"), paper_model=meta.get("paper_model"),
-                scale=meta["scale"], where=str(d / "meta.json"))
+    check_meta(
+        role=meta["role"],
+        recipe=meta.get("recipe"),
+        paper_model=meta.get("paper_model"),
+        scale=meta["scale"],
+        where=str(d / "meta.json"),
+    )
     r = ModelResults(d, meta)
     if (d / "mcq" / "scores.json").is_file():
         r.mcq = _read_json(d / "mcq" / "scores.json")
@@ -149,8 +172,13 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
 
 
 def _ref(pub: paper.Published) -> dict[str, Any]:
-    return {"value": pub.value, "source": pub.source, "citation": pub.cite(), "verified": pub.verified,
-            "note": pub.note}
+    return {
+        "value": pub.value,
+        "source": pub.source,
+        "citation": pub.cite(),
+        "verified": pub.verified,
+        "note": pub.note,
+    }
 
 
 def published_mcq(meta: dict) -> tuple[str, paper.Published] | None:
@@ -177,8 +205,16 @@ def reference_table() -> list[dict[str, Any]]:
     rows = []
     for rec, (trained, base) in paper.RECIPE_SCORES.items():
         b, t = paper.MCQ_SCORES[base], paper.MCQ_SCORES[trained]
-        rows.append({"recipe": rec, "base_model": base, "base": _ref(b), "trained_model": trained,
-                     "trained": _ref(t), "delta": round(t.value - b.value, 2)})
+        rows.append(
+            {
+                "recipe": rec,
+                "base_model": base,
+                "base": _ref(b),
+                "trained_model": trained,
+                "trained": _ref(t),
+                "delta": round(t.value - b.value, 2),
+            }
+        )
     return rows
 
 
@@ -186,8 +222,9 @@ def reference_table() -> list[dict[str, Any]]:
 # the report
 
 
-def paired_delta_ci(base: dict[str, bool], trained: dict[str, bool], *, n_resamples: int = 10_000,
-                    seed: int = 0) -> tuple[float, float, float, int]:
+def paired_delta_ci(
+    base: dict[str, bool], trained: dict[str, bool], *, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float, int]:
     """Accuracy difference (trained - base) on the questions both answered, with a paired
     percentile bootstrap 95% interval (questions resampled). Returns (delta, low, high, n)."""
     ids = sorted(set(base) & set(trained))
@@ -203,15 +240,24 @@ def _row(r: ModelResults) -> dict[str, Any]:
     mcq_ci = (r.mcq or {}).get("ci95") or [None, None]
     ppl_ci = (r.ppl or {}).get("ci95") or [None, None]
     return {
-        "label": r.label, "role": r.role, "model": r.meta.get("model"), "scale": r.meta["scale"],
-        "mcq_accuracy": (r.mcq or {}).get("accuracy"), "mcq_ci_low": mcq_ci[0], "mcq_ci_high": mcq_ci[1],
+        "label": r.label,
+        "role": r.role,
+        "model": r.meta.get("model"),
+        "scale": r.meta["scale"],
+        "mcq_accuracy": (r.mcq or {}).get("accuracy"),
+        "mcq_ci_low": mcq_ci[0],
+        "mcq_ci_high": mcq_ci[1],
         "mcq_n": (r.mcq or {}).get("n"),
-        "published_model": pm[0] if pm else None, "published_mcq": pm[1].value if pm else None,
+        "published_model": pm[0] if pm else None,
+        "published_mcq": pm[1].value if pm else None,
         "published_mcq_source": pm[1].source if pm else None,
-        "perplexity": (r.ppl or {}).get("perplexity"), "ppl_ci_low": ppl_ci[0], "ppl_ci_high": ppl_ci[1],
+        "perplexity": (r.ppl or {}).get("perplexity"),
+        "ppl_ci_low": ppl_ci[0],
+        "ppl_ci_high": ppl_ci[1],
         "published_perplexity": pp[1].value if pp else None,
         "published_perplexity_source": pp[1].source if pp else None,
-        "published_perplexity_model": pp[0] if pp else None, "stage": r.stage,
+        "published_perplexity_model": pp[0] if pp else None,
+        "stage": r.stage,
     }
 
 
@@ -231,13 +277,19 @@ def _changes(results: list[ModelResults]) -> list[dict[str, Any]]:
         if rec in paper.RECIPE_SCORES:
             trained, base = paper.RECIPE_SCORES[rec]
             ch["published_mcq_delta"] = {
-                "recipe": rec, "base_model": base, "trained_model": trained,
+                "recipe": rec,
+                "base_model": base,
+                "trained_model": trained,
                 "value": round(paper.MCQ_SCORES[trained].value - paper.MCQ_SCORES[base].value, 2),
-                "base": _ref(paper.MCQ_SCORES[base]), "trained": _ref(paper.MCQ_SCORES[trained]),
+                "base": _ref(paper.MCQ_SCORES[base]),
+                "trained": _ref(paper.MCQ_SCORES[trained]),
             }
         if b.ppl and t.ppl:
-            ch["ppl_change"] = {"base": b.ppl["perplexity"], "trained": t.ppl["perplexity"],
-                                "relative": t.ppl["perplexity"] / b.ppl["perplexity"] - 1}
+            ch["ppl_change"] = {
+                "base": b.ppl["perplexity"],
+                "trained": t.ppl["perplexity"],
+                "relative": t.ppl["perplexity"] / b.ppl["perplexity"] - 1,
+            }
         ch["published_ppl_change"] = {
             "relative": -paper.ASTROLLAMA1["perplexity_reduction"].value,
             "reduction": _ref(paper.ASTROLLAMA1["perplexity_reduction"]),
@@ -276,14 +328,24 @@ def stage_table(results: list[ModelResults]) -> list[dict[str, Any]]:
 
 def stage_reference() -> list[dict[str, Any]]:
     """The published score of each stage of each chain in ``astrollama.paper.STAGE_CHAINS``."""
-    return [{"chain": chain, "stages": {s: ({"model": m, **_ref(paper.MCQ_SCORES[m])} if m else None)
-                                        for s, m in stages.items()}}
-            for chain, stages in paper.STAGE_CHAINS.items()]
+    return [
+        {
+            "chain": chain,
+            "stages": {
+                s: ({"model": m, **_ref(paper.MCQ_SCORES[m])} if m else None) for s, m in stages.items()
+            },
+        }
+        for chain, stages in paper.STAGE_CHAINS.items()
+    ]
 
 
 def build_report(
-    results_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, recipe: str | None = None,
-    embed_dir: str | os.PathLike[str] | None = None, command: str | None = None,
+    results_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    recipe: str | None = None,
+    embed_dir: str | os.PathLike[str] | None = None,
+    command: str | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``."""
     from astrollama.evaluation.common import EvalInputError
@@ -307,9 +369,13 @@ def build_report(
     refs = reference_table()
     cmd = command or "astrollama eval report --results " + " ".join(str(d) for d in results_dirs)
     data = {
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": cmd,
-        "models": rows, "changes": changes, "stages": stages,
-        "stage_reference": stage_reference() if stages else [], "reference": refs,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "command": cmd,
+        "models": rows,
+        "changes": changes,
+        "stages": stages,
+        "stage_reference": stage_reference() if stages else [],
+        "reference": refs,
         "astrollama1": {k: _ref(v) for k, v in paper.ASTROLLAMA1.items()},
         "benchmark": {k: _ref(v) for k, v in paper.BENCHMARK.items()},
         "embeddings": embed,
@@ -331,8 +397,9 @@ def build_report(
     w.writerows(rows)
     atomic_write_text(out / "table.csv", buf.getvalue())
     atomic_write_json(out / "report.json", data)
-    atomic_write_text(out / "report.md", render_markdown(data, results, png.name,
-                                                         "similarity.png" if embed else None))
+    atomic_write_text(
+        out / "report.md", render_markdown(data, results, png.name, "similarity.png" if embed else None)
+    )
     log.info("report -> %s", out / "report.md")
     return out
 
@@ -387,89 +454,134 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
     toy = any(r["scale"] == "toy" for r in rows)
     L: list[str] = ["# AstroLLaMA reproduction report", ""]
     L += [f"Generated {data['generated']} by `{data['command']}`.", ""]
-    L += ["Our numbers: accuracy in percent on the MCQ file scored (token method, next-token "
-          "probabilities of A-D), with a percentile-bootstrap 95% interval over questions; held-out "
-          "perplexity (token-weighted, BOS never scored) with a 95% interval from resampling "
-          "documents. Published numbers come from `astrollama.paper`, each with its source (see "
-          "References).", ""]
+    L += [
+        "Our numbers: accuracy in percent on the MCQ file scored (token method, next-token "
+        "probabilities of A-D), with a percentile-bootstrap 95% interval over questions; held-out "
+        "perplexity (token-weighted, BOS never scored) with a 95% interval from resampling "
+        "documents. Published numbers come from `astrollama.paper`, each with its source (see "
+        "References).",
+        "",
+    ]
     if toy:
-        L += ["> **Toy scale.** The `toy` models here are small models trained on a laptop-sized corpus and "
-              "scored on a small question sample. The published column is the PAPER-SCALE reference (7B-70B models, "
-              f"{paper.BENCHMARK['n_questions'].value:,} questions); it is not comparable in absolute "
-              "terms. Compare the direction and size of the change from base to trained.", ""]
-    L += ["## Reproduced beside published", "",
-          "| model | role | scale | MCQ accuracy, ours [95% CI] | MCQ accuracy, published | "
-          "held-out perplexity, ours [95% CI] | perplexity, published |",
-          "|---|---|---|---|---|---|---|"]
+        L += [
+            "> **Toy scale.** The `toy` models here are small models trained on a laptop-sized corpus and "
+            "scored on a small question sample. The published column is the PAPER-SCALE reference (7B-70B models, "
+            f"{paper.BENCHMARK['n_questions'].value:,} questions); it is not comparable in absolute "
+            "terms. Compare the direction and size of the change from base to trained.",
+            "",
+        ]
+    L += [
+        "## Reproduced beside published",
+        "",
+        "| model | role | scale | MCQ accuracy, ours [95% CI] | MCQ accuracy, published | "
+        "held-out perplexity, ours [95% CI] | perplexity, published |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        L.append(f"| {r['label']} | {r['role']} | {r['scale']} | {_mcq_cell(r)} | {_pub_mcq_cell(r)} | "
-                 f"{_ppl_cell(r)} | {_pub_ppl_cell(r)} |")
+        L.append(
+            f"| {r['label']} | {r['role']} | {r['scale']} | {_mcq_cell(r)} | {_pub_mcq_cell(r)} | "
+            f"{_ppl_cell(r)} | {_pub_ppl_cell(r)} |"
+        )
     L += ["", f"![published vs reproduced]({png})", ""]
     if data["changes"]:
-        title = "Change from continued pre-training" if len(data["changes"]) == 1 else "Change from the base model"
-        L += [f"## {title}", "",
-              "| metric | ours | published (paper scale) |", "|---|---|---|"]
+        title = (
+            "Change from continued pre-training"
+            if len(data["changes"]) == 1
+            else "Change from the base model"
+        )
+        L += [f"## {title}", "", "| metric | ours | published (paper scale) |", "|---|---|---|"]
         for ch in data["changes"]:
             if "mcq_delta" in ch or "published_mcq_delta" in ch:
                 ours = "-"
                 if "mcq_delta" in ch:
                     d = ch["mcq_delta"]
-                    ours = (f"{ch['base']} -> {ch['trained']}: **{d['value']:+.1f}** points "
-                            f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] (paired bootstrap, n={d['n']})")
+                    ours = (
+                        f"{ch['base']} -> {ch['trained']}: **{d['value']:+.1f}** points "
+                        f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] (paired bootstrap, n={d['n']})"
+                    )
                 pub = "-"
                 if "published_mcq_delta" in ch:
                     p = ch["published_mcq_delta"]
-                    pub = (f"{p['base_model']} {p['base']['value']} {_cite(p['base']['source'])} -> "
-                           f"{p['trained_model']} {p['trained']['value']} {_cite(p['trained']['source'])}: "
-                           f"{p['value']:+.1f} points{_unverified(p['base'], p['trained'])}")
+                    pub = (
+                        f"{p['base_model']} {p['base']['value']} {_cite(p['base']['source'])} -> "
+                        f"{p['trained_model']} {p['trained']['value']} {_cite(p['trained']['source'])}: "
+                        f"{p['value']:+.1f} points{_unverified(p['base'], p['trained'])}"
+                    )
                 L.append(f"| MCQ accuracy | {ours} | {pub} |")
             pc = ch["published_ppl_change"]
             ours = "-"
             if "ppl_change" in ch:
                 c = ch["ppl_change"]
                 ours = f"{c['base']:.2f} -> {c['trained']:.2f}: **{100 * c['relative']:+.1f}%**"
-            pub = (f"LLaMA-2-7B {pc['base']['value']} -> AstroLLaMA-1 {pc['trained']['value']} "
-                   f"{_cite(pc['base']['source'])}{_unverified(pc['base'], pc['trained'])}; "
-                   f"\"~{100 * pc['reduction']['value']:.0f}% lower\" {_cite(pc['reduction']['source'])}"
-                   f"{_unverified(pc['reduction'])}")
+            pub = (
+                f"LLaMA-2-7B {pc['base']['value']} -> AstroLLaMA-1 {pc['trained']['value']} "
+                f"{_cite(pc['base']['source'])}{_unverified(pc['base'], pc['trained'])}; "
+                f'"~{100 * pc["reduction"]["value"]:.0f}% lower" {_cite(pc["reduction"]["source"])}'
+                f"{_unverified(pc['reduction'])}"
+            )
             L.append(f"| held-out perplexity | {ours} | {pub} |")
         L.append("")
     if data["stages"]:
         L += _render_stages(data, rows)
-    L += ["## Paper-scale reference (published; not comparable in absolute terms with a toy run)", "",
-          "AstroMLab-1 benchmark accuracy (%), token method for base models.", "",
-          "| recipe | base model | base | trained model | trained | change |", "|---|---|---|---|---|---|"]
+    L += [
+        "## Paper-scale reference (published; not comparable in absolute terms with a toy run)",
+        "",
+        "AstroMLab-1 benchmark accuracy (%), token method for base models.",
+        "",
+        "| recipe | base model | base | trained model | trained | change |",
+        "|---|---|---|---|---|---|",
+    ]
     for ref in data["reference"]:
-        L.append(f"| `{ref['recipe']}` | {ref['base_model']} | {ref['base']['value']} {_cite(ref['base']['source'])}"
-                 f"{_unverified(ref['base'])} | {ref['trained_model']} | "
-                 f"{ref['trained']['value']} {_cite(ref['trained']['source'])}{_unverified(ref['trained'])} | "
-                 f"{ref['delta']:+.1f} |")
+        L.append(
+            f"| `{ref['recipe']}` | {ref['base_model']} | {ref['base']['value']} {_cite(ref['base']['source'])}"
+            f"{_unverified(ref['base'])} | {ref['trained_model']} | "
+            f"{ref['trained']['value']} {_cite(ref['trained']['source'])}{_unverified(ref['trained'])} | "
+            f"{ref['delta']:+.1f} |"
+        )
     a1 = data["astrollama1"]
-    L += ["", "AstroLLaMA-1 (LLaMA-2-7B + LoRA on astro-ph abstracts):", "",
-          f"- held-out perplexity: LLaMA-2-7B {a1['perplexity_base']['value']} -> AstroLLaMA-1 "
-          f"{a1['perplexity_astrollama']['value']} {_cite(a1['perplexity_base']['source'])}"
-          f"{_unverified(a1['perplexity_base'], a1['perplexity_astrollama'])}; "
-          f"\"~{100 * a1['perplexity_reduction']['value']:.0f}% lower\" {_cite(a1['perplexity_reduction']['source'])}"
-          f"{_unverified(a1['perplexity_reduction'])}",
-          f"- MMLU astronomy (lm-eval, 0-shot): LLaMA-2-7B {a1['mmlu_astronomy_llama2_7b']['value']} -> "
-          f"AstroLLaMA-1 {a1['mmlu_astronomy_astrollama']['value']} {_cite(a1['mmlu_astronomy_astrollama']['source'])}"
-          f"{_unverified(a1['mmlu_astronomy_llama2_7b'], a1['mmlu_astronomy_astrollama'])}", ""]
+    L += [
+        "",
+        "AstroLLaMA-1 (LLaMA-2-7B + LoRA on astro-ph abstracts):",
+        "",
+        f"- held-out perplexity: LLaMA-2-7B {a1['perplexity_base']['value']} -> AstroLLaMA-1 "
+        f"{a1['perplexity_astrollama']['value']} {_cite(a1['perplexity_base']['source'])}"
+        f"{_unverified(a1['perplexity_base'], a1['perplexity_astrollama'])}; "
+        f'"~{100 * a1["perplexity_reduction"]["value"]:.0f}% lower" {_cite(a1["perplexity_reduction"]["source"])}'
+        f"{_unverified(a1['perplexity_reduction'])}",
+        f"- MMLU astronomy (lm-eval, 0-shot): LLaMA-2-7B {a1['mmlu_astronomy_llama2_7b']['value']} -> "
+        f"AstroLLaMA-1 {a1['mmlu_astronomy_astrollama']['value']} {_cite(a1['mmlu_astronomy_astrollama']['source'])}"
+        f"{_unverified(a1['mmlu_astronomy_llama2_7b'], a1['mmlu_astronomy_astrollama'])}",
+        "",
+    ]
     emb = data["embeddings"]
     if emb:
-        L += ["## Embedding similarity", "",
-              f"Pairwise cosine similarity of mean last-layer embeddings (BOS excluded) over "
-              f"{emb['n_documents']} held-out documents ({next(iter(emb['models'].values()))['n_pairs']} pairs). "
-              "A wider, lower distribution separates abstracts better (AstroLLaMA-1's reading).", "",
-              "| model | mean | std | p5 | p50 | p95 |", "|---|---|---|---|---|---|"]
+        L += [
+            "## Embedding similarity",
+            "",
+            f"Pairwise cosine similarity of mean last-layer embeddings (BOS excluded) over "
+            f"{emb['n_documents']} held-out documents ({next(iter(emb['models'].values()))['n_pairs']} pairs). "
+            "A wider, lower distribution separates abstracts better (AstroLLaMA-1's reading).",
+            "",
+            "| model | mean | std | p5 | p50 | p95 |",
+            "|---|---|---|---|---|---|",
+        ]
         for label, m in emb["models"].items():
-            L.append(f"| {label} | {m['mean']:.4f} | {m['std']:.4f} | {m['p5']:.4f} | {m['p50']:.4f} | {m['p95']:.4f} |")
+            L.append(
+                f"| {label} | {m['mean']:.4f} | {m['std']:.4f} | {m['p5']:.4f} | {m['p50']:.4f} | {m['p95']:.4f} |"
+            )
         L += ["", f"![similarity histogram]({sim_png})", ""]
     if data["completions"]:
         c0 = data["completions"][0]
         s = c0["settings"]
-        L += ["## Completions", "",
-              f"Prompt (seed {s['seed']}, temperature {s['temperature']}, top-p {s['top_p']}, "
-              f"{s['max_new_tokens']} new tokens at most):", "", f"> {c0['prompt']}", ""]
+        L += [
+            "## Completions",
+            "",
+            f"Prompt (seed {s['seed']}, temperature {s['temperature']}, top-p {s['top_p']}, "
+            f"{s['max_new_tokens']} new tokens at most):",
+            "",
+            f"> {c0['prompt']}",
+            "",
+        ]
         for c in data["completions"]:
             text = c["completion"].strip().replace("\n", " ")
             L += [f"**{c['label']}**: ...{text}", ""]
@@ -477,15 +589,19 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
     for r in results:
         ms = (r.mcq or {}).get("settings") or {}
         ps = (r.ppl or {}).get("settings") or {}
-        L.append(f"- **{r.label}** ({r.meta.get('model')}): MCQ template `{_template_name(ms)}`, dtype "
-                 f"{ms.get('dtype', 'n/a')}, batch {ms.get('batch_size', 'n/a')}; perplexity block "
-                 f"{ps.get('block_size', 'n/a')}, stride {ps.get('stride', 'n/a')}, "
-                 f"{(r.ppl or {}).get('n_tokens', 'n/a')} tokens / {(r.ppl or {}).get('n_documents', 'n/a')} docs")
+        L.append(
+            f"- **{r.label}** ({r.meta.get('model')}): MCQ template `{_template_name(ms)}`, dtype "
+            f"{ms.get('dtype', 'n/a')}, batch {ms.get('batch_size', 'n/a')}; perplexity block "
+            f"{ps.get('block_size', 'n/a')}, stride {ps.get('stride', 'n/a')}, "
+            f"{(r.ppl or {}).get('n_tokens', 'n/a')} tokens / {(r.ppl or {}).get('n_documents', 'n/a')} docs"
+        )
     L += ["", "## References", ""]
-    used = sorted({s for r in rows for s in (r["published_mcq_source"], r["published_perplexity_source"]) if s}
-                  | {x[k]["source"] for x in data["reference"] for k in ("base", "trained")}
-                  | {v["source"] for v in data["astrollama1"].values()}
-                  | {x["source"] for c in data["stage_reference"] for x in c["stages"].values() if x})
+    used = sorted(
+        {s for r in rows for s in (r["published_mcq_source"], r["published_perplexity_source"]) if s}
+        | {x[k]["source"] for x in data["reference"] for k in ("base", "trained")}
+        | {v["source"] for v in data["astrollama1"].values()}
+        | {x["source"] for c in data["stage_reference"] for x in c["stages"].values() if x}
+    )
     for key in used:
         src = paper.SOURCES[key]
         L.append(f"- [{key}] {src.title}. {src.url}")
@@ -506,23 +622,36 @@ def _rel(d: dict | None) -> str:
 def _render_stages(data: dict, rows: list[dict]) -> list[str]:
     """The stage table (ours) and the published per-stage chains beside it."""
     first = data["stages"][0]["stage"]
-    L = ["## Stage by stage", "",
-         f"The models in the order given, each stage from the one before. MCQ changes in percentage points "
-         f"with a paired bootstrap 95% interval over the questions both answered; perplexity changes "
-         f"relative. The first stage ({first}) is the reference.", "",
-         "| stage | model | MCQ accuracy [95% CI] | MCQ vs previous stage | MCQ vs "
-         f"{first} | held-out perplexity [95% CI] | perplexity vs previous | perplexity vs {first} |",
-         "|---|---|---|---|---|---|---|---|"]
+    L = [
+        "## Stage by stage",
+        "",
+        f"The models in the order given, each stage from the one before. MCQ changes in percentage points "
+        f"with a paired bootstrap 95% interval over the questions both answered; perplexity changes "
+        f"relative. The first stage ({first}) is the reference.",
+        "",
+        "| stage | model | MCQ accuracy [95% CI] | MCQ vs previous stage | MCQ vs "
+        f"{first} | held-out perplexity [95% CI] | perplexity vs previous | perplexity vs {first} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for st, r in zip(data["stages"], rows, strict=True):
-        L.append(f"| {st['stage']} | {st['label']} | {_mcq_cell(r)} | {_points(st.get('vs_previous'))} | "
-                 f"{_points(st.get('vs_first'))} | {_ppl_cell(r)} | {_rel(st.get('vs_previous'))} | "
-                 f"{_rel(st.get('vs_first'))} |")
-    L += ["", "Published, stage by stage (AstroMLab-1 accuracy in %, paper scale; \"-\": no published score "
-          "for that stage; base models by the token method, chat and merged models from their answers):", "",
-          "| chain | " + " | ".join({"cpt": "CPT", "sft": "SFT"}.get(s, s) for s in paper.STAGES) + " |", "|---|" + "---|" * len(paper.STAGES)]
+        L.append(
+            f"| {st['stage']} | {st['label']} | {_mcq_cell(r)} | {_points(st.get('vs_previous'))} | "
+            f"{_points(st.get('vs_first'))} | {_ppl_cell(r)} | {_rel(st.get('vs_previous'))} | "
+            f"{_rel(st.get('vs_first'))} |"
+        )
+    L += [
+        "",
+        'Published, stage by stage (AstroMLab-1 accuracy in %, paper scale; "-": no published score '
+        "for that stage; base models by the token method, chat and merged models from their answers):",
+        "",
+        "| chain | " + " | ".join({"cpt": "CPT", "sft": "SFT"}.get(s, s) for s in paper.STAGES) + " |",
+        "|---|" + "---|" * len(paper.STAGES),
+    ]
     for c in data["stage_reference"]:
-        cells = [("-" if x is None else f"{x['model']} {x['value']} {_cite(x['source'])}{_unverified(x)}")
-                 for x in (c["stages"].get(s) for s in paper.STAGES)]
+        cells = [
+            ("-" if x is None else f"{x['model']} {x['value']} {_cite(x['source'])}{_unverified(x)}")
+            for x in (c["stages"].get(s) for s in paper.STAGES)
+        ]
         L.append(f"| {c['chain']} | " + " | ".join(cells) + " |")
     L += ["", "![stage by stage](stages.png)", ""]
     return L
@@ -549,22 +678,55 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
     def bars(ax, ours, lo, hi, pub, pub_names, ylabel, title, chance=None):
         ours_v = [np.nan if v is None else v for v in ours]
         s = w / 2 if any(v is not None for v in pub) else 0.0  # no published bars: centre ours
-        err = np.array([[0 if v is None or lo_ is None else v - lo_ for v, lo_ in zip(ours, lo, strict=True)],
-                        [0 if v is None or hi_ is None else hi_ - v for v, hi_ in zip(ours, hi, strict=True)]])
-        ax.bar(x - w / 2, [np.nan if v is None else v for v in pub], w, color="lightgray", edgecolor="black",
-               hatch="//", label="published (paper scale)")
+        err = np.array(
+            [
+                [0 if v is None or lo_ is None else v - lo_ for v, lo_ in zip(ours, lo, strict=True)],
+                [0 if v is None or hi_ is None else hi_ - v for v, hi_ in zip(ours, hi, strict=True)],
+            ]
+        )
+        ax.bar(
+            x - w / 2,
+            [np.nan if v is None else v for v in pub],
+            w,
+            color="lightgray",
+            edgecolor="black",
+            hatch="//",
+            label="published (paper scale)",
+        )
         ax.bar(x + s, ours_v, w, yerr=err, capsize=4, color="tab:blue", label="reproduced (ours, 95% CI)")
         for i, (p, name) in enumerate(zip(pub, pub_names, strict=True)):
             if p is not None:
-                ax.annotate(f"{name}\n{p:g}", (x[i] - w / 2, p), ha="center", va="bottom", fontsize=7,
-                            xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{name}\n{p:g}",
+                    (x[i] - w / 2, p),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
             elif any(v is not None for v in pub):
-                ax.annotate("n/a", (x[i] - w / 2, 0), ha="center", va="bottom", fontsize=7,
-                            color="gray", xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    "n/a",
+                    (x[i] - w / 2, 0),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="gray",
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         for i, v in enumerate(ours):
             if v is not None:
-                ax.annotate(f"{v:.1f}", (x[i] + s, v), ha="left", va="bottom", fontsize=8,
-                            xytext=(3, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{v:.1f}",
+                    (x[i] + s, v),
+                    ha="left",
+                    va="bottom",
+                    fontsize=8,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance}%)")
         ax.set_xticks(x, [f"{r['label']}\n({r['role']}, {r['scale']})" for r in rows], fontsize=8)
@@ -574,25 +736,51 @@ def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
         ax.grid(axis="y", alpha=0.3)
 
     pct = [None if r["mcq_accuracy"] is None else 100 * r["mcq_accuracy"] for r in rows]
-    bars(ax1, pct, [None if r["mcq_ci_low"] is None else 100 * r["mcq_ci_low"] for r in rows],
-         [None if r["mcq_ci_high"] is None else 100 * r["mcq_ci_high"] for r in rows],
-         [r["published_mcq"] for r in rows], [r["published_model"] for r in rows],
-         "accuracy (%)", "Astronomy MCQ accuracy", chance=25)
+    bars(
+        ax1,
+        pct,
+        [None if r["mcq_ci_low"] is None else 100 * r["mcq_ci_low"] for r in rows],
+        [None if r["mcq_ci_high"] is None else 100 * r["mcq_ci_high"] for r in rows],
+        [r["published_mcq"] for r in rows],
+        [r["published_model"] for r in rows],
+        "accuracy (%)",
+        "Astronomy MCQ accuracy",
+        chance=25,
+    )
     ax1.set_ylim(0, 105)
-    bars(ax2, [r["perplexity"] for r in rows], [r["ppl_ci_low"] for r in rows], [r["ppl_ci_high"] for r in rows],
-         [r["published_perplexity"] for r in rows], [r["published_perplexity_model"] for r in rows],
-         "perplexity (lower is better)", "Held-out perplexity")
+    bars(
+        ax2,
+        [r["perplexity"] for r in rows],
+        [r["ppl_ci_low"] for r in rows],
+        [r["ppl_ci_high"] for r in rows],
+        [r["published_perplexity"] for r in rows],
+        [r["published_perplexity_model"] for r in rows],
+        "perplexity (lower is better)",
+        "Held-out perplexity",
+    )
     if all(r["published_perplexity"] is None for r in rows):
         a1 = paper.ASTROLLAMA1
-        ax2.text(0.5, 0.97, f"published reference (AstroLLaMA-1, 7B): {a1['perplexity_base'].value} -> "
-                 f"{a1['perplexity_astrollama'].value}, ~{100 * a1['perplexity_reduction'].value:.0f}% lower",
-                 transform=ax2.transAxes, ha="center", va="top", fontsize=7, color="dimgray")
+        ax2.text(
+            0.5,
+            0.97,
+            f"published reference (AstroLLaMA-1, 7B): {a1['perplexity_base'].value} -> "
+            f"{a1['perplexity_astrollama'].value}, ~{100 * a1['perplexity_reduction'].value:.0f}% lower",
+            transform=ax2.transAxes,
+            ha="center",
+            va="top",
+            fontsize=7,
+            color="dimgray",
+        )
         ax2.set_ylim(0, 1.15 * max((r["ppl_ci_high"] or r["perplexity"] or 0) for r in rows) or 1)
     handles, labels = ax1.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if any(r["scale"] == "toy" for r in rows):
-        fig.suptitle("Published numbers are paper-scale references (7B-70B models); toy models are not "
-                     "comparable in absolute terms", fontsize=9, color="dimgray")
+        fig.suptitle(
+            "Published numbers are paper-scale references (7B-70B models); toy models are not "
+            "comparable in absolute terms",
+            fontsize=9,
+            color="dimgray",
+        )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_png(fig, path)
 
@@ -611,8 +799,12 @@ def plot_stages(rows: list[dict], chains: list[dict], path: str | os.PathLike[st
 
     def line(ax, vals, lo, hi, fmt):
         v = np.array([np.nan if a is None else a for a in vals], dtype=float)
-        err = np.array([[0 if a is None or b is None else a - b for a, b in zip(vals, lo, strict=True)],
-                        [0 if a is None or b is None else b - a for a, b in zip(vals, hi, strict=True)]])
+        err = np.array(
+            [
+                [0 if a is None or b is None else a - b for a, b in zip(vals, lo, strict=True)],
+                [0 if a is None or b is None else b - a for a, b in zip(vals, hi, strict=True)],
+            ]
+        )
         ax.errorbar(x, v, yerr=err, marker="o", capsize=4, color="tab:blue", label="ours (95% CI)")
         for i, a in enumerate(vals):
             if a is not None:
@@ -628,8 +820,15 @@ def plot_stages(rows: list[dict], chains: list[dict], path: str | os.PathLike[st
         pts = [(pos[s], x_["value"]) for s, x_ in c["stages"].items() if x_ and s in pos]
         if pts:
             px, py = zip(*pts, strict=True)
-            ax1.plot(px, py, linestyle="--", marker="s^Dv"[k % 4], color="gray", alpha=0.8,
-                     label=f"published: {c['chain']}")
+            ax1.plot(
+                px,
+                py,
+                linestyle="--",
+                marker="s^Dv"[k % 4],
+                color="gray",
+                alpha=0.8,
+                label=f"published: {c['chain']}",
+            )
     ax1.axhline(25, color="gray", linestyle=":", linewidth=1, label="chance (25%)")
     ax1.set_ylim(0, 100)
     ax1.set_ylabel("MCQ accuracy (%)")
@@ -653,21 +852,30 @@ def plot_stages(rows: list[dict], chains: list[dict], path: str | os.PathLike[st
 def register(subparsers) -> None:
     """``astrollama eval report``: the reproduction table from RESULTS directories."""
     p = subparsers.add_parser(
-        "report", help="published vs reproduced table + bar chart from RESULTS directories",
+        "report",
+        help="published vs reproduced table + bar chart from RESULTS directories",
         description="Build OUT/report.md, report.json, table.csv and report.png from the RESULTS "
         "directories written by `astrollama eval model`.",
     )
     p.add_argument("--results", nargs="+", required=True, help="RESULTS directories (one per model)")
     p.add_argument("--embed", default=None, help="output directory of `astrollama eval embed`")
-    p.add_argument("--recipe", default=None,
-                   help="recipe the trained models reproduce (overrides meta.json), e.g. astrollama-3-8b-base_aic")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="recipe the trained models reproduce (overrides meta.json), e.g. astrollama-3-8b-base_aic",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_run_report)
 
 
 def _run_report(args) -> int:
-    cmd = "astrollama eval report --results " + " ".join(args.results) + (f" --embed {args.embed}" if args.embed else "") \
-        + (f" --recipe {args.recipe}" if args.recipe else "") + f" --out {args.out}"
+    cmd = (
+        "astrollama eval report --results "
+        + " ".join(args.results)
+        + (f" --embed {args.embed}" if args.embed else "")
+        + (f" --recipe {args.recipe}" if args.recipe else "")
+        + f" --out {args.out}"
+    )
     out = build_report(args.results, args.out, recipe=args.recipe, embed_dir=args.embed, command=cmd)
     print((out / "report.md").read_text())
     return 0

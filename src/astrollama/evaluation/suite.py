@@ -25,12 +25,29 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(
-    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, label: str, role: str,
-    questions: str | os.PathLike[str], heldout: str | os.PathLike[str], key: str | os.PathLike[str] | None = None,
-    recipe: str | None = None, paper_model: str | None = None, scale: str = "paper", base: str | None = None,
-    block_size: int = 512, stride: int | None = None, max_docs: int | None = None, batch_size: int = 8,
-    prompt: str | None = None, prompt_file: str | None = None, seed: int = 0, max_new_tokens: int = 64,
-    dtype: str = "float32", device: str | None = None, model_and_tokenizer: tuple | None = None,
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    label: str,
+    role: str,
+    questions: str | os.PathLike[str],
+    heldout: str | os.PathLike[str],
+    key: str | os.PathLike[str] | None = None,
+    recipe: str | None = None,
+    paper_model: str | None = None,
+    scale: str = "paper",
+    base: str | None = None,
+    block_size: int = 512,
+    stride: int | None = None,
+    max_docs: int | None = None,
+    batch_size: int = 8,
+    prompt: str | None = None,
+    prompt_file: str | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    dtype: str = "float32",
+    device: str | None = None,
+    model_and_tokenizer: tuple | None = None,
     stage: str | None = None,
 ) -> Path:
     """MCQ, perplexity and a completion of one checkpoint (loaded once) into ``out_dir``.
@@ -53,15 +70,46 @@ def evaluate_model(
     (out / "meta.json").unlink(missing_ok=True)  # incomplete until rewritten last
     model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
     t0 = time.perf_counter()
-    res = score_mcq(model, qs, tokenizer=tok, method="token", batch_size=batch_size, dtype=dtype,
-                    device=device, progress=True)
+    res = score_mcq(
+        model,
+        qs,
+        tokenizer=tok,
+        method="token",
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        progress=True,
+    )
     res.write(out / "mcq")
-    perplexity_report(model_dir, heldout, block_size=block_size, stride=stride, batch_size=batch_size,
-                      max_docs=max_docs, out=out / "ppl.json", model_and_tokenizer=(model, tok))
-    completion_report(model_dir, prompt=prompt, prompt_file=prompt_file, seed=seed,
-                      max_new_tokens=max_new_tokens, out=out / "completion.json", model_and_tokenizer=(model, tok))
-    meta = {"label": label, "model": str(model_dir), "role": role, "recipe": recipe, "paper_model": paper_model,
-            "scale": scale, **({"stage": stage} if stage else {}), "seconds": round(time.perf_counter() - t0, 1)}
+    perplexity_report(
+        model_dir,
+        heldout,
+        block_size=block_size,
+        stride=stride,
+        batch_size=batch_size,
+        max_docs=max_docs,
+        out=out / "ppl.json",
+        model_and_tokenizer=(model, tok),
+    )
+    completion_report(
+        model_dir,
+        prompt=prompt,
+        prompt_file=prompt_file,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        out=out / "completion.json",
+        model_and_tokenizer=(model, tok),
+    )
+    meta = {
+        "label": label,
+        "model": str(model_dir),
+        "role": role,
+        "recipe": recipe,
+        "paper_model": paper_model,
+        "scale": scale,
+        **({"stage": stage} if stage else {}),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     atomic_write_json(out / "meta.json", meta)
     log.info("%s (%s): results in %s", label, role, out)
     return out
@@ -70,7 +118,8 @@ def evaluate_model(
 def register(subparsers) -> None:
     """``astrollama eval model``: MCQ + perplexity + completion of one checkpoint -> RESULTS dir."""
     p = subparsers.add_parser(
-        "model", help="MCQ, perplexity and a completion of one checkpoint into a RESULTS directory",
+        "model",
+        help="MCQ, perplexity and a completion of one checkpoint into a RESULTS directory",
         description="Scores one checkpoint (loaded once) and writes OUT/{mcq/,ppl.json,completion.json,"
         "meta.json}; `astrollama eval report` reads these directories.",
     )
@@ -81,8 +130,12 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", default=None, help="the recipe this model reproduces (astrollama.paper)")
     p.add_argument("--paper-model", default=None, help="row of astrollama.paper.MCQ_SCORES to compare with")
     p.add_argument("--scale", default="paper", choices=SCALES, help="toy: not comparable in absolute terms")
-    p.add_argument("--stage", default=None, help="stage name in a staged run (e.g. base, CPT, SFT, merged); "
-                   "`eval report` tabulates the --results in order, stage by stage")
+    p.add_argument(
+        "--stage",
+        default=None,
+        help="stage name in a staged run (e.g. base, CPT, SFT, merged); "
+        "`eval report` tabulates the --results in order, stage by stage",
+    )
     p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
@@ -100,10 +153,26 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     evaluate_model(
-        args.model, args.out, label=args.label, role=args.role, questions=args.questions, key=args.key,
-        heldout=args.heldout, recipe=args.recipe, paper_model=args.paper_model, scale=args.scale, base=args.base,
-        block_size=args.block_size, stride=args.stride, max_docs=args.max_docs, batch_size=args.batch_size,
-        seed=args.seed, max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device, stage=args.stage,
+        args.model,
+        args.out,
+        label=args.label,
+        role=args.role,
+        questions=args.questions,
+        key=args.key,
+        heldout=args.heldout,
+        recipe=args.recipe,
+        paper_model=args.paper_model,
+        scale=args.scale,
+        base=args.base,
+        block_size=args.block_size,
+        stride=args.stride,
+        max_docs=args.max_docs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
+        device=args.device,
+        stage=args.stage,
     )
     print(f"-> {args.out}")
     return 0

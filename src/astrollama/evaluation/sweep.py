@@ -37,10 +37,27 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINT_PARENTS = ("checkpoints", "output", ".")
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-            "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
-CSV_FIELDS = ("label", "step", "model", "mcq_accuracy", "mcq_ci_low", "mcq_ci_high", "mcq_n",
-              "perplexity", "ppl_ci_low", "ppl_ci_high", "ppl_tokens")
+_WEIGHTS = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+CSV_FIELDS = (
+    "label",
+    "step",
+    "model",
+    "mcq_accuracy",
+    "mcq_ci_low",
+    "mcq_ci_high",
+    "mcq_n",
+    "perplexity",
+    "ppl_ci_low",
+    "ppl_ci_high",
+    "ppl_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -75,12 +92,16 @@ def checkpoint_dir(run_dir: str | os.PathLike[str]) -> Path:
     return run
 
 
-def discover_points(run_dir: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> list[Point]:
+def discover_points(
+    run_dir: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+) -> list[Point]:
     """The points to score, by step: base (step 0), complete checkpoints, and the final model."""
     ckdir = checkpoint_dir(run_dir)
     points = [Point("base", 0, Path(base))] if base else []
     steps = set()
-    found = sorted((int(m.group(1)), p) for p in ckdir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir())
+    found = sorted(
+        (int(m.group(1)), p) for p in ckdir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()
+    )
     for step, d in found:
         state = _state_step(d)
         if not _has_weights(d) or ((d / "trainer_state.json").exists() and state != step):
@@ -108,15 +129,28 @@ def _sha256(path: str | os.PathLike[str] | None) -> str | None:
 
 
 def _fingerprint(point: Point, settings: dict) -> str:
-    blob = json.dumps({"label": point.label, "step": point.step, "model": str(point.path), **settings},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"label": point.label, "step": point.step, "model": str(point.path), **settings},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def score_point(
-    point: Point, *, questions, heldout: str | os.PathLike[str], out_dir: Path, block_size: int,
-    stride: int | None, max_docs: int | None, batch_size: int, dtype: str, device: str | None,
-    base: str | None, mcq_method: str = "token",
+    point: Point,
+    *,
+    questions,
+    heldout: str | os.PathLike[str],
+    out_dir: Path,
+    block_size: int,
+    stride: int | None,
+    max_docs: int | None,
+    batch_size: int,
+    dtype: str,
+    device: str | None,
+    base: str | None,
+    mcq_method: str = "token",
 ) -> dict:
     """Load one checkpoint once; MCQ accuracy and held-out perplexity; returns the point summary."""
     from astrollama.evaluation.common import load_causal_lm
@@ -124,25 +158,56 @@ def score_point(
     from astrollama.evaluation.perplexity import perplexity_report
 
     model, tok = load_causal_lm(point.path, base=base, dtype=dtype, device=device)
-    res = score_mcq(model, questions, tokenizer=tok, method=mcq_method, batch_size=batch_size,
-                    dtype=dtype, device=device, progress=True)
+    res = score_mcq(
+        model,
+        questions,
+        tokenizer=tok,
+        method=mcq_method,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        progress=True,
+    )
     res.write(out_dir / "mcq")
     scores = res.scores()
-    ppl = perplexity_report(point.path, heldout, block_size=block_size, stride=stride, batch_size=batch_size,
-                            max_docs=max_docs, out=out_dir / "ppl.json", model_and_tokenizer=(model, tok))
+    ppl = perplexity_report(
+        point.path,
+        heldout,
+        block_size=block_size,
+        stride=stride,
+        batch_size=batch_size,
+        max_docs=max_docs,
+        out=out_dir / "ppl.json",
+        model_and_tokenizer=(model, tok),
+    )
     del model
     return {
-        "label": point.label, "step": point.step, "model": str(point.path),
-        "mcq_accuracy": scores.get("accuracy"), "mcq_ci95": scores.get("ci95"), "mcq_n": scores.get("n"),
-        "perplexity": ppl["perplexity"], "ppl_ci95": ppl["ci95"], "ppl_tokens": ppl["n_tokens"],
+        "label": point.label,
+        "step": point.step,
+        "model": str(point.path),
+        "mcq_accuracy": scores.get("accuracy"),
+        "mcq_ci95": scores.get("ci95"),
+        "mcq_n": scores.get("n"),
+        "perplexity": ppl["perplexity"],
+        "ppl_ci95": ppl["ci95"],
+        "ppl_tokens": ppl["n_tokens"],
     }
 
 
 def sweep(
-    run_dir: str | os.PathLike[str], *, questions: str | os.PathLike[str], heldout: str | os.PathLike[str],
-    key: str | os.PathLike[str] | None = None, base: str | os.PathLike[str] | None = None,
-    out: str | os.PathLike[str] | None = None, block_size: int = 512, stride: int | None = None,
-    max_docs: int | None = None, batch_size: int = 8, dtype: str = "float32", device: str | None = None,
+    run_dir: str | os.PathLike[str],
+    *,
+    questions: str | os.PathLike[str],
+    heldout: str | os.PathLike[str],
+    key: str | os.PathLike[str] | None = None,
+    base: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    block_size: int = 512,
+    stride: int | None = None,
+    max_docs: int | None = None,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    device: str | None = None,
     mcq_method: str = "token",
 ) -> dict:
     """Score every point of a run that is not scored yet; rebuild the curves; return the summary."""
@@ -157,9 +222,17 @@ def sweep(
     points = discover_points(run_dir, base)
     if not points:
         raise EvalInputError(f"{run_dir}: no checkpoint-N directories and no --base model to score")
-    settings = {"questions": _sha256(questions), "key": _sha256(key), "heldout": _sha256(heldout),
-                "block_size": block_size, "stride": stride, "max_docs": max_docs, "dtype": dtype,
-                "mcq_method": mcq_method, "base": str(base) if base else None}
+    settings = {
+        "questions": _sha256(questions),
+        "key": _sha256(key),
+        "heldout": _sha256(heldout),
+        "block_size": block_size,
+        "stride": stride,
+        "max_docs": max_docs,
+        "dtype": dtype,
+        "mcq_method": mcq_method,
+        "base": str(base) if base else None,
+    }
     from tqdm.auto import tqdm
 
     for point in tqdm(points, desc="sweep", unit="checkpoint"):
@@ -170,9 +243,20 @@ def sweep(
             log.info("%s (step %d): already scored, skipping", point.label, point.step)
             continue
         log.info("scoring %s (step %d): %s", point.label, point.step, point.path)
-        summary = score_point(point, questions=qs, heldout=heldout, out_dir=pdir, block_size=block_size,
-                              stride=stride, max_docs=max_docs, batch_size=batch_size, dtype=dtype,
-                              device=device, base=str(base) if base else None, mcq_method=mcq_method)
+        summary = score_point(
+            point,
+            questions=qs,
+            heldout=heldout,
+            out_dir=pdir,
+            block_size=block_size,
+            stride=stride,
+            max_docs=max_docs,
+            batch_size=batch_size,
+            dtype=dtype,
+            device=device,
+            base=str(base) if base else None,
+            mcq_method=mcq_method,
+        )
         atomic_write_json(done, {**summary, "fingerprint": fp, "settings": settings})
         write_curves(out_dir)
     rows = write_curves(out_dir)
@@ -192,10 +276,21 @@ def write_curves(out_dir: str | os.PathLike[str]) -> list[dict]:
     for r in read_points(out_dir):
         ci = r.get("mcq_ci95") or [None, None]
         pci = r.get("ppl_ci95") or [None, None]
-        rows.append({"label": r["label"], "step": r["step"], "model": r["model"],
-                     "mcq_accuracy": r.get("mcq_accuracy"), "mcq_ci_low": ci[0], "mcq_ci_high": ci[1],
-                     "mcq_n": r.get("mcq_n"), "perplexity": r["perplexity"], "ppl_ci_low": pci[0],
-                     "ppl_ci_high": pci[1], "ppl_tokens": r["ppl_tokens"]})
+        rows.append(
+            {
+                "label": r["label"],
+                "step": r["step"],
+                "model": r["model"],
+                "mcq_accuracy": r.get("mcq_accuracy"),
+                "mcq_ci_low": ci[0],
+                "mcq_ci_high": ci[1],
+                "mcq_n": r.get("mcq_n"),
+                "perplexity": r["perplexity"],
+                "ppl_ci_low": pci[0],
+                "ppl_ci_high": pci[1],
+                "ppl_tokens": r["ppl_tokens"],
+            }
+        )
     if not rows:
         return rows
     buf = io.StringIO()
@@ -227,14 +322,26 @@ def plot_curves(rows: list[dict], path: str | os.PathLike[str]) -> Path:
         ax1.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (25%)")
         ax1.legend(fontsize=8, loc="best")
     else:
-        ax1.text(0.5, 0.5, "no answer key: accuracy not available", ha="center", va="center",
-                 transform=ax1.transAxes)
+        ax1.text(
+            0.5,
+            0.5,
+            "no answer key: accuracy not available",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+        )
     ax1.set_xlabel("training step (0 = base model)")
     ax1.set_ylabel("MCQ accuracy (%)")
     ax1.set_title(f"Astronomy MCQ accuracy (n = {rows[0]['mcq_n']})")
     if all(r["ppl_ci_low"] is not None for r in rows):
-        ax2.fill_between(steps, [r["ppl_ci_low"] for r in rows], [r["ppl_ci_high"] for r in rows], alpha=0.25,
-                         color="tab:orange", label="bootstrap 95% interval (documents)")
+        ax2.fill_between(
+            steps,
+            [r["ppl_ci_low"] for r in rows],
+            [r["ppl_ci_high"] for r in rows],
+            alpha=0.25,
+            color="tab:orange",
+            label="bootstrap 95% interval (documents)",
+        )
     ax2.plot(steps, [r["perplexity"] for r in rows], "s-", color="tab:orange", label="perplexity")
     ax2.legend(fontsize=8)
     ax2.set_xlabel("training step (0 = base model)")
@@ -249,7 +356,8 @@ def plot_curves(rows: list[dict], path: str | os.PathLike[str]) -> Path:
 def register(subparsers) -> None:
     """``astrollama eval sweep``: score base + every checkpoint of a run; learning curves."""
     p = subparsers.add_parser(
-        "sweep", help="score the base model and every checkpoint-N of a run (resumable); learning curves",
+        "sweep",
+        help="score the base model and every checkpoint-N of a run (resumable); learning curves",
         description="MCQ accuracy (with bootstrap interval) and held-out perplexity for the base model "
         "and each checkpoint of RUN_DIR; writes OUT/points/*, OUT/curves.csv and OUT/curves.png. "
         "Points already scored with the same settings are skipped.",
@@ -270,9 +378,20 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    rep = sweep(args.run_dir, questions=args.questions, key=args.key, heldout=args.heldout, base=args.base,
-                out=args.out, block_size=args.block_size, stride=args.stride, max_docs=args.max_docs,
-                batch_size=args.batch_size, dtype=args.dtype, device=args.device)
+    rep = sweep(
+        args.run_dir,
+        questions=args.questions,
+        key=args.key,
+        heldout=args.heldout,
+        base=args.base,
+        out=args.out,
+        block_size=args.block_size,
+        stride=args.stride,
+        max_docs=args.max_docs,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        device=args.device,
+    )
     for r in rep["points"]:
         acc = "n/a" if r["mcq_accuracy"] is None else f"{100 * r['mcq_accuracy']:.1f}%"
         print(f"{r['label']:>20} step {r['step']:>6}  MCQ {acc:>6}  ppl {r['perplexity']:.3f}")

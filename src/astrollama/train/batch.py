@@ -51,17 +51,24 @@ def plan_batch(
 
     ``file`` names the recipe in the error message (``<file>: batch.global_batch_size: ...``).
     """
-    for name, value in (("global_batch_size", global_batch_size), ("world_size", world_size),
-                        ("max_micro_batch_size", max_micro_batch_size)):
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("world_size", world_size),
+        ("max_micro_batch_size", max_micro_batch_size),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BatchError(file, f"batch.{name}", f"must be a positive integer, got {value!r}")
     if global_batch_size > MAX_GLOBAL_BATCH:
-        raise BatchError(file, "batch.global_batch_size",
-                         f"{global_batch_size} is above the limit {MAX_GLOBAL_BATCH} sequences per step")
+        raise BatchError(
+            file,
+            "batch.global_batch_size",
+            f"{global_batch_size} is above the limit {MAX_GLOBAL_BATCH} sequences per step",
+        )
     if global_batch_size % world_size:
         fits = _divisors(global_batch_size)
         raise BatchError(
-            file, "batch.global_batch_size",
+            file,
+            "batch.global_batch_size",
             f"{global_batch_size} is not divisible by the {world_size} training processes of this "
             f"allocation ({global_batch_size} / {world_size} = {global_batch_size / world_size:g}); "
             f"process counts that work: {', '.join(map(str, fits))}",

@@ -33,13 +33,38 @@ IGNORE_INDEX = -100
 # the jinja-based ones: deepseek_r1*, deepseek_v3, gemma3, qwen2_5*, qwen3, qwen_qwq). Checked
 # against the real LMFlow by tests/train/test_sft.py. "tokenizer"/"hf_auto" (the tokenizer's own
 # jinja template) are left out on purpose: they need {% generation %} markers most templates lack.
-LMFLOW_TEMPLATES = frozenset({
-    "chatglm3", "chatml", "deepseek", "deepseek_v2", "disable", "empty", "empty_no_special_tokens",
-    "gemma", "hymba", "internlm2", "llama2", "llama3", "llama3_for_tool", "phi3", "qwen2",
-    "qwen2_for_tool", "yi", "yi1_5", "zephyr",
-    "deepseek_r1", "deepseek_r1_distill", "deepseek_v3", "qwen2_5", "qwen2_5_1m", "qwen2_5_math",
-    "qwen_qwq", "qwen3", "gemma3",
-})
+LMFLOW_TEMPLATES = frozenset(
+    {
+        "chatglm3",
+        "chatml",
+        "deepseek",
+        "deepseek_v2",
+        "disable",
+        "empty",
+        "empty_no_special_tokens",
+        "gemma",
+        "hymba",
+        "internlm2",
+        "llama2",
+        "llama3",
+        "llama3_for_tool",
+        "phi3",
+        "qwen2",
+        "qwen2_for_tool",
+        "yi",
+        "yi1_5",
+        "zephyr",
+        "deepseek_r1",
+        "deepseek_r1_distill",
+        "deepseek_v3",
+        "qwen2_5",
+        "qwen2_5_1m",
+        "qwen2_5_math",
+        "qwen_qwq",
+        "qwen3",
+        "gemma3",
+    }
+)
 
 
 def _chatml(tag: str) -> Callable[[str], str]:
@@ -58,6 +83,7 @@ def _pairs(conv: dict) -> list[tuple[str, str]]:
 def _headed(fmt: Callable[[str], Callable[[str], str]], bos: bool):
     """chatml-like templates: ``[BOS] [system] user assistant user assistant ...``, each piece
     encoded separately."""
+
     def encode(conv: dict, tok) -> list[tuple[list[int], list[int]]]:
         enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
         system = conv.get("system") or ""
@@ -65,9 +91,14 @@ def _headed(fmt: Callable[[str], Callable[[str], str]], bos: bool):
         for i, (user, answer) in enumerate(_pairs(conv)):
             prompt = enc(fmt("user")(user))
             if i == 0:
-                prompt = ([tok.bos_token_id] if bos else []) + (enc(fmt("system")(system)) if system else []) + prompt
+                prompt = (
+                    ([tok.bos_token_id] if bos else [])
+                    + (enc(fmt("system")(system)) if system else [])
+                    + prompt
+                )
             out.append((prompt, enc(fmt("assistant")(answer))))
         return out
+
     return encode
 
 
@@ -93,13 +124,16 @@ _ENCODERS = {
 LOCAL_TEMPLATES = frozenset(_ENCODERS)
 
 
-def encode_conversation(conv: dict, tokenizer, template: str, *,
-                        train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+def encode_conversation(
+    conv: dict, tokenizer, template: str, *, train_on_prompt: bool = False
+) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of one checked conversation (``astrollama.lmflow_data.check_conversation``),
     as LMFlow's ``conversation_tokenize_function`` builds them with this template."""
     if template not in _ENCODERS:
-        raise ValueError(f"conversation template {template!r}: the local engine implements "
-                         f"{', '.join(sorted(LOCAL_TEMPLATES))}; train with LMFlow for the others")
+        raise ValueError(
+            f"conversation template {template!r}: the local engine implements "
+            f"{', '.join(sorted(LOCAL_TEMPLATES))}; train with LMFlow for the others"
+        )
     ids: list[int] = []
     labels: list[int] = []
     for prompt, answer in _ENCODERS[template](conv, tokenizer):

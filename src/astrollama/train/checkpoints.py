@@ -106,7 +106,7 @@ def check_checkpoint(d: str | os.PathLike[str]) -> CheckpointCheck:
 
 
 def _torch_archive_whole(p: Path) -> str:
-    """"" when ``p`` is a complete ``torch.save`` zip archive, else why not. Reads, never unpickles."""
+    """ "" when ``p`` is a complete ``torch.save`` zip archive, else why not. Reads, never unpickles."""
     try:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()

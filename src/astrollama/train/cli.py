@@ -49,8 +49,12 @@ def _recipe_files(targets: list[str]) -> list[Path]:
 # validate
 # ----------------------------------------------------------------------------------------------
 def _add_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="+", metavar="RECIPE|DIR|key=value",
-                   help="recipe files or directories (searched recursively; _*.yaml are bases), then overrides")
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RECIPE|DIR|key=value",
+        help="recipe files or directories (searched recursively; _*.yaml are bases), then overrides",
+    )
 
 
 def _validate(a: argparse.Namespace) -> int:
@@ -64,8 +68,10 @@ def _validate(a: argparse.Namespace) -> int:
     for f in files:
         if is_merge_recipe(f):  # recipes/*-merge.yaml: `astrollama merge` (docs/train-merge.md)
             m = load_merge_recipe(f, overrides)
-            print(f"ok  {f}: merge {m.method} of {len(m.models)} models "
-                  f"({', '.join(f'{k} {v.weight:g}' for k, v in m.models.items())}), {m.dtype}, seed {m.seed}")
+            print(
+                f"ok  {f}: merge {m.method} of {len(m.models)} models "
+                f"({', '.join(f'{k} {v.weight:g}' for k, v in m.models.items())}), {m.dtype}, seed {m.seed}"
+            )
             continue
         r = load_recipe(f, overrides)
         if r.launch.deepspeed is not None:
@@ -86,22 +92,36 @@ def _validate(a: argparse.Namespace) -> int:
 def _add_launch(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--nodes", type=int, default=None,
-                   help="number of nodes (default: the Slurm allocation's, else launch.nodes)")
-    p.add_argument("--gpus-per-node", type=int, default=None,
-                   help="training processes per node (default: launch.gpus_per_node)")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="number of nodes (default: the Slurm allocation's, else launch.nodes)",
+    )
+    p.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=None,
+        help="training processes per node (default: launch.gpus_per_node)",
+    )
     p.add_argument("--rdzv-port", type=int, default=None, help="default: launch.rdzv_port")
     p.add_argument("--dry-run", action="store_true", help="print the command for every node; run nothing")
-    p.add_argument("--skip-data-check", action="store_true",
-                   help="do not require data.dataset_path to exist (planning on a machine without the corpus)")
+    p.add_argument(
+        "--skip-data-check",
+        action="store_true",
+        help="do not require data.dataset_path to exist (planning on a machine without the corpus)",
+    )
 
 
 def _launch(a: argparse.Namespace) -> int:
     from astrollama.train.launch import build_launch, slurm_hostnames
 
     if not a.dry_run:
-        print("astrollama train launch only prints commands (--dry-run); to train run "
-              "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`", file=sys.stderr)
+        print(
+            "astrollama train launch only prints commands (--dry-run); to train run "
+            "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`",
+            file=sys.stderr,
+        )
         return 2
     recipe = load_recipe(a.recipe, a.overrides)
     hosts = slurm_hostnames() if a.nodes is None else None
@@ -111,8 +131,14 @@ def _launch(a: argparse.Namespace) -> int:
             raise RecipeError(a.recipe, "launch.nodes (--nodes)", f"must be in 1..{MAX_NODES}, got {n}")
         hosts = [f"node{i:03d}" for i in range(1, n + 1)]
     gpus = a.gpus_per_node if a.gpus_per_node is not None else recipe.launch.gpus_per_node
-    plan = build_launch(recipe, nodes=hosts, gpus_per_node=gpus, rdzv_port=a.rdzv_port,
-                        dry_run=True, check_data=not a.skip_data_check)
+    plan = build_launch(
+        recipe,
+        nodes=hosts,
+        gpus_per_node=gpus,
+        rdzv_port=a.rdzv_port,
+        dry_run=True,
+        check_data=not a.skip_data_check,
+    )
     print(plan.render())
     return 0
 
@@ -127,8 +153,11 @@ def _add_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--tokens", type=float, default=None, help="training tokens per epoch (e.g. 1.7e8)")
-    src.add_argument("--dataset", default=None,
-                     help="LMFlow text_only directory: count tokens with the recipe's tokenizer and packing rule")
+    src.add_argument(
+        "--dataset",
+        default=None,
+        help="LMFlow text_only directory: count tokens with the recipe's tokenizer and packing rule",
+    )
     p.add_argument("--tokenizer", default=None, help="tokenizer to count with (default: the recipe's model)")
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
     p.add_argument("--gpu", choices=sorted(GPUS), default="a100-80g")
@@ -141,8 +170,14 @@ def _plan(a: argparse.Namespace) -> int:
 
     recipe = load_recipe(a.recipe, a.overrides)
     report = planner.plan(
-        recipe, tokens=a.tokens, dataset=a.dataset, tokenizer=a.tokenizer, mfu=a.mfu, gpu=a.gpu,
-        nodes=a.nodes, gpus_per_node=a.gpus_per_node,
+        recipe,
+        tokens=a.tokens,
+        dataset=a.dataset,
+        tokenizer=a.tokenizer,
+        mfu=a.mfu,
+        gpu=a.gpu,
+        nodes=a.nodes,
+        gpus_per_node=a.gpus_per_node,
     )
     print(report.render())
     return 0

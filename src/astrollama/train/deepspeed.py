@@ -43,6 +43,7 @@ def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> d
 
 def _check_types(recipe: Recipe, path: Path, config: dict[str, Any]) -> None:
     """The shape of the keys read here: sections are objects, numbers are numbers (one-line errors)."""
+
     def bad(field: str, problem: str) -> RecipeError:
         return RecipeError(recipe.path, KEY, f"{path}: {field}: {problem}")
 
@@ -55,9 +56,15 @@ def _check_types(recipe: Recipe, path: Path, config: dict[str, Any]) -> None:
         raise bad("zero_optimization.stage", f"must be the integer 0, 1, 2 or 3, got {stage!r}")
     for sub in ("offload_optimizer", "offload_param"):
         if sub in zero and not isinstance(zero[sub], dict):
-            raise bad(f"zero_optimization.{sub}", f'must be an object (e.g. {{"device": "cpu"}}), got {zero[sub]!r}')
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                "gradient_clipping"):
+            raise bad(
+                f"zero_optimization.{sub}", f'must be an object (e.g. {{"device": "cpu"}}), got {zero[sub]!r}'
+            )
+    for key in (
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
         v = config.get(key)
         number = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
         if v is not None and v != "auto" and not number:
@@ -86,8 +93,11 @@ def _explicit(value: Any) -> bool:
     return value is not None and value != "auto"
 
 
-def check(recipe: Recipe, config: dict[str, Any] | str | os.PathLike[str] | None = None,
-          plan: BatchPlan | None = None) -> dict[str, Any]:
+def check(
+    recipe: Recipe,
+    config: dict[str, Any] | str | os.PathLike[str] | None = None,
+    plan: BatchPlan | None = None,
+) -> dict[str, Any]:
     """Raise :class:`RecipeError` unless ``config`` agrees with ``recipe`` (and ``plan``).
 
     ``config`` is a loaded dict or a path; by default the recipe's ``launch.deepspeed``. Returns
@@ -103,12 +113,13 @@ def check(recipe: Recipe, config: dict[str, Any] | str | os.PathLike[str] | None
         enabled = config.get(mode, {}).get("enabled", False)
         if enabled is True and precision != mode:
             raise RecipeError(
-                recipe.path, KEY,
+                recipe.path,
+                KEY,
                 f"{name} sets {mode}.enabled=true but the recipe trains in {precision} "
-                f"(trainer.bf16/fp16); use \"auto\"",
+                f'(trainer.bf16/fp16); use "auto"',
             )
         if enabled not in (True, False, "auto"):
-            raise RecipeError(recipe.path, KEY, f"{name}: {mode}.enabled must be true, false or \"auto\"")
+            raise RecipeError(recipe.path, KEY, f'{name}: {mode}.enabled must be true, false or "auto"')
     if plan is not None:
         wanted = {
             "train_batch_size": plan.global_batch_size,
@@ -118,20 +129,23 @@ def check(recipe: Recipe, config: dict[str, Any] | str | os.PathLike[str] | None
         for key, value in wanted.items():
             if _explicit(config.get(key)) and config[key] != value:
                 raise RecipeError(
-                    recipe.path, KEY,
-                    f"{name} sets {key}={config[key]} but the batch plan needs {value} ({plan.box()}); use \"auto\"",
+                    recipe.path,
+                    KEY,
+                    f'{name} sets {key}={config[key]} but the batch plan needs {value} ({plan.box()}); use "auto"',
                 )
     clip = config.get("gradient_clipping")
     max_grad_norm = recipe.trainer.get("max_grad_norm", 1.0)
     if _explicit(clip) and float(clip) != float(max_grad_norm):
         raise RecipeError(
-            recipe.path, KEY,
-            f"{name} sets gradient_clipping={clip} but trainer.max_grad_norm is {max_grad_norm}; use \"auto\"",
+            recipe.path,
+            KEY,
+            f'{name} sets gradient_clipping={clip} but trainer.max_grad_norm is {max_grad_norm}; use "auto"',
         )
     for section in ("optimizer", "scheduler"):
         if section in config:
             raise RecipeError(
-                recipe.path, KEY,
+                recipe.path,
+                KEY,
                 f"{name} defines '{section}'; remove it so the Trainer's AdamW and the recipe's "
                 "learning-rate schedule are used",
             )

@@ -47,12 +47,15 @@ class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "HF checkpoint directory (or hub name where online)"})
     torch_dtype: str | None = field(
         default=None,
-        metadata={"help": "auto, bfloat16, float16 or float32 (None: float32, like LMFlow on transformers 4)",
-                  "choices": ["auto", "bfloat16", "float16", "float32"]},
+        metadata={
+            "help": "auto, bfloat16, float16 or float32 (None: float32, like LMFlow on transformers 4)",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
     )
     trust_remote_code: bool = field(default=False)
     use_flash_attention: bool = field(
-        default=False, metadata={"help": "flash_attention_2 where CUDA and flash_attn exist; else ignored (warned)"}
+        default=False,
+        metadata={"help": "flash_attention_2 where CUDA and flash_attn exist; else ignored (warned)"},
     )
     use_lora: bool = field(default=False)
     lora_r: int = field(default=8)
@@ -72,28 +75,39 @@ class ModelArguments:
 class DataArguments:
     """The LMFlow ``DatasetArguments`` (+ ``eval_dataset_path``) this engine supports."""
 
-    dataset_path: str = field(metadata={"help": "a DIRECTORY of LMFlow text_only or conversation *.json files"})
+    dataset_path: str = field(
+        metadata={"help": "a DIRECTORY of LMFlow text_only or conversation *.json files"}
+    )
     eval_dataset_path: str | None = field(
-        default=None, metadata={"help": "held-out directory of the same type; evaluated at eval steps (loss only)"}
+        default=None,
+        metadata={"help": "held-out directory of the same type; evaluated at eval steps (loss only)"},
     )
     conversation_template: str | None = field(
         default=None, metadata={"help": "conversation datasets: LMFlow template name (astrollama.train.chat)"}
     )
     train_on_prompt: bool = field(
-        default=False, metadata={"help": "conversation datasets: loss on user turns too (LMFlow's default: False)"}
+        default=False,
+        metadata={"help": "conversation datasets: loss on user turns too (LMFlow's default: False)"},
     )
     block_size: int | None = field(
-        default=None, metadata={"help": "tokens per training sequence (None: the tokenizer's model_max_length, like LMFlow)"}
+        default=None,
+        metadata={
+            "help": "tokens per training sequence (None: the tokenizer's model_max_length, like LMFlow)"
+        },
     )
     disable_group_texts: bool = field(
         default=True,
-        metadata={"help": "True: cut every document at block_size and pad (LMFlow >= v0.0.8 default); "
-                          "False: concatenate documents and cut block_size chunks (packing)"},
+        metadata={
+            "help": "True: cut every document at block_size and pad (LMFlow >= v0.0.8 default); "
+            "False: concatenate documents and cut block_size chunks (packing)"
+        },
     )
     group_texts_batch_size: int = field(
         default=1000, metadata={"help": "documents concatenated together; each group's remainder is dropped"}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "accepted; tokenising is in-process"})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "accepted; tokenising is in-process"}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "keep only the first N blocks"})
 
 
@@ -101,8 +115,13 @@ class DataArguments:
 # Data: LMFlow semantics
 # ----------------------------------------------------------------------------------------------
 def tokenize_and_group(
-    docs: list[str], tokenizer, *, block_size: int, disable_group_texts: bool,
-    group_texts_batch_size: int = 1000, truncate_at: int | None = None,
+    docs: list[str],
+    tokenizer,
+    *,
+    block_size: int,
+    disable_group_texts: bool,
+    group_texts_batch_size: int = 1000,
+    truncate_at: int | None = None,
 ) -> dict[str, list[list[int]]]:
     """Turn documents into training blocks exactly as LMFlow does for a ``text_only`` dataset.
 
@@ -126,12 +145,23 @@ def tokenize_and_group(
     if truncate_at is not None:
         left = tokenizer.truncation_side == "left"
         ids = [x[-truncate_at:] if left and len(x) > truncate_at else x[:truncate_at] for x in ids]
-    return make_blocks([(x, list(x)) for x in ids], tokenizer, block_size=block_size,
-                       disable_group_texts=disable_group_texts, group_texts_batch_size=group_texts_batch_size)
+    return make_blocks(
+        [(x, list(x)) for x in ids],
+        tokenizer,
+        block_size=block_size,
+        disable_group_texts=disable_group_texts,
+        group_texts_batch_size=group_texts_batch_size,
+    )
 
 
-def make_blocks(seqs: list[tuple[list[int], list[int]]], tokenizer, *, block_size: int,
-                disable_group_texts: bool, group_texts_batch_size: int = 1000) -> dict[str, list[list[int]]]:
+def make_blocks(
+    seqs: list[tuple[list[int], list[int]]],
+    tokenizer,
+    *,
+    block_size: int,
+    disable_group_texts: bool,
+    group_texts_batch_size: int = 1000,
+) -> dict[str, list[list[int]]]:
     """LMFlow's blocking of tokenised sequences ``(input_ids, labels)``: without grouping each one is
     cut or padded to ``block_size`` (see :func:`tokenize_and_group`); with grouping they are
     concatenated ``group_texts_batch_size`` at a time, labels included (so the -100 of a
@@ -143,7 +173,11 @@ def make_blocks(seqs: list[tuple[list[int], list[int]]], tokenizer, *, block_siz
             raise ValueError("the tokenizer has neither a pad nor an eos token to pad blocks with")
         for x, lab in seqs:
             if len(x) >= block_size:
-                keep = slice(None, block_size) if tokenizer.truncation_side == "right" else slice(-block_size, None)
+                keep = (
+                    slice(None, block_size)
+                    if tokenizer.truncation_side == "right"
+                    else slice(-block_size, None)
+                )
                 x, mask, lab = x[keep], [1] * block_size, lab[keep]
             else:
                 n = block_size - len(x)
@@ -166,20 +200,34 @@ def make_blocks(seqs: list[tuple[list[int], list[int]]], tokenizer, *, block_siz
     return out
 
 
-def conversation_blocks(convs: list[dict], tokenizer, *, template: str | None, block_size: int,
-                        disable_group_texts: bool, group_texts_batch_size: int = 1000,
-                        train_on_prompt: bool = False) -> dict[str, list[list[int]]]:
+def conversation_blocks(
+    convs: list[dict],
+    tokenizer,
+    *,
+    template: str | None,
+    block_size: int,
+    disable_group_texts: bool,
+    group_texts_batch_size: int = 1000,
+    train_on_prompt: bool = False,
+) -> dict[str, list[list[int]]]:
     """Training blocks of a ``conversation`` dataset, as LMFlow builds them: each conversation
     encoded with the template (:func:`astrollama.train.chat.encode_conversation`; loss on assistant
     turns only unless ``train_on_prompt``), no truncation before grouping, then :func:`make_blocks`."""
     from astrollama.train.chat import encode_conversation
 
     if template is None:
-        raise ValueError("a conversation dataset needs --conversation_template (LMFlow would fall back to the "
-                         "tokenizer's jinja template, which the local engine does not implement)")
+        raise ValueError(
+            "a conversation dataset needs --conversation_template (LMFlow would fall back to the "
+            "tokenizer's jinja template, which the local engine does not implement)"
+        )
     seqs = [encode_conversation(c, tokenizer, template, train_on_prompt=train_on_prompt) for c in convs]
-    return make_blocks(seqs, tokenizer, block_size=block_size, disable_group_texts=disable_group_texts,
-                       group_texts_batch_size=group_texts_batch_size)
+    return make_blocks(
+        seqs,
+        tokenizer,
+        block_size=block_size,
+        disable_group_texts=disable_group_texts,
+        group_texts_batch_size=group_texts_batch_size,
+    )
 
 
 class BlockDataset:
@@ -205,12 +253,20 @@ def effective_block_size(data_args: DataArguments, model_args: ModelArguments, t
     model_max = int(min(getattr(tokenizer, "model_max_length", None) or _NO_MAX_LENGTH, _NO_MAX_LENGTH))
     if data_args.block_size is None:
         if model_max >= _NO_MAX_LENGTH:
-            raise ValueError("--block_size not given and the tokenizer sets no model_max_length: pass --block_size")
-        log.warning("--block_size not given: using the tokenizer's model_max_length %d (as LMFlow); always pass it",
-                    model_max)
+            raise ValueError(
+                "--block_size not given and the tokenizer sets no model_max_length: pass --block_size"
+            )
+        log.warning(
+            "--block_size not given: using the tokenizer's model_max_length %d (as LMFlow); always pass it",
+            model_max,
+        )
         return model_max
-    if data_args.block_size > model_max and (data_args.disable_group_texts or model_args.truncate_to_model_max_length):
-        log.warning("block_size %d > model_max_length %d: using %d", data_args.block_size, model_max, model_max)
+    if data_args.block_size > model_max and (
+        data_args.disable_group_texts or model_args.truncate_to_model_max_length
+    ):
+        log.warning(
+            "block_size %d > model_max_length %d: using %d", data_args.block_size, model_max, model_max
+        )
         return model_max
     return data_args.block_size
 
@@ -224,22 +280,31 @@ def truncation_length(data_args: DataArguments, model_args: ModelArguments, toke
     return None
 
 
-def build_blocks(path: str, tokenizer, data_args: DataArguments, block_size: int,
-                 truncate_at: int | None = None) -> BlockDataset:
+def build_blocks(
+    path: str, tokenizer, data_args: DataArguments, block_size: int, truncate_at: int | None = None
+) -> BlockDataset:
     from astrollama.lmflow_data import CONVERSATION, dataset_type, read_conversation_dir, read_text_only_dir
 
     if dataset_type(path) == CONVERSATION:
         docs = read_conversation_dir(path)
         blocks = conversation_blocks(
-            docs, tokenizer, template=data_args.conversation_template, block_size=block_size,
+            docs,
+            tokenizer,
+            template=data_args.conversation_template,
+            block_size=block_size,
             disable_group_texts=data_args.disable_group_texts,
-            group_texts_batch_size=data_args.group_texts_batch_size, train_on_prompt=data_args.train_on_prompt,
+            group_texts_batch_size=data_args.group_texts_batch_size,
+            train_on_prompt=data_args.train_on_prompt,
         )
     else:
         docs = read_text_only_dir(path)
         blocks = tokenize_and_group(
-            docs, tokenizer, block_size=block_size, disable_group_texts=data_args.disable_group_texts,
-            group_texts_batch_size=data_args.group_texts_batch_size, truncate_at=truncate_at,
+            docs,
+            tokenizer,
+            block_size=block_size,
+            disable_group_texts=data_args.disable_group_texts,
+            group_texts_batch_size=data_args.group_texts_batch_size,
+            truncate_at=truncate_at,
         )
     n = len(blocks["input_ids"])
     if n == 0:
@@ -248,8 +313,13 @@ def build_blocks(path: str, tokenizer, data_args: DataArguments, block_size: int
         )
     kept = sum(sum(1 for t in lab if t != IGNORE_INDEX) for lab in blocks["labels"])
     log.info(
-        "%s: %d documents -> %d blocks of %d tokens (%d target tokens; %s)", path, len(docs), n, block_size,
-        kept, "packed" if not data_args.disable_group_texts else "one block per document, cut/padded",
+        "%s: %d documents -> %d blocks of %d tokens (%d target tokens; %s)",
+        path,
+        len(docs),
+        n,
+        block_size,
+        kept,
+        "packed" if not data_args.disable_group_texts else "one block per document, cut/padded",
     )
     return BlockDataset(blocks)
 
@@ -268,9 +338,17 @@ def load_model(model_args: ModelArguments):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtypes = {None: torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
-              "float16": torch.float16, "auto": "auto"}
-    kwargs: dict[str, Any] = {"dtype": dtypes[model_args.torch_dtype], "trust_remote_code": model_args.trust_remote_code}
+    dtypes = {
+        None: torch.float32,
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+        "auto": "auto",
+    }
+    kwargs: dict[str, Any] = {
+        "dtype": dtypes[model_args.torch_dtype],
+        "trust_remote_code": model_args.trust_remote_code,
+    }
     if model_args.use_flash_attention:
         import importlib.util
 
@@ -279,19 +357,25 @@ def load_model(model_args: ModelArguments):
         else:
             log.warning("--use_flash_attention ignored: needs CUDA and the flash_attn package")
     # padding_side="right": LMFlow's ModelArguments.padding_side default, passed to its tokenizer
-    tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
-                                        padding_side="right")
+    tok = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, padding_side="right"
+    )
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
     if model_args.use_lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
         cfg = LoraConfig(
-            task_type=TaskType.CAUSAL_LM, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-            lora_dropout=model_args.lora_dropout, target_modules=_target_modules(model_args.lora_target_modules),
+            task_type=TaskType.CAUSAL_LM,
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=_target_modules(model_args.lora_target_modules),
         )
         model = get_peft_model(model, cfg)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log.info("LoRA r=%d alpha=%d: %d trainable parameters", model_args.lora_r, model_args.lora_alpha, trainable)
+        log.info(
+            "LoRA r=%d alpha=%d: %d trainable parameters", model_args.lora_r, model_args.lora_alpha, trainable
+        )
     return model, tok
 
 
@@ -362,13 +446,21 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
     train_ds = build_blocks(data_args.dataset_path, tok, data_args, block_size, cut)
     if data_args.max_train_samples is not None:
         train_ds = BlockDataset({k: v[: data_args.max_train_samples] for k, v in train_ds.blocks.items()})
-    eval_ds = (build_blocks(data_args.eval_dataset_path, tok, data_args, block_size, cut)
-               if data_args.eval_dataset_path else None)
+    eval_ds = (
+        build_blocks(data_args.eval_dataset_path, tok, data_args, block_size, cut)
+        if data_args.eval_dataset_path
+        else None
+    )
     resume = _resume_point(training_args)
     preempt = PreemptionCallback(stop)
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tok, data_collator=default_data_collator, callbacks=[preempt, StepLogCallback()],
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        data_collator=default_data_collator,
+        callbacks=[preempt, StepLogCallback()],
     )
     expected = int(os.environ.get("WORLD_SIZE", "1"))
     if training_args.world_size != expected:
@@ -395,7 +487,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        log.info("finished: global_step=%d, final model in %s", trainer.state.global_step, training_args.output_dir)
+        log.info(
+            "finished: global_step=%d, final model in %s", trainer.state.global_step, training_args.output_dir
+        )
     return 0
 
 
@@ -403,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rank = os.environ.get("RANK", "0")
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s",
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:

@@ -98,8 +98,9 @@ def slurm_hostnames() -> list[str] | None:
     nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
     if not nodelist:
         return None
-    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "hostnames", nodelist], check=True, capture_output=True, text=True
+    ).stdout
     return out.split()
 
 
@@ -134,7 +135,8 @@ def _resolve_engine(recipe: Recipe, dry_run: bool) -> tuple[str, Path | None, li
     if dry_run:
         return "lmflow", None, [f"LMFlow not found here; on the cluster it comes from {where}"]
     raise RecipeError(
-        recipe.path, "launch.engine",
+        recipe.path,
+        "launch.engine",
         f"is 'lmflow' but LMFlow's examples/finetune.py was not found via {where}; "
         "to train with the local transformers.Trainer engine instead pass launch.engine=local",
     )
@@ -149,11 +151,18 @@ def _check_dataset(recipe: Recipe, key: str, path: Path | None) -> None:
         raise RecipeError(recipe.path, key, str(e)) from None
     template = recipe.data.conversation_template
     if kind == CONVERSATION and template is None:
-        raise RecipeError(recipe.path, "data.conversation_template",
-                          f"{path} holds conversations (SFT): set the model family's template, e.g. llama3 or chatml")
+        raise RecipeError(
+            recipe.path,
+            "data.conversation_template",
+            f"{path} holds conversations (SFT): set the model family's template, e.g. llama3 or chatml",
+        )
     if kind != CONVERSATION and template is not None:
-        raise RecipeError(recipe.path, key, f"is a {kind} corpus, but data.conversation_template "
-                                            f"({template!r}) says SFT: point it at LMFlow conversation files")
+        raise RecipeError(
+            recipe.path,
+            key,
+            f"is a {kind} corpus, but data.conversation_template "
+            f"({template!r}) says SFT: point it at LMFlow conversation files",
+        )
 
 
 def _check_model(recipe: Recipe) -> None:
@@ -170,12 +179,17 @@ def _check_model(recipe: Recipe) -> None:
         if not (p / "config.json").is_file():
             raise RecipeError(recipe.path, "model.name_or_path", f"{p} has no config.json (not a checkpoint)")
         return
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", ""
+    ) not in ("", "0"):
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise RecipeError(recipe.path, "model.name_or_path",
-                              f"{name!r} is neither a local directory nor in the Hugging Face cache (offline)")
+            raise RecipeError(
+                recipe.path,
+                "model.name_or_path",
+                f"{name!r} is neither a local directory nor in the Hugging Face cache (offline)",
+            )
 
 
 def _check_ranges(recipe: Recipe, nodes: list[str], gpus_per_node: int, port: int) -> None:
@@ -184,8 +198,9 @@ def _check_ranges(recipe: Recipe, nodes: list[str], gpus_per_node: int, port: in
     if len(nodes) > MAX_NODES:
         raise RecipeError(recipe.path, "launch.nodes", f"must be <= {MAX_NODES}, got {len(nodes)}")
     if not 1 <= gpus_per_node <= MAX_GPUS_PER_NODE:
-        raise RecipeError(recipe.path, "launch.gpus_per_node",
-                          f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpus_per_node}")
+        raise RecipeError(
+            recipe.path, "launch.gpus_per_node", f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpus_per_node}"
+        )
     if not (port == 0 and len(nodes) == 1) and not 1 <= port <= 65535:  # 0: one node, torchrun picks
         raise RecipeError(recipe.path, "launch.rdzv_port", f"must be a TCP port in 1..65535, got {port}")
 
@@ -213,8 +228,12 @@ def build_launch(
     """
     port = recipe.launch.rdzv_port if rdzv_port is None else rdzv_port
     _check_ranges(recipe, nodes, gpus_per_node, port)
-    plan = plan_batch(recipe.batch.global_batch_size, len(nodes) * gpus_per_node,
-                      recipe.batch.max_micro_batch_size, file=str(recipe.path))
+    plan = plan_batch(
+        recipe.batch.global_batch_size,
+        len(nodes) * gpus_per_node,
+        recipe.batch.max_micro_batch_size,
+        file=str(recipe.path),
+    )
     if check_data:
         _check_dataset(recipe, "data.dataset_path", recipe.data.dataset_path)
         _check_dataset(recipe, "data.eval_dataset_path", recipe.data.eval_dataset_path)
@@ -228,15 +247,30 @@ def build_launch(
     output_dir, log_dir = run_dir / "checkpoints", run_dir / "logs"
     flags = finetune_args(recipe, plan, output_dir=output_dir)
     # LMFlow runs under the shim so that the pre-timeout signal saves a checkpoint there too
-    entry = (["-m", LOCAL_ENGINE_MODULE] if engine == "local"
-             else ["-m", LMFLOW_SHIM_MODULE, str(script or LMFLOW_PLACEHOLDER)])
+    entry = (
+        ["-m", LOCAL_ENGINE_MODULE]
+        if engine == "local"
+        else ["-m", LMFLOW_SHIM_MODULE, str(script or LMFLOW_PLACEHOLDER)]
+    )
     torchrun = [
-        python, "-m", "torch.distributed.run",
-        "--nnodes", str(len(nodes)), "--nproc-per-node", str(gpus_per_node),
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{nodes[0]}:{port}", "--rdzv-id", rdzv_id,
-        "--monitor-interval", "1",  # the default 5 s poll adds ~5 s to the end of every run
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(len(nodes)),
+        "--nproc-per-node",
+        str(gpus_per_node),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"{nodes[0]}:{port}",
+        "--rdzv-id",
+        rdzv_id,
+        "--monitor-interval",
+        "1",  # the default 5 s poll adds ~5 s to the end of every run
     ]
     command = [*torchrun, *entry, *flags]
     env = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    return LaunchPlan(engine, plan, list(nodes), [list(command) for _ in nodes], env,
-                      output_dir, log_dir, notes)
+    return LaunchPlan(
+        engine, plan, list(nodes), [list(command) for _ in nodes], env, output_dir, log_dir, notes
+    )

@@ -42,10 +42,22 @@ LMFLOW_COMMIT = "f3597dba134e8bb3d2cfedeaaae6fc7296ace924"
 # emit; everything else it emits is a transformers.TrainingArguments field. The local engine must
 # accept exactly these.
 MODEL_DATA_FLAGS = (
-    "model_name_or_path", "torch_dtype", "trust_remote_code", "use_flash_attention",
-    "use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-    "dataset_path", "eval_dataset_path", "block_size", "disable_group_texts",
-    "preprocessing_num_workers", "conversation_template", "train_on_prompt",
+    "model_name_or_path",
+    "torch_dtype",
+    "trust_remote_code",
+    "use_flash_attention",
+    "use_lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "dataset_path",
+    "eval_dataset_path",
+    "block_size",
+    "disable_group_texts",
+    "preprocessing_num_workers",
+    "conversation_template",
+    "train_on_prompt",
 )
 
 

@@ -63,8 +63,11 @@ def install() -> None:
         result = orig_train(self, *args, **kwargs)
         pre = next((c for c in self.callback_handler.callbacks if isinstance(c, PreemptionCallback)), None)
         if pre is not None and pre.stopped_at is not None and self.state.global_step < self.state.max_steps:
-            log.warning("stopped at step %d on request: exiting %d before the script saves a final model",
-                        self.state.global_step, REQUEUE_EXIT_CODE)
+            log.warning(
+                "stopped at step %d on request: exiting %d before the script saves a final model",
+                self.state.global_step,
+                REQUEUE_EXIT_CODE,
+            )
             barrier()
             sys.exit(REQUEUE_EXIT_CODE)
         return result
@@ -102,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m astrollama.train.lmflow_shim SCRIPT.py [script flags ...]", file=sys.stderr)
         return 2
     script = argv[0]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     from astrollama.train.engine import with_use_cpu
 
     install()

@@ -47,9 +47,17 @@ log = logging.getLogger("astrollama.merge")
 
 # config.json keys every checkpoint of a merge must share (a tensor-by-tensor merge needs equal
 # shapes, and the same token ids must mean the same tokens)
-SHARED_CONFIG_KEYS = ("model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size",
-                      "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                      "tie_word_embeddings")
+SHARED_CONFIG_KEYS = (
+    "model_type",
+    "architectures",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "tie_word_embeddings",
+)
 WEIGHT_SUM_TOLERANCE = 1e-6
 MERGE_RECIPE_SUFFIX = "-merge.yaml"  # how `astrollama train validate DIR` tells merge recipes apart
 
@@ -83,7 +91,9 @@ class MergeRecipe(_Strict):
         return self.model_dump(mode="json")
 
 
-def load_merge_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> MergeRecipe:
+def load_merge_recipe(
+    path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()
+) -> MergeRecipe:
     """Load, override and validate a merge recipe. Raises :class:`RecipeError` (one line)."""
     path = Path(path)
     file = str(path)
@@ -102,16 +112,26 @@ def load_merge_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple
             raise RecipeError(file, f"models.{key}", "a model's key must be a name (letters, digits, _)")
     if recipe.method == "dare_ties":
         if recipe.base_model is None:
-            raise RecipeError(file, "base_model", "required for dare_ties: the checkpoint the task vectors "
-                                                  "are taken against (the models' common ancestor)")
+            raise RecipeError(
+                file,
+                "base_model",
+                "required for dare_ties: the checkpoint the task vectors "
+                "are taken against (the models' common ancestor)",
+            )
         for key, m in recipe.models.items():
             if m.density is None:
-                raise RecipeError(file, f"models.{key}.density", "required for dare_ties: the fraction "
-                                                                 "of each task vector kept, in (0, 1]")
+                raise RecipeError(
+                    file,
+                    f"models.{key}.density",
+                    "required for dare_ties: the fraction of each task vector kept, in (0, 1]",
+                )
     else:
         if recipe.base_model is not None:
-            raise RecipeError(file, "base_model", "only dare_ties takes a base model; a linear merge "
-                                                  "averages the listed models")
+            raise RecipeError(
+                file,
+                "base_model",
+                "only dare_ties takes a base model; a linear merge averages the listed models",
+            )
         for key, m in recipe.models.items():
             if m.density is not None:
                 raise RecipeError(file, f"models.{key}.density", "only dare_ties takes a density")
@@ -120,8 +140,11 @@ def load_merge_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple
         weights = " + ".join(f"{m.weight:g}" for m in recipe.models.values())
         raise RecipeError(file, "models", f"weights must sum to 1, got {weights} = {total:g}")
     if recipe.tokenizer_from is not None and recipe.tokenizer_from not in recipe.models:
-        raise RecipeError(file, "tokenizer_from", f"must be one of the models' keys "
-                                                  f"({', '.join(recipe.models)}), got {recipe.tokenizer_from!r}")
+        raise RecipeError(
+            file,
+            "tokenizer_from",
+            f"must be one of the models' keys ({', '.join(recipe.models)}), got {recipe.tokenizer_from!r}",
+        )
     recipe.output_dir = _absolute(recipe.output_dir)
     recipe._file = file
     return recipe
@@ -176,8 +199,12 @@ def check_inputs(recipe: MergeRecipe, paths: dict[str, str]) -> None:
     for key, cfg in rest:
         for k in SHARED_CONFIG_KEYS:
             if cfg.get(k) != ref.get(k):
-                raise RecipeError(file, key, f"{k} {cfg.get(k)!r} differs from {ref_key}'s {ref.get(k)!r}: "
-                                             f"merged checkpoints must share architecture and vocabulary")
+                raise RecipeError(
+                    file,
+                    key,
+                    f"{k} {cfg.get(k)!r} differs from {ref_key}'s {ref.get(k)!r}: "
+                    f"merged checkpoints must share architecture and vocabulary",
+                )
 
 
 def _sha256_files(directory: str) -> dict[str, dict[str, Any]]:
@@ -186,8 +213,13 @@ def _sha256_files(directory: str) -> dict[str, dict[str, Any]]:
 
     files = sorted(p for p in Path(directory).iterdir() if p.is_file())
     out: dict[str, dict[str, Any]] = {}
-    with tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True,
-              desc=f"hashing {Path(directory).name}", disable=None) as bar:
+    with tqdm(
+        total=sum(p.stat().st_size for p in files),
+        unit="B",
+        unit_scale=True,
+        desc=f"hashing {Path(directory).name}",
+        disable=None,
+    ) as bar:
         for p in files:
             h = hashlib.sha256()
             with open(p, "rb") as fh:
@@ -218,8 +250,9 @@ def mergekit_config(recipe: MergeRecipe, paths: dict[str, str] | None = None) ->
     # (checked), so normalising changes nothing. dare_ties: no normalisation, so 0.75 / 0.25 scale
     # the task vectors as written (base + 0.75 tau_sft + 0.25 tau_instruct where the signs agree),
     # and each sparsified task vector is rescaled to its former L1 norm.
-    config["parameters"] = {"normalize": True} if recipe.method == "linear" else {"normalize": False,
-                                                                                   "rescale": True}
+    config["parameters"] = (
+        {"normalize": True} if recipe.method == "linear" else {"normalize": False, "rescale": True}
+    )
     config["dtype"] = recipe.dtype
     config["tokenizer_source"] = paths[f"models.{tok_key}.path"]
     return config
@@ -247,8 +280,11 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     file = recipe._file or str(recipe.path)
     final = Path(recipe.output_dir)
     if final.exists():
-        raise RecipeError(file, "output_dir", f"{final} exists (a finished merge?): remove it or set "
-                                              f"output_dir=... to another directory")
+        raise RecipeError(
+            file,
+            "output_dir",
+            f"{final} exists (a finished merge?): remove it or set output_dir=... to another directory",
+        )
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
         log.warning("%s: left by an interrupted merge; remove it to free the space", stale)
     paths = input_paths(recipe)
@@ -257,13 +293,15 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     try:
         mk_config = MergeConfiguration.model_validate(config)
     except ValidationError as e:
-        raise RecipeError(file, "(mergekit)", f"mergekit rejects the translated config: {e.errors()[0]['msg']}") \
-            from None
+        raise RecipeError(
+            file, "(mergekit)", f"mergekit rejects the translated config: {e.errors()[0]['msg']}"
+        ) from None
     freeze = _PipFreeze()  # runs in the background during the merge
     started = time.time()
     inputs = {key: {"path": p, "files": _sha256_files(p)} for key, p in paths.items()}
-    options = MergeOptions(random_seed=recipe.seed, device="cpu", copy_tokenizer=True, quiet=not progress,
-                           write_model_card=True)
+    options = MergeOptions(
+        random_seed=recipe.seed, device="cpu", copy_tokenizer=True, quiet=not progress, write_model_card=True
+    )
     log.info("merging %d models (%s) into %s", len(recipe.models), recipe.method, final)
     with atomic_dir(final) as tmp:
         run_merge(mk_config, str(tmp), options, config_source=render_config(config))
@@ -275,16 +313,31 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         resolved = recipe.resolved_dict()
         atomic_write_text(prov / "recipe.json", json.dumps(resolved, indent=2) + "\n")
         atomic_write_text(prov / "mergekit.yaml", render_config(config))
-        atomic_write_text(prov / "git.json", json.dumps(_git_info(Path(__file__).resolve().parents[3]),
-                                                        indent=2) + "\n")
+        atomic_write_text(
+            prov / "git.json", json.dumps(_git_info(Path(__file__).resolve().parents[3]), indent=2) + "\n"
+        )
         atomic_write_text(prov / "environment.json", json.dumps(_environment(), indent=2) + "\n")
         atomic_write_text(prov / "pip-freeze.txt", freeze.text())
-        atomic_write_text(prov / "merge.json", json.dumps({
-            "recipe": str(recipe.path), "overrides": argv or [], "method": recipe.method, "seed": recipe.seed,
-            "mergekit_version": getattr(mergekit, "__version__", None) or _dist_version("mergekit"),
-            "inputs": inputs, "output_dir": str(final), "host": socket.gethostname(),
-            "python": sys.executable, "started": _iso(started), "finished": _iso(time.time()),
-        }, indent=2) + "\n")
+        atomic_write_text(
+            prov / "merge.json",
+            json.dumps(
+                {
+                    "recipe": str(recipe.path),
+                    "overrides": argv or [],
+                    "method": recipe.method,
+                    "seed": recipe.seed,
+                    "mergekit_version": getattr(mergekit, "__version__", None) or _dist_version("mergekit"),
+                    "inputs": inputs,
+                    "output_dir": str(final),
+                    "host": socket.gethostname(),
+                    "python": sys.executable,
+                    "started": _iso(started),
+                    "finished": _iso(time.time()),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     log.info("merged model: %s (%.1f s)", final, time.time() - started)
     return final
 
@@ -309,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     p = CommandParser(prog="astrollama merge", description=__doc__.splitlines()[0])
     p.add_argument("recipe", help="a merge recipe (recipes/*-merge.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. models.sft.path=runs/x seed=1")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate the recipe and print the mergekit config; read and write no model")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the recipe and print the mergekit config; read and write no model",
+    )
     a = p.parse_args(argv)
     recipe = load_merge_recipe(a.recipe, a.overrides)
     if a.dry_run:

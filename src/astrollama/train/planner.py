@@ -58,9 +58,15 @@ class Gpu:
 
 
 GPUS: dict[str, Gpu] = {
-    "a100-80g": Gpu("A100 80GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_80g_memory_gb"]),
-    "a100-40g": Gpu("A100 40GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_40g_memory_gb"]),
-    "h100-80g": Gpu("H100 SXM 80GB", paper.HARDWARE["h100_bf16_peak_flops"], paper.HARDWARE["h100_memory_gb"]),
+    "a100-80g": Gpu(
+        "A100 80GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_80g_memory_gb"]
+    ),
+    "a100-40g": Gpu(
+        "A100 40GB", paper.HARDWARE["a100_bf16_peak_flops"], paper.HARDWARE["a100_40g_memory_gb"]
+    ),
+    "h100-80g": Gpu(
+        "H100 SXM 80GB", paper.HARDWARE["h100_bf16_peak_flops"], paper.HARDWARE["h100_memory_gb"]
+    ),
 }
 
 
@@ -76,7 +82,8 @@ def model_config(recipe: Recipe) -> dict[str, Any]:
     cfg = Path(resolve_model(name)) / "config.json"
     if not cfg.is_file():
         raise RecipeError(
-            recipe.path, "model.name_or_path",
+            recipe.path,
+            "model.name_or_path",
             f"no architecture known for {name!r}: add it to astrollama.paper.MODEL_CONFIGS or use a local checkpoint",
         )
     try:
@@ -118,8 +125,15 @@ def _lora_parameters(cfg: dict[str, Any], r: int, modules: list[str] | None) -> 
     head_dim = cfg.get("head_dim") or h // heads
     kv = cfg.get("num_key_value_heads", heads) * head_dim
     i = cfg["intermediate_size"]
-    shapes = {"q_proj": (h, heads * head_dim), "k_proj": (h, kv), "v_proj": (h, kv),
-              "o_proj": (heads * head_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    shapes = {
+        "q_proj": (h, heads * head_dim),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (heads * head_dim, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
     mods = modules or ["q_proj", "v_proj"]  # peft's default for LLaMA
     return cfg["num_hidden_layers"] * sum(r * (shapes[m][0] + shapes[m][1]) for m in mods if m in shapes)
 
@@ -135,13 +149,14 @@ class TokenCount:
     trained_tokens: int  # tokens with a loss per epoch (padding excluded)
 
 
-def count_tokens(lengths: list[int], block_size: int, packing: bool,
-                 group_size: int = GROUP_TEXTS_BATCH_SIZE) -> TokenCount:
+def count_tokens(
+    lengths: list[int], block_size: int, packing: bool, group_size: int = GROUP_TEXTS_BATCH_SIZE
+) -> TokenCount:
     """Apply LMFlow's rule to document lengths (see module docstring)."""
     if packing:
         sequences = 0
         for start in range(0, len(lengths), group_size):
-            sequences += sum(lengths[start:start + group_size]) // block_size
+            sequences += sum(lengths[start : start + group_size]) // block_size
         trained = sequences * block_size
     else:
         sequences = len(lengths)
@@ -162,23 +177,37 @@ def _dataset_lengths(dataset: Path, tokenizer_name: str, template: str | None = 
         if template is None:
             raise ValueError(f"{dataset} holds conversations: the recipe needs data.conversation_template")
         convs = read_conversation_dir(dataset)
-        return [len(encode_conversation(c, tok, template)[0]) for c in tqdm(convs, desc="tokenising", unit="conv")]
+        return [
+            len(encode_conversation(c, tok, template)[0]) for c in tqdm(convs, desc="tokenising", unit="conv")
+        ]
     lengths: list[int] = []
     for f in tqdm(dataset_files(dataset), desc="tokenising", unit="file"):
         docs = list(iter_text_only_file(f))
         for start in range(0, len(docs), 1000):
-            enc = tok(docs[start:start + 1000], add_special_tokens=True)["input_ids"]
+            enc = tok(docs[start : start + 1000], add_special_tokens=True)["input_ids"]
             lengths += [len(x) for x in enc]
-    log.info("counted %d documents, %d tokens in %s with %s", len(lengths), sum(lengths), dataset, tokenizer_name)
+    log.info(
+        "counted %d documents, %d tokens in %s with %s", len(lengths), sum(lengths), dataset, tokenizer_name
+    )
     return lengths
 
 
 # ----------------------------------------------------------------------------------------------
 # Memory
 # ----------------------------------------------------------------------------------------------
-def memory_per_gpu(cfg: dict[str, Any], n_params: int, *, stage: int, offload: bool, world: int,
-                   micro: int, block: int, lora_params: int | None, checkpointing: bool,
-                   flash: bool) -> dict[str, float]:
+def memory_per_gpu(
+    cfg: dict[str, Any],
+    n_params: int,
+    *,
+    stage: int,
+    offload: bool,
+    world: int,
+    micro: int,
+    block: int,
+    lora_params: int | None,
+    checkpointing: bool,
+    flash: bool,
+) -> dict[str, float]:
     """Bytes per GPU for weights+gradients+optimizer states and for activations (module docstring)."""
     if lora_params is None:
         weights, grads, optim = 2.0 * n_params, 2.0 * n_params, 12.0 * n_params
@@ -199,8 +228,14 @@ def memory_per_gpu(cfg: dict[str, Any], n_params: int, *, stage: int, offload: b
     per_layer = s * h * (34 + (0 if flash else 5 * a * s / h))
     act = (2 * L * s * h + per_layer) if checkpointing else L * per_layer
     act = micro * (act + 8 * s * V)
-    return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": act,
-            "total": weights + grads + optim + act, "host_optimizer": host}
+    return {
+        "weights": weights,
+        "gradients": grads,
+        "optimizer": optim,
+        "activations": act,
+        "total": weights + grads + optim + act,
+        "host_optimizer": host,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,12 +320,18 @@ class PlanReport:
             f"memory/GPU:  {stage}: weights {m['weights'] / gb:.1f} + gradients {m['gradients'] / gb:.1f} + "
             f"optimizer {m['optimizer'] / gb:.1f} + activations {m['activations'] / gb:.1f} "
             f"= {m['total'] / gb:.1f} GiB of {self.gpu.memory_gb.value} GB: {fit}"
-            + (f"; host RAM for optimizer {m['host_optimizer'] / gb * self.gpus_per_node:.0f} GiB per node"
-               if self.offload else ""),
+            + (
+                f"; host RAM for optimizer {m['host_optimizer'] / gb * self.gpus_per_node:.0f} GiB per node"
+                if self.offload
+                else ""
+            ),
         ]
         if self.comparison:
-            lines += ["", self.budget_note,
-                      f"    {'training text':<48} {'tokens':>9} {'FLOPs':>9} {'MFU':>5}  verdict"]
+            lines += [
+                "",
+                self.budget_note,
+                f"    {'training text':<48} {'tokens':>9} {'FLOPs':>9} {'MFU':>5}  verdict",
+            ]
             for row in self.comparison:
                 lines.append(
                     f"    {row['label']:<48} {row['tokens']:>9.3g} {row['flops']:>9.3g} {row['mfu']:>5.0%}  {row['verdict']}"
@@ -298,9 +339,17 @@ class PlanReport:
         return "\n".join(lines)
 
 
-def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | None = None,
-         tokenizer: str | None = None, mfu: float = 0.4, gpu: str = "a100-80g",
-         nodes: int | None = None, gpus_per_node: int | None = None) -> PlanReport:
+def plan(
+    recipe: Recipe,
+    *,
+    tokens: float | None = None,
+    dataset: str | Path | None = None,
+    tokenizer: str | None = None,
+    mfu: float = 0.4,
+    gpu: str = "a100-80g",
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+) -> PlanReport:
     """Plan one recipe on an allocation. Tokens: ``tokens`` (trained tokens per epoch), else counted
     from ``dataset`` (default: the recipe's ``data.dataset_path`` when it exists)."""
     from astrollama.train import deepspeed
@@ -310,7 +359,9 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
     if gpu not in GPUS:
         raise RecipeError(recipe.path, "--gpu", f"unknown GPU {gpu!r}; one of {', '.join(GPUS)}")
     if tokens is not None and not (math.isfinite(tokens) and 0 < tokens <= MAX_TOKENS):
-        raise RecipeError(recipe.path, "--tokens", f"must be a positive finite number <= {MAX_TOKENS:.0e}, got {tokens:g}")
+        raise RecipeError(
+            recipe.path, "--tokens", f"must be a positive finite number <= {MAX_TOKENS:.0e}, got {tokens:g}"
+        )
     g = GPUS[gpu]
     nodes = recipe.launch.nodes if nodes is None else nodes
     gpn = recipe.launch.gpus_per_node if gpus_per_node is None else gpus_per_node
@@ -318,8 +369,9 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
         raise RecipeError(recipe.path, "--nodes", f"must be in 1..{MAX_NODES}, got {nodes}")
     if not 1 <= gpn <= MAX_GPUS_PER_NODE:
         raise RecipeError(recipe.path, "--gpus-per-node", f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpn}")
-    batch = plan_batch(recipe.batch.global_batch_size, nodes * gpn, recipe.batch.max_micro_batch_size,
-                       file=str(recipe.path))
+    batch = plan_batch(
+        recipe.batch.global_batch_size, nodes * gpn, recipe.batch.max_micro_batch_size, file=str(recipe.path)
+    )
     block = recipe.data.block_size
     cfg = model_config(recipe)
     n_params = count_parameters(cfg)
@@ -335,8 +387,11 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
         try:
             summarize_dataset(ds)  # every shard checked (one in memory at a time) before tokenising
         except LMFlowDataError as e:
-            raise RecipeError(recipe.path, "--dataset" if dataset is not None else "data.dataset_path",
-                              f"cannot count tokens: {e}") from None
+            raise RecipeError(
+                recipe.path,
+                "--dataset" if dataset is not None else "data.dataset_path",
+                f"cannot count tokens: {e}",
+            ) from None
         tok_name = tokenizer or resolve_model(recipe.model.name_or_path)
         try:
             lengths = _dataset_lengths(ds, tok_name, recipe.data.conversation_template)
@@ -344,9 +399,12 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
             if isinstance(e, InputError) or is_environment_error(e):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RecipeError(recipe.path, "--tokenizer" if tokenizer else "model.name_or_path",
-                              f"cannot load the tokenizer {tok_name!r} to count tokens (pass --tokenizer DIR "
-                              f"or --tokens N): {first}") from None
+            raise RecipeError(
+                recipe.path,
+                "--tokenizer" if tokenizer else "model.name_or_path",
+                f"cannot load the tokenizer {tok_name!r} to count tokens (pass --tokenizer DIR "
+                f"or --tokens N): {first}",
+            ) from None
         count = count_tokens(lengths, block, recipe.data.packing)
         source = f"counted in {ds} with the {tok_name} tokenizer"
 
@@ -369,14 +427,37 @@ def plan(recipe: Recipe, *, tokens: float | None = None, dataset: str | Path | N
         ds_cfg = deepspeed.load_config(recipe)
         stage, offload = deepspeed.zero_stage(ds_cfg), deepspeed.offloads_optimizer(ds_cfg)
     memory = memory_per_gpu(
-        cfg, n_params, stage=stage, offload=offload, world=batch.world_size,
-        micro=batch.per_device_train_batch_size, block=block, lora_params=lora_params,
+        cfg,
+        n_params,
+        stage=stage,
+        offload=offload,
+        world=batch.world_size,
+        micro=batch.per_device_train_batch_size,
+        block=block,
+        lora_params=lora_params,
         checkpointing=bool(recipe.trainer.get("gradient_checkpointing", False)),
         flash=recipe.model.use_flash_attention,
     )
     report = PlanReport(
-        recipe, g, mfu, nodes, gpn, batch, n_params, lora_params or n_params, count, source, epochs,
-        steps, computed, flops, gpu_hours, wall, stage, offload, memory,
+        recipe,
+        g,
+        mfu,
+        nodes,
+        gpn,
+        batch,
+        n_params,
+        lora_params or n_params,
+        count,
+        source,
+        epochs,
+        steps,
+        computed,
+        flops,
+        gpu_hours,
+        wall,
+        stage,
+        offload,
+        memory,
     )
     _add_budget_comparison(report)
     return report
@@ -403,16 +484,23 @@ def _add_budget_comparison(report: PlanReport) -> None:
                 rows.append((f"{p:,} papers x {t:,} tokens (whole summaries)", p * t))
     epochs = report.epochs
     report.comparison = [
-        {"label": label, "tokens": d * (1 if i == 0 else epochs), "flops": 6 * n * d * (1 if i == 0 else epochs),
-         "mfu": 6 * n * d * (1 if i == 0 else epochs) / budget,
-         "verdict": _verdict(6 * n * d * (1 if i == 0 else epochs) / budget)}
+        {
+            "label": label,
+            "tokens": d * (1 if i == 0 else epochs),
+            "flops": 6 * n * d * (1 if i == 0 else epochs),
+            "mfu": 6 * n * d * (1 if i == 0 else epochs) / budget,
+            "verdict": _verdict(6 * n * d * (1 if i == 0 else epochs) / budget),
+        }
         for i, (label, d) in enumerate(rows)
     ]
     covers = {m: budget * m / (6 * n) for m in (0.3, 0.4, 0.5)}
-    report.budget_note = "\n".join([
-        f"published budget for {key}: {hours.value:,} A100 GPU-hours ({hours.cite()})",
-        f"  = {budget:.3g} FLOPs at 100% MFU; 6 x N x D covers "
-        + ", ".join(f"{d:.2g} tokens at {m:.0%}" for m, d in covers.items()) + " MFU",
-        *([f"  papers: {papers.value:,} ({papers.note})"] if papers is not None else []),
-        f"  MFU needed by each training text ({epochs:g} epochs):",
-    ])
+    report.budget_note = "\n".join(
+        [
+            f"published budget for {key}: {hours.value:,} A100 GPU-hours ({hours.cite()})",
+            f"  = {budget:.3g} FLOPs at 100% MFU; 6 x N x D covers "
+            + ", ".join(f"{d:.2g} tokens at {m:.0%}" for m, d in covers.items())
+            + " MFU",
+            *([f"  papers: {papers.value:,} ({papers.note})"] if papers is not None else []),
+            f"  MFU needed by each training text ({epochs:g} epochs):",
+        ]
+    )

@@ -96,7 +96,9 @@ class PreemptionCallback(TrainerCallback):
                 why = self.stop.describe() if self.stop.requested() else "another rank"
                 log.warning(
                     "stop requested (%s): saving checkpoint-%d and exiting with %d (requeue me)",
-                    why, state.global_step, REQUEUE_EXIT_CODE,
+                    why,
+                    state.global_step,
+                    REQUEUE_EXIT_CODE,
                 )
         return control
 

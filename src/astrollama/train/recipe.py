@@ -268,9 +268,15 @@ def _type_ok(value: Any, tp: Any) -> bool:
 
 # value ranges TrainingArguments does not check itself: key -> (lower bound, bound allowed)
 _TRAINER_RANGES: dict[str, tuple[float, bool]] = {
-    "learning_rate": (0.0, False), "num_train_epochs": (0.0, False), "weight_decay": (0.0, True),
-    "warmup_steps": (0.0, True), "max_grad_norm": (0.0, True), "save_steps": (0.0, False),
-    "logging_steps": (0.0, False), "adam_epsilon": (0.0, False), "save_total_limit": (1.0, True),
+    "learning_rate": (0.0, False),
+    "num_train_epochs": (0.0, False),
+    "weight_decay": (0.0, True),
+    "warmup_steps": (0.0, True),
+    "max_grad_norm": (0.0, True),
+    "save_steps": (0.0, False),
+    "logging_steps": (0.0, False),
+    "adam_epsilon": (0.0, False),
+    "save_total_limit": (1.0, True),
     "seed": (0.0, True),
 }
 
@@ -294,25 +300,29 @@ def _validate_trainer(trainer: Mapping[str, Any], file: str) -> None:
         if not _type_ok(value, tp):
             if looks_like_number(value):
                 raise RecipeError(file, where, number_hint(value))
-            raise RecipeError(
-                file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
-            )
+            raise RecipeError(file, where, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     for key, value in trainer.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise RecipeError(file, f"trainer.{key}", f"must be a finite number, got {value}")
     for key, (low, inclusive) in _TRAINER_RANGES.items():
         value = trainer.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                value < low or (value == low and not inclusive)):
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (value < low or (value == low and not inclusive))
+        ):
             bound = f">= {low}" if inclusive else f"> {low}"
             raise RecipeError(file, f"trainer.{key}", f"must be {bound}, got {value}")
     max_steps = trainer.get("max_steps", -1)
     if isinstance(max_steps, int) and max_steps != -1 and max_steps < 1:
-        raise RecipeError(file, "trainer.max_steps", f"must be -1 (use num_train_epochs) or >= 1, got {max_steps}")
+        raise RecipeError(
+            file, "trainer.max_steps", f"must be -1 (use num_train_epochs) or >= 1, got {max_steps}"
+        )
     strategy = trainer.get("save_strategy", "steps")
     if strategy != "steps":
         raise RecipeError(
-            file, "trainer.save_strategy",
+            file,
+            "trainer.save_strategy",
             f"must be 'steps' (got {strategy!r}): preemption-safe runs resume from step checkpoints",
         )
     # Build the real dataclass (LMFlow's FinetunerArguments where importable, else
@@ -370,8 +380,11 @@ def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     key, sep, text = override.partition("=")
     key = key.strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in override):
-        raise RecipeError(file, key.split("\n")[0] or "(override)",
-                          "an override must not contain a newline or other control character")
+        raise RecipeError(
+            file,
+            key.split("\n")[0] or "(override)",
+            "an override must not contain a newline or other control character",
+        )
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(file, override, "an override must look like section.key=value")
     if key.split(".")[0] in {"base", "path"}:
@@ -382,7 +395,9 @@ def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise RecipeError(file, ".".join(parts[: i + 1]), f"is {child!r}, not a section; cannot set {key}")
+            raise RecipeError(
+                file, ".".join(parts[: i + 1]), f"is {child!r}, not a section; cannot set {key}"
+            )
         node = child
     node[parts[-1]] = value
 
@@ -398,8 +413,12 @@ def _pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None 
     if err["type"] == "missing":
         return RecipeError(file, loc, "required key is missing")
     if loc == "name" and err["type"] == "string_pattern_mismatch":
-        return RecipeError(file, loc, f"must be one safe path component (letters, digits, . _ + -; not "
-                                      f"starting with . or -), since runs go to runs/<name>; got {value!r}")
+        return RecipeError(
+            file,
+            loc,
+            f"must be one safe path component (letters, digits, . _ + -; not "
+            f"starting with . or -), since runs go to runs/<name>; got {value!r}",
+        )
     if looks_like_number(value) and err["type"] in {"float_type", "int_type", "float_parsing", "int_parsing"}:
         return RecipeError(file, loc, number_hint(value))
     return RecipeError(file, loc, f"{err['msg']} (got {value!r})")
@@ -437,12 +456,18 @@ def check_template(recipe: Recipe, engine: str) -> None:
     if name is None:
         return
     if name not in LMFLOW_TEMPLATES:
-        raise RecipeError(recipe.path, "data.conversation_template",
-                          f"{name!r} is not an LMFlow template; one of {', '.join(sorted(LMFLOW_TEMPLATES))}")
+        raise RecipeError(
+            recipe.path,
+            "data.conversation_template",
+            f"{name!r} is not an LMFlow template; one of {', '.join(sorted(LMFLOW_TEMPLATES))}",
+        )
     if engine == "local" and name not in LOCAL_TEMPLATES:
-        raise RecipeError(recipe.path, "data.conversation_template",
-                          f"{name!r}: the local engine implements {', '.join(sorted(LOCAL_TEMPLATES))}; "
-                          "train with launch.engine=lmflow for the others")
+        raise RecipeError(
+            recipe.path,
+            "data.conversation_template",
+            f"{name!r}: the local engine implements {', '.join(sorted(LOCAL_TEMPLATES))}; "
+            "train with launch.engine=lmflow for the others",
+        )
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
@@ -452,7 +477,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     leaf = _read_mapping(path)
     if not isinstance(leaf.get("data"), dict) or "packing" not in leaf["data"]:
         raise RecipeError(
-            file, "data.packing",
+            file,
+            "data.packing",
             "must be set in the recipe file itself (true: concatenate documents into block_size "
             "chunks; false: LMFlow cuts every document at block_size)",
         )
@@ -470,8 +496,12 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         raise _pydantic_error(e, file) from None
     _validate_trainer(trainer, file)
     check_template(recipe, recipe.launch.engine)
-    for section, attr in (("data", "dataset_path"), ("data", "eval_dataset_path"),
-                          ("launch", "deepspeed"), ("launch", "run_dir")):
+    for section, attr in (
+        ("data", "dataset_path"),
+        ("data", "eval_dataset_path"),
+        ("launch", "deepspeed"),
+        ("launch", "run_dir"),
+    ):
         obj = getattr(recipe, section)
         setattr(obj, attr, _absolute(getattr(obj, attr)))
     run_dir = recipe.launch.run_dir

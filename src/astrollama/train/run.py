@@ -47,8 +47,18 @@ from astrollama.io import atomic_dir, file_lock
 
 log = logging.getLogger("astrollama.train.run")
 
-_ENV_PREFIXES = ("SLURM_", "CUDA_", "NCCL_", "TORCH", "OMP_", "HF_", "TRANSFORMERS_", "ASTROLLAMA_",
-                 "MASTER_", "PYTHON")
+_ENV_PREFIXES = (
+    "SLURM_",
+    "CUDA_",
+    "NCCL_",
+    "TORCH",
+    "OMP_",
+    "HF_",
+    "TRANSFORMERS_",
+    "ASTROLLAMA_",
+    "MASTER_",
+    "PYTHON",
+)
 _ENV_NAMES = ("HOSTNAME", "PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH")
 
 
@@ -119,7 +129,9 @@ def _git_info(repo: Path) -> dict:
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain")
     return {
-        "repo": str(repo), "sha": sha, "dirty": bool(status) if status is not None else None,
+        "repo": str(repo),
+        "sha": sha,
+        "dirty": bool(status) if status is not None else None,
         "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
         "note": None if sha else "no git commit found (not a git checkout, or no commits yet)",
     }
@@ -132,7 +144,9 @@ class _PipFreeze:
         try:
             self.proc: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             self.error = ""
         except OSError as e:
@@ -146,15 +160,20 @@ class _PipFreeze:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return "# pip freeze timed out\n"
-        return out if self.proc.returncode == 0 else f"# pip freeze failed ({self.proc.returncode}): {err.strip()}\n"
+        return (
+            out
+            if self.proc.returncode == 0
+            else f"# pip freeze failed ({self.proc.returncode}): {err.strip()}\n"
+        )
 
 
 def _environment() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES}
 
 
-def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str],
-                     freeze: _PipFreeze | None = None) -> Path:
+def write_provenance(
+    recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str], freeze: _PipFreeze | None = None
+) -> Path:
     """Write this attempt's provenance directory atomically; return its path."""
     import yaml
 
@@ -177,12 +196,19 @@ def write_provenance(recipe, plan, alloc: Allocation, resume: Path | None, argv:
             (tmp / "pip-freeze.txt").write_text(frozen)
             (tmp / "environment.json").write_text(json.dumps(_environment(), indent=2) + "\n")
             launch = {
-                "engine": plan.engine, "nodes": plan.nodes, "commands": plan.commands, "env": plan.env,
-                "output_dir": str(plan.output_dir), "log_dir": str(plan.log_dir),
-                "batch": asdict(plan.batch), "allocation": asdict(alloc),
+                "engine": plan.engine,
+                "nodes": plan.nodes,
+                "commands": plan.commands,
+                "env": plan.env,
+                "output_dir": str(plan.output_dir),
+                "log_dir": str(plan.log_dir),
+                "batch": asdict(plan.batch),
+                "allocation": asdict(alloc),
                 "resume_from_checkpoint": str(resume) if resume else None,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-                "python": sys.executable, "argv": [str(recipe.path), *argv],
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": socket.gethostname(),
+                "python": sys.executable,
+                "argv": [str(recipe.path), *argv],
             }
             (tmp / "launch.json").write_text(json.dumps(launch, indent=2) + "\n")
             (tmp / "launch.txt").write_text(plan.render() + "\n")
@@ -214,8 +240,11 @@ class _Signals:
             self.requested = True
             self.stop_file.parent.mkdir(parents=True, exist_ok=True)
             self.stop_file.touch()
-            os.write(2, f"[astrollama train run] {signal.Signals(signum).name}: asking the workers to "
-                        "save a checkpoint at the end of this step and stop\n".encode())
+            os.write(
+                2,
+                f"[astrollama train run] {signal.Signals(signum).name}: asking the workers to "
+                "save a checkpoint at the end of this step and stop\n".encode(),
+            )
 
     def install(self) -> None:
         for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
@@ -249,15 +278,30 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     recipe = load_recipe(recipe_path, overrides)
     alloc = detect_allocation(recipe.launch.gpus_per_node)
     if not alloc.job_id and recipe.launch.nodes > 1:
-        log.warning("launch.nodes=%d but not inside a Slurm allocation: running on this machine only",
-                    recipe.launch.nodes)
+        log.warning(
+            "launch.nodes=%d but not inside a Slurm allocation: running on this machine only",
+            recipe.launch.nodes,
+        )
     # outside Slurm: port 0, torchrun binds a free one (two local runs never share launch.rdzv_port)
-    plan = build_launch(recipe, nodes=alloc.nodes, gpus_per_node=alloc.procs_per_node,
-                        rdzv_port=None if alloc.job_id else 0, rdzv_id=alloc.rdzv_id, python=sys.executable,
-                        check_model=True)
+    plan = build_launch(
+        recipe,
+        nodes=alloc.nodes,
+        gpus_per_node=alloc.procs_per_node,
+        rdzv_port=None if alloc.job_id else 0,
+        rdzv_id=alloc.rdzv_id,
+        python=sys.executable,
+        check_model=True,
+    )
     gpn = alloc.procs_per_node
-    log.info("node %d/%d (%s), %d %s process(es): %s", alloc.node_rank, len(alloc.nodes),
-             socket.gethostname(), gpn, alloc.device, plan.batch.box(len(alloc.nodes), gpn))
+    log.info(
+        "node %d/%d (%s), %d %s process(es): %s",
+        alloc.node_rank,
+        len(alloc.nodes),
+        socket.gethostname(),
+        gpn,
+        alloc.device,
+        plan.batch.box(len(alloc.nodes), gpn),
+    )
     if alloc.node_rank == 0:
         quarantine_incomplete(plan.output_dir)
     resume = latest_complete_checkpoint(plan.output_dir)
@@ -278,8 +322,9 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     sig = _Signals(stop_file)
     sig.install()
     log.info("exec: %s", shlex.join(command))
-    proc = subprocess.Popen(command, env=env, preexec_fn=_child_setup, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command, env=env, preexec_fn=_child_setup, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     sig.proc = proc
     log_file = plan.log_dir / f"{attempt}-node{alloc.node_rank}.log"
     t = threading.Thread(target=_tee, args=(proc.stdout, log_file), daemon=True)
@@ -293,8 +338,11 @@ def run(recipe_path: str, overrides: list[str]) -> int:
         log.info("torchrun finished (exit 0)")
         return 0
     if stopped:  # a finished run exits 0; a stopped one resumes after a requeue/resubmission
-        log.warning("stopped on request; newest complete checkpoint: %s; exit %d = requeue me",
-                    latest_complete_checkpoint(plan.output_dir), REQUEUE_EXIT_CODE)
+        log.warning(
+            "stopped on request; newest complete checkpoint: %s; exit %d = requeue me",
+            latest_complete_checkpoint(plan.output_dir),
+            REQUEUE_EXIT_CODE,
+        )
         return REQUEUE_EXIT_CODE
     log.error("torchrun failed with exit status %d (log: %s)", rc, log_file)
     return rc

@@ -38,8 +38,14 @@ from typing import Any
 __version__ = "0.0.0+fake"
 
 _request_ids = itertools.count()
-_DTYPES = {"auto": "float32", "float": "float32", "float32": "float32", "half": "float16",
-           "float16": "float16", "bfloat16": "bfloat16"}
+_DTYPES = {
+    "auto": "float32",
+    "float": "float32",
+    "float32": "float32",
+    "half": "float16",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+}
 
 
 @dataclass
@@ -50,11 +56,22 @@ class Logprob:
 
 
 class SamplingParams:
-    def __init__(self, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-                 seed: int | None = None, max_tokens: int | None = 16, repetition_penalty: float = 1.0,
-                 stop: str | list[str] | None = None, stop_token_ids: list[int] | None = None,
-                 logprobs: int | None = None, prompt_logprobs: int | None = None,
-                 allowed_token_ids: list[int] | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        max_tokens: int | None = 16,
+        repetition_penalty: float = 1.0,
+        stop: str | list[str] | None = None,
+        stop_token_ids: list[int] | None = None,
+        logprobs: int | None = None,
+        prompt_logprobs: int | None = None,
+        allowed_token_ids: list[int] | None = None,
+        **kw: Any,
+    ) -> None:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}.")
         if temperature < 0:
@@ -82,9 +99,11 @@ class SamplingParams:
         self.extra_args = kw
 
     def __repr__(self) -> str:
-        return (f"SamplingParams(n={self.n}, temperature={self.temperature}, top_p={self.top_p}, "
-                f"top_k={self.top_k}, seed={self.seed}, max_tokens={self.max_tokens}, "
-                f"logprobs={self.logprobs}, allowed_token_ids={self.allowed_token_ids})")
+        return (
+            f"SamplingParams(n={self.n}, temperature={self.temperature}, top_p={self.top_p}, "
+            f"top_k={self.top_k}, seed={self.seed}, max_tokens={self.max_tokens}, "
+            f"logprobs={self.logprobs}, allowed_token_ids={self.allowed_token_ids})"
+        )
 
 
 @dataclass
@@ -115,10 +134,20 @@ class RequestOutput:
 
 
 class LLM:
-    def __init__(self, model: str, *, tokenizer: str | None = None, tensor_parallel_size: int = 1,
-                 dtype: str = "auto", seed: int = 0, max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.9, max_logprobs: int = 20,
-                 enable_prefix_caching: bool | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        tokenizer: str | None = None,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        seed: int = 0,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        max_logprobs: int = 20,
+        enable_prefix_caching: bool | None = None,
+        **kw: Any,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -139,18 +168,31 @@ class LLM:
         self.max_model_len = max_model_len or ctx
         self.max_logprobs = max_logprobs
         self.seed = seed
-        self.init_kwargs = {"model": model, "tokenizer": tokenizer, "tensor_parallel_size": tensor_parallel_size,
-                            "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
-                            "gpu_memory_utilization": gpu_memory_utilization, "max_logprobs": max_logprobs,
-                            "enable_prefix_caching": enable_prefix_caching, **kw}
+        self.init_kwargs = {
+            "model": model,
+            "tokenizer": tokenizer,
+            "tensor_parallel_size": tensor_parallel_size,
+            "dtype": dtype,
+            "seed": seed,
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_logprobs": max_logprobs,
+            "enable_prefix_caching": enable_prefix_caching,
+            **kw,
+        }
         self.calls: list[list[SamplingParams]] = []
 
     def get_tokenizer(self) -> Any:
         return self.tokenizer
 
     # -- public entry points -------------------------------------------------------------------
-    def generate(self, prompts: Any, sampling_params: SamplingParams | list[SamplingParams] | None = None,
-                 use_tqdm: bool = True, **kw: Any) -> list[RequestOutput]:
+    def generate(
+        self,
+        prompts: Any,
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+        **kw: Any,
+    ) -> list[RequestOutput]:
         prompts = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
         encoded = []
         for p in prompts:
@@ -160,19 +202,29 @@ class LLM:
                 encoded.append((p, self.tokenizer(p).input_ids))
         return self._run(encoded, sampling_params)
 
-    def chat(self, messages: Any, sampling_params: SamplingParams | list[SamplingParams] | None = None,
-             use_tqdm: bool = True, add_generation_prompt: bool = True, **kw: Any) -> list[RequestOutput]:
+    def chat(
+        self,
+        messages: Any,
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+        add_generation_prompt: bool = True,
+        **kw: Any,
+    ) -> list[RequestOutput]:
         convs = [messages] if messages and isinstance(messages[0], dict) else list(messages)
         encoded = []
         for conv in convs:
-            ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=add_generation_prompt,
-                                                     tokenize=True, return_dict=True)["input_ids"]
+            ids = self.tokenizer.apply_chat_template(
+                conv, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+            )["input_ids"]
             encoded.append((None, list(ids)))
         return self._run(encoded, sampling_params)
 
     # -- engine --------------------------------------------------------------------------------
-    def _run(self, encoded: list[tuple[str | None, list[int]]],
-             sampling_params: SamplingParams | list[SamplingParams] | None) -> list[RequestOutput]:
+    def _run(
+        self,
+        encoded: list[tuple[str | None, list[int]]],
+        sampling_params: SamplingParams | list[SamplingParams] | None,
+    ) -> list[RequestOutput]:
         if sampling_params is None:
             params = [SamplingParams()] * len(encoded)
         elif isinstance(sampling_params, list):
@@ -190,11 +242,15 @@ class LLM:
                     "text tokens."
                 )
             if sp.logprobs is not None and sp.logprobs > self.max_logprobs:
-                raise ValueError(f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed: "
-                                 f"{self.max_logprobs}")
+                raise ValueError(
+                    f"Requested sample logprobs of {sp.logprobs}, which is greater than max allowed: "
+                    f"{self.max_logprobs}"
+                )
             if sp.prompt_logprobs is not None and sp.prompt_logprobs > self.max_logprobs:
-                raise ValueError(f"Requested prompt logprobs of {sp.prompt_logprobs}, which is greater than max "
-                                 f"allowed: {self.max_logprobs}")
+                raise ValueError(
+                    f"Requested prompt logprobs of {sp.prompt_logprobs}, which is greater than max "
+                    f"allowed: {self.max_logprobs}"
+                )
             if sp.allowed_token_ids is not None and not all(0 <= t < vocab for t in sp.allowed_token_ids):
                 raise ValueError("allowed_token_ids contains out-of-vocab token id!")
         self.calls.append(params)
@@ -213,11 +269,14 @@ class LLM:
 
         k = raw.numel() if k == -1 else k
         top = torch.topk(raw, k)
-        entry = {int(t): Logprob(float(v), r + 1, self.tokenizer.decode([int(t)]))
-                 for r, (v, t) in enumerate(zip(top.values, top.indices, strict=True))}
+        entry = {
+            int(t): Logprob(float(v), r + 1, self.tokenizer.decode([int(t)]))
+            for r, (v, t) in enumerate(zip(top.values, top.indices, strict=True))
+        }
         if chosen not in entry:
-            entry[chosen] = Logprob(float(raw[chosen]), int((raw > raw[chosen]).sum()) + 1,
-                                    self.tokenizer.decode([chosen]))
+            entry[chosen] = Logprob(
+                float(raw[chosen]), int((raw > raw[chosen]).sum()) + 1, self.tokenizer.decode([chosen])
+            )
         return entry
 
     def _complete(self, ids: list[int], sp: SamplingParams, index: int) -> tuple[CompletionOutput, Any]:
@@ -239,7 +298,9 @@ class LLM:
             out = self.model(input_ids=torch.tensor([ids]), use_cache=True)
             if sp.prompt_logprobs is not None:
                 plp = torch.log_softmax(out.logits[0].float(), dim=-1)
-                prompt_lps = [None] + [self._top(plp[j - 1], sp.prompt_logprobs, ids[j]) for j in range(1, len(ids))]
+                prompt_lps = [None] + [
+                    self._top(plp[j - 1], sp.prompt_logprobs, ids[j]) for j in range(1, len(ids))
+                ]
             for _ in range(budget):
                 logits, past = out.logits[0, -1].float(), out.past_key_values
                 raw = torch.log_softmax(logits, dim=-1)
@@ -287,6 +348,7 @@ class LLM:
         if text is None:
             text = self.tokenizer.decode([t for t in gen if t != eos], skip_special_tokens=True)
         with_lp = sp.logprobs is not None
-        comp = CompletionOutput(index, text, gen, cum if with_lp else None, lps if with_lp else None,
-                                finish, stop_reason)
+        comp = CompletionOutput(
+            index, text, gen, cum if with_lp else None, lps if with_lp else None, finish, stop_reason
+        )
         return comp, prompt_lps

@@ -48,7 +48,24 @@ from astrollama.data.aic.rules import (
 from astrollama.data.aic.stage import SOURCES, STAGE, aic_record, extract_aic, register, run_aic
 
 __all__ = [
-    "AIC", "SECTIONS", "SOURCES", "STAGE", "AICError", "EprintError", "aic_record", "classify_heading", "clean_latex",
-    "clean_nougat_markers", "extract_aic", "extract_aic_latex", "extract_aic_latex_text", "extract_aic_markdown",
-    "find_main_tex", "normalise_heading", "register", "resolve_latex_inputs", "run_aic", "strip_latex_comments",
+    "AIC",
+    "SECTIONS",
+    "SOURCES",
+    "STAGE",
+    "AICError",
+    "EprintError",
+    "aic_record",
+    "classify_heading",
+    "clean_latex",
+    "clean_nougat_markers",
+    "extract_aic",
+    "extract_aic_latex",
+    "extract_aic_latex_text",
+    "extract_aic_markdown",
+    "find_main_tex",
+    "normalise_heading",
+    "register",
+    "resolve_latex_inputs",
+    "run_aic",
+    "strip_latex_comments",
 ]

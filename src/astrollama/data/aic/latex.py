@@ -68,8 +68,10 @@ class EprintError(AICError):
 
 # ------------------------------------------------------------------------------------ inputs
 
-_INPUT = re.compile(r"\\(input|include|subfile)\s*\{([^{}\n]*)\}|\\input\s+([^\s{}\\%]+)|"
-                    r"\\usepackage\s*(?:\[[^\]\n]*\])?\s*\{([^{}]*)\}")
+_INPUT = re.compile(
+    r"\\(input|include|subfile)\s*\{([^{}\n]*)\}|\\input\s+([^\s{}\\%]+)|"
+    r"\\usepackage\s*(?:\[[^\]\n]*\])?\s*\{([^{}]*)\}"
+)
 _WHOLE_LINE_COMMENT = re.compile(r"^[ \t]*%[^\n]*(?:\n|\Z)", re.M)
 _COMMENT = re.compile(r"(?<!\\)((?:\\\\)*)%[^\n]*")
 
@@ -111,9 +113,15 @@ def _input_file(base: Path, root: Path, name: str, exts: tuple[str, ...], where:
     return None
 
 
-def resolve_latex_inputs(path: str | Path, *, root: str | Path | None = None, where: str | None = None,
-                         max_depth: int = MAX_INPUT_DEPTH, max_files: int = MAX_INPUT_FILES,
-                         max_chars: int = MAX_SOURCE_CHARS) -> str:
+def resolve_latex_inputs(
+    path: str | Path,
+    *,
+    root: str | Path | None = None,
+    where: str | None = None,
+    max_depth: int = MAX_INPUT_DEPTH,
+    max_files: int = MAX_INPUT_FILES,
+    max_chars: int = MAX_SOURCE_CHARS,
+) -> str:
     """The main file's text with its inputs inlined and comments stripped (see module doc).
 
     ``root`` is the e-print's source directory (default: the main file's); nothing outside it is
@@ -155,7 +163,7 @@ def resolve_latex_inputs(path: str | Path, *, root: str | Path | None = None, wh
                         raise EprintError(f"{where}: \\input{{{name}}}: nesting deeper than {max_depth}")
                     found.append(load(f, depth + 1, seen | {f}))
             if found or not keep:
-                out.append(text[pos:m.start()])
+                out.append(text[pos : m.start()])
                 out.append("\n".join(found))
                 pos = m.end()
         out.append(text[pos:])
@@ -186,6 +194,7 @@ def find_main_tex(src_dir: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ braces
+
 
 def brace_map(s: str) -> dict[int, int]:
     """``{`` position -> position of its ``}`` (len(s) when unclosed), ignoring ``\\{``/``\\}``."""
@@ -292,6 +301,7 @@ def _arg(s: str, i: int, bm: dict[int, int]) -> tuple[str, int]:
 
 # ------------------------------------------------------------------------------------ macros
 
+
 @dataclass
 class Macro:
     nargs: int
@@ -299,18 +309,44 @@ class Macro:
     default: str | None = None  # optional first argument's default
 
 
-
 _DEFINER = re.compile(
     r"\\(?P<cmd>newcommand|renewcommand|providecommand|DeclareRobustCommand|DeclareMathOperator)\*?\s*"
     r"|\\(?P<def>[egx]?def|let)\s*(?=\\)"
 )
 _PROTECTED = {  # names whose definitions are not expanded (handled by the converter)
-    "cite", "citep", "citet", "ref", "eqref", "label", "section", "subsection", "begin", "end", "input",
-    "include", "item", "caption", "footnote", "emph", "textbf", "textit", "todo", "marginpar",
-    "added", "deleted", "replaced", "explain", "software", "facilities", "bibliography", "bibitem",
+    "cite",
+    "citep",
+    "citet",
+    "ref",
+    "eqref",
+    "label",
+    "section",
+    "subsection",
+    "begin",
+    "end",
+    "input",
+    "include",
+    "item",
+    "caption",
+    "footnote",
+    "emph",
+    "textbf",
+    "textit",
+    "todo",
+    "marginpar",
+    "added",
+    "deleted",
+    "replaced",
+    "explain",
+    "software",
+    "facilities",
+    "bibliography",
+    "bibitem",
 }
-_PROGRAMMED = re.compile(r"\\(?:if[a-z@]*|else|fi|csname|expandafter|@ifnextchar|@ifstar|futurelet|"
-                         r"afterassignment|loop|repeat|ifthenelse|pdfstrcmp)(?![A-Za-z@])")
+_PROGRAMMED = re.compile(
+    r"\\(?:if[a-z@]*|else|fi|csname|expandafter|@ifnextchar|@ifstar|futurelet|"
+    r"afterassignment|loop|repeat|ifthenelse|pdfstrcmp)(?![A-Za-z@])"
+)
 # \ifmmode A\else B\fi is resolved (A in math); any other TeX programming is not evaluated: the call is dropped
 _IFMMODE = re.compile(r"(?:\\relax\s*)?\\ifmmode\b(.*?)\\else\b(.*?)\\fi\b", re.S)
 _NOTE_BODY = re.compile(r"\\(?:textcolor|color)\b.*\b[A-Z]{1,4}\s*:", re.S)
@@ -363,7 +399,7 @@ def collect_macros(tex: str, where: str = "<tex>") -> tuple[dict[str, Macro], st
                 i = tgt.end()
                 if tgt.group(1) in macros:
                     macros[name] = macros[tgt.group(1)]
-                out.append(tex[pos:m.start()])
+                out.append(tex[pos : m.start()])
                 pos = i
                 continue
             params = re.compile(r"((?:#\d)*)\s*\{").match(tex, i)
@@ -372,7 +408,7 @@ def collect_macros(tex: str, where: str = "<tex>") -> tuple[dict[str, Macro], st
             i = params.end() - 1
             body, i = _braced(tex, i, bm)
             mac = Macro(len(params.group(1)) // 2, body)
-        out.append(tex[pos:m.start()])
+        out.append(tex[pos : m.start()])
         pos = i
         if name in _PROTECTED:
             continue
@@ -386,6 +422,7 @@ def collect_macros(tex: str, where: str = "<tex>") -> tuple[dict[str, Macro], st
 
 def _substitute(body: str, args: list[str]) -> str:
     """``#1``..``#9`` -> the arguments, ``##`` -> ``#``."""
+
     def arg(g: re.Match[str]) -> str:
         if g.group(0) == "##":
             return "#"
@@ -412,7 +449,9 @@ class MacroExpander:
         if self.pat is None or "\\" not in s:
             return s
         if depth > MAX_MACRO_DEPTH:
-            raise EprintError(f"{self.where}: macros: nesting deeper than {MAX_MACRO_DEPTH} (recursive definition)")
+            raise EprintError(
+                f"{self.where}: macros: nesting deeper than {MAX_MACRO_DEPTH} (recursive definition)"
+            )
         bm: dict[int, int] | None = None
         out, pos, dollars = [], 0, int(math)
         for m in self.pat.finditer(s):
@@ -432,7 +471,7 @@ class MacroExpander:
                 for _ in range(k):
                     a, i = _arg(s, i, bm)
                     args.append(a)
-            seg = s[pos:m.start()]
+            seg = s[pos : m.start()]
             dollars += seg.count("$") - seg.count("\\$")
             inmath = bool(dollars % 2)
             body = mac.body
@@ -445,8 +484,10 @@ class MacroExpander:
             self.count += 1
             self.chars += len(body)
             if self.count > MAX_EXPANSIONS or self.chars > MAX_EXPANDED_CHARS:
-                raise EprintError(f"{self.where}: macros: expansion exceeds {MAX_EXPANSIONS} expansions or "
-                                  f"{MAX_EXPANDED_CHARS} characters (recursive definition)")
+                raise EprintError(
+                    f"{self.where}: macros: expansion exceeds {MAX_EXPANSIONS} expansions or "
+                    f"{MAX_EXPANDED_CHARS} characters (recursive definition)"
+                )
             exp = self.expand(body, depth + 1, inmath)
             if inmath and "$" in exp:  # a text-mode body ($..$ inside) used in math must not close it
                 exp = re.sub(r"(?<!\\)\$", "", exp)
@@ -458,6 +499,7 @@ class MacroExpander:
 
 
 # ------------------------------------------------------------------------- .bbl and .aux
+
 
 def _plain(s: str) -> str:
     return " ".join(_Converter(_Context()).text(s).split())
@@ -542,9 +584,14 @@ class _Context:
     def number_citations(self, body: str) -> None:
         """Numeric style (revtex): the ``.bbl`` entries numbered in its order (apsrev lists them in
         citation order) or, without one, the keys in the order of their first citation."""
-        order = list(self.cites) or list(dict.fromkeys(
-            k.strip() for m in _CITE_KEYS.finditer(body) for k in m.group(1).split(",")
-            if k.strip() and k.strip() != "*"))
+        order = list(self.cites) or list(
+            dict.fromkeys(
+                k.strip()
+                for m in _CITE_KEYS.finditer(body)
+                for k in m.group(1).split(",")
+                if k.strip() and k.strip() != "*"
+            )
+        )
         for k in order:
             c = self.cites.get(k) or self.cite(k)
             if isinstance(c, tuple):
@@ -565,89 +612,379 @@ class _Context:
 # ---------------------------------------------------------------------------- converter
 
 MATH_ENVS = {
-    "equation", "equation*", "align", "align*", "eqnarray", "eqnarray*", "gather", "gather*",
-    "multline", "multline*", "displaymath", "math", "flalign", "flalign*", "alignat", "alignat*",
+    "equation",
+    "equation*",
+    "align",
+    "align*",
+    "eqnarray",
+    "eqnarray*",
+    "gather",
+    "gather*",
+    "multline",
+    "multline*",
+    "displaymath",
+    "math",
+    "flalign",
+    "flalign*",
+    "alignat",
+    "alignat*",
 }
 _FLOATS = {
-    "figure", "figure*", "table", "table*", "deluxetable", "deluxetable*", "sidewaystable",
-    "sidewaystable*", "sidewaysfigure", "sidewaysfigure*", "longtable", "longtable*", "wrapfigure",
-    "wraptable", "SCfigure", "subfigure", "minipage", "interactive",
+    "figure",
+    "figure*",
+    "table",
+    "table*",
+    "deluxetable",
+    "deluxetable*",
+    "sidewaystable",
+    "sidewaystable*",
+    "sidewaysfigure",
+    "sidewaysfigure*",
+    "longtable",
+    "longtable*",
+    "wrapfigure",
+    "wraptable",
+    "SCfigure",
+    "subfigure",
+    "minipage",
+    "interactive",
 }
 _SKIP_ENVS = {
-    "comment", "thebibliography", "acknowledgments", "acknowledgements", "acknowledgment",
-    "acknowledgement", "tabular", "tabular*", "tabularx", "verbatim", "lstlisting", "tikzpicture",
-    "contribution", "facilities", "software", "references", "CJK*", "appendix", "ruledtabular",
+    "comment",
+    "thebibliography",
+    "acknowledgments",
+    "acknowledgements",
+    "acknowledgment",
+    "acknowledgement",
+    "tabular",
+    "tabular*",
+    "tabularx",
+    "verbatim",
+    "lstlisting",
+    "tikzpicture",
+    "contribution",
+    "facilities",
+    "software",
+    "references",
+    "CJK*",
+    "appendix",
+    "ruledtabular",
     "acronym",
 }
 # command -> (optional args, braced args dropped, braced args kept); other unknown commands are
 # dropped and their braced argument read as text (\emph{x} -> x)
 _DROP_ONE = (
-    "label", "footnote", "footnotetext", "thanks", "nocite", "bibliographystyle", "bibliography", "software",
-    "facilities", "facility", "marginpar", "marginnote", "todo", "explain", "deleted", "includegraphics",
-    "graphicspath", "color", "affiliation", "altaffiliation", "author", "email", "correspondingauthor", "keywords",
-    "received", "revised", "accepted", "published", "submitjournal", "shorttitle", "shortauthors", "linelabel",
-    "phantom", "hphantom", "vphantom", "sout", "st", "xout", "orcidlink", "tablenotetext", "tablecomments",
-    "tablerefs", "vspace", "hspace", "pagestyle", "thispagestyle", "addbibresource", "newlabel", "hypersetup",
-    "fnm", "subcaption", "epsscale", "plotone", "figurenum", "title", "collaboration", "affil", "institute",
-    "titlerunning", "authorrunning", "date", "pacs", "keyword", "input", "include", "usepackage",
-    "documentclass", "numberwithin", "bibinfo", "doi", "arxiv", "urlstyle", "fontsize", "shortcites",
-    "preprint", "homepage", "bibnote",
+    "label",
+    "footnote",
+    "footnotetext",
+    "thanks",
+    "nocite",
+    "bibliographystyle",
+    "bibliography",
+    "software",
+    "facilities",
+    "facility",
+    "marginpar",
+    "marginnote",
+    "todo",
+    "explain",
+    "deleted",
+    "includegraphics",
+    "graphicspath",
+    "color",
+    "affiliation",
+    "altaffiliation",
+    "author",
+    "email",
+    "correspondingauthor",
+    "keywords",
+    "received",
+    "revised",
+    "accepted",
+    "published",
+    "submitjournal",
+    "shorttitle",
+    "shortauthors",
+    "linelabel",
+    "phantom",
+    "hphantom",
+    "vphantom",
+    "sout",
+    "st",
+    "xout",
+    "orcidlink",
+    "tablenotetext",
+    "tablecomments",
+    "tablerefs",
+    "vspace",
+    "hspace",
+    "pagestyle",
+    "thispagestyle",
+    "addbibresource",
+    "newlabel",
+    "hypersetup",
+    "fnm",
+    "subcaption",
+    "epsscale",
+    "plotone",
+    "figurenum",
+    "title",
+    "collaboration",
+    "affil",
+    "institute",
+    "titlerunning",
+    "authorrunning",
+    "date",
+    "pacs",
+    "keyword",
+    "input",
+    "include",
+    "usepackage",
+    "documentclass",
+    "numberwithin",
+    "bibinfo",
+    "doi",
+    "arxiv",
+    "urlstyle",
+    "fontsize",
+    "shortcites",
+    "preprint",
+    "homepage",
+    "bibnote",
 )
 _DROP_TWO = ("setcounter", "addtocounter", "setlength", "addtolength", "renewcommand", "newcommand")
 _DROP_NONE = (
-    "newpage", "clearpage", "linenumbers", "nolinenumbers", "startlongtable", "tableline", "hline", "noindent",
-    "centering", "vfill", "hfill", "smallskip", "medskip", "bigskip", "appendix", "acknowledgments",
-    "acknowledgements", "maketitle", "nocollaboration", "xspace", "relax", "protect", "nonumber", "notag",
-    "ignorespaces", "null", "leavevmode", "sloppy", "raggedright", "raggedleft", "flushbottom", "selectfont",
-    "allowbreak", "nobreak", "unskip", "bf", "it", "rm", "sc", "sl", "sf", "tt", "em", "small", "footnotesize",
-    "scriptsize", "tiny", "large", "Large", "LARGE", "huge", "normalsize", "bfseries", "itshape", "upshape",
-    "mdseries", "normalfont", "makeatletter", "makeatother", "tableofcontents", "onecolumngrid",
-    "twocolumngrid", "FloatBarrier", "vskip", "hskip", "bigskip", "break", "frenchspacing",
+    "newpage",
+    "clearpage",
+    "linenumbers",
+    "nolinenumbers",
+    "startlongtable",
+    "tableline",
+    "hline",
+    "noindent",
+    "centering",
+    "vfill",
+    "hfill",
+    "smallskip",
+    "medskip",
+    "bigskip",
+    "appendix",
+    "acknowledgments",
+    "acknowledgements",
+    "maketitle",
+    "nocollaboration",
+    "xspace",
+    "relax",
+    "protect",
+    "nonumber",
+    "notag",
+    "ignorespaces",
+    "null",
+    "leavevmode",
+    "sloppy",
+    "raggedright",
+    "raggedleft",
+    "flushbottom",
+    "selectfont",
+    "allowbreak",
+    "nobreak",
+    "unskip",
+    "bf",
+    "it",
+    "rm",
+    "sc",
+    "sl",
+    "sf",
+    "tt",
+    "em",
+    "small",
+    "footnotesize",
+    "scriptsize",
+    "tiny",
+    "large",
+    "Large",
+    "LARGE",
+    "huge",
+    "normalsize",
+    "bfseries",
+    "itshape",
+    "upshape",
+    "mdseries",
+    "normalfont",
+    "makeatletter",
+    "makeatother",
+    "tableofcontents",
+    "onecolumngrid",
+    "twocolumngrid",
+    "FloatBarrier",
+    "vskip",
+    "hskip",
+    "bigskip",
+    "break",
+    "frenchspacing",
 )
 _ARGS: dict[str, tuple[int, int, int]] = {
-    **{c: (1, 1, 0) for c in _DROP_ONE}, **{c: (1, 2, 0) for c in _DROP_TWO}, **{c: (0, 0, 0) for c in _DROP_NONE},
-    "added": (1, 0, 1), "replaced": (1, 1, 1), "textcolor": (1, 1, 1), "colorbox": (0, 1, 1),
-    "href": (0, 1, 1), "hypertarget": (0, 1, 1), "hyperref": (1, 0, 1), "dataset": (1, 0, 1),
+    **{c: (1, 1, 0) for c in _DROP_ONE},
+    **{c: (1, 2, 0) for c in _DROP_TWO},
+    **{c: (0, 0, 0) for c in _DROP_NONE},
+    "added": (1, 0, 1),
+    "replaced": (1, 1, 1),
+    "textcolor": (1, 1, 1),
+    "colorbox": (0, 1, 1),
+    "href": (0, 1, 1),
+    "hypertarget": (0, 1, 1),
+    "hyperref": (1, 0, 1),
+    "dataset": (1, 0, 1),
 }
 _BREAKS = {"par": "\n\n", "newline": " ", "linebreak": " ", "quad": " ", "qquad": " "}
 _WORDS = {
-    "etal": "et al.", "ldots": "...", "dots": "...", "textellipsis": "...", "LaTeX": "LaTeX", "TeX": "TeX",
-    "AA": "Å", "aa": "å", "ss": "ß", "o": "ø", "O": "Ø", "ae": "æ", "AE": "Æ", "l": "ł", "L": "Ł", "i": "ı",
-    "deg": "°", "degree": "°", "textdegree": "°", "arcsec": "″", "arcmin": "′", "farcs": "″", "farcm": "′",
-    "fdg": "°", "micron": "μm", "sun": "☉", "earth": "⊕", "kms": "km s⁻¹", "textasciitilde": "~",
-    "textbackslash": "\\", "textbar": "|", "textless": "<", "textgreater": ">", "textendash": "–",
-    "textemdash": "—", "textquoteright": "'", "textquoteleft": "'", "S": "Section", "P": "¶", "copyright": "©",
-    "sim": "~", "approx": "≈", "pm": "±", "times": "×", "lesssim": "≲", "gtrsim": "≳", "odot": "⊙",
-    "le": "≤", "ge": "≥", "leq": "≤", "geq": "≥", "percent": "%",
-    "textregistered": "®", "dag": "†", "ddag": "‡",
+    "etal": "et al.",
+    "ldots": "...",
+    "dots": "...",
+    "textellipsis": "...",
+    "LaTeX": "LaTeX",
+    "TeX": "TeX",
+    "AA": "Å",
+    "aa": "å",
+    "ss": "ß",
+    "o": "ø",
+    "O": "Ø",
+    "ae": "æ",
+    "AE": "Æ",
+    "l": "ł",
+    "L": "Ł",
+    "i": "ı",
+    "deg": "°",
+    "degree": "°",
+    "textdegree": "°",
+    "arcsec": "″",
+    "arcmin": "′",
+    "farcs": "″",
+    "farcm": "′",
+    "fdg": "°",
+    "micron": "μm",
+    "sun": "☉",
+    "earth": "⊕",
+    "kms": "km s⁻¹",
+    "textasciitilde": "~",
+    "textbackslash": "\\",
+    "textbar": "|",
+    "textless": "<",
+    "textgreater": ">",
+    "textendash": "–",
+    "textemdash": "—",
+    "textquoteright": "'",
+    "textquoteleft": "'",
+    "S": "Section",
+    "P": "¶",
+    "copyright": "©",
+    "sim": "~",
+    "approx": "≈",
+    "pm": "±",
+    "times": "×",
+    "lesssim": "≲",
+    "gtrsim": "≳",
+    "odot": "⊙",
+    "le": "≤",
+    "ge": "≥",
+    "leq": "≤",
+    "geq": "≥",
+    "percent": "%",
+    "textregistered": "®",
+    "dag": "†",
+    "ddag": "‡",
 }
-_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304",
-            ".": "\u0307", "c": "\u0327", "v": "\u030c", "u": "\u0306", "H": "\u030b", "k": "\u0328",
-            "r": "\u030a"}
-_SYMBOLS = {"%": "%", "&": "&", "#": "#", "_": "_", "$": "$", "{": "{", "}": "}", ",": " ", ";": " ",
-            ":": " ", " ": " ", "\n": " ", "\t": " ", "!": "", "-": "", "/": "", "@": "", "\\": " "}
-_CITE = re.compile(r"(?:[Cc]ite|[Cc]ite[tp]|[Cc]itealt|[Cc]itealp|citeauthor|[Cc]iteauthor|citeyear|citeyearpar|"
-                   r"citenum|citetext|parencite|textcite|autocite|Textcite|Parencite|citeads[tp]?|citen)\*?")
+_ACCENTS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    "^": "\u0302",
+    '"': "\u0308",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+    "c": "\u0327",
+    "v": "\u030c",
+    "u": "\u0306",
+    "H": "\u030b",
+    "k": "\u0328",
+    "r": "\u030a",
+}
+_SYMBOLS = {
+    "%": "%",
+    "&": "&",
+    "#": "#",
+    "_": "_",
+    "$": "$",
+    "{": "{",
+    "}": "}",
+    ",": " ",
+    ";": " ",
+    ":": " ",
+    " ": " ",
+    "\n": " ",
+    "\t": " ",
+    "!": "",
+    "-": "",
+    "/": "",
+    "@": "",
+    "\\": " ",
+}
+_CITE = re.compile(
+    r"(?:[Cc]ite|[Cc]ite[tp]|[Cc]itealt|[Cc]itealp|citeauthor|[Cc]iteauthor|citeyear|citeyearpar|"
+    r"citenum|citetext|parencite|textcite|autocite|Textcite|Parencite|citeads[tp]?|citen)\*?"
+)
 _REFS = {"ref", "autoref", "cref", "Cref", "eqref", "pageref", "vref", "Autoref", "nameref", "subref", "Sref"}
-_REF_WORD = re.compile(r"(?:Sections?|Sects?\.|Secs?\.|§|Figures?|Figs?\.|Tables?|Tabs?\.|Eqs?\.|Equations?|"
-                       r"Eqns?\.|Appendi(?:x|ces)|App\.|Chapters?|Panels?|panels?|Lines?|Steps?|Algorithms?|"
-                       r"Models?|Cases?|Items?|Paper|Notes?|Theorems?|Lemmas?)\s*\(?$")
+_REF_WORD = re.compile(
+    r"(?:Sections?|Sects?\.|Secs?\.|§|Figures?|Figs?\.|Tables?|Tabs?\.|Eqs?\.|Equations?|"
+    r"Eqns?\.|Appendi(?:x|ces)|App\.|Chapters?|Panels?|panels?|Lines?|Steps?|Algorithms?|"
+    r"Models?|Cases?|Items?|Paper|Notes?|Theorems?|Lemmas?)\s*\(?$"
+)
 _REF_JOIN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*$")
-_TEXTUAL = re.compile(r"\b(?:by|in|of|see|and|from|with|to|also|as|than|cf\.|e\.g\.,?|i\.e\.,?|like|including|"
-                      r"on|for|following)\s*$", re.I)
+_TEXTUAL = re.compile(
+    r"\b(?:by|in|of|see|and|from|with|to|also|as|than|cf\.|e\.g\.,?|i\.e\.,?|like|including|"
+    r"on|for|following)\s*$",
+    re.I,
+)
 # acronym / glossaries commands -> (form, plural); "ac": the full form on first use, then short
 _ACRO: dict[str, tuple[str, bool]] = {
-    "ac": ("ac", False), "acp": ("ac", True), "Ac": ("ac", False), "Acp": ("ac", True),
-    "acs": ("short", False), "acsp": ("short", True), "acl": ("long", False), "aclp": ("long", True),
-    "Acl": ("long", False), "Aclp": ("long", True), "acf": ("full", False), "acfp": ("full", True),
-    "Acf": ("full", False), "Acfp": ("full", True), "gls": ("ac", False), "glspl": ("ac", True),
-    "Gls": ("ac", False), "Glspl": ("ac", True), "acrshort": ("short", False), "acrlong": ("long", False),
-    "acrfull": ("full", False), "acused": ("", False), "acresetall": ("", False), "acrodef": ("", False),
-    "acro": ("", False), "newacronym": ("", False),
+    "ac": ("ac", False),
+    "acp": ("ac", True),
+    "Ac": ("ac", False),
+    "Acp": ("ac", True),
+    "acs": ("short", False),
+    "acsp": ("short", True),
+    "acl": ("long", False),
+    "aclp": ("long", True),
+    "Acl": ("long", False),
+    "Aclp": ("long", True),
+    "acf": ("full", False),
+    "acfp": ("full", True),
+    "Acf": ("full", False),
+    "Acfp": ("full", True),
+    "gls": ("ac", False),
+    "glspl": ("ac", True),
+    "Gls": ("ac", False),
+    "Glspl": ("ac", True),
+    "acrshort": ("short", False),
+    "acrlong": ("long", False),
+    "acrfull": ("full", False),
+    "acused": ("", False),
+    "acresetall": ("", False),
+    "acrodef": ("", False),
+    "acro": ("", False),
+    "newacronym": ("", False),
 }
 _ABBREV_END = re.compile(r"\b(?:e\.g|i\.e|cf|vs|al|Refs?|Secs?|Eqs?|Figs?)\.,?\s*$")
-_PREFIX_WORD = (("fig", "Figure"), ("tab", "Table"), ("eq", "Eq."), ("app", "Appendix"), ("sec", "Section"),
-                ("s:", "Section"), ("ss", "Section"), ("alg", "Algorithm"))
+_PREFIX_WORD = (
+    ("fig", "Figure"),
+    ("tab", "Table"),
+    ("eq", "Eq."),
+    ("app", "Appendix"),
+    ("sec", "Section"),
+    ("s:", "Section"),
+    ("ss", "Section"),
+    ("alg", "Algorithm"),
+)
 MATH_OPEN, MATH_CLOSE = "\ue000", "\ue001"  # internal markers around math (removed in the output)
 
 
@@ -899,8 +1236,9 @@ class _Converter:
                 return i
             # neutral: keep a textual citation's place in the sentence, drop a parenthetical one
             tail = self._tail(20)
-            if base in ("citet", "textcite", "citealt", "citealp", "citeads", "citeadst") or \
-                    _TEXTUAL.search(tail):
+            if base in ("citet", "textcite", "citealt", "citealp", "citeads", "citeadst") or _TEXTUAL.search(
+                tail
+            ):
                 word = "previous work"
                 if not tail.strip() or (re.search(r"[.!?]\s*$", tail) and not _ABBREV_END.search(tail)):
                     word = "Previous work"
@@ -1084,7 +1422,9 @@ class LatexPaper:
     ctx: _Context
 
 
-def load_paper(tex_path: str | Path, *, root: str | Path | None = None, where: str | None = None) -> LatexPaper:
+def load_paper(
+    tex_path: str | Path, *, root: str | Path | None = None, where: str | None = None
+) -> LatexPaper:
     """Inputs resolved, macros expanded, the ``.bbl``/``.aux`` next to the main file read."""
     p = Path(tex_path)
     where = where or str(p)
@@ -1103,8 +1443,9 @@ def load_paper(tex_path: str | Path, *, root: str | Path | None = None, where: s
     return LatexPaper(tex, ctx)
 
 
-def extract_aic_latex_text(tex: str, *, metadata_abstract: str | None = None, where: str = "<tex>",
-                           ctx: _Context | None = None) -> AIC:
+def extract_aic_latex_text(
+    tex: str, *, metadata_abstract: str | None = None, where: str = "<tex>", ctx: _Context | None = None
+) -> AIC:
     """Extract the AIC sections from LaTeX source text (inputs resolved; macros expanded unless
     ``ctx`` is None, in which case the text's own definitions are expanded here)."""
     tex = strip_latex_comments(tex)
@@ -1150,9 +1491,15 @@ def extract_aic_latex_text(tex: str, *, metadata_abstract: str | None = None, wh
     return _finish(aic, metadata_abstract, where)
 
 
-def extract_aic_latex(path: str | Path, *, metadata_abstract: str | None = None, root: str | Path | None = None,
-                      where: str | None = None) -> AIC:
+def extract_aic_latex(
+    path: str | Path,
+    *,
+    metadata_abstract: str | None = None,
+    root: str | Path | None = None,
+    where: str | None = None,
+) -> AIC:
     """Extract the AIC sections from a LaTeX main file (inputs, macros, .bbl and .aux resolved)."""
     paper = load_paper(path, root=root, where=where)
-    return extract_aic_latex_text(paper.tex, metadata_abstract=metadata_abstract, where=where or str(path),
-                                  ctx=paper.ctx)
+    return extract_aic_latex_text(
+        paper.tex, metadata_abstract=metadata_abstract, where=where or str(path), ctx=paper.ctx
+    )

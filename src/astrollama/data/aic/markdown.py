@@ -29,7 +29,9 @@ def _md_headings(lines: list[str]) -> list[_Heading]:
         m = _MD_HEADING.match(s)
         if m:
             norm, depth = normalise_heading(m.group(2))
-            out.append(_Heading(i, _display(m.group(2)), norm, len(m.group(1)), depth, classify_heading(norm)))
+            out.append(
+                _Heading(i, _display(m.group(2)), norm, len(m.group(1)), depth, classify_heading(norm))
+            )
             continue
         b = _BOLD_HEADING.match(s)
         if b:
@@ -48,8 +50,10 @@ def _md_headings(lines: list[str]) -> list[_Heading]:
             norm, depth = normalise_heading(s)
             kind = classify_heading(norm)
             # short, like a heading: "3 conclusions can be drawn" is a sentence, not a heading
-            if kind in ("introduction", "conclusion", "references", "acknowledgments", "appendix") \
-                    and len(norm.split()) <= 4:
+            if (
+                kind in ("introduction", "conclusion", "references", "acknowledgments", "appendix")
+                and len(norm.split()) <= 4
+            ):
                 out.append(_Heading(i, _display(s), norm, 0, depth, kind))
     return out
 

@@ -18,15 +18,28 @@ _NUMBER = re.compile(
 )
 _CONCLUSION = re.compile(r"\bconclu(?:sion|sions|ding)\b")
 _SUMMARY_LIKE = {
-    "summary", "summary and discussion", "discussion and summary", "summary and outlook",
-    "summary and future work", "summary and prospects", "final remarks", "closing remarks",
+    "summary",
+    "summary and discussion",
+    "discussion and summary",
+    "summary and outlook",
+    "summary and future work",
+    "summary and prospects",
+    "final remarks",
+    "closing remarks",
 }
 _BACKMATTER = {
     "references": ("references", "bibliography", "literature cited", "reference"),
     "acknowledgments": ("acknowledgments", "acknowledgements", "acknowledgment", "acknowledgement"),
     "appendix": ("appendix", "appendices", "supplementary material", "online material"),
-    "backmatter": ("data availability", "data availability statement", "author contributions",
-                   "software", "facilities", "conflict of interest", "funding"),
+    "backmatter": (
+        "data availability",
+        "data availability statement",
+        "author contributions",
+        "software",
+        "facilities",
+        "conflict of interest",
+        "funding",
+    ),
     "keywords": ("key words", "keywords", "subject headings", "unified astronomy thesaurus concepts"),
 }
 

@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def extract_aic(
-    *, mmd_path: str | Path | None = None, tex_path: str | Path | None = None,
-    metadata_abstract: str | None = None, where: str | None = None,
+    *,
+    mmd_path: str | Path | None = None,
+    tex_path: str | Path | None = None,
+    metadata_abstract: str | None = None,
+    where: str | None = None,
 ) -> AIC:
     """AIC from a ``.mmd`` file or a LaTeX main file / source directory (exactly one).
 
@@ -28,8 +31,9 @@ def extract_aic(
         raise ValueError("give exactly one of mmd_path or tex_path")
     if mmd_path is not None:
         p = Path(mmd_path)
-        return extract_aic_markdown(p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract,
-                                    where=where or str(p))
+        return extract_aic_markdown(
+            p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract, where=where or str(p)
+        )
     from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
 
     p = Path(tex_path)  # type: ignore[arg-type]
@@ -53,9 +57,15 @@ def aic_record(paper_id: str, title: str, aic: AIC) -> dict[str, Any]:
 
 
 def run_aic(
-    root: str | Path, *, source: str = "auto", shard_index: int | None = None,
-    num_shards: int | None = None, retry_failed: bool = False, force: bool = False,
-    ids: Sequence[str] | None = None, progress: bool = True,
+    root: str | Path,
+    *,
+    source: str = "auto",
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    ids: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> Any:
     """Extract AIC for this shard's pending papers of the manifest at ``root``.
 
@@ -74,8 +84,15 @@ def run_aic(
     m = Manifest(root)
     from tqdm import tqdm
 
-    runner = StageRunner(m, STAGE, shard_index=shard_index, num_shards=num_shards,
-                         retry_failed=retry_failed, force=force, progress=False)
+    runner = StageRunner(
+        m,
+        STAGE,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        retry_failed=retry_failed,
+        force=force,
+        progress=False,
+    )
     todo = runner.select(ids)
     ocr, src = m.status("ocr"), m.status("download_src")
     out_dir = m.root / "aic"
@@ -88,15 +105,22 @@ def run_aic(
             have_tex = s is not None and s.status == "ok" and "src" in s.outputs and source != "mmd"
             meta_abs = row.get("abstract")
             if have_mmd:
-                aic = extract_aic(mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs,
-                                  where=o.outputs["mmd"])  # root-relative: records do not depend on root
+                aic = extract_aic(
+                    mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs, where=o.outputs["mmd"]
+                )  # root-relative: records do not depend on root
             elif have_tex:
-                aic = extract_aic(tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs,
-                                  where=s.outputs["src"])
+                aic = extract_aic(
+                    tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs, where=s.outputs["src"]
+                )
             else:
-                allowed = {"auto": ("ocr", "download_src"), "mmd": ("ocr",), "latex": ("download_src",)}[source]
-                ups = [f"{n} failed: {r.error}" for n, r in (("ocr", o), ("download_src", s))
-                       if n in allowed and r is not None and r.status == "failed"]
+                allowed = {"auto": ("ocr", "download_src"), "mmd": ("ocr",), "latex": ("download_src",)}[
+                    source
+                ]
+                ups = [
+                    f"{n} failed: {r.error}"
+                    for n, r in (("ocr", o), ("download_src", s))
+                    if n in allowed and r is not None and r.status == "failed"
+                ]
                 if ups:  # terminal upstream failure (rerun with --retry-failed once an input exists)
                     runner.fail(pid, "upstream: " + "; ".join(ups))
                 else:
@@ -108,8 +132,14 @@ def run_aic(
                 missing_counts[sec] = missing_counts.get(sec, 0) + 1
             write_outputs({"aic": (path, json.dumps(rec, ensure_ascii=False, indent=1) + "\n")})
             killpoint.hit("aic.between")
-            runner.ok(pid, outputs={"aic": path}, source=aic.source, missing=aic.missing,
-                      abstract_source=aic.abstract_source, conclusion_heading=aic.conclusion_heading)
+            runner.ok(
+                pid,
+                outputs={"aic": path},
+                source=aic.source,
+                missing=aic.missing,
+                abstract_source=aic.abstract_source,
+                conclusion_heading=aic.conclusion_heading,
+            )
     if missing_counts:
         log.info("aic: papers with a missing section (recorded as attr 'missing'): %s", missing_counts)
     return runner.finish()
@@ -121,11 +151,19 @@ def register(sub: Any) -> None:
 
     from astrollama.data.stages import add_shard_args
 
-    p = sub.add_parser("aic", help="Abstract + Introduction + Conclusion from .mmd or LaTeX source",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "aic",
+        help="Abstract + Introduction + Conclusion from .mmd or LaTeX source",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", help="data root (manifest/; outputs go to ROOT/aic/)")
-    p.add_argument("--source", choices=SOURCES, default="auto", help="auto: .mmd when OCR finished, else LaTeX")
-    p.add_argument("--file", help="extract from one .mmd / .tex file or source dir and print it (no manifest)")
+    p.add_argument(
+        "--source", choices=SOURCES, default="auto", help="auto: .mmd when OCR finished, else LaTeX"
+    )
+    p.add_argument(
+        "--file", help="extract from one .mmd / .tex file or source dir and print it (no manifest)"
+    )
     add_shard_args(p)
     p.set_defaults(func=_cli)
 
@@ -140,6 +178,12 @@ def _cli(a: Any) -> int:
         return 0
     if not a.root:
         raise ValueError("give --root (manifest stage) or --file (one paper)")
-    run_aic(a.root, source=a.source, shard_index=a.shard_index, num_shards=a.num_shards,
-            retry_failed=a.retry_failed, force=a.force)
+    run_aic(
+        a.root,
+        source=a.source,
+        shard_index=a.shard_index,
+        num_shards=a.num_shards,
+        retry_failed=a.retry_failed,
+        force=a.force,
+    )
     return 0

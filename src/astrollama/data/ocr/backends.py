@@ -66,14 +66,27 @@ class TransformersBackend(Backend):
 
     name = "transformers"
 
-    def __init__(self, checkpoint: str | os.PathLike[str], *, batch_size: int = 8, dpi: int = 96,
-                 device: str | None = None, dtype: str | None = None, max_new_tokens: int | None = None,
-                 repetition: Any = None, postprocess: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        *,
+        batch_size: int = 8,
+        dpi: int = 96,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_new_tokens: int | None = None,
+        repetition: Any = None,
+        postprocess: bool = True,
+    ) -> None:
         from astrollama.data.ocr.nougat import DEFAULT_DPI, NougatTransformers, RepetitionConfig
 
         self.model = NougatTransformers(
-            checkpoint, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-            repetition=repetition or RepetitionConfig(), postprocess=postprocess,
+            checkpoint,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            repetition=repetition or RepetitionConfig(),
+            postprocess=postprocess,
         )
         self.batch_size = batch_size
         self.dpi = dpi or DEFAULT_DPI
@@ -96,8 +109,15 @@ class TransformersBackend(Backend):
         # 2. documents in order of first use (done ones sharing a batch with pending ones included:
         #    the batch must be the same as in the uninterrupted run)
         order = list(dict.fromkeys(d for b in needed for d, _ in batches[b]))
-        rendered = zip(order, workers.imap(_task_render, [(str(jobs[d].pdf), self.dpi) for d in order],
-                                           lookahead=max(2, workers.workers + 1)), strict=True)
+        rendered = zip(
+            order,
+            workers.imap(
+                _task_render,
+                [(str(jobs[d].pdf), self.dpi) for d in order],
+                lookahead=max(2, workers.workers + 1),
+            ),
+            strict=True,
+        )
         images: dict[int, list[Any]] = {}
         unavailable: set[int] = set()
         outputs: dict[int, list[Any]] = {d: [None] * counts[d] for d in todo if d not in failures}
@@ -120,7 +140,9 @@ class TransformersBackend(Backend):
                 doc, res = next(rendered)
                 assert doc == d, (doc, d)
                 if not isinstance(res, OcrFailure) and len(res) != counts[d]:
-                    res = OcrFailure("render-error", f"{jobs[d].pdf}: {len(res)} pages rendered, {counts[d]} counted")
+                    res = OcrFailure(
+                        "render-error", f"{jobs[d].pdf}: {len(res)} pages rendered, {counts[d]} counted"
+                    )
                 if isinstance(res, OcrFailure):
                     if d in done:
                         unavailable.add(d)
@@ -140,7 +162,9 @@ class TransformersBackend(Backend):
             yield from finished()
         yield from finished()
 
-    def _result(self, job: OcrJob, n_pages: int, failure: OcrFailure | None, outs: list[Any] | None) -> DocResult:
+    def _result(
+        self, job: OcrJob, n_pages: int, failure: OcrFailure | None, outs: list[Any] | None
+    ) -> DocResult:
         from astrollama.data.ocr.nougat import join_pages
 
         if failure is not None or outs is None:
@@ -150,10 +174,20 @@ class TransformersBackend(Backend):
         if not any(s in ("ok", "post", "max-length") for s in status):
             errors = [o.error for o in outs if o.error]
             if len(errors) == len(outs):  # the model itself fails: say why
-                return DocResult(job, pages=n_pages, page_status=status, failure=OcrFailure(
-                    "backend-error", f"{job.pdf}: generation failed on every page: {errors[0]}"))
-            return DocResult(job, pages=n_pages, page_status=status, failure=OcrFailure(
-                "empty-output", f"{job.pdf}: no page produced text ({', '.join(status)})"))
+                return DocResult(
+                    job,
+                    pages=n_pages,
+                    page_status=status,
+                    failure=OcrFailure(
+                        "backend-error", f"{job.pdf}: generation failed on every page: {errors[0]}"
+                    ),
+                )
+            return DocResult(
+                job,
+                pages=n_pages,
+                page_status=status,
+                failure=OcrFailure("empty-output", f"{job.pdf}: no page produced text ({', '.join(status)})"),
+            )
         return DocResult(job, join_pages(md), n_pages, status, tokens=sum(o.n_tokens for o in outs))
 
 
@@ -171,8 +205,14 @@ class PdfTextBackend(Backend):
                 continue
             text = layout_markdown(res)
             if not text.strip():
-                yield DocResult(jobs[i], pages=len(res), page_status=["empty"] * len(res), failure=OcrFailure(
-                    "no-text", f"{jobs[i].pdf}: no text layer (a scanned PDF needs a real OCR backend)"))
+                yield DocResult(
+                    jobs[i],
+                    pages=len(res),
+                    page_status=["empty"] * len(res),
+                    failure=OcrFailure(
+                        "no-text", f"{jobs[i].pdf}: no text layer (a scanned PDF needs a real OCR backend)"
+                    ),
+                )
                 continue
             yield DocResult(jobs[i], text, len(res), page_status(res))
 
@@ -189,13 +229,24 @@ class NougatCliBackend(Backend):
 
     name = "nougat-cli"
 
-    def __init__(self, checkpoint: str | os.PathLike[str] | None, *, model: str = "0.1.0-small",
-                 batch_size: int = 4, group: int = 16, timeout: float = 300.0, skipping: bool = True,
-                 full_precision: bool = False, executable: str | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None,
+        *,
+        model: str = "0.1.0-small",
+        batch_size: int = 4,
+        group: int = 16,
+        timeout: float = 300.0,
+        skipping: bool = True,
+        full_precision: bool = False,
+        executable: str | None = None,
+    ) -> None:
         self.executable = executable or os.environ.get("ASTROLLAMA_NOUGAT_BIN") or "nougat"
         if shutil.which(self.executable) is None:
-            raise FileNotFoundError(f"nougat executable {self.executable!r} not found (install envs/ocr-nougat.txt "
-                                    "in its own environment, or set ASTROLLAMA_NOUGAT_BIN)")
+            raise FileNotFoundError(
+                f"nougat executable {self.executable!r} not found (install envs/ocr-nougat.txt "
+                "in its own environment, or set ASTROLLAMA_NOUGAT_BIN)"
+            )
         self.checkpoint = checkpoint
         self.model = model
         self.batch_size = batch_size
@@ -205,8 +256,17 @@ class NougatCliBackend(Backend):
         self.full_precision = full_precision
 
     def command(self, inputs: Sequence[Path], out: Path) -> list[str]:
-        cmd = [self.executable, *map(str, inputs), "-o", str(out), "-m", self.model,
-               "--batchsize", str(self.batch_size), "--recompute"]
+        cmd = [
+            self.executable,
+            *map(str, inputs),
+            "-o",
+            str(out),
+            "-m",
+            self.model,
+            "--batchsize",
+            str(self.batch_size),
+            "--recompute",
+        ]
         if self.checkpoint:
             cmd += ["-c", str(self.checkpoint)]
         if not self.skipping:
@@ -226,7 +286,12 @@ class NougatCliBackend(Backend):
                 links.append(link)
             cmd = self.command(links, out)
             budget = self.timeout * len(items)
-            log.info("running %s (%d PDFs, timeout %.0fs)", " ".join(cmd[:1] + cmd[len(items) + 1:]), len(items), budget)
+            log.info(
+                "running %s (%d PDFs, timeout %.0fs)",
+                " ".join(cmd[:1] + cmd[len(items) + 1 :]),
+                len(items),
+                budget,
+            )
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
             except subprocess.TimeoutExpired:
@@ -240,11 +305,22 @@ class NougatCliBackend(Backend):
                 text = mmd.read_text(encoding="utf-8") if mmd.is_file() else ""
                 status = _cli_page_status(text, n_pages[i])
                 if not text.strip():
-                    results[i] = DocResult(job, failure=OcrFailure(
-                        "empty-output", f"{job.pdf}: nougat wrote {'an empty' if mmd.is_file() else 'no'} .mmd"))
+                    results[i] = DocResult(
+                        job,
+                        failure=OcrFailure(
+                            "empty-output",
+                            f"{job.pdf}: nougat wrote {'an empty' if mmd.is_file() else 'no'} .mmd",
+                        ),
+                    )
                 elif "ok" not in status:
-                    results[i] = DocResult(job, pages=n_pages[i], page_status=status, failure=OcrFailure(
-                        "empty-output", f"{job.pdf}: only missing-page markers ({', '.join(status)})"))
+                    results[i] = DocResult(
+                        job,
+                        pages=n_pages[i],
+                        page_status=status,
+                        failure=OcrFailure(
+                            "empty-output", f"{job.pdf}: only missing-page markers ({', '.join(status)})"
+                        ),
+                    )
                 else:
                     results[i] = DocResult(job, text.rstrip("\n") + "\n", n_pages[i], status)
             return results
@@ -260,7 +336,7 @@ class NougatCliBackend(Backend):
             else:
                 good.append(i)
                 n_pages[i] = res
-        groups = [good[k:k + self.group] for k in range(0, len(good), self.group)]
+        groups = [good[k : k + self.group] for k in range(0, len(good), self.group)]
         results: dict[int, DocResult] = dict(failed)
         pos = 0
         for grp in groups:
@@ -271,7 +347,9 @@ class NougatCliBackend(Backend):
                 if len(items) == 1:
                     results[grp[0]] = DocResult(jobs[grp[0]], failure=f)
                 else:
-                    log.warning("nougat failed on a group of %d PDFs (%s); retrying one by one", len(items), f)
+                    log.warning(
+                        "nougat failed on a group of %d PDFs (%s); retrying one by one", len(items), f
+                    )
                     for item in items:
                         try:
                             results.update(self._call([item], n_pages))
@@ -292,6 +370,3 @@ def _cli_page_status(text: str, n_pages: int) -> list[str]:
         if 1 <= int(page) <= n_pages:
             status[int(page) - 1] = "fail" if kind == "FAIL" else "empty"
     return status
-
-
-

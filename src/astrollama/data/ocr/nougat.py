@@ -82,7 +82,9 @@ class RepetitionGuard:
     scores' device (no host sync per step).
     """
 
-    def __init__(self, config: RepetitionConfig = RepetitionConfig(), *, finished_ids: Sequence[int] = ()) -> None:
+    def __init__(
+        self, config: RepetitionConfig = RepetitionConfig(), *, finished_ids: Sequence[int] = ()
+    ) -> None:
         """``finished_ids``: tokens (EOS, pad) after which a row is finished and never flagged."""
         from transformers import LogitsProcessor, StoppingCriteria
 
@@ -118,11 +120,11 @@ class RepetitionGuard:
             self._disp = m.new_zeros((b, 0))
             self._flag_step = torch.full((b,), -1, dtype=torch.long, device=m.device)
         self.step += 1
-        self._maxes = torch.cat([self._maxes, m[:, None]], dim=1)[:, -cfg.short_window:]
+        self._maxes = torch.cat([self._maxes, m[:, None]], dim=1)[:, -cfg.short_window :]
         if self._maxes.shape[1] < cfg.short_window:
             return
         d = self._maxes.var(dim=1) / cfg.short_window
-        self._disp = torch.cat([self._disp, d[:, None]], dim=1)[:, -cfg.window:]
+        self._disp = torch.cat([self._disp, d[:, None]], dim=1)[:, -cfg.window :]
         if self._disp.shape[1] < cfg.window:
             return
         looping = self._disp.var(dim=1) < cfg.threshold
@@ -170,7 +172,9 @@ class PageMarkdown:
     status: str  # ok | post | max-length | empty | repetition | fail
 
 
-def page_markdown(out: PageOutput, page: int, config: RepetitionConfig, postprocess: Any = None) -> PageMarkdown:
+def page_markdown(
+    out: PageOutput, page: int, config: RepetitionConfig, postprocess: Any = None
+) -> PageMarkdown:
     """Turn one page's generation into markdown or a missing-page marker (nougat-ocr's rules)."""
     if out.error is not None:
         return PageMarkdown(page, marker_fail(page), "fail")
@@ -202,7 +206,7 @@ def plan_batches(page_counts: Sequence[int], batch_size: int) -> list[list[tuple
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     flat = [(d, p) for d, n in enumerate(page_counts) for p in range(n)]
-    return [flat[i:i + batch_size] for i in range(0, len(flat), batch_size)]
+    return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
 class NougatTransformers:
@@ -257,10 +261,16 @@ class NougatTransformers:
         self.max_new_tokens = min(max_new_tokens or limit, limit - 1)  # the start token takes a position
         self.repetition = repetition
         self._postprocess = self._make_postprocess() if postprocess else None
-        log.info("Nougat (transformers) %s on %s/%s: max_new_tokens=%d, repetition stop %s",
-                 path, self.device, dtype, self.max_new_tokens,
-                 f"window={repetition.window} short={repetition.short_window} threshold={repetition.threshold}"
-                 if repetition.enabled else "off")
+        log.info(
+            "Nougat (transformers) %s on %s/%s: max_new_tokens=%d, repetition stop %s",
+            path,
+            self.device,
+            dtype,
+            self.max_new_tokens,
+            f"window={repetition.window} short={repetition.short_window} threshold={repetition.threshold}"
+            if repetition.enabled
+            else "off",
+        )
 
     def _make_postprocess(self) -> Any:
         """``post_process_generation`` (needs nltk + Levenshtein); skipped with a warning without them."""
@@ -284,8 +294,11 @@ class NougatTransformers:
         pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
         pixels = pixels.to(self.device, self.dtype)
         tok = self.tokenizer
-        guard = (RepetitionGuard(self.repetition, finished_ids=[tok.eos_token_id, tok.pad_token_id])
-                 if self.repetition.enabled else None)
+        guard = (
+            RepetitionGuard(self.repetition, finished_ids=[tok.eos_token_id, tok.pad_token_id])
+            if self.repetition.enabled
+            else None
+        )
         with torch.inference_mode():
             out = self.model.generate(
                 pixel_values=pixels,
@@ -337,14 +350,45 @@ class NougatTransformers:
 #: what the real one costs: for throughput checks on machines that cannot download the weights.
 #: ``tiny`` is for tests (seconds on a CPU).
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(image_size=[64, 48], embed_dim=32, depths=[1, 1], num_heads=[1, 2], window_size=4,
-                 d_model=64, decoder_layers=1, heads=2, ffn=128, max_positions=256, vocab=400),
-    "small": dict(image_size=[896, 672], embed_dim=128, depths=[2, 2, 14, 2], num_heads=[4, 8, 16, 32],
-                  window_size=7, d_model=1024, decoder_layers=4, heads=16, ffn=4096, max_positions=3584,
-                  vocab=50000),
-    "base": dict(image_size=[896, 672], embed_dim=128, depths=[2, 2, 14, 2], num_heads=[4, 8, 16, 32],
-                 window_size=7, d_model=1024, decoder_layers=10, heads=16, ffn=4096, max_positions=4096,
-                 vocab=50000),
+    "tiny": dict(
+        image_size=[64, 48],
+        embed_dim=32,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=4,
+        d_model=64,
+        decoder_layers=1,
+        heads=2,
+        ffn=128,
+        max_positions=256,
+        vocab=400,
+    ),
+    "small": dict(
+        image_size=[896, 672],
+        embed_dim=128,
+        depths=[2, 2, 14, 2],
+        num_heads=[4, 8, 16, 32],
+        window_size=7,
+        d_model=1024,
+        decoder_layers=4,
+        heads=16,
+        ffn=4096,
+        max_positions=3584,
+        vocab=50000,
+    ),
+    "base": dict(
+        image_size=[896, 672],
+        embed_dim=128,
+        depths=[2, 2, 14, 2],
+        num_heads=[4, 8, 16, 32],
+        window_size=7,
+        d_model=1024,
+        decoder_layers=10,
+        heads=16,
+        ffn=4096,
+        max_positions=4096,
+        vocab=50000,
+    ),
 }
 
 _SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "[START_REF]", "[END_REF]", "[IMAGE]"]
@@ -355,8 +399,9 @@ _TOKENIZER_TEXT = (
 )
 
 
-def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: int = 0,
-                  texts: Sequence[str] | None = None) -> Path:
+def random_nougat(
+    dest: str | os.PathLike[str], preset: str = "tiny", *, seed: int = 0, texts: Sequence[str] | None = None
+) -> Path:
     """Save a randomly initialised Nougat checkpoint (model + NougatProcessor) to ``dest``.
 
     The tokenizer is a BPE trained here with Nougat's pre-tokenizer on ``texts``, padded with
@@ -390,8 +435,12 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
     backend = tok._tokenizer
     backend.no_padding()
     backend.no_truncation()
-    trainer = trainers.BpeTrainer(vocab_size=min(cfg["vocab"], 2000), special_tokens=_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(cfg["vocab"], 2000),
+        special_tokens=_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     backend.train_from_iterator(list(texts or [_TOKENIZER_TEXT] * 4), trainer)
     filler = cfg["vocab"] - backend.get_vocab_size()
     if filler > 0:  # regular (non-special) tokens so that decoding them yields text
@@ -400,17 +449,32 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
     tok = NougatTokenizer.from_pretrained(out)
     torch.manual_seed(seed)
     h, w = cfg["image_size"]
-    enc = DonutSwinConfig(image_size=[h, w], patch_size=4, embed_dim=cfg["embed_dim"], depths=cfg["depths"],
-                          num_heads=cfg["num_heads"], window_size=cfg["window_size"])
+    enc = DonutSwinConfig(
+        image_size=[h, w],
+        patch_size=4,
+        embed_dim=cfg["embed_dim"],
+        depths=cfg["depths"],
+        num_heads=cfg["num_heads"],
+        window_size=cfg["window_size"],
+    )
     dec = MBartConfig(
         # encoder_layers is unused by the decoder-only MBart, but transformers sizes the KV cache
         # from it (MBartConfig maps num_hidden_layers to encoder_layers): keep it >= decoder_layers
-        vocab_size=len(tok), d_model=cfg["d_model"], decoder_layers=cfg["decoder_layers"],
+        vocab_size=len(tok),
+        d_model=cfg["d_model"],
+        decoder_layers=cfg["decoder_layers"],
         encoder_layers=cfg["decoder_layers"],
-        decoder_attention_heads=cfg["heads"], decoder_ffn_dim=cfg["ffn"],
-        max_position_embeddings=cfg["max_positions"], is_decoder=True, add_cross_attention=True,
-        scale_embedding=True, add_final_layer_norm=True, tie_word_embeddings=False,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        decoder_attention_heads=cfg["heads"],
+        decoder_ffn_dim=cfg["ffn"],
+        max_position_embeddings=cfg["max_positions"],
+        is_decoder=True,
+        add_cross_attention=True,
+        scale_embedding=True,
+        add_final_layer_norm=True,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
     config.decoder_start_token_id = tok.bos_token_id
@@ -419,8 +483,13 @@ def random_nougat(dest: str | os.PathLike[str], preset: str = "tiny", *, seed: i
     config.tie_word_embeddings = False
     model = VisionEncoderDecoderModel(config)
     model.save_pretrained(out)
-    NougatProcessor(image_processor=ImageProcessor(size={"height": h, "width": w}), tokenizer=tok
-                    ).save_pretrained(out)
-    log.info("random Nougat (%s, %.1fM parameters) -> %s", preset, sum(p.numel() for p in model.parameters()) / 1e6,
-             out)
+    NougatProcessor(
+        image_processor=ImageProcessor(size={"height": h, "width": w}), tokenizer=tok
+    ).save_pretrained(out)
+    log.info(
+        "random Nougat (%s, %.1fM parameters) -> %s",
+        preset,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        out,
+    )
     return out

@@ -16,8 +16,17 @@ log = logging.getLogger(__name__)
 
 #: Failure reasons (the prefix of the manifest ``error`` and the ``reason`` attr).
 REASONS = (
-    "missing-file", "empty-file", "unreadable", "encrypted", "corrupt", "no-pages", "timeout", "render-error",
-    "no-text", "empty-output", "backend-error",
+    "missing-file",
+    "empty-file",
+    "unreadable",
+    "encrypted",
+    "corrupt",
+    "no-pages",
+    "timeout",
+    "render-error",
+    "no-text",
+    "empty-output",
+    "backend-error",
 )
 
 

@@ -71,8 +71,17 @@ class Line:
 _BOLD_FONT = re.compile(r"bold|medi|black|heavy|demi|semibold|cmbx|-bd\b|\bbd\b|bx\d", re.I)
 _IT_FONT = re.compile(r"ital|obli|cmti|cmsl|-i$|[a-z]it$", re.I)
 _SC_FONT = re.compile(r"csc|smallcap|caps|-sc\b|sc\d*$", re.I)
-_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-                            "\ufb05": "st", "\ufb06": "st"})
+_LIGATURES = str.maketrans(
+    {
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+    }
+)
 _SOFT_HYPHEN = "\x02\xad"
 
 
@@ -119,8 +128,12 @@ def _page_chars(textpage: Any) -> list[list[_Char]]:
         key = buf.value
         if key not in fonts:
             name = key.decode("latin-1", "replace")
-            fonts[key] = (name, bool(_BOLD_FONT.search(name)), bool(_SC_FONT.search(name)),
-                          bool(_IT_FONT.search(name)))
+            fonts[key] = (
+                name,
+                bool(_BOLD_FONT.search(name)),
+                bool(_SC_FONT.search(name)),
+                bool(_IT_FONT.search(name)),
+            )
         get_box(raw, i, rect)
         c = _Char(ch, rect.left, rect.right, round(rect.bottom, 1), round(get_size(raw, i), 1), *fonts[key])
         if last is not None and last.y - c.y > 0.5 * c.size and c.x0 < last.x0:
@@ -160,8 +173,13 @@ def _clean(text: str) -> str:
     text = text.translate(_LIGATURES)
     if text.isprintable():
         return text
-    return "".join(c for c in text if c in _SOFT_HYPHEN or c == " "
-                   or unicodedata.category(c) not in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp"))
+    return "".join(
+        c
+        for c in text
+        if c in _SOFT_HYPHEN
+        or c == " "
+        or unicodedata.category(c) not in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
+    )
 
 
 def _make_line(chars: list[_Char], page: int) -> Line | None:
@@ -178,7 +196,8 @@ def _make_line(chars: list[_Char], page: int) -> Line | None:
     caps = len(letters) >= 3 and sum(c.ch.isupper() for c in letters) >= 0.65 * len(letters)
     cap_sizes = {c.size for c in letters if c.ch.isupper()}
     smallcaps = (bool(letters) and sum(c.smallcap for c in letters) > 0.6 * len(letters)) or (
-        caps and len(cap_sizes) >= 2 and 0.6 <= min(cap_sizes) / max(cap_sizes) <= 0.9)
+        caps and len(cap_sizes) >= 2 and 0.6 <= min(cap_sizes) / max(cap_sizes) <= 0.9
+    )
     if smallcaps and cap_sizes:
         size = max(cap_sizes)  # small caps are set at the capitals' size
     y = Counter(c.y for c in real if c.size == size).most_common(1)[0][0] if size in sizes else real[0].y
@@ -201,8 +220,20 @@ def _make_line(chars: list[_Char], page: int) -> Line | None:
         head = _clean("".join(c.ch for c in chars[skip:k])).strip()
         if k < len(chars) and head.endswith((".", ":")) and head[:1].isupper() and len(head.split()) <= 8:
             lead = head
-    return Line(text.strip(), size, bold, real[0].x0, max(c.x1 for c in real), y, page, caps, smallcaps,
-                lead, tuple(words), italic)
+    return Line(
+        text.strip(),
+        size,
+        bold,
+        real[0].x0,
+        max(c.x1 for c in real),
+        y,
+        page,
+        caps,
+        smallcaps,
+        lead,
+        tuple(words),
+        italic,
+    )
 
 
 def text_layer_pages(path: str | os.PathLike[str]) -> list[list[Line]]:
@@ -259,7 +290,9 @@ def _furniture(pages: Sequence[Sequence[Line]]) -> set[tuple[int, int]]:
     for lines in pages:
         ys = sorted({round(ln.y) for ln in lines})
         edges = {e: e in (ys[0], ys[-1]) for e in ys[:2] + ys[-2:]}
-        bands.append([([k for k, ln in enumerate(lines) if abs(ln.y - e) <= 1.0], outer) for e, outer in edges.items()])
+        bands.append(
+            [([k for k, ln in enumerate(lines) if abs(ln.y - e) <= 1.0], outer) for e, outer in edges.items()]
+        )
     key: dict[tuple[int, int], str] = {}
     for p, page in enumerate(bands):
         for band, outer in page:
@@ -295,8 +328,15 @@ def _line_numbers(pages: Sequence[Sequence[Line]]) -> dict[tuple[int, int], tupl
             continue
         if side == "last":  # right of all other text: numbers that end lines inside the text are text
             members = {(p, k) for p, k, _, _ in group}
-            right = max((ln.x1 for p, lines in enumerate(pages) for k, ln in enumerate(lines)
-                         if (p, k) not in members), default=0.0)
+            right = max(
+                (
+                    ln.x1
+                    for p, lines in enumerate(pages)
+                    for k, ln in enumerate(lines)
+                    if (p, k) not in members
+                ),
+                default=0.0,
+            )
             if min(pages[p][k].words[-1][1] for p, k, _, _ in group) < right - 2.0:
                 continue
         values = [v for *_, v in sorted(group, key=lambda g: (g[0], -g[2]))]
@@ -317,22 +357,27 @@ def _strip_numbers(line: Line, first: bool, last: bool) -> Line | None:
         words = words[:-1]
     if not words:
         return None
-    return dataclasses.replace(line, text=" ".join(w for w, _, _ in words), words=tuple(words),
-                               x0=words[0][1], x1=words[-1][2])
+    return dataclasses.replace(
+        line, text=" ".join(w for w, _, _ in words), words=tuple(words), x0=words[0][1], x1=words[-1][2]
+    )
 
 
 # ============================================================================ lines -> markdown
 
 _NUMBERED = re.compile(
-    r"^(?P<num>[1-9]\d?(?:\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.(?:\d{1,2}\.?)*|[A-H](?:\.\d{1,2})*\.?)\s+(?P<title>\S.{0,90})$")
+    r"^(?P<num>[1-9]\d?(?:\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.(?:\d{1,2}\.?)*|[A-H](?:\.\d{1,2})*\.?)\s+(?P<title>\S.{0,90})$"
+)
 _KNOWN = re.compile(
     r"^(?:introduction|conclusions?|summary(?: and (?:conclusions?|discussion|outlook))?|concluding remarks|"
     r"discussion(?: and conclusions?)?|conclusions? and (?:discussion|outlook|future work)|"
-    r"acknowledge?ments?|references|bibliography|appendix(?:es)?|abstract)$")
+    r"acknowledge?ments?|references|bibliography|appendix(?:es)?|abstract)$"
+)
 _REFERENCES = ("references", "bibliography", "literature cited")
 _APPENDIX = re.compile(r"^appendix\s+[a-z]\b", re.I)
-_CAPTION = re.compile(r"^(?P<kind>Fig(?:ure|\.)?|FIG(?:URE|\.)?|Table|TABLE)\s*(?P<num>[A-Z]?\d{1,3}[a-z]?)"
-                      r"(?:\s*[.:|\u2014\u2013-]+\s*|\s*$)(?P<rest>.*)$")
+_CAPTION = re.compile(
+    r"^(?P<kind>Fig(?:ure|\.)?|FIG(?:URE|\.)?|Table|TABLE)\s*(?P<num>[A-Z]?\d{1,3}[a-z]?)"
+    r"(?:\s*[.:|\u2014\u2013-]+\s*|\s*$)(?P<rest>.*)$"
+)
 _ABSTRACT = re.compile(r"^(?:abstract|a\s?bstract)\b[.:]?\s*(?P<rest>.*)$", re.I)
 
 
@@ -354,21 +399,29 @@ def _candidate(line: Line, body: float) -> tuple[int, bool, bool] | None:
         return None
     m = _numbered(text)
     title = m.group("title") if m else text
-    if (re.search(r"[/@=<>\[\]]|http|[a-z]{2}\. [A-Z]", title)  # not a sentence, a URL or a formula
-            or sum(c.isalpha() for c in title) < 0.6 * len(title.replace(" ", ""))):
+    if (
+        re.search(r"[/@=<>\[\]]|http|[a-z]{2}\. [A-Z]", title)  # not a sentence, a URL or a formula
+        or sum(c.isalpha() for c in title) < 0.6 * len(title.replace(" ", ""))
+    ):
         return None
     distinct = line.bold or line.size > body + 0.75 or line.caps or line.smallcaps
     known = title[:1].isupper() and (bool(_KNOWN.match(_norm(title))) or bool(_APPENDIX.match(title)))
     if m:
         num = m.group("num").rstrip(".")
-        if known or ((distinct or line.italic) and (re.fullmatch(r"[A-Z]", num) is None or line.caps or line.bold)):
+        if known or (
+            (distinct or line.italic) and (re.fullmatch(r"[A-Z]", num) is None or line.caps or line.bold)
+        ):
             return 2 + min(num.count("."), 2), known, True
         return None
     if text.endswith((".", ":")) and not known:
         return None
     if known and len(title.split()) <= 6:
         return 2, True, False
-    if (line.bold or line.size > body + 0.75 or line.smallcaps) and text[:1].isupper() and len(text.split()) <= 12:
+    if (
+        (line.bold or line.size > body + 0.75 or line.smallcaps)
+        and text[:1].isupper()
+        and len(text.split()) <= 12
+    ):
         return 2, False, False
     return None
 
@@ -388,8 +441,12 @@ def _headings(lines: Sequence[Line], body: float) -> dict[int, int]:
         if k + 1 >= len(lines):
             return True
         nxt = cands.get(k + 1)
-        if nxt is not None and (nxt[1] or (m := _numbered(lines[k].text)) and (n := _numbered(lines[k + 1].text))
-                                and n.group("num").startswith(m.group("num").rstrip(".") + ".")):
+        if nxt is not None and (
+            nxt[1]
+            or (m := _numbered(lines[k].text))
+            and (n := _numbered(lines[k + 1].text))
+            and n.group("num").startswith(m.group("num").rstrip(".") + ".")
+        ):
             return True
         text = lines[k + 1].text
         return abs(lines[k + 1].size - body) < 0.6 and sum(c.isalpha() for c in text) >= 0.5 * len(text)
@@ -399,8 +456,13 @@ def _headings(lines: Sequence[Line], body: float) -> dict[int, int]:
     out = {k: d for k, (d, known, num) in cands.items() if known or (num and numbered[_style(lines[k])] >= 2)}
     if sum(1 for k in out if cands[k][2]) < 2:
         styles = {_style(lines[k]) for k, (_, known, _) in cands.items() if known}
-        out.update({k: d for k, (d, _, num) in cands.items()
-                    if not num and (not styles or _style(lines[k]) in styles)})
+        out.update(
+            {
+                k: d
+                for k, (d, _, num) in cands.items()
+                if not num and (not styles or _style(lines[k]) in styles)
+            }
+        )
     return out
 
 
@@ -418,8 +480,11 @@ def _column_edges(lines: Sequence[Line], body: float) -> tuple[list[float], dict
     lines: justified lines end there; captions across both columns do not move it)."""
     lefts = Counter(round(ln.x0) for ln in lines if abs(ln.size - body) < 0.6)
     edges = [x for x, n in lefts.items() if n >= 3]
-    edges += [x for x, n in Counter(round(ln.x0) for ln in lines).items()
-              if n >= 3 and all(abs(x - e) > 2 for e in edges)]
+    edges += [
+        x
+        for x, n in Counter(round(ln.x0) for ln in lines).items()
+        if n >= 3 and all(abs(x - e) > 2 for e in edges)
+    ]
     edges.sort()
     rights: dict[float, float] = {}
     for x in edges:
@@ -431,8 +496,9 @@ def _column_edges(lines: Sequence[Line], body: float) -> tuple[list[float], dict
 def _body_size(lines: Sequence[Line]) -> float:
     """The size of the most characters of prose (lines that are mostly letters) before the
     reference list: tables, figure labels, footnotes and references do not move it."""
-    refs = next((k for k, ln in enumerate(lines) if k > len(lines) // 3 and _norm(ln.text) in _REFERENCES),
-                len(lines))
+    refs = next(
+        (k for k, ln in enumerate(lines) if k > len(lines) // 3 and _norm(ln.text) in _REFERENCES), len(lines)
+    )
     weights: Counter[float] = Counter()
     for ln in lines[:refs]:
         letters = sum(c.isalpha() for c in ln.text)
@@ -481,9 +547,15 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
             return ln.x0, ln.x1
         return left, rights[left]
 
-    pitches = sorted((a.y - b.y) / b.size for a, b in zip(kept, kept[1:], strict=False)
-                     if a.page == b.page and 0 < a.y - b.y < 3 * b.size and abs(b.size - body) < 0.6
-                     and abs(a.size - body) < 0.6 and column(a)[0] == column(b)[0])
+    pitches = sorted(
+        (a.y - b.y) / b.size
+        for a, b in zip(kept, kept[1:], strict=False)
+        if a.page == b.page
+        and 0 < a.y - b.y < 3 * b.size
+        and abs(b.size - body) < 0.6
+        and abs(a.size - body) < 0.6
+        and column(a)[0] == column(b)[0]
+    )
     typical = pitches[len(pitches) // 2] if pitches else 1.2
 
     blocks: list[str] = []
@@ -506,7 +578,12 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
                 text = "\\" + text
             # a fragment on its own (a figure's axis label, a panel letter, a piece of an equation)
             # is not text: up to three words, no sentence end
-            if kind != "text" or len(text) > 25 or len(text.split()) > 3 or text.endswith((".", "?", "!", ":")):
+            if (
+                kind != "text"
+                or len(text) > 25
+                or len(text.split()) > 3
+                or text.endswith((".", "?", "!", ":"))
+            ):
                 blocks.append(("* " if kind == "refs" else "") + text)
             para.clear()
 
@@ -520,12 +597,20 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
             return kind != "refs" or not hanging
         if kind == "refs" and hanging:
             return ln.x0 - left < 0.5 * ln.size
-        return prev.x1 < pright - 2.5 * prev.size and not _INT.match(prev.text)  # the previous line stopped short
+        return prev.x1 < pright - 2.5 * prev.size and not _INT.match(
+            prev.text
+        )  # the previous line stopped short
 
     start = 0
     page0 = [k for k, ln in enumerate(kept) if ln.page <= 1]
-    abstract_at = next((k for k in page0 if _ABSTRACT.match(kept[k].text)
-                        and (len(kept[k].text) < 12 or kept[k].lead or kept[k].bold)), None)
+    abstract_at = next(
+        (
+            k
+            for k in page0
+            if _ABSTRACT.match(kept[k].text) and (len(kept[k].text) < 12 or kept[k].lead or kept[k].bold)
+        ),
+        None,
+    )
     abstract_rest = ""
     if abstract_at is not None:
         front = kept[:abstract_at]
@@ -552,8 +637,11 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
         if depth:
             end_para()
             blocks.append("#" * depth + " " + text)
-            kind = "refs" if _norm(_numbered(text).group("title") if _numbered(text) else text) in _REFERENCES \
+            kind = (
+                "refs"
+                if _norm(_numbered(text).group("title") if _numbered(text) else text) in _REFERENCES
                 else "text"
+            )
             if kind == "refs":
                 refs = kept[idx + 1 : idx + 201]
                 indented = sum(0.8 * r.size < r.x0 - column(r)[0] < 4 * r.size for r in refs)
@@ -561,8 +649,9 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
             prev = ln
             continue
         caption = _caption(ln) if kind != "refs" else None
-        if caption is not None and (prev is None or ln.size < body - 0.4 or ln.lead or ln.bold
-                                    or breaks(ln, prev) or not para):
+        if caption is not None and (
+            prev is None or ln.size < body - 0.4 or ln.lead or ln.bold or breaks(ln, prev) or not para
+        ):
             end_para()
             para.append(caption)
             kind, para_size = "caption", ln.size
@@ -572,7 +661,7 @@ def layout_markdown(pages: Sequence[Sequence[Line]]) -> str:
             end_para()
             if kind == "caption":
                 kind = "text"
-            para.append(f"**{ln.lead}** " + text[len(ln.lead):].strip())
+            para.append(f"**{ln.lead}** " + text[len(ln.lead) :].strip())
             prev = ln
             continue
         if kind == "caption" and (abs(ln.size - para_size) > 0.4 or (prev is not None and breaks(ln, prev))):

@@ -85,8 +85,12 @@ class PdfWorkers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def imap(self, fn: Callable[..., tuple[str, Any]], argsets: Sequence[tuple[Any, ...]],
-             lookahead: int | None = None) -> Iterator[Any]:
+    def imap(
+        self,
+        fn: Callable[..., tuple[str, Any]],
+        argsets: Sequence[tuple[Any, ...]],
+        lookahead: int | None = None,
+    ) -> Iterator[Any]:
         """Results in order: the task's value, or an :class:`OcrFailure` instance (never raised).
 
         A failure of the machine (an environment ``OSError`` in a worker, a killed worker) raises."""
@@ -107,8 +111,11 @@ class PdfWorkers:
             except mp.TimeoutError:
                 done_index = nxt - len(queue) - 1
                 self.timeouts += 1
-                log.warning("%s: still running after %.0fs; killing the PDF workers", argsets[done_index][0],
-                            self.timeout)
+                log.warning(
+                    "%s: still running after %.0fs; killing the PDF workers",
+                    argsets[done_index][0],
+                    self.timeout,
+                )
                 self.close()
                 queue = [self._get_pool().apply_async(fn, argsets[i]) for i in range(done_index + 1, nxt)]
                 yield OcrFailure("timeout", f"{argsets[done_index][0]}: no result after {self.timeout:.0f}s")

@@ -1,5 +1,4 @@
-"""The OCR stage runner and its CLI (``astrollama data ocr``, ``nougat-random``, ``make-pdfs``).
-"""
+"""The OCR stage runner and its CLI (``astrollama data ocr``, ``nougat-random``, ``make-pdfs``)."""
 
 from __future__ import annotations
 
@@ -45,10 +44,16 @@ class OcrStats:
 
     def line(self) -> str:
         rate = self.pages / self.seconds if self.seconds else 0.0
-        tok = f", {self.tokens} tokens ({self.tokens / self.seconds:.1f} tokens/s)" if self.tokens and self.seconds else ""
-        return (f"ocr: {self.ok} ok, {self.failed} failed of {self.papers} papers; {self.pages} pages in "
-                f"{self.seconds:.1f}s ({rate:.2f} pages/s{tok}); failures {self.reasons or '{}'}; "
-                f"pages {self.page_status or '{}'}")
+        tok = (
+            f", {self.tokens} tokens ({self.tokens / self.seconds:.1f} tokens/s)"
+            if self.tokens and self.seconds
+            else ""
+        )
+        return (
+            f"ocr: {self.ok} ok, {self.failed} failed of {self.papers} papers; {self.pages} pages in "
+            f"{self.seconds:.1f}s ({rate:.2f} pages/s{tok}); failures {self.reasons or '{}'}; "
+            f"pages {self.page_status or '{}'}"
+        )
 
 
 def find_pdf(manifest: Manifest, paper_id: str, pdf_status: dict[str, Any], pdf_dir: Path | None) -> Path:
@@ -68,15 +73,35 @@ def make_backend(name: str, args: argparse.Namespace) -> Backend:
         if not args.checkpoint:
             raise InputError("--checkpoint: required for the transformers backend (a Nougat checkpoint DIR)")
         if args.batch_size < 1:
-            raise InputError(f"--batch-size: must be >= 1 for the transformers backend, got {args.batch_size}")
-        rep = RepetitionConfig(enabled=not args.no_skipping, window=args.repetition_window,
-                               short_window=args.repetition_short_window, threshold=args.repetition_threshold)
-        return TransformersBackend(args.checkpoint, batch_size=args.batch_size, dpi=args.dpi, device=args.device,
-                                   dtype=args.dtype, max_new_tokens=args.max_new_tokens, repetition=rep)
+            raise InputError(
+                f"--batch-size: must be >= 1 for the transformers backend, got {args.batch_size}"
+            )
+        rep = RepetitionConfig(
+            enabled=not args.no_skipping,
+            window=args.repetition_window,
+            short_window=args.repetition_short_window,
+            threshold=args.repetition_threshold,
+        )
+        return TransformersBackend(
+            args.checkpoint,
+            batch_size=args.batch_size,
+            dpi=args.dpi,
+            device=args.device,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            repetition=rep,
+        )
     if name == "nougat-cli":
-        return NougatCliBackend(args.checkpoint, model=args.model, batch_size=args.batch_size, group=args.group,
-                                timeout=args.timeout, skipping=not args.no_skipping,
-                                full_precision=args.dtype == "float32", executable=args.nougat_bin)
+        return NougatCliBackend(
+            args.checkpoint,
+            model=args.model,
+            batch_size=args.batch_size,
+            group=args.group,
+            timeout=args.timeout,
+            skipping=not args.no_skipping,
+            full_precision=args.dtype == "float32",
+            executable=args.nougat_bin,
+        )
     if name == "pdf-text":
         return PdfTextBackend()
     raise ValueError(f"unknown OCR backend {name!r}; one of {', '.join(BACKENDS)}")
@@ -101,26 +126,42 @@ def run_ocr(
     from astrollama.data.stages import StageRunner
 
     manifest = Manifest(root)
-    runner = StageRunner(manifest, STAGE, shard_index=shard_index, num_shards=num_shards,
-                         retry_failed=retry_failed, force=force, progress=False)
+    runner = StageRunner(
+        manifest,
+        STAGE,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        retry_failed=retry_failed,
+        force=force,
+        progress=False,
+    )
     todo = set(runner.select(ids))
     stats = OcrStats()
     if not todo:
         runner.finish()
         return stats
     if not backend.is_ocr:
-        log.warning("backend %s reads the PDF text layer: this is NOT OCR (no equations/tables from images)",
-                    backend.name)
+        log.warning(
+            "backend %s reads the PDF text layer: this is NOT OCR (no equations/tables from images)",
+            backend.name,
+        )
     status = manifest.status(STAGE)
     pdf_status = manifest.status("download_pdf")
     out_dir = manifest.root / "ocr"
     jobs, done = [], {}
     for pid in runner.assigned:
-        jobs.append(OcrJob(pid, find_pdf(manifest, pid, pdf_status, Path(pdf_dir) if pdf_dir else None),
-                           paper_path(out_dir, pid, ".mmd")))
+        jobs.append(
+            OcrJob(
+                pid,
+                find_pdf(manifest, pid, pdf_status, Path(pdf_dir) if pdf_dir else None),
+                paper_path(out_dir, pid, ".mmd"),
+            )
+        )
         if pid not in todo:
             rec = status.get(pid)
-            done[len(jobs) - 1] = int(rec.attrs.get("pages", 0)) if rec is not None and rec.status == "ok" else 0
+            done[len(jobs) - 1] = (
+                int(rec.attrs.get("pages", 0)) if rec is not None and rec.status == "ok" else 0
+            )
     stats.papers = len(todo)
     t0 = time.monotonic()
     bar = _progress(progress, len(todo))
@@ -132,13 +173,24 @@ def run_ocr(
                     if res.failure is not None:
                         stats.failed += 1
                         stats.reasons[res.failure.reason] = stats.reasons.get(res.failure.reason, 0) + 1
-                        runner.fail(pid, str(res.failure), reason=res.failure.reason, pages=res.pages,
-                                    page_status=res.page_status, backend=backend.name)
+                        runner.fail(
+                            pid,
+                            str(res.failure),
+                            reason=res.failure.reason,
+                            pages=res.pages,
+                            page_status=res.page_status,
+                            backend=backend.name,
+                        )
                     else:
                         assert res.text is not None
                         killpoint.hit("ocr-before-write")
-                        runner.write_ok(pid, {"mmd": (res.job.mmd, res.text)}, pages=res.pages,
-                                        page_status=res.page_status, backend=backend.name)
+                        runner.write_ok(
+                            pid,
+                            {"mmd": (res.job.mmd, res.text)},
+                            pages=res.pages,
+                            page_status=res.page_status,
+                            backend=backend.name,
+                        )
                         killpoint.hit("ocr-after-record")
                         stats.ok += 1
                     for s in res.page_status:
@@ -146,8 +198,11 @@ def run_ocr(
                     stats.pages += res.pages
                     stats.tokens += res.tokens
                 bar.update(1)
-                bar.set_postfix(pages=stats.pages, failed=stats.failed,
-                                pages_per_s=f"{stats.pages / max(time.monotonic() - t0, 1e-9):.2f}")
+                bar.set_postfix(
+                    pages=stats.pages,
+                    failed=stats.failed,
+                    pages_per_s=f"{stats.pages / max(time.monotonic() - t0, 1e-9):.2f}",
+                )
     finally:  # a fault stops the shard: close the bar before the CLI prints its one line
         bar.close()
     stats.seconds = time.monotonic() - t0
@@ -175,38 +230,77 @@ def register(sub: argparse._SubParsersAction) -> None:
     from astrollama.data.ocr.nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
     from astrollama.data.stages import add_shard_args
 
-    p = sub.add_parser("ocr", help="PDFs -> Nougat .mmd (transformers | nougat-cli | pdf-text)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "ocr",
+        help="PDFs -> Nougat .mmd (transformers | nougat-cli | pdf-text)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", required=True, help="data root (holds manifest/; outputs go to ROOT/ocr/)")
     p.add_argument("--backend", choices=BACKENDS, default="transformers")
-    p.add_argument("--checkpoint", help="Nougat checkpoint dir (transformers: facebook/nougat-small layout; "
-                                        "nougat-cli: nougat-ocr checkpoint dir, passed as -c)")
+    p.add_argument(
+        "--checkpoint",
+        help="Nougat checkpoint dir (transformers: facebook/nougat-small layout; "
+        "nougat-cli: nougat-ocr checkpoint dir, passed as -c)",
+    )
     p.add_argument("--model", default="0.1.0-small", help="nougat-cli model tag (-m)")
     p.add_argument("--shard", type=_parse_shard, help="i/n (same as --shard-index i --num-shards n)")
     add_shard_args(p)
-    p.add_argument("--batch-size", type=number(int, min=0), default=8, help="pages per generate() call (GPU batch)")
+    p.add_argument(
+        "--batch-size", type=number(int, min=0), default=8, help="pages per generate() call (GPU batch)"
+    )
     p.add_argument("--group", type=number(int, min=1), default=16, help="nougat-cli: PDFs per nougat process")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="default bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--dpi", type=number(int, min=1, max=1200), default=DEFAULT_DPI, help="page rendering resolution")
-    p.add_argument("--max-new-tokens", type=number(int, min=1), default=None, help="default: the decoder's limit (4095)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="default bfloat16 on CUDA, float32 on CPU",
+    )
+    p.add_argument(
+        "--dpi", type=number(int, min=1, max=1200), default=DEFAULT_DPI, help="page rendering resolution"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=number(int, min=1), default=None, help="default: the decoder's limit (4095)"
+    )
     p.add_argument("--no-skipping", action="store_true", help="disable the repetition early stop/markers")
     p.add_argument("--repetition-window", type=number(int, min=2), default=WINDOW)
     p.add_argument("--repetition-short-window", type=number(int, min=2), default=SHORT_WINDOW)
     p.add_argument("--repetition-threshold", type=number(gt=0), default=THRESHOLD)
-    p.add_argument("--workers", type=number(int, min=0), default=1, help="PDF rendering processes (0: in-process, no timeout)")
-    p.add_argument("--timeout", type=number(gt=0), default=300.0, help="seconds per PDF (loading/rendering; nougat-cli: "
-                                                               "per PDF of a group)")
-    p.add_argument("--recycle", type=number(int, min=0), default=200, help="restart a rendering worker after this many PDFs")
+    p.add_argument(
+        "--workers",
+        type=number(int, min=0),
+        default=1,
+        help="PDF rendering processes (0: in-process, no timeout)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=number(gt=0),
+        default=300.0,
+        help="seconds per PDF (loading/rendering; nougat-cli: per PDF of a group)",
+    )
+    p.add_argument(
+        "--recycle",
+        type=number(int, min=0),
+        default=200,
+        help="restart a rendering worker after this many PDFs",
+    )
     p.add_argument("--pdf-dir", help="where PDFs are when download_pdf has no record (default ROOT/pdf)")
-    p.add_argument("--nougat-bin", default=None, help="nougat executable (default $ASTROLLAMA_NOUGAT_BIN or nougat)")
+    p.add_argument(
+        "--nougat-bin", default=None, help="nougat executable (default $ASTROLLAMA_NOUGAT_BIN or nougat)"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli_ocr)
 
-    r = sub.add_parser("nougat-random", help="save a randomly initialised Nougat checkpoint (tests, throughput)")
-    r.add_argument("--preset", choices=["tiny", "small", "base"], default="small",
-                   help="small/base: nougat-ocr's architecture (what the real weights cost); tiny: for tests")
+    r = sub.add_parser(
+        "nougat-random", help="save a randomly initialised Nougat checkpoint (tests, throughput)"
+    )
+    r.add_argument(
+        "--preset",
+        choices=["tiny", "small", "base"],
+        default="small",
+        help="small/base: nougat-ocr's architecture (what the real weights cost); tiny: for tests",
+    )
     r.add_argument("--out", required=True)
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=_cli_random)
@@ -224,17 +318,28 @@ def _cli_ocr(args: argparse.Namespace) -> int:
         args.shard_index, args.num_shards = args.shard
     papers = Manifest(args.root).papers_path
     if not papers.is_file():
-        raise InputError(f"{papers}: not found: no manifest in this data root (harvest, or `make-pdfs --root`, first)")
+        raise InputError(
+            f"{papers}: not found: no manifest in this data root (harvest, or `make-pdfs --root`, first)"
+        )
     try:
         backend = make_backend(args.backend, args)
     except (ValueError, OSError) as exc:  # a bad --checkpoint / --nougat-bin / option for this backend
         if isinstance(exc, InputError) or is_environment_error(exc):
             raise
         raise InputError(f"--backend {args.backend}: {' '.join(str(exc).split())}") from exc
-    stats = run_ocr(args.root, backend, shard_index=args.shard_index, num_shards=args.num_shards,
-                    retry_failed=args.retry_failed, force=args.force, workers=args.workers,
-                    timeout=args.timeout, recycle=args.recycle, pdf_dir=args.pdf_dir,
-                    progress=not args.no_progress)
+    stats = run_ocr(
+        args.root,
+        backend,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+        retry_failed=args.retry_failed,
+        force=args.force,
+        workers=args.workers,
+        timeout=args.timeout,
+        recycle=args.recycle,
+        pdf_dir=args.pdf_dir,
+        progress=not args.no_progress,
+    )
     print(stats.line())
     return 0
 

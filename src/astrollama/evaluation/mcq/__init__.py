@@ -18,6 +18,14 @@ from astrollama.evaluation.mcq.data import (
 from astrollama.evaluation.mcq.score import MCQResult, bootstrap_ci, score_mcq
 
 __all__ = [
-    "LETTERS", "MCQInputError", "MCQResult", "Question", "QuestionSet", "apply_key", "bootstrap_ci",
-    "load_questions", "score_mcq", "write_public_and_key",
+    "LETTERS",
+    "MCQInputError",
+    "MCQResult",
+    "Question",
+    "QuestionSet",
+    "apply_key",
+    "bootstrap_ci",
+    "load_questions",
+    "score_mcq",
+    "write_public_and_key",
 ]

@@ -31,8 +31,16 @@ from astrollama.evaluation.mcq.score import score_mcq
 log = logging.getLogger(__name__)
 
 
-def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[str], *, batch_size: int = 8,
-              dtype: str = "float32", device: str = "cpu", repeats: int = 3, limit: int | None = None) -> dict[str, Any]:
+def benchmark(
+    model_dir: str | os.PathLike[str],
+    questions: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    device: str = "cpu",
+    repeats: int = 3,
+    limit: int | None = None,
+) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -47,7 +55,14 @@ def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[st
     with tempfile.TemporaryDirectory(prefix="mcq-bench-") as wd:
         # warm-up (first-call costs: thread pools, lazy imports) on two questions, not timed
         score_mcq(model, qs.head(2), tokenizer=tok, batch_size=batch_size, progress=False)
-        run_lm_eval(model, qs.head(2), Path(wd) / "warm", tokenizer=tok, batch_size=batch_size, task="astromlab_mcq_warm")
+        run_lm_eval(
+            model,
+            qs.head(2),
+            Path(wd) / "warm",
+            tokenizer=tok,
+            batch_size=batch_size,
+            task="astromlab_mcq_warm",
+        )
         for r in range(repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             lm = run_lm_eval(model, qs, Path(wd) / f"run{r}", tokenizer=tok, batch_size=batch_size)
@@ -56,12 +71,18 @@ def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[st
             preds["lm_eval"] = lm.predictions
             for name, cache in (("ours", True), ("ours_no_prefix_cache", False)):
                 t0, c0 = time.perf_counter(), time.process_time()
-                res = score_mcq(model, qs, tokenizer=tok, batch_size=batch_size, prefix_cache=cache, progress=False)
+                res = score_mcq(
+                    model, qs, tokenizer=tok, batch_size=batch_size, prefix_cache=cache, progress=False
+                )
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
                 preds[name] = res.letters
-            log.warning("round %d: wall %s cpu %s", r, {k: round(v[-1], 1) for k, v in times.items()},
-                        {k: round(v[-1], 1) for k, v in cpu.items()})
+            log.warning(
+                "round %d: wall %s cpu %s",
+                r,
+                {k: round(v[-1], 1) for k, v in times.items()},
+                {k: round(v[-1], 1) for k, v in cpu.items()},
+            )
     best = {k: min(v) for k, v in times.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
     n = len(qs)
@@ -69,7 +90,10 @@ def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[st
         "n_questions": n,
         "questions": str(questions),
         "model": str(model_dir),
-        "dtype": dtype, "device": device, "batch_size": batch_size, "repeats": repeats,
+        "dtype": dtype,
+        "device": device,
+        "batch_size": batch_size,
+        "repeats": repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "seconds": best,
@@ -80,7 +104,8 @@ def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[st
         "identical_predictions": all(p == preds["lm_eval"] for p in preds.values()),
         "mismatches": [
             {"id": q.id, **{k: v[i] for k, v in preds.items()}}
-            for i, q in enumerate(qs) if len({v[i] for v in preds.values()}) > 1
+            for i, q in enumerate(qs)
+            if len({v[i] for v in preds.values()}) > 1
         ],
         "raw_seconds": times,
         "raw_cpu_seconds": cpu,
@@ -88,9 +113,17 @@ def benchmark(model_dir: str | os.PathLike[str], questions: str | os.PathLike[st
     return out
 
 
-def prompt_effect(model_dir: str | os.PathLike[str], questions: str | os.PathLike[str], *,
-                  prompts: tuple[str, ...] = PROMPT_NAMES, batch_size: int = 8, dtype: str = "float32",
-                  device: str = "cpu", n_bootstrap: int = 10_000, seed: int = 0) -> dict[str, Any]:
+def prompt_effect(
+    model_dir: str | os.PathLike[str],
+    questions: str | os.PathLike[str],
+    *,
+    prompts: tuple[str, ...] = PROMPT_NAMES,
+    batch_size: int = 8,
+    dtype: str = "float32",
+    device: str = "cpu",
+    n_bootstrap: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Accuracy of one model under each shipped token prompt, each with its bootstrap interval, and
     the paired change against the first prompt (the same questions resampled for both; the
     interval of the mean per-question difference, ``astrollama.evaluation.stats``)."""
@@ -104,21 +137,50 @@ def prompt_effect(model_dir: str | os.PathLike[str], questions: str | os.PathLik
         raise MCQInputError(f"{questions}: the prompt comparison needs keyed questions")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
-    runs = {p: score_mcq(model, qs, tokenizer=tok, prompt=p, batch_size=batch_size, n_bootstrap=n_bootstrap,
-                         seed=seed, progress=False) for p in prompts}
+    runs = {
+        p: score_mcq(
+            model,
+            qs,
+            tokenizer=tok,
+            prompt=p,
+            batch_size=batch_size,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            progress=False,
+        )
+        for p in prompts
+    }
     hits = {p: [float(x["is_correct"]) for x in r.predictions] for p, r in runs.items()}
     ref = prompts[0]
     rows = []
     for p, r in runs.items():
         diff = [a - b for a, b in zip(hits[p], hits[ref], strict=True)]
-        rows.append({
-            "prompt": p, "accuracy": r.accuracy, "ci95": list(r.ci95 or ()),
-            "change_vs_" + ref: sum(diff) / len(diff),
-            "change_ci95": list(bootstrap_mean_ci(diff, n_resamples=n_bootstrap, seed=seed)) if p != ref else None,
-            "predicted_letters": {L: r.letters.count(L) for L in LETTERS},
-            "agreement_with_" + ref: sum(a == b for a, b in zip(r.letters, runs[ref].letters, strict=True)) / len(qs),
-            "template_sha256": r.settings["template"]["sha256"],
-        })
+        rows.append(
+            {
+                "prompt": p,
+                "accuracy": r.accuracy,
+                "ci95": list(r.ci95 or ()),
+                "change_vs_" + ref: sum(diff) / len(diff),
+                "change_ci95": list(bootstrap_mean_ci(diff, n_resamples=n_bootstrap, seed=seed))
+                if p != ref
+                else None,
+                "predicted_letters": {L: r.letters.count(L) for L in LETTERS},
+                "agreement_with_" + ref: sum(
+                    a == b for a, b in zip(r.letters, runs[ref].letters, strict=True)
+                )
+                / len(qs),
+                "template_sha256": r.settings["template"]["sha256"],
+            }
+        )
     key = {L: sum(q.answer == L for q in qs) for L in LETTERS}
-    return {"model": str(model_dir), "questions": str(questions), "n": len(qs), "key_letters": key, "dtype": dtype, "device": device,
-            "n_bootstrap": n_bootstrap, "seed": seed, "rows": rows}
+    return {
+        "model": str(model_dir),
+        "questions": str(questions),
+        "n": len(qs),
+        "key_letters": key,
+        "dtype": dtype,
+        "device": device,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "rows": rows,
+    }

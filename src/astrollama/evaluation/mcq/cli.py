@@ -11,7 +11,8 @@ from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "mcq", help="score a model on the AstroMLab-1 astronomy MCQ benchmark",
+        "mcq",
+        help="score a model on the AstroMLab-1 astronomy MCQ benchmark",
         description="Per-question predictions (predictions.jsonl), a submission file (submission.csv) and, "
         "with a key, accuracy and a bootstrap 95%% interval (scores.json) in --out.",
     )
@@ -19,23 +20,39 @@ def register(sub) -> None:
     p.add_argument("--base", default=None, help="base model directory for a LoRA adapter")
     p.add_argument("--questions", required=True, help=".parquet (public AstroMLab file), .jsonl or .csv")
     p.add_argument("--key", default=None, help="separate answer key (.jsonl/.csv/.parquet/.txt)")
-    p.add_argument("--method", choices=["token", "instruct"], default="token",
-                   help="token: next-token letter probabilities (base models); instruct: generate + parse")
+    p.add_argument(
+        "--method",
+        choices=["token", "instruct"],
+        default="token",
+        help="token: next-token letter probabilities (base models); instruct: generate + parse",
+    )
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--prompt", choices=PROMPT_NAMES, default="astromlab",
-                   help="shipped prompt: astromlab = AstroMLab's structure (question first, then instructions, "
-                   "'Response:' opening the JSON answer; default); ours = instructions first; plain = "
-                   "Question/A-D/Answer: (token method; instruct has astromlab only)")
+    p.add_argument(
+        "--prompt",
+        choices=PROMPT_NAMES,
+        default="astromlab",
+        help="shipped prompt: astromlab = AstroMLab's structure (question first, then instructions, "
+        "'Response:' opening the JSON answer; default); ours = instructions first; plain = "
+        "Question/A-D/Answer: (token method; instruct has astromlab only)",
+    )
     p.add_argument("--template", default=None, help="a prompt template file instead of --prompt")
-    p.add_argument("--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix")
+    p.add_argument(
+        "--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix"
+    )
     p.add_argument("--max-new-tokens", type=int, default=256, help="instruct method: generation length")
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
-    p.add_argument("--context-policy", choices=["truncate", "refuse"], default="truncate",
-                   help="a prompt longer than the model's context: truncate = keep its last tokens (as "
-                   "lm-evaluation-harness), counted in scores.json; refuse = stop with an error")
+    p.add_argument(
+        "--context-policy",
+        choices=["truncate", "refuse"],
+        default="truncate",
+        help="a prompt longer than the model's context: truncate = keep its last tokens (as "
+        "lm-evaluation-harness), counted in scores.json; refuse = stop with an error",
+    )
     p.add_argument("--n-bootstrap", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
@@ -51,18 +68,33 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
 
-    for option, value in (("--batch-size", args.batch_size), ("--limit", args.limit),
-                          ("--n-bootstrap", args.n_bootstrap), ("--max-new-tokens", args.max_new_tokens)):
+    for option, value in (
+        ("--batch-size", args.batch_size),
+        ("--limit", args.limit),
+        ("--n-bootstrap", args.n_bootstrap),
+        ("--max-new-tokens", args.max_new_tokens),
+    ):
         if value is not None and value < 1:
             raise MCQInputError(f"{option}: must be >= 1, got {value}")
     qs = load_questions(args.questions, key_path=args.key)
     if args.limit:
         qs = qs.head(args.limit)
     result = score_mcq(
-        args.model, qs, method=args.method, backend=args.backend, batch_size=args.batch_size,
-        dtype=args.dtype, device=args.device, prompt=args.prompt, template=args.template,
-        prefix_cache=not args.no_prefix_cache, max_new_tokens=args.max_new_tokens,
-        n_bootstrap=args.n_bootstrap, seed=args.seed, base=args.base, context_policy=args.context_policy,
+        args.model,
+        qs,
+        method=args.method,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        device=args.device,
+        prompt=args.prompt,
+        template=args.template,
+        prefix_cache=not args.no_prefix_cache,
+        max_new_tokens=args.max_new_tokens,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        base=args.base,
+        context_policy=args.context_policy,
     )
     result.write(args.out)
     summary = {k: v for k, v in result.scores().items() if k != "settings"}

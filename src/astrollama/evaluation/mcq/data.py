@@ -132,7 +132,9 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
 def _text(path: Path, where: str, field: str, v: Any) -> str:
     """A text field, strictly: numbers, lists, bytes ... are refused (never scored as their str())."""
     if not isinstance(v, str):
-        raise MCQInputError(f"{path}: {where}: field {field!r} must be text, got {type(v).__name__} {_short(v)}")
+        raise MCQInputError(
+            f"{path}: {where}: field {field!r} must be text, got {type(v).__name__} {_short(v)}"
+        )
     return v
 
 
@@ -175,8 +177,9 @@ def _row_id(path: Path, where: str, row: dict[str, Any]) -> str | None:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise MCQInputError(f"{path}: {where}: field {f!r} must be text or an integer, got "
-                                f"{type(v).__name__} {_short(v)}")
+            raise MCQInputError(
+                f"{path}: {where}: field {f!r} must be text or an integer, got {type(v).__name__} {_short(v)}"
+            )
         ids[f] = str(v).strip()
     if len(set(ids.values())) > 1:
         raise MCQInputError(f"{path}: {where}: fields 'id' and 'index' disagree ({ids})")
@@ -195,7 +198,9 @@ def _check_unique(path: Path, ids: list[tuple[str, str]]) -> None:
 # public API
 
 
-def load_questions(path: str | os.PathLike[str], key_path: str | os.PathLike[str] | None = None) -> QuestionSet:
+def load_questions(
+    path: str | os.PathLike[str], key_path: str | os.PathLike[str] | None = None
+) -> QuestionSet:
     """Read and validate a question file, and optionally a separate answer key.
 
     Raises ``MCQInputError`` naming the file and row for: an unreadable or empty file, a missing
@@ -222,8 +227,9 @@ def load_questions(path: str | os.PathLike[str], key_path: str | os.PathLike[str
             raise MCQInputError(f"{p}: {where}: field 'id' is missing (other rows have one)")
         id_rows.append((where, qid))
         questions.append(
-            Question(id=qid, question=text.strip(), options=options,
-                     answer=_key_letter(p, where, row), where=where)
+            Question(
+                id=qid, question=text.strip(), options=options, answer=_key_letter(p, where, row), where=where
+            )
         )
     _check_unique(p, id_rows)
     n_keyed = sum(q.answer is not None for q in questions)

@@ -38,7 +38,9 @@ class LMEvalRun:
     seconds: float  # wall time of the evaluation call (model already loaded)
 
 
-def write_task(questions: QuestionSet, work_dir: str | os.PathLike[str], task: str = "astromlab_mcq_check") -> Path:
+def write_task(
+    questions: QuestionSet, work_dir: str | os.PathLike[str], task: str = "astromlab_mcq_check"
+) -> Path:
     """Write ``work_dir/<task>.yaml`` (including the shipped task) and the questions as JSONL."""
     wd = Path(work_dir).resolve()
     data = wd / f"{task}.jsonl"
@@ -61,8 +63,15 @@ def write_task(questions: QuestionSet, work_dir: str | os.PathLike[str], task: s
 
 
 def run_lm_eval(
-    model: Any, questions: QuestionSet, work_dir: str | os.PathLike[str], *, tokenizer: Any = None,
-    batch_size: int = 8, device: str = "cpu", dtype: str = "float32", task: str = "astromlab_mcq_check",
+    model: Any,
+    questions: QuestionSet,
+    work_dir: str | os.PathLike[str],
+    *,
+    tokenizer: Any = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    dtype: str = "float32",
+    task: str = "astromlab_mcq_check",
 ) -> LMEvalRun:
     """Score ``questions`` with lm-eval's HF model (``model``: a checkpoint directory, or a loaded
     model with its ``tokenizer``; lm-eval defaults otherwise, e.g. ``logits_cache``)."""

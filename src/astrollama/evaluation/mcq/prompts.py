@@ -64,7 +64,9 @@ class PromptTemplate:
             raise MCQInputError(f"{p}: invalid placeholder (write a literal $ as $$)")
         names = set(tpl.get_identifiers())
         if names - PLACEHOLDERS:
-            raise MCQInputError(f"{p}: unknown placeholders {sorted(names - PLACEHOLDERS)}; allowed: $question $A $B $C $D")
+            raise MCQInputError(
+                f"{p}: unknown placeholders {sorted(names - PLACEHOLDERS)}; allowed: $question $A $B $C $D"
+            )
         if names != PLACEHOLDERS:
             raise MCQInputError(f"{p}: missing placeholders {sorted(PLACEHOLDERS - names)}")
         return cls(path=p, text=text, sha256=hashlib.sha256(raw).hexdigest())
@@ -87,7 +89,9 @@ def render_doc(doc: dict, template: PromptTemplate | str | os.PathLike[str] | No
         tpl = template
     else:
         tpl = PromptTemplate.load(template) if template else PromptTemplate.default("token")
-    q = Question(id="", question=str(doc["question"]).strip(), options={k: str(doc[k]).strip() for k in LETTERS})
+    q = Question(
+        id="", question=str(doc["question"]).strip(), options={k: str(doc[k]).strip() for k in LETTERS}
+    )
     return tpl.render(q)
 
 
@@ -114,9 +118,11 @@ def encode_prompts(tokenizer, prompts: Sequence[str], qids: Sequence[str]) -> li
     for p in prompts:
         ctx = p.rstrip()
         contexts.append(ctx)
-        conts.append(p[len(ctx):])
+        conts.append(p[len(ctx) :])
     ctx_ids = tokenizer(list(contexts)).input_ids
-    with_letters = tokenizer([c + w + L for c, w in zip(contexts, conts, strict=True) for L in LETTERS]).input_ids
+    with_letters = tokenizer(
+        [c + w + L for c, w in zip(contexts, conts, strict=True) for L in LETTERS]
+    ).input_ids
     out: list[EncodedPrompt] = []
     name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     for i, (ids, qid) in enumerate(zip(ctx_ids, qids, strict=True)):
@@ -126,11 +132,13 @@ def encode_prompts(tokenizer, prompts: Sequence[str], qids: Sequence[str]) -> li
         for j, L in enumerate(LETTERS):
             full = with_letters[4 * i + j]
             if full[: len(ids)] != ids or len(full) != len(ids) + 1:
-                added = tokenizer.convert_ids_to_tokens(full[len(ids) - 1:]) if len(full) >= len(ids) else full
+                added = (
+                    tokenizer.convert_ids_to_tokens(full[len(ids) - 1 :]) if len(full) >= len(ids) else full
+                )
                 raise MCQInputError(
                     f"tokenizer {name}: after the prompt of question {qid!r} (ending {contexts[i][-20:]!r}), "
                     f"the answer {conts[i] + L!r} is not one new token (got {added}); end the template "
-                    "where a lone letter follows, e.g. with '{\"ANSWER\": \"'"
+                    'where a lone letter follows, e.g. with \'{"ANSWER": "\''
                 )
             letter_ids.append(full[-1])
         if len(set(letter_ids)) != 4:
@@ -145,7 +153,8 @@ def encode_prompts(tokenizer, prompts: Sequence[str], qids: Sequence[str]) -> li
 _JSON_OBJ = re.compile(r"\{[^{}]*\}", re.S)
 _KEY_RE = re.compile(r"""["']?answer["']?\s*[:=]\s*["'(\[]?\s*((?-i:[ABCD]))(?![A-Za-z0-9])""", re.I)
 _PHRASE_RE = re.compile(
-    r"(?:answer|option|choice)\s+(?:is|would be|:)\s*(?:option\s+)?[\"'(\[]?((?-i:[ABCD]))(?![A-Za-z0-9])", re.I
+    r"(?:answer|option|choice)\s+(?:is|would be|:)\s*(?:option\s+)?[\"'(\[]?((?-i:[ABCD]))(?![A-Za-z0-9])",
+    re.I,
 )
 _LONE_RE = re.compile(r"^\s*[\"'(\[*]*([ABCD])[\"')\]*.:]*\s*$")
 

@@ -62,8 +62,9 @@ CONTEXT_POLICIES = ("truncate", "refuse")
 # result
 
 
-def bootstrap_ci(correct: Sequence[bool], *, n_resamples: int = 10_000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    correct: Sequence[bool], *, n_resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy (questions resampled with replacement,
     ``n_resamples`` times, numpy ``default_rng(seed)``; see ``astrollama.evaluation.stats``)."""
     from astrollama.evaluation.stats import bootstrap_mean_ci
@@ -112,7 +113,8 @@ class MCQResult:
             "accuracy": self.accuracy,
             "ci95": list(self.ci95) if self.ci95 else None,
             "ci_method": f"percentile bootstrap over questions, {self.n_bootstrap} resamples, seed {self.seed}"
-            if self.ci95 else None,
+            if self.ci95
+            else None,
             "n": self.n,
             "n_correct": self.n_correct,
             "n_unparsed": self.n_unparsed,
@@ -148,7 +150,9 @@ class MCQResult:
         }
         if self.accuracy is not None:
             lo, hi = self.ci95 or (math.nan, math.nan)
-            log.info("accuracy %.4f (95%% CI %.4f-%.4f) on %d questions -> %s", self.accuracy, lo, hi, self.n, out)
+            log.info(
+                "accuracy %.4f (95%% CI %.4f-%.4f) on %d questions -> %s", self.accuracy, lo, hi, self.n, out
+            )
         else:
             log.info("%d predictions (no key: no accuracy) -> %s", self.n, out)
         return paths
@@ -189,11 +193,17 @@ def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def hf_letter_logprobs(model, encoded: Sequence[EncodedPrompt], *, batch_size: int = 8,
-                       prefix_cache: bool = True, progress: bool = True) -> tuple[list[list[float]], int]:
+def hf_letter_logprobs(
+    model,
+    encoded: Sequence[EncodedPrompt],
+    *,
+    batch_size: int = 8,
+    prefix_cache: bool = True,
+    progress: bool = True,
+) -> tuple[list[list[float]], int]:
     """Full-vocabulary log-probabilities of the four letter tokens after each prompt.
 
     Returns ``(logprobs per question, number of prefix tokens computed once)``.
@@ -224,10 +234,12 @@ def hf_letter_logprobs(model, encoded: Sequence[EncodedPrompt], *, batch_size: i
                 suffix = seqs[i][p_len:]
                 start = width - len(suffix)  # left padding: every prompt ends at the last column
                 ids[r, start:] = torch.tensor(suffix)
-                mask[r, p_len + start:] = 1
+                mask[r, p_len + start :] = 1
                 pos[r, start:] = torch.arange(p_len, p_len + len(suffix))
             kwargs: dict[str, Any] = {
-                "input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": pos.to(device),
+                "input_ids": ids.to(device),
+                "attention_mask": mask.to(device),
+                "position_ids": pos.to(device),
             }
             if keep_last:
                 kwargs["logits_to_keep"] = 1
@@ -248,8 +260,15 @@ def hf_letter_logprobs(model, encoded: Sequence[EncodedPrompt], *, batch_size: i
     return results, p_len
 
 
-def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, batch_size: int = 8,
-                max_new_tokens: int = 256, progress: bool = True) -> list[str]:
+def hf_generate(
+    model,
+    tokenizer,
+    prompt_ids: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+) -> list[str]:
     """Greedy completions (left-padded, length-sorted batches), decoded without special tokens."""
     import torch
     from tqdm.auto import tqdm
@@ -265,11 +284,17 @@ def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, batch_
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for r, i in enumerate(batch):
-                ids[r, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i])
-                mask[r, width - len(prompt_ids[i]):] = 1
+                ids[r, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i])
+                mask[r, width - len(prompt_ids[i]) :] = 1
             out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=pad,
             )
             for r, i in enumerate(batch):
                 texts[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True)
@@ -299,9 +324,13 @@ def _versions(backend: str) -> dict[str, str]:
 
     from astrollama import __version__ as ours
 
-    v = {"python": platform.python_version(), "torch": torch.__version__,
-         "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-         "astrollama": ours}
+    v = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "astrollama": ours,
+    }
     if backend == "vllm":
         from astrollama.evaluation.mcq import vllm as mcq_vllm
 
@@ -318,8 +347,9 @@ def chat_prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
         )
     out = []
     for p in prompts:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
         out.append(tokenizer(text, add_special_tokens=False).input_ids)
     return out
 
@@ -336,8 +366,9 @@ def context_length(config: Any, tokenizer: Any) -> tuple[int | None, str]:
     return None, "unknown (no limit applied)"
 
 
-def fit_context(ids: list[list[int]], qs: Sequence[Question], questions: QuestionSet, *, limit: int | None,
-                policy: str) -> tuple[list[list[int]], list[tuple[str, int]]]:
+def fit_context(
+    ids: list[list[int]], qs: Sequence[Question], questions: QuestionSet, *, limit: int | None, policy: str
+) -> tuple[list[list[int]], list[tuple[str, int]]]:
     """Prompts cut to their last ``limit`` tokens (``truncate``) or an error (``refuse``).
 
     Returns the prompts and ``(question id, tokens cut)`` for every truncated one."""
@@ -355,8 +386,12 @@ def fit_context(ids: list[list[int]], qs: Sequence[Question], questions: Questio
             seq = seq[-limit:]
         out.append(seq)
     if cut:
-        log.warning("%d of %d prompts were longer than %d tokens: left-truncated (as lm-evaluation-harness)",
-                    len(cut), len(ids), limit)
+        log.warning(
+            "%d of %d prompts were longer than %d tokens: left-truncated (as lm-evaluation-harness)",
+            len(cut),
+            len(ids),
+            limit,
+        )
     return out, cut
 
 
@@ -401,8 +436,11 @@ def score_mcq(
     if context_policy not in CONTEXT_POLICIES:
         raise MCQInputError(f"context_policy {context_policy!r}: use one of {CONTEXT_POLICIES}")
     tpl = PromptTemplate.load(template) if template else PromptTemplate.default(method, prompt)
-    model_label = str(model) if isinstance(model, (str, os.PathLike)) else getattr(
-        getattr(model, "config", None), "_name_or_path", type(model).__name__)
+    model_label = (
+        str(model)
+        if isinstance(model, (str, os.PathLike))
+        else getattr(getattr(model, "config", None), "_name_or_path", type(model).__name__)
+    )
 
     if backend == "vllm":
         if not isinstance(model, (str, os.PathLike)):
@@ -433,39 +471,62 @@ def score_mcq(
     qs = questions.questions
     prompts = [tpl.render(q) for q in qs]
     settings: dict[str, Any] = {
-        "model": model_label, "method": method, "backend": backend, "device": device, "dtype": dtype,
+        "model": model_label,
+        "method": method,
+        "backend": backend,
+        "device": device,
+        "dtype": dtype,
         "batch_size": batch_size,
         "template": {"prompt": None if template else prompt, "path": str(tpl.path), "sha256": tpl.sha256},
         "questions": {"path": str(questions.path), "sha256": _sha256(questions.path), "n": len(qs)},
         "key": {"path": str(questions.key_path), "sha256": _sha256(questions.key_path)}
-        if questions.key_path else None,
-        "tokenizer": {"class": type(tokenizer).__name__, "name_or_path": getattr(tokenizer, "name_or_path", None)},
+        if questions.key_path
+        else None,
+        "tokenizer": {
+            "class": type(tokenizer).__name__,
+            "name_or_path": getattr(tokenizer, "name_or_path", None),
+        },
         "versions": _versions(backend),
     }
     context: dict[str, Any] = {
-        "max_length": max_len, "source": len_source, "policy": context_policy,
+        "max_length": max_len,
+        "source": len_source,
+        "policy": context_policy,
         "rule": "truncate: a longer prompt keeps its last tokens (left truncation, as lm-evaluation-harness); "
-                "refuse: stop with an error naming the question",
+        "refuse: stop with an error naming the question",
     }
     settings["context"] = context
-    log.info("scoring %d questions: method=%s backend=%s device=%s dtype=%s batch=%d",
-             len(qs), method, backend, device, dtype, batch_size)
+    log.info(
+        "scoring %d questions: method=%s backend=%s device=%s dtype=%s batch=%d",
+        len(qs),
+        method,
+        backend,
+        device,
+        dtype,
+        batch_size,
+    )
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     if method == "token":
         encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs])
         context["prompt_limit"] = max_len
-        fitted, cut = fit_context([e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy)
+        fitted, cut = fit_context(
+            [e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy
+        )
         encoded = [dataclasses.replace(e, ids=i) for e, i in zip(encoded, fitted, strict=True)]
         distinct = sorted({e.letter_ids for e in encoded})
         settings["letter_token_ids"] = [
-            {L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)} for L, i in zip(LETTERS, ids, strict=True)}
+            {
+                L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)}
+                for L, i in zip(LETTERS, ids, strict=True)
+            }
             for ids in distinct
         ]
         settings["add_special_tokens"] = "tokenizer default (e.g. BOS for LLaMA tokenizers)"
         if backend == "transformers":
-            lps, p_len = hf_letter_logprobs(model, encoded, batch_size=batch_size, prefix_cache=prefix_cache,
-                                            progress=progress)
+            lps, p_len = hf_letter_logprobs(
+                model, encoded, batch_size=batch_size, prefix_cache=prefix_cache, progress=progress
+            )
             picks = [max(range(4), key=lambda j, lp=lp: lp[j]) for lp in lps]
             settings["prefix_cache_tokens"] = p_len
         else:
@@ -479,18 +540,25 @@ def score_mcq(
             records.append(_token_record(q, lp, pick))
     else:
         ids = chat_prompt_ids(tokenizer, prompts)
-        settings["chat_template"] = {"applied": True, "role": "user", "add_generation_prompt": True,
-                                     "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest()}
+        settings["chat_template"] = {
+            "applied": True,
+            "role": "user",
+            "add_generation_prompt": True,
+            "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
+        }
         limit = None if max_len is None else max_len - max_new_tokens
         if limit is not None and limit < 1:
-            raise MCQInputError(f"max_new_tokens {max_new_tokens}: must be below the model's context of {max_len} tokens")
+            raise MCQInputError(
+                f"max_new_tokens {max_new_tokens}: must be below the model's context of {max_len} tokens"
+            )
         context["prompt_limit"] = limit
         ids, cut = fit_context(ids, qs, questions, limit=limit, policy=context_policy)
         settings["max_new_tokens"] = max_new_tokens
         settings["decoding"] = "greedy"
         if backend == "transformers":
-            texts = hf_generate(model, tokenizer, ids, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                progress=progress)
+            texts = hf_generate(
+                model, tokenizer, ids, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress
+            )
         else:
             from astrollama.evaluation.mcq import vllm as mcq_vllm
 
@@ -498,18 +566,23 @@ def score_mcq(
             texts = mcq_vllm.generate(llm, ids, max_new_tokens=max_new_tokens, progress=progress)
         for q, text in zip(qs, texts, strict=True):
             letter, how = parse_answer(text)
-            records.append({"id": q.id, "prediction": letter, "correct": q.answer, "parsed_by": how,
-                            "response": text})
+            records.append(
+                {"id": q.id, "prediction": letter, "correct": q.answer, "parsed_by": how, "response": text}
+            )
         n_unparsed = sum(r["prediction"] is None for r in records)
         if n_unparsed:
-            log.warning("%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records))
+            log.warning(
+                "%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records)
+            )
     context["n_truncated"] = len(cut)
     context["truncated"] = [{"id": i, "tokens_cut": n} for i, n in cut]
     cut_by_id = dict(cut)
     for r in records:
         r["truncated_tokens"] = cut_by_id.get(r["id"], 0)
     seconds = time.perf_counter() - t0
-    return MCQResult(predictions=records, settings=settings, seconds=seconds, n_bootstrap=n_bootstrap, seed=seed)
+    return MCQResult(
+        predictions=records, settings=settings, seconds=seconds, n_bootstrap=n_bootstrap, seed=seed
+    )
 
 
 def _token_record(q: Question, lp: Sequence[float | None], pick: int) -> dict[str, Any]:
@@ -518,6 +591,9 @@ def _token_record(q: Question, lp: Sequence[float | None], pick: int) -> dict[st
     z = sum(math.exp(v - top) for v in known)
     probs = {L: (math.exp(v - top) / z if v is not None else None) for L, v in zip(LETTERS, lp, strict=True)}
     return {
-        "id": q.id, "prediction": LETTERS[pick], "correct": q.answer,
-        "probs": probs, "logprobs": dict(zip(LETTERS, lp, strict=True)),
+        "id": q.id,
+        "prediction": LETTERS[pick],
+        "correct": q.answer,
+        "probs": probs,
+        "logprobs": dict(zip(LETTERS, lp, strict=True)),
     }

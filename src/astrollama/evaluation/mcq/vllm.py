@@ -35,25 +35,34 @@ def _import_vllm():
     return vllm
 
 
-def make_llm(model_path: str, *, dtype: str, seed: int = 0, max_logprobs: int = DEFAULT_LOGPROBS,
-             **llm_kwargs: Any):
+def make_llm(
+    model_path: str, *, dtype: str, seed: int = 0, max_logprobs: int = DEFAULT_LOGPROBS, **llm_kwargs: Any
+):
     """A ``vllm.LLM`` for scoring: prefix caching on, ``max_logprobs`` large enough for K."""
     vllm = _import_vllm()
-    kwargs = {"model": model_path, "dtype": dtype, "seed": seed, "max_logprobs": max_logprobs,
-              "enable_prefix_caching": True, **llm_kwargs}
+    kwargs = {
+        "model": model_path,
+        "dtype": dtype,
+        "seed": seed,
+        "max_logprobs": max_logprobs,
+        "enable_prefix_caching": True,
+        **llm_kwargs,
+    }
     log.info("vLLM %s: LLM(%s)", getattr(vllm, "__version__", "?"), kwargs)
     return vllm.LLM(**kwargs)
 
 
-def letter_logprobs(llm, encoded: Sequence[EncodedPrompt], *, logprobs: int = DEFAULT_LOGPROBS,
-                    progress: bool = True) -> tuple[list[list[float | None]], list[int]]:
+def letter_logprobs(
+    llm, encoded: Sequence[EncodedPrompt], *, logprobs: int = DEFAULT_LOGPROBS, progress: bool = True
+) -> tuple[list[list[float | None]], list[int]]:
     """Per question: the four letters' full-vocabulary logprobs (None outside the top K) and the
     index (0-3) of the greedy letter."""
     vllm = _import_vllm()
 
     def params(letter_ids: Sequence[int]):
-        return vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=logprobs,
-                                   allowed_token_ids=list(letter_ids))
+        return vllm.SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=logprobs, allowed_token_ids=list(letter_ids)
+        )
 
     distinct = {e.letter_ids for e in encoded}
     sp = params(next(iter(distinct))) if len(distinct) == 1 else [params(e.letter_ids) for e in encoded]
@@ -74,8 +83,9 @@ def letter_logprobs(llm, encoded: Sequence[EncodedPrompt], *, logprobs: int = DE
     return all_lp, picks
 
 
-def generate(llm, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-             progress: bool = True) -> list[str]:
+def generate(
+    llm, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int, progress: bool = True
+) -> list[str]:
     """Greedy completions of chat-templated prompts."""
     vllm = _import_vllm()
     sp = vllm.SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
