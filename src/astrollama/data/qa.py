@@ -46,7 +46,14 @@ from typing import Any
 from astrollama.data import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.manifest import paper_path
-from astrollama.data.summarize import REPO_ROOT, Backend, _seed, make_backend, read_prompt
+from astrollama.data.summarize import (
+    REPO_ROOT,
+    Backend,
+    _seed,
+    add_backend_args,
+    backend_from_args,
+    read_prompt,
+)
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 from astrollama.lmflow_data import check_conversation
@@ -626,12 +633,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
     )
-    p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
-    p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
-    p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
-    p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
-    p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
-    p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
+    add_backend_args(p)
     p.add_argument(
         "--seed", type=number(int, min=0), default=d.seed, help="per-paper seeds derive from it and the id"
     )
@@ -660,24 +662,7 @@ def _cli(a: Any) -> int:
     )
     cfg.check()  # before a model is loaded
     prompt = QAPrompt.load(a.prompt)
-    kw: dict[str, Any] = {
-        "temperature": a.temperature,
-        "repetition_penalty": a.repetition_penalty,
-        "model_id": a.model_id,
-    }
-    if a.backend == "vllm":
-        kw.update(
-            tensor_parallel_size=a.tensor_parallel_size,
-            max_model_len=a.max_model_len or 8192,
-            dtype=a.dtype,
-            gpu_memory_utilization=a.gpu_memory_utilization,
-            seed=a.seed,
-        )
-    else:
-        kw.update(max_model_len=a.max_model_len, device=a.device)
-    from astrollama.train.recipe import resolve_model
-
-    backend = make_backend(a.backend, resolve_model(a.model), **kw)
+    backend = backend_from_args(a)
     stats = run_qa(
         a.root,
         backend,

@@ -729,6 +729,41 @@ def run_summary(
     return runner.finish()
 
 
+def add_backend_args(p: Any) -> None:
+    """The generation options of every stage that writes with :func:`make_backend` (summarize, qa)."""
+    from astrollama.cli import number
+
+    p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
+    p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
+    p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
+    p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
+    p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
+    p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
+
+
+def backend_from_args(a: Any) -> Backend:
+    """The backend a stage's command line asks for (``--backend``, ``--model`` and the options above)."""
+    kw: dict[str, Any] = {
+        "temperature": a.temperature,
+        "repetition_penalty": a.repetition_penalty,
+        "model_id": a.model_id,
+    }
+    if a.backend == "vllm":
+        kw.update(
+            tensor_parallel_size=a.tensor_parallel_size,
+            max_model_len=a.max_model_len or 8192,
+            dtype=a.dtype,
+            gpu_memory_utilization=a.gpu_memory_utilization,
+            seed=a.seed,
+        )
+    else:
+        kw.update(max_model_len=a.max_model_len, device=a.device)
+    from astrollama.train.recipe import resolve_model
+
+    backend = make_backend(a.backend, resolve_model(a.model), **kw)
+    return backend
+
+
 def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
@@ -771,12 +806,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
     )
-    p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
-    p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
-    p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
-    p.add_argument("--gpu-memory-utilization", type=number(gt=0, max=1), default=0.9)
-    p.add_argument("--temperature", type=number(min=0), default=0.0, help="0 = greedy")
-    p.add_argument("--repetition-penalty", type=number(gt=0), default=1.0)
+    add_backend_args(p)
     p.add_argument(
         "--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id"
     )
@@ -813,24 +843,7 @@ def _cli(a: Any) -> int:
         min_chunk_budget=a.min_chunk_budget,
         previous_tokens=a.previous_tokens,
     )
-    kw: dict[str, Any] = {
-        "temperature": a.temperature,
-        "repetition_penalty": a.repetition_penalty,
-        "model_id": a.model_id,
-    }
-    if a.backend == "vllm":
-        kw.update(
-            tensor_parallel_size=a.tensor_parallel_size,
-            max_model_len=a.max_model_len or 8192,
-            dtype=a.dtype,
-            gpu_memory_utilization=a.gpu_memory_utilization,
-            seed=a.seed,
-        )
-    else:
-        kw.update(max_model_len=a.max_model_len, device=a.device)
-    from astrollama.train.recipe import resolve_model
-
-    backend = make_backend(a.backend, resolve_model(a.model), **kw)
+    backend = backend_from_args(a)
     stats = run_summary(
         a.root,
         backend,
