@@ -7,8 +7,11 @@
 # Submit from the repository root. Thin shell: validation, the checks of the inputs (same
 # architecture and vocabulary), the mergekit config, provenance and the atomic write of the merged
 # model live in `astrollama merge` (docs/train-merge.md). A merge runs on CPU (mergekit streams the
-# tensors: memory ~ a few tensors, not whole models); a killed merge leaves only a temporary
-# directory beside output_dir, and resubmitting the same command merges again from scratch.
+# tensors: memory ~ a few tensors, not whole models). The job is requeueable: a preempted or
+# requeued attempt leaves only a temporary directory beside output_dir, which the next attempt of the
+# same job removes before merging again from scratch; once output_dir holds the finished merge of the
+# same recipe and input files, a requeued or resubmitted job ends at once (exit 0), and a different
+# merge there is refused (exit 2).
 #
 # Knobs: ASTROLLAMA_REPO (repository root [submit dir]), ASTROLLAMA_VENV ([$REPO/.venv]),
 # ASTROLLAMA_ENV_SETUP (shell code run first, e.g. "module load python/3.11").
@@ -19,6 +22,7 @@
 #SBATCH --cpus-per-task=8
 #SBATCH --mem=64G
 #SBATCH --time=4:00:00
+#SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --output=slurm/logs/%x-%j.out
 set -euo pipefail

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -246,6 +247,63 @@ def test_yaml_alias_and_existing_output_are_refused(models, tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_a_finished_merge_is_not_redone_and_another_is_refused(models, tmp_path, capsys, caplog):
+    """A resubmission (or a requeued job whose merge had finished) ends at once; a merge of other
+    inputs or another recipe at that output is refused, one line, exit 2, nothing touched."""
+    import shutil
+
+    inputs = {k: shutil.copytree(models[k], tmp_path / k) for k in ("sft", "instruct")}
+    recipe = _recipe(tmp_path, LINEAR, inputs)
+    assert _merge(recipe) == 0
+    out = tmp_path / "merged"
+    caplog.set_level(logging.INFO, logger="astrollama.merge")
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+    caplog.clear()
+    assert _merge(recipe) == 0
+    assert f"already merged: {out}" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    capsys.readouterr()
+    for overrides, why in (
+        (["models.sft.weight=0.7", "models.instruct.weight=0.3"], "made from a different recipe"),
+        (["dtype=bfloat16"], "made from a different recipe"),
+    ):
+        assert _merge(recipe, *overrides) == 2
+        err = capsys.readouterr().err
+        assert f"output_dir: {out} holds another merge ({why})" in err and len(err.strip().splitlines()) == 1
+    (inputs["instruct"] / "config.json").write_text(
+        (inputs["instruct"] / "config.json").read_text().replace("{", '{"_edited": true, ', 1)
+    )  # the same path, retrained or edited since the merge
+    assert _merge(recipe) == 2
+    err = capsys.readouterr().err
+    assert "models.instruct.path: the checkpoint's files changed since" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_a_requeued_attempt_clears_only_its_own_job_temporaries(models, tmp_path, monkeypatch, caplog):
+    from astrollama.train.merge import OWNER_FILE
+
+    ours, theirs, unowned = (tmp_path / f".merged.{t}.tmp" for t in ("a1", "b2", "c3"))
+    for d, job in ((ours, "41"), (theirs, "42")):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"partial")
+        (d / OWNER_FILE).write_text(json.dumps({"slurm_job_id": job}))
+    unowned.mkdir()
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    caplog.set_level(logging.INFO, logger="astrollama.merge")
+    assert _merge(_recipe(tmp_path, LINEAR, models)) == 0
+    assert not ours.exists() and theirs.is_dir() and unowned.is_dir()
+    assert f"removed {ours}, left by an earlier attempt of job 41" in caplog.text
+    assert f"{theirs}: left by an interrupted merge" in caplog.text
+    assert not (tmp_path / "merged" / OWNER_FILE).exists()
+
+
+def _mergekit_writing(tmp_path: Path) -> bool:
+    """mergekit has written a file into the merge's temporary directory (not only our owner note)."""
+    from astrollama.train.merge import OWNER_FILE
+
+    return any(p.name != OWNER_FILE for p in tmp_path.glob(".merged.*.tmp/*"))
+
+
 def test_killed_merge_leaves_no_model_at_the_output_path(smollm2, tmp_path):
     """kill -9 while mergekit writes (SmolLM2-135M with itself: seconds): only a temporary directory remains."""
     import shutil
@@ -262,7 +320,7 @@ def test_killed_merge_leaves_no_model_at_the_output_path(smollm2, tmp_path):
     )
     deadline = time.time() + 300
     try:
-        while not list(tmp_path.glob(".merged.*.tmp/*")) and proc.poll() is None and time.time() < deadline:
+        while not _mergekit_writing(tmp_path) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the merge ended before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)
@@ -304,3 +362,69 @@ def test_sbatch_merge_script(slurm_cluster, models, tmp_path):
     assert json.loads((tmp_path / "merged" / "provenance" / "merge.json").read_text())["inputs"]
     r = subprocess.run(["bash", "slurm/merge.sh"], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+@pytest.mark.slurm
+def test_requeued_merge_job_merges_once_and_resubmission_is_a_no_op(slurm_cluster, smollm2, tmp_path):
+    """sbatch slurm/merge.sh, then `scontrol requeue` while the merge runs: the next attempt removes the
+    first one's temporary directory and merges again; the job completes with the merged model.
+    Submitting the same job again ends at once."""
+    import re
+    import shutil
+
+    twin = shutil.copytree(smollm2, tmp_path / "twin", copy_function=os.link)
+    recipe = _recipe(tmp_path, LINEAR, {"sft": smollm2, "instruct": twin})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(ASTROLLAMA_VENV=str(Path(sys.executable).parent.parent), OMP_NUM_THREADS="1")
+    log = tmp_path / "merge.out"
+    sbatch = ["sbatch", "--cpus-per-task=1", "--mem=3G", "--time=10", f"--output={log}"]
+
+    def state(job: str) -> tuple[str, int]:
+        out = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
+        s, r = re.search(r"JobState=(\S+)", out), re.search(r"Restarts=(\d+)", out)
+        return (s.group(1) if s else "UNKNOWN"), int(r.group(1)) if r else 0
+
+    def wait_for(cond, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"timed out waiting for {what}; log:\n{log.read_text()[-3000:] if log.exists() else ''}"
+                )
+            time.sleep(0.05)
+
+    job = subprocess.run(
+        [*sbatch, "--parsable", "slurm/merge.sh", str(recipe)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        wait_for(
+            lambda: list(tmp_path.glob(".merged.*.tmp")) or (tmp_path / "merged").exists(),
+            300,
+            "the merge to start",
+        )
+        assert not (tmp_path / "merged").exists(), "the merge ended before it could be requeued"
+        subprocess.run(["scontrol", "requeue", job], env=env, check=True, capture_output=True)
+        wait_for(lambda: state(job) == ("COMPLETED", 1), 300, "the requeued job to complete")
+    finally:
+        if state(job)[0] not in ("COMPLETED", "FAILED", "CANCELLED", "UNKNOWN"):
+            subprocess.run(["scancel", job], env=env, capture_output=True)
+    text = log.read_text()
+    assert len(re.findall(r"^\[merge\.sh\] ", text, re.M)) == 2  # two attempts, one log (append)
+    assert re.search(rf"removed {tmp_path}/\.merged\.\S+\.tmp, left by an earlier attempt of job {job}", text)
+    assert not list(tmp_path.glob(".merged.*.tmp"))
+    a, m = _tensors(smollm2), _tensors(tmp_path / "merged")
+    assert set(m) == set(a)
+    for name, t in m.items():
+        torch.testing.assert_close(t, (W_SFT + W_INSTRUCT) * a[name], rtol=1e-6, atol=1e-6)
+    stamp = (tmp_path / "merged" / "model.safetensors").stat().st_mtime_ns
+    r = subprocess.run(
+        [*sbatch, "--wait", "slurm/merge.sh", str(recipe)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr + log.read_text()[-3000:]
+    assert f"already merged: {tmp_path / 'merged'}" in log.read_text()
+    assert (tmp_path / "merged" / "model.safetensors").stat().st_mtime_ns == stamp

@@ -13,7 +13,10 @@ Before anything is written the checkpoints are checked: each is a local director
 merged model is written into a temporary directory beside ``output_dir`` together with its
 provenance (``provenance/``: inputs with the SHA-256 of every file, the mergekit config, mergekit
 version, seed, timestamps, git commit, ``pip freeze``) and renamed onto ``output_dir`` when
-complete, so a killed merge never leaves a half-written model there. ``output_dir`` must not exist.
+complete, so a killed merge never leaves a half-written model there. If ``output_dir`` already
+holds a finished merge of the same recipe and input files, there is nothing to do (a requeued job or
+a resubmission ends at once, exit 0); any other content there is refused. A requeued Slurm job
+removes the temporary directory its earlier attempt left.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ SHARED_CONFIG_KEYS = (
 )
 WEIGHT_SUM_TOLERANCE = 1e-6
 MERGE_RECIPE_SUFFIX = "-merge.yaml"  # how `astrollama train validate DIR` tells merge recipes apart
+OWNER_FILE = ".astrollama-merge-owner.json"  # inside a merge's temporary directory while it runs
 
 
 def is_merge_recipe(path: str | os.PathLike[str]) -> bool:
@@ -279,14 +283,14 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
 
     file = recipe._file or str(recipe.path)
     final = Path(recipe.output_dir)
-    if final.exists():
+    if final.exists() and not (final / "provenance" / "merge.json").is_file():
         raise RecipeError(
             file,
             "output_dir",
-            f"{final} exists (a finished merge?): remove it or set output_dir=... to another directory",
+            f"{final} exists and is not a finished merge (no provenance/merge.json): remove it or set "
+            "output_dir=... to another directory",
         )
-    for stale in final.parent.glob(f".{final.name}.*.tmp"):
-        log.warning("%s: left by an interrupted merge; remove it to free the space", stale)
+    _clear_stale_temporaries(final)
     paths = input_paths(recipe)
     check_inputs(recipe, paths)
     config = mergekit_config(recipe, paths)
@@ -296,14 +300,26 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         raise RecipeError(
             file, "(mergekit)", f"mergekit rejects the translated config: {e.errors()[0]['msg']}"
         ) from None
+    inputs = {key: {"path": p, "files": _sha256_files(p)} for key, p in paths.items()}
+    if final.exists():
+        why = _differs_from_finished(final, recipe, render_config(config), inputs)
+        if why:
+            raise RecipeError(
+                file,
+                "output_dir",
+                f"{final} holds another merge ({why}): remove it or set output_dir=... to another directory",
+            )
+        log.info("already merged: %s holds this merge of the same inputs; nothing to do", final)
+        return final
     freeze = _PipFreeze()  # runs in the background during the merge
     started = time.time()
-    inputs = {key: {"path": p, "files": _sha256_files(p)} for key, p in paths.items()}
     options = MergeOptions(
         random_seed=recipe.seed, device="cpu", copy_tokenizer=True, quiet=not progress, write_model_card=True
     )
     log.info("merging %d models (%s) into %s", len(recipe.models), recipe.method, final)
     with atomic_dir(final) as tmp:
+        owner = tmp / OWNER_FILE  # names the Slurm job, so that its requeued attempt can clear it
+        atomic_write_text(owner, json.dumps({"slurm_job_id": os.environ.get("SLURM_JOB_ID")}) + "\n")
         run_merge(mk_config, str(tmp), options, config_source=render_config(config))
         tok_dir = Path(config["tokenizer_source"])
         if not (tmp / "generation_config.json").exists() and (tok_dir / "generation_config.json").is_file():
@@ -338,8 +354,48 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
             )
             + "\n",
         )
+        owner.unlink()
     log.info("merged model: %s (%.1f s)", final, time.time() - started)
     return final
+
+
+def _clear_stale_temporaries(final: Path) -> None:
+    """Remove the temporary directories an earlier attempt of this Slurm job left beside ``final``
+    (a requeued or preempted merge: Slurm ended that attempt before starting this one); warn about
+    any other (another job's or a local run's: it may still be running)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    for stale in sorted(final.parent.glob(f".{final.name}.*.tmp")):
+        try:
+            owner = json.loads((stale / OWNER_FILE).read_text()).get("slurm_job_id")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+        if job and owner == job:
+            shutil.rmtree(stale)
+            log.info("removed %s, left by an earlier attempt of job %s", stale, job)
+        else:
+            log.warning(
+                "%s: left by an interrupted merge (or one still running); remove it to free the space", stale
+            )
+
+
+def _differs_from_finished(
+    final: Path, recipe: MergeRecipe, mk_yaml: str, inputs: dict[str, dict[str, Any]]
+) -> str | None:
+    """Why the finished merge in ``final`` is not this one (None: same recipe, config and input files)."""
+    prov = final / "provenance"
+    try:
+        done = json.loads((prov / "merge.json").read_text())
+        done_recipe = json.loads((prov / "recipe.json").read_text())
+        done_yaml = (prov / "mergekit.yaml").read_text()
+    except (OSError, ValueError) as e:
+        return f"its provenance cannot be read: {e}"
+    if done_recipe != recipe.resolved_dict() or done_yaml != mk_yaml:
+        return "made from a different recipe"
+    for key, now in inputs.items():
+        then = (done.get("inputs") or {}).get(key) if isinstance(done, dict) else None
+        if not isinstance(then, dict) or then.get("files") != now["files"]:
+            return f"models.{key}: the checkpoint's files changed since"
+    return None
 
 
 def _iso(t: float) -> str:
