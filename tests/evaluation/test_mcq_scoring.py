@@ -327,6 +327,22 @@ def test_benchmark_script_compares_with_lm_eval(tiny_model, tmp_path):
     assert all(v > 0 for v in r["questions_per_s"].values())
 
 
+def test_matmul_precision_script_separates_fp32_grade_from_bf16(capsys):
+    """eval/bench_matmul.py: fp32 and the bf16x2 split are fp32-grade (relative error < 1e-5),
+    plain bfloat16 is not (> 1e-4): the measured reason lower precision cannot keep predictions."""
+    sys.path.insert(0, str(REPO / "eval"))
+    try:
+        import bench_matmul
+    finally:
+        sys.path.remove(str(REPO / "eval"))
+    r = bench_matmul.measure(rows=32, repeats=1)
+    assert r["fp32"]["max_rel_error"] < 1e-6 and r["bf16x2"]["max_rel_error"] < 1e-5
+    assert r["bf16"]["max_rel_error"] > 1e-4
+    assert all(v["gflops"] > 0 for v in r.values()) and r["fp32"]["vs_fp32"] == 1.0
+    assert bench_matmul.main(["--rows", "16", "--repeats", "1"]) == 0
+    assert "max relative error" in capsys.readouterr().out
+
+
 def test_prompt_choice_from_the_cli_and_the_prompt_effect_script(tiny_model, tmp_path, capsys):
     from astrollama.cli import main
 
