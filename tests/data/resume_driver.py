@@ -4,11 +4,13 @@ python resume_driver.py aic ROOT
 python resume_driver.py summary ROOT MODEL_DIR
 python resume_driver.py build ROOT OUT TOKENIZER_DIR MCQ
 python resume_driver.py qa ROOT MODEL_DIR MCQ
+python resume_driver.py qa-recorded ROOT MODEL_DIR MCQ   (tests/data/qa_recorded.py's outputs)
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +50,19 @@ def main(argv: list[str]) -> int:
         run_qa(
             root,
             backend,
+            config=QAConfig(max_new_tokens=24, batch_papers=3),
+            mcq_path=argv[3],
+            progress=False,
+        )
+    elif stage == "qa-recorded":
+        from qa_recorded import MIXED_KEPT, MIXED_UNGROUNDED, RecordedOutputs, recorded_outputs  # this dir
+
+        from astrollama.data.qa import QAConfig, run_qa
+
+        outputs = recorded_outputs(Path(root), MIXED_KEPT, MIXED_UNGROUNDED)
+        run_qa(
+            root,
+            RecordedOutputs(Path(argv[2]), outputs),
             config=QAConfig(max_new_tokens=24, batch_papers=3),
             mcq_path=argv[3],
             progress=False,

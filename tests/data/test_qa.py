@@ -29,6 +29,7 @@ from astrollama.data.qa import (
 from astrollama.data.summarize import make_backend
 
 sys.path.insert(0, str(Path(__file__).parent))
+from qa_recorded import RecordedOutputs, recorded_outputs  # noqa: E402
 from test_resume_corpus import make_root  # noqa: E402
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
@@ -201,49 +202,14 @@ def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, rep
     assert done == sorted(shard_of(ids, 1, 2)) and 0 < len(done) < len(ids)
 
 
-class RecordedOutputs:
-    """The backend interface with the tiny model's real tokenizer, answering each paper with a model
-    output recorded here (written from the paper's own words): the parse -> filter -> file -> manifest
-    -> sft-convert path, checked with outputs whose right filtering is known."""
-
-    def __init__(self, tiny_model: Path, outputs: dict[str, str]) -> None:
-        from transformers import AutoTokenizer
-
-        from astrollama.data.summarize import _TokenizerMixin
-
-        self.tok = _TokenizerMixin()
-        self.tok.tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-        self.encode, self.decode, self.prompt_length = (
-            self.tok.encode,
-            self.tok.decode,
-            self.tok.prompt_length,
-        )
-        self.model_id, self.max_model_len, self.outputs = "recorded", 1024, outputs
-
-    def generate(self, conversations, max_tokens, seeds):
-        from astrollama.data.summarize import Generation
-
-        out = []
-        for conv in conversations:
-            pid = next(p for p in self.outputs if f"Title: Paper {p}" in conv[1]["content"])
-            out.append(Generation(self.outputs[pid], 50, "stop"))
-        return out
-
-
 def test_kept_pairs_reach_lmflow_shards_split_by_paper(tmp_path: Path, tiny_model: Path, capsys) -> None:
     from astrollama.data.split import assign_split
     from astrollama.lmflow_data import read_conversation_dir
 
     ids = _root(tmp_path / "data", 9)
     m = Manifest(tmp_path / "data")
-    outputs = {}
-    for pid in ids[:8]:
-        words = json.loads(m.resolve(m.status("aic")[pid].outputs["aic"]).read_text())["text"].split()[4:40]
-        words = [w.strip(".").lower() for w in words]
-        outputs[pid] = (
-            f"Here you go.\nQ: Which {' '.join(words[:5])} comes first?\nA: {' '.join(words[5:20])}.\n"
-            f"Q: What did we find about {words[0]}?\nA: {' '.join(words[20:30])}.\n"
-        )
+    outputs = recorded_outputs(tmp_path / "data")  # per paper: one pair kept, one not_standalone
+    assert sorted(outputs) == ids[:8]
     run_qa(tmp_path / "data", RecordedOutputs(tiny_model, outputs), mcq_path=MCQ, progress=False)
     st = m.status("qa")
     assert all(
