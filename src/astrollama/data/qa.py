@@ -603,13 +603,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--root", required=True, help="data root (manifest/; outputs go to ROOT/qa/)")
     p.add_argument("--source", choices=SOURCES, default=d.source, help="text the questions are written from")
-    p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument(
-        "--model",
-        required=True,
-        help="instruct checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)",
+    add_backend_args(
+        p, "instruct checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)"
     )
-    p.add_argument("--model-id", help="name recorded per paper (default: --model)")
     p.add_argument(
         "--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})"
     )
@@ -630,10 +626,6 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--decontam-ngram", type=number(int, min=1), default=d.decontam_ngram)
     p.add_argument("--decontam-min-matches", type=number(int, min=1), default=d.decontam_min_matches)
-    p.add_argument(
-        "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
-    )
-    add_backend_args(p)
     p.add_argument(
         "--seed", type=number(int, min=0), default=d.seed, help="per-paper seeds derive from it and the id"
     )

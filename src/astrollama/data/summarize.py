@@ -729,10 +729,17 @@ def run_summary(
     return runner.finish()
 
 
-def add_backend_args(p: Any) -> None:
-    """The generation options of every stage that writes with :func:`make_backend` (summarize, qa)."""
+def add_backend_args(p: Any, model_help: str) -> None:
+    """The model and generation options of every stage that writes with :func:`make_backend`
+    (summarize, qa), read back by :func:`backend_from_args`."""
     from astrollama.cli import number
 
+    p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--model-id", help="name recorded per paper (default: --model)")
+    p.add_argument(
+        "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
+    )
     p.add_argument("--tensor-parallel-size", type=number(int, min=1), default=1, help="vllm: GPUs per model")
     p.add_argument("--device", default="cpu", help="transformers: torch device (cpu, cuda)")
     p.add_argument("--dtype", default="bfloat16", help="vllm dtype")
@@ -760,8 +767,7 @@ def backend_from_args(a: Any) -> Backend:
         kw.update(max_model_len=a.max_model_len, device=a.device)
     from astrollama.train.recipe import resolve_model
 
-    backend = make_backend(a.backend, resolve_model(a.model), **kw)
-    return backend
+    return make_backend(a.backend, resolve_model(a.model), **kw)
 
 
 def register(sub: Any) -> None:
@@ -778,13 +784,9 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--root", required=True, help="data root (manifest/; outputs go to ROOT/summary/)")
-    p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument(
-        "--model",
-        required=True,
-        help="summariser checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)",
+    add_backend_args(
+        p, "summariser checkpoint directory (or HF id on a cluster; smollm2-135m: the offline demo model)"
     )
-    p.add_argument("--model-id", help="name recorded per paper (default: --model)")
     p.add_argument(
         "--prompt", default=None, help=f"prompt YAML (default {DEFAULT_PROMPT.relative_to(REPO_ROOT)})"
     )
@@ -803,10 +805,6 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper"
     )
-    p.add_argument(
-        "--max-model-len", type=number(int, min=1), default=None, help="context window (vllm default 8192)"
-    )
-    add_backend_args(p)
     p.add_argument(
         "--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id"
     )

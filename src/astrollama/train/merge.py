@@ -294,6 +294,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     paths = input_paths(recipe)
     check_inputs(recipe, paths)
     config = mergekit_config(recipe, paths)
+    mk_yaml = render_config(config)
     try:
         mk_config = MergeConfiguration.model_validate(config)
     except ValidationError as e:
@@ -302,7 +303,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         ) from None
     inputs = {key: {"path": p, "files": _sha256_files(p)} for key, p in paths.items()}
     if final.exists():
-        why = _differs_from_finished(final, recipe, render_config(config), inputs)
+        why = _differs_from_finished(final, recipe, mk_yaml, inputs)
         if why:
             raise RecipeError(
                 file,
@@ -320,7 +321,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     with atomic_dir(final) as tmp:
         owner = tmp / OWNER_FILE  # names the Slurm job, so that its requeued attempt can clear it
         atomic_write_text(owner, json.dumps({"slurm_job_id": os.environ.get("SLURM_JOB_ID")}) + "\n")
-        run_merge(mk_config, str(tmp), options, config_source=render_config(config))
+        run_merge(mk_config, str(tmp), options, config_source=mk_yaml)
         tok_dir = Path(config["tokenizer_source"])
         if not (tmp / "generation_config.json").exists() and (tok_dir / "generation_config.json").is_file():
             shutil.copyfile(tok_dir / "generation_config.json", tmp / "generation_config.json")
@@ -328,7 +329,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         prov.mkdir()
         resolved = recipe.resolved_dict()
         atomic_write_text(prov / "recipe.json", json.dumps(resolved, indent=2) + "\n")
-        atomic_write_text(prov / "mergekit.yaml", render_config(config))
+        atomic_write_text(prov / "mergekit.yaml", mk_yaml)
         atomic_write_text(
             prov / "git.json", json.dumps(_git_info(Path(__file__).resolve().parents[3]), indent=2) + "\n"
         )
@@ -394,7 +395,7 @@ def _differs_from_finished(
     for key, now in inputs.items():
         then = (done.get("inputs") or {}).get(key) if isinstance(done, dict) else None
         if not isinstance(then, dict) or then.get("files") != now["files"]:
-            return f"models.{key}: the checkpoint's files changed since"
+            return f"{key}: the checkpoint's files changed since"
     return None
 
 
