@@ -39,12 +39,15 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astrollama.data.aic.bibtex import parse_bib
+from astrollama.data.aic.labels import KIND_WORD, aux_kinds, count_labels, scheme_for
 from astrollama.data.aic.rules import (
     AIC,
     AICError,
     _display,
     _finish,
     _Heading,
+    _last_body_section,
     _pick,
     classify_heading,
     normalise_heading,
@@ -161,7 +164,10 @@ def resolve_latex_inputs(
                 if f is not None and f not in seen:
                     if depth + 1 > max_depth:
                         raise EprintError(f"{where}: \\input{{{name}}}: nesting deeper than {max_depth}")
-                    found.append(load(f, depth + 1, seen | {f}))
+                    sub = load(f, depth + 1, seen | {f})
+                    if f.suffix in (".sty", ".cls") and is_style_package(sub):
+                        continue  # a font or style package: its definitions are not the paper's
+                    found.append(sub)
             if found or not keep:
                 out.append(text[pos : m.start()])
                 out.append("\n".join(found))
@@ -173,6 +179,24 @@ def resolve_latex_inputs(
     if not _inside(real, top):
         raise EprintError(f"{where}: main file leaves the source directory")
     return load(real, 0, frozenset({real}))
+
+
+_STYLE_PACKAGE = re.compile(
+    r"\\(?:NeedsTeXFormat|DeclareSymbolFont|DeclareMathAlphabet|DeclareFontFamily|DeclareFontShape|"
+    r"SetSymbolFont|SetMathAlphabet|DeclareMathSymbol|DeclareSymbolFontAlphabet|DeclareTextFontCommand|"
+    r"DeclareOption|ProcessOptions|ProvidesClass)(?![A-Za-z@])|"
+    r"\\ProvidesPackage\s*\{[^{}]*\}\s*\[\s*\d{4}[/-]|"
+    r"\\font\s*\\[A-Za-z@]+\s*=|\\(?:renewcommand|def)\s*\{?\\(?:rmdefault|sfdefault|ttdefault|familydefault)(?![A-Za-z@])"
+)
+
+
+def is_style_package(text: str) -> bool:
+    """Whether an inlined ``.sty``/``.cls`` text is a font or style package (``\\NeedsTeXFormat``,
+    a dated ``\\ProvidesPackage``, package options, font declarations such as
+    ``\\DeclareSymbolFont`` or ``\\font\\x=``) rather than the authors' own macro file: its
+    definitions (``apjfonts.sty``'s ``\\def\\AA{..}``, showyourwork's ``\\variable``) are not
+    expanded, the converter's own rendering stands."""
+    return bool(_STYLE_PACKAGE.search(text))
 
 
 def find_main_tex(src_dir: str | Path) -> Path:
@@ -560,6 +584,17 @@ _KEY_AUTHOR_YEAR = re.compile(
 class _Context:
     cites: dict[str, str | tuple[str, str]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # label -> section/appendix/figure/table/equation
+    cites_from: str = ""  # "bbl" | "bib" | "inline" | "" (where ``cites`` came from)
+    unresolved: int = 0  # citation keys found in no bibliography (counted as converted)
+    bare_refs: int = 0  # reference commands written without a number
+    _low: tuple[int, int, dict[str, str | tuple[str, str]]] = field(default=(0, 0, {}), repr=False)
+
+    def _lowered(self) -> dict[str, str | tuple[str, str]]:
+        if self._low[:2] != (id(self.cites), len(self.cites)):
+            self._low = (id(self.cites), len(self.cites), {k.lower(): v for k, v in self.cites.items()})
+        return self._low[2]
+
     authors: dict[str, str] = field(default_factory=dict)  # numeric styles: key -> authors for \citet
     acronyms: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (short, long)
     acro_used: set[str] = field(default_factory=set)
@@ -584,7 +619,7 @@ class _Context:
     def number_citations(self, body: str) -> None:
         """Numeric style (revtex): the ``.bbl`` entries numbered in its order (apsrev lists them in
         citation order) or, without one, the keys in the order of their first citation."""
-        order = list(self.cites) or list(
+        order = (list(self.cites) if self.cites_from != "bib" else []) or list(
             dict.fromkeys(
                 k.strip()
                 for m in _CITE_KEYS.finditer(body)
@@ -596,11 +631,18 @@ class _Context:
             c = self.cites.get(k) or self.cite(k)
             if isinstance(c, tuple):
                 self.authors[k] = c[0]
+        if self.cites_from == "bib":  # only the cited keys the .bib holds are numbered
+            order = [k for k in order if k.lower() in self._lowered()]
+            self.cites_from = "numbered"
         self.cites = {k: str(n) for n, k in enumerate(order, 1)}
 
     def cite(self, key: str) -> str | tuple[str, str] | None:
         if key in self.cites:
             return self.cites[key]
+        if self.cites_from == "bib":  # BibTeX matches keys whatever their case
+            low = self._lowered().get(key.lower())
+            if low is not None:
+                return low
         m = _KEY_AUTHOR_YEAR.match(key)
         if m:
             name = m.group(1)
@@ -751,6 +793,8 @@ _DROP_ONE = (
     "preprint",
     "homepage",
     "bibnote",
+    "variable",  # showyourwork: a value computed at build time (not in the e-print)
+    "script",
 )
 _DROP_TWO = ("setcounter", "addtocounter", "setlength", "addtolength", "renewcommand", "newcommand")
 _DROP_NONE = (
@@ -973,6 +1017,14 @@ _ACRO: dict[str, tuple[str, bool]] = {
     "acrodef": ("", False),
     "acro": ("", False),
     "newacronym": ("", False),
+}
+_TYPED_REFS = {"cref", "Cref", "autoref", "Autoref", "vref", "Sref"}  # print the type word themselves
+_PLURAL = {
+    "Section": "Sections",
+    "Appendix": "Appendices",
+    "Figure": "Figures",
+    "Table": "Tables",
+    "Eq.": "Eqs.",
 }
 _ABBREV_END = re.compile(r"\b(?:e\.g|i\.e|cf|vs|al|Refs?|Secs?|Eqs?|Figs?)\.,?\s*$")
 _PREFIX_WORD = (
@@ -1208,6 +1260,7 @@ class _Converter:
         pre = " ".join(self._sub(pre).split()) if pre else ""
         post = " ".join(self._sub(post).split()) if post else ""
         found = [c for c in (self.ctx.cite(k) for k in keys) if c is not None]
+        self.ctx.unresolved += len(keys) - len(found)
         base = name.rstrip("*").lower()
         ay = [c for c in found if isinstance(c, tuple)]
         nums = [c for c in found if isinstance(c, str)]
@@ -1304,14 +1357,21 @@ class _Converter:
             if low.startswith(pre):
                 word = w
                 break
+        kind = next((self.ctx.kinds[k] for k in keys if k in self.ctx.kinds), "")
+        word = KIND_WORD.get(kind, word)  # the counter's kind, where known, over the label's spelling
         if name == "eqref":
             word = "Eq."
         if nums:
-            num = ", ".join(f"({x})" if name == "eqref" else x for x in nums)
+            paren = name == "eqref" or (word == "Eq." and name in _TYPED_REFS)
+            parts = [f"({x})" if paren else x for x in nums]
+            num = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+            if len(parts) > 1:
+                word = _PLURAL.get(word, word)
             sep = "" if tail.endswith((" ", "(")) else " "
             self.out.append(sep + num if (after_word or name == "pageref") else f"{word} {num}")
             self.last_ref_empty = False
             return i
+        self.ctx.bare_refs += 1
         if after_ref:  # "Figs. \ref{a} and \ref{b}" without numbers: drop the joiner too
             j = _REF_JOIN.search(tail)
             self._drop_tail(len(tail) - j.start() if j else 0)
@@ -1397,6 +1457,33 @@ _STOPPERS = re.compile(
 )
 
 
+_BODY_END = re.compile(
+    r"\\appendix\b|\\begin\{appendix\}|\\begin\{thebibliography\}|\\bibliography\s*\{|\\printbibliography|"
+    r"\\end\{document\}|\\begin\{acknowledge?ments?\}|\\acknowledge?ments?\b"
+)
+_BIBSTYLE = re.compile(r"\\bibliographystyle\s*\{([^{}]*)\}")
+# BibTeX styles that cite by number (standard LaTeX, natbib's numeric ones, physics and nature journals)
+_NUMERIC_BST = {
+    "plain",
+    "unsrt",
+    "abbrv",
+    "ieeetr",
+    "acm",
+    "siam",
+    "apsrev",
+    "apsrev4-1",
+    "apsrev4-2",
+    "naturemag",
+    "nature",
+    "science",
+    "jcap",
+    "jhep",
+    "iopart-num",
+    "elsarticle-num",
+    "spiebib",
+}
+
+
 def _latex_abstract(tex: str) -> str:
     b = tex.find("\\begin{abstract}")
     if b >= 0:
@@ -1433,14 +1520,49 @@ def load_paper(
     tex = MacroExpander(macros, where).expand(tex)
     ctx = _Context()
     top = Path(root).resolve() if root is not None else p.parent.resolve()
-    for ext, parse, attr in ((".bbl", parse_bbl, "cites"), (".aux", parse_aux, "labels")):
+    for ext in (".bbl", ".aux"):
         cands = [p.with_suffix(ext)] + sorted(p.parent.glob("*" + ext))
         for c in cands:
             if c.is_file() and not c.is_symlink() and _inside(c.resolve(), top):
                 if c.stat().st_size <= MAX_SOURCE_CHARS:
-                    setattr(ctx, attr, parse(c.read_text(encoding="utf-8", errors="replace")))
+                    text = c.read_text(encoding="utf-8", errors="replace")
+                    if ext == ".bbl":
+                        ctx.cites, ctx.cites_from = parse_bbl(text), "bbl"
+                    else:
+                        ctx.labels, ctx.kinds = parse_aux(text), aux_kinds(text)
                 break
+    if not ctx.cites and "\\begin{thebibliography}" not in tex:
+        cites = read_bib(tex, p.parent.resolve(), top, where)
+        if cites:
+            ctx.cites, ctx.cites_from = cites, "bib"
     return LatexPaper(tex, ctx)
+
+
+_BIB_FILES = re.compile(r"\\bibliography\s*\{([^{}]*)\}|\\addbibresource\s*(?:\[[^\]]*\])?\s*\{([^{}]*)\}")
+
+
+def read_bib(tex: str, base: Path, top: Path, where: str) -> dict[str, tuple[str, str]]:
+    """Author-year forms of the cited keys from the ``.bib`` files that ``\\bibliography{a,b}`` /
+    ``\\addbibresource{x.bib}`` name (inside the source tree; an absolute name or one that leaves
+    it is not read, the paper goes on without it) (:mod:`astrollama.data.aic.bibtex`)."""
+    wanted = {k.strip() for m in _CITE_KEYS.finditer(tex) for k in m.group(1).split(",") if k.strip()}
+    out: dict[str, tuple[str, str]] = {}
+    if not wanted:
+        return out
+    for m in _BIB_FILES.finditer(tex):
+        names = m.group(1).split(",") if m.group(1) is not None else [m.group(2)]
+        for name in (n.strip() for n in names):
+            if not name:
+                continue
+            try:
+                f = _input_file(base, top, name, (".bib", "") if m.group(1) is not None else ("",), where)
+            except EprintError:
+                continue
+            if f is None or f.suffix.lower() != ".bib" or f.stat().st_size > MAX_SOURCE_CHARS:
+                continue
+            for k, v in parse_bib(f.read_text(encoding="utf-8", errors="replace"), _plain, wanted).items():
+                out.setdefault(k, v)
+    return out
 
 
 def extract_aic_latex_text(
@@ -1458,25 +1580,42 @@ def extract_aic_latex_text(
     if not ctx.cites:  # an inline bibliography instead of a .bbl
         bib = re.search(r"(?s)\\begin\{thebibliography\}.*?(?:\\end\{thebibliography\}|\Z)", body)
         if bib:
-            ctx.cites = parse_bbl(bib.group(0))
+            ctx.cites, ctx.cites_from = parse_bbl(bib.group(0)), "inline"
     ctx.define_acronyms(tex)
     dc = _NUMERIC_CLASS.search(tex)
+    bst = _BIBSTYLE.search(tex)
     if dc and "rmp" not in re.split(r"[\s,]+", dc.group(1) or ""):  # APS journals cite by number
         ctx.number_citations(body)
+    elif ctx.cites_from == "bib" and bst and bst.group(1).strip().lower() in _NUMERIC_BST:
+        ctx.number_citations(body)  # a numeric BibTeX style over a .bib: numbers in citation order
+    eq_in_section = bool(re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", tex))
+    for key, (kind, num) in count_labels(body, scheme_for(tex), eq_in_section=eq_in_section).items():
+        ctx.labels.setdefault(key, num)  # an .aux number wins over a counted one
+        ctx.kinds.setdefault(key, kind)
     aic = AIC(source="latex", abstract=latex_to_text(_latex_abstract(tex), ctx))
     secs: list[tuple[str, int, int]] = []  # (title, start of body, start of heading)
+    starred: list[bool] = []
     bm = brace_map(body)
     for m in _SECTION.finditer(body):
         if bm.get(m.end() - 1, len(body)) - m.end() > MAX_TITLE_CHARS:
             continue
         title, end = _braced(body, m.end() - 1, bm)
         secs.append((title, end, m.start()))
+        starred.append("*" in body[m.start() : m.start() + 10])
     heads = []
     for title, _, start in secs:
         plain = latex_to_text(title)
         norm, depth = normalise_heading(plain)
         heads.append(_Heading(start, _display(plain), norm, 1, depth, classify_heading(norm)))
     _, i, c = _pick(heads)
+    aic.conclusion_rule = "name" if c is not None else ""
+    if c is None:  # no conclusion-like heading: the last section of the body (rules._last_body_section)
+        end = _BODY_END.search(body)
+        limit = end.start() if end else len(body)
+        numbered = [k for k, (_, _, start) in enumerate(secs) if start < limit and not starred[k]]
+        c = _last_body_section(heads, i, numbered)
+        if c is not None:
+            aic.conclusion_rule = "last section"
 
     def section_text(k: int) -> str:
         start = secs[k][1]
@@ -1488,6 +1627,9 @@ def extract_aic_latex_text(
     if c is not None:
         aic.conclusion = section_text(c)
         aic.conclusion_heading = heads[c].title
+    if not aic.conclusion:
+        aic.conclusion_rule = ""
+    aic.unresolved_citations, aic.bare_references = ctx.unresolved, ctx.bare_refs
     return _finish(aic, metadata_abstract, where)
 
 

@@ -59,6 +59,9 @@ class AIC:
     abstract_source: str = ""  # "text" | "metadata" | ""
     source: str = ""  # "mmd" | "latex"
     missing: list[str] = field(default_factory=list)
+    conclusion_rule: str = ""  # "name" (a conclusion-like heading) | "last section" (LaTeX fallback)
+    unresolved_citations: int = 0  # LaTeX: citation keys found in no .bbl/.bib/inline bibliography
+    bare_references: int = 0  # LaTeX: \ref-like commands left without a number
 
     def text(self, title: str | None = None) -> str:
         """The training document: title, then each found section under a plain heading line."""
@@ -148,6 +151,28 @@ def _pick(heads: list[_Heading]) -> tuple[int | None, int | None, int | None]:
     strong = [k for k in cands if _CONCLUSION.search(heads[k].norm)]
     concl = strong[-1] if strong else (cands[-1] if cands else None)
     return abstract, intro, concl
+
+
+# last body sections that never stand in for a conclusion (reference lists, not findings)
+_NOT_CONCLUDING = {"notation", "notations", "nomenclature", "glossary", "abbreviations", "list of symbols"}
+
+
+def _last_body_section(heads: list[_Heading], intro: int | None, body: list[int]) -> int | None:
+    """The conclusion when no heading is conclusion-like (LaTeX route): the last section of the
+    body, where ``body`` lists the indices of the numbered top-level sections before the appendix,
+    acknowledgments and references. It must come after the introduction with at least one section
+    between them, and not be back matter or a notation list (those are skipped). E.g. "1
+    Introduction, 2 Data, 3 Results, 4 Discussion" -> "Discussion"; "1 Introduction, 2 Method" ->
+    none (the only body section is no conclusion)."""
+    if intro is None:
+        return None
+    for k in reversed(body):
+        if k <= intro + 1:
+            return None
+        h = heads[k]
+        if h.kind is None and h.norm and h.norm not in _NOT_CONCLUDING:
+            return k
+    return None
 
 
 def _finish(aic: AIC, metadata_abstract: str | None, where: str) -> AIC:

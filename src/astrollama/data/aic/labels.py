@@ -1,0 +1,364 @@
+"""``\\label`` numbers counted from the LaTeX source, for e-prints that ship no ``.aux``.
+
+:func:`count_labels` walks the document body once, in order, and does what LaTeX's counters do:
+every numbered thing (section, subsection, subsubsection, equation or equation row, figure or
+table caption, ``enumerate`` item) becomes the current label value, and a ``\\label{key}`` takes
+the current value, so a label after a starred (unnumbered) heading keeps the previous value, as
+in LaTeX. The numbering follows the document class (:func:`scheme_for`), checked against the class
+files: ``article`` and unknown classes use LaTeX's defaults (``3``, ``3.1``; appendix ``A``,
+``A.1``; equations, figures and tables numbered on through the appendix); AASTeX
+(``aastex*.cls``, also ``emulateapj``) letters appendix sections and numbers their equations
+``A1``, ``B1`` (each appendix section restarts them), figures and tables go on unless
+``\\restartappendixnumbering``/``\\apptablenumbers`` or ``emulateapj``'s ``appendixfloats`` ask for
+``A1``; ``mnras`` writes appendix subsections ``A1`` and numbers equations, figures and tables
+``A1`` within each appendix section; ``aa`` numbers them ``A.1``; ``revtex`` numbers sections
+with Roman numerals (``II``), subsections with letters (referenced as ``II A``), tables with Roman
+numerals (``Table I``) and appendix equations ``A1``. ``\\numberwithin{equation}{section}``
+(amsmath) gives ``3.2``. Equations: ``equation``, ``multline`` and ``eqnarray``/``align``/
+``gather``/``flalign``/``alignat`` rows (``\\\\`` outside an inner ``split``/``aligned``/``cases``/
+``array``/matrix), minus ``\\nonumber``/``\\notag``; ``\\tag{x}`` gives ``x``; ``subequations``
+number ``2a``, ``2b``. Figures/tables take their number at ``\\caption``/``\\tablecaption``/
+``\\captionof``; ``deluxetable`` at its start (AASTeX numbers it with or without a caption).
+Each label also gets its kind (section, appendix, figure, table, equation, item), which
+``\\cref``/``\\autoref`` print as the word before the number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ROMAN = (
+    (1000, "M"),
+    (900, "CM"),
+    (500, "D"),
+    (400, "CD"),
+    (100, "C"),
+    (90, "XC"),
+    (50, "L"),
+    (40, "XL"),
+    (10, "X"),
+    (9, "IX"),
+    (5, "V"),
+    (4, "IV"),
+    (1, "I"),
+)
+
+
+def roman(n: int) -> str:
+    """``n`` in upper-case Roman numerals (``0`` for n <= 0)."""
+    if n <= 0:
+        return "0"
+    out = []
+    for v, s in _ROMAN:
+        while n >= v:
+            out.append(s)
+            n -= v
+    return "".join(out)
+
+
+def alph(n: int) -> str:
+    """``1`` -> ``A`` .. ``26`` -> ``Z``, then ``AA`` (LaTeX stops at Z; beyond it we go on)."""
+    s = ""
+    while n > 0:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s or "0"
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How a document class prints its counters (see the module doc)."""
+
+    name: str
+    section_roman: bool = False  # revtex: I, II
+    subsection_alph: bool = False  # revtex: A, B (referenced as "II A")
+    table_roman: bool = False  # revtex: Table I
+    app_sub_sep: str = "."  # appendix subsection: "A.1" ("" in mnras: "A1")
+    app_eq: str | None = None  # appendix equations: None = go on (article), "" = A1, "." = A.1
+    app_floats: str | None = None  # appendix figures/tables: None = go on, "" = A1, "." = A.1
+
+
+_SCHEMES = {
+    "article": Scheme("article"),
+    "aastex": Scheme("aastex", app_eq=""),
+    "mnras": Scheme("mnras", app_sub_sep="", app_eq="", app_floats=""),
+    "aa": Scheme("aa", app_eq=".", app_floats="."),
+    "revtex": Scheme("revtex", section_roman=True, subsection_alph=True, table_roman=True, app_eq=""),
+}
+_DOCCLASS = re.compile(r"\\documentclass\s*(?:\[([^\]]*)\])?\s*\{\s*([^}\s]+)\s*\}")
+
+
+def scheme_for(tex: str) -> Scheme:
+    """The numbering scheme of the document's class (the first uncommented ``\\documentclass``)."""
+    m = _DOCCLASS.search(tex)
+    cls = m.group(2).lower() if m else ""
+    opts = {o.strip() for o in (m.group(1) or "").split(",")} if m else set()
+    if cls.startswith(("aastex", "emulateapj")):
+        floats = "" if (cls == "emulateapj" and "appendixfloats" in opts) else None
+        base = Scheme("aastex", app_eq="", app_floats=floats)
+    elif cls.startswith(("mnras", "mn2e")):
+        base = _SCHEMES["mnras"]
+    elif cls == "aa":
+        base = _SCHEMES["aa"]
+    elif cls.startswith("revtex"):
+        base = _SCHEMES["revtex"]
+    else:
+        base = _SCHEMES["article"]
+    if base.name == "aastex" and re.search(r"\\(?:restartappendixnumbering|apptablenumbers)\b", tex):
+        base = Scheme("aastex", app_eq="", app_floats="")
+    return base
+
+
+_FIGURE_ENVS = {"figure", "figure*", "sidewaysfigure", "sidewaysfigure*", "wrapfigure", "SCfigure"}
+_TABLE_ENVS = {"table", "table*", "sidewaystable", "sidewaystable*", "longtable", "longtable*", "wraptable"}
+_DELUXE = {"deluxetable", "deluxetable*"}
+_ONE_NUMBER = {"equation", "multline"}
+_ROWS = {"eqnarray", "align", "gather", "flalign", "alignat"}
+_INNER = {
+    "split",
+    "aligned",
+    "alignedat",
+    "gathered",
+    "cases",
+    "array",
+    "matrix",
+    "pmatrix",
+    "bmatrix",
+    "vmatrix",
+    "Vmatrix",
+    "Bmatrix",
+    "smallmatrix",
+    "subarray",
+    "tabular",
+}
+_EVENT = re.compile(
+    r"\\(?P<sec>section|subsection|subsubsection)\s*(?P<star>\*)?"
+    r"|\\(?P<app>appendix)(?![A-Za-z@])"
+    r"|\\label\s*\{(?P<label>[^{}]*)\}"
+    r"|\\(?P<cap>caption|tablecaption|captionof)(?![A-Za-z@])\s*(?:\{(?P<capof>figure|table)\})?"
+    r"|\\(?P<be>begin|end)\s*\{(?P<env>[^{}]*)\}"
+    r"|\\tag\*?\s*\{(?P<tag>[^{}]*)\}"
+    r"|\\(?P<nonum>nonumber|notag)(?![A-Za-z@])"
+    r"|\\(?P<item>item)(?![A-Za-z@])"
+    r"|(?P<row>\\\\)"
+    r"|\\(?:[A-Za-z@]+|.)"
+)
+
+
+class _Counter:
+    def __init__(self, scheme: Scheme, eq_in_section: bool) -> None:
+        self.s = scheme
+        self.eq_in_section = eq_in_section
+        self.sec = self.sub = self.subsub = 0
+        self.eq = self.fig = self.tab = 0
+        self.appendix = False
+        self.current: tuple[str, str] = ("", "")  # (kind, number) of the last numbered thing
+        self.labels: dict[str, tuple[str, str]] = {}
+
+    def section_number(self) -> str:
+        if self.appendix:
+            return alph(self.sec)
+        return roman(self.sec) if self.s.section_roman else str(self.sec)
+
+    def heading(self, level: str) -> None:
+        if level == "section":
+            self.sec += 1
+            self.sub = self.subsub = 0
+            if self.eq_in_section or (self.appendix and self.s.app_eq is not None):
+                self.eq = 0
+            if self.appendix and self.s.app_floats is not None:
+                self.fig = self.tab = 0
+            kind = "appendix" if self.appendix else "section"
+            self.current = (kind, self.section_number())
+            return
+        if level == "subsection":
+            self.sub += 1
+            self.subsub = 0
+            num = self.subsection_number()
+        else:
+            self.subsub += 1
+            num = f"{self.subsection_number()}.{self.subsub}"
+        self.current = ("appendix" if self.appendix else "section", num)
+
+    def subsection_number(self) -> str:
+        sec = self.section_number()
+        if self.s.subsection_alph and not self.appendix:
+            return f"{sec} {alph(self.sub)}"
+        if self.appendix:
+            return f"{sec}{self.s.app_sub_sep}{self.sub}"
+        return f"{sec}.{self.sub}"
+
+    def equation(self) -> str:
+        self.eq += 1
+        if self.appendix and self.s.app_eq is not None:
+            return f"{self.section_number()}{self.s.app_eq}{self.eq}"
+        if self.eq_in_section:
+            return f"{self.section_number()}.{self.eq}"
+        return str(self.eq)
+
+    def float_(self, kind: str) -> None:
+        if kind == "figure":
+            self.fig += 1
+            n = self.fig
+        else:
+            self.tab += 1
+            n = self.tab
+        num = roman(n) if (kind == "table" and self.s.table_roman) else str(n)
+        if self.appendix and self.s.app_floats is not None:
+            num = f"{self.section_number()}{self.s.app_floats}{num}"
+        self.current = (kind, num)
+
+
+def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> dict[str, tuple[str, str]]:
+    """Label -> (kind, number) counted over ``body`` (comments stripped, macros expanded).
+
+    Linear in the body: one regular-expression pass; the first definition of a label wins."""
+    c = _Counter(scheme, eq_in_section)
+    envs: list[str] = []  # open environments that matter here
+    row_labels: list[str] = []  # labels of the current equation row
+    row_numbered = False  # the current row took a number that \nonumber/\tag may take back
+    row_start = 0
+    sub_parent: str | None = None  # subequations: the parent number
+    sub_n = 0
+    items: list[int] = []
+
+    def in_math() -> str | None:
+        for e in reversed(envs):
+            if e in _ONE_NUMBER or e in _ROWS:
+                return e
+        return None
+
+    def inner_depth() -> int:
+        d = 0
+        for e in reversed(envs):
+            if e in _ONE_NUMBER or e in _ROWS:
+                return d
+            d += e in _INNER
+        return d
+
+    def next_eq() -> str:
+        nonlocal sub_n
+        if sub_parent is not None:
+            sub_n += 1
+            return f"{sub_parent}{chr(96 + sub_n) if sub_n <= 26 else sub_n}"
+        return c.equation()
+
+    def untake() -> None:
+        nonlocal sub_n
+        if sub_parent is not None:
+            sub_n -= 1
+        else:
+            c.eq -= 1
+
+    def start_row(at: int) -> None:
+        nonlocal row_numbered, row_start
+        row_start = at
+        row_labels.clear()
+        c.current = ("equation", next_eq())
+        row_numbered = True
+
+    for m in _EVENT.finditer(body):
+        g = m.lastgroup
+        if g in ("sec", "star"):
+            if not m.group("star"):
+                c.heading(m.group("sec"))
+        elif g == "app":
+            if not c.appendix:
+                c.appendix = True
+                c.sec = c.sub = c.subsub = 0
+                if c.s.app_eq is not None:
+                    c.eq = 0
+                if c.s.app_floats is not None:
+                    c.fig = c.tab = 0
+        elif g == "label":
+            key = m.group("label").strip()
+            if key and key not in c.labels and c.current[1]:
+                c.labels[key] = c.current
+                if in_math():
+                    row_labels.append(key)
+        elif g in ("cap", "capof"):
+            kind = m.group("capof")
+            if kind is None:
+                env = next((e for e in reversed(envs) if e in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE), None)
+                if env is None or env in _DELUXE:
+                    continue
+                kind = "figure" if env in _FIGURE_ENVS else "table"
+            c.float_(kind)
+        elif g in ("be", "env"):
+            env = m.group("env").strip()
+            if m.group("be") == "begin":
+                if env == "appendix" and not c.appendix:
+                    c.appendix = True
+                    c.sec = c.sub = c.subsub = 0
+                    if c.s.app_eq is not None:
+                        c.eq = 0
+                    if c.s.app_floats is not None:
+                        c.fig = c.tab = 0
+                    continue
+                if env in _DELUXE:
+                    c.float_("table")
+                if env == "subequations":
+                    sub_parent, sub_n = c.equation(), 0
+                    c.current = ("equation", sub_parent)
+                if env == "enumerate":
+                    items.append(0)
+                envs.append(env)
+                if env in _ONE_NUMBER or env in _ROWS:
+                    start_row(m.end())
+            else:
+                if env in _ROWS and row_numbered and not body[row_start : m.start()].strip():
+                    untake()  # a trailing \\ before \end{align}: no empty numbered row
+                if env in envs:
+                    while envs and envs.pop() != env:
+                        pass
+                if env == "subequations":
+                    sub_parent = None
+                if env == "enumerate" and items:
+                    items.pop()
+                row_numbered = False
+        elif g == "tag":
+            if in_math():
+                if row_numbered:
+                    untake()
+                    row_numbered = False
+                c.current = ("equation", m.group("tag").strip())
+                for k in row_labels:
+                    c.labels[k] = c.current
+        elif g == "nonum":
+            if in_math() and row_numbered:
+                untake()
+                row_numbered = False
+        elif g == "row":
+            if in_math() in _ROWS and inner_depth() == 0:
+                start_row(m.end())
+        elif g == "item" and envs and envs[-1] == "enumerate" and items:
+            items[-1] += 1
+            c.current = ("item", str(items[-1]))
+    return c.labels
+
+
+_AUX_KIND = re.compile(r"^(section|subsection|subsubsection|appendix|figure|table|equation|AMS|item)")
+
+
+def aux_kinds(text: str) -> dict[str, str]:
+    """Label -> kind from hyperref's ``\\newlabel{key}{{n}{page}{title}{subsection.3.1}{}}``."""
+    out = {}
+    for m in re.finditer(r"\\newlabel\{([^{}]+)\}\{\{[^\n]*?\}\{[^{}\n]*\}\{[^\n]*?\}\{([^{}.]+)", text):
+        k = _AUX_KIND.match(m.group(2))
+        if k:
+            kind = k.group(1)
+            out[m.group(1)] = {"subsection": "section", "subsubsection": "section", "AMS": "equation"}.get(
+                kind, kind
+            )
+    return out
+
+
+KIND_WORD = {
+    "section": "Section",
+    "appendix": "Appendix",
+    "figure": "Figure",
+    "table": "Table",
+    "equation": "Eq.",
+    "item": "item",
+}
