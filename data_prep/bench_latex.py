@@ -45,7 +45,8 @@ def _watch() -> dict[str, int]:
         unres = [k for k in keys if self.ctx.cite(k) is None]
         n["cites"] += 1
         n["unres"] += len(unres)
-        n["guess"] += sum(1 for k in keys if k not in self.ctx.cites and self.ctx.cite(k) is not None)
+        listed = {c.lower() for c in self.ctx.cites}
+        n["guess"] += sum(1 for k in keys if k.lower() not in listed and self.ctx.cite(k) is not None)
         if not "".join(self.out)[before:].strip() and name.rstrip("*") not in ("nocite", "citeyear"):
             n["dropped"] += 1
             n["dropped_unres"] += bool(unres)

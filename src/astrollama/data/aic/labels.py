@@ -12,7 +12,7 @@ files: ``article`` and unknown classes use LaTeX's defaults (``3``, ``3.1``; app
 ``\\restartappendixnumbering``/``\\apptablenumbers`` or ``emulateapj``'s ``appendixfloats`` ask for
 ``A1``; ``mnras`` writes appendix subsections ``A1`` and numbers equations, figures and tables
 ``A1`` within each appendix section; ``aa`` numbers them ``A.1``; ``revtex`` numbers sections
-with Roman numerals (``II``), subsections with letters (referenced as ``II A``), tables with Roman
+with Roman numerals (``II``), subsections with letters (referenced as ``II A``, ``II A 1``), tables with Roman
 numerals (``Table I``) and appendix equations ``A1``. ``\\numberwithin{equation}{section}``
 (amsmath) gives ``3.2``. Equations: ``equation``, ``multline`` and ``eqnarray``/``align``/
 ``gather``/``flalign``/``alignat`` rows (``\\\\`` outside an inner ``split``/``aligned``/``cases``/
@@ -178,7 +178,8 @@ class _Counter:
             num = self.subsection_number()
         else:
             self.subsub += 1
-            num = f"{self.subsection_number()}.{self.subsub}"
+            sep = " " if (self.s.subsection_alph and not self.appendix) else "."  # revtex: "II A 1"
+            num = f"{self.subsection_number()}{sep}{self.subsub}"
         self.current = ("appendix" if self.appendix else "section", num)
 
     def subsection_number(self) -> str:

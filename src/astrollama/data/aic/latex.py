@@ -984,6 +984,8 @@ _REF_WORD = re.compile(
     r"Models?|Cases?|Items?|Paper|Notes?|Theorems?|Lemmas?)\s*\(?$"
 )
 _REF_JOIN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*$")
+_REF_JOIN_OPEN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*\(?$")  # "Eqs. (1) and (\ref{b})"
+_BETWEEN_REFS = re.compile(r"[\s()]*(?:,|and|or|--|–|-|&)?[\s()]*")
 _TEXTUAL = re.compile(
     r"\b(?:by|in|of|see|and|from|with|to|also|as|than|cf\.|e\.g\.,?|i\.e\.,?|like|including|"
     r"on|for|following)\s*$",
@@ -1047,6 +1049,8 @@ class _Converter:
         self.ctx = ctx
         self.captions: list[str] = []
         self.last_ref_empty = False
+        self.last_ref_numbered = False  # "Figures \ref{a} and \ref{b}": the second one is a number only
+        self.last_ref_word = ""
         self.depth = 0
 
     def text(self, s: str) -> str:
@@ -1091,6 +1095,7 @@ class _Converter:
             if j > i:
                 self.out.append(_plain_chunk(s[i:j]))
                 self.last_ref_empty = self.last_ref_empty and bool(_REF_JOIN.fullmatch(s[i:j].strip() + " "))
+                self.last_ref_numbered = self.last_ref_numbered and bool(_BETWEEN_REFS.fullmatch(s[i:j]))
             if j >= n:
                 break
             c = s[j]
@@ -1368,8 +1373,16 @@ class _Converter:
             if len(parts) > 1:
                 word = _PLURAL.get(word, word)
             sep = "" if tail.endswith((" ", "(")) else " "
-            self.out.append(sep + num if (after_word or name == "pageref") else f"{word} {num}")
+            after_num = (
+                self.last_ref_numbered
+                and self.last_ref_word == word
+                and bool(_REF_JOIN_OPEN.search(tail))
+                and name not in _TYPED_REFS
+            )
+            bare_num = after_word or after_num or name == "pageref"
+            self.out.append(sep + num if bare_num else f"{word} {num}")
             self.last_ref_empty = False
+            self.last_ref_numbered, self.last_ref_word = True, word
             return i
         self.ctx.bare_refs += 1
         if after_ref:  # "Figs. \ref{a} and \ref{b}" without numbers: drop the joiner too
@@ -1379,6 +1392,7 @@ class _Converter:
         elif not after_word:
             self.out.append(word)
         self.last_ref_empty = True
+        self.last_ref_numbered = False
         return i
 
 
