@@ -319,7 +319,8 @@ def test_counted_numbers_reach_every_reference_command() -> None:
 \section{Introduction}
 See Section~\ref{sec:m}; \S\ref{sec:m1}; \ref{fig:a}; Figures~\ref{fig:a} and~\ref{fig:b}; \ref{fig:a} and
 \ref{sec:m}; \cref{fig:a,fig:b}; \Cref{sec:m}; \autoref{tab:x}; Eq.~\ref{eq:e}; \eqref{eq:e}; \cref{eq:e};
-Appendix~\ref{app:d}; \ref{app:d}; Eqs.~(\ref{eq:e}) and (\ref{eq:app}); Sections~\ref{sec:m}, \ref{sec:m1},
+Appendix~\ref{app:d}; \ref{app:d}; Eqs.~(\ref{eq:e}) and (\ref{eq:app}); Eqs.\ \eqref{eq:e}, and \eqref{eq:app};
+Sections~\ref{sec:m}, \ref{sec:m1},
 and~\ref{app:d}; and \ref{nowhere}.
 \section{Method}\label{sec:m}
 \subsection{Fit}\label{sec:m1}
@@ -334,7 +335,8 @@ and~\ref{app:d}; and \ref{nowhere}.
     aic = extract_aic_latex_text(tex)
     assert aic.introduction.split("\n\n")[0] == (
         "See Section 2; Section 2.1; Figure 1; Figures 1 and 2; Figure 1 and Section 2; Figures 1 and 2; "
-        "Section 2; Table 1; Eq. 1; Eq. (1); Eq. (1); Appendix A; Appendix A; Eqs. (1) and (A1); Sections 2, 2.1, "
+        "Section 2; Table 1; Eq. 1; Eq. (1); Eq. (1); Appendix A; Appendix A; Eqs. (1) and (A1); Eqs. (1), and (A1); "
+        "Sections 2, 2.1, "
         "and Appendix A; and Section."
     )
     assert aic.bare_references == 1  # \ref{nowhere}: no label anywhere

@@ -259,3 +259,36 @@ def test_adversarial_source_is_parsed_in_linear_time(kind, tmp_path):
     took = time.perf_counter() - t0
     assert took < budget, f"{kind}: {took:.2f}s"
     assert "Intro text." in out or "neither" in out
+
+
+# A hostile .bib (the e-print ships no .bbl): unclosed braces, a huge file of which three entries
+# are cited, an exponential @string chain. Each is read quickly or skipped; the paper goes on.
+BIBS = {
+    "unclosed-braces": "@article{a0, author = {" + "x{" * 300_000,
+    "many-entries": "".join(
+        f"@article{{a{i}, author = {{Ames, A}}, title = {{T{i}}}, year = 2000}}\n" for i in range(40_000)
+    ),
+    "string-chain": '@string{s0 = "x"}'
+    + "".join(f"@string{{s{i} = s{i - 1} # s{i - 1}}}" for i in range(1, 80))
+    + "@article{a1, author = s79, year = 2001}",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BIBS))
+def test_hostile_bib_is_read_in_bounded_time(kind, tmp_path):
+    from astrollama.data.aic import extract_aic
+
+    src = tmp_path / "eprint"
+    _tree(
+        src,
+        {
+            "main.tex": HEAD + "Intro \\citep{a0,a1,a2}.\\bibliography{refs}\\end{document}",
+            "refs.bib": BIBS[kind],
+        },
+    )
+    t0 = time.perf_counter()
+    intro = extract_aic(tex_path=src).introduction
+    assert time.perf_counter() - t0 < 5.0, kind
+    assert intro.startswith("Intro") and "\\" not in intro
+    if kind == "many-entries":  # only the three cited entries, a/b/c by title as BibTeX sorts
+        assert intro == "Intro (Ames 2000a; Ames 2000b; Ames 2000c)."

@@ -20,7 +20,10 @@ Rules shared by both:
   ("Conclusions", "Summary and conclusions", "Concluding remarks", "Discussion and conclusions");
   failing that the last "Summary"-like heading ("Summary", "Summary and discussion",
   "Final remarks"); it stops at the next heading at its level or above, so appendices,
-  acknowledgments and references that follow are never included;
+  acknowledgments and references that follow are never included; LaTeX only, when no heading
+  qualifies: the last numbered section of the body (before the appendix, acknowledgments and
+  bibliography; not a notation list), if another section stands between it and the introduction
+  (``AIC.conclusion_rule`` says ``"name"`` or ``"last section"``; docs/data-corpus.md gives why);
 * abstract = the abstract section, else the caller's metadata abstract (``abstract_source``
   says which);
 * whatever is missing is listed in ``AIC.missing`` (the stage records it in the manifest); a

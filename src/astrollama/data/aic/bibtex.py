@@ -21,6 +21,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+# BibTeX styles that cite by number (standard LaTeX, natbib's numeric ones, physics and nature journals)
+NUMERIC_STYLES = {
+    "plain",
+    "unsrt",
+    "abbrv",
+    "ieeetr",
+    "acm",
+    "siam",
+    "apsrev",
+    "apsrev4-1",
+    "apsrev4-2",
+    "naturemag",
+    "nature",
+    "science",
+    "jcap",
+    "jhep",
+    "iopart-num",
+    "elsarticle-num",
+    "spiebib",
+}
+
+
 _STRING_ENTRY = re.compile(r"@\s*(?:string|preamble)\s*[({]", re.I)
 _YEAR = re.compile(r"(?<!\d)(\d{4})(?!\d)")
 

@@ -4,8 +4,9 @@ The sections are chosen with the rules of :mod:`astrollama.data.aic.rules`; this
 into text (see docs/data-corpus.md, "AIC from LaTeX"):
 
 1. **inputs**: ``\\input``/``\\include``/``\\subfile`` and local ``\\usepackage{x}`` (``x.sty`` in the
-   source tree) are inlined. An e-print is untrusted: an absolute path, a ``..`` that leaves the
-   source directory, a symlink that points outside it, nesting deeper than ``MAX_INPUT_DEPTH``,
+   source tree) are inlined, except font or style packages (:func:`is_style_package`: their
+   definitions, e.g. ``apjfonts.sty``'s ``\\def\\AA``, are not the paper's and are never expanded).
+   An e-print is untrusted: an absolute path, a ``..`` that leaves the source directory, a symlink that points outside it, nesting deeper than ``MAX_INPUT_DEPTH``,
    more than ``MAX_INPUT_FILES`` file reads or ``MAX_SOURCE_CHARS`` characters are refused with
    :class:`EprintError` (one line; the stage records the paper as failed). A missing file is
    left out (e-prints often lack generated tables).
@@ -24,9 +25,13 @@ into text (see docs/data-corpus.md, "AIC from LaTeX"):
    footnotes, writes citations in an author-year form from the paper's ``.bbl`` (natbib,
    ``\\citeauthoryear`` of mnras.bst, numeric ``[n]``) or, without one, from an author-year
    citation key (``Smith2020`` -> Smith 2020) or a neutral wording that keeps the sentence
-   grammatical, and ``\\ref``/``\\eqref``/``\\S\\ref`` with their numbers from the ``.aux`` (else
-   a neutral word: Section, Figure, Table, Eq.). An inline ``thebibliography`` stands in for a
-   missing ``.bbl``; a revtex (APS, not ``rmp``) paper cites by number in citation order; revtex
+   grammatical (unresolved keys are counted: ``AIC.unresolved_citations``), and
+   ``\\ref``/``\\eqref``/``\\cref``/``\\autoref``/``\\S\\ref`` with their numbers from the ``.aux``,
+   else counted by the document class's conventions (:mod:`astrollama.data.aic.labels`; a label
+   defined nowhere keeps a neutral word: Section, Figure, Table, Eq., counted in
+   ``AIC.bare_references``). An inline ``thebibliography`` stands in for a missing ``.bbl``; without
+   either, the ``.bib`` that ``\\bibliography`` names gives the author-year forms
+   (:mod:`astrollama.data.aic.bibtex`); a revtex (APS, not ``rmp``) paper cites by number in citation order; revtex
    front matter leaves the text; ``acronym``/``glossaries`` abbreviations read "long (short)" on
    first use. Paragraphs are joined, then punctuation tidied.
 """
@@ -39,7 +44,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrollama.data.aic.bibtex import parse_bib
+from astrollama.data.aic.bibtex import NUMERIC_STYLES, parse_bib
 from astrollama.data.aic.labels import KIND_WORD, aux_kinds, count_labels, scheme_for
 from astrollama.data.aic.rules import (
     AIC,
@@ -573,7 +578,7 @@ def parse_aux(text: str) -> dict[str, str]:
     return out
 
 
-_CITE_KEYS = re.compile(r"\\(?:no)?cite[A-Za-z]*\*?\s*(?:\[[^\]]*\]\s*){0,2}\{([^{}]*)\}")
+_CITE_KEYS = re.compile(r"\\(?:no)?cite[A-Za-z]*\*?\s*(?:\[[^\]]{0,500}\]\s*){0,2}\{([^{}]*)\}")
 _NUMERIC_CLASS = re.compile(r"\\documentclass\s*(?:\[([^\]]*)\])?\s*\{\s*revtex\d")
 _KEY_AUTHOR_YEAR = re.compile(
     r"^([A-Za-z][A-Za-z'\-]{1,30}?)(?:[_\-:]?(et_?al|EtAl|Etal|etal)\.?|(\+))?[_\-:]?((?:18|19|20)\d\d)(?!\d)"
@@ -985,7 +990,7 @@ _REF_WORD = re.compile(
 )
 _REF_JOIN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*$")
 _REF_JOIN_OPEN = re.compile(r"(?:,|\band\b|\bor\b|--|–|-|&)\s*\(?$")  # "Eqs. (1) and (\ref{b})"
-_BETWEEN_REFS = re.compile(r"[\s()]*(?:,|and|or|--|–|-|&)?[\s()]*")
+_BETWEEN_REFS = re.compile(r"(?:[\s(),]|\band\b|\bor\b|--|–|-|&)*")
 _TEXTUAL = re.compile(
     r"\b(?:by|in|of|see|and|from|with|to|also|as|than|cf\.|e\.g\.,?|i\.e\.,?|like|including|"
     r"on|for|following)\s*$",
@@ -1476,26 +1481,6 @@ _BODY_END = re.compile(
     r"\\end\{document\}|\\begin\{acknowledge?ments?\}|\\acknowledge?ments?\b"
 )
 _BIBSTYLE = re.compile(r"\\bibliographystyle\s*\{([^{}]*)\}")
-# BibTeX styles that cite by number (standard LaTeX, natbib's numeric ones, physics and nature journals)
-_NUMERIC_BST = {
-    "plain",
-    "unsrt",
-    "abbrv",
-    "ieeetr",
-    "acm",
-    "siam",
-    "apsrev",
-    "apsrev4-1",
-    "apsrev4-2",
-    "naturemag",
-    "nature",
-    "science",
-    "jcap",
-    "jhep",
-    "iopart-num",
-    "elsarticle-num",
-    "spiebib",
-}
 
 
 def _latex_abstract(tex: str) -> str:
@@ -1559,11 +1544,16 @@ def read_bib(tex: str, base: Path, top: Path, where: str) -> dict[str, tuple[str
     """Author-year forms of the cited keys from the ``.bib`` files that ``\\bibliography{a,b}`` /
     ``\\addbibresource{x.bib}`` name (inside the source tree; an absolute name or one that leaves
     it is not read, the paper goes on without it) (:mod:`astrollama.data.aic.bibtex`)."""
-    wanted = {k.strip() for m in _CITE_KEYS.finditer(tex) for k in m.group(1).split(",") if k.strip()}
     out: dict[str, tuple[str, str]] = {}
+    files = list(_BIB_FILES.finditer(tex))
+    wanted = (
+        {k.strip() for m in _CITE_KEYS.finditer(tex) for k in m.group(1).split(",") if k.strip()}
+        if files
+        else set()
+    )
     if not wanted:
         return out
-    for m in _BIB_FILES.finditer(tex):
+    for m in files:
         names = m.group(1).split(",") if m.group(1) is not None else [m.group(2)]
         for name in (n.strip() for n in names):
             if not name:
@@ -1600,7 +1590,7 @@ def extract_aic_latex_text(
     bst = _BIBSTYLE.search(tex)
     if dc and "rmp" not in re.split(r"[\s,]+", dc.group(1) or ""):  # APS journals cite by number
         ctx.number_citations(body)
-    elif ctx.cites_from == "bib" and bst and bst.group(1).strip().lower() in _NUMERIC_BST:
+    elif ctx.cites_from == "bib" and bst and bst.group(1).strip().lower() in NUMERIC_STYLES:
         ctx.number_citations(body)  # a numeric BibTeX style over a .bib: numbers in citation order
     eq_in_section = bool(re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", tex))
     for key, (kind, num) in count_labels(body, scheme_for(tex), eq_in_section=eq_in_section).items():

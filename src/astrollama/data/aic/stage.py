@@ -139,6 +139,15 @@ def run_aic(
                 missing=aic.missing,
                 abstract_source=aic.abstract_source,
                 conclusion_heading=aic.conclusion_heading,
+                **(
+                    {
+                        "conclusion_rule": aic.conclusion_rule,
+                        "unresolved_citations": aic.unresolved_citations,
+                        "bare_references": aic.bare_references,
+                    }
+                    if aic.source == "latex"
+                    else {}
+                ),
             )
     if missing_counts:
         log.info("aic: papers with a missing section (recorded as attr 'missing'): %s", missing_counts)
