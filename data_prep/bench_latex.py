@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("papers", type=Path, help="folder of <name>/src/ e-print trees")
     args = ap.parse_args(argv)
-    papers = sorted(p for p in args.papers.iterdir() if (p / "src").is_dir())
+    papers = sorted(p for p in args.papers.iterdir() if (p / "src").is_dir()) if args.papers.is_dir() else []
     if not papers:
         print(f"{args.papers}: no <name>/src/ folders", file=sys.stderr)
         return 2

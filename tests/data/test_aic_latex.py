@@ -272,10 +272,16 @@ _BY_CLASS = {
         "app": ("A", "A.1", "5", "3", "2", "B", "6"),
         "t": "1",
     },
-    # aastex631.cls \appendix: \thesection \Alph, \theequation \Alph{section}\arabic{equation}; floats go on
-    "aastex631": {
+    # emulateapj.cls \appendix: \Alph sections, its \section resets the equations (A1, B1); floats go on
+    "emulateapj": {
         "sec": ("1", "1", "2", "2.1", "2.1.1", "3"),
         "app": ("A", "A.1", "A1", "3", "2", "B", "B1"),
+        "t": "1",
+    },
+    # aastex631.cls \appendix: \Alph sections, \Alph{section}\arabic{equation} reset once (A1, B2); floats go on
+    "aastex631": {
+        "sec": ("1", "1", "2", "2.1", "2.1.1", "3"),
+        "app": ("A", "A.1", "A1", "3", "2", "B", "B2"),
         "t": "1",
     },
     # mnras.cls \appendix: subsection \thesection\arabic, equation/figure/table \thesection\arabic, reset per section
@@ -312,6 +318,18 @@ def test_labels_are_numbered_by_counting_with_the_class_conventions(cls: str) ->
     want.update({"a:one": a[0], "a:sub": a[1], "e:app": a[2], "f:app": a[3], "t:app": a[4], "a:two": a[5]})
     want.update({"e:app2": a[6], "t:one": _BY_CLASS[cls]["t"]})
     assert got == want
+
+
+def test_equations_numbered_within_sections() -> None:
+    from astrollama.data.aic.labels import count_labels, equations_by_section, scheme_for
+
+    for head in (
+        "\\documentclass[eqsecnum]{aastex631}",
+        "\\documentclass{article}\\numberwithin{equation}{section}",
+    ):
+        tex = _COUNTED.replace("\\documentclass{CLASS}", head)
+        got = count_labels(tex, scheme_for(tex), eq_in_section=equations_by_section(tex))
+        assert (got["e:one"][1], got["e:sub2"][1]) == ("2.1", "2.4b"), head
 
 
 def test_counted_numbers_reach_every_reference_command() -> None:
@@ -442,23 +460,25 @@ def test_without_a_conclusion_heading_the_last_body_section_stands_in() -> None:
 # ------------------------------------------------------------------------------- the bench script
 
 
-def test_bench_latex_script_prints_the_fidelity_figures(tmp_path: Path) -> None:
+def test_bench_latex_script_prints_the_fidelity_figures(tmp_path: Path, repo_root: Path) -> None:
     import shutil
     import subprocess
     import sys
 
     for name in ("latex_bib", "latex_bare"):
-        shutil.copytree(FIX / name, tmp_path / name / "src")
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, str(root / "data_prep" / "bench_latex.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+        shutil.copytree(FIX / name, tmp_path / "papers" / name / "src")
+    script = str(repo_root / "data_prep" / "bench_latex.py")
+    run = subprocess.run(
+        [sys.executable, script, str(tmp_path / "papers")], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith("latex_")}
     # columns: bib refs bare cites unres guess dropped silent
     assert rows["latex_bib"][1:9] == ["bib", "2", "0", "9", "1", "0", "1", "0"]
     assert rows["latex_bare"][1] == "-" and rows["latex_bare"][8] == "0"  # counted, so none silent
     assert "2 papers" in out and "bare references per paper" in out
+    bad = subprocess.run(
+        [sys.executable, script, str(tmp_path / "none")], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == f"{tmp_path / 'none'}: no <name>/src/ folders"

@@ -7,10 +7,11 @@ the current value, so a label after a starred (unnumbered) heading keeps the pre
 in LaTeX. The numbering follows the document class (:func:`scheme_for`), checked against the class
 files: ``article`` and unknown classes use LaTeX's defaults (``3``, ``3.1``; appendix ``A``,
 ``A.1``; equations, figures and tables numbered on through the appendix); AASTeX
-(``aastex*.cls``, also ``emulateapj``) letters appendix sections and numbers their equations
-``A1``, ``B1`` (each appendix section restarts them), figures and tables go on unless
-``\\restartappendixnumbering``/``\\apptablenumbers`` or ``emulateapj``'s ``appendixfloats`` ask for
-``A1``; ``mnras`` writes appendix subsections ``A1`` and numbers equations, figures and tables
+(``aastex*.cls``) letters appendix sections and numbers their equations ``A1``, ``A2``, ``B3``
+(reset once, at ``\\appendix``), figures and tables go on, unless
+``\\restartappendixnumbering``/``\\apptablenumbers`` restart all three in each appendix section
+(``B1``); ``emulateapj`` restarts the equations in each appendix section, and the floats too with
+its ``appendixfloats`` option; ``mnras`` writes appendix subsections ``A1`` and numbers equations, figures and tables
 ``A1`` within each appendix section; ``aa`` numbers them ``A.1``; ``revtex`` numbers sections
 with Roman numerals (``II``), subsections with letters (referenced as ``II A``, ``II A 1``), tables with Roman
 numerals (``Table I``) and appendix equations ``A1``. ``\\numberwithin{equation}{section}``
@@ -77,6 +78,7 @@ class Scheme:
     app_sub_sep: str = "."  # appendix subsection: "A.1" ("" in mnras: "A1")
     app_eq: str | None = None  # appendix equations: None = go on (article), "" = A1, "." = A.1
     app_floats: str | None = None  # appendix figures/tables: None = go on, "" = A1, "." = A.1
+    app_eq_per_section: bool = True  # appendix equations restart in each appendix section
 
 
 _SCHEMES = {
@@ -94,9 +96,10 @@ def scheme_for(tex: str) -> Scheme:
     m = _DOCCLASS.search(tex)
     cls = m.group(2).lower() if m else ""
     opts = {o.strip() for o in (m.group(1) or "").split(",")} if m else set()
-    if cls.startswith(("aastex", "emulateapj")):
-        floats = "" if (cls == "emulateapj" and "appendixfloats" in opts) else None
-        base = Scheme("aastex", app_eq="", app_floats=floats)
+    if cls.startswith("emulateapj"):  # \appendix redefines \section to reset the equations
+        base = Scheme("emulateapj", app_eq="", app_floats="" if "appendixfloats" in opts else None)
+    elif cls.startswith("aastex"):  # equations reset once, at \appendix: A1, A2, B3
+        base = Scheme("aastex", app_eq="", app_eq_per_section=False)
     elif cls.startswith(("mnras", "mn2e")):
         base = _SCHEMES["mnras"]
     elif cls == "aa":
@@ -106,8 +109,16 @@ def scheme_for(tex: str) -> Scheme:
     else:
         base = _SCHEMES["article"]
     if base.name == "aastex" and re.search(r"\\(?:restartappendixnumbering|apptablenumbers)\b", tex):
-        base = Scheme("aastex", app_eq="", app_floats="")
+        base = Scheme("aastex", app_eq="", app_floats="")  # \resetapptablenumbers at every \section
     return base
+
+
+def equations_by_section(tex: str) -> bool:
+    """``\\numberwithin{equation}{section}`` (amsmath) or the ``eqsecnum`` class option (revtex,
+    AASTeX): equations numbered ``3.2``."""
+    m = _DOCCLASS.search(tex)
+    opts = {o.strip() for o in (m.group(1) or "").split(",")} if m else set()
+    return "eqsecnum" in opts or bool(re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", tex))
 
 
 _FIGURE_ENVS = {"figure", "figure*", "sidewaysfigure", "sidewaysfigure*", "wrapfigure", "SCfigure"}
@@ -165,7 +176,9 @@ class _Counter:
         if level == "section":
             self.sec += 1
             self.sub = self.subsub = 0
-            if self.eq_in_section or (self.appendix and self.s.app_eq is not None):
+            if self.eq_in_section or (
+                self.appendix and self.s.app_eq is not None and self.s.app_eq_per_section
+            ):
                 self.eq = 0
             if self.appendix and self.s.app_floats is not None:
                 self.fig = self.tab = 0

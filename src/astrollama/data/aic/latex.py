@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from astrollama.data.aic.bibtex import NUMERIC_STYLES, parse_bib
-from astrollama.data.aic.labels import KIND_WORD, aux_kinds, count_labels, scheme_for
+from astrollama.data.aic.labels import KIND_WORD, aux_kinds, count_labels, equations_by_section, scheme_for
 from astrollama.data.aic.rules import (
     AIC,
     AICError,
@@ -1592,8 +1592,9 @@ def extract_aic_latex_text(
         ctx.number_citations(body)
     elif ctx.cites_from == "bib" and bst and bst.group(1).strip().lower() in NUMERIC_STYLES:
         ctx.number_citations(body)  # a numeric BibTeX style over a .bib: numbers in citation order
-    eq_in_section = bool(re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", tex))
-    for key, (kind, num) in count_labels(body, scheme_for(tex), eq_in_section=eq_in_section).items():
+    for key, (kind, num) in count_labels(
+        body, scheme_for(tex), eq_in_section=equations_by_section(tex)
+    ).items():
         ctx.labels.setdefault(key, num)  # an .aux number wins over a counted one
         ctx.kinds.setdefault(key, kind)
     aic = AIC(source="latex", abstract=latex_to_text(_latex_abstract(tex), ctx))
