@@ -224,3 +224,18 @@ def test_stage_falls_back_to_latex_source(tmp_path: Path) -> None:
     run_aic(tmp_path, source="latex", force=True, progress=False)
     st = m.status("aic")
     assert st["2401.00008"].status == "skipped" and st["2401.00007"].status == "ok"
+
+
+def test_latex_records_say_how_the_conclusion_citations_and_references_were_made(tmp_path: Path) -> None:
+    m = _manifest_with_ocr(tmp_path, {"2401.00009": "ocr-failed", "2401.00010": "numbered_hash.mmd"})
+    src = tmp_path / "src" / "2401.00009"
+    shutil.copytree(FIX / "latex_bib", src)
+    m.record("download_src", "2401.00009", "ok", outputs={"src": src})
+    run_aic(tmp_path, progress=False)
+    st = m.status("aic")
+    attrs = st["2401.00009"].attrs
+    assert (attrs["conclusion_heading"], attrs["conclusion_rule"]) == ("Discussion", "last section")
+    assert (attrs["unresolved_citations"], attrs["bare_references"]) == (1, 0)
+    assert "conclusion_rule" not in st["2401.00010"].attrs  # the Nougat route records none of these
+    rec = json.loads(m.resolve(st["2401.00009"].outputs["aic"]).read_text())
+    assert rec["conclusion_rule"] == "last section" and "\nDiscussion\nThe line is weak" in rec["text"]
