@@ -299,7 +299,7 @@ _BY_CLASS = {
     # revtex: Roman sections, lettered subsections ("II A"), Roman tables, appendix equations A1
     "revtex4-2": {
         "sec": ("I", "I", "II", "II A", "II A 1", "III"),
-        "app": ("A", "A.1", "A1", "3", "II", "B", "B1"),
+        "app": ("A", "A 1", "A1", "3", "II", "B", "B1"),
         "t": "I",
     },
 }

@@ -11,11 +11,12 @@ files: ``article`` and unknown classes use LaTeX's defaults (``3``, ``3.1``; app
 (reset once, at ``\\appendix``), figures and tables go on, unless
 ``\\restartappendixnumbering``/``\\apptablenumbers`` restart all three in each appendix section
 (``B1``); ``emulateapj`` restarts the equations in each appendix section, and the floats too with
-its ``appendixfloats`` option; ``mnras`` writes appendix subsections ``A1`` and numbers equations, figures and tables
-``A1`` within each appendix section; ``aa`` numbers them ``A.1``; ``revtex`` numbers sections
-with Roman numerals (``II``), subsections with letters (referenced as ``II A``, ``II A 1``), tables with Roman
-numerals (``Table I``) and appendix equations ``A1``. ``\\numberwithin{equation}{section}``
-(amsmath) gives ``3.2``. Equations: ``equation``, ``multline`` and ``eqnarray``/``align``/
+its ``appendixfloats`` option; ``mnras`` writes appendix subsections ``A1`` and numbers
+equations, figures and tables ``A1`` within each appendix section; ``aa`` numbers them ``A.1``; ``revtex`` numbers sections
+with Roman numerals (``II``), subsections with letters (referenced as ``II A``, ``II A 1``),
+tables with Roman numerals (``Table I``), appendix subsections ``A 1`` and appendix equations
+``A1`` (``revtex4-2.cls``). ``\\numberwithin{equation}{section}`` (amsmath) or the ``eqsecnum``
+class option give ``3.2``. Equations: ``equation``, ``multline`` and ``eqnarray``/``align``/
 ``gather``/``flalign``/``alignat`` rows (``\\\\`` outside an inner ``split``/``aligned``/``cases``/
 ``array``/matrix), minus ``\\nonumber``/``\\notag``; ``\\tag{x}`` gives ``x``; ``subequations``
 number ``2a``, ``2b``. Figures/tables take their number at ``\\caption``/``\\tablecaption``/
@@ -191,14 +192,16 @@ class _Counter:
             num = self.subsection_number()
         else:
             self.subsub += 1
-            sep = " " if (self.s.subsection_alph and not self.appendix) else "."  # revtex: "II A 1"
-            num = f"{self.subsection_number()}{sep}{self.subsub}"
+            if self.s.subsection_alph:  # revtex: "II A 1", appendix "A 1 a"
+                num = f"{self.subsection_number()} {chr(96 + self.subsub) if self.appendix else self.subsub}"
+            else:
+                num = f"{self.subsection_number()}.{self.subsub}"
         self.current = ("appendix" if self.appendix else "section", num)
 
     def subsection_number(self) -> str:
         sec = self.section_number()
-        if self.s.subsection_alph and not self.appendix:
-            return f"{sec} {alph(self.sub)}"
+        if self.s.subsection_alph:  # revtex4-2.cls: \p@subsection is "\thesection\,"; appendix: "A 1"
+            return f"{sec} {self.sub}" if self.appendix else f"{sec} {alph(self.sub)}"
         if self.appendix:
             return f"{sec}{self.s.app_sub_sep}{self.sub}"
         return f"{sec}.{self.sub}"
@@ -207,8 +210,9 @@ class _Counter:
         self.eq += 1
         if self.appendix and self.s.app_eq is not None:
             return f"{self.section_number()}{self.s.app_eq}{self.eq}"
-        if self.eq_in_section:
-            return f"{self.section_number()}.{self.eq}"
+        if self.eq_in_section:  # revtex/AASTeX eqsecnum: "\arabic{section}." even with Roman sections
+            sec = str(self.sec) if (self.s.section_roman and not self.appendix) else self.section_number()
+            return f"{sec}.{self.eq}"
         return str(self.eq)
 
     def float_(self, kind: str) -> None:
