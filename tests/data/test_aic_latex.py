@@ -320,6 +320,19 @@ def test_labels_are_numbered_by_counting_with_the_class_conventions(cls: str) ->
     assert got == want
 
 
+def test_subfigure_captions_are_lettered_under_their_figure() -> None:
+    from astrollama.data.aic.labels import count_labels, scheme_for
+
+    tex = r"""\documentclass{article}\begin{document}
+\begin{figure}\caption{one}\label{f1}\end{figure}
+\begin{figure}\begin{subfigure}{x}\caption{a}\label{f2a}\end{subfigure}
+\begin{subfigure}{x}\caption{b}\label{f2b}\end{subfigure}\caption{two}\label{f2}\end{figure}
+\begin{figure}\caption{three}\label{f3}\begin{subfigure}{x}\caption{a}\label{f3a}\end{subfigure}\end{figure}
+\end{document}"""
+    got = {k: num for k, (_, num) in count_labels(tex, scheme_for(tex)).items()}
+    assert got == {"f1": "1", "f2a": "2a", "f2b": "2b", "f2": "2", "f3": "3", "f3a": "3a"}
+
+
 def test_equations_numbered_within_sections() -> None:
     from astrollama.data.aic.labels import count_labels, equations_by_section, scheme_for
 

@@ -20,7 +20,8 @@ class option give ``3.2``. Equations: ``equation``, ``multline`` and ``eqnarray`
 ``gather``/``flalign``/``alignat`` rows (``\\\\`` outside an inner ``split``/``aligned``/``cases``/
 ``array``/matrix), minus ``\\nonumber``/``\\notag``; ``\\tag{x}`` gives ``x``; ``subequations``
 number ``2a``, ``2b``. Figures/tables take their number at ``\\caption``/``\\tablecaption``/
-``\\captionof``; ``deluxetable`` at its start (AASTeX numbers it with or without a caption).
+``\\captionof``; ``deluxetable`` at its start (AASTeX numbers it with or without a caption); a
+``\\caption`` in a ``subfigure``/``subtable`` (subcaption) gives ``3a``, ``3b``.
 Each label also gets its kind (section, appendix, figure, table, equation, item), which
 ``\\cref``/``\\autoref`` print as the word before the number.
 """
@@ -125,6 +126,7 @@ def equations_by_section(tex: str) -> bool:
 _FIGURE_ENVS = {"figure", "figure*", "sidewaysfigure", "sidewaysfigure*", "wrapfigure", "SCfigure"}
 _TABLE_ENVS = {"table", "table*", "sidewaystable", "sidewaystable*", "longtable", "longtable*", "wraptable"}
 _DELUXE = {"deluxetable", "deluxetable*"}
+_SUB = {"subfigure", "subtable"}  # subcaption: a \caption there is "3a" (\p@subfigure is \thefigure)
 _ONE_NUMBER = {"equation", "multline"}
 _ROWS = {"eqnarray", "align", "gather", "flalign", "alignat"}
 _INNER = {
@@ -240,6 +242,7 @@ def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> d
     sub_parent: str | None = None  # subequations: the parent number
     sub_n = 0
     items: list[int] = []
+    float_captioned, sub_caps = False, 0  # the open float: its own caption seen, its sub-captions
 
     def in_math() -> str | None:
         for e in reversed(envs):
@@ -298,10 +301,19 @@ def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> d
         elif g in ("cap", "capof"):
             kind = m.group("capof")
             if kind is None:
-                env = next((e for e in reversed(envs) if e in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE), None)
+                env = next(
+                    (e for e in reversed(envs) if e in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE | _SUB), None
+                )
+                if env in _SUB:  # numbered after the float's own caption, which often comes last
+                    parent = "figure" if env == "subfigure" else "table"
+                    sub_caps += 1
+                    base = (c.fig if parent == "figure" else c.tab) + (0 if float_captioned else 1)
+                    c.current = (parent, f"{base}{chr(96 + sub_caps) if sub_caps <= 26 else sub_caps}")
+                    continue
                 if env is None or env in _DELUXE:
                     continue
                 kind = "figure" if env in _FIGURE_ENVS else "table"
+                float_captioned = True
             c.float_(kind)
         elif g in ("be", "env"):
             env = m.group("env").strip()
@@ -314,6 +326,8 @@ def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> d
                     if c.s.app_floats is not None:
                         c.fig = c.tab = 0
                     continue
+                if env in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE:
+                    float_captioned, sub_caps = False, 0
                 if env in _DELUXE:
                     c.float_("table")
                 if env == "subequations":
