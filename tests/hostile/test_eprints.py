@@ -240,6 +240,11 @@ SLOW = {
     "unclosed-floats": (HEAD + "Intro text. " + "\\begin{figure}" * 60_000, 10.0),
     "unclosed-defs": ("\\documentclass{article}" + "\\def\\q{" * 60_000 + HEAD[23:] + "Intro text.", 10.0),
     "refs-without-aux": (HEAD + "Intro text. " + "Fig.~\\ref{a} and " * 40_000 + "\\end{document}", 10.0),
+    # label counting: a flood of unclosed environments, then rows and labels inside them
+    "unclosed-envs-with-labels": (
+        HEAD + "Intro text. \\begin{align}" + "\\begin{cases}" * 60_000 + "x\\\\\\label{a}" * 60_000,
+        10.0,
+    ),
 }
 
 

@@ -123,6 +123,7 @@ def equations_by_section(tex: str) -> bool:
     return "eqsecnum" in opts or bool(re.search(r"\\numberwithin\s*\{equation\}\s*\{section\}", tex))
 
 
+MAX_ENV_DEPTH = 64  # open environments tracked (keeps every event O(1) on hostile input)
 _FIGURE_ENVS = {"figure", "figure*", "sidewaysfigure", "sidewaysfigure*", "wrapfigure", "SCfigure"}
 _TABLE_ENVS = {"table", "table*", "sidewaystable", "sidewaystable*", "longtable", "longtable*", "wraptable"}
 _DELUXE = {"deluxetable", "deluxetable*"}
@@ -333,6 +334,8 @@ def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> d
                 if env == "subequations":
                     sub_parent, sub_n = c.equation(), 0
                     c.current = ("equation", sub_parent)
+                if len(envs) >= MAX_ENV_DEPTH:  # no paper nests this deep: an unclosed-\begin flood
+                    continue
                 if env == "enumerate":
                     items.append(0)
                 envs.append(env)
