@@ -495,3 +495,21 @@ def test_bench_latex_script_prints_the_fidelity_figures(tmp_path: Path, repo_roo
         [sys.executable, script, str(tmp_path / "none")], capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and bad.stderr.strip() == f"{tmp_path / 'none'}: no <name>/src/ folders"
+
+
+@pytest.mark.parametrize(
+    "head", [r"\documentclass[aps,prd]{revtex4-2}", r"\documentclass{article}\bibliographystyle{unsrt}"]
+)
+def test_numeric_styles_number_the_bib_entries_in_citation_order(tmp_path: Path, head: str) -> None:
+    import shutil
+
+    shutil.copy(FIX / "latex_bib" / "refs.bib", tmp_path / "refs.bib")
+    (tmp_path / "main.tex").write_text(
+        head + "\\begin{document}\\section{Introduction}\n"
+        "\\citet{PairA2019} saw it \\cite{Orr2021,vdb2018}, as \\cite{PairA2019} did \\cite{nosuchkey}.\n"
+        "\\section{Conclusion} Done.\\bibliography{refs}\\end{document}\n"
+    )
+    aic = extract_aic(tex_path=tmp_path)
+    # only the keys the .bib holds are numbered; \citet names the authors from the .bib
+    assert aic.introduction == "Jönes & Brown [1] saw it [2, 3], as [1] did."
+    assert aic.unresolved_citations == 1
