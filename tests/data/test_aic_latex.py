@@ -7,6 +7,10 @@ track changes, notes, floats, back matter, a natbib/mnras ``.bbl`` and an ``.aux
 ``fixtures/aic/latex_revtex``: a revtex4-2 PRD-style paper: front matter (``\\preprint``, ``\\email``,
 ``\\homepage``, ``\\affiliation``, ``\\pacs``, ``\\keywords``, ``\\collaboration``), ``\\bibnote``,
 ``ruledtabular``, acronym-package abbreviations and an apsrev4-2-style ``.bbl`` (numeric citations).
+``fixtures/aic/latex_bib``: an AASTeX paper with a ``.bib`` and no ``.bbl``/``.aux`` (et al., two
+authors, accents, "von", a corporate author, a/b years, a key the ``.bib`` lacks), a font package
+redefining ``\\AA`` next to the authors' own macro file, and no conclusion heading.
+Numbering by counting uses LaTeX written inline in the tests.
 """
 
 from __future__ import annotations
