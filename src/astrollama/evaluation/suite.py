@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from astrollama.cli import number
-from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.evaluation.mcq.cli import add_letter_token_option
+from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
