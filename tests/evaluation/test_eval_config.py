@@ -122,7 +122,7 @@ def test_demo_config_is_the_demo_evaluation() -> None:
     model, embed = cfg["model"], cfg["embed"]
     assert Path(model["questions"]) == bundled_questions().relative_to(REPO)
     assert model["recipe"] == defaults["recipe"] and model["scale"] == "toy"
-    for key in ("block_size", "max_docs", "batch_size", "seed", "max_new_tokens"):
+    for key in ("block_size", "max_docs", "batch_size", "seed", "max_new_tokens", "letter_token"):
         assert model[key] == defaults[key], key
     assert (embed["max_docs"], embed["max_length"], embed["batch_size"]) == (
         defaults["max_docs"],
@@ -211,7 +211,9 @@ def test_demo_config_through_the_entry_script_equals_the_flags(tmp_path, tiny_mo
                     "--questions",
                     "eval/data/astro_mcq_sample.jsonl",
                     "--recipe",
-                    "astrollama-3-8b-base_summary",
+                    "astrollama-3-8b-base_aic",
+                    "--letter-token",
+                    "prompt",
                     "--scale",
                     "toy",
                     "--block-size",

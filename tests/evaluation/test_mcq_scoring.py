@@ -392,3 +392,14 @@ def test_prompt_choice_from_the_cli_and_the_prompt_effect_script(tiny_model, tmp
     for row in r["rows"][1:]:
         assert row["change_vs_astromlab"] == pytest.approx(row["accuracy"] - r["rows"][0]["accuracy"])
         assert row["change_ci95"][0] <= row["change_vs_astromlab"] <= row["change_ci95"][1]
+
+
+def test_instruct_scores_record_the_chat_template_turns(tiny, sample):
+    from astrollama.evaluation.mcq.score import chat_template_turns
+
+    model, tok = tiny
+    r = score_mcq(model, sample.head(1), tokenizer=tok, method="instruct", max_new_tokens=3, progress=False)
+    ct = r.settings["chat_template"]
+    assert {"default_system", "system_note", "before_question", "after_question"} <= set(ct)
+    assert {k: ct[k] for k in chat_template_turns(tok)} == chat_template_turns(tok)
+    assert r.scores()["letter_token"] is None  # the instruct method reads no letter token

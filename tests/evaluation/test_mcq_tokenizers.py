@@ -213,3 +213,102 @@ def test_sentencepiece_model_matches_lm_eval(sp_model_dir, tmp_path):
 )
 def test_parse_answer(text, letter, how):
     assert parse_answer(text) == (letter, how)
+
+
+# ------------------------------------------------------------------------------------------------
+# the letter-token rule: prompt (the letter as it follows the prompt) vs reference (encoded alone)
+
+
+def test_reference_rule_scores_the_word_start_piece_on_sentencepiece(sp_model_dir, tmp_path):
+    """On a LLaMA-2-style SentencePiece tokenizer the two rules pick different ids (A vs ▁A); both
+    score, each read at the last prompt position, and scores.json says which rule was used."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sp_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(sp_model_dir).eval()
+    qs = load_questions(SAMPLE).head(6)
+    res = {
+        rule: score_mcq(model, qs, tokenizer=tok, batch_size=4, progress=False, letter_token=rule)
+        for rule in ("prompt", "reference")
+    }
+    ids = {rule: [res[rule].settings["letter_token_ids"][0][L]["id"] for L in "ABCD"] for rule in res}
+    assert tok.convert_ids_to_tokens(ids["prompt"]) == ["A", "B", "C", "D"]
+    assert tok.convert_ids_to_tokens(ids["reference"]) == ["▁A", "▁B", "▁C", "▁D"]
+    assert ids["reference"] == [tok.encode(L, add_special_tokens=False)[-1] for L in "ABCD"]
+    assert set(ids["prompt"]).isdisjoint(ids["reference"])
+    # the reference rule reads the letters at the end of the prompt as tokenised (BOS first)
+    prompt = PromptTemplate.default("token").render(qs.questions[0])
+    full = tok(prompt).input_ids
+    assert full[0] == tok.bos_token_id
+    with torch.inference_mode():
+        lp = torch.log_softmax(model(torch.tensor([full])).logits[0, -1].float(), -1)
+    for rule in res:
+        p0 = res[rule].predictions[0]
+        assert list(p0["logprobs"].values()) == pytest.approx([lp[i].item() for i in ids[rule]], abs=1e-4)
+        assert len(res[rule].letters) == len(qs) and set(res[rule].letters) <= set("ABCD")
+    assert res["prompt"].predictions[0]["logprobs"] != res["reference"].predictions[0]["logprobs"]
+    for rule in res:
+        scores = json.loads(res[rule].write(tmp_path / rule)["scores"].read_text())
+        assert scores["letter_token"] == rule and scores["settings"]["letter_token"]["rule"] == rule
+    with pytest.raises(MCQInputError, match=r"letter_token 'first': use one of \('prompt', 'reference'\)"):
+        score_mcq(model, qs, tokenizer=tok, progress=False, letter_token="first")
+
+
+def test_reference_rule_on_byte_level_bpe_smollm2(smol_tok, tmp_path):
+    """SmolLM2 (byte-level BPE): after the default prompt's quote both rules give the same ids
+    ("A"); after "Answer: " the prompt rule reads "ĠA" and the reference rule "A" after the
+    prompt's own trailing space token "Ġ"."""
+    q = load_questions(SAMPLE).questions[:3]
+    default = [PromptTemplate.default("token").render(x) for x in q]
+    spaced = [PromptTemplate.default("token", "plain").render(x) for x in q]
+    enc = {
+        (name, rule): encode_prompts(smol_tok, prompts, [x.id for x in q], letter_token=rule)
+        for name, prompts in (("default", default), ("plain", spaced))
+        for rule in ("prompt", "reference")
+    }
+    tokens = {k: smol_tok.convert_ids_to_tokens(list(v[0].letter_ids)) for k, v in enc.items()}
+    assert tokens[("default", "prompt")] == tokens[("default", "reference")] == ["A", "B", "C", "D"]
+    assert enc[("default", "prompt")][0].ids == enc[("default", "reference")][0].ids
+    assert tokens[("plain", "prompt")] == ["ĠA", "ĠB", "ĠC", "ĠD"]
+    assert tokens[("plain", "reference")] == ["A", "B", "C", "D"]
+    assert smol_tok.convert_ids_to_tokens(enc[("plain", "reference")][0].ids[-1:]) == ["Ġ"]
+    assert enc[("plain", "reference")][0].ids == smol_tok(spaced[0]).input_ids
+
+
+# ------------------------------------------------------------------------------------------------
+# the instruct prompt: JSON only; the chat template's default system turn, recorded
+
+
+def test_instruct_prompt_asks_for_json_only():
+    q = load_questions(SAMPLE).questions[0]
+    text = PromptTemplate.default("instruct").render(q)
+    fmt = text.index("Output format")
+    last = text.splitlines()[-1]
+    assert text.index(q.options["D"]) < fmt < text.index(last)
+    assert "valid JSON only" in last and "no text before it" in last
+
+
+def test_chat_template_default_system_turn_is_found(smol_tok, sp_model_dir):
+    from transformers import AutoTokenizer
+
+    from astrollama.evaluation.mcq.score import chat_template_turns
+
+    smol = chat_template_turns(smol_tok)  # ChatML with a default system turn
+    assert smol["default_system"] == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert smol["before_question"].startswith("<|im_start|>system\n" + smol["default_system"])
+    assert smol["after_question"] == "<|im_end|>\n<|im_start|>assistant\n"
+    tok = AutoTokenizer.from_pretrained(sp_model_dir)
+    tok.chat_template = (  # LLaMA-2 style: a system turn only when one is given
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}<<SYS>>{{ m['content'] }}"
+        "<</SYS>>{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% endif %}{% endfor %}"
+    )
+    none = chat_template_turns(tok)
+    assert none["default_system"] is None and none["before_question"] == "<s>[INST] "
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
+        "{% endif %}<u>{{ m['content'] }}</u>{% endfor %}<a>"
+    )
+    refused = chat_template_turns(tok)
+    assert refused["default_system"] == "unknown" and "refuses a system turn" in refused["system_note"]
+    assert (refused["before_question"], refused["after_question"]) == ("<u>", "</u><a>")

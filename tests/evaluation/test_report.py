@@ -193,8 +193,9 @@ def test_report_demo_on_two_models(results, tiny_model, capsys):
         assert (out / f).stat().st_size > 0, f
     printed = capsys.readouterr().out
     assert "## Reproduced beside published" in printed and "## Change from continued pre-training" in printed
-    t_name, b_name = paper.RECIPE_SCORES["astrollama-3-8b-base_summary"]
+    t_name, b_name = paper.RECIPE_SCORES["astrollama-3-8b-base_aic"]  # the demo trains on AIC
     assert f"{paper.MCQ_SCORES[t_name].value:.1f} ({t_name}) [{paper.MCQ_SCORES[t_name].source}]" in printed
+    assert "letter token `prompt`" in printed  # the MCQ scoring line under the main table
     data = json.loads((out / "report.json").read_text())
     assert [m["label"] for m in data["models"]] == ["tiny-llama", "trained-model"]
     assert [m["scale"] for m in data["models"]] == ["toy", "toy"]

@@ -20,8 +20,9 @@ from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-# The seed model card's recipe: its published base and trained MCQ scores sit beside ours.
-DEMO_RECIPE = "astrollama-3-8b-base_summary"
+# The published recipe of the corpus the demo trains on (AIC, `astrollama.demo.data`): its published
+# base and trained MCQ scores sit beside ours (report.json records the pairing).
+DEMO_RECIPE = "astrollama-3-8b-base_aic"
 
 
 def bundled_questions() -> Path:
@@ -44,6 +45,7 @@ def report_demo(
     batch_size: int = 8,
     base: str | os.PathLike[str] | None = None,
     later: dict[str, str | os.PathLike[str]] | None = None,
+    letter_token: str = "prompt",
 ) -> Path:
     """Evaluate both models and write ``<workdir>/report/``; print the main table; return that dir.
 
@@ -91,6 +93,7 @@ def report_demo(
             model_and_tokenizer=loaded[role],
             stage=stages.get(role),
             role=role if role == "base" else "trained",
+            letter_token=letter_token,
         )
     compare_embeddings(
         [(labels[r], models[r]) for r in models],

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from astrollama.cli import number
-from astrollama.io import atomic_write_json, save_png
+from astrollama.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 PERCENTILES = (5, 25, 50, 75, 95)
+PAIRS_FILE = "similarity_pairs.npz"  # every pair similarity per model (m0, m1, ... in label order)
 
 
 def embed_texts(
@@ -106,39 +107,11 @@ def similarity_stats(sims: np.ndarray) -> dict:
 def plot_similarity_hist(
     sims: dict[str, np.ndarray], path: str | os.PathLike[str], *, title: str = ""
 ) -> Path:
-    """Overlaid histograms (shared bins, fraction of pairs) of each model's similarity distribution."""
-    import matplotlib
+    """Each model's similarity distribution: one panel per model and their cumulative curves
+    (:func:`astrollama.evaluation.figures.similarity_figure`)."""
+    from astrollama.evaluation.figures import plot_similarity
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lo = min(float(s.min()) for s in sims.values())
-    hi = max(float(s.max()) for s in sims.values())
-    pad = max((hi - lo) * 0.05, 1e-3)
-    bins = np.linspace(lo - pad, hi + pad, 41)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for (label, s), color in zip(
-        sims.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False
-    ):
-        w = np.full(s.size, 1.0 / s.size)
-        ax.hist(
-            s,
-            bins=bins,
-            weights=w,
-            alpha=0.45,
-            color=color,
-            edgecolor=color,
-            label=f"{label}: mean {s.mean():.3f}, std {s.std():.3f}",
-        )
-        ax.axvline(float(s.mean()), color=color, linestyle="--", linewidth=1)
-    n_docs = int(round((1 + np.sqrt(1 + 8 * next(iter(sims.values())).size)) / 2))
-    ax.set_xlabel("cosine similarity between two abstracts (mean last-layer embedding, BOS excluded)")
-    ax.set_ylabel("fraction of pairs")
-    ax.set_title(title or f"Pairwise similarity of {n_docs} held-out abstracts (wider = more discriminative)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, path)
+    return plot_similarity(sims, path, title=title)
 
 
 def unique_labels(labels: Sequence[str]) -> list[str]:
@@ -199,6 +172,8 @@ def compare_embeddings(
             sims[label].size,
         )
     png = plot_similarity_hist(sims, out / "similarity.png")
+    with atomic_path(out / PAIRS_FILE) as tmp, open(tmp, "wb") as fh:  # the report redraws from these
+        np.savez(fh, **{f"m{i}": s for i, s in enumerate(sims.values())})
     report = {
         "metric": "pairwise_cosine_similarity",
         "data": str(data),
@@ -213,6 +188,7 @@ def compare_embeddings(
         },
         "versions": library_versions(),
         "plot": png.name,
+        "pairs": {"file": PAIRS_FILE, "labels": list(sims)},
     }
     atomic_write_json(out / "similarity.json", report)
     return report

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 
 from astrollama import paper
+from astrollama.evaluation.figures import plot_report, plot_similarity, plot_stages
 from astrollama.evaluation.stats import bootstrap_mean_ci
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, read_jsonl, save_png
+from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,17 @@ def published_mcq(meta: dict) -> tuple[str, paper.Published] | None:
     return None
 
 
+def published_basis(meta: dict) -> str | None:
+    """Why a model sits beside its published row (``report.json``: ``models[].published_basis``)."""
+    if meta.get("paper_model"):
+        return f"paper_model {meta['paper_model']} (meta.json)"
+    rec = meta.get("recipe")
+    if rec in paper.RECIPE_SCORES:
+        side = "trained model" if meta["role"] == "trained" else "base model"
+        return f"recipe {rec}: its {side} (role {meta['role']})"
+    return None
+
+
 def published_ppl(meta: dict) -> tuple[str, paper.Published] | None:
     """AstroLLaMA-1's held-out perplexity for the abstracts recipe (the only one published)."""
     if meta.get("recipe") != PPL_RECIPE:
@@ -251,6 +263,7 @@ def _row(r: ModelResults) -> dict[str, Any]:
         "published_model": pm[0] if pm else None,
         "published_mcq": pm[1].value if pm else None,
         "published_mcq_source": pm[1].source if pm else None,
+        "published_basis": published_basis(r.meta) if pm else None,
         "perplexity": (r.ppl or {}).get("perplexity"),
         "ppl_ci_low": ppl_ci[0],
         "ppl_ci_high": ppl_ci[1],
@@ -386,7 +399,9 @@ def build_report(
     png = plot_report(rows, out / "report.png")
     if stages:
         plot_stages(rows, data["stage_reference"], out / "stages.png")
-    if embed and embed.get("plot"):
+    if embed and embed.get("pairs") and (Path(embed_dir) / embed["pairs"]["file"]).is_file():
+        plot_similarity(_read_pairs(Path(embed_dir), embed["pairs"]), out / "similarity.png")
+    elif embed and embed.get("plot"):  # an embed directory from before the pairs were kept
         import shutil
 
         with atomic_path(out / "similarity.png") as tmp:
@@ -402,6 +417,18 @@ def build_report(
     )
     log.info("report -> %s", out / "report.md")
     return out
+
+
+def _read_pairs(embed_dir: Path, pairs: dict) -> dict[str, np.ndarray]:
+    """The per-model pair similarities kept by ``astrollama eval embed`` (``similarity_pairs.npz``)."""
+    from astrollama.evaluation.common import EvalInputError
+
+    path = embed_dir / pairs["file"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {label: z[f"m{i}"] for i, label in enumerate(pairs["labels"])}
+    except (OSError, ValueError, KeyError) as e:
+        raise EvalInputError(f"{path}: unreadable pair similarities ({e})") from e
 
 
 # ------------------------------------------------------------------------------------------------
@@ -482,7 +509,7 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
             f"| {r['label']} | {r['role']} | {r['scale']} | {_mcq_cell(r)} | {_pub_mcq_cell(r)} | "
             f"{_ppl_cell(r)} | {_pub_ppl_cell(r)} |"
         )
-    L += ["", f"![published vs reproduced]({png})", ""]
+    L += ["", *_scoring_lines(data, rows), "", f"![published vs reproduced]({png})", ""]
     if data["changes"]:
         title = (
             "Change from continued pre-training"
@@ -590,7 +617,8 @@ def render_markdown(data: dict, results: list[ModelResults], png: str, sim_png: 
         ms = (r.mcq or {}).get("settings") or {}
         ps = (r.ppl or {}).get("settings") or {}
         L.append(
-            f"- **{r.label}** ({r.meta.get('model')}): MCQ template `{_template_name(ms)}`, dtype "
+            f"- **{r.label}** ({r.meta.get('model')}): MCQ template `{_template_name(ms)}`, letter token "
+            f"`{_letter_rule(ms)}`, dtype "
             f"{ms.get('dtype', 'n/a')}, batch {ms.get('batch_size', 'n/a')}; perplexity block "
             f"{ps.get('block_size', 'n/a')}, stride {ps.get('stride', 'n/a')}, "
             f"{(r.ppl or {}).get('n_tokens', 'n/a')} tokens / {(r.ppl or {}).get('n_documents', 'n/a')} docs"
@@ -657,192 +685,44 @@ def _render_stages(data: dict, rows: list[dict]) -> list[str]:
     return L
 
 
+def _letter_rule(settings: dict | None) -> str:
+    lt = (settings or {}).get("letter_token")
+    if isinstance(lt, dict):
+        return str(lt.get("rule"))
+    return (
+        "prompt (recorded before the option existed)" if (settings or {}).get("letter_token_ids") else "n/a"
+    )
+
+
+def _scoring_lines(data: dict, rows: list[dict]) -> list[str]:
+    """How the MCQ was scored (template, letter-token rule) and which published row each model
+    stands beside, and why (``published_basis``)."""
+    scoring = sorted(
+        {(_template_name(s or {}), _letter_rule(s)) for s in data["mcq_settings"].values() if s is not None}
+    )
+    out = [
+        "MCQ scoring: "
+        + "; ".join(f"template `{t}`, letter token `{rule}`" for t, rule in scoring)
+        + " (`--letter-token`: `prompt` = the letter's token as it follows the prompt, `reference` = "
+        "`tokenizer.encode(letter, add_special_tokens=False)[-1]`; docs/eval-mcq.md)."
+        if scoring
+        else "MCQ: not scored."
+    ]
+    paired = [
+        f"{r['stage']} -> {r['published_model']} ({r['published_basis']})"
+        for r in rows
+        if r["published_model"]
+    ]
+    if paired:
+        out.append("Published row beside each model: " + "; ".join(paired) + ".")
+    return out
+
+
 def _template_name(settings: dict) -> str:
     t = settings.get("template")
     if isinstance(t, dict):
         return Path(str(t.get("path") or t.get("name") or "?")).name
     return Path(str(t)).name if t else "n/a"
-
-
-def plot_report(rows: list[dict], path: str | os.PathLike[str]) -> Path:
-    """Published vs reproduced bars: MCQ accuracy (left) and held-out perplexity (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120)
-    x = np.arange(len(rows))
-    w = 0.38
-
-    def bars(ax, ours, lo, hi, pub, pub_names, ylabel, title, chance=None):
-        ours_v = [np.nan if v is None else v for v in ours]
-        s = w / 2 if any(v is not None for v in pub) else 0.0  # no published bars: centre ours
-        err = np.array(
-            [
-                [0 if v is None or lo_ is None else v - lo_ for v, lo_ in zip(ours, lo, strict=True)],
-                [0 if v is None or hi_ is None else hi_ - v for v, hi_ in zip(ours, hi, strict=True)],
-            ]
-        )
-        ax.bar(
-            x - w / 2,
-            [np.nan if v is None else v for v in pub],
-            w,
-            color="lightgray",
-            edgecolor="black",
-            hatch="//",
-            label="published (paper scale)",
-        )
-        ax.bar(x + s, ours_v, w, yerr=err, capsize=4, color="tab:blue", label="reproduced (ours, 95% CI)")
-        for i, (p, name) in enumerate(zip(pub, pub_names, strict=True)):
-            if p is not None:
-                ax.annotate(
-                    f"{name}\n{p:g}",
-                    (x[i] - w / 2, p),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
-            elif any(v is not None for v in pub):
-                ax.annotate(
-                    "n/a",
-                    (x[i] - w / 2, 0),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    color="gray",
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
-        for i, v in enumerate(ours):
-            if v is not None:
-                ax.annotate(
-                    f"{v:.1f}",
-                    (x[i] + s, v),
-                    ha="left",
-                    va="bottom",
-                    fontsize=8,
-                    xytext=(3, 2),
-                    textcoords="offset points",
-                )
-        if chance is not None:
-            ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance}%)")
-        ax.set_xticks(x, [f"{r['label']}\n({r['role']}, {r['scale']})" for r in rows], fontsize=8)
-        ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(axis="y", alpha=0.3)
-
-    pct = [None if r["mcq_accuracy"] is None else 100 * r["mcq_accuracy"] for r in rows]
-    bars(
-        ax1,
-        pct,
-        [None if r["mcq_ci_low"] is None else 100 * r["mcq_ci_low"] for r in rows],
-        [None if r["mcq_ci_high"] is None else 100 * r["mcq_ci_high"] for r in rows],
-        [r["published_mcq"] for r in rows],
-        [r["published_model"] for r in rows],
-        "accuracy (%)",
-        "Astronomy MCQ accuracy",
-        chance=25,
-    )
-    ax1.set_ylim(0, 105)
-    bars(
-        ax2,
-        [r["perplexity"] for r in rows],
-        [r["ppl_ci_low"] for r in rows],
-        [r["ppl_ci_high"] for r in rows],
-        [r["published_perplexity"] for r in rows],
-        [r["published_perplexity_model"] for r in rows],
-        "perplexity (lower is better)",
-        "Held-out perplexity",
-    )
-    if all(r["published_perplexity"] is None for r in rows):
-        a1 = paper.ASTROLLAMA1
-        ax2.text(
-            0.5,
-            0.97,
-            f"published reference (AstroLLaMA-1, 7B): {a1['perplexity_base'].value} -> "
-            f"{a1['perplexity_astrollama'].value}, ~{100 * a1['perplexity_reduction'].value:.0f}% lower",
-            transform=ax2.transAxes,
-            ha="center",
-            va="top",
-            fontsize=7,
-            color="dimgray",
-        )
-        ax2.set_ylim(0, 1.15 * max((r["ppl_ci_high"] or r["perplexity"] or 0) for r in rows) or 1)
-    handles, labels = ax1.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    if any(r["scale"] == "toy" for r in rows):
-        fig.suptitle(
-            "Published numbers are paper-scale references (7B-70B models); toy models are not "
-            "comparable in absolute terms",
-            fontsize=9,
-            color="dimgray",
-        )
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    return save_png(fig, path)
-
-
-def plot_stages(rows: list[dict], chains: list[dict], path: str | os.PathLike[str]) -> Path:
-    """Ours stage by stage (MCQ accuracy with 95% error bars, left; perplexity, right), with the
-    published per-stage chains (grey, paper scale) on the accuracy panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5.2), dpi=120)
-    x = np.arange(len(rows))
-    names = [r["stage"] for r in rows]
-
-    def line(ax, vals, lo, hi, fmt):
-        v = np.array([np.nan if a is None else a for a in vals], dtype=float)
-        err = np.array(
-            [
-                [0 if a is None or b is None else a - b for a, b in zip(vals, lo, strict=True)],
-                [0 if a is None or b is None else b - a for a, b in zip(vals, hi, strict=True)],
-            ]
-        )
-        ax.errorbar(x, v, yerr=err, marker="o", capsize=4, color="tab:blue", label="ours (95% CI)")
-        for i, a in enumerate(vals):
-            if a is not None:
-                ax.annotate(fmt.format(a), (x[i], a), xytext=(5, 3), textcoords="offset points", fontsize=8)
-
-    def scaled(key, k=1.0):
-        return [None if r[key] is None else k * r[key] for r in rows]
-
-    line(ax1, scaled("mcq_accuracy", 100), scaled("mcq_ci_low", 100), scaled("mcq_ci_high", 100), "{:.1f}")
-    # a published chain's stages sit at our stages of the same name (base, cpt, sft, merged)
-    pos = {n.lower(): i for i, n in enumerate(names)}
-    for k, c in enumerate(chains):
-        pts = [(pos[s], x_["value"]) for s, x_ in c["stages"].items() if x_ and s in pos]
-        if pts:
-            px, py = zip(*pts, strict=True)
-            ax1.plot(
-                px,
-                py,
-                linestyle="--",
-                marker="s^Dv"[k % 4],
-                color="gray",
-                alpha=0.8,
-                label=f"published: {c['chain']}",
-            )
-    ax1.axhline(25, color="gray", linestyle=":", linewidth=1, label="chance (25%)")
-    ax1.set_ylim(0, 100)
-    ax1.set_ylabel("MCQ accuracy (%)")
-    ax1.set_title("MCQ accuracy by stage")
-    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
-    line(ax2, scaled("perplexity"), scaled("ppl_ci_low"), scaled("ppl_ci_high"), "{:.2f}")
-    ax2.set_ylabel("held-out perplexity (lower is better)")
-    ax2.set_title("Held-out perplexity by stage")
-    for ax in (ax1, ax2):
-        ax.set_xticks(x, names, fontsize=8)
-        ax.set_xlim(-0.4, len(rows) - 0.6)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------

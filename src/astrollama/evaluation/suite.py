@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from astrollama.cli import number
+from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.io import atomic_write_json
 
@@ -49,6 +50,7 @@ def evaluate_model(
     device: str | None = None,
     model_and_tokenizer: tuple | None = None,
     stage: str | None = None,
+    letter_token: str = "prompt",
 ) -> Path:
     """MCQ, perplexity and a completion of one checkpoint (loaded once) into ``out_dir``.
 
@@ -79,6 +81,7 @@ def evaluate_model(
         dtype=dtype,
         device=device,
         progress=True,
+        letter_token=letter_token,
     )
     res.write(out / "mcq")
     perplexity_report(
@@ -147,6 +150,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
+    add_letter_token_option(p)
     p.add_argument("--out", required=True, help="RESULTS directory")
     p.set_defaults(func=_run)
 
@@ -173,6 +177,7 @@ def _run(args) -> int:
         dtype=args.dtype,
         device=args.device,
         stage=args.stage,
+        letter_token=args.letter_token,
     )
     print(f"-> {args.out}")
     return 0

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from astrollama.cli import number
+from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.io import atomic_write_json, atomic_write_text, save_png
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def score_point(
     device: str | None,
     base: str | None,
     mcq_method: str = "token",
+    letter_token: str = "prompt",
 ) -> dict:
     """Load one checkpoint once; MCQ accuracy and held-out perplexity; returns the point summary."""
     from astrollama.evaluation.common import load_causal_lm
@@ -163,6 +165,7 @@ def score_point(
         questions,
         tokenizer=tok,
         method=mcq_method,
+        letter_token=letter_token,
         batch_size=batch_size,
         dtype=dtype,
         device=device,
@@ -209,6 +212,7 @@ def sweep(
     dtype: str = "float32",
     device: str | None = None,
     mcq_method: str = "token",
+    letter_token: str = "prompt",
 ) -> dict:
     """Score every point of a run that is not scored yet; rebuild the curves; return the summary."""
     from astrollama.evaluation.common import EvalInputError, load_texts
@@ -232,6 +236,8 @@ def sweep(
         "dtype": dtype,
         "mcq_method": mcq_method,
         "base": str(base) if base else None,
+        # only when not the default, so that points scored before the option existed stay valid
+        **({"letter_token": letter_token} if letter_token != "prompt" else {}),
     }
     from tqdm.auto import tqdm
 
@@ -256,6 +262,7 @@ def sweep(
             device=device,
             base=str(base) if base else None,
             mcq_method=mcq_method,
+            letter_token=letter_token,
         )
         atomic_write_json(done, {**summary, "fingerprint": fp, "settings": settings})
         write_curves(out_dir)
@@ -374,6 +381,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=number(int, min=1), default=8)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
+    add_letter_token_option(p)
     p.set_defaults(func=_run)
 
 
@@ -391,6 +399,7 @@ def _run(args) -> int:
         batch_size=args.batch_size,
         dtype=args.dtype,
         device=args.device,
+        letter_token=args.letter_token,
     )
     for r in rep["points"]:
         acc = "n/a" if r["mcq_accuracy"] is None else f"{100 * r['mcq_accuracy']:.1f}%"

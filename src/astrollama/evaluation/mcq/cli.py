@@ -6,7 +6,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
+from astrollama.evaluation.mcq.prompts import LETTER_TOKEN_RULES, PROMPT_NAMES
+
+LETTER_TOKEN_HELP = (
+    "token method: which token id stands for each letter. prompt = the letter's token as it follows "
+    "the prompt (default); reference = tokenizer.encode(letter, add_special_tokens=False)[-1], the "
+    "rule of public re-implementations of AstroMLab's scorer (for SentencePiece LLaMA-2: '▁A'). "
+    "Recorded in scores.json"
+)
+
+
+def add_letter_token_option(p) -> None:
+    """``--letter-token prompt|reference`` (the same option on every command that scores the MCQ)."""
+    p.add_argument("--letter-token", choices=LETTER_TOKEN_RULES, default="prompt", help=LETTER_TOKEN_HELP)
 
 
 def register(sub) -> None:
@@ -41,6 +53,7 @@ def register(sub) -> None:
         "Question/A-D/Answer: (token method; instruct has astromlab only)",
     )
     p.add_argument("--template", default=None, help="a prompt template file instead of --prompt")
+    add_letter_token_option(p)
     p.add_argument(
         "--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix"
     )
@@ -57,6 +70,18 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
+
+    c = sub.add_parser(
+        "mcq-check",
+        help="check a submission.csv against its question file before sending it to AstroMLab",
+        description="Checks the header (id,answer), one row per question in file order, the ids and "
+        "the letters A-D; prints the count of each letter and of blank answers (docs/eval-mcq.md).",
+    )
+    c.add_argument("submission", help="submission.csv written by `astrollama eval mcq`")
+    c.add_argument(
+        "--questions", required=True, help="the question file it answers (e.g. the public parquet)"
+    )
+    c.set_defaults(func=run_check)
 
     s = sub.add_parser("mcq-split", help="split a keyed MCQ file into the public form and a key file")
     s.add_argument("keyed", help="keyed question file (correct/answer column)")
@@ -95,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         base=args.base,
         context_policy=args.context_policy,
+        letter_token=args.letter_token,
     )
     result.write(args.out)
     summary = {k: v for k, v in result.scores().items() if k != "settings"}
@@ -107,4 +133,18 @@ def run_split(args: argparse.Namespace) -> int:
 
     pub, key = write_public_and_key(load_questions(args.keyed), args.public, args.key)
     print(f"{pub}\n{key}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from astrollama.evaluation.mcq import load_questions
+    from astrollama.evaluation.mcq.submission import check_submission
+
+    summary = check_submission(args.submission, load_questions(args.questions))
+    print(json.dumps(summary, indent=2))
+    if summary["n_blank"]:
+        print(
+            f"warning: {summary['n_blank']} questions have no answer (AstroMLab asks for one answer "
+            "to every question)"
+        )
     return 0

@@ -197,6 +197,16 @@ def _check_unique(path: Path, ids: list[tuple[str, str]]) -> None:
 # ------------------------------------------------------------------------------------------------
 # public API
 
+# where the public AstroMLab-1 file comes from (one line, for a missing --questions parquet)
+BENCHMARK_REPO = "AstroMLab/Astrobench_MCQ_v1_Public"
+BENCHMARK_FILE = "data/train-00000-of-00001.parquet"
+BENCHMARK_HINT = (
+    f"the public AstroMLab-1 questions (3,846 rows, no answers) are {BENCHMARK_FILE} of the Hugging Face "
+    f'dataset {BENCHMARK_REPO}: on a machine with network, `python -c "from huggingface_hub import '
+    f"hf_hub_download as d; print(d('{BENCHMARK_REPO}', '{BENCHMARK_FILE}', repo_type='dataset'))\"`, "
+    "then copy that file to this path (docs/eval-mcq.md, 'The benchmark file')"
+)
+
 
 def load_questions(
     path: str | os.PathLike[str], key_path: str | os.PathLike[str] | None = None
@@ -208,6 +218,8 @@ def load_questions(
     length (or ids) differ from the questions.
     """
     p = Path(path)
+    if not p.exists() and (p.suffix.lower() == ".parquet" or "astrobench" in p.name.lower()):
+        raise MCQInputError(f"{p}: no such file; {BENCHMARK_HINT}")
     rows = _read_rows(p)
     ids_given = any(_has_id(r) for _, r in rows)
     questions: list[Question] = []

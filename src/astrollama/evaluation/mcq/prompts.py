@@ -13,7 +13,12 @@ letter``, check that the prompt's own tokens are unchanged and exactly one token
 take that token. Trailing whitespace of the prompt moves into the continuation first (as
 lm-evaluation-harness does), so a prompt ending in ``"Answer: "`` is scored on ``" A"``. This
 gives ``A`` (not ``▁A``) after a quote with SentencePiece LLaMA-2 tokenizers, and ``A`` (not
-``ĠA``) with byte-level BPE (LLaMA-3, SmolLM2) tokenizers.
+``ĠA``) with byte-level BPE (LLaMA-3, SmolLM2) tokenizers. That is ``letter_token="prompt"``.
+
+``letter_token="reference"`` is the rule of public re-implementations of AstroMLab's scorer: the
+letter encoded on its own, ``tokenizer.encode(letter, add_special_tokens=False)[-1]``, read after
+the prompt tokenized as it is. With SentencePiece LLaMA-2 tokenizers that is the word-start piece
+``▁A``; with byte-level BPE it is ``A`` (the same id as the ``prompt`` rule after a quote).
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ PROMPTS: dict[tuple[str, str], Path] = {  # (method, prompt name) -> template; d
 }
 PROMPT_NAMES = ("astromlab", "ours", "plain")
 PLACEHOLDERS = frozenset({"question", *LETTERS})
+# how the four letter ids are chosen (docs/eval-mcq.md, "Letter tokens")
+LETTER_TOKEN_RULES = ("prompt", "reference")
+LETTER_TOKEN_RULE_TEXT = {
+    "prompt": "the letter's token as it follows the prompt: encode(prompt + letter) adds exactly one "
+    "token (trailing whitespace of the prompt moved into the continuation)",
+    "reference": "the letter encoded alone, tokenizer.encode(letter, add_special_tokens=False)[-1], "
+    "after the prompt tokenized as it is (public re-implementations of AstroMLab's scorer)",
+}
 
 
 @dataclass(frozen=True)
@@ -107,13 +120,42 @@ class EncodedPrompt:
     letter_ids: tuple[int, int, int, int]
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], qids: Sequence[str]) -> list[EncodedPrompt]:
-    """Tokenise prompts (the tokenizer's default special tokens, e.g. LLaMA's BOS) and derive, per
-    prompt, the single token of each letter as it follows that prompt.
+def reference_letter_ids(tokenizer) -> tuple[int, int, int, int]:
+    """The ``reference`` rule: each letter encoded alone, its last token
+    (``tokenizer.encode(letter, add_special_tokens=False)[-1]``)."""
+    name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+    ids = []
+    for L in LETTERS:
+        enc = tokenizer.encode(L, add_special_tokens=False)
+        if not enc:
+            raise MCQInputError(f"tokenizer {name}: the letter {L!r} encodes to no tokens")
+        ids.append(enc[-1])
+    if len(set(ids)) != 4:
+        raise MCQInputError(f"tokenizer {name}: the letters share a token id {ids}")
+    return (ids[0], ids[1], ids[2], ids[3])
 
-    Raises ``MCQInputError`` when a letter is not exactly one token after the prompt, or changes
-    the prompt's own tokens (the template must end where a lone letter can follow).
+
+def encode_prompts(
+    tokenizer, prompts: Sequence[str], qids: Sequence[str], *, letter_token: str = "prompt"
+) -> list[EncodedPrompt]:
+    """Tokenise prompts (the tokenizer's default special tokens, e.g. LLaMA's BOS) and derive the
+    four letter ids by ``letter_token`` (``LETTER_TOKEN_RULES``).
+
+    ``prompt``: per prompt, the single token of each letter as it follows that prompt; raises
+    ``MCQInputError`` when a letter is not exactly one token after the prompt, or changes the
+    prompt's own tokens (the template must end where a lone letter can follow).
+    ``reference``: the prompt tokenized as it is, and the ids of :func:`reference_letter_ids`.
     """
+    if letter_token not in LETTER_TOKEN_RULES:
+        raise MCQInputError(f"letter_token {letter_token!r}: use one of {LETTER_TOKEN_RULES}")
+    if letter_token == "reference":
+        ref = reference_letter_ids(tokenizer)
+        out_ref = []
+        for ids, qid in zip(tokenizer(list(prompts)).input_ids, qids, strict=True):
+            if not ids:
+                raise MCQInputError(f"question {qid!r}: the prompt encodes to no tokens")
+            out_ref.append(EncodedPrompt(ids=list(ids), letter_ids=ref))
+        return out_ref
     contexts, conts = [], []
     for p in prompts:
         ctx = p.rstrip()

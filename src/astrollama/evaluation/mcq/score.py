@@ -6,7 +6,8 @@ Two methods (AstroMLab's, see docs/eval-mcq.md):
   trained checkpoints must be scored alike) of ``eval/prompts/astromlab_token.txt`` by default
   (AstroMLab's structure: question and options, instructions and output format, then a
   ``Response:`` line opening the JSON answer) ends in ``"ANSWER": "``; the model's next-token
-  log-probabilities of the letters A-D (token ids derived per tokenizer, see ``mcq.prompts``) are
+  log-probabilities of the letters A-D (token ids by ``letter_token``: ``prompt``, the letter as it
+  follows the prompt, or ``reference``, the letter encoded alone; see ``mcq.prompts``) are
   read, and the argmax is the prediction. One forward pass per question; the prefix shared by all
   prompts (their longest common token prefix: the opening sentence for the default prompt, the
   whole instruction block for ``prompt="ours"``) is computed once and its KV cache reused by every
@@ -31,11 +32,9 @@ questions are in ``settings["context"]`` of every ``scores.json`` (``n_truncated
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import hashlib
 import inspect
-import io
 import json
 import logging
 import math
@@ -48,7 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question, QuestionSet
-from astrollama.evaluation.mcq.prompts import EncodedPrompt, PromptTemplate, encode_prompts, parse_answer
+from astrollama.evaluation.mcq.prompts import (
+    LETTER_TOKEN_RULE_TEXT,
+    LETTER_TOKEN_RULES,
+    EncodedPrompt,
+    PromptTemplate,
+    encode_prompts,
+    parse_answer,
+)
 from astrollama.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -120,6 +126,7 @@ class MCQResult:
             "n_unparsed": self.n_unparsed,
             "n_truncated": (self.settings.get("context") or {}).get("n_truncated"),
             "method": self.settings.get("method"),
+            "letter_token": (self.settings.get("letter_token") or {}).get("rule"),
             "model": self.settings.get("model"),
             "questions": self.settings.get("questions", {}).get("path"),
             "seconds": round(self.seconds, 3),
@@ -128,13 +135,11 @@ class MCQResult:
         }
 
     def submission_csv(self) -> str:
-        """``id,answer`` rows, one per question in file order; an unparsed answer is empty."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["id", "answer"])
-        for p in self.predictions:
-            w.writerow([p["id"], p["prediction"] or ""])
-        return buf.getvalue()
+        """``id,answer`` rows, one per question in file order; an unparsed answer is empty
+        (``mcq.submission``: the format, and the check before sending it to AstroMLab)."""
+        from astrollama.evaluation.mcq.submission import submission_text
+
+        return submission_text(self.predictions)
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         """Write ``predictions.jsonl``, ``scores.json`` and ``submission.csv`` (each atomically)."""
@@ -354,6 +359,43 @@ def chat_prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return out
 
 
+def chat_template_turns(tokenizer) -> dict[str, Any]:
+    """What the chat template puts around the question (one user turn, generation prompt on).
+
+    ``default_system``: the system turn the template inserts by itself when none is given (e.g.
+    SmolLM2's "You are a helpful AI assistant named SmolLM, ..."), found by rendering the same
+    user turn without and with an explicit system turn and reading what stands where the explicit
+    one goes; None when it inserts none; ``"unknown"`` when the template refuses a system turn or
+    the two renderings do not line up. ``before_question`` / ``after_question``: the exact text
+    around the question (special tokens included), so a reader sees every token the model got.
+    """
+    user, system = "\x00QUESTION\x00", "\x00SYSTEM\x00"
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    plain = render([{"role": "user", "content": user}])
+    before, _, after = plain.partition(user)
+    out: dict[str, Any] = {"before_question": before, "after_question": after}
+    try:
+        explicit = render([{"role": "system", "content": system}, {"role": "user", "content": user}])
+    except Exception as e:  # a template may raise on a system turn (jinja's raise_exception)
+        out["default_system"] = "unknown"
+        out["system_note"] = f"the template refuses a system turn ({type(e).__name__})"
+        return out
+    head, sep, tail = explicit.partition(user)[0].partition(system)
+    if not sep:
+        out["default_system"] = "unknown"
+        out["system_note"] = "the template dropped an explicit system turn"
+    elif before.startswith(head) and before.endswith(tail) and len(before) >= len(head) + len(tail):
+        out["default_system"] = before[len(head) : len(before) - len(tail)]
+        out["system_note"] = "inserted by the chat template when no system turn is given (not ours)"
+    else:
+        out["default_system"] = None
+        out["system_note"] = "the chat template inserts no system turn by itself"
+    return out
+
+
 def context_length(config: Any, tokenizer: Any) -> tuple[int | None, str]:
     """The model's context in tokens and where it came from (lm-evaluation-harness's order)."""
     for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
@@ -416,6 +458,7 @@ def score_mcq(
     vllm_logprobs: int = 20,
     llm: Any = None,
     context_policy: str = "truncate",
+    letter_token: str = "prompt",
 ) -> MCQResult:
     """Score ``questions`` with ``model`` (a checkpoint directory, full or LoRA with ``base``, or a
     loaded ``PreTrainedModel`` together with ``tokenizer``).
@@ -424,6 +467,9 @@ def score_mcq(
     ``mcq.prompts.PROMPTS``); ``template``: a template file instead.
     ``llm`` (vLLM backend) reuses an existing ``vllm.LLM`` instead of building one.
     ``context_policy``: ``truncate`` (keep a too-long prompt's last tokens, counted) or ``refuse``.
+    ``letter_token`` (token method): ``prompt`` (the letter's token as it follows the prompt) or
+    ``reference`` (``tokenizer.encode(letter, add_special_tokens=False)[-1]``); recorded in
+    ``scores.json`` (``letter_token`` and ``settings.letter_token``).
     """
     if method not in METHODS:
         raise MCQInputError(f"method {method!r}: use one of {METHODS}")
@@ -435,6 +481,8 @@ def score_mcq(
         raise MCQInputError(f"batch_size {batch_size}: must be >= 1")
     if context_policy not in CONTEXT_POLICIES:
         raise MCQInputError(f"context_policy {context_policy!r}: use one of {CONTEXT_POLICIES}")
+    if letter_token not in LETTER_TOKEN_RULES:
+        raise MCQInputError(f"letter_token {letter_token!r}: use one of {LETTER_TOKEN_RULES}")
     tpl = PromptTemplate.load(template) if template else PromptTemplate.default(method, prompt)
     model_label = (
         str(model)
@@ -508,7 +556,8 @@ def score_mcq(
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     if method == "token":
-        encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs])
+        encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs], letter_token=letter_token)
+        settings["letter_token"] = {"rule": letter_token, "how": LETTER_TOKEN_RULE_TEXT[letter_token]}
         context["prompt_limit"] = max_len
         fitted, cut = fit_context(
             [e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy
@@ -540,11 +589,13 @@ def score_mcq(
             records.append(_token_record(q, lp, pick))
     else:
         ids = chat_prompt_ids(tokenizer, prompts)
+        settings["letter_token"] = {"rule": None, "how": "not used: the instruct method parses the reply"}
         settings["chat_template"] = {
             "applied": True,
             "role": "user",
             "add_generation_prompt": True,
             "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
+            **chat_template_turns(tokenizer),
         }
         limit = None if max_len is None else max_len - max_new_tokens
         if limit is not None and limit < 1:
