@@ -87,6 +87,20 @@ def number(
     return parse
 
 
+# Bounds shared by every command (our choices): a seed numpy and torch both accept; a resample
+# count whose interval is stable to 0.1 point long before the cap, at 8 bytes a resample; a token
+# length above any released model's context (2**20 = 1,048,576).
+MAX_SEED = 2**32 - 1
+MAX_RESAMPLES = 1_000_000
+MAX_TOKENS = 2**20
+MAX_BATCH = 65_536
+
+
+def seed_arg() -> Callable[[str], float]:
+    """``--seed``: an integer in [0, 2**32 - 1]."""
+    return number(int, min=0, max=MAX_SEED)
+
+
 def build_group(prog: str, description: str, modules: Iterable[str]) -> argparse.ArgumentParser:
     """The parser of one command group: every module in ``modules`` registers its commands."""
     parser = CommandParser(prog=prog, description=description)

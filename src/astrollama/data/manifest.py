@@ -359,7 +359,12 @@ class Manifest:
         p = Path(rel)
         if p.is_absolute() or ".." in p.parts or "\0" in str(rel):
             raise ManifestError(f"{self.status_dir}: field 'outputs': {str(rel)!r} is outside the data root")
-        return self.root / p
+        from astrollama.untrusted import inside
+
+        full = self.root / p
+        if not inside(full.resolve(), self.root.resolve()):  # a symlink out of the root (a planted file)
+            raise ManifestError(f"{full}: (path): a symlink leads outside the data root {self.root}")
+        return full
 
     def relative(self, path: str | os.PathLike[str]) -> str:
         """A path under the data root as the relative POSIX string stored in ``outputs``."""

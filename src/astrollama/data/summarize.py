@@ -774,7 +774,7 @@ def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
     from astrollama.data.stages import add_shard_args
 
     p = sub.add_parser(
@@ -806,7 +806,7 @@ def register(sub: Any) -> None:
         "--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper"
     )
     p.add_argument(
-        "--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id"
+        "--seed", type=seed_arg(), default=0, help="per-request seeds derive from it and the paper id"
     )
     p.add_argument("--batch-papers", type=number(int, min=1), default=64, help="papers per generation round")
     p.add_argument(

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from astrollama.cli import number
+from astrollama.cli import number, seed_arg
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def register(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prompt-file", default=None, help="prompt file (default: the bundled completion.txt)")
     g.add_argument("--prompt", default=None, help="prompt text")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
     p.add_argument("--temperature", type=number(min=0), default=0.8, help="0 = greedy")
     p.add_argument("--top-p", type=number(gt=0, max=1), default=0.95)

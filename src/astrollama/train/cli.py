@@ -90,6 +90,8 @@ def _validate(a: argparse.Namespace) -> int:
 # launch (dry-run)
 # ----------------------------------------------------------------------------------------------
 def _add_launch(p: argparse.ArgumentParser) -> None:
+    from astrollama.cli import number
+
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument(
@@ -104,7 +106,9 @@ def _add_launch(p: argparse.ArgumentParser) -> None:
         default=None,
         help="training processes per node (default: launch.gpus_per_node)",
     )
-    p.add_argument("--rdzv-port", type=int, default=None, help="default: launch.rdzv_port")
+    p.add_argument(
+        "--rdzv-port", type=number(int, min=1, max=65535), default=None, help="default: launch.rdzv_port"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the command for every node; run nothing")
     p.add_argument(
         "--skip-data-check",
@@ -147,6 +151,7 @@ def _launch(a: argparse.Namespace) -> int:
 # plan (compute planner)
 # ----------------------------------------------------------------------------------------------
 def _add_plan(p: argparse.ArgumentParser) -> None:
+    from astrollama.cli import number
     from astrollama.train.planner import GPUS
 
     p.add_argument("recipe")
@@ -159,7 +164,9 @@ def _add_plan(p: argparse.ArgumentParser) -> None:
         help="LMFlow text_only directory: count tokens with the recipe's tokenizer and packing rule",
     )
     p.add_argument("--tokenizer", default=None, help="tokenizer to count with (default: the recipe's model)")
-    p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
+    p.add_argument(
+        "--mfu", type=number(gt=0), default=0.4, help="model FLOPs utilisation assumed (default 0.4)"
+    )
     p.add_argument("--gpu", choices=sorted(GPUS), default="a100-80g")
     p.add_argument("--nodes", type=int, default=None, help="default: launch.nodes")
     p.add_argument("--gpus-per-node", type=int, default=None, help="default: launch.gpus_per_node")

@@ -10,6 +10,8 @@ from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
 
 
 def register(sub) -> None:
+    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS, number, seed_arg
+
     p = sub.add_parser(
         "mcq",
         help="score a model on the AstroMLab-1 astronomy MCQ benchmark",
@@ -27,7 +29,7 @@ def register(sub) -> None:
         help="token: next-token letter probabilities (base models); instruct: generate + parse",
     )
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=number(int, min=1, max=MAX_BATCH), default=8)
     p.add_argument(
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
     )
@@ -44,8 +46,13 @@ def register(sub) -> None:
     p.add_argument(
         "--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix"
     )
-    p.add_argument("--max-new-tokens", type=int, default=256, help="instruct method: generation length")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    p.add_argument(
+        "--max-new-tokens",
+        type=number(int, min=1, max=MAX_TOKENS),
+        default=256,
+        help="instruct method: generation length",
+    )
+    p.add_argument("--limit", type=number(int, min=1), default=None, help="score only the first N questions")
     p.add_argument(
         "--context-policy",
         choices=["truncate", "refuse"],
@@ -53,8 +60,8 @@ def register(sub) -> None:
         help="a prompt longer than the model's context: truncate = keep its last tokens (as "
         "lm-evaluation-harness), counted in scores.json; refuse = stop with an error",
     )
-    p.add_argument("--n-bootstrap", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-bootstrap", type=number(int, min=1, max=MAX_RESAMPLES), default=10_000)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
