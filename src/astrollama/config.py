@@ -113,7 +113,7 @@ def read_mapping(
     try:  # regular file, size-capped, UTF-8 (astrollama.untrusted)
         text = read_text(path, "config")
     except InputError as e:
-        problem = str(e).removeprefix(f"{path}: (file): ")
+        problem = str(e).removeprefix(f"{path}: ")
         if "directory" in problem:
             problem = f"is a directory, not {what}"
         raise error(path, "(file)", problem) from None

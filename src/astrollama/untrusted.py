@@ -129,7 +129,7 @@ def open_regular(
     *,
     root: str | os.PathLike[str] | None = None,
     error: type[InputError] = InputError,
-    field: str = "(file)",
+    field: str | None = None,
 ) -> tuple[BinaryIO, int]:
     """``(binary file, size)`` of a regular file of ``kind``, opened without blocking.
 
@@ -137,8 +137,9 @@ def open_regular(
     directory), over the cap of ``kind``, or (with ``root``) resolving outside ``root``."""
     cap = _limit(kind)
     p = Path(path)
+    at = f"{path}: {field}: " if field else f"{path}: "
     if root is not None:
-        p = confine(p, root, error=error, field=field)
+        p = confine(p, root, error=error, field=field or "(path)")
     try:
         fd = os.open(
             p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
@@ -146,17 +147,17 @@ def open_regular(
     except OSError as e:
         if is_environment_error(e) and e.errno != errno.EAGAIN:
             raise
-        if e.errno == errno.ENXIO:  # a FIFO opened for writing only, a socket
-            raise error(f"{path}: {field}: not a regular file") from None
-        raise error(f"{path}: {field}: {_os_problem(e)}") from None
+        if e.errno == errno.ENXIO:  # a socket
+            raise error(f"{at}not a regular file") from None
+        raise error(f"{at}{_os_problem(e)}") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: {field}: is {_what(st.st_mode)}, not a regular file")
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{at}is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device, a socket: never read
+            raise error(f"{at}not a regular file")
         if st.st_size > cap:
-            raise error(
-                f"{path}: {field}: {_size(st.st_size)}, over the {_size(cap)} limit for a {kind} file"
-            )
+            raise error(f"{at}{_size(st.st_size)}, over the {_size(cap)} limit for a {kind} file")
         fh = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -170,13 +171,13 @@ def check_file(
     *,
     root: str | os.PathLike[str] | None = None,
     error: type[InputError] = InputError,
-    field: str = "(file)",
+    field: str | None = None,
 ) -> Path:
     """Check a file another library will open by name (parquet, safetensors, tokenizer) by the
     rules of :func:`open_regular`; returns the path (resolved inside ``root`` when given)."""
     fh, _ = open_regular(path, kind, root=root, error=error, field=field)
     fh.close()
-    return confine(path, root, error=error, field=field) if root is not None else Path(path)
+    return confine(path, root, error=error, field=field or "(path)") if root is not None else Path(path)
 
 
 def check_dir(
@@ -203,7 +204,7 @@ def read_bytes(
     *,
     root: str | os.PathLike[str] | None = None,
     error: type[InputError] = InputError,
-    field: str = "(file)",
+    field: str | None = None,
 ) -> bytes:
     """The bytes of a regular file of ``kind`` (see :func:`open_regular`), at most its cap."""
     cap = _limit(kind)
@@ -211,18 +212,22 @@ def read_bytes(
     with fh:
         data = fh.read(cap + 1)
     if len(data) > cap:  # stat said less (a /proc file, a file growing under us)
-        raise error(f"{path}: {field}: over the {_size(cap)} limit for a {kind} file")
+        raise error(f"{path}: {field + ': ' if field else ''}over the {_size(cap)} limit for a {kind} file")
     return data
 
 
 def decode(
-    data: bytes, where: str | os.PathLike[str], *, error: type[InputError] = InputError, field: str = "(file)"
+    data: bytes,
+    where: str | os.PathLike[str],
+    *,
+    error: type[InputError] = InputError,
+    field: str | None = None,
 ) -> str:
     """``data`` as UTF-8 text; otherwise one line naming the first bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error(f"{where}: {field}: not UTF-8 text (byte {e.start})") from None
+        raise error(f"{where}: {field + ': ' if field else ''}not UTF-8 text (byte {e.start})") from None
 
 
 def read_text(
@@ -231,7 +236,7 @@ def read_text(
     *,
     root: str | os.PathLike[str] | None = None,
     error: type[InputError] = InputError,
-    field: str = "(file)",
+    field: str | None = None,
 ) -> str:
     """The UTF-8 text of a regular file of ``kind`` (bounded, typed; see the module doc)."""
     return decode(read_bytes(path, kind, root=root, error=error, field=field), path, error=error, field=field)

@@ -28,7 +28,9 @@ def read_prompt(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise EvalInputError(f"{p}: prompt file does not exist")
-    text = p.read_text(encoding="utf-8").rstrip()
+    from astrollama.untrusted import read_text
+
+    text = read_text(p, "config", error=EvalInputError).rstrip()  # regular, bounded, UTF-8
     if not text:
         raise EvalInputError(f"{p}: prompt file is empty")
     return text

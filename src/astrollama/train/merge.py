@@ -172,21 +172,40 @@ def input_paths(recipe: MergeRecipe) -> dict[str, str]:
 
 
 def _read_config(file: str, key: str, directory: str) -> dict[str, Any]:
+    from astrollama.errors import InputError
+    from astrollama.untrusted import check_model_dir, read_json
+
     d = Path(directory)
     if not d.is_dir():
         raise RecipeError(file, key, f"no such checkpoint directory: {d}")
     cfg = d / "config.json"
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(file, key, f"{d} is not a Hugging Face checkpoint (no config.json)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecipeError(file, key, f"{cfg}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(file, key, f"{cfg}: must hold a JSON object")
-    if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
-        raise RecipeError(file, key, f"{d} holds no weights (*.safetensors or *.bin)")
+    if not os.path.lexists(cfg):
+        raise RecipeError(file, key, f"{d} is not a Hugging Face checkpoint (no config.json)")
+    try:  # every file checked before mergekit opens it (astrollama.untrusted): bounded JSON,
+        # safetensors headers consistent with their files, no pickle weights
+        data = read_json(cfg, "config", expect=None)
+        if not isinstance(data, dict):
+            raise RecipeError(file, key, f"{cfg}: must hold a JSON object")
+        if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
+            raise RecipeError(file, key, f"{d} holds no weights (*.safetensors or *.bin)")
+        check_model_dir(d)
+    except RecipeError:
+        raise
+    except InputError as e:
+        raise RecipeError(file, key, str(e)) from None
     return data
+
+
+def _tensor_shapes(directory: str) -> dict[str, tuple[str, list[int]]]:
+    """``tensor name -> (dtype, shape)`` from the safetensors headers of a checkpoint."""
+    from astrollama.untrusted import safetensors_header
+
+    out: dict[str, tuple[str, list[int]]] = {}
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        for name, t in safetensors_header(f).items():
+            if name != "__metadata__":
+                out[name] = (str(t.get("dtype")), list(t.get("shape") or []))
+    return out
 
 
 def check_inputs(recipe: MergeRecipe, paths: dict[str, str]) -> None:
@@ -208,6 +227,24 @@ def check_inputs(recipe: MergeRecipe, paths: dict[str, str]) -> None:
                     key,
                     f"{k} {cfg.get(k)!r} differs from {ref_key}'s {ref.get(k)!r}: "
                     f"merged checkpoints must share architecture and vocabulary",
+                )
+    # the tensors themselves, from the headers: a config that agrees over weights that do not is
+    # refused here, not deep inside mergekit
+    shapes = {key: _tensor_shapes(p) for key, p in paths.items()}
+    ref_shapes = shapes[ref_key]
+    for key, sh in shapes.items():
+        if key == ref_key or not sh or not ref_shapes:
+            continue
+        for name in sorted(set(sh) | set(ref_shapes)):
+            if name not in sh or name not in ref_shapes:
+                where, other = (key, ref_key) if name not in sh else (ref_key, key)
+                raise RecipeError(file, where, f"tensor {name!r} is missing (present in {other})")
+            if sh[name][1] != ref_shapes[name][1]:
+                raise RecipeError(
+                    file,
+                    key,
+                    f"tensor {name!r} has shape {sh[name][1]}, {ref_key}'s has {ref_shapes[name][1]}: "
+                    "merged checkpoints must have the same tensor shapes",
                 )
 
 
