@@ -63,10 +63,14 @@ def number(
 ) -> Callable[[str], float]:
     """An argparse ``type`` for a finite number in a range: ``number(int, min=1)``, ``number(gt=0)``."""
     what = "an integer" if kind is int else "a number"
+
+    def show(v: float) -> str:
+        return str(int(v)) if kind is int else f"{v:g}"
+
     bounds = [
-        f">= {min:g}" if min is not None else "",
-        f"> {gt:g}" if gt is not None else "",
-        f"<= {max:g}" if max is not None else "",
+        f">= {show(min)}" if min is not None else "",
+        f"> {show(gt)}" if gt is not None else "",
+        f"<= {show(max)}" if max is not None else "",
     ]
     want = " and ".join(b for b in bounds if b)
 

@@ -48,6 +48,7 @@ LIMITS: dict[str, int] = {
     "shard": 2 * GiB,  # one LMFlow dataset file (read whole)
     "table": 16 * GiB,  # a parquet / CSV benchmark or SFT table (streamed by pyarrow/pandas)
     "pdf": 512 * MiB,  # one paper's PDF
+    "eprint": 1 * GiB,  # one paper's source archive (its unpacked size is capped separately)
     "weights": 1024 * GiB,  # one safetensors/bin weights file (memory-mapped, never read whole)
     "safetensors_header": 100 * MiB,  # the JSON header of a safetensors file (the format's own cap)
     "tokenizer": 256 * MiB,  # tokenizer.json, vocab files, GGUF metadata aside
@@ -459,3 +460,21 @@ def check_model_dir(
             )
         raise error(f"{p}: (weights): no *.safetensors weights in this checkpoint")
     return p
+
+
+def sha256_file(
+    path: str | os.PathLike[str],
+    kind: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    error: type[InputError] = InputError,
+) -> bytes:
+    """SHA-256 digest of a regular file of ``kind``, read in chunks (never whole in memory)."""
+    import hashlib
+
+    fh, _ = open_regular(path, kind, root=root, error=error)
+    h = hashlib.sha256()
+    with fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.digest()

@@ -10,7 +10,7 @@ from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
 
 
 def register(sub) -> None:
-    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS, number, seed_arg
+    from astrollama.cli import seed_arg
 
     p = sub.add_parser(
         "mcq",
@@ -29,7 +29,7 @@ def register(sub) -> None:
         help="token: next-token letter probabilities (base models); instruct: generate + parse",
     )
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    p.add_argument("--batch-size", type=number(int, min=1, max=MAX_BATCH), default=8)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument(
         "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
     )
@@ -48,11 +48,11 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--max-new-tokens",
-        type=number(int, min=1, max=MAX_TOKENS),
+        type=int,
         default=256,
         help="instruct method: generation length",
     )
-    p.add_argument("--limit", type=number(int, min=1), default=None, help="score only the first N questions")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument(
         "--context-policy",
         choices=["truncate", "refuse"],
@@ -60,7 +60,7 @@ def register(sub) -> None:
         help="a prompt longer than the model's context: truncate = keep its last tokens (as "
         "lm-evaluation-harness), counted in scores.json; refuse = stop with an error",
     )
-    p.add_argument("--n-bootstrap", type=number(int, min=1, max=MAX_RESAMPLES), default=10_000)
+    p.add_argument("--n-bootstrap", type=int, default=10_000)
     p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
@@ -73,16 +73,19 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
     from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
 
-    for option, value in (
-        ("--batch-size", args.batch_size),
-        ("--limit", args.limit),
-        ("--n-bootstrap", args.n_bootstrap),
-        ("--max-new-tokens", args.max_new_tokens),
+    for option, value, most in (
+        ("--batch-size", args.batch_size, MAX_BATCH),
+        ("--limit", args.limit, None),
+        ("--n-bootstrap", args.n_bootstrap, MAX_RESAMPLES),
+        ("--max-new-tokens", args.max_new_tokens, MAX_TOKENS),
     ):
         if value is not None and value < 1:
             raise MCQInputError(f"{option}: must be >= 1, got {value}")
+        if value is not None and most is not None and value > most:
+            raise MCQInputError(f"{option}: must be <= {most:,}, got {value:,}")
     qs = load_questions(args.questions, key_path=args.key)
     if args.limit:
         qs = qs.head(args.limit)
