@@ -120,6 +120,25 @@ def run_group(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     return int(args.func(args) or 0)
 
 
+def command_parsers() -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every leaf command's parser, keyed by its words: ``("eval", "mcq") -> parser``. The hostile
+    test suite walks this tree, so a new command is covered as soon as it is registered."""
+
+    def leaves(p: argparse.ArgumentParser, words: tuple[str, ...]):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield words, p
+            return
+        for name, child in subs[0].choices.items():
+            yield from leaves(child, (*words, name))
+
+    out: dict[tuple[str, ...], argparse.ArgumentParser] = {}
+    for group, module in GROUPS.items():
+        out.update(leaves(importlib.import_module(module).build_parser(), (group,)))
+    out.update(leaves(models_parser(), ("models",)))
+    return out
+
+
 def setup_logging(level: str | int = "INFO") -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"

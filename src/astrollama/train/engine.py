@@ -356,6 +356,10 @@ def load_model(model_args: ModelArguments):
             kwargs["attn_implementation"] = "flash_attention_2"
         else:
             log.warning("--use_flash_attention ignored: needs CUDA and the flash_attn package")
+    from astrollama.untrusted import check_model_dir
+
+    if Path(model_args.model_name_or_path).is_dir():  # a local checkpoint: checked before loading
+        check_model_dir(model_args.model_name_or_path)
     # padding_side="right": LMFlow's ModelArguments.padding_side default, passed to its tokenizer
     tok = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, padding_side="right"

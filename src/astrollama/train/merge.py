@@ -45,6 +45,7 @@ from astrollama.train.recipe import (
     _Strict,
     resolve_model,
 )
+from astrollama.untrusted import read_json, read_text
 
 log = logging.getLogger("astrollama.merge")
 
@@ -252,7 +253,7 @@ def _sha256_files(directory: str) -> dict[str, dict[str, Any]]:
     """SHA-256 and size of every file directly in ``directory`` (a checkpoint), with a progress bar."""
     from tqdm import tqdm
 
-    files = sorted(p for p in Path(directory).iterdir() if p.is_file())
+    files = sorted(p for p in Path(directory).iterdir() if p.is_file())  # regular files only
     out: dict[str, dict[str, Any]] = {}
     with tqdm(
         total=sum(p.stat().st_size for p in files),
@@ -404,7 +405,7 @@ def _clear_stale_temporaries(final: Path) -> None:
     job = os.environ.get("SLURM_JOB_ID")
     for stale in sorted(final.parent.glob(f".{final.name}.*.tmp")):
         try:
-            owner = json.loads((stale / OWNER_FILE).read_text()).get("slurm_job_id")
+            owner = read_json(stale / OWNER_FILE, "config").get("slurm_job_id")
         except (OSError, ValueError, AttributeError):
             owner = None
         if job and owner == job:
@@ -422,9 +423,9 @@ def _differs_from_finished(
     """Why the finished merge in ``final`` is not this one (None: same recipe, config and input files)."""
     prov = final / "provenance"
     try:
-        done = json.loads((prov / "merge.json").read_text())
-        done_recipe = json.loads((prov / "recipe.json").read_text())
-        done_yaml = (prov / "mergekit.yaml").read_text()
+        done = read_json(prov / "merge.json", "results")  # regular, bounded (astrollama.untrusted)
+        done_recipe = read_json(prov / "recipe.json", "config")
+        done_yaml = read_text(prov / "mergekit.yaml", "config")
     except (OSError, ValueError) as e:
         return f"its provenance cannot be read: {e}"
     if done_recipe != recipe.resolved_dict() or done_yaml != mk_yaml:
@@ -449,8 +450,8 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``astrollama merge``; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
+def build_parser():
+    """The parser of ``astrollama merge``."""
     from astrollama.cli import CommandParser
 
     p = CommandParser(prog="astrollama merge", description=__doc__.splitlines()[0])
@@ -461,7 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="validate the recipe and print the mergekit config; read and write no model",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``astrollama merge``; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
+    a = build_parser().parse_args(argv)
     recipe = load_merge_recipe(a.recipe, a.overrides)
     if a.dry_run:
         print(f"# mergekit config of {a.recipe} (seed {recipe.seed}; output {recipe.output_dir})")

@@ -169,7 +169,10 @@ def _dataset_lengths(dataset: Path, tokenizer_name: str, template: str | None = 
 
     from astrollama.lmflow_data import CONVERSATION, dataset_type, iter_text_only_file, read_conversation_dir
     from astrollama.train.chat import encode_conversation
+    from astrollama.untrusted import check_model_dir
 
+    if Path(tokenizer_name).is_dir():  # its files checked before the library reads them
+        check_model_dir(tokenizer_name, need_weights=False)
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
     if dataset_type(dataset) == CONVERSATION:
         if template is None:
