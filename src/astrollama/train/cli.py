@@ -90,7 +90,6 @@ def _validate(a: argparse.Namespace) -> int:
 # launch (dry-run)
 # ----------------------------------------------------------------------------------------------
 def _add_launch(p: argparse.ArgumentParser) -> None:
-    from astrollama.cli import number
 
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -106,9 +105,7 @@ def _add_launch(p: argparse.ArgumentParser) -> None:
         default=None,
         help="training processes per node (default: launch.gpus_per_node)",
     )
-    p.add_argument(
-        "--rdzv-port", type=number(int, min=1, max=65535), default=None, help="default: launch.rdzv_port"
-    )
+    p.add_argument("--rdzv-port", type=int, default=None, help="default: launch.rdzv_port")
     p.add_argument("--dry-run", action="store_true", help="print the command for every node; run nothing")
     p.add_argument(
         "--skip-data-check",
