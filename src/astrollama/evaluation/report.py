@@ -381,7 +381,7 @@ def paired_delta_ci(
 
     ids = sorted(set(base) & set(trained))
     if not ids:
-        raise EvalInputError(f"{where}: no question ids in common between the two prediction files")
+        raise EvalInputError(f"{where}: no common question ids between the two prediction files")
     diff = np.array([float(trained[i]) - float(base[i]) for i in ids])
     lo, hi = bootstrap_mean_ci(diff, n_resamples=n_resamples, seed=seed)
     return float(diff.mean()), float(lo), float(hi), len(ids)

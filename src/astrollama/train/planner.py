@@ -87,7 +87,11 @@ def model_config(recipe: Recipe) -> dict[str, Any]:
         )
     from astrollama.untrusted import read_json
 
-    data = read_json(cfg, "config", error=InputError, expect=None)  # regular, bounded, UTF-8 JSON
+    try:  # regular, bounded, UTF-8 JSON (astrollama.untrusted)
+        data = read_json(cfg, "config", expect=None)
+    except InputError as e:
+        problem = str(e).removeprefix(f"{cfg}: ")
+        raise RecipeError(cfg, "(json)", f"not a valid UTF-8 JSON config ({problem})") from None
     if not isinstance(data, dict):
         raise RecipeError(cfg, "(top level)", "must be a JSON object")
     for key in _ARCH_KEYS:
