@@ -54,6 +54,8 @@ VALUES_BY_COMMAND: dict[tuple[str, ...], dict[str, str | None]] = {
     ("train", "run"): {"recipe": "INPUT"},
     ("merge",): {"recipe": "INPUT"},
 }
+# Optional values a command needs to get as far as reading its inputs
+EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {("data", "harvest", "lookup"): ["--query", "galaxy"]}
 # The value a typed input argument takes around the path (``--input FORMAT=PATH``)
 WRAP = {"input": "openorca={}"}
 
@@ -93,9 +95,12 @@ def argv_for(words: tuple[str, ...], parser: argparse.ArgumentParser, bad: Path,
     outs = OUTPUTS | OUTPUTS_BY_COMMAND.get(words, set())
     values = {**VALUES, **VALUES_BY_COMMAND.get(words, {})}
     inputs = {a.dest for a in inputs_of(words, parser)}
-    argv: list[str] = list(words)
+    argv: list[str] = [*words, *EXTRA_ARGS.get(words, [])]
     positional: list[str] = []
     for k, a in enumerate(parser._actions):
+        if a.dest == "dry_run" and a.nargs == 0:  # read the inputs, start nothing
+            argv.append(a.option_strings[-1])
+            continue
         if isinstance(a, argparse._HelpAction) or a.nargs == 0:
             continue
         if a.dest in inputs:

@@ -735,6 +735,7 @@ def _cli_json(a: argparse.Namespace) -> int:
 
 
 def _cli_lookup(a: argparse.Namespace) -> int:
+    manifest = Manifest(a.root) if a.root else None  # the root is checked before the network
     rows = lookup(
         a.ids,
         a.query,
@@ -747,6 +748,6 @@ def _cli_lookup(a: argparse.Namespace) -> int:
         print(
             f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}"
         )
-    if a.root:
-        Manifest(a.root).upsert_papers(rows)
+    if manifest is not None:
+        manifest.upsert_papers(rows)
     return 0

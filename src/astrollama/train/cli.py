@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from astrollama.cli import build_group, run_group
+from astrollama.errors import InputError
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
@@ -118,12 +119,10 @@ def _launch(a: argparse.Namespace) -> int:
     from astrollama.train.launch import build_launch, slurm_hostnames
 
     if not a.dry_run:
-        print(
-            "astrollama train launch only prints commands (--dry-run); to train run "
-            "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`",
-            file=sys.stderr,
+        raise InputError(
+            "launch: only prints commands (--dry-run); to train run "
+            "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`"
         )
-        return 2
     recipe = load_recipe(a.recipe, a.overrides)
     hosts = slurm_hostnames() if a.nodes is None else None
     if hosts is None:
