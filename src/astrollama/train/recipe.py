@@ -364,11 +364,11 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = path.resolve()
+    given, path = path, path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
         raise RecipeError(seen[0], "base", f"inheritance cycle: {chain}")
-    data = _read_mapping(path)
+    data = _read_mapping(given)  # errors name the file as given (a symlink, not its target)
     base = data.pop("base", None)
     if base is None:
         return data
