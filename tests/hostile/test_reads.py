@@ -233,3 +233,30 @@ def test_a_plot_inside_the_directory_is_copied(tmp_path, run_astrollama):
     )
     assert r.code == 0, r.stderr[-2000:]
     assert (out / "similarity.png").read_bytes() == png
+
+
+@pytest.mark.parametrize("bad", ["fifo", "huge", "not-utf8"])
+def test_quality_records_a_bad_per_paper_text_and_goes_on(bad, tmp_path, run_astrollama):
+    """``data quality`` over an OCR ``.mmd`` that is a FIFO, 2 TiB or not UTF-8: that paper's row
+    says why (one line), the command finishes promptly and reports the rest."""
+    root = tmp_path / "root"
+    m = Manifest(root)
+    m.upsert_papers([{"id": PID, "title": "Bars"}, {"id": "2401.00102", "title": "Rings"}])
+    good = paper_path(root / "ocr", "2401.00102", ".mmd")
+    good.parent.mkdir(parents=True)
+    good.write_text(
+        "# Rings\n\n## Abstract\n\nRings form at resonances.\n\n## Introduction\n\nRings are common.\n"
+    )
+    made = make_bad(bad, good.parent)
+    f = paper_path(root / "ocr", PID, ".mmd")
+    made.rename(f)
+    for pid, path in ((PID, f), ("2401.00102", good)):
+        m.record("ocr", pid, "ok", outputs={"mmd": path})
+    t0 = time.monotonic()
+    r = run_astrollama(["data", "quality", "--root", str(root), "--out", str(tmp_path / "q.json")])
+    assert r.code == 0, r.stderr[-2000:]
+    assert time.monotonic() - t0 < 20
+    rows = {x["id"]: x for x in json.loads((tmp_path / "q.json").read_text())["papers"]}
+    expect = {"fifo": "not a regular file", "huge": "over the", "not-utf8": "not UTF-8"}[bad]
+    assert expect in rows[PID]["error"] and "\n" not in rows[PID]["error"]
+    assert "error" not in rows["2401.00102"]

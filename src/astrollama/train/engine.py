@@ -402,14 +402,15 @@ def with_use_cpu(argv: list[str]) -> list[str]:
 
 def parse_args(argv: list[str]):
     """Parse LMFlow-style flags (or one ``*.json`` arguments file); unknown names are an error."""
-    import json
 
     import torch
     from transformers import HfArgumentParser, TrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
-        values = json.loads(Path(argv[0]).read_text())
+        from astrollama.untrusted import read_json
+
+        values = read_json(argv[0], "config")  # regular, bounded, a JSON object
         if not torch.cuda.is_available():  # see with_use_cpu
             values.setdefault("use_cpu", True)
         return parser.parse_dict(values, allow_extra_keys=False)
