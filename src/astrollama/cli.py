@@ -224,9 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, EnvironmentFault) as exc:
         if os.environ.get("ASTROLLAMA_DEBUG"):
             raise
-        # an OSError with neither errno nor file name is a library's network error (requests'
-        # ConnectionError is an OSError): the server or the network, not the input
-        network = isinstance(exc, OSError) and exc.errno is None and exc.filename is None
+        # requests' and urllib3's errors are OSErrors: the server or the network, not the input
+        network = any(c.__module__.split(".")[0] in {"requests", "urllib3"} for c in type(exc).__mro__)
         if isinstance(exc, OSError) and not is_environment_error(exc) and not network:
             # a path from the command line that does not exist, is a directory, is not readable
             print(f"astrollama {group}: error: {describe_os_error(exc)}", file=sys.stderr)
