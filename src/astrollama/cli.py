@@ -60,8 +60,12 @@ def number(
     min: float | None = None,
     gt: float | None = None,  # noqa: A002
     max: float | None = None,
+    cap: float | None = None,
 ) -> Callable[[str], float]:
-    """An argparse ``type`` for a finite number in a range: ``number(int, min=1)``, ``number(gt=0)``."""
+    """An argparse ``type`` for a finite number in a range: ``number(int, min=1)``, ``number(gt=0)``.
+
+    ``cap`` is a sanity ceiling (a seed numpy accepts, a length no model has), named in the
+    message only when it is exceeded; ``max`` is part of the option's meaning (``top_p <= 1``)."""
     what = "an integer" if kind is int else "a number"
 
     def show(v: float) -> str:
@@ -86,6 +90,8 @@ def number(
             or (max is not None and value > max)
         ):
             raise argparse.ArgumentTypeError(f"must be {what} {want}, got {text!r}")
+        if cap is not None and value > cap:
+            raise argparse.ArgumentTypeError(f"must be {what} <= {show(cap)}, got {text!r}")
         return value
 
     return parse
@@ -102,7 +108,7 @@ MAX_BATCH = 65_536
 
 def seed_arg() -> Callable[[str], float]:
     """``--seed``: an integer in [0, 2**32 - 1]."""
-    return number(int, min=0, max=MAX_SEED)
+    return number(int, min=0, cap=MAX_SEED)
 
 
 def build_group(prog: str, description: str, modules: Iterable[str]) -> argparse.ArgumentParser:

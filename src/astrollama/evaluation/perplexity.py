@@ -252,7 +252,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--block-size",
-        type=number(int, min=2, max=MAX_TOKENS),
+        type=number(int, min=2, cap=MAX_TOKENS),
         default=512,
         help="window length in tokens (default 512)",
     )

@@ -374,7 +374,7 @@ def register(subparsers) -> None:
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/eval/sweep)")
-    p.add_argument("--block-size", type=number(int, min=2, max=MAX_TOKENS), default=512)
+    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
     p.add_argument("--stride", type=number(int, min=1), default=None)
     p.add_argument("--max-docs", type=number(int, min=1), default=None)
     p.add_argument("--batch-size", type=number(int, min=1), default=8)
