@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from astrollama.errors import InputError, is_environment_error
+from astrollama.errors import InputError
 
 
 class ConfigError(InputError):
@@ -107,19 +107,16 @@ def read_mapping(
     path: str | os.PathLike[str], error: type[ConfigError] = ConfigError, what: str = "a config file"
 ) -> dict[str, Any]:
     """The top-level mapping of the YAML file at ``path`` (an empty file is ``{}``)."""
+    from astrollama.untrusted import read_text
+
     path = Path(path)
-    if path.is_dir():
-        raise error(path, "(file)", f"is a directory, not {what}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise error(path, "(file)", "no such file") from None
-    except UnicodeDecodeError as e:
-        raise error(path, "(file)", f"not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        if is_environment_error(e):
-            raise
-        raise error(path, "(file)", e.strerror or type(e).__name__) from None
+    try:  # regular file, size-capped, UTF-8 (astrollama.untrusted)
+        text = read_text(path, "config")
+    except InputError as e:
+        problem = str(e).removeprefix(f"{path}: ")
+        if "directory" in problem:
+            problem = f"is a directory, not {what}"
+        raise error(path, "(file)", problem) from None
     data = yaml_load(text, str(path), error)
     if data is None:
         data = {}

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,26 +144,34 @@ def read_jsonl(
     error: type[InputError] = InputError,
     tolerate_torn_tail: bool = False,
     missing_ok: bool = False,
+    root: str | os.PathLike[str] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each non-blank line of a UTF-8 JSONL file of objects.
 
     A bad line raises ``error`` with one line ``<file>: line N: <problem>`` (not UTF-8, invalid JSON,
     not an object). Lines are split on ``\\n`` only (U+2028 inside a JSON string is not a line end).
     ``tolerate_torn_tail`` ignores a last line without its newline (an append cut short, in an
-    append-only log); ``missing_ok`` yields nothing for a missing file. The file is opened without
-    blocking and must be a regular file (a FIFO or a device in its place is an error, not a hang).
+    append-only log); ``missing_ok`` yields nothing for a missing file. The file is opened by
+    :func:`astrollama.untrusted.open_regular` (a regular file, opened without blocking; inside
+    ``root`` when given) and read one bounded line at a time (``LIMITS["record"]`` per line).
+    A lone surrogate escape (``"\\ud800"``) in any string is refused.
     """
+    from astrollama.untrusted import LIMITS, check_text, open_regular
+
     p = Path(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        if missing_ok:
-            return
-        raise error(f"{p}: no such file") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"{p}: not a regular file")
-        for lineno, raw in enumerate(fh, 1):
+    if missing_ok and not os.path.lexists(p):
+        return
+    cap = LIMITS["record"]
+    fh, _ = open_regular(p, "jsonl", root=root, error=error)
+    with fh:
+        lineno = 0
+        while True:
+            raw = fh.readline(cap + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > cap:
+                raise error(f"{p}: line {lineno}: longer than the {cap // 2**20} MiB limit for one record")
             if tolerate_torn_tail and not raw.endswith(b"\n"):
                 log.debug("%s: ignoring a torn last line (%d bytes)", p, len(raw))
                 return
@@ -178,6 +185,10 @@ def read_jsonl(
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise error(f"{p}: line {lineno}: invalid JSON ({e.msg})") from None
+            except RecursionError:
+                raise error(f"{p}: line {lineno}: nested too deeply") from None
             if not isinstance(obj, dict):
                 raise error(f"{p}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            if "\\u" in line:
+                check_text(obj, f"{p}: line {lineno}", "(json)", error=error)
             yield lineno, obj

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrollama.errors import InputError, is_environment_error
+from astrollama.errors import InputError
 from astrollama.io import atomic_write_text
 
 TEXT_ONLY = "text_only"
@@ -145,7 +145,8 @@ def dataset_files(path: str | os.PathLike[str]) -> list[Path]:
         raise LMFlowDataError(f"{p}: dataset directory does not exist")
     if not p.is_dir():
         raise LMFlowDataError(f"{p}: LMFlow's dataset_path must be a directory of *.json files, not a file")
-    files = sorted(f for f in p.glob("*.json") if f.is_file() and not f.name.startswith("."))
+    # not only regular files: a FIFO or device named *.json is refused when read, not skipped here
+    files = sorted(f for f in p.glob("*.json") if not f.is_dir() and not f.name.startswith("."))
     if not files:
         raise LMFlowDataError(f"{p}: no *.json files directly in this directory")
     return files
@@ -162,12 +163,9 @@ def _load_shard(f: Path) -> tuple[str, list]:
     characters), the file ASCII (escaped, so a seek never lands inside a character), the JSON whole,
     ``type`` ``text_only`` or ``conversation``, ``instances`` a list. One shard is held at a time.
     """
-    try:
-        raw = f.read_bytes()
-    except OSError as e:
-        if is_environment_error(e):
-            raise
-        raise LMFlowDataError(f"{f}: (file): cannot read ({e.strerror or type(e).__name__})") from None
+    from astrollama.untrusted import read_bytes
+
+    raw = read_bytes(f, "shard", root=f.parent, error=LMFlowDataError)  # a symlink may not leave the dataset
     if not raw.isascii():
         at = _NON_ASCII.search(raw).start()
         raise LMFlowDataError(
@@ -299,6 +297,9 @@ def check_conversation(c: object, where: str) -> None:
             )
         if not isinstance(m["content"], str) or not m["content"].strip():
             raise LMFlowDataError(f"{where}.messages[{j}].content: must be a non-blank string")
+    from astrollama.untrusted import check_text
+
+    check_text(c, where, "(conversation)", error=LMFlowDataError)  # no lone surrogate in any string
 
 
 def _load_conversations(f: Path) -> list[dict]:

@@ -443,17 +443,32 @@ def test_pdf_text_backend_scanned_pdf_without_text_is_no_text(tmp_path):
     assert m.status("ocr")["2401.00020"].attrs["reason"] == "no-text"
 
 
-def test_hanging_pdf_times_out_in_worker_and_the_rest_finish(pdf_bytes, tmp_path):
+def test_hanging_pdf_times_out_in_worker_and_the_rest_finish(pdf_bytes, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    ids = [GOOD[0], "2401.00030", GOOD[1]]
+    m = make_root(root, pdf_bytes, ids=ids)
+    hung = paper_path(root / "pdf", "2401.00030", ".pdf")
+    hung.parent.mkdir(parents=True, exist_ok=True)
+    hung.write_bytes(pdf_bytes[GOOD[0]])
+    # the worker reading this PDF hangs for good, like a read on a hung network file system
+    monkeypatch.setenv("ASTROLLAMA_HANGPOINT", f"ocr-worker:{hung.name}")
+    stats = ocr.run_ocr(root, ocr.PdfTextBackend(), workers=1, timeout=3, progress=False)
+    assert stats.ok == 2 and stats.reasons == {"timeout": 1}
+    assert m.status("ocr")["2401.00030"].error.startswith("timeout:")
+
+
+def test_a_fifo_in_place_of_a_pdf_is_refused_at_once(pdf_bytes, tmp_path):
+    """A FIFO would block a reader forever: it is refused from its type, before any read."""
     root = tmp_path / "root"
     ids = [GOOD[0], "2401.00030", GOOD[1]]
     m = make_root(root, pdf_bytes, ids=ids)
     fifo = paper_path(root / "pdf", "2401.00030", ".pdf")
     fifo.parent.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(fifo)  # opening it blocks forever, like a PDF on a hung network file system
+    os.mkfifo(fifo)
     assert stat.S_ISFIFO(fifo.stat().st_mode)
-    stats = ocr.run_ocr(root, ocr.PdfTextBackend(), workers=1, timeout=3, progress=False)
-    assert stats.ok == 2 and stats.reasons == {"timeout": 1}
-    assert m.status("ocr")["2401.00030"].error.startswith("timeout:")
+    stats = ocr.run_ocr(root, ocr.PdfTextBackend(), workers=1, timeout=60, progress=False)
+    assert stats.ok == 2 and stats.reasons == {"unreadable": 1} and stats.seconds < 30
+    assert "not a regular file" in m.status("ocr")["2401.00030"].error
 
 
 # ----------------------------------------------------------------------------- nougat-cli backend

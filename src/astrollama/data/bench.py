@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
 
     p.add_argument("--docs", type=number(int, min=1), default=20000)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
@@ -299,7 +299,7 @@ def _args(p: argparse.ArgumentParser) -> None:
         "--tokenizer", default=None, help="tokenizer dir (default: SmolLM2-135M-Instruct, the demo recipe's)"
     )
     p.add_argument("--mcq", default=str(MCQ_SAMPLE) if MCQ_SAMPLE.is_file() else None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
 

@@ -52,8 +52,9 @@ from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_
 from astrollama.data.quality import corpus_quality
 from astrollama.data.split import assign_split
 from astrollama.data.stages import PoolWatch
-from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text
+from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
+from astrollama.untrusted import read_json, read_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def _fingerprint(
     for f in ([Path(tokenizer_dir) / "tokenizer.json"] if tokenizer_dir else []) + (
         [Path(mcq)] if mcq else []
     ):
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+        h.update(sha256_file(f, "tokenizer" if f.name == "tokenizer.json" else "table", error=BuildError))
     for d in docs:
         h.update(
             d.id.encode()
@@ -338,9 +339,9 @@ def build_variant(
                 f"{final}: exists and is not a build output (no build.json); "
                 "remove it or choose another output directory"
             )
-        if not force and json.loads(meta.read_text()).get("fingerprint") == fp:
+        if not force and read_json(meta, "results", error=BuildError).get("fingerprint") == fp:
             log.info("%s: up to date (%s), skipped", final, fp[:12])
-            return json.loads((final / "stats.json").read_text())
+            return read_json(final / "stats.json", "results", error=BuildError)
         log.info("%s: inputs or settings changed, rebuilding", final)
         trash = out_root / f".{variant}.old.tmp"
         os.rename(final, trash)
@@ -601,7 +602,7 @@ def aic_docs(aic_dir: str | os.PathLike[str]) -> list[Doc]:
     """``aic`` variant: the ``text`` of every ``<ns_id>.json`` written by the AIC stage."""
     out = []
     for f in sorted(Path(aic_dir).glob("*.json")):
-        rec = json.loads(f.read_text(encoding="utf-8"))
+        rec = read_json(f, "text", root=aic_dir, error=BuildError)
         out.append(Doc(rec["id"], rec["text"]))
     return out
 
@@ -610,8 +611,8 @@ def summary_docs(summary_dir: str | os.PathLike[str]) -> list[Doc]:
     """``summary`` variant: finished summaries (sidecar present) with their length flag."""
     out = []
     for side in sorted(Path(summary_dir).glob("*.json")):
-        meta = json.loads(side.read_text(encoding="utf-8"))
-        text = side.with_suffix(".txt").read_text(encoding="utf-8")
+        meta = read_json(side, "text", root=summary_dir, error=BuildError)
+        text = read_text(side.with_suffix(".txt"), "text", root=summary_dir, error=BuildError)
         out.append(
             Doc(
                 meta["id"],
@@ -637,9 +638,9 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
         if rec.status != "ok":
             continue
         path = m.resolve(rec.outputs.get(stage, ""))
-        try:
+        try:  # a regular file inside the data root, size-capped, UTF-8 (astrollama.untrusted)
             if variant == "aic":
-                text = json.loads(path.read_text(encoding="utf-8"))["text"]
+                text = read_json(path, "text", root=m.root, error=BuildError)["text"]
                 if not isinstance(text, str):
                     raise TypeError("not a string")
                 docs.append(Doc(pid, text))
@@ -647,14 +648,16 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
                 docs.append(
                     Doc(
                         pid,
-                        path.read_text(encoding="utf-8"),
+                        read_text(path, "text", root=m.root, error=BuildError),
                         {
                             "length_flag": rec.attrs.get("length_flag"),
                             "summary_tokens": rec.attrs.get("summary_tokens"),
                         },
                     )
                 )
-        except (ValueError, KeyError, TypeError, IsADirectoryError, FileNotFoundError) as exc:
+        except BuildError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
             raise BuildError(
                 f"{path}: field 'text' of {pid}: unreadable {stage} output "
                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
@@ -699,7 +702,7 @@ def run_build(
         d = Path(out) / v
         recs = [
             m.make_record(f"build_{v}", r["id"], "ok", split=r["split"], tokens=r["tokens"])
-            for r in map(json.loads, (d / "papers.jsonl").read_text().splitlines())
+            for _, r in read_jsonl(d / "papers.jsonl", error=BuildError)
         ]
         recs += [
             m.make_record(
@@ -708,7 +711,7 @@ def run_build(
                 "failed",
                 f"dropped: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else ""),
             )
-            for r in map(json.loads, (d / "drops.jsonl").read_text().splitlines())
+            for _, r in read_jsonl(d / "drops.jsonl", error=BuildError)
         ]
         m.record_many(recs)
     return res

@@ -45,6 +45,7 @@ from astrollama.data.split import assign_split
 from astrollama.errors import InputError, is_environment_error
 from astrollama.io import atomic_write_json, read_jsonl
 from astrollama.lmflow_data import CONVERSATION, DEFAULT_SHARD_BYTES, ShardWriter, check_conversation
+from astrollama.untrusted import check_text
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def _parquet_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[str, dic
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from astrollama.untrusted import check_file
+
+    check_file(path, "table", error=ConversionError)
     try:
         pf = pq.ParquetFile(path)
         names = set(pf.schema_arrow.names)
@@ -120,9 +124,10 @@ def _parquet_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[str, dic
 
 def iter_rows(path: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, row)`` of a ``.jsonl`` or ``.parquet`` file (``where``: ``line N`` / ``row N``)."""
+    from astrollama.untrusted import check_file
+
     p = Path(path)
-    if p.is_dir() or not p.exists():
-        raise ConversionError(f"{p}: not a file")
+    check_file(p, "jsonl" if p.suffix.lower() == ".jsonl" else "table", error=ConversionError)
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
         for lineno, obj in read_jsonl(p, error=ConversionError):
@@ -138,6 +143,9 @@ def count_rows(path: Path) -> int:
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
+        from astrollama.untrusted import check_file
+
+        check_file(path, "table", error=ConversionError)
         try:
             return pq.ParquetFile(path).metadata.num_rows
         except Exception as e:  # pyarrow raises several types for a broken footer
@@ -146,8 +154,7 @@ def count_rows(path: Path) -> int:
             raise ConversionError(f"{path}: (parquet): cannot read ({type(e).__name__}: {e})") from None
     if path.suffix.lower() != ".jsonl" or not path.is_file():
         return sum(1 for _ in iter_rows(path, ()))  # raises the one-line error
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
+    return sum(1 for _ in read_jsonl(path, error=ConversionError))  # bounded lines, regular file
 
 
 # ---------------------------------------------------------------------------------- converters
@@ -156,6 +163,7 @@ def count_rows(path: Path) -> int:
 def _text(path: Path, where: str, field: str, v: Any, cfg: ConvertConfig, *, empty_ok: bool = False) -> str:
     if not isinstance(v, str):
         raise ConversionError(f"{path}: {where}: {field}: must be a string, got {type(v).__name__}")
+    check_text(v, f"{path}: {where}", field, error=ConversionError)  # no lone surrogate
     if not empty_ok and not v.strip():
         raise ConversionError(f"{path}: {where}: {field}: empty turn")
     if len(v) > cfg.max_turn_chars:
@@ -310,6 +318,7 @@ def convert(
     # everything is read and checked before anything is written
     loaded = [read_source(s, cfg) for s in sources]
     seen: dict[bytes, str] = {}
+    ids: dict[str, tuple[bytes, Path]] = {}  # conversation id -> (exact content digest, input)
     per_source, contamination = [], []
     kept: list[tuple[str, str, dict[str, Any]]] = []  # (format, split, conversation)
     for s, (pairs, info) in zip(sources, loaded, strict=True):
@@ -318,6 +327,16 @@ def convert(
         for key, conv in tqdm(pairs, desc=f"sft-convert {s.format}", unit="conv", disable=not progress):
             words = normalised_words(_conversation_text(conv))
             digest = hashlib.blake2b(" ".join(words).encode(), digest_size=16).digest()
+            # one id, one conversation: an identical repeat is dropped below as a duplicate; two
+            # different conversations under one id are refused (which one is meant is unknowable)
+            exact = hashlib.blake2b(json.dumps(conv, sort_keys=True).encode(), digest_size=16).digest()
+            cid = conv["conversation_id"]
+            if cid in ids and ids[cid][0] != exact:
+                raise ConversionError(
+                    f"{s.path}: conversation_id: {cid!r} names two different conversations"
+                    f"{'' if ids[cid][1] == s.path else f' (also in {ids[cid][1]})'}; ids must be unique"
+                )
+            ids[cid] = (exact, s.path)
             if bench is not None:
                 n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(words)))
                 if n_match >= cfg.decontam_min_matches:
@@ -434,7 +453,7 @@ def register(sub: Any) -> None:
     """``astrollama data sft-convert``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
 
     d = ConvertConfig()
     p = sub.add_parser(
@@ -460,7 +479,7 @@ def register(sub: Any) -> None:
         metavar="[FORMAT=]N",
         help="keep a seeded sample of N rows of each input (of that format's inputs with FORMAT=N)",
     )
-    p.add_argument("--seed", type=number(int, min=0), default=d.seed, help="sampling seed")
+    p.add_argument("--seed", type=seed_arg(), default=d.seed, help="sampling seed")
     p.add_argument("--mcq", help="benchmark questions (.parquet/.jsonl/.csv) to decontaminate against")
     p.add_argument("--validation-fraction", type=number(min=0, max=0.999), default=d.validation_fraction)
     p.add_argument("--max-turn-chars", type=number(int, min=1), default=d.max_turn_chars)

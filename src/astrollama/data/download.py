@@ -311,7 +311,13 @@ class Downloader:
             if path is None:
                 raise FileNotFoundError(f"not in mirror {self.mirror.root} ({kind}, v{version or '*'})")
             content_type = "application/pdf" if path.suffix == ".pdf" else None
-            return path.read_bytes(), content_type, str(path)
+            from astrollama.untrusted import read_bytes
+
+            # a regular file inside the mirror, size-capped (astrollama.untrusted)
+            data = read_bytes(
+                path, "pdf" if kind == "pdf" else "eprint", root=self.mirror.root, error=ContentError
+            )
+            return data, content_type, str(path)
         url = self.url(paper_id, kind, version)
         try:
             resp = self.client.get(url)
@@ -422,10 +428,9 @@ def _cli_download(a: argparse.Namespace) -> int:
     m = Manifest(a.root)
     ids = list(a.ids) if a.ids else None
     if a.ids_file:
-        try:
-            lines = Path(a.ids_file).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{a.ids_file}: --ids-file: not UTF-8 ({exc.reason})") from None
+        from astrollama.untrusted import read_text
+
+        lines = read_text(a.ids_file, "text", field="--ids-file").splitlines()  # regular, bounded, UTF-8
         ids = (ids or []) + [x.strip() for x in lines if x.strip()]
     num_shards = a.num_shards if a.num_shards is not None else shard_from_env()[1]
     delay = a.delay if a.delay is not None else 3.0 * num_shards

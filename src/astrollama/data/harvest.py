@@ -42,6 +42,7 @@ from astrollama.data.manifest import (
 )
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json, read_jsonl
+from astrollama.untrusted import LIMITS, check_text, open_regular, read_json
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def harvest_oai(
         "complete_list_size": None,
     }
     if state_path.exists() and not restart:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        state = read_json(state_path, "results", error=ManifestError)
         if state["complete"]:
             log.info(
                 "OAI harvest already complete (%d records, %s); --restart to redo",
@@ -426,10 +427,16 @@ class ImportResult:
 
 def _iter_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
     """Yield (byte offset just after the line, line) for every line from byte ``offset`` on."""
-    with open(path, "rb") as fh:
+    cap = LIMITS["record"]
+    fh, _ = open_regular(path, "jsonl", error=ManifestError)  # regular, bounded (astrollama.untrusted)
+    with fh:
         fh.seek(offset)
         pos = offset
-        for line in fh:
+        while line := fh.readline(cap + 1):
+            if len(line) > cap:
+                raise ManifestError(
+                    f"{path}: byte {pos}: a line longer than the {cap >> 20} MiB record limit"
+                )
             pos += len(line)
             yield pos, line
 
@@ -465,7 +472,7 @@ def import_kaggle(
     state_path = manifest.dir / "harvest" / f"kaggle-{key}.json"
     state = {"params": params, "offset": 0, "lines": 0, "kept": 0, "complete": False}
     if state_path.exists() and not restart:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        state = read_json(state_path, "results", error=ManifestError)
         if state["complete"]:
             log.info("Kaggle import already complete (%d kept); --restart to redo", state["kept"])
             return ImportResult(state["lines"], state["kept"], True)
@@ -492,6 +499,8 @@ def import_kaggle(
             raise ManifestError(f"{where}: not UTF-8 ({exc.reason})") from None
         if not isinstance(obj, dict):
             raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        if b"\\u" in line:
+            check_text(obj, where, "(json)", error=ManifestError)  # no lone surrogate
         if not is_astro((obj.get("categories") or "").split(), primary_only):
             continue
         row = kaggle_row(obj, where)
@@ -534,12 +543,8 @@ def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str 
         if f.suffix == ".jsonl":
             objs = [(f"{f}:{i}", obj) for i, obj in read_jsonl(f, error=ManifestError)]
         else:
-            try:
-                objs = [(f"{f}:1", json.loads(f.read_text(encoding="utf-8")))]
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{f}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
-            except UnicodeDecodeError as exc:
-                raise ManifestError(f"{f}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            # a regular file, size-capped, UTF-8 JSON (astrollama.untrusted)
+            objs = [(f"{f}:1", read_json(f, "results", error=ManifestError, expect=None))]
         for where, obj in objs:
             if not isinstance(obj, dict):
                 raise ManifestError(f"{where}: expected a JSON object")
@@ -730,6 +735,7 @@ def _cli_json(a: argparse.Namespace) -> int:
 
 
 def _cli_lookup(a: argparse.Namespace) -> int:
+    manifest = Manifest(a.root) if a.root else None  # the root is checked before the network
     rows = lookup(
         a.ids,
         a.query,
@@ -742,6 +748,6 @@ def _cli_lookup(a: argparse.Namespace) -> int:
         print(
             f"{row['id']}v{row['version']}\t{row['published']}\t{' '.join(row['categories'] or [])}\t{row['title']}"
         )
-    if a.root:
-        Manifest(a.root).upsert_papers(rows)
+    if manifest is not None:
+        manifest.upsert_papers(rows)
     return 0

@@ -340,6 +340,8 @@ class Manifest:
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False):
         self.root = Path(root)
+        if os.path.lexists(self.root) and not self.root.is_dir():  # a file, a FIFO, a dangling link
+            raise ManifestError(f"{self.root}: (root): not a directory; a data root is a directory")
         self.dir = self.root / "manifest"
         self.papers_path = self.dir / "papers.jsonl"
         self.status_dir = self.dir / "status"
@@ -350,6 +352,14 @@ class Manifest:
     def __repr__(self) -> str:
         return f"Manifest({str(self.root)!r})"
 
+    def require(self) -> Manifest:
+        """``self``, refused unless the root holds a manifest (for commands that only read one)."""
+        if not self.dir.is_dir():
+            raise ManifestError(
+                f"{self.root}: (root): not a data root (no manifest/ directory); harvest into it first"
+            )
+        return self
+
     # ---- paths
     def resolve(self, rel: str | os.PathLike[str]) -> Path:
         """An ``outputs`` path (relative to the data root) as a real path.
@@ -359,7 +369,12 @@ class Manifest:
         p = Path(rel)
         if p.is_absolute() or ".." in p.parts or "\0" in str(rel):
             raise ManifestError(f"{self.status_dir}: field 'outputs': {str(rel)!r} is outside the data root")
-        return self.root / p
+        from astrollama.untrusted import inside
+
+        full = self.root / p
+        if not inside(full.resolve(), self.root.resolve()):  # a symlink out of the root (a planted file)
+            raise ManifestError(f"{full}: (path): a symlink leads outside the data root {self.root}")
+        return full
 
     def relative(self, path: str | os.PathLike[str]) -> str:
         """A path under the data root as the relative POSIX string stored in ``outputs``."""
@@ -634,7 +649,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_summary(a: argparse.Namespace) -> int:
-    m = Manifest(a.root)
+    m = Manifest(a.root).require()
     print(f"papers: {len(m.papers())}")
     for stage, counts in m.summary().items():
         print(f"{stage}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
@@ -642,20 +657,20 @@ def _cli_summary(a: argparse.Namespace) -> int:
 
 
 def _cli_export(a: argparse.Namespace) -> int:
-    out = Manifest(a.root).export(a.out, a.format or (Path(a.out).suffix.lstrip(".") or "csv"))
+    out = Manifest(a.root).require().export(a.out, a.format or (Path(a.out).suffix.lstrip(".") or "csv"))
     print(out)
     return 0
 
 
 def _cli_failures(a: argparse.Namespace) -> int:
-    fails = Manifest(a.root).failures(a.stage)
+    fails = Manifest(a.root).require().failures(a.stage)
     for pid, err in fails.items():
         print(f"{pid}\t{err}")
     return 1 if fails else 0
 
 
 def _cli_compact(a: argparse.Namespace) -> int:
-    print(f"{Manifest(a.root).compact()} papers")
+    print(f"{Manifest(a.root).require().compact()} papers")
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -68,10 +67,10 @@ def layout_for(paper_id: str) -> Layout:
 def load_paper(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one paper JSON file; raise :class:`PaperError` naming file and field."""
     p = Path(path)
-    try:
-        paper = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PaperError(f"{p}: cannot read paper JSON: {exc}") from exc
+    from astrollama.untrusted import read_json
+
+    # a regular file, size-capped, UTF-8 JSON (astrollama.untrusted); a FIFO is refused, not read
+    paper = read_json(p, "text", error=PaperError, expect=None)
     validate_paper(paper, source=str(p))
     return paper
 

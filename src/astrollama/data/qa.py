@@ -33,7 +33,6 @@ Per paper (``astrollama data qa --root DATA --model M``), resumable like every s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -369,13 +368,17 @@ def qa_path(out_dir: str | os.PathLike[str], paper_id: str) -> Path:
 
 
 def _source_text(m: Any, rec: Any, source: str) -> str:
+    from astrollama.untrusted import read_json, read_text
+
     path = m.resolve(rec.outputs.get(source, ""))
-    try:
+    try:  # a regular file inside the data root, size-capped, UTF-8 (astrollama.untrusted)
         if source == "aic":
-            text = json.loads(path.read_text(encoding="utf-8"))["text"]
+            text = read_json(path, "text", root=m.root, error=QAError)["text"]
         else:
-            text = path.read_text(encoding="utf-8")
-    except (ValueError, KeyError, TypeError, IsADirectoryError, FileNotFoundError) as e:
+            text = read_text(path, "text", root=m.root, error=QAError)
+    except QAError:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
         raise QAError(f"{path}: text: unreadable {source} output ({type(e).__name__})") from None
     if not isinstance(text, str) or not text.strip():
         raise QAError(f"{path}: text: empty or not a string")
@@ -552,6 +555,7 @@ def qa_conversations(root: str | os.PathLike[str]) -> tuple[list[tuple[str, dict
     """(paper id, conversation) of every kept pair of every ``ok`` paper, in id order, and the
     counts (papers, conversations, rejections by reason): the ``qa`` input of ``sft-convert``."""
     from astrollama.data.manifest import Manifest
+    from astrollama.untrusted import read_json
 
     m = Manifest(root)
     if not m.papers_path.is_file():
@@ -563,12 +567,14 @@ def qa_conversations(root: str | os.PathLike[str]) -> tuple[list[tuple[str, dict
         if rec.status != "ok":
             continue
         path = m.resolve(rec.outputs.get("qa", ""))
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+        try:  # a regular file inside the data root, size-capped, UTF-8 (astrollama.untrusted)
+            obj = read_json(path, "text", root=m.root, error=QAError)
             convs = obj["conversations"]
             if not isinstance(convs, list):
                 raise TypeError("not a list")
-        except (ValueError, KeyError, TypeError, IsADirectoryError, FileNotFoundError) as e:
+        except QAError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
             raise QAError(f"{path}: conversations: unreadable qa output ({type(e).__name__})") from None
         for k, c in enumerate(convs):
             check_conversation(c, f"{path}: conversations[{k}]")
@@ -591,7 +597,7 @@ def register(sub: Any) -> None:
     """``astrollama data qa``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
     from astrollama.data.stages import add_shard_args
 
     d = QAConfig()
@@ -627,7 +633,7 @@ def register(sub: Any) -> None:
     p.add_argument("--decontam-ngram", type=number(int, min=1), default=d.decontam_ngram)
     p.add_argument("--decontam-min-matches", type=number(int, min=1), default=d.decontam_min_matches)
     p.add_argument(
-        "--seed", type=number(int, min=0), default=d.seed, help="per-paper seeds derive from it and the id"
+        "--seed", type=seed_arg(), default=d.seed, help="per-paper seeds derive from it and the id"
     )
     p.add_argument(
         "--batch-papers", type=number(int, min=1), default=d.batch_papers, help="papers per generation round"

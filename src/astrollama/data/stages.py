@@ -311,13 +311,18 @@ class StageRunner:
         return todo
 
     def _read_marker(self) -> dict[str, Any] | None:
-        import json
+        import os
 
-        try:
-            return json.loads(self.marker_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        from astrollama.errors import InputError, is_environment_error
+        from astrollama.untrusted import read_json
+
+        if not os.path.lexists(self.marker_path):
             return None
-        except (json.JSONDecodeError, OSError) as exc:
+        try:  # regular, bounded JSON object (astrollama.untrusted)
+            return read_json(self.marker_path, "results")
+        except (InputError, OSError) as exc:
+            if isinstance(exc, OSError) and is_environment_error(exc):
+                raise
             log.warning("%s: unreadable completion marker (%s); ignoring it", self.marker_path, exc)
             return None
 

@@ -81,7 +81,9 @@ def read_prompt(
     for ph in placeholders:
         if ph not in d["user"]:
             raise error(f"{p}: user: lacks the placeholder {ph}{'}' if ph[-1] != '}' else ''}")
-    return p, d, hashlib.sha256(p.read_bytes()).hexdigest()
+    from astrollama.untrusted import sha256_file
+
+    return p, d, sha256_file(p, "config", error=error).hex()
 
 
 @dataclass(frozen=True)
@@ -451,7 +453,9 @@ class _Job:
 
 
 def _plan(paper: PaperInput, backend: Backend, cfg: SummaryConfig, prompt: Prompt) -> _Job:
-    mmd = Path(paper.mmd_path).read_text(encoding="utf-8")
+    from astrollama.untrusted import read_text
+
+    mmd = read_text(paper.mmd_path, "text", error=SummaryError)  # regular, bounded, UTF-8
     found_title, sections = split_sections(mmd)
     title = paper.title or found_title
     if not sections:
@@ -636,12 +640,13 @@ def _write(job: _Job, backend: Backend, cfg: SummaryConfig, prompt: Prompt, out:
 
 def read_summary(out_dir: str | os.PathLike[str], paper_id: str) -> tuple[str, dict[str, Any]] | None:
     """(summary text, sidecar) of a finished paper, or None."""
-    import json
 
     txt, side = summary_paths(out_dir, paper_id)
     if not side.is_file():
         return None
-    return txt.read_text(encoding="utf-8"), json.loads(side.read_text(encoding="utf-8"))
+    from astrollama.untrusted import read_json, read_text
+
+    return read_text(txt, "text"), read_json(side, "text")
 
 
 # ---------------------------------------------------------------------------- manifest stage
@@ -774,7 +779,7 @@ def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
     from astrollama.data.stages import add_shard_args
 
     p = sub.add_parser(
@@ -806,7 +811,7 @@ def register(sub: Any) -> None:
         "--target-tokens", type=number(int, min=1), default=2500, help="total summary budget per paper"
     )
     p.add_argument(
-        "--seed", type=number(int, min=0), default=0, help="per-request seeds derive from it and the paper id"
+        "--seed", type=seed_arg(), default=0, help="per-request seeds derive from it and the paper id"
     )
     p.add_argument("--batch-papers", type=number(int, min=1), default=64, help="papers per generation round")
     p.add_argument(

@@ -103,14 +103,21 @@ STAGES: tuple[tuple[str, Callable[[dict[str, Any], argparse.Namespace], None]], 
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="astrollama demo", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``astrollama demo``."""
+    from astrollama.cli import CommandParser
+
+    p = CommandParser(prog="astrollama demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training run")
     p.add_argument(
         "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. trainer.max_steps=10"
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     state: dict[str, Any] = {"workdir": a.workdir.resolve()}
     try:
         for i, (title, stage) in enumerate(STAGES, 1):

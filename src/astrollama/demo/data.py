@@ -72,6 +72,10 @@ def prepare(
     from astrollama.models import smollm2_checkpoint
 
     say = log or logger.info
+    if mcq_path:  # inputs are checked before any work starts (the chain takes minutes)
+        from astrollama.data.decontam import load_benchmark_questions
+
+        load_benchmark_questions(mcq_path)
     work = Path(workdir)
     root, corpus = work / "prep", work / "corpus"
     src = Path(papers_dir) if papers_dir else PAPERS_DIR

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -56,8 +55,13 @@ def load_texts(path: str | os.PathLike[str], *, max_docs: int | None = None) -> 
 
 def utf8_lines(path: Path, error: type[EvalInputError] = EvalInputError) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a UTF-8 file; a line that does not decode raises ``error`` (one line)."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+    from astrollama.untrusted import LIMITS, open_regular
+
+    fh, _ = open_regular(path, "table", error=error)
+    with fh:
+        for lineno, raw in enumerate(iter(lambda: fh.readline(LIMITS["record"] + 1), b""), 1):
+            if len(raw) > LIMITS["record"]:
+                raise error(f"{path}: line {lineno}: longer than the limit for one record")
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -95,33 +99,97 @@ def load_causal_lm(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from astrollama.untrusted import check_model_dir, guard, read_json
+
     p = Path(path)
     if not p.is_dir():
         raise EvalInputError(f"{p}: model directory does not exist")
+    check_device(device)
+    # every file of the checkpoint checked before a library opens it (astrollama.untrusted)
+    check_model_dir(p, error=EvalInputError)
     torch_dtype = getattr(torch, dtype)
     if is_adapter_dir(p):
         from peft import PeftModel
 
-        cfg = json.loads((p / "adapter_config.json").read_text())
-        base_path = Path(base) if base else Path(cfg.get("base_model_name_or_path") or "")
+        cfg = read_json(p / "adapter_config.json", "config", error=EvalInputError)
+        named = cfg.get("base_model_name_or_path")
+        if base is None and named is not None and not isinstance(named, str):
+            raise EvalInputError(f"{p}/adapter_config.json: base_model_name_or_path: must be a string")
+        base_path = Path(base) if base else Path(named or "")
         if not base_path.is_dir():
             raise EvalInputError(
                 f"{p}/adapter_config.json: base_model_name_or_path {str(base_path)!r} is not a local "
                 "directory; pass the base model explicitly (--base)"
             )
+        check_model_dir(base_path, error=EvalInputError)
         log.info("loading LoRA adapter %s onto %s (merged)", p, base_path)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype)
-        model = PeftModel.from_pretrained(model, p).merge_and_unload()
+        model = guard(
+            lambda: AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype),
+            base_path,
+            "(model)",
+            error=EvalInputError,
+        )
+        model = guard(
+            lambda: PeftModel.from_pretrained(model, p).merge_and_unload(),
+            p,
+            "(adapter)",
+            error=EvalInputError,
+        )
         tok_src = p if (p / "tokenizer_config.json").is_file() else base_path
     else:
         if not (p / "config.json").is_file():
             raise EvalInputError(f"{p}: neither config.json (full model) nor adapter_config.json (LoRA)")
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype)
+        model = guard(
+            lambda: AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype),
+            p,
+            "(model)",
+            error=EvalInputError,
+        )
         tok_src = p
         if not (p / "tokenizer_config.json").is_file() and base:
             tok_src = Path(base)
-    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+    tokenizer = guard(
+        lambda: AutoTokenizer.from_pretrained(tok_src), tok_src, "(tokenizer)", error=EvalInputError
+    )
+    check_vocab(model, tokenizer, p, tok_src)
     if device:
         model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def check_device(device: str | None) -> None:
+    """``--device``: one torch understands and this machine has (``cuda`` on a CPU-only torch is
+    refused here, one line, not a traceback from the first tensor moved)."""
+    if not device:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise EvalInputError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EvalInputError(
+                f"--device: {device!r}, but this torch sees no CUDA device; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise EvalInputError(f"--device: {device!r}, but only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise EvalInputError(f"--device: {device!r}, but MPS is not available; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise EvalInputError(f"--device: {device!r}: only cpu, cuda[:N] and mps are supported")
+
+
+def check_vocab(model, tokenizer, model_dir: Path, tok_src: Path) -> None:
+    """A tokenizer whose ids run past the model's embedding table would index out of range (or
+    read another token's row on GPU): refused before any scoring."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise EvalInputError(
+            f"{tok_src}: (tokenizer): {len(tokenizer)} tokens, more than the {rows} rows of the "
+            f"embedding table of {model_dir}; use the tokenizer the model was trained with"
+        )

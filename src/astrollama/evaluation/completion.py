@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from astrollama.cli import number
+from astrollama.cli import number, seed_arg
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ def read_prompt(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise EvalInputError(f"{p}: prompt file does not exist")
-    text = p.read_text(encoding="utf-8").rstrip()
+    from astrollama.untrusted import read_text
+
+    text = read_text(p, "config", error=EvalInputError).rstrip()  # regular, bounded, UTF-8
     if not text:
         raise EvalInputError(f"{p}: prompt file is empty")
     return text
@@ -144,7 +146,7 @@ def register(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prompt-file", default=None, help="prompt file (default: the bundled completion.txt)")
     g.add_argument("--prompt", default=None, help="prompt text")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
     p.add_argument("--temperature", type=number(min=0), default=0.8, help="0 = greedy")
     p.add_argument("--top-p", type=number(gt=0, max=1), default=0.95)

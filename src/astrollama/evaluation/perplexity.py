@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from astrollama.cli import number
+from astrollama.cli import MAX_TOKENS, number
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,10 @@ def register(subparsers) -> None:
         "--data", required=True, help="LMFlow text_only directory, text_only .json or JSONL (text)"
     )
     p.add_argument(
-        "--block-size", type=number(int, min=2), default=512, help="window length in tokens (default 512)"
+        "--block-size",
+        type=number(int, min=2, cap=MAX_TOKENS),
+        default=512,
+        help="window length in tokens (default 512)",
     )
     p.add_argument(
         "--stride", type=number(int, min=1), default=None, help="window step (default = block size: disjoint)"

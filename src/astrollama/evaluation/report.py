@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import time
@@ -43,7 +42,12 @@ import numpy as np
 from astrollama import paper
 from astrollama.evaluation.figures import plot_report, plot_similarity, plot_stages
 from astrollama.evaluation.stats import bootstrap_mean_ci
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, read_jsonl
+from astrollama.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +120,158 @@ class ModelResults:
         return self.meta.get("stage") or self.label
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, root: Path | None = None) -> dict:
+    """A results file: a regular JSON object file of bounded size (astrollama.untrusted)."""
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import read_json
+
+    return read_json(path, "results", root=root, error=EvalInputError)
+
+
+# Every field of a results file the report uses, typed: a string where a number belongs, a
+# perplexity of 0, ``"is_correct": "no"`` are refused, never read by truthiness.
+
+
+def _opt_str(obj: dict, key: str, where: Path) -> None:
     from astrollama.evaluation.common import EvalInputError
 
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EvalInputError(f"{path}: invalid JSON ({e.msg})") from e
-    if not isinstance(obj, dict):
-        raise EvalInputError(f"{path}: expected a JSON object")
+    if obj.get(key) is not None and not isinstance(obj[key], str):
+        raise EvalInputError(f"{where}: field {key!r} must be a string, got {type(obj[key]).__name__}")
+
+
+def _opt_number(obj: dict, key: str, where: Path, **bounds: Any) -> None:
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import number_in_range
+
+    if obj.get(key) is not None:
+        number_in_range(obj[key], where, f"field {key!r}", error=EvalInputError, **bounds)
+
+
+def _opt_int(obj: dict, key: str, where: Path) -> None:
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import int_in_range
+
+    if obj.get(key) is not None:
+        int_in_range(obj[key], where, f"field {key!r}", lo=0, error=EvalInputError)
+
+
+def _opt_ci(obj: dict, key: str, where: Path, **bounds: Any) -> None:
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import number_in_range
+
+    ci = obj.get(key)
+    if ci is None:
+        return
+    if not isinstance(ci, list) or len(ci) != 2:
+        raise EvalInputError(f"{where}: field {key!r} must be a [low, high] pair, got {ci!r:.60}")
+    for k, v in enumerate(ci):
+        number_in_range(v, where, f"field {key}[{k}]", error=EvalInputError, **bounds)
+
+
+def _opt_dict(obj: dict, key: str, where: Path) -> None:
+    from astrollama.evaluation.common import EvalInputError
+
+    if obj.get(key) is not None and not isinstance(obj[key], dict):
+        raise EvalInputError(f"{where}: field {key!r} must be an object, got {type(obj[key]).__name__}")
+
+
+def check_scores(obj: dict, where: Path) -> dict:
+    """``mcq/scores.json``: accuracy and its interval in [0, 1], ``n`` a count."""
+    _opt_number(obj, "accuracy", where, lo=0, hi=1)
+    _opt_ci(obj, "ci95", where, lo=0, hi=1)
+    _opt_int(obj, "n", where)
+    _opt_dict(obj, "settings", where)
     return obj
+
+
+def check_ppl(obj: dict, where: Path) -> dict:
+    """``ppl.json``: a perplexity (finite, > 0: it divides), its interval, counts."""
+    from astrollama.evaluation.common import EvalInputError
+
+    if "perplexity" not in obj:
+        raise EvalInputError(f"{where}: field 'perplexity' is missing")
+    _opt_number(obj, "perplexity", where, lo=0, lo_open=True)
+    if obj["perplexity"] is None:
+        raise EvalInputError(f"{where}: field 'perplexity' must be a number > 0, got None")
+    _opt_ci(obj, "ci95", where, lo=0, lo_open=True)
+    _opt_int(obj, "n_tokens", where)
+    _opt_int(obj, "n_documents", where)
+    _opt_dict(obj, "settings", where)
+    return obj
+
+
+def check_completion(obj: dict, where: Path) -> dict:
+    """``completion.json``: the prompt, the completion and the sampling settings the report prints."""
+    from astrollama.evaluation.common import EvalInputError
+
+    for key in ("prompt", "completion"):
+        if not isinstance(obj.get(key), str):
+            raise EvalInputError(f"{where}: field {key!r} must be a string")
+    settings = obj.get("settings")
+    if not isinstance(settings, dict):
+        raise EvalInputError(f"{where}: field 'settings' must be an object")
+    for key in ("seed", "max_new_tokens"):
+        _opt_int(settings, key, where)
+    for key in ("temperature", "top_p"):
+        _opt_number(settings, key, where, lo=0)
+    for key in ("seed", "temperature", "top_p", "max_new_tokens"):
+        if key not in settings:
+            raise EvalInputError(f"{where}: field 'settings.{key}' is missing")
+    return obj
+
+
+def check_similarity(obj: dict, where: Path) -> dict:
+    """``similarity.json`` of ``eval embed``: per-model statistics and an optional plot name."""
+    from astrollama.evaluation.common import EvalInputError
+
+    _opt_int(obj, "n_documents", where)
+    if obj.get("n_documents") is None:
+        raise EvalInputError(f"{where}: field 'n_documents' is missing")
+    models = obj.get("models")
+    if not isinstance(models, dict) or not models:
+        raise EvalInputError(f"{where}: field 'models' must be a non-empty object")
+    for label, m in models.items():
+        if not isinstance(m, dict):
+            raise EvalInputError(f"{where}: field 'models.{label}' must be an object")
+        for key in ("mean", "std", "p5", "p50", "p95"):
+            if key not in m:
+                raise EvalInputError(f"{where}: field 'models.{label}.{key}' is missing")
+            _opt_number(m, key, where, lo=-1, hi=2)
+        _opt_int(m, "n_pairs", where)
+    _opt_str(obj, "plot", where)
+    return obj
+
+
+def _read_predictions(preds: Path, need: bool) -> dict[str, bool]:
+    """``id -> is_correct`` of ``predictions.jsonl``: ids required (a string or an integer),
+    ``is_correct`` a JSON boolean; a repeated id with the same answer is read once, with another
+    answer refused."""
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import strict_bool
+
+    out: dict[str, bool] = {}
+    for i, row in read_jsonl(preds, error=EvalInputError):
+        if "is_correct" not in row:
+            if need:
+                raise EvalInputError(f"{preds}: line {i}: field 'is_correct' is missing")
+            continue
+        rid = row.get("id")
+        if (
+            isinstance(rid, bool)
+            or not isinstance(rid, (str, int))
+            or (isinstance(rid, str) and not rid.strip())
+        ):
+            raise EvalInputError(
+                f"{preds}: line {i}: field 'id' must be a non-empty string or an integer, got {rid!r:.40}"
+            )
+        ok = strict_bool(row["is_correct"], f"{preds}: line {i}", "field 'is_correct'", error=EvalInputError)
+        key = str(rid)
+        if key in out and out[key] != ok:
+            raise EvalInputError(
+                f"{preds}: line {i}: field 'id': {key!r} appears twice with different answers"
+            )
+        out[key] = ok
+    return out
 
 
 def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> ModelResults:
@@ -133,12 +279,14 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
     from astrollama.evaluation.common import EvalInputError
 
     d = Path(path)
-    if not (d / "meta.json").is_file():
+    if not os.path.lexists(d / "meta.json"):
         raise EvalInputError(f"{d}: no meta.json (not a results directory, or its evaluation did not finish)")
-    meta = _read_json(d / "meta.json")
+    meta = _read_json(d / "meta.json", d)
     for k in ("label", "role"):
-        if not isinstance(meta.get(k), str):
-            raise EvalInputError(f"{d / 'meta.json'}: field {k!r} is missing")
+        if not isinstance(meta.get(k), str) or not meta[k].strip():
+            raise EvalInputError(f"{d / 'meta.json'}: field {k!r} is missing or not a non-empty string")
+    for k in ("recipe", "paper_model", "scale", "model"):
+        _opt_str(meta, k, d / "meta.json")
     if meta.get("stage") is not None and not (isinstance(meta["stage"], str) and meta["stage"].strip()):
         raise EvalInputError(f"{d / 'meta.json'}: field 'stage' must be a non-empty string")
     meta.setdefault("scale", "paper")
@@ -152,19 +300,15 @@ def load_results(path: str | os.PathLike[str], *, recipe: str | None = None) -> 
         where=str(d / "meta.json"),
     )
     r = ModelResults(d, meta)
-    if (d / "mcq" / "scores.json").is_file():
-        r.mcq = _read_json(d / "mcq" / "scores.json")
+    if os.path.lexists(d / "mcq" / "scores.json"):
+        r.mcq = check_scores(_read_json(d / "mcq" / "scores.json", d), d / "mcq" / "scores.json")
         preds = d / "mcq" / "predictions.jsonl"
-        if preds.is_file():
-            for i, row in read_jsonl(preds, error=EvalInputError):
-                if "is_correct" in row:
-                    r.correct_by_id[str(row["id"])] = bool(row["is_correct"])
-                elif r.mcq.get("accuracy") is not None:
-                    raise EvalInputError(f"{preds}: line {i}: field 'is_correct' is missing")
-    if (d / "ppl.json").is_file():
-        r.ppl = _read_json(d / "ppl.json")
-    if (d / "completion.json").is_file():
-        r.completion = _read_json(d / "completion.json")
+        if os.path.lexists(preds):
+            r.correct_by_id = _read_predictions(preds, r.mcq.get("accuracy") is not None)
+    if os.path.lexists(d / "ppl.json"):
+        r.ppl = check_ppl(_read_json(d / "ppl.json", d), d / "ppl.json")
+    if os.path.lexists(d / "completion.json"):
+        r.completion = check_completion(_read_json(d / "completion.json", d), d / "completion.json")
     return r
 
 
@@ -235,13 +379,20 @@ def reference_table() -> list[dict[str, Any]]:
 
 
 def paired_delta_ci(
-    base: dict[str, bool], trained: dict[str, bool], *, n_resamples: int = 10_000, seed: int = 0
+    base: dict[str, bool],
+    trained: dict[str, bool],
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    where: str = "predictions.jsonl",
 ) -> tuple[float, float, float, int]:
     """Accuracy difference (trained - base) on the questions both answered, with a paired
     percentile bootstrap 95% interval (questions resampled). Returns (delta, low, high, n)."""
+    from astrollama.evaluation.common import EvalInputError
+
     ids = sorted(set(base) & set(trained))
     if not ids:
-        raise ValueError("no common question ids between the two prediction files")
+        raise EvalInputError(f"{where}: no common question ids between the two prediction files")
     diff = np.array([float(trained[i]) - float(base[i]) for i in ids])
     lo, hi = bootstrap_mean_ci(diff, n_resamples=n_resamples, seed=seed)
     return float(diff.mean()), float(lo), float(hi), len(ids)
@@ -284,7 +435,7 @@ def _changes(results: list[ModelResults]) -> list[dict[str, Any]]:
     for t in (r for r in results if r.role == "trained"):
         ch: dict[str, Any] = {"base": b.label, "trained": t.label}
         if b.correct_by_id and t.correct_by_id:
-            d, lo, hi, n = paired_delta_ci(b.correct_by_id, t.correct_by_id)
+            d, lo, hi, n = paired_delta_ci(b.correct_by_id, t.correct_by_id, where=_pair(b, t))
             ch["mcq_delta"] = {"value": 100 * d, "ci95": [100 * lo, 100 * hi], "n": n, "unit": "points"}
         rec = t.meta.get("recipe")
         if rec in paper.RECIPE_SCORES:
@@ -313,11 +464,15 @@ def _changes(results: list[ModelResults]) -> list[dict[str, Any]]:
     return out
 
 
+def _pair(a: ModelResults, b: ModelResults) -> str:
+    return f"{a.dir / 'mcq' / 'predictions.jsonl'} and {b.dir / 'mcq' / 'predictions.jsonl'}"
+
+
 def _delta(ref: ModelResults, r: ModelResults) -> dict[str, Any]:
     """Change from ``ref`` to ``r``: MCQ points with a paired interval, relative perplexity."""
     out: dict[str, Any] = {"from": ref.stage}
     if ref.correct_by_id and r.correct_by_id:
-        d, lo, hi, n = paired_delta_ci(ref.correct_by_id, r.correct_by_id)
+        d, lo, hi, n = paired_delta_ci(ref.correct_by_id, r.correct_by_id, where=_pair(ref, r))
         out["mcq"] = {"value": 100 * d, "ci95": [100 * lo, 100 * hi], "n": n, "unit": "points"}
     if ref.ppl and r.ppl:
         out["ppl_relative"] = r.ppl["perplexity"] / ref.ppl["perplexity"] - 1
@@ -372,9 +527,15 @@ def build_report(
     embed = None
     if embed_dir:
         ej = Path(embed_dir) / "similarity.json"
-        if not ej.is_file():
+        if not os.path.lexists(ej):
             raise EvalInputError(f"{embed_dir}: no similarity.json (run `astrollama eval embed` first)")
-        embed = _read_json(ej)
+        embed = check_similarity(_read_json(ej, Path(embed_dir)), ej)
+        if embed.get("plot"):  # a file the report copies: a PNG inside the embed directory only
+            from astrollama.untrusted import read_bytes
+
+            sim_png = read_bytes(embed["plot"], "png", root=embed_dir, error=EvalInputError, field="plot")
+            if not sim_png.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise EvalInputError(f"{ej}: field 'plot': {embed['plot']!r} is not a PNG file")
     out = Path(out_dir)
     rows = [_row(r) for r in results]
     changes = _changes(results)
@@ -399,13 +560,10 @@ def build_report(
     png = plot_report(rows, out / "report.png")
     if stages:
         plot_stages(rows, data["stage_reference"], out / "stages.png")
-    if embed and embed.get("pairs") and (Path(embed_dir) / embed["pairs"]["file"]).is_file():
+    if embed and embed.get("pairs") and os.path.lexists(Path(embed_dir) / embed["pairs"]["file"]):
         plot_similarity(_read_pairs(Path(embed_dir), embed["pairs"]), out / "similarity.png")
     elif embed and embed.get("plot"):  # an embed directory from before the pairs were kept
-        import shutil
-
-        with atomic_path(out / "similarity.png") as tmp:
-            shutil.copyfile(Path(embed_dir) / embed["plot"], tmp)
+        atomic_write_bytes(out / "similarity.png", sim_png)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=TABLE_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -422,8 +580,9 @@ def build_report(
 def _read_pairs(embed_dir: Path, pairs: dict) -> dict[str, np.ndarray]:
     """The per-model pair similarities kept by ``astrollama eval embed`` (``similarity_pairs.npz``)."""
     from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import check_file
 
-    path = embed_dir / pairs["file"]
+    path = check_file(pairs["file"], "results", root=embed_dir, error=EvalInputError, field="pairs.file")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {label: z[f"m{i}"] for i, label in enumerate(pairs["labels"])}
@@ -757,5 +916,7 @@ def _run_report(args) -> int:
         + f" --out {args.out}"
     )
     out = build_report(args.results, args.out, recipe=args.recipe, embed_dir=args.embed, command=cmd)
-    print((out / "report.md").read_text())
+    from astrollama.untrusted import read_text
+
+    print(read_text(out / "report.md", "results"))
     return 0

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from astrollama.cli import number
+from astrollama.cli import MAX_TOKENS, number, seed_arg
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.io import atomic_write_json
@@ -142,11 +142,11 @@ def register(subparsers) -> None:
     p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
-    p.add_argument("--block-size", type=number(int, min=2), default=512)
+    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
     p.add_argument("--stride", type=number(int, min=1), default=None)
     p.add_argument("--max-docs", type=number(int, min=1), default=None)
     p.add_argument("--batch-size", type=number(int, min=1), default=8)
-    p.add_argument("--seed", type=int, default=0, help="completion sampling seed")
+    p.add_argument("--seed", type=seed_arg(), default=0, help="completion sampling seed")
     p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)

@@ -30,9 +30,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.cli import number
+from astrollama.cli import MAX_TOKENS, number
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.io import atomic_write_json, atomic_write_text, save_png
+from astrollama.untrusted import read_json
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,11 @@ def _has_weights(d: Path) -> bool:
 
 
 def _state_step(d: Path) -> int | None:
-    try:
-        return int(json.loads((d / "trainer_state.json").read_text())["global_step"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    if not os.path.lexists(d / "trainer_state.json"):
+        return None
+    try:  # regular, bounded JSON (astrollama.untrusted); InputError is a ValueError
+        return int(read_json(d / "trainer_state.json", "results")["global_step"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
@@ -119,14 +122,17 @@ def discover_points(
 def _sha256(path: str | os.PathLike[str] | None) -> str | None:
     if path is None:
         return None
+    from astrollama.evaluation.common import EvalInputError
+    from astrollama.untrusted import read_bytes, sha256_file
+
     p = Path(path)
     if p.is_dir():
         h = hashlib.sha256()
         for f in sorted(p.glob("*.json")):
             h.update(f.name.encode())
-            h.update(f.read_bytes())
+            h.update(read_bytes(f, "shard", error=EvalInputError))
         return h.hexdigest()
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    return sha256_file(p, "table", error=EvalInputError).hex()
 
 
 def _fingerprint(point: Point, settings: dict) -> str:
@@ -245,7 +251,7 @@ def sweep(
         pdir = out_dir / "points" / point.label
         fp = _fingerprint(point, settings)
         done = pdir / "point.json"
-        if done.is_file() and json.loads(done.read_text()).get("fingerprint") == fp:
+        if done.is_file() and read_json(done, "results").get("fingerprint") == fp:
             log.info("%s (step %d): already scored, skipping", point.label, point.step)
             continue
         log.info("scoring %s (step %d): %s", point.label, point.step, point.path)
@@ -272,7 +278,7 @@ def sweep(
 
 def read_points(out_dir: str | os.PathLike[str]) -> list[dict]:
     """Every scored point of a sweep directory, ordered by step (base first)."""
-    rows = [json.loads(p.read_text()) for p in Path(out_dir).glob("points/*/point.json")]
+    rows = [read_json(p, "results") for p in Path(out_dir).glob("points/*/point.json")]
     return sorted(rows, key=lambda r: (r["step"], r["label"] != "base", r["label"]))
 
 
@@ -375,7 +381,7 @@ def register(subparsers) -> None:
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/eval/sweep)")
-    p.add_argument("--block-size", type=number(int, min=2), default=512)
+    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
     p.add_argument("--stride", type=number(int, min=1), default=None)
     p.add_argument("--max-docs", type=number(int, min=1), default=None)
     p.add_argument("--batch-size", type=number(int, min=1), default=8)

@@ -27,7 +27,6 @@ checkpoint from exactly that state, so no optimizer step is lost or applied twic
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -35,6 +34,8 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from astrollama.untrusted import read_json
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ def _weights_ok(d: Path) -> str:
         return ""
     for idx in _WEIGHT_INDEXES:
         if (d / idx).is_file():
-            try:
-                shards = set(json.loads((d / idx).read_text())["weight_map"].values())
-            except (ValueError, KeyError, TypeError) as e:
+            try:  # regular, bounded JSON (astrollama.untrusted)
+                shards = set(read_json(d / idx, "config")["weight_map"].values())
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 return f"{idx} unreadable ({e})"
             missing = sorted(s for s in shards if not _nonempty(d / s))
             return f"weight shards missing: {missing}" if missing else ""
@@ -80,10 +81,10 @@ def check_checkpoint(d: str | os.PathLike[str]) -> CheckpointCheck:
 
     if not m:
         return bad("name is not checkpoint-<N>")
-    try:
-        state = json.loads((d / "trainer_state.json").read_text())
-    except FileNotFoundError:
+    if not os.path.lexists(d / "trainer_state.json"):
         return bad("no trainer_state.json")
+    try:  # regular, bounded JSON (astrollama.untrusted); InputError is a ValueError
+        state = read_json(d / "trainer_state.json", "results")
     except ValueError as e:
         return bad(f"trainer_state.json unreadable ({e})")
     if state.get("global_step") != step:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from astrollama.cli import build_group, run_group
+from astrollama.errors import InputError
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
@@ -90,6 +91,7 @@ def _validate(a: argparse.Namespace) -> int:
 # launch (dry-run)
 # ----------------------------------------------------------------------------------------------
 def _add_launch(p: argparse.ArgumentParser) -> None:
+
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument(
@@ -117,12 +119,10 @@ def _launch(a: argparse.Namespace) -> int:
     from astrollama.train.launch import build_launch, slurm_hostnames
 
     if not a.dry_run:
-        print(
-            "astrollama train launch only prints commands (--dry-run); to train run "
-            "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`",
-            file=sys.stderr,
+        raise InputError(
+            "launch: only prints commands (--dry-run); to train run "
+            "`sbatch slurm/cpt.sh RECIPE` or `bash slurm/cpt.sh RECIPE`"
         )
-        return 2
     recipe = load_recipe(a.recipe, a.overrides)
     hosts = slurm_hostnames() if a.nodes is None else None
     if hosts is None:
@@ -147,6 +147,7 @@ def _launch(a: argparse.Namespace) -> int:
 # plan (compute planner)
 # ----------------------------------------------------------------------------------------------
 def _add_plan(p: argparse.ArgumentParser) -> None:
+    from astrollama.cli import number
     from astrollama.train.planner import GPUS
 
     p.add_argument("recipe")
@@ -159,7 +160,9 @@ def _add_plan(p: argparse.ArgumentParser) -> None:
         help="LMFlow text_only directory: count tokens with the recipe's tokenizer and packing rule",
     )
     p.add_argument("--tokenizer", default=None, help="tokenizer to count with (default: the recipe's model)")
-    p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
+    p.add_argument(
+        "--mfu", type=number(gt=0), default=0.4, help="model FLOPs utilisation assumed (default 0.4)"
+    )
     p.add_argument("--gpu", choices=sorted(GPUS), default="a100-80g")
     p.add_argument("--nodes", type=int, default=None, help="default: launch.nodes")
     p.add_argument("--gpus-per-node", type=int, default=None, help="default: launch.gpus_per_node")

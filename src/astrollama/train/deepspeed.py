@@ -29,10 +29,15 @@ def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> d
         raise RecipeError(recipe.path, KEY, "not set")
     if not p.is_file():
         raise RecipeError(recipe.path, KEY, f"DeepSpeed config not found: {p}")
+    from astrollama.errors import InputError
+    from astrollama.untrusted import read_text
+
+    try:  # regular, bounded, UTF-8 (astrollama.untrusted)
+        text = read_text(p, "config")
+    except InputError as e:
+        raise RecipeError(recipe.path, KEY, str(e)) from None
     try:
-        config = json.loads(p.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise RecipeError(recipe.path, KEY, f"{p}: not UTF-8 text (byte {e.start})") from None
+        config = json.loads(text)
     except json.JSONDecodeError as e:
         raise RecipeError(recipe.path, KEY, f"{p} is not valid JSON: {e}") from None
     if not isinstance(config, dict):

@@ -356,6 +356,10 @@ def load_model(model_args: ModelArguments):
             kwargs["attn_implementation"] = "flash_attention_2"
         else:
             log.warning("--use_flash_attention ignored: needs CUDA and the flash_attn package")
+    from astrollama.untrusted import check_model_dir
+
+    if Path(model_args.model_name_or_path).is_dir():  # a local checkpoint: checked before loading
+        check_model_dir(model_args.model_name_or_path)
     # padding_side="right": LMFlow's ModelArguments.padding_side default, passed to its tokenizer
     tok = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, padding_side="right"
@@ -398,14 +402,15 @@ def with_use_cpu(argv: list[str]) -> list[str]:
 
 def parse_args(argv: list[str]):
     """Parse LMFlow-style flags (or one ``*.json`` arguments file); unknown names are an error."""
-    import json
 
     import torch
     from transformers import HfArgumentParser, TrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
-        values = json.loads(Path(argv[0]).read_text())
+        from astrollama.untrusted import read_json
+
+        values = read_json(argv[0], "config")  # regular, bounded, a JSON object
         if not torch.cuda.is_available():  # see with_use_cpu
             values.setdefault("use_cpu", True)
         return parser.parse_dict(values, allow_extra_keys=False)

@@ -45,6 +45,7 @@ from astrollama.train.recipe import (
     _Strict,
     resolve_model,
 )
+from astrollama.untrusted import read_json, read_text
 
 log = logging.getLogger("astrollama.merge")
 
@@ -172,21 +173,40 @@ def input_paths(recipe: MergeRecipe) -> dict[str, str]:
 
 
 def _read_config(file: str, key: str, directory: str) -> dict[str, Any]:
+    from astrollama.errors import InputError
+    from astrollama.untrusted import check_model_dir, read_json
+
     d = Path(directory)
     if not d.is_dir():
         raise RecipeError(file, key, f"no such checkpoint directory: {d}")
     cfg = d / "config.json"
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(file, key, f"{d} is not a Hugging Face checkpoint (no config.json)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecipeError(file, key, f"{cfg}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(file, key, f"{cfg}: must hold a JSON object")
-    if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
-        raise RecipeError(file, key, f"{d} holds no weights (*.safetensors or *.bin)")
+    if not os.path.lexists(cfg):
+        raise RecipeError(file, key, f"{d} is not a Hugging Face checkpoint (no config.json)")
+    try:  # every file checked before mergekit opens it (astrollama.untrusted): bounded JSON,
+        # safetensors headers consistent with their files, no pickle weights
+        data = read_json(cfg, "config", expect=None)
+        if not isinstance(data, dict):
+            raise RecipeError(file, key, f"{cfg}: must hold a JSON object")
+        if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
+            raise RecipeError(file, key, f"{d} holds no weights (*.safetensors or *.bin)")
+        check_model_dir(d)
+    except RecipeError:
+        raise
+    except InputError as e:
+        raise RecipeError(file, key, str(e)) from None
     return data
+
+
+def _tensor_shapes(directory: str) -> dict[str, tuple[str, list[int]]]:
+    """``tensor name -> (dtype, shape)`` from the safetensors headers of a checkpoint."""
+    from astrollama.untrusted import safetensors_header
+
+    out: dict[str, tuple[str, list[int]]] = {}
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        for name, t in safetensors_header(f).items():
+            if name != "__metadata__":
+                out[name] = (str(t.get("dtype")), list(t.get("shape") or []))
+    return out
 
 
 def check_inputs(recipe: MergeRecipe, paths: dict[str, str]) -> None:
@@ -209,13 +229,31 @@ def check_inputs(recipe: MergeRecipe, paths: dict[str, str]) -> None:
                     f"{k} {cfg.get(k)!r} differs from {ref_key}'s {ref.get(k)!r}: "
                     f"merged checkpoints must share architecture and vocabulary",
                 )
+    # the tensors themselves, from the headers: a config that agrees over weights that do not is
+    # refused here, not deep inside mergekit
+    shapes = {key: _tensor_shapes(p) for key, p in paths.items()}
+    ref_shapes = shapes[ref_key]
+    for key, sh in shapes.items():
+        if key == ref_key or not sh or not ref_shapes:
+            continue
+        for name in sorted(set(sh) | set(ref_shapes)):
+            if name not in sh or name not in ref_shapes:
+                where, other = (key, ref_key) if name not in sh else (ref_key, key)
+                raise RecipeError(file, where, f"tensor {name!r} is missing (present in {other})")
+            if sh[name][1] != ref_shapes[name][1]:
+                raise RecipeError(
+                    file,
+                    key,
+                    f"tensor {name!r} has shape {sh[name][1]}, {ref_key}'s has {ref_shapes[name][1]}: "
+                    "merged checkpoints must have the same tensor shapes",
+                )
 
 
 def _sha256_files(directory: str) -> dict[str, dict[str, Any]]:
     """SHA-256 and size of every file directly in ``directory`` (a checkpoint), with a progress bar."""
     from tqdm import tqdm
 
-    files = sorted(p for p in Path(directory).iterdir() if p.is_file())
+    files = sorted(p for p in Path(directory).iterdir() if p.is_file())  # regular files only
     out: dict[str, dict[str, Any]] = {}
     with tqdm(
         total=sum(p.stat().st_size for p in files),
@@ -367,7 +405,7 @@ def _clear_stale_temporaries(final: Path) -> None:
     job = os.environ.get("SLURM_JOB_ID")
     for stale in sorted(final.parent.glob(f".{final.name}.*.tmp")):
         try:
-            owner = json.loads((stale / OWNER_FILE).read_text()).get("slurm_job_id")
+            owner = read_json(stale / OWNER_FILE, "config").get("slurm_job_id")
         except (OSError, ValueError, AttributeError):
             owner = None
         if job and owner == job:
@@ -385,9 +423,9 @@ def _differs_from_finished(
     """Why the finished merge in ``final`` is not this one (None: same recipe, config and input files)."""
     prov = final / "provenance"
     try:
-        done = json.loads((prov / "merge.json").read_text())
-        done_recipe = json.loads((prov / "recipe.json").read_text())
-        done_yaml = (prov / "mergekit.yaml").read_text()
+        done = read_json(prov / "merge.json", "results")  # regular, bounded (astrollama.untrusted)
+        done_recipe = read_json(prov / "recipe.json", "config")
+        done_yaml = read_text(prov / "mergekit.yaml", "config")
     except (OSError, ValueError) as e:
         return f"its provenance cannot be read: {e}"
     if done_recipe != recipe.resolved_dict() or done_yaml != mk_yaml:
@@ -412,8 +450,8 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``astrollama merge``; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
+def build_parser():
+    """The parser of ``astrollama merge``."""
     from astrollama.cli import CommandParser
 
     p = CommandParser(prog="astrollama merge", description=__doc__.splitlines()[0])
@@ -424,7 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="validate the recipe and print the mergekit config; read and write no model",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``astrollama merge``; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
+    a = build_parser().parse_args(argv)
     recipe = load_merge_recipe(a.recipe, a.overrides)
     if a.dry_run:
         print(f"# mergekit config of {a.recipe} (seed {recipe.seed}; output {recipe.output_dir})")

@@ -29,7 +29,6 @@ Formulas (stated in the printed report and in docs/train-recipes.md):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -86,10 +85,13 @@ def model_config(recipe: Recipe) -> dict[str, Any]:
             "model.name_or_path",
             f"no architecture known for {name!r}: add it to astrollama.paper.MODEL_CONFIGS or use a local checkpoint",
         )
-    try:
-        data = json.loads(cfg.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecipeError(cfg, "(json)", f"not a valid UTF-8 JSON config ({e})") from None
+    from astrollama.untrusted import read_json
+
+    try:  # regular, bounded, UTF-8 JSON (astrollama.untrusted)
+        data = read_json(cfg, "config", expect=None)
+    except InputError as e:
+        problem = str(e).removeprefix(f"{cfg}: ")
+        raise RecipeError(cfg, "(json)", f"not a valid UTF-8 JSON config ({problem})") from None
     if not isinstance(data, dict):
         raise RecipeError(cfg, "(top level)", "must be a JSON object")
     for key in _ARCH_KEYS:
@@ -171,7 +173,10 @@ def _dataset_lengths(dataset: Path, tokenizer_name: str, template: str | None = 
 
     from astrollama.lmflow_data import CONVERSATION, dataset_type, iter_text_only_file, read_conversation_dir
     from astrollama.train.chat import encode_conversation
+    from astrollama.untrusted import check_model_dir
 
+    if Path(tokenizer_name).is_dir():  # its files checked before the library reads them
+        check_model_dir(tokenizer_name, need_weights=False)
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
     if dataset_type(dataset) == CONVERSATION:
         if template is None:
@@ -374,6 +379,13 @@ def plan(
     )
     block = recipe.data.block_size
     cfg = model_config(recipe)
+    max_pos = cfg.get("max_position_embeddings")
+    if isinstance(max_pos, int) and not isinstance(max_pos, bool) and 0 < max_pos < block:
+        raise RecipeError(
+            recipe.path,
+            "data.block_size",
+            f"{block} is longer than the model's context (max_position_embeddings {max_pos})",
+        )
     n_params = count_parameters(cfg)
     lora = recipe.model.lora
     lora_params = _lora_parameters(cfg, lora.r, lora.target_modules) if lora else None

@@ -86,8 +86,8 @@ PathValue = Annotated[Path, Field(strict=False)]  # a YAML string becomes a Path
 class LoraConfig(_Strict):
     """LoRA adapter settings (LMFlow ``--use_lora``)."""
 
-    r: int = Field(gt=0)
-    alpha: int = Field(gt=0)
+    r: int = Field(gt=0, le=65536)
+    alpha: int = Field(gt=0, le=1 << 20)
     dropout: float = Field(ge=0.0, lt=1.0)
     target_modules: list[str] | None = None
 
@@ -100,12 +100,16 @@ class ModelConfig(_Strict):
     lora: LoraConfig | None = None
 
 
+MAX_BLOCK_SIZE = 1 << 20
+
+
 class DataConfig(_Strict):
     dataset_path: PathValue
     eval_dataset_path: PathValue | None = None
-    block_size: int = Field(gt=0)
+    # 2**20 tokens: above any released model's context (the planner also checks the model's own)
+    block_size: int = Field(gt=0, le=MAX_BLOCK_SIZE)
     packing: bool
-    preprocessing_num_workers: int = Field(default=1, gt=0)
+    preprocessing_num_workers: int = Field(default=1, gt=0, le=1024)
     # SFT: set for a directory of LMFlow `conversation` files (loss on assistant turns only); one of
     # LMFlow's template names (astrollama.train.chat.LMFLOW_TEMPLATES). None: a text_only corpus.
     conversation_template: str | None = None
@@ -129,7 +133,7 @@ class LaunchConfig(_Strict):
     gpus_per_node: int = Field(default=1, gt=0, le=MAX_GPUS_PER_NODE)
     run_dir: PathValue
     lmflow_dir: str | None = None
-    ddp_timeout: int = Field(default=72000, gt=0)
+    ddp_timeout: int = Field(default=72000, gt=0, le=10**7)
     rdzv_port: int = Field(default=29500, gt=0, lt=65536)
 
 
@@ -360,11 +364,11 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = path.resolve()
+    given, path = path, path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
         raise RecipeError(seen[0], "base", f"inheritance cycle: {chain}")
-    data = _read_mapping(path)
+    data = _read_mapping(given)  # errors name the file as given (a symlink, not its target)
     base = data.pop("base", None)
     if base is None:
         return data

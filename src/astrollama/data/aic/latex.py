@@ -57,6 +57,7 @@ from astrollama.data.aic.rules import (
     classify_heading,
     normalise_heading,
 )
+from astrollama.untrusted import open_regular, read_bytes
 
 MAX_INPUT_DEPTH = 8
 MAX_INPUT_FILES = 256
@@ -147,7 +148,9 @@ def resolve_latex_inputs(
             raise EprintError(f"{where}: \\input: more than {max_files} files read (input fan-out)")
         if budget["chars"] + p.stat().st_size > max_chars * 4:
             raise EprintError(f"{where}: \\input: source larger than {max_chars} characters")
-        text = strip_latex_comments(p.read_text(encoding="utf-8", errors="replace"))
+        text = strip_latex_comments(
+            read_bytes(p, "tex", root=top, error=EprintError).decode("utf-8", errors="replace")
+        )
         budget["chars"] += len(text)
         if budget["chars"] > max_chars:
             raise EprintError(f"{where}: \\input: source larger than {max_chars} characters")
@@ -213,7 +216,8 @@ def find_main_tex(src_dir: str | Path) -> Path:
     for p in sorted(d.rglob("*.tex")):
         if p.is_symlink() or not p.is_file() or not _inside(p.resolve(), top):
             continue
-        with open(p, "rb") as fh:
+        fh, _ = open_regular(p, "tex", root=top, error=AICError)
+        with fh:
             head = fh.read(MAX_MAIN_SCAN_BYTES).decode("utf-8", "replace")
         if re.search(r"^[^%\n]*\\documentclass", head, re.M):
             cands.append(p)
@@ -1524,7 +1528,8 @@ def load_paper(
         for c in cands:
             if c.is_file() and not c.is_symlink() and _inside(c.resolve(), top):
                 if c.stat().st_size <= MAX_SOURCE_CHARS:
-                    text = c.read_text(encoding="utf-8", errors="replace")
+                    raw = read_bytes(c, "tex", root=top, error=EprintError)
+                    text = raw.decode("utf-8", errors="replace")
                     if ext == ".bbl":
                         ctx.cites, ctx.cites_from = parse_bbl(text), "bbl"
                     else:
@@ -1564,7 +1569,8 @@ def read_bib(tex: str, base: Path, top: Path, where: str) -> dict[str, tuple[str
                 continue
             if f is None or f.suffix.lower() != ".bib" or f.stat().st_size > MAX_SOURCE_CHARS:
                 continue
-            for k, v in parse_bib(f.read_text(encoding="utf-8", errors="replace"), _plain, wanted).items():
+            bib = read_bytes(f, "tex", root=top, error=EprintError).decode("utf-8", errors="replace")
+            for k, v in parse_bib(bib, _plain, wanted).items():
                 out.setdefault(k, v)
     return out
 

@@ -30,9 +30,12 @@ def extract_aic(
     if (mmd_path is None) == (tex_path is None):
         raise ValueError("give exactly one of mmd_path or tex_path")
     if mmd_path is not None:
+        from astrollama.data.aic.rules import AICError
+        from astrollama.untrusted import read_text
+
         p = Path(mmd_path)
         return extract_aic_markdown(
-            p.read_text(encoding="utf-8"), metadata_abstract=metadata_abstract, where=where or str(p)
+            read_text(p, "text", error=AICError), metadata_abstract=metadata_abstract, where=where or str(p)
         )
     from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
 

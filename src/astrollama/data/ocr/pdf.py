@@ -48,8 +48,14 @@ def open_pdf(path: str | os.PathLike[str]) -> Any:
         raise OcrFailure("missing-file", f"{p} does not exist")
     if p.is_file() and p.stat().st_size == 0:
         raise OcrFailure("empty-file", f"{p} has zero bytes")
+    from astrollama.errors import InputError
+    from astrollama.untrusted import open_regular
+
     try:  # read through Python: OS errors get their own reason, a hung file system blocks here
-        fh = open(p, "rb")  # noqa: SIM115 - handed over to PDFium (autoclose)
+        # a regular file (a FIFO is refused, not waited on), size-capped (astrollama.untrusted)
+        fh, _ = open_regular(p, "pdf")
+    except InputError as exc:
+        raise OcrFailure("unreadable", str(exc)) from None
     except OSError as exc:
         if is_environment_error(exc):  # EIO, ENOMEM, ...: the machine, retried, never recorded
             raise

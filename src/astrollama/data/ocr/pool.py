@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def _guarded(fn: Callable[..., Any], path: str, *args: Any) -> tuple[str, Any]:
     """Run a PDF task; every exception becomes a (reason, message) failure, never a crash, except
     a failure of the machine (disk full, EIO, ...), sent back as ``env`` and re-raised by the parent."""
-    killpoint.hit("ocr-worker")  # tests: a worker killed by the OOM killer / an admin
+    killpoint.hit("ocr-worker", path)  # tests: a worker killed (OOM killer, an admin) or hung
     try:
         return ("ok", fn(path, *args))
     except OcrFailure as f:

@@ -226,7 +226,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
-    from astrollama.cli import number
+    from astrollama.cli import number, seed_arg
     from astrollama.data.ocr.nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
     from astrollama.data.stages import add_shard_args
 
@@ -302,7 +302,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="small/base: nougat-ocr's architecture (what the real weights cost); tiny: for tests",
     )
     r.add_argument("--out", required=True)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=seed_arg(), default=0)
     r.set_defaults(func=_cli_random)
 
     g = sub.add_parser("make-pdfs", help="render paper JSON files into small PDFs (raw inputs, fixtures)")

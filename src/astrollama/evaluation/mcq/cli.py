@@ -22,6 +22,8 @@ def add_letter_token_option(p) -> None:
 
 
 def register(sub) -> None:
+    from astrollama.cli import seed_arg
+
     p = sub.add_parser(
         "mcq",
         help="score a model on the AstroMLab-1 astronomy MCQ benchmark",
@@ -57,7 +59,12 @@ def register(sub) -> None:
     p.add_argument(
         "--no-prefix-cache", action="store_true", help="token method: do not reuse the shared prefix"
     )
-    p.add_argument("--max-new-tokens", type=int, default=256, help="instruct method: generation length")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="instruct method: generation length",
+    )
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument(
         "--context-policy",
@@ -67,7 +74,7 @@ def register(sub) -> None:
         "lm-evaluation-harness), counted in scores.json; refuse = stop with an error",
     )
     p.add_argument("--n-bootstrap", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -91,16 +98,19 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
     from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
 
-    for option, value in (
-        ("--batch-size", args.batch_size),
-        ("--limit", args.limit),
-        ("--n-bootstrap", args.n_bootstrap),
-        ("--max-new-tokens", args.max_new_tokens),
+    for option, value, most in (
+        ("--batch-size", args.batch_size, MAX_BATCH),
+        ("--limit", args.limit, None),
+        ("--n-bootstrap", args.n_bootstrap, MAX_RESAMPLES),
+        ("--max-new-tokens", args.max_new_tokens, MAX_TOKENS),
     ):
         if value is not None and value < 1:
             raise MCQInputError(f"{option}: must be >= 1, got {value}")
+        if value is not None and most is not None and value > most:
+            raise MCQInputError(f"{option}: must be <= {most:,}, got {value:,}")
     qs = load_questions(args.questions, key_path=args.key)
     if args.limit:
         qs = qs.head(args.limit)

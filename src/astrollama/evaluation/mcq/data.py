@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,11 +95,14 @@ def _is_missing(v: Any) -> bool:
 
 def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a JSONL, CSV, parquet or TXT file."""
+    from astrollama.untrusted import check_file
+
     if path.is_dir():
         raise MCQInputError(f"{path}: is a directory, not a question or key file")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise MCQInputError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    check_file(path, "jsonl" if suffix == ".jsonl" else "table", error=MCQInputError)  # regular, bounded
     rows: list[tuple[str, dict[str, Any]]] = []
     if suffix == ".jsonl":
         rows = [(f"line {lineno}", obj) for lineno, obj in read_jsonl(path, error=MCQInputError)]
@@ -157,6 +161,21 @@ def _key_letter(path: Path, where: str, row: dict[str, Any]) -> str | None:
     if len(letters) > 1:
         raise MCQInputError(f"{path}: {where}: fields 'correct' and 'answer' disagree ({found})")
     return letters.pop()
+
+
+_OPTION_LIKE = re.compile(r"(?i)^(?:[a-z]|(?:option|choice)s?(?:[ _-]?[a-z0-9]+)?)$")
+
+
+def _check_option_columns(path: Path, where: str, row: dict[str, Any]) -> None:
+    """The options are exactly A, B, C and D: a fifth option column (``E``), a lower-case letter
+    or an ``options``/``choice_e`` column is refused, never silently dropped (a question scored on
+    four of its five options is a different question)."""
+    for k in row:
+        if isinstance(k, str) and k not in LETTERS and _OPTION_LIKE.match(k):
+            raise MCQInputError(
+                f"{path}: {where}: field {k!r}: an option column other than A, B, C, D; the benchmark "
+                "has exactly four options (remove the column or the question)"
+            )
 
 
 def _has_id(row: dict[str, Any]) -> bool:
@@ -228,6 +247,7 @@ def load_questions(
         if _is_missing(row.get("question")):
             raise MCQInputError(f"{p}: {where}: field 'question' is missing or empty")
         text = _text(p, where, "question", row["question"])
+        _check_option_columns(p, where, row)
         options: dict[str, str] = {}
         for letter in LETTERS:
             v = row.get(letter)

@@ -65,11 +65,10 @@ class PromptTemplate:
         p = Path(path)
         if not p.is_file():
             raise MCQInputError(f"{p}: prompt template not found")
-        raw = p.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise MCQInputError(f"{p}: not UTF-8 text (byte {e.start})") from None
+        from astrollama.untrusted import decode, read_bytes
+
+        raw = read_bytes(p, "config", error=MCQInputError)  # regular, bounded
+        text = decode(raw, p, error=MCQInputError)
         if text.endswith("\n"):
             text = text[:-1]
         tpl = string.Template(text)

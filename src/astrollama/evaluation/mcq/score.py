@@ -315,11 +315,9 @@ def hf_generate(
 def _sha256(path: Path | None) -> str | None:
     if path is None or not path.is_file():
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from astrollama.untrusted import sha256_file
+
+    return sha256_file(path, "table", error=MCQInputError).hex()  # regular, bounded, chunked
 
 
 def _versions(backend: str) -> dict[str, str]:
@@ -498,10 +496,20 @@ def score_mcq(
         if tokenizer is None:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(model)
+            from astrollama.untrusted import check_model_dir, guard
+
+            check_model_dir(model, error=MCQInputError)
+            tokenizer = guard(
+                lambda: AutoTokenizer.from_pretrained(model), model, "(tokenizer)", error=MCQInputError
+            )
         from transformers import AutoConfig
 
-        max_len, len_source = context_length(AutoConfig.from_pretrained(model), tokenizer)
+        from astrollama.untrusted import guard
+
+        max_len, len_source = context_length(
+            guard(lambda: AutoConfig.from_pretrained(model), model, "config.json", error=MCQInputError),
+            tokenizer,
+        )
     elif isinstance(model, (str, os.PathLike)):
         from astrollama.evaluation.common import load_causal_lm
 
