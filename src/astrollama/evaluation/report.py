@@ -42,7 +42,15 @@ import numpy as np
 
 from astrollama import paper
 from astrollama.evaluation.stats import bootstrap_mean_ci
-from astrollama.io import atomic_path, atomic_write_json, atomic_write_text, read_jsonl, save_png
+from astrollama.io import (
+    Legacy,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    owned_dir,
+    read_jsonl,
+    save_png,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +347,18 @@ def stage_reference() -> list[dict[str, Any]]:
     ]
 
 
+REPORT_OWNER = "eval report"  # the output's owner marker (astrollama.io)
+REPORT_LEGACY = (  # a report of an earlier version: its report.json and nothing but report files
+    Legacy(
+        "report.json",
+        check=lambda d: isinstance(d, dict) and "models" in d and "reference" in d,
+        only=frozenset(
+            {"report.md", "report.json", "table.csv", "report.png", "stages.png", "similarity.png"}
+        ),
+    ),
+)
+
+
 def build_report(
     results_dirs: list[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -347,7 +367,25 @@ def build_report(
     embed_dir: str | os.PathLike[str] | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``."""
+    """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``.
+
+    Everything is rendered in a temporary directory renamed onto ``out_dir`` at the end (an
+    earlier report there is replaced; someone else's directory is refused): a refusal or a
+    failure leaves ``out_dir`` as it was."""
+    with owned_dir(out_dir, REPORT_OWNER, legacy=REPORT_LEGACY) as tmp:
+        _render_report(results_dirs, tmp, recipe=recipe, embed_dir=embed_dir, command=command)
+    log.info("report -> %s", Path(out_dir) / "report.md")
+    return Path(out_dir)
+
+
+def _render_report(
+    results_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    recipe: str | None = None,
+    embed_dir: str | os.PathLike[str] | None = None,
+    command: str | None = None,
+) -> Path:
     from astrollama.evaluation.common import EvalInputError
 
     if not results_dirs:
@@ -400,7 +438,6 @@ def build_report(
     atomic_write_text(
         out / "report.md", render_markdown(data, results, png.name, "similarity.png" if embed else None)
     )
-    log.info("report -> %s", out / "report.md")
     return out
 
 
