@@ -468,6 +468,7 @@ def run_qa(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[m.root / STAGE],
     )
     if limit is not None:
         ids = sorted(m.ids() if ids is None else ids)[:limit]

@@ -698,6 +698,7 @@ def run_summary(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[m.root / "summary"],
     )
     if limit is not None:
         every = sorted(m.ids() if ids is None else ids)
