@@ -147,17 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     group, rest = argv[0], argv[1:]
     rest = _from_caller(group, rest)  # paths mean what the user typed (astrollama.paths)
-    if group == "models":
-        return _models_main(rest)
-    if group not in GROUPS:
+    if group not in GROUPS and group != "models":
         print(
             f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}",
             file=sys.stderr,
         )
         return 2
-    mod = importlib.import_module(GROUPS[group])
     try:
-        return int(mod.main(rest) or 0)
+        if group == "models":
+            return _models_main(rest)
+        return int(importlib.import_module(GROUPS[group]).main(rest) or 0)
     except InputError as exc:  # one policy for every group (astrollama.errors)
         if os.environ.get("ASTROLLAMA_DEBUG"):
             raise

@@ -695,6 +695,7 @@ def run_build(
     ``failed`` with ``dropped: <reason>``)."""
     from astrollama.data.manifest import Manifest
 
+    claim_dir(out, OWNER, legacy=(_legacy_root,))  # refused before any document is read
     m = Manifest(root)
     res = {}
     for v in variants:
@@ -830,6 +831,7 @@ def _cli(a: Any) -> int:
     for v in variants:
         if v not in VARIANTS:
             raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
+    claim_dir(a.out, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused before any work
     from astrollama.train.recipe import resolve_model
 
     res = run_build(
