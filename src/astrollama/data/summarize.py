@@ -869,12 +869,13 @@ def _cli(a: Any) -> int:
         min_chunk_budget=a.min_chunk_budget,
         previous_tokens=a.previous_tokens,
     )
+    prompt = Prompt.load(a.prompt)  # checked whole before a model is loaded
     backend = backend_from_args(a)
     stats = run_summary(
         a.root,
         backend,
         config=cfg,
-        prompt=Prompt.load(a.prompt),
+        prompt=prompt,
         shard_index=a.shard_index,
         num_shards=a.num_shards,
         retry_failed=a.retry_failed,
