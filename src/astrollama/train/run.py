@@ -270,7 +270,7 @@ def _tee(src, dest_path: Path) -> None:
 # a run directory's owner marker (astrollama.io): a rerun resumes in it; a run directory of an
 # earlier version holds nothing but what a run writes, with its provenance/ or checkpoints/
 RUN_OWNER = "train run"
-_RUN_ENTRIES = frozenset({"provenance", "checkpoints", "checkpoints.incomplete", "logs"})
+_RUN_ENTRIES = frozenset({"provenance", "checkpoints", "checkpoints.incomplete", "logs", "eval"})
 
 
 def _legacy_run_dir(directory: Path) -> bool:
