@@ -346,7 +346,14 @@ def owned_dir(
     claim_dir(final, owner, legacy=legacy, what=what)
     final.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(final, owner)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as e:  # the output exists and is writable, the directory holding it is not
+        if is_environment_error(e) and e.errno != errno.EROFS:
+            raise
+        raise OutputError(
+            f"{what}: {final}: not writable ({e.strerror or type(e).__name__} in {final.parent})"
+        ) from None
     try:
         write_owner(tmp, owner)
         yield tmp

@@ -383,3 +383,19 @@ def test_make_pdfs_reruns_on_its_own_output(tmp_path, run_astrollama):
     assert run_astrollama(argv).code == 0
     (out / OWNER_FILE).unlink()  # an earlier version's output: nothing but PDFs
     assert run_astrollama(argv).code == 0
+
+
+def test_replacing_an_output_where_nothing_can_be_created_is_refused_before_the_work(tmp_path, immutable):
+    """The output itself is writable, the directory holding it is not (the replacement is built
+    beside it): refused before the work, naming the output, the old output untouched."""
+    from astrollama.io import OutputError, owned_dir, write_owner
+
+    out = tmp_path / "ro" / "out"
+    out.mkdir(parents=True)
+    write_owner(out, "eval report")
+    (out / "report.md").write_text("old\n")
+    immutable(tmp_path / "ro")
+    ran: list[int] = []
+    with pytest.raises(OutputError, match=f"{out}: not writable"), owned_dir(out, "eval report"):
+        ran.append(1)
+    assert not ran and (out / "report.md").read_text() == "old\n"
