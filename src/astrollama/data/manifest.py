@@ -78,9 +78,7 @@ def is_data_root(directory: Path) -> bool:
 
 def writable_root(root: str | os.PathLike[str], what: str = "--root") -> Manifest:
     """The manifest of a data root a command is about to write, checked before any work."""
-    m = Manifest(root).claim(what)
-    m.dir.mkdir(parents=True, exist_ok=True)  # the root is a data root from now on
-    return m
+    return Manifest(root).claim(what)
 
 
 class ManifestError(InputError):

@@ -348,7 +348,8 @@ def make_pdfs(
 def _register(root: Path, papers: list[dict[str, Any]], pdfs: list[Path]) -> None:
     from astrollama.data.manifest import Manifest
 
-    manifest = Manifest(root)
+    manifest = Manifest(root)  # claimed by make_pdfs before the PDFs were written
+    manifest.dir.mkdir(parents=True, exist_ok=True)
     fields = ("id", "title", "abstract", "authors", "categories", "published")
     manifest.upsert_papers([{k: p[k] for k in fields if p.get(k)} | {"source": "pdfgen"} for p in papers])
     done = manifest.status("download_pdf")
