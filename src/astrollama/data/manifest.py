@@ -394,8 +394,6 @@ class Manifest:
         naming the row and field and nothing is appended.
         """
         clean = [normalise_row(r, f"row {i}") for i, r in enumerate(rows)]
-        if not self.papers_path.exists():  # a new data root: never inside someone else's directory
-            self.claim()
         n = append_lines(
             self.papers_path,
             (json.dumps(r, ensure_ascii=True, sort_keys=True) for r in clean),
