@@ -8,12 +8,13 @@ they export :data:`CALLER_ENV` (the directory they were started from; under ``sb
 directory). :func:`from_caller`, run by ``astrollama.cli.main`` on the command line before
 anything else, then makes each relative path the user typed absolute against that directory:
 
-* the value of a path option (:data:`PATH_DESTS`: ``--out``, ``--root``, ``--config``, ...), in
-  either form (``--out X``, ``--out=X``; every value of ``--results A B``; the PATH of
-  ``--input FORMAT=PATH``), whether it exists or not (an output usually does not);
-* any other word that names an existing file or directory relative to the caller (a positional
-  recipe, ``--model ckpt`` when ``ckpt`` is there; a Hugging Face id or a plain value that is no
-  file there is left alone);
+* the value of an output option (:data:`PATH_DESTS`: ``--out``, ``--root``, ``--run-dir``, ...),
+  in either form (``--out X``, ``--out=X``), whether it exists or not (an output usually does not);
+* any other value or word that names an existing file or directory relative to the caller (an
+  input: ``--config``, ``--questions``, every value of ``--results A B``, the PATH of
+  ``--input FORMAT=PATH``, a positional recipe, ``--model ckpt`` when ``ckpt`` is there). An input
+  that is not there is left as typed, so the repository's own files can still be named the way
+  the README shows (``CONFIG=eval/demo.yaml``); a Hugging Face id or a plain value is left alone;
 * the value of a path key in a recipe override (``output_dir=runs/x``, ``launch.run_dir=...``).
 
 Without :data:`CALLER_ENV` (``astrollama`` run directly) nothing changes: the process's own
@@ -29,34 +30,9 @@ from pathlib import Path
 
 CALLER_ENV = "ASTROLLAMA_CALLER_CWD"
 
-# option destinations whose value is always a path (inputs or outputs)
-PATH_DESTS = frozenset(
-    {
-        "out",
-        "root",
-        "run_dir",
-        "results",
-        "embed",
-        "config",
-        "questions",
-        "key",
-        "heldout",
-        "data",
-        "mcq",
-        "template",
-        "prompt_file",
-        "keyed",
-        "public",
-        "input",
-        "ids_file",
-        "pdf_dir",
-        "snapshot",
-        "file",
-        "workdir",
-        "dest",
-        "json",
-    }
-)
+# option destinations whose value is an OUTPUT path: made absolute against the caller whether it
+# exists or not (an output usually does not exist yet)
+PATH_DESTS = frozenset({"out", "root", "run_dir", "dest", "workdir", "json", "public", "key"})
 # recipe override keys (last dotted component) whose value is a path
 OVERRIDE_PATH_KEYS = frozenset({"output_dir", "run_dir", "dataset_path", "eval_dataset_path", "deepspeed"})
 
@@ -106,7 +82,7 @@ def _option_actions(
 def _convert_value(dest: str, value: str, base: Path) -> str:
     if dest == "input" and "=" in value:  # --input FORMAT=PATH
         fmt, _, path = value.partition("=")
-        return f"{fmt}={_absolute(path, base, always=True)}"
+        return f"{fmt}={_absolute(path, base, always=False)}"
     return _absolute(value, base, always=dest in PATH_DESTS)
 
 

@@ -130,6 +130,7 @@ def test_from_caller_rewrites_only_what_the_user_typed(tmp_path, monkeypatch):
 
     caller = tmp_path / "caller"
     (caller / "ckpt").mkdir(parents=True)
+    (caller / "root").mkdir()
     monkeypatch.setenv("ASTROLLAMA_CALLER_CWD", str(caller))
     argv = [
         "sft-convert", "--input", "qa=root", "--out=out", "--limit", "3", "--mcq", "/abs/q.jsonl",
@@ -153,5 +154,8 @@ def test_from_caller_rewrites_only_what_the_user_typed(tmp_path, monkeypatch):
         "data.eval_dataset_path=null",
         "seed=1",
     ]
+    # an input that is not in the caller's directory stays as typed (the repository's own files)
+    got = from_caller(["aic", "--config", "data_prep/demo.yaml", "--root", "r"], build_parser())
+    assert got == ["aic", "--config", "data_prep/demo.yaml", "--root", str(caller / "r")]
     monkeypatch.delenv("ASTROLLAMA_CALLER_CWD")
     assert from_caller(["build", "--out", "o"], build_parser()) == ["build", "--out", "o"]
