@@ -7,6 +7,10 @@
 # The options come from the config's 'download' section (data_prep/README.md); the work is `astrollama
 # data download` (docs/data-harvest.md). Rerunning it after a kill continues where it stopped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-CONFIG=${CONFIG:-data_prep/astro-ph.yaml}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# relative paths on the command line (and in CONFIG) are the caller's: astrollama resolves them
+# against this directory (astrollama.paths); the config's own paths stay repository-relative
+export ASTROLLAMA_CALLER_CWD=$PWD
+cd "$REPO"
+CONFIG=${CONFIG:-$REPO/data_prep/astro-ph.yaml}
 exec astrollama data download --config "$CONFIG" "$@"

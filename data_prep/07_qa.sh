@@ -8,6 +8,10 @@
 # data qa` (docs/data-sft.md).
 # Rerunning it after a kill continues where it stopped (qa) or writes the same output again.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-CONFIG=${CONFIG:-data_prep/astro-ph.yaml}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# relative paths on the command line (and in CONFIG) are the caller's: astrollama resolves them
+# against this directory (astrollama.paths); the config's own paths stay repository-relative
+export ASTROLLAMA_CALLER_CWD=$PWD
+cd "$REPO"
+CONFIG=${CONFIG:-$REPO/data_prep/astro-ph.yaml}
 exec astrollama data qa --config "$CONFIG" "$@"

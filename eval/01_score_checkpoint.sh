@@ -9,6 +9,10 @@
 # The options come from the config's 'model' section (eval/README.md); the work is `astrollama eval
 # model` (docs/eval-report.md).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-CONFIG=${CONFIG:-eval/astromlab1.yaml}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# relative paths on the command line (and in CONFIG) are the caller's: astrollama resolves them
+# against this directory (astrollama.paths); the config's own paths stay repository-relative
+export ASTROLLAMA_CALLER_CWD=$PWD
+cd "$REPO"
+CONFIG=${CONFIG:-$REPO/eval/astromlab1.yaml}
 exec astrollama eval model --config "$CONFIG" "$@"

@@ -5,6 +5,7 @@
 # A few minutes on 2 CPU cores; no GPU, no network beyond the package registries used by setup.
 # Extra arguments go to `astrollama demo` (e.g. --resume, trainer.max_steps=10).
 set -euo pipefail
+export ASTROLLAMA_CALLER_CWD=$PWD  # a relative --workdir is the caller's (astrollama.paths)
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -10,6 +10,10 @@
 #   4. $REPO/.venv, if it exists;
 #   5. none: the calling environment.
 # Sets PY, the Python every script runs ("$PY" -m astrollama ...).
+# Relative paths on the command line are the caller's (under sbatch: the submit directory):
+# astrollama resolves them against ASTROLLAMA_CALLER_CWD (astrollama.paths); paths inside configs
+# and recipes stay repository-relative.
+export ASTROLLAMA_CALLER_CWD=$PWD
 cd "$REPO" || exit 1
 _before="${VIRTUAL_ENV:-}|${CONDA_PREFIX:-}|$(command -v python3 || true)"
 if [ -n "${ASTROLLAMA_ENV_SETUP:-}" ]; then

@@ -52,7 +52,7 @@ REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=slurm/_env.sh
 source "$REPO/slurm/_env.sh"
-QUESTIONS=${QUESTIONS:-eval/data/astro_mcq_sample.jsonl}
+QUESTIONS=${QUESTIONS:-$REPO/eval/data/astro_mcq_sample.jsonl}
 BATCH_SIZE=${BATCH_SIZE:-16}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
 

@@ -204,6 +204,22 @@ def _models_main(argv: list[str]) -> int:
     return run_group(models_parser(), argv)
 
 
+def _from_caller(group: str, rest: list[str]) -> list[str]:
+    """``rest`` with relative paths made absolute against a wrapper's caller (astrollama.paths)."""
+    from astrollama.paths import caller_dir, from_caller
+
+    if caller_dir() is None or (group not in GROUPS and group != "models"):
+        return rest
+    if group == "models":
+        return from_caller(rest, models_parser())
+    build = getattr(importlib.import_module(GROUPS[group]), "build_parser", None)
+    try:
+        parser = build() if build is not None else None
+    except Exception:  # noqa: BLE001 - a parser that cannot be built fails again, with its message, below
+        parser = None
+    return from_caller(rest, parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
@@ -211,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         return 0 if argv else 2
     group, rest = argv[0], argv[1:]
+    rest = _from_caller(group, rest)  # paths mean what the user typed (astrollama.paths)
     if group not in GROUPS and group != "models":
         print(
             f"astrollama: unknown command {group!r}; one of: {', '.join([*GROUPS, 'models'])}",

@@ -7,6 +7,11 @@ recipes.
   ``true``/``false`` only (YAML 1.1 would read ``no`` as False). Problems are one line
   ``<file>: <key>: <problem>`` (:class:`ConfigError`, an :class:`~astrollama.errors.InputError`:
   exit 2).
+* :func:`check_keys`: the one unknown-key refusal for a mapping whose keys are fixed (prompt files,
+  DeepSpeed JSON configs): ``<file>: <where.key>: unknown key (allowed here: ...)``.
+* :func:`check_template`: the placeholders of a ``str.format`` template (prompt files), checked
+  when the file is loaded: an unknown or misspelt placeholder, a missing required one, or a stray
+  brace is one line naming the file and key, never a failure per paper later.
 * :func:`section_tokens`: a config section whose keys ARE a command's options
   (``--near-dup-jaccard`` is ``near_dup_jaccard``), turned into command-line tokens after the
   flag's own type, range and choices check, so nothing is defined twice. ``astrollama data`` and
@@ -123,6 +128,65 @@ def read_mapping(
     if not isinstance(data, dict):
         raise error(path, "(top level)", f"must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def check_keys(
+    data: dict[str, Any],
+    allowed: Any,
+    file: str | os.PathLike[str],
+    where: str = "",
+    error: type[ConfigError] = ConfigError,
+) -> None:
+    """Refuse a key of ``data`` not in ``allowed`` (one line naming the file and the dotted key)."""
+    for key in data:
+        if key not in allowed:
+            dotted = f"{where}.{key}" if where else str(key)
+            raise error(file, dotted, f"unknown key (allowed here: {', '.join(sorted(map(str, allowed)))})")
+
+
+def check_template(
+    text: str,
+    allowed: Any,
+    file: str | os.PathLike[str],
+    key: str,
+    *,
+    required: Any = (),
+    error: type[ConfigError] = ConfigError,
+) -> set[str]:
+    """The ``{name}`` placeholders of the ``str.format`` template ``text``, checked now.
+
+    Every placeholder must be a plain name in ``allowed`` (``{budget}``, not ``{budget.x}``,
+    ``{0}`` or ``{}``), every name in ``required`` must appear, and literal braces must be doubled
+    (``{{``); the template is also formatted once with sample values, so a bad format spec fails here.
+    """
+    import string
+
+    try:
+        fields = [(f, spec) for _, f, spec, _conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as e:  # a single { or }
+        raise error(file, key, f"not a valid template ({e}; write a literal brace as {{{{ or }}}})") from None
+    names: set[str] = set()
+    for field, spec in fields:
+        if field not in allowed:
+            why = "a positional placeholder" if field == "" or field.isdigit() else "unknown placeholder"
+            raise error(
+                file,
+                key,
+                f"{why} {{{field}}} (allowed: {', '.join('{' + a + '}' for a in sorted(allowed))}; "
+                "write a literal brace as {{ or }})",
+            )
+        if spec and "{" in spec:
+            raise error(file, key, f"placeholder {{{field}}}: nested placeholders are not allowed")
+        names.add(field)
+    try:
+        text.format(**{name: 1 for name in allowed})
+    except (ValueError, TypeError) as e:  # a format spec the sample value cannot take
+        raise error(file, key, f"not a valid template ({e})") from None
+    missing = [r for r in required if r not in names]
+    if missing:
+        more = f" (and {', '.join('{' + m + '}' for m in missing[1:])})" if len(missing) > 1 else ""
+        raise error(file, key, f"lacks the placeholder {{{missing[0]}}}{more}")
+    return names
 
 
 # ----------------------------------------------------------------------------------------------

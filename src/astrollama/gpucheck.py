@@ -805,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.section:
         return _child(a.section, a.spec, a.result)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if a.out:  # checked before the (long) run: not a directory, link or device there, and writable
+        from astrollama.io import claim_file
+
+        claim_file(Path(a.out) / "gpu_check.json", "gpu check", is_own=None)
     if a.prepare_wheels:
         res = prepare_wheels(
             Path(a.prepare_wheels),

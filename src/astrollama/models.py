@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from astrollama.io import atomic_dir, file_lock
+from astrollama.io import claim_dir, file_lock, owned_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def smollm2_checkpoint(dest: str | os.PathLike[str] | None = None) -> Path:
     out = Path(dest) if dest else cache_dir() / "models" / SMOLLM2_NAME
     if _is_complete(out):
         return out
+    # someone else's directory or an unwritable place: refused before the conversion
+    claim_dir(out, "models smollm2", legacy=(_is_complete,), what="--dest")
     with file_lock(out.parent / f".{out.name}.lock"):
         if _is_complete(out):
             return out
@@ -78,11 +80,7 @@ def smollm2_checkpoint(dest: str | os.PathLike[str] | None = None) -> Path:
         if missing or unexpected:
             raise RuntimeError(f"SmolLM2 conversion: missing={missing} unexpected={unexpected}")
         fresh.tie_weights()
-        if out.exists():  # an earlier, interrupted conversion
-            import shutil
-
-            shutil.rmtree(out)
-        with atomic_dir(out) as tmp:
+        with owned_dir(out, "models smollm2", legacy=(_is_complete,), what="--dest") as tmp:
             fresh.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
             (tmp / ".astrollama-complete").write_text(json.dumps({"source": str(gguf)}) + "\n")
@@ -150,6 +148,7 @@ def tiny_llama(
     out = Path(dest)
     if _is_complete(out):
         return out
+    claim_dir(out, "models tiny", legacy=(_is_complete,), what="DEST")  # refused before any work
     tok = tiny_tokenizer(texts, vocab_size=vocab_size)
     config = LlamaConfig(
         vocab_size=len(tok),
@@ -166,7 +165,7 @@ def tiny_llama(
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    with atomic_dir(out) as tmp:
+    with owned_dir(out, "models tiny", legacy=(_is_complete,), what="DEST") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / ".astrollama-complete").write_text('{"source": "tiny_llama"}\n')

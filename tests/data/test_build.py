@@ -20,6 +20,7 @@ from astrollama.data.build import (
 )
 from astrollama.data.manifest import Manifest
 from astrollama.data.split import assign_split
+from astrollama.io import OutputError
 from astrollama.lmflow_data import dataset_files, read_text_only_dir
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
@@ -242,7 +243,7 @@ def test_bad_inputs_fail_with_file_and_row(tmp_path: Path, tiny_model: Path) -> 
     assert not (tmp_path / "o" / "aic").exists()  # nothing half-written
     (tmp_path / "o" / "aic").mkdir(parents=True)
     (tmp_path / "o" / "aic" / "precious.txt").write_text("not ours")
-    with pytest.raises(BuildError, match="is not a build output"):
+    with pytest.raises(OutputError, match="is not empty and is not an output of this command"):
         build_variant("aic", synthetic_docs(3), tmp_path / "o", tokenizer_dir=tiny_model, progress=False)
     assert (tmp_path / "o" / "aic" / "precious.txt").exists()
 

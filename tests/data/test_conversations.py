@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from astrollama.cli import main
-from astrollama.data.conversations import ConversionError, ConvertConfig, Source, convert
+from astrollama.data.conversations import ConvertConfig, Source, convert
+from astrollama.io import OutputError
 from astrollama.lmflow_data import read_conversation_dir
 
 MCQ = Path(__file__).parent / "fixtures" / "corpus" / "mcq.jsonl"
@@ -257,7 +258,7 @@ def test_refuses_foreign_output_dir_and_bad_options(tmp_path: Path, capsys) -> N
     good = jsonl(tmp_path / "good.jsonl", orca_rows(2))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ConversionError, match="is not an sft-convert output"):
+    with pytest.raises(OutputError, match="is not an output of this command"):
         convert([Source("openorca", good)], tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     for args in (

@@ -243,7 +243,7 @@ def test_yaml_alias_and_existing_output_are_refused(models, tmp_path, capsys):
     (out / "keep.txt").write_text("earlier merge")
     assert _merge(_recipe(tmp_path, LINEAR, models)) == 2
     err = capsys.readouterr().err
-    assert f"output_dir: {out} exists" in err and len(err.strip().splitlines()) == 1
+    assert f"output_dir: {out}: exists" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

@@ -304,6 +304,10 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(a: argparse.Namespace) -> int:
+    if a.json:  # not a directory, a link or a device, and writable: checked before the benchmark runs
+        from astrollama.io import claim_file
+
+        claim_file(a.json, "data bench", is_own=None, what="--json")
     tok = a.tokenizer
     if tok is None:
         from astrollama.models import smollm2_checkpoint

@@ -52,13 +52,35 @@ from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_
 from astrollama.data.quality import corpus_quality
 from astrollama.data.split import assign_split
 from astrollama.data.stages import PoolWatch
-from astrollama.io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from astrollama.io import (
+    Legacy,
+    atomic_write_json,
+    atomic_write_text,
+    claim_dir,
+    owned_dir,
+    owner_of,
+    read_jsonl,
+    write_owner,
+)
 from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
 from astrollama.untrusted import read_json, read_text, sha256_file
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("abstracts", "aic", "summary")
+
+# Ownership (astrollama.io): ``--out`` and each ``<out>/<variant>`` carry the build's owner marker;
+# a variant of an earlier version is recognised by its build.json, an --out of an earlier version
+# by holding nothing but such variants.
+OWNER = "data build"
+VARIANT_LEGACY = (Legacy("build.json"),)
+
+
+def _legacy_root(directory: Path) -> bool:
+    entries = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    return all(p.name in VARIANTS and p.is_dir() and any(r(p) for r in VARIANT_LEGACY) for p in entries)
+
+
 BUILD_FORMAT = 1
 
 
@@ -330,22 +352,19 @@ def build_variant(
         load_fast_tokenizer(tok)  # fail early with a clear message
     docs = sorted(docs, key=lambda d: (d.id, hashlib.sha256(d.text.encode()).digest()))
     fp = _fingerprint(variant, docs, cfg, tok, str(mcq_path) if mcq_path else None)
-    for stale in out_root.glob(f".{variant}.*.tmp"):  # left by a killed build
+    claim_dir(out_root, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused, untouched
+    for stale in out_root.glob(f".{variant}.*.tmp"):  # left by a killed build (--out is the build's)
         shutil.rmtree(stale, ignore_errors=True)
-    if final.exists():
+    if claim_dir(final, OWNER, legacy=VARIANT_LEGACY):  # an earlier build of this variant
         meta = final / "build.json"
-        if not meta.is_file():  # a build is renamed into place complete: this is someone else's
-            raise BuildError(
-                f"{final}: exists and is not a build output (no build.json); "
-                "remove it or choose another output directory"
-            )
-        if not force and read_json(meta, "results", error=BuildError).get("fingerprint") == fp:
+        if (
+            not force
+            and meta.is_file()
+            and read_json(meta, "results", error=BuildError).get("fingerprint") == fp
+        ):
             log.info("%s: up to date (%s), skipped", final, fp[:12])
             return read_json(final / "stats.json", "results", error=BuildError)
-        log.info("%s: inputs or settings changed, rebuilding", final)
-        trash = out_root / f".{variant}.old.tmp"
-        os.rename(final, trash)
-        shutil.rmtree(trash)
+        log.info("%s: inputs or settings changed, rebuilding (the old build stays until then)", final)
 
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
     drops: list[dict[str, Any]] = []
@@ -418,7 +437,7 @@ def build_variant(
                 f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
             )
 
-    with atomic_dir(final) as tmp:
+    with owned_dir(final, OWNER, legacy=VARIANT_LEGACY) as tmp:
         shards: dict[str, int] = {}
         for split, items in kept.items():
             if not items:  # --validation-fraction 0: a train-only corpus, no empty validation/ directory
@@ -454,6 +473,8 @@ def build_variant(
         _histogram(kept, tmp / "length_hist.png", variant)
         killpoint.hit("build.before_rename")
         atomic_write_json(tmp / "build.json", {"variant": variant, "fingerprint": fp, "format": BUILD_FORMAT})
+    if owner_of(out_root) != OWNER:
+        write_owner(out_root, OWNER)
     log.info(
         "%s: %d train + %d validation documents, %d dropped %s",
         final,
@@ -682,6 +703,7 @@ def run_build(
     ``failed`` with ``dropped: <reason>``)."""
     from astrollama.data.manifest import Manifest
 
+    claim_dir(out, OWNER, legacy=(_legacy_root,))  # refused before any document is read
     m = Manifest(root)
     res = {}
     for v in variants:
@@ -817,6 +839,7 @@ def _cli(a: Any) -> int:
     for v in variants:
         if v not in VARIANTS:
             raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
+    claim_dir(a.out, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused before any work
     from astrollama.train.recipe import resolve_model
 
     res = run_build(

@@ -32,8 +32,6 @@ import json
 import logging
 import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -43,9 +41,20 @@ from typing import Any
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.split import assign_split
 from astrollama.errors import InputError, is_environment_error
-from astrollama.io import atomic_write_json, read_jsonl
+from astrollama.io import Legacy, atomic_write_json, claim_dir, owned_dir, read_jsonl
 from astrollama.lmflow_data import CONVERSATION, DEFAULT_SHARD_BYTES, ShardWriter, check_conversation
 from astrollama.untrusted import check_text
+
+# the output's owner marker (astrollama.io); an output of an earlier version is recognised by its
+# stats.json of type "conversation" with nothing beside it but train/ and validation/
+OWNER = "data sft-convert"
+LEGACY = (
+    Legacy(
+        "stats.json",
+        check=lambda st: isinstance(st, dict) and st.get("type") == CONVERSATION and "sources" in st,
+        only=frozenset({"stats.json", "train", "validation"}),
+    ),
+)
 
 log = logging.getLogger(__name__)
 
@@ -307,12 +316,7 @@ def convert(
         if s.limit is not None and s.limit < 1:
             raise ConversionError(f"--limit: must be >= 1, got {s.limit}")
     final = Path(out)
-    if (
-        final.exists()
-        and not (final / "stats.json").is_file()
-        and (not final.is_dir() or any(final.iterdir()))
-    ):
-        raise ConversionError(f"{final}: exists and is not an sft-convert output; choose another --out")
+    claim_dir(final, OWNER, legacy=LEGACY)  # refuse someone else's directory before any work
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
 
     # everything is read and checked before anything is written
@@ -381,11 +385,7 @@ def convert(
             "matches": contamination,
         },
     }
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
+    with owned_dir(final, OWNER, legacy=LEGACY) as tmp:
         for split in ("train", "validation"):
             for fmt in dict.fromkeys(s.format for s in sources):
                 convs = [c for f, x, c in kept if f == fmt and x == split]
@@ -396,16 +396,6 @@ def convert(
                         for c in convs:
                             w.add(c)
         atomic_write_json(tmp / "stats.json", stats)
-        if final.exists():
-            trash = final.parent / f".{final.name}.old.tmp"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash)
-        else:
-            os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "sft-convert: %d train + %d validation conversations -> %s (dropped: %s)",
         stats["conversations"]["train"],

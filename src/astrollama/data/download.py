@@ -374,6 +374,7 @@ def download(
             retry_failed=retry_failed,
             force=force,
             progress=progress,
+            outputs=[manifest.root / kind],
         )
         fetch: Callable[[str], Outcome] = downloader.pdf if kind == "pdf" else downloader.src
         stats[kind] = runner.run(fetch, ids)

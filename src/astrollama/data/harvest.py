@@ -39,6 +39,7 @@ from astrollama.data.manifest import (
     is_arxiv_id,
     normalise_row,
     parse_arxiv_id,
+    writable_root,
 )
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json, read_jsonl
@@ -700,7 +701,7 @@ def http_client_from_args(a: argparse.Namespace, delay: float | None = None) -> 
 
 def _cli_oai(a: argparse.Namespace) -> int:
     r = harvest_oai(
-        Manifest(a.root),
+        writable_root(a.root),
         base_url=a.base_url,
         metadata_prefix=a.metadata_prefix,
         set_spec=a.set_spec or None,
@@ -717,7 +718,7 @@ def _cli_oai(a: argparse.Namespace) -> int:
 
 def _cli_kaggle(a: argparse.Namespace) -> int:
     r = import_kaggle(
-        Manifest(a.root),
+        writable_root(a.root),
         a.snapshot,
         from_date=a.from_date,
         until_date=a.until_date,
@@ -730,12 +731,12 @@ def _cli_kaggle(a: argparse.Namespace) -> int:
 
 
 def _cli_json(a: argparse.Namespace) -> int:
-    print(f"papers={import_rows(Manifest(a.root), a.paths, source=a.source)}")
+    print(f"papers={import_rows(writable_root(a.root), a.paths, source=a.source)}")
     return 0
 
 
 def _cli_lookup(a: argparse.Namespace) -> int:
-    manifest = Manifest(a.root) if a.root else None  # the root is checked before the network
+    manifest = writable_root(a.root) if a.root else None  # the root is checked before the network
     rows = lookup(
         a.ids,
         a.query,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from astrollama.errors import InputError
-from astrollama.io import atomic_path, read_jsonl
+from astrollama.io import atomic_path, check_writable, claim_dir, claim_file, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,16 @@ _OLD_ID = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?/\d{7}")  # astro-ph/,
 _ANY_ID = re.compile(r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?$")
 _LOCAL_ID = re.compile(r"[a-z][a-z0-9-]*/[0-9A-Za-z][0-9A-Za-z.-]*")  # never "." or ".." on disk
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_data_root(directory: Path) -> bool:
+    """A data root (the ownership rule of astrollama.io): it holds the paper manifest."""
+    return (directory / "manifest").is_dir()
+
+
+def writable_root(root: str | os.PathLike[str], what: str = "--root") -> Manifest:
+    """The manifest of a data root a command is about to write, checked before any work."""
+    return Manifest(root).claim(what)
 
 
 class ManifestError(InputError):
@@ -385,6 +395,13 @@ class Manifest:
             return str(p)
 
     # ---- base rows
+    def claim(self, what: str = "--root") -> Manifest:
+        """Check that this data root may be written (astrollama.io ownership): it does not exist, is
+        empty, or already holds a manifest; and it is writable. Returns ``self``."""
+        claim_dir(self.root, "data", legacy=(is_data_root,), what=what)
+        check_writable(self.dir, what)
+        return self
+
     def upsert_papers(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Validate and append base rows (merged by id on read). Returns the number of rows.
 
@@ -613,6 +630,7 @@ class Manifest:
         fmt = fmt or Path(path).suffix.lstrip(".")
         if fmt not in ("csv", "parquet"):
             raise ManifestError(f"export format must be csv or parquet, got {fmt!r} ({path})")
+        claim_file(path, "data manifest export", is_own=None)  # not a directory, link or device; writable
         df = self.table()
         with atomic_path(path) as tmp:
             if fmt == "csv":

@@ -288,6 +288,14 @@ def iter_paper_files(papers_dir: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+PDFS_OWNER = "data make-pdfs"  # the --out directory's owner marker (astrollama.io)
+
+
+def _only_pdfs(directory: Path) -> bool:
+    """A make-pdfs --out of an earlier version: nothing but PDFs."""
+    return all(p.suffix == ".pdf" and p.is_file() for p in directory.iterdir() if not p.name.startswith("."))
+
+
 def make_pdfs(
     papers: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -304,6 +312,14 @@ def make_pdfs(
     """
     if (out_dir is None) == (root is None):
         raise ValueError("give exactly one of out_dir and root")
+    from astrollama.io import claim_dir, write_owner
+
+    if root is not None:  # someone else's directory, or unwritable: refused before any work
+        from astrollama.data.manifest import writable_root
+
+        writable_root(root)
+    else:
+        claim_dir(out_dir, PDFS_OWNER, legacy=(_only_pdfs,))
     files = iter_paper_files(papers) if isinstance(papers, (str, os.PathLike)) else [Path(p) for p in papers]
     written: list[Path] = []
     seen: dict[str, Path] = {}
@@ -323,13 +339,16 @@ def make_pdfs(
         written.append(target)
     if root is not None:
         _register(Path(root), loaded, written)
+    else:
+        write_owner(out_dir, PDFS_OWNER)
     return written
 
 
 def _register(root: Path, papers: list[dict[str, Any]], pdfs: list[Path]) -> None:
     from astrollama.data.manifest import Manifest
 
-    manifest = Manifest(root)
+    manifest = Manifest(root)  # claimed by make_pdfs before the PDFs were written
+    manifest.dir.mkdir(parents=True, exist_ok=True)
     fields = ("id", "title", "abstract", "authors", "categories", "published")
     manifest.upsert_papers([{k: p[k] for k in fields if p.get(k)} | {"source": "pdfgen"} for p in papers])
     done = manifest.status("download_pdf")

@@ -91,7 +91,7 @@ class QAPrompt:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> QAPrompt:
-        p, d, sha = read_prompt(path, DEFAULT_PROMPT, ("{title}", "{text}", "{n_questions}"), QAError)
+        p, d, sha = read_prompt(path, DEFAULT_PROMPT, ("title", "text", "n_questions"), QAError)
         return cls(p, d["name"], d["system"], d["user"], sha)
 
     def conversation(self, *, title: str, text: str, n_questions: int) -> list[dict[str, str]]:
@@ -471,6 +471,7 @@ def run_qa(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[m.root / STAGE],
     )
     if limit is not None:
         ids = sorted(m.ids() if ids is None else ids)[:limit]

@@ -170,6 +170,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _is_quality_report(path: Path) -> bool:
+    try:
+        obj = json.loads(path.read_bytes()) if path.stat().st_size < 2**28 else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and set(obj) == {"papers", "total"}
+
+
 def run_quality(root: str | Path, *, out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Measure every paper of the manifest at ``root`` that has a LaTeX source (stage
     ``download_src``) or an OCR ``.mmd`` (stage ``ocr``); write ``out`` (default
@@ -177,9 +185,12 @@ def run_quality(root: str | Path, *, out: str | Path | None = None, progress: bo
     from tqdm import tqdm
 
     from astrollama.data.manifest import Manifest, ManifestError
-    from astrollama.io import atomic_write_json
+    from astrollama.io import atomic_write_json, claim_file
 
     m = Manifest(root)
+    dest = Path(out) if out else m.root / "quality" / "quality.json"
+    # --out: a new file or this command's earlier report, writable: checked before any paper is read
+    claim_file(dest, "data quality", is_own=_is_quality_report)
     if not m.papers_path.is_file():
         raise ManifestError(f"{m.papers_path}: not found: no manifest in this data root")
     ocr, src = m.status("ocr"), m.status("download_src")
@@ -197,8 +208,6 @@ def run_quality(root: str | Path, *, out: str | Path | None = None, progress: bo
             )
         )
     report = {"papers": rows, "total": summarise(rows)}
-    dest = Path(out) if out else m.root / "quality" / "quality.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(dest, report)
     return report
 

@@ -26,7 +26,8 @@ Guarantees (the same for every stage):
   line naming the path); the rerun after the fault is fixed does the paper;
 * a completion marker ``manifest/done/<stage>/<shard>.json`` (with the shard's stats) is written
   when every assigned paper is terminal; a rerun with the same assignment is then a no-op;
-* a data root without a manifest is an input error (nothing is written);
+* a data root without a manifest is an input error (nothing is written); so is a manifest or a
+  stage output directory that cannot be written (found before any paper, not recorded per paper);
 * worker pools are waited on through :class:`PoolWatch`, so a killed worker is a retryable
   fault, not a hang or a per-paper timeout.
 """
@@ -45,7 +46,7 @@ from typing import Any
 
 from astrollama.data.manifest import Manifest, ManifestError, StatusRecord, check_paper_id
 from astrollama.errors import EnvironmentFault, InputError, is_environment_error
-from astrollama.io import atomic_path, atomic_write_json
+from astrollama.io import atomic_path, atomic_write_json, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +248,10 @@ class StageRunner:
         retry_failed: bool = False,
         force: bool = False,
         progress: bool = True,
+        outputs: Sequence[str | os.PathLike[str]] = (),
     ):
         env_index, env_count = shard_from_env()
+        self.outputs = [Path(o) for o in outputs]  # where the stage writes: checked before any paper
         self.shard_index = env_index if shard_index is None else shard_index
         self.num_shards = env_count if num_shards is None else num_shards
         self.shard = shard_name(self.shard_index, self.num_shards)
@@ -281,6 +284,9 @@ class StageRunner:
                 f"{self.manifest.papers_path}: not found: no manifest in this data root "
                 "(run `astrollama data harvest` or `make-pdfs --root` first)"
             )
+        # an unwritable output is found now, not as a per-paper failure recorded for every paper
+        for where in (self.manifest.status_dir, *self.outputs):
+            check_writable(where, "--root")
         source = self.manifest.ids() if ids is None else [check_paper_id(i, "--ids") for i in ids]
         self.assigned = shard_of(source, self.shard_index, self.num_shards)
         self.stats = ShardStats(stage=self.stage, shard=self.shard, assigned=len(self.assigned))

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from astrollama.config import read_mapping
+from astrollama.config import check_keys, check_template, read_mapping
 from astrollama.data import killpoint
 from astrollama.data.aic.markdown import _md_headings
 from astrollama.data.aic.rules import clean_nougat_markers
@@ -67,23 +67,41 @@ class SummaryError(InputError):
 
 
 def read_prompt(
-    path: str | os.PathLike[str] | None, default: Path, placeholders: tuple[str, ...], error: type[InputError]
+    path: str | os.PathLike[str] | None,
+    default: Path,
+    placeholders: tuple[str, ...],
+    error: type[InputError],
+    *,
+    allowed: tuple[str, ...] | None = None,
+    keys: tuple[str, ...] = ("name", "system", "user"),
 ) -> tuple[Path, dict[str, Any], str]:
-    """A prompt YAML (``name``, ``system``, ``user`` strings; ``user`` holds ``placeholders``), read
-    with the project's one strict YAML reader: its path, mapping and SHA-256 (recorded per paper)."""
+    """A prompt YAML (``name``, ``system``, ``user`` strings, and the optional ``keys``; ``user``
+    holds ``placeholders`` and no other than ``allowed``), read with the project's one strict YAML
+    reader and checked whole now (astrollama.config: unknown keys, misspelt placeholders), not per
+    paper: its path, mapping and SHA-256 (recorded per paper)."""
     p = Path(path) if path else default
     if not p.is_file():
         raise error(f"{p}: (file): prompt file not found (pass --prompt)")
     d = read_mapping(p, what="a prompt file")
+
+    def err(file: Any, key: str, problem: str) -> InputError:  # the stage's own error class
+        return error(f"{file}: {key}: {problem}")
+
+    check_keys(d, keys, p, error=err)  # type: ignore[arg-type]
+    for key in keys:
+        if key in d and not isinstance(d[key], str):
+            raise error(f"{p}: {key}: must be a string, got {type(d[key]).__name__}")
     for key in ("name", "system", "user"):
         if not isinstance(d.get(key), str):
             raise error(f"{p}: {key}: missing or not a string")
-    for ph in placeholders:
-        if ph not in d["user"]:
-            raise error(f"{p}: user: lacks the placeholder {ph}{'}' if ph[-1] != '}' else ''}")
+    check_template(d["user"], allowed or placeholders, p, "user", required=placeholders, error=err)  # type: ignore[arg-type]
     from astrollama.untrusted import sha256_file
 
     return p, d, sha256_file(p, "config", error=error).hex()
+
+
+# the placeholders a summary prompt's ``user`` template may use (Prompt.conversation fills them)
+PLACEHOLDERS = ("title", "part", "parts", "budget", "budget_words", "previous", "chunk")
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,16 @@ class Prompt:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Prompt:
-        p, d, sha = read_prompt(path, DEFAULT_PROMPT, ("{chunk}", "{previous}", "{budget"), SummaryError)
+        p, d, sha = read_prompt(
+            path,
+            DEFAULT_PROMPT,
+            ("chunk", "previous"),
+            SummaryError,
+            allowed=PLACEHOLDERS,
+            keys=("name", "system", "user", "first_previous"),
+        )
+        if "{budget" not in d["user"]:
+            raise SummaryError(f"{p}: user: lacks the placeholder {{budget}} (or {{budget_words}})")
         return cls(p, d["name"], d["system"], d["user"], d.get("first_previous", "(none)"), sha)
 
     def conversation(
@@ -703,6 +730,7 @@ def run_summary(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[m.root / "summary"],
     )
     if limit is not None:
         every = sorted(m.ids() if ids is None else ids)
@@ -846,12 +874,13 @@ def _cli(a: Any) -> int:
         min_chunk_budget=a.min_chunk_budget,
         previous_tokens=a.previous_tokens,
     )
+    prompt = Prompt.load(a.prompt)  # checked whole before a model is loaded
     backend = backend_from_args(a)
     stats = run_summary(
         a.root,
         backend,
         config=cfg,
-        prompt=Prompt.load(a.prompt),
+        prompt=prompt,
         shard_index=a.shard_index,
         num_shards=a.num_shards,
         retry_failed=a.retry_failed,

@@ -43,6 +43,18 @@ REPO = Path(__file__).resolve().parents[3]
 DEFAULT_WORKDIR = REPO / "work" / "demo"
 
 
+OWNER = "demo"
+_WORK_ENTRIES = frozenset(
+    {"prep", "corpus", "run", "sft", "sft-run", "merged", "eval", "perplexity.json", "run.incomplete"}
+)
+
+
+def _legacy_workdir(directory: Path) -> bool:
+    """A work directory of an earlier version: nothing but the demo's own files, with its prep/."""
+    names = {p.name for p in directory.iterdir() if not p.name.startswith(".")}
+    return "prep" in names and names <= _WORK_ENTRIES
+
+
 class DemoError(RuntimeError):
     """A demo stage failed; the message says which and why."""
 
@@ -119,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     state: dict[str, Any] = {"workdir": a.workdir.resolve()}
+    from astrollama.io import claim_dir
+
+    # the work directory is the demo's (owner marker, astrollama.io): it removes and rewrites runs
+    # there, so someone else's directory is refused before anything is written
+    claim_dir(state["workdir"], OWNER, legacy=(_legacy_workdir,), what="--workdir", create=True)
     try:
         for i, (title, stage) in enumerate(STAGES, 1):
             print(f"[demo {i}/{len(STAGES)}] {title}", flush=True)

@@ -201,6 +201,11 @@ def register(sub: Any) -> None:
 
 
 def _cli(a: Any) -> int:
+    from astrollama.demo import OWNER, _legacy_workdir
+    from astrollama.io import claim_dir
+
+    # the demo's work directory (astrollama.io ownership): someone else's is refused before any work
+    claim_dir(a.workdir, OWNER, legacy=(_legacy_workdir,), what="--workdir", create=True)
     res = prepare(
         a.workdir,
         summary_papers=a.summary_papers,

@@ -157,6 +157,10 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from astrollama.io import claim_file, json_file_with
+
+    # --out: a new file or this command's earlier output, writable: checked before the model loads
+    claim_file(args.out, "eval complete", is_own=json_file_with(metric="completion"))
     prompt_file = None if args.prompt is not None else str(args.prompt_file or bundled_prompt_file())
     prompt = args.prompt if args.prompt is not None else read_prompt(prompt_file)
     rep = completion_report(

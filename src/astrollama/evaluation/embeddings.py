@@ -22,12 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from astrollama.cli import number
-from astrollama.io import atomic_path, atomic_write_json
+from astrollama.io import Legacy, atomic_path, atomic_write_json, claim_dir, owned_dir
 
 log = logging.getLogger(__name__)
 
 PERCENTILES = (5, 25, 50, 75, 95)
 PAIRS_FILE = "similarity_pairs.npz"  # every pair similarity per model (m0, m1, ... in label order)
+
+
+# the output's owner marker (astrollama.io); an output of an earlier version: its similarity.json
+# with nothing beside it but similarity.png
+OWNER = "eval embed"
+LEGACY = (
+    Legacy(
+        "similarity.json",
+        check=lambda d: isinstance(d, dict) and d.get("metric") == "pairwise_cosine_similarity",
+        only=frozenset({"similarity.json", "similarity.png", PAIRS_FILE}),
+    ),
+)
 
 
 def embed_texts(
@@ -145,10 +157,10 @@ def compare_embeddings(
     from astrollama.evaluation.common import EvalInputError, load_causal_lm, load_texts
     from astrollama.evaluation.perplexity import library_versions
 
+    claim_dir(out_dir, OWNER, legacy=LEGACY)  # someone else's directory: refused before any work
     texts = load_texts(data, max_docs=max_docs)
     if len(texts) < 2:
         raise EvalInputError(f"{data}: need at least 2 documents for pairwise similarities")
-    out = Path(out_dir)
     sims: dict[str, np.ndarray] = {}
     per_model: dict[str, dict] = {}
     for label, model_dir in models:
@@ -171,26 +183,27 @@ def compare_embeddings(
             per_model[label]["std"],
             sims[label].size,
         )
-    png = plot_similarity_hist(sims, out / "similarity.png")
-    with atomic_path(out / PAIRS_FILE) as tmp, open(tmp, "wb") as fh:  # the report redraws from these
-        np.savez(fh, **{f"m{i}": s for i, s in enumerate(sims.values())})
-    report = {
-        "metric": "pairwise_cosine_similarity",
-        "data": str(data),
-        "n_documents": len(texts),
-        "models": per_model,
-        "settings": {
-            "pooling": "mean of last-layer hidden states, BOS excluded",
-            "max_length": max_length,
-            "batch_size": batch_size,
-            "max_docs": max_docs,
-            "dtype": dtype,
-        },
-        "versions": library_versions(),
-        "plot": png.name,
-        "pairs": {"file": PAIRS_FILE, "labels": list(sims)},
-    }
-    atomic_write_json(out / "similarity.json", report)
+    with owned_dir(out_dir, OWNER, legacy=LEGACY) as out:  # rendered whole, then renamed
+        png = plot_similarity_hist(sims, out / "similarity.png")
+        with atomic_path(out / PAIRS_FILE) as tmp, open(tmp, "wb") as fh:  # the report redraws from these
+            np.savez(fh, **{f"m{i}": s for i, s in enumerate(sims.values())})
+        report = {
+            "metric": "pairwise_cosine_similarity",
+            "data": str(data),
+            "n_documents": len(texts),
+            "models": per_model,
+            "settings": {
+                "pooling": "mean of last-layer hidden states, BOS excluded",
+                "max_length": max_length,
+                "batch_size": batch_size,
+                "max_docs": max_docs,
+                "dtype": dtype,
+            },
+            "versions": library_versions(),
+            "plot": png.name,
+            "pairs": {"file": PAIRS_FILE, "labels": list(sims)},
+        }
+        atomic_write_json(out / "similarity.json", report)
     return report
 
 

@@ -271,6 +271,10 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     from astrollama.evaluation.common import EvalInputError
+    from astrollama.io import claim_file, json_file_with
+
+    # --out: a new file or this command's earlier output, writable: checked before the model loads
+    claim_file(args.out, "eval perplexity", is_own=json_file_with(metric="perplexity"))
 
     stride = args.block_size if args.stride is None else args.stride
     if stride > args.block_size:

@@ -43,9 +43,11 @@ from astrollama import paper
 from astrollama.evaluation.figures import plot_report, plot_similarity, plot_stages
 from astrollama.evaluation.stats import bootstrap_mean_ci
 from astrollama.io import (
+    Legacy,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    owned_dir,
     read_jsonl,
 )
 
@@ -239,6 +241,14 @@ def check_similarity(obj: dict, where: Path) -> dict:
             _opt_number(m, key, where, lo=-1, hi=2)
         _opt_int(m, "n_pairs", where)
     _opt_str(obj, "plot", where)
+    pairs = obj.get("pairs")
+    if pairs is not None and (  # the kept pair similarities: a file name and the labels, in order
+        not isinstance(pairs, dict)
+        or not isinstance(pairs.get("file"), str)
+        or not isinstance(pairs.get("labels"), list)
+        or not all(isinstance(x, str) for x in pairs["labels"])
+    ):
+        raise EvalInputError(f"{where}: field 'pairs' must be {{'file': str, 'labels': [str, ...]}}")
     return obj
 
 
@@ -507,6 +517,18 @@ def stage_reference() -> list[dict[str, Any]]:
     ]
 
 
+REPORT_OWNER = "eval report"  # the output's owner marker (astrollama.io)
+REPORT_LEGACY = (  # a report of an earlier version: its report.json and nothing but report files
+    Legacy(
+        "report.json",
+        check=lambda d: isinstance(d, dict) and "models" in d and "reference" in d,
+        only=frozenset(
+            {"report.md", "report.json", "table.csv", "report.png", "stages.png", "similarity.png"}
+        ),
+    ),
+)
+
+
 def build_report(
     results_dirs: list[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -515,7 +537,25 @@ def build_report(
     embed_dir: str | os.PathLike[str] | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``."""
+    """Write ``report.md``, ``report.json``, ``table.csv`` and ``report.png`` into ``out_dir``.
+
+    Everything is rendered in a temporary directory renamed onto ``out_dir`` at the end (an
+    earlier report there is replaced; someone else's directory is refused): a refusal or a
+    failure leaves ``out_dir`` as it was."""
+    with owned_dir(out_dir, REPORT_OWNER, legacy=REPORT_LEGACY) as tmp:
+        _render_report(results_dirs, tmp, recipe=recipe, embed_dir=embed_dir, command=command)
+    log.info("report -> %s", Path(out_dir) / "report.md")
+    return Path(out_dir)
+
+
+def _render_report(
+    results_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    recipe: str | None = None,
+    embed_dir: str | os.PathLike[str] | None = None,
+    command: str | None = None,
+) -> Path:
     from astrollama.evaluation.common import EvalInputError
 
     if not results_dirs:
@@ -573,7 +613,6 @@ def build_report(
     atomic_write_text(
         out / "report.md", render_markdown(data, results, png.name, "similarity.png" if embed else None)
     )
-    log.info("report -> %s", out / "report.md")
     return out
 
 

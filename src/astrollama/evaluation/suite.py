@@ -20,9 +20,22 @@ from pathlib import Path
 from astrollama.cli import MAX_TOKENS, number, seed_arg
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.report import ROLES, SCALES, check_meta
-from astrollama.io import atomic_write_json
+from astrollama.io import Legacy, atomic_write_json, owned_dir
 
 log = logging.getLogger(__name__)
+
+
+# the RESULTS directory's owner marker (astrollama.io); a RESULTS of an earlier version holds
+# nothing but what this command writes, with its meta.json, ppl.json or mcq/
+OWNER = "eval model"
+_RESULTS = frozenset({"mcq", "ppl.json", "completion.json", "meta.json"})
+LEGACY = (
+    Legacy("meta.json", check=lambda d: isinstance(d, dict) and "role" in d, only=_RESULTS),
+    Legacy(
+        "ppl.json", check=lambda d: isinstance(d, dict) and d.get("metric") == "perplexity", only=_RESULTS
+    ),
+    Legacy("mcq", only=_RESULTS),
+)
 
 
 def evaluate_model(
@@ -56,7 +69,67 @@ def evaluate_model(
 
     ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds with it). ``stage``
     names the model's stage in a staged run (base, CPT, SFT, merged; the report's stage table).
+    The RESULTS directory is rendered in a temporary directory and renamed onto ``out_dir`` when
+    complete (an earlier RESULTS of this command is replaced, anything else refused first).
     """
+    with owned_dir(out_dir, OWNER, legacy=LEGACY) as tmp:
+        _evaluate_into(
+            model_dir,
+            tmp,
+            label=label,
+            role=role,
+            questions=questions,
+            heldout=heldout,
+            key=key,
+            recipe=recipe,
+            paper_model=paper_model,
+            scale=scale,
+            base=base,
+            block_size=block_size,
+            stride=stride,
+            max_docs=max_docs,
+            batch_size=batch_size,
+            prompt=prompt,
+            prompt_file=prompt_file,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            dtype=dtype,
+            device=device,
+            model_and_tokenizer=model_and_tokenizer,
+            stage=stage,
+            letter_token=letter_token,
+        )
+    log.info("%s (%s): results in %s", label, role, out_dir)
+    return Path(out_dir)
+
+
+def _evaluate_into(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    label: str,
+    role: str,
+    questions: str | os.PathLike[str],
+    heldout: str | os.PathLike[str],
+    key: str | os.PathLike[str] | None = None,
+    recipe: str | None = None,
+    paper_model: str | None = None,
+    scale: str = "paper",
+    base: str | None = None,
+    block_size: int = 512,
+    stride: int | None = None,
+    max_docs: int | None = None,
+    batch_size: int = 8,
+    prompt: str | None = None,
+    prompt_file: str | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    dtype: str = "float32",
+    device: str | None = None,
+    model_and_tokenizer: tuple | None = None,
+    stage: str | None = None,
+    letter_token: str = "prompt",
+) -> Path:
     from astrollama.evaluation.common import load_causal_lm, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
     from astrollama.evaluation.mcq import load_questions, score_mcq
@@ -69,7 +142,6 @@ def evaluate_model(
         prompt_file = str(prompt_file or bundled_prompt_file())
         prompt = read_prompt(prompt_file)
     out = Path(out_dir)
-    (out / "meta.json").unlink(missing_ok=True)  # incomplete until rewritten last
     model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
     t0 = time.perf_counter()
     res = score_mcq(
@@ -114,7 +186,6 @@ def evaluate_model(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out / "meta.json", meta)
-    log.info("%s (%s): results in %s", label, role, out)
     return out
 
 

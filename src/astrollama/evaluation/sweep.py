@@ -32,7 +32,7 @@ from pathlib import Path
 
 from astrollama.cli import MAX_TOKENS, number
 from astrollama.evaluation.mcq.cli import add_letter_token_option
-from astrollama.io import atomic_write_json, atomic_write_text, save_png
+from astrollama.io import Legacy, atomic_write_json, atomic_write_text, claim_dir, save_png
 from astrollama.untrusted import read_json
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,12 @@ class Point:
     label: str
     step: int
     path: Path
+
+
+# the output's owner marker (astrollama.io); it is written in place and resumed point by point; a
+# sweep of an earlier version holds nothing but points/ and the curves
+OWNER = "eval sweep"
+LEGACY = (Legacy("points", only=frozenset({"points", "curves.csv", "curves.png"})),)
 
 
 def _has_weights(d: Path) -> bool:
@@ -225,6 +231,7 @@ def sweep(
     from astrollama.evaluation.mcq import load_questions
 
     out_dir = Path(out) if out else Path(run_dir) / "eval" / "sweep"
+    claim_dir(out_dir, OWNER, legacy=LEGACY)  # someone else's directory: refused before any work
     if base and not Path(base).is_dir():
         raise EvalInputError(f"{base}: base model directory does not exist")
     qs = load_questions(questions, key_path=key)
@@ -247,6 +254,7 @@ def sweep(
     }
     from tqdm.auto import tqdm
 
+    claim_dir(out_dir, OWNER, legacy=LEGACY, create=True)  # scored points are kept: a rerun resumes
     for point in tqdm(points, desc="sweep", unit="checkpoint"):
         pdir = out_dir / "points" / point.label
         fp = _fingerprint(point, settings)

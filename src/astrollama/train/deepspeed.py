@@ -21,6 +21,149 @@ __all__ = ["check", "load_config", "offloads_optimizer", "recipe_precision", "ze
 
 KEY = "launch.deepspeed"
 
+# The keys DeepSpeed's config documents (deepspeed.ai/docs/config-json), so that a misspelt key
+# (``gradient_cliping``) is refused here instead of ignored by DeepSpeed's top level.
+TOP_KEYS = frozenset(
+    [
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "optimizer",
+        "scheduler",
+        "fp16",
+        "bf16",
+        "amp",
+        "torch_autocast",
+        "gradient_clipping",
+        "prescale_gradients",
+        "gradient_predivide_factor",
+        "sparse_gradients",
+        "zero_optimization",
+        "zero_allow_untested_optimizer",
+        "zero_force_ds_cpu_optimizer",
+        "steps_per_print",
+        "wall_clock_breakdown",
+        "dump_state",
+        "memory_breakdown",
+        "flops_profiler",
+        "activation_checkpointing",
+        "sparse_attention",
+        "data_efficiency",
+        "curriculum_learning",
+        "monitor_config",
+        "tensorboard",
+        "wandb",
+        "csv_monitor",
+        "comet",
+        "comms_logger",
+        "autotuning",
+        "elasticity",
+        "communication_data_type",
+        "seq_parallel_communication_data_type",
+        "checkpoint",
+        "data_types",
+        "aio",
+        "compression_training",
+        "disable_allgather",
+        "eigenvalue",
+        "progressive_layer_drop",
+        "pipeline",
+        "weight_quantization",
+        "nebula",
+        "hybrid_engine",
+        "compile",
+        "use_data_before_expert_parallelism",
+        "timers",
+        "graph_harvesting",
+        "zero_quantized_weights",
+        "zero_quantized_gradients",
+        "zero_hpz_partition_size",
+    ]
+)
+ZERO_KEYS = frozenset(
+    [
+        "stage",
+        "allgather_partitions",
+        "allgather_bucket_size",
+        "overlap_comm",
+        "reduce_scatter",
+        "reduce_bucket_size",
+        "contiguous_gradients",
+        "offload_param",
+        "offload_optimizer",
+        "cpu_offload",
+        "cpu_offload_params",
+        "cpu_offload_use_pin_memory",
+        "sub_group_size",
+        "stage3_max_live_parameters",
+        "stage3_max_reuse_distance",
+        "stage3_prefetch_bucket_size",
+        "stage3_param_persistence_threshold",
+        "stage3_gather_16bit_weights_on_model_save",
+        "stage3_gather_fp16_weights_on_model_save",
+        "stage3_module_granularity_threshold",
+        "stage3_use_all_reduce_for_fetch_params",
+        "elastic_checkpoint",
+        "round_robin_gradients",
+        "load_from_fp32_weights",
+        "ignore_unused_parameters",
+        "legacy_stage1",
+        "zero_hpz_partition_size",
+        "zero_quantized_weights",
+        "zero_quantized_nontrainable_weights",
+        "zero_quantized_gradients",
+        "zeropp_loco_param",
+        "mics_shard_size",
+        "mics_hierarchical_params_gather",
+        "memory_efficient_linear",
+        "pipeline_loading_checkpoint",
+        "override_module_apply",
+        "log_trace_cache_warnings",
+        "use_multi_rank_bucket_allreduce",
+        "module_granularity_threshold",
+        "use_all_reduce_for_fetch_params",
+    ]
+)
+SUB_KEYS = {
+    "fp16": frozenset(
+        [
+            "enabled",
+            "auto_cast",
+            "loss_scale",
+            "initial_scale_power",
+            "loss_scale_window",
+            "hysteresis",
+            "consecutive_hysteresis",
+            "min_loss_scale",
+            "fp16_master_weights_and_grads",
+        ]
+    ),
+    "bf16": frozenset(
+        [
+            "enabled",
+            "immediate_grad_update",
+            "check_grad_overflow",
+            "bf16_master_weights_and_grads",
+            "bf16_optimizer_states",
+        ]
+    ),
+}
+OFFLOAD_KEYS = frozenset(
+    [
+        "device",
+        "nvme_path",
+        "buffer_count",
+        "buffer_size",
+        "max_in_cpu",
+        "pin_memory",
+        "pipeline",
+        "pipeline_read",
+        "pipeline_write",
+        "fast_init",
+        "ratio",
+    ]
+)
+
 
 def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The JSON config named by ``launch.deepspeed`` (or ``path``); one-line errors name the recipe."""
@@ -43,6 +186,7 @@ def load_config(recipe: Recipe, path: str | os.PathLike[str] | None = None) -> d
     if not isinstance(config, dict):
         raise RecipeError(recipe.path, KEY, f"{p} must hold a JSON object")
     _check_types(recipe, p, config)
+    _check_keys(recipe, p, config)
     return config
 
 
@@ -74,6 +218,26 @@ def _check_types(recipe: Recipe, path: Path, config: dict[str, Any]) -> None:
         number = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
         if v is not None and v != "auto" and not number:
             raise bad(key, f'must be a number or "auto", got {v!r}')
+
+
+def _check_keys(recipe: Recipe, path: Path, config: dict[str, Any]) -> None:
+    """Unknown keys are refused (astrollama.config.check_keys), at the top level and in the
+    sections whose keys DeepSpeed fixes."""
+    from astrollama.config import check_keys
+
+    def err(file: Any, key: str, problem: str) -> RecipeError:
+        return RecipeError(recipe.path, KEY, f"{file}: {key}: {problem}")
+
+    check_keys(config, TOP_KEYS, path, error=err)  # type: ignore[arg-type]
+    for name, keys in SUB_KEYS.items():
+        if isinstance(config.get(name), dict):
+            check_keys(config[name], keys, path, name, error=err)  # type: ignore[arg-type]
+    zero = config.get("zero_optimization")
+    if isinstance(zero, dict):
+        check_keys(zero, ZERO_KEYS, path, "zero_optimization", error=err)  # type: ignore[arg-type]
+        for sub in ("offload_optimizer", "offload_param"):
+            if isinstance(zero.get(sub), dict):
+                check_keys(zero[sub], OFFLOAD_KEYS, path, f"zero_optimization.{sub}", error=err)  # type: ignore[arg-type]
 
 
 def recipe_precision(recipe: Recipe) -> str:

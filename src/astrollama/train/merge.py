@@ -316,18 +316,13 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
-    from astrollama.io import atomic_dir, atomic_write_text
+    from astrollama.io import atomic_dir, atomic_write_text, claim_dir
     from astrollama.train.run import _environment, _git_info, _PipFreeze
 
     file = recipe._file or str(recipe.path)
     final = Path(recipe.output_dir)
-    if final.exists() and not (final / "provenance" / "merge.json").is_file():
-        raise RecipeError(
-            file,
-            "output_dir",
-            f"{final} exists and is not a finished merge (no provenance/merge.json): remove it or set "
-            "output_dir=... to another directory",
-        )
+    # someone else's directory, or an unwritable place: refused before any input is read
+    claim_dir(final, "merge", legacy=(_finished_merge,), what=f"{file}: output_dir")
     _clear_stale_temporaries(final)
     paths = input_paths(recipe)
     check_inputs(recipe, paths)
@@ -340,7 +335,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
             file, "(mergekit)", f"mergekit rejects the translated config: {e.errors()[0]['msg']}"
         ) from None
     inputs = {key: {"path": p, "files": _sha256_files(p)} for key, p in paths.items()}
-    if final.exists():
+    if _finished_merge(final):
         why = _differs_from_finished(final, recipe, mk_yaml, inputs)
         if why:
             raise RecipeError(
@@ -396,6 +391,11 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         owner.unlink()
     log.info("merged model: %s (%.1f s)", final, time.time() - started)
     return final
+
+
+def _finished_merge(directory: Path) -> bool:
+    """A merge's own output (astrollama.io ownership): renamed into place with its provenance."""
+    return (directory / "provenance" / "merge.json").is_file()
 
 
 def _clear_stale_temporaries(final: Path) -> None:

@@ -43,7 +43,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from astrollama.io import atomic_dir, file_lock
+from astrollama.io import atomic_dir, claim_dir, file_lock
 
 log = logging.getLogger("astrollama.train.run")
 
@@ -267,6 +267,17 @@ def _tee(src, dest_path: Path) -> None:
             dest.flush()
 
 
+# a run directory's owner marker (astrollama.io): a rerun resumes in it; a run directory of an
+# earlier version holds nothing but what a run writes, with its provenance/ or checkpoints/
+RUN_OWNER = "train run"
+_RUN_ENTRIES = frozenset({"provenance", "checkpoints", "checkpoints.incomplete", "logs", "eval"})
+
+
+def _legacy_run_dir(directory: Path) -> bool:
+    names = {p.name for p in directory.iterdir() if not p.name.startswith(".")}
+    return names <= _RUN_ENTRIES and bool(names & {"provenance", "checkpoints"})
+
+
 def run(recipe_path: str, overrides: list[str]) -> int:
     from astrollama.train.checkpoints import latest_complete_checkpoint, quarantine_incomplete
     from astrollama.train.launch import build_launch
@@ -302,7 +313,9 @@ def run(recipe_path: str, overrides: list[str]) -> int:
         alloc.device,
         plan.batch.box(len(alloc.nodes), gpn),
     )
-    if alloc.node_rank == 0:
+    if alloc.node_rank == 0:  # someone else's directory: refused before anything is written there
+        where = f"{recipe_path}: launch.run_dir"
+        claim_dir(recipe.launch.run_dir, RUN_OWNER, legacy=(_legacy_run_dir,), what=where, create=True)
         quarantine_incomplete(plan.output_dir)
     resume = latest_complete_checkpoint(plan.output_dir)
     command = list(plan.commands[alloc.node_rank])

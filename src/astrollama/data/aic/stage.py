@@ -95,6 +95,7 @@ def run_aic(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[m.root / "aic"],
     )
     todo = runner.select(ids)
     ocr, src = m.status("ocr"), m.status("download_src")

@@ -134,6 +134,7 @@ def run_ocr(
         retry_failed=retry_failed,
         force=force,
         progress=False,
+        outputs=[manifest.root / "ocr"],
     )
     todo = set(runner.select(ids))
     stats = OcrStats()
@@ -346,8 +347,14 @@ def _cli_ocr(args: argparse.Namespace) -> int:
 
 def _cli_random(args: argparse.Namespace) -> int:
     from astrollama.data.ocr.nougat import random_nougat
+    from astrollama.io import owned_dir
 
-    print(random_nougat(args.out, args.preset, seed=args.seed))
+    def earlier(d: Path) -> bool:  # a checkpoint of an earlier version (before the owner marker)
+        return (d / "config.json").is_file() and (d / "preprocessor_config.json").is_file()
+
+    with owned_dir(args.out, "data nougat-random", legacy=(earlier,)) as tmp:
+        random_nougat(tmp, args.preset, seed=args.seed)
+    print(args.out)
     return 0
 
 

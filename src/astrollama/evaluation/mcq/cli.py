@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from astrollama.evaluation.mcq.prompts import LETTER_TOKEN_RULES, PROMPT_NAMES
+from astrollama.io import Legacy, claim_dir, claim_file, owned_dir
 
 LETTER_TOKEN_HELP = (
     "token method: which token id stands for each letter. prompt = the letter's token as it follows "
@@ -97,9 +99,23 @@ def register(sub) -> None:
     s.set_defaults(func=run_split)
 
 
+# the output's owner marker (astrollama.io); an output of an earlier version: scores.json with
+# nothing beside it but the other files `eval mcq` writes
+MCQ_OWNER = "eval mcq"
+MCQ_LEGACY = (
+    Legacy(
+        "scores.json",
+        check=lambda d: isinstance(d, dict) and "settings" in d,
+        only=frozenset({"scores.json", "predictions.jsonl", "submission.csv"}),
+    ),
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
     from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
+
+    claim_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY)  # before any question is read or model loaded
 
     for option, value, most in (
         ("--batch-size", args.batch_size, MAX_BATCH),
@@ -132,15 +148,23 @@ def run(args: argparse.Namespace) -> int:
         context_policy=args.context_policy,
         letter_token=args.letter_token,
     )
-    result.write(args.out)
+    with owned_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY) as tmp:
+        result.write(tmp)
     summary = {k: v for k, v in result.scores().items() if k != "settings"}
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import load_questions, write_public_and_key
+    from astrollama.evaluation.mcq import MCQInputError, load_questions, write_public_and_key
 
+    outs = {"--public": Path(args.public), "--key": Path(args.key)}
+    for option, path in outs.items():
+        claim_file(path, "eval mcq-split", is_own=None, what=option)
+        if path.resolve() == Path(args.keyed).resolve():
+            raise MCQInputError(f"{option}: {path}: is the keyed input file; choose another path")
+    if outs["--public"].resolve() == outs["--key"].resolve():
+        raise MCQInputError(f"--key: {args.key}: is the same file as --public")
     pub, key = write_public_and_key(load_questions(args.keyed), args.public, args.key)
     print(f"{pub}\n{key}")
     return 0
