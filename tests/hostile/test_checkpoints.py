@@ -184,7 +184,7 @@ def test_models_refuses_a_foreign_directory_and_leaves_it_alone(tmp_path, refuse
     dest = tmp_path / "mine"
     dest.mkdir()
     (dest / "notes.txt").write_text("my data")
-    refuse(["models", "tiny", str(dest)], tmp_path, expect=[str(dest), "not a `astrollama models` output"])
+    refuse(["models", "tiny", str(dest)], tmp_path, expect=[str(dest), "is not empty"])
     assert (dest / "notes.txt").read_text() == "my data"
 
 
