@@ -34,6 +34,7 @@ GROUPS = {
     "eval": "astrollama.evaluation.cli",
     "merge": "astrollama.train.merge",
     "demo": "astrollama.demo",
+    "reproduce": "astrollama.reproduce",
 }
 
 

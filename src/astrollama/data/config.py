@@ -45,7 +45,7 @@ from astrollama.config import (
 )
 
 # the config's sections: the data commands that read one (``harvest`` holds one sub-command)
-SECTIONS = ("harvest", "download", "ocr", "aic", "summarize", "build", "qa", "sft-convert")
+SECTIONS = ("harvest", "download", "ocr", "aic", "summarize", "build", "qa", "sft-convert", "demo-sft")
 
 
 class DataConfigError(ConfigError):
