@@ -418,10 +418,10 @@ class Plan:
         return f"astrollama reproduce {shlex.quote(self.name)} --from {stage}"
 
     # ---- Slurm lines
-    def sbatch_line(self, stage: str, after: Sequence[str]) -> list[str]:
+    def sbatch_line(self, stage: str, after: Sequence[str], log_dir: str = "slurm/logs") -> list[str]:
         st = self.stages[stage]
         dep = [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=no"] if after else []
-        log = "slurm/logs/%x-%A_%a.out" if st.array > 1 else "slurm/logs/%x-%j.out"
+        log = f"{log_dir}/%x-%A_%a.out" if st.array > 1 else f"{log_dir}/%x-%j.out"
         script = st.script or [STAGE_SCRIPT, "reproduce", self.name, "--run-stage", stage]
         return [
             "sbatch",
@@ -566,7 +566,7 @@ def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
     return 0
 
 
-def submit(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> dict[str, str]:
+def submit(plan: Plan, stages: Sequence[str], dry_run: bool = False, log_dir: str = "slurm/logs") -> dict[str, str]:
     """Submit ``stages`` as dependent jobs; returns stage -> job id (dry run: ``$JOB_n``)."""
     from astrollama.data.pipeline import sbatch, shell_line
 
@@ -586,7 +586,7 @@ def submit(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> dict[str
                     f"(run `{plan.resume_command(dep)}`)"
                 )
         first = False
-        cmd = plan.sbatch_line(stage, after)
+        cmd = plan.sbatch_line(stage, after, log_dir)
         if dry_run:
             print(f"JOB_{n}=$({shell_line(shown(cmd))})  # {stage}")
             ids[stage] = f"$JOB_{n}"
@@ -620,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="start", default=None, metavar="STAGE", help="first stage")
     p.add_argument("--until", dest="stop", default=None, metavar="STAGE", help="last stage")
     p.add_argument("--local", action="store_true", help="run the graph in order here, even with Slurm")
+    p.add_argument("--log-dir", default="slurm/logs", help="job logs (Slurm: %%x-%%j.out) [slurm/logs]")
     p.add_argument("--run-stage", default=None, metavar="STAGE", help=argparse.SUPPRESS)  # a job's body
     a = p.parse_args(argv)
     target, path = load_target(a.target)
@@ -637,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if slurm or (a.dry_run and not a.local):
-        submit(plan, stages, dry_run=a.dry_run)
+        submit(plan, stages, dry_run=a.dry_run, log_dir=a.log_dir)
         return 0
     return run_local(plan, stages, dry_run=a.dry_run)
 

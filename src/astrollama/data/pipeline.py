@@ -109,23 +109,28 @@ class StageConfig(BaseModel):
 
     def argv(self) -> list[str]:
         """The stage's command line (``["data", "build", "--out=...", ...]``) from the set fields."""
-        opts: list[str] = []
+        opts: list[list[str]] = []  # one group of tokens per option, in field order
         positionals: list[str] = []
-        for key in self.model_fields_set:
+        for key in self.model_fields:
+            if key not in self.model_fields_set:
+                continue
             value, action = getattr(self, key), self.actions[key]
             flag = next((o for o in action.option_strings if o.startswith("--")), None)
             if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
                 if value == isinstance(action, argparse._StoreTrueAction):
-                    opts.append(flag)
+                    opts.append([flag])
             elif isinstance(action, argparse._AppendAction):
-                opts += [f"{flag}={_text(v)}" for v in value]
+                opts += [[f"{flag}={_text(v)}"] for v in value]
             elif isinstance(value, list):
-                (opts if flag else positionals).extend(([flag] if flag else []) + [_text(v) for v in value])
+                if flag:
+                    opts.append([flag, *(_text(v) for v in value)])
+                else:
+                    positionals += [_text(v) for v in value]
             elif flag:
-                opts.append(f"{flag}={_text(value)}")
+                opts.append([f"{flag}={_text(value)}"])
             else:
                 positionals.append(_text(value))
-        return ["data", *self.command, *sorted(opts), *positionals]
+        return ["data", *self.command, *(t for group in opts for t in group), *positionals]
 
 
 def _text(value: Any) -> str:
