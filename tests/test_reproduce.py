@@ -62,7 +62,13 @@ def test_8b_target_on_2_nodes_x_8_gpus(tmp_path, capsys) -> None:
     assert "--gpus-per-node=1" in by["ocr"] and "--cpus-per-task=16" in by["build"]
     for stage in ("harvest", "download", "ocr", "aic", "build", "eval", "report"):
         cmd = by[stage]
-        assert cmd[cmd.index("slurm/stage.sh") :] == ["slurm/stage.sh", "reproduce", str(f), "--run-stage", stage]
+        assert cmd[cmd.index("slurm/stage.sh") :] == [
+            "slurm/stage.sh",
+            "reproduce",
+            str(f),
+            "--run-stage",
+            stage,
+        ]
 
 
 def test_shipped_8b_target_dry_run_needs_no_data(capsys) -> None:
@@ -84,7 +90,10 @@ def test_demo_target_runs_the_demo_configs(capsys) -> None:
     """The toy target's graph: data_prep/demo.yaml's stages, the demo recipes, eval/demo.yaml."""
     assert main(["reproduce", "demo", "--dry-run", "--local"]) == 0
     out = capsys.readouterr().out
-    assert "harvest -> download -> ocr -> aic -> summarize -> build -> demo-sft -> cpt -> sft -> merge -> eval -> report" in out
+    assert (
+        "harvest -> download -> ocr -> aic -> summarize -> build -> demo-sft -> cpt -> sft -> merge -> eval -> report"
+        in out
+    )
     assert "astrollama data run data_prep/demo.yaml --stage build  # build" in out
     assert "bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml" in out
     assert out.count("astrollama eval model --config eval/demo.yaml") == 4

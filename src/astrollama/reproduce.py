@@ -566,7 +566,9 @@ def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
     return 0
 
 
-def submit(plan: Plan, stages: Sequence[str], dry_run: bool = False, log_dir: str = "slurm/logs") -> dict[str, str]:
+def submit(
+    plan: Plan, stages: Sequence[str], dry_run: bool = False, log_dir: str = "slurm/logs"
+) -> dict[str, str]:
     """Submit ``stages`` as dependent jobs; returns stage -> job id (dry run: ``$JOB_n``)."""
     from astrollama.data.pipeline import sbatch, shell_line
 

@@ -27,7 +27,9 @@ def test_generated_command_lines_equal_the_config_path(name: str) -> None:
         argv = cfg.argv()
         assert argv[:2] == ["data", stage]
         generated = parser.parse_args(argv[1:])
-        via_config = parser.parse_args(apply_config(parser, [*argv[1 : len(cfg.command) + 1], "--config", str(config)]))
+        via_config = parser.parse_args(
+            apply_config(parser, [*argv[1 : len(cfg.command) + 1], "--config", str(config)])
+        )
         assert vars(generated) == {**vars(via_config), "config": None}, stage
 
 
