@@ -154,6 +154,6 @@ def test_from_a_stage_whose_inputs_are_missing_names_the_stage_that_makes_them(t
     f.write_text(yaml.safe_dump(demo_target(tmp_path / "work")))
     assert main(["reproduce", str(f), "--local", "--from", "cpt"]) == 2
     err = capsys.readouterr().err
-    assert "stage cpt: its input" in err and "stage demo-sft makes it" in err
+    assert f"stage cpt: its input {tmp_path / 'work' / 'sft'} is not complete: stage demo-sft makes it" in err
     assert f"astrollama reproduce {f} --from demo-sft" in err
     assert not (tmp_path / "work" / "run").exists()  # nothing ran

@@ -302,6 +302,8 @@ class Plan:
                 *(f"--set={x}" for x in self.target.data.set),
             ]
         ]
+        out = getattr(self.pipeline.stages[s], "out", None) if s != "build" else str(self.corpus)
+        st.outputs = [_abs(out) if out else _abs(self.pipeline.root or ".")]
         line = sbatch_line(self.pipeline, s)
         i = line.index(STAGE_SCRIPT)
         st.sbatch = [x for x in line[2:i] if not x.startswith(("--output", "--requeue", "--job-name"))]
@@ -410,8 +412,7 @@ class Plan:
         out = []
         for dep in st.after:
             if not self.complete(dep):
-                made = self.stages[dep].outputs[0] if self.stages[dep].outputs else self.marker(dep)
-                out.append((made, dep))
+                out.append((self.stages[dep].outputs[0], dep))
         return out
 
     def resume_command(self, stage: str) -> str:
@@ -555,7 +556,7 @@ def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
         if missing and stage == stages[0]:
             path, dep = missing[0]
             raise InputError(
-                f"stage {stage}: its input {path} is not there: stage {dep} makes it "
+                f"stage {stage}: its input {path} is not complete: stage {dep} makes it "
                 f"(run `{plan.resume_command(dep)}`)"
             )
         rc = run_stage(plan, stage)
@@ -584,7 +585,7 @@ def submit(
             if missing:
                 path, dep = missing[0]
                 raise InputError(
-                    f"stage {stage}: its input {path} is not there: stage {dep} makes it "
+                    f"stage {stage}: its input {path} is not complete: stage {dep} makes it "
                     f"(run `{plan.resume_command(dep)}`)"
                 )
         first = False
