@@ -89,3 +89,11 @@ def test_slurm_chain_through_the_one_stage_script(capsys) -> None:
         assert ("--dependency=afterok:$JOB_" in line) == (i > 0)
     assert "--array=0-15" in lines[1] and "--array=0-31" in lines[4] and "--gpus-per-node=1" in lines[4]
     assert set(STAGES) >= set(stages)
+
+
+def test_a_stage_without_its_input_names_the_stage_that_makes_it(tmp_path, capsys) -> None:
+    demo = str(REPO / "data_prep" / "demo.yaml")
+    assert main(["data", "run", demo, "--stage", "aic", "--set", f"root={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert f"stage aic: {tmp_path} has no manifest yet: stage harvest makes it" in err
+    assert not any(tmp_path.iterdir())  # nothing written

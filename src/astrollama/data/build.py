@@ -39,7 +39,7 @@ import shutil
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -800,21 +800,10 @@ def register(sub: Any) -> None:
 
 
 def _cli(a: Any) -> int:
+    # every BuildConfig field is the flag of the same name (max_shard_bytes: --max-shard-mb)
     cfg = BuildConfig(
-        validation_fraction=a.validation_fraction,
-        min_words=a.min_words,
-        near_dup_jaccard=a.near_dup_jaccard,
-        decontam_ngram=a.decontam_ngram,
-        decontam_min_matches=a.decontam_min_matches,
-        decontam_action=a.decontam_action,
-        summary_length_policy=a.summary_length_policy,
+        **{f.name: getattr(a, f.name) for f in fields(BuildConfig) if f.name != "max_shard_bytes"},
         max_shard_bytes=int(a.max_shard_mb * 2**20),
-        shingle_words=a.shingle_words,
-        num_perm=a.num_perm,
-        lsh_bands=a.lsh_bands,
-        repeated_line_min_chars=a.repeated_line_min_chars,
-        repeated_line_max=a.repeated_line_max,
-        max_shard_docs=a.max_shard_docs,
     )
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     train_only = [v.strip() for v in a.train_only.split(",") if v.strip()]

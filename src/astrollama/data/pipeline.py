@@ -390,12 +390,23 @@ def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
     """Run ``stages`` in order in this process; a failing stage stops the chain (its exit code)."""
     from astrollama.cli import main
 
+    from astrollama.data.manifest import Manifest
+
     for i, stage in enumerate(stages, 1):
         argv = p.argv(stage)
+        root = getattr(p.stages[stage], "root", None)
+        if i == 1 and root is not None and stage in MADE_BY and not Manifest(root).papers_path.is_file():
+            raise InputError(
+                f"stage {stage}: {root} has no manifest yet: stage harvest makes it "
+                f"(astrollama data run {p.file} --from harvest)"
+            )
         log(f"[data run {i}/{len(stages)}] {stage}: astrollama {shlex.join(argv)}")
         rc = main(argv)
         if rc != 0:
+            maker = MADE_BY.get(stage)
             resume = f"astrollama data run {p.file} --from {stage}"
+            if rc == 2 and maker:  # bad input: often what the stage before should have made
+                resume += f" (if its input is missing: stage {maker} makes it, --from {maker})"
             raise StageFailed(stage, rc, resume)
 
 
