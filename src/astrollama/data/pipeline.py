@@ -389,7 +389,6 @@ def select(
 def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
     """Run ``stages`` in order in this process; a failing stage stops the chain (its exit code)."""
     from astrollama.cli import main
-
     from astrollama.data.manifest import Manifest
 
     for i, stage in enumerate(stages, 1):
