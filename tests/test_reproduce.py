@@ -157,3 +157,29 @@ def test_from_a_stage_whose_inputs_are_missing_names_the_stage_that_makes_them(t
     assert f"stage cpt: its input {tmp_path / 'work' / 'sft'} is not complete: stage demo-sft makes it" in err
     assert f"astrollama reproduce {f} --from demo-sft" in err
     assert not (tmp_path / "work" / "run").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_local_run_in_order_then_a_rerun_skips_complete_stages(tmp_path, capsys) -> None:
+    """Without Slurm the graph runs in order here; each stage leaves its marker, a rerun skips it,
+    and a later stage started before its input exists names the stage that makes it."""
+    from astrollama.demo import demo_target
+
+    f = tmp_path / "toy.yaml"
+    f.write_text(yaml.safe_dump(demo_target(tmp_path / "work")))
+    assert main(["reproduce", str(f), "--local", "--until", "aic"]) == 0
+    out = capsys.readouterr().out
+    ran = re.findall(r"^\[reproduce\] (\S+): done in", out, re.M)
+    assert ran == ["harvest", "download", "ocr", "aic"]
+    done = tmp_path / "work" / "done"
+    marks = {p.name: p.stat().st_mtime_ns for p in done.iterdir()}
+    assert sorted(marks) == ["aic.json", "download.json", "harvest.json", "ocr.json"]
+    assert (tmp_path / "work" / "prep" / "aic").is_dir()
+
+    assert main(["reproduce", str(f), "--local", "--until", "aic"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("complete, skipped") == 4 and "done in" not in out
+    assert {p.name: p.stat().st_mtime_ns for p in done.iterdir()} == marks
+
+    assert main(["reproduce", str(f), "--local", "--from", "build"]) == 2
+    assert "stage summarize makes it" in capsys.readouterr().err

@@ -404,7 +404,10 @@ class Plan:
             return _final_model(st.outputs[0])
         if st.kind == "merge":
             return (st.outputs[0] / "config.json").is_file()
-        return all(self.marker(stage, t, st.array).is_file() for t in range(st.array))
+        # one marker per array task, or one for the whole stage run here (every shard in one process)
+        return self.marker(stage).is_file() or all(
+            self.marker(stage, t, st.array).is_file() for t in range(st.array)
+        )
 
     def inputs_missing(self, stage: str) -> list[tuple[Path, str]]:
         """(path, the earlier stage that makes it) for each missing input of ``stage``."""
@@ -507,7 +510,7 @@ def run_stage(plan: Plan, stage: str) -> int:
     st = plan.stages[stage]
     task, tasks = shard_from_env() if st.array > 1 else (0, 1)
     marker = plan.marker(stage, task, tasks)
-    if (st.kind in ("train", "merge") and plan.complete(stage)) or marker.is_file():
+    if plan.complete(stage) or marker.is_file():
         print(f"[reproduce] {stage}: complete; nothing to do", flush=True)
         return 0
     t0 = time.time()
