@@ -498,7 +498,11 @@ def select(plan: Plan, start: str | None, stop: str | None) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    """The environment of a training or merge script run here: no SLURM_* (a local run, even
+    inside another stage's job), every CPU for the CPU engine unless OMP_NUM_THREADS says so."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    return env
 
 
 def run_stage(plan: Plan, stage: str) -> int:
