@@ -621,8 +621,11 @@ def header(plan: Plan, mode: str) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="astrollama reproduce", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``astrollama reproduce``."""
+    from astrollama.cli import CommandParser
+
+    p = CommandParser(prog="astrollama reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("target", help="reproduce/<name>.yaml, by name or path")
     p.add_argument(
         "--dry-run", action="store_true", help="print the sbatch lines (or commands); needs no data"
@@ -632,7 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--local", action="store_true", help="run the graph in order here, even with Slurm")
     p.add_argument("--log-dir", default="slurm/logs", help="job logs (Slurm: %%x-%%j.out) [slurm/logs]")
     p.add_argument("--run-stage", default=None, metavar="STAGE", help=argparse.SUPPRESS)  # a job's body
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     target, path = load_target(a.target)
     # jobs run from the repository root: a target given by path is passed on absolute
     name = a.target if target_path(a.target).parent == TARGETS else str(path.resolve())
