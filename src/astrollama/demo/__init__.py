@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def _evaluate(state: dict[str, Any], args: argparse.Namespace) -> None:
         state["heldout_dir"],
         state["workdir"],
         later={"SFT": state["sft"], "merged": state["merged"]},
+        timings=state.setdefault("timings", {}),
     )["report"]
 
 
@@ -108,20 +110,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training run")
     p.add_argument(
+        "--timings", action="store_true", help="print each stage's wall time (and each model's evaluation)"
+    )
+    p.add_argument(
         "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. trainer.max_steps=10"
     )
     a = p.parse_args(argv)
-    state: dict[str, Any] = {"workdir": a.workdir.resolve()}
+    state: dict[str, Any] = {"workdir": a.workdir.resolve(), "timings": {}}
+    stage_seconds: list[tuple[str, float]] = []
+    t_all = time.perf_counter()
     try:
         for i, (title, stage) in enumerate(STAGES, 1):
             print(f"[demo {i}/{len(STAGES)}] {title}", flush=True)
+            t0 = time.perf_counter()
             stage(state, a)
+            stage_seconds.append((stage.__name__.lstrip("_"), time.perf_counter() - t0))
+            if a.timings:
+                print(
+                    f"[demo {i}/{len(STAGES)}] {stage_seconds[-1][0]}: {stage_seconds[-1][1]:.1f} s",
+                    flush=True,
+                )
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
     models = ", ".join(f"{k} {state[k]}" for k in ("trained", "sft", "merged") if k in state)
     print(f"demo OK: models: {models}; report in {state['report']}")
+    if a.timings:
+        print(timing_table(stage_seconds, state["timings"], time.perf_counter() - t_all))
     return 0
+
+
+def timing_table(stages: list[tuple[str, float]], details: dict[str, float], total: float) -> str:
+    """The ``--timings`` table: each stage's wall seconds, the evaluation's parts under it (each
+    model's evaluation ran in a worker, side by side with others: they overlap), and the total."""
+    lines = ["[demo timings] wall seconds", f"  {'stage':<28} {'s':>8}"]
+    for name, seconds in stages:
+        lines.append(f"  {name:<28} {seconds:8.1f}")
+        if name == "evaluate":
+            lines += [f"    {k.split(': ', 1)[1]:<26} {v:8.1f}" for k, v in details.items()]
+    lines.append(f"  {'total (astrollama demo)':<28} {total:8.1f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def report_demo(
     batch_size: int = 8,
     base: str | os.PathLike[str] | None = None,
     later: dict[str, str | os.PathLike[str]] | None = None,
+    workers: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Evaluate both models and write ``<workdir>/report/``; print the main table; return that dir.
 
@@ -53,13 +55,16 @@ def report_demo(
     ``later`` adds the stages after CPT in order, ``{"SFT": dir, "merged": dir}``: each is scored on
     the same questions and documents (``<workdir>/results/<stage>``, without the CPT recipe's
     published row) and the report gains its stage table (base -> CPT -> ...) and ``stages.png``.
+    Each model is loaded once for all its evaluations, and the models are evaluated side by side
+    in ``workers`` processes (default: one per core; :mod:`astrollama.evaluation.pool`).
+    ``timings`` (a dict) receives the seconds of each model's evaluation and of the report.
     """
-    from astrollama.evaluation.common import load_causal_lm
     from astrollama.evaluation.embeddings import compare_embeddings
+    from astrollama.evaluation.pool import ModelJob, ModelResult, Settings, evaluate_models
     from astrollama.evaluation.report import build_report
-    from astrollama.evaluation.suite import evaluate_model
 
     t0 = time.perf_counter()
+    timings = {} if timings is None else timings
     work = Path(workdir)
     questions = Path(questions) if questions else bundled_questions()
     models = {"base": Path(base_model_dir), "trained": Path(trained_model_dir)}
@@ -72,26 +77,34 @@ def report_demo(
         models[key], stages[key] = Path(path), name
         labels[key] = f"{labels[list(labels)[-1]]} + {name}"
 
-    loaded = {}
-    for role, path in models.items():
-        loaded[role] = load_causal_lm(path, base=base or base_model_dir)
-        evaluate_model(
+    jobs = [
+        ModelJob(
+            role,
             path,
-            work / "results" / role,
-            label=labels[role],
-            questions=questions,
-            heldout=heldout_dir,
+            labels[role],
+            role if role == "base" else "trained",
             recipe=recipe if role in ("base", "trained") else None,
-            scale="toy",
-            block_size=block_size,
-            max_docs=max_docs,
-            batch_size=batch_size,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            model_and_tokenizer=loaded[role],
             stage=stages.get(role),
-            role=role if role == "base" else "trained",
         )
+        for role, path in models.items()
+    ]
+    settings = Settings(
+        questions=questions,
+        heldout=Path(heldout_dir),
+        base=Path(base or base_model_dir),
+        block_size=block_size,
+        max_docs=max_docs,
+        batch_size=batch_size,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
+
+    def done(r: ModelResult) -> None:
+        timings[f"evaluation: {r.job.key}"] = r.seconds
+        print(f"[eval] {r.job.label}: evaluated in {r.seconds:.1f} s", flush=True)
+
+    ran = evaluate_models(jobs, settings, work / "results", workers=workers, on_done=done)
+    t_report = time.perf_counter()
     compare_embeddings(
         [(labels[r], models[r]) for r in models],
         heldout_dir,
@@ -99,9 +112,8 @@ def report_demo(
         max_docs=max_docs,
         max_length=block_size,
         batch_size=batch_size,
-        loaded={labels[r]: loaded[r] for r in models},
+        embedded={r.job.label: (r.embeddings, r.bos_excluded) for r in ran},
     )
-    del loaded
     out = build_report(
         [work / "results" / r for r in models],
         work / "report",
@@ -109,6 +121,7 @@ def report_demo(
         command=f"astrollama.demo.evaluate.report_demo({base_model_dir}, {trained_model_dir}, "
         f"{heldout_dir}, {workdir})",
     )
+    timings["evaluation: report"] = time.perf_counter() - t_report
     print(summary_table(out))
     log.info("evaluation report in %s (%.0f s)", out, time.perf_counter() - t0)
     return out
@@ -127,11 +140,17 @@ def summary_table(report_dir: str | os.PathLike[str]) -> str:
 
 
 def evaluate(
-    base: Path, trained: Path, heldout_dir: Path, workdir: Path, *, later: dict[str, Path] | None = None
+    base: Path,
+    trained: Path,
+    heldout_dir: Path,
+    workdir: Path,
+    *,
+    later: dict[str, Path] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """The evaluation report for base vs trained (and the ``later`` stages, as :func:`report_demo`
     says); raise DemoError unless held-out perplexity dropped from base to trained."""
-    report_dir = report_demo(base, trained, heldout_dir, workdir / "eval", later=later)
+    report_dir = report_demo(base, trained, heldout_dir, workdir / "eval", later=later, timings=timings)
     ppl = {
         role: json.loads((workdir / "eval" / "results" / role / "ppl.json").read_text())["perplexity"]
         for role in ("base", "trained", *(k.lower() for k in later or {}))
