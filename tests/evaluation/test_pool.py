@@ -51,7 +51,9 @@ def test_side_by_side_equals_one_by_one(setup):
     tmp, jobs, settings = setup
     finished = []
     one = evaluate_models(jobs, settings, tmp / "one", workers=1)
-    two = evaluate_models(jobs, settings, tmp / "two", workers=2, on_done=lambda r: finished.append(r.job.key))
+    two = evaluate_models(
+        jobs, settings, tmp / "two", workers=2, on_done=lambda r: finished.append(r.job.key)
+    )
     assert [r.job.key for r in two] == ["base", "cpt"] and sorted(finished) == ["base", "cpt"]
     for a, b in zip(one, two, strict=True):
         assert a.results.parent == tmp / "one" and b.results.parent == tmp / "two"
