@@ -1,15 +1,15 @@
-"""How fast can the demo train on this CPU? Optimizer steps of SmolLM2-135M-Instruct on 256-token
-blocks, timed back to back in each setting so the ratios hold on a busy machine:
+"""How fast can the demo train on this CPU? SmolLM2-135M-Instruct on 256-token blocks, each
+setting timed back to back, round by round (A B A B ...), so the ratios hold on a busy machine:
 
-* ``fp32 b4``: what the demo did (float32, 4 blocks per step);
-* ``bf16 b4``: bfloat16 autocast (the Trainer's ``bf16=True`` on CPU), fp32 master weights;
-* ``fp32 b8`` / ``bf16 b8``: fewer, larger steps with the same tokens (8 blocks per step).
+* forward + backward of one micro-batch in ``fp32`` (what the demo did) and under bfloat16
+  autocast (``bf16``: the Trainer's ``bf16=True`` on CPU; float32 master weights), per 1,000 tokens;
+* one AdamW update of all weights (paid once per optimizer step: what fewer, larger steps with the
+  same tokens save).
 
-Settings are interleaved round by round (A B C D A B C D ...) and the median step is reported
-per 1,000 tokens, with the ratio to ``fp32 b4`` and the mean loss of the measured steps (the same
-blocks in every setting: bf16 rounding shows as a loss difference of ~1e-2).
+Prints the median of wall and CPU seconds (CPU seconds of this process: less disturbed by other
+jobs than wall time), the bf16/fp32 ratio, and the loss of the same blocks in both precisions.
 
-    .venv/bin/python scripts/bench_train.py [--rounds 3] [--steps 2] [--threads 2]
+    .venv/bin/python scripts/bench_train.py [--rounds 3] [--batch 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=2, help="timed steps per setting per round")
+    p.add_argument("--batch", type=int, default=2, help="blocks per timed forward + backward")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--block-size", type=int, default=256)
     a = p.parse_args(argv)
@@ -35,48 +35,54 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    ckpt = smollm2_checkpoint()
-    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoint(), dtype=torch.float32)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # full update work, weights unchanged
-    vocab = model.config.vocab_size
-    data = torch.randint(0, vocab, (8 * a.steps, a.block_size))
-    settings = [("fp32 b4", False, 4), ("bf16 b4", True, 4), ("fp32 b8", False, 8), ("bf16 b8", True, 8)]
-    times: dict[str, list[float]] = {s[0]: [] for s in settings}
-    losses: dict[str, list[float]] = {s[0]: [] for s in settings}
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # the full update's work, weights unchanged
+    x = torch.randint(0, model.config.vocab_size, (a.batch, a.block_size))
+    tokens = a.batch * a.block_size
 
-    def step(bf16: bool, x: torch.Tensor) -> float:
+    def fwd_bwd(bf16: bool) -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=x, labels=x).loss
         loss.backward()
-        opt.step()  # lr 0: every setting sees the same weights
-        opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    step(False, data[:4])  # warm-up: allocator, kernels
-    step(True, data[:4])
+    def timed(f, *args) -> tuple[float, float, float]:
+        w, c = time.perf_counter(), time.process_time()
+        out = f(*args)
+        return time.perf_counter() - w, time.process_time() - c, out
+
+    fwd_bwd(False)  # warm-up: allocator, kernels, optimizer state
+    fwd_bwd(True)
+    opt.step()
+    units = cpu_bf16_units()
     print(
-        f"SmolLM2-135M-Instruct, {a.block_size}-token blocks, {a.threads} thread(s), "
-        f"bf16 units: {cpu_bf16_units() or 'none'}; {a.rounds} rounds x {a.steps} steps",
+        f"SmolLM2-135M-Instruct, {a.batch} x {a.block_size}-token blocks, {a.threads} thread(s), "
+        f"bfloat16 units: {', '.join(units) or 'none'}; {a.rounds} rounds",
         flush=True,
     )
+    res: dict[str, list[tuple[float, float, float]]] = {"fp32": [], "bf16": [], "adamw": []}
     for r in range(a.rounds):
-        for name, bf16, bs in settings:
-            for i in range(a.steps):
-                x = data[(i * bs) % len(data) :][:bs]
-                t0 = time.perf_counter()
-                loss = step(bf16, x)
-                times[name].append((time.perf_counter() - t0) / (bs * a.block_size) * 1000)
-                if r == 0:
-                    losses[name].append(loss)
+        for name in ("fp32", "bf16"):
+            opt.zero_grad(set_to_none=False)
+            res[name].append(timed(fwd_bwd, name == "bf16"))
+        res["adamw"].append(timed(opt.step))
         print(f"  round {r + 1}/{a.rounds} done", flush=True)
-    ref = statistics.median(times["fp32 b4"])
-    for name, _, _ in settings:
-        med = statistics.median(times[name])
+
+    def med(name: str, i: int, per: float = 1.0) -> float:
+        return statistics.median(t[i] for t in res[name]) * per
+
+    k = 1000 / tokens
+    for name in ("fp32", "bf16"):
         print(
-            f"  {name}: {med:6.2f} s per 1k tokens  {ref / med:4.2f}x fp32 b4  "
-            f"loss {statistics.mean(losses[name]):.4f}"
+            f"  forward+backward {name}: {med(name, 0, k):6.2f} s wall, {med(name, 1, k):6.2f} s CPU "
+            f"per 1k tokens; loss {res[name][0][2]:.4f}"
         )
+    print(
+        f"  bf16 vs fp32: {med('fp32', 0) / med('bf16', 0):4.2f}x wall, "
+        f"{med('fp32', 1) / med('bf16', 1):4.2f}x CPU"
+    )
+    print(f"  AdamW update: {med('adamw', 0):6.2f} s wall, {med('adamw', 1):6.2f} s CPU per optimizer step")
     return 0
 
 
