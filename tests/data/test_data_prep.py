@@ -16,7 +16,6 @@ from astrollama.data.cli import build_parser
 from astrollama.data.config import SECTIONS, apply_config
 from astrollama.data.manifest import Manifest
 from astrollama.data.stages import shard_of
-from astrollama.demo.data import prepare
 from tests.data.test_demo_chain import tree_hash
 from tests.data.test_slurm_cpu_stages import FIX, PAPERS
 
@@ -50,10 +49,11 @@ def run_stage(script: str, config: Path, *args: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_demo_config_chain_equals_the_flag_driven_chain(tmp_path: Path) -> None:
+def test_demo_config_chain_equals_the_flag_driven_chain(tmp_path: Path, demo_prep) -> None:
     """data_prep/0*.sh with data_prep/demo.yaml on the bundled papers == `astrollama data demo-prep`
-    (the flag-driven path), byte for byte; flags given to a script win over the config."""
-    ref = prepare(tmp_path / "flags", summary_papers=1, summary_tokens=24)
+    (the flag-driven path, run once per session: the demo_prep fixture), byte for byte; flags given
+    to a script win over the config."""
+    ref = demo_prep[1]
 
     root, out = tmp_path / "config" / "prep", tmp_path / "config" / "corpus"
     config = REPO / "data_prep" / "demo.yaml"

@@ -22,9 +22,8 @@ def tree_hash(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_root: Path) -> None:
-    lines: list[str] = []
-    res = prepare(tmp_path / "demo", log=lines.append, summary_papers=1, summary_tokens=24)
+def test_demo_chain_builds_corpora_the_demo_recipe_accepts(demo_prep, repo_root: Path) -> None:
+    workdir, res, lines = demo_prep
     m = Manifest(res["root"])
     n = len(m.ids())
     assert n >= 30
@@ -66,5 +65,5 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
 
     # a rerun redoes nothing and changes nothing
     before = tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")
-    prepare(tmp_path / "demo", log=lines.append, summary_papers=1, summary_tokens=24)
+    prepare(workdir, log=lines.append, summary_papers=1, summary_tokens=24)
     assert (tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")) == before
