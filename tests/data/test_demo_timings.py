@@ -30,10 +30,10 @@ def test_timings_print_every_stage_and_the_total(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     table = out[out.index("[demo timings]") :].splitlines()
     rows = {line.split()[0]: float(line.split()[-1]) for line in table[2:]}
-    assert list(rows) == ["data", "train", "evaluate", "base", "report", "total"]
-    assert rows["data"] >= 0.0 and rows["train"] >= 0.5  # measured, not made up
-    assert rows["base"] == 0.5 and rows["report"] == 0.2  # one decimal
-    assert rows["total"] >= rows["data"] + rows["train"]
+    assert list(rows) == ["data-chain", "CPT", "evaluation", "eval-base", "eval-report", "total"]
+    assert rows["data-chain"] >= 0.0 and rows["CPT"] >= 0.5  # measured, not made up
+    assert rows["eval-base"] == 0.5 and rows["eval-report"] == 0.2  # one decimal
+    assert rows["total"] >= rows["data-chain"] + rows["CPT"]
     assert "[demo 2/3] train: " in out
     # without --timings: no table
     assert demo.main(["--workdir", str(tmp_path)]) == 0

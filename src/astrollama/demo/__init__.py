@@ -143,11 +143,19 @@ def main(argv: list[str] | None = None) -> int:
 def timing_table(stages: list[tuple[str, float]], details: dict[str, float], total: float) -> str:
     """The ``--timings`` table: each stage's wall seconds, the evaluation's parts under it (each
     model's evaluation ran in a worker, side by side with others: they overlap), and the total."""
-    lines = ["[demo timings] wall seconds", f"  {'stage':<28} {'s':>8}"]
+    names = {
+        "data": "data-chain",
+        "base": "base-model",
+        "train": "CPT",
+        "sft": "SFT",
+        "evaluate": "evaluation",
+    }
+    lines = ["[demo timings] wall seconds (the eval- rows of models evaluated side by side overlap)"]
+    lines.append(f"  {'stage':<28} {'s':>8}")
     for name, seconds in stages:
-        lines.append(f"  {name:<28} {seconds:8.1f}")
+        lines.append(f"  {names.get(name, name):<28} {seconds:8.1f}")
         if name == "evaluate":
-            lines += [f"    {k.split(': ', 1)[1]:<26} {v:8.1f}" for k, v in details.items()]
+            lines += [f"    {k.replace('evaluation: ', 'eval-'):<26} {v:8.1f}" for k, v in details.items()]
     lines.append(f"  {'total (astrollama demo)':<28} {total:8.1f}")
     return "\n".join(lines)
 
