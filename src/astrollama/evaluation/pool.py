@@ -4,13 +4,15 @@
 held-out perplexity and a completion (:func:`astrollama.evaluation.suite.evaluate_model`) and the
 embeddings of the held-out documents, which :func:`astrollama.evaluation.embeddings.compare_embeddings`
 then compares across models. With ``workers > 1`` the models are spread over that many worker
-processes (spawned, each with ``cores // workers`` torch threads), in the given order; the results
-are the same files a sequential run writes, read back in the given order. Worker logs go to the
+processes (spawned, each with ``cores // workers`` torch threads), in the given order; they write
+the same files a sequential run writes, returned in the given order. Worker logs go to the
 console as plain lines (progress bars off: several at once would interleave).
 
 Why processes: at these sizes (a 135M model, batches of 8 questions) two torch threads on one model
 leave time on the table (small operations, token-by-token generation, loading), while two models
-on one thread each keep both cores busy. Measured: scripts/bench_eval.py.
+on one thread each keep both cores busy. Measured with scripts/bench_eval.py (README, "Timing the
+demo"): 1.74x on a loaded 2-core machine, where a descheduled thread stalls its partner; less is
+expected on an idle one.
 """
 
 from __future__ import annotations
