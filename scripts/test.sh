@@ -19,4 +19,5 @@ fi
 .venv/bin/ruff check src tests data_prep eval
 .venv/bin/ruff format --check src tests data_prep eval   # the one formatter (pyproject [tool.ruff])
 .venv/bin/shellcheck slurm/*.sh scripts/*.sh tests/*.sh data_prep/*.sh eval/*.sh
-exec .venv/bin/python -m pytest "$@"
+# --durations: every run (CI included) ends with its 30 slowest steps, so where the time goes is on record
+exec .venv/bin/python -m pytest --durations=30 "$@"

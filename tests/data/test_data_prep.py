@@ -16,7 +16,7 @@ from astrollama.data.cli import build_parser
 from astrollama.data.config import SECTIONS, apply_config
 from astrollama.data.manifest import Manifest
 from astrollama.data.stages import shard_of
-from tests.data.test_demo_chain import run_chain, tree_hash
+from tests.data.test_demo_chain import tree_hash
 from tests.data.test_slurm_cpu_stages import FIX, PAPERS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,10 +49,11 @@ def run_stage(script: str, config: Path, *args: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_stage_scripts_give_the_corpus_the_runner_gives(tmp_path: Path) -> None:
+def test_stage_scripts_give_the_corpus_the_runner_gives(tmp_path: Path, demo_prep) -> None:
     """data_prep/0*.sh with data_prep/demo.yaml (flags given to a script win over the config) ==
-    the pipeline runner's chain (`astrollama data run`, --set overrides), byte for byte."""
-    ref = run_chain(tmp_path / "runner")
+    the pipeline runner's chain (`astrollama data run`, --set overrides; the demo_prep fixture, run
+    once per session), byte for byte."""
+    ref = demo_prep[1]
 
     root, out = tmp_path / "config" / "prep", tmp_path / "config" / "corpus"
     config = REPO / "data_prep" / "demo.yaml"

@@ -49,9 +49,8 @@ def tree_hash(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_root: Path) -> None:
-    lines: list[str] = []
-    res = run_chain(tmp_path / "demo", lines)
+def test_demo_chain_builds_corpora_the_demo_recipe_accepts(demo_prep, repo_root: Path) -> None:
+    workdir, res, lines = demo_prep
     m = Manifest(res["root"])
     n = len(m.ids())
     assert n >= 30
@@ -63,7 +62,7 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
         for i, s in enumerate(["harvest", "download", "ocr", "aic", "summarize", "build", "demo-sft"], 1)
     ]
     assert "astrollama data ocr --root=" in lines[2] and "--backend=pdf-text" in lines[2]
-    assert (tmp_path / "demo" / "sft" / "train").is_dir()
+    assert (workdir / "sft" / "train").is_dir()
 
     train, held = read_text_only_dir(res["train_dir"]), read_text_only_dir(res["heldout_dir"])
     stats = {v: json.loads(Path(p["stats"]).read_text()) for v, p in res["variants"].items()}
@@ -98,5 +97,5 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(tmp_path: Path, repo_
 
     # a rerun redoes nothing and changes nothing
     before = tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")
-    run_chain(tmp_path / "demo")
+    run_chain(workdir)
     assert (tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")) == before

@@ -126,6 +126,12 @@ def plot_similarity_hist(
     return plot_similarity(sims, path, title=title)
 
 
+def starts_with_bos(tokenizer, text: str) -> bool:
+    """Whether the tokenizer puts its BOS token first (then :func:`embed_texts` leaves it out)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer(text)["input_ids"][0] == bos
+
+
 def unique_labels(labels: Sequence[str]) -> list[str]:
     """Labels made unique by appending ``-2``, ``-3`` ... to repeats."""
     seen: dict[str, int] = {}
@@ -148,11 +154,14 @@ def compare_embeddings(
     dtype: str = "float32",
     device: str | None = None,
     loaded: dict[str, tuple] | None = None,
+    embedded: dict[str, tuple[np.ndarray, bool]] | None = None,
 ) -> dict:
     """Embed the same documents with each ``(label, model_dir)``; write stats and a histogram.
 
     Writes ``out_dir/similarity.json`` (per-model summary statistics + settings) and
-    ``out_dir/similarity.png``. ``loaded`` maps a label to an already loaded ``(model, tokenizer)``.
+    ``out_dir/similarity.png``. ``loaded`` maps a label to an already loaded ``(model, tokenizer)``;
+    ``embedded`` maps a label to its already computed ``(embed_texts(...) of these documents,
+    whether the tokenizer put a BOS first)`` (:mod:`astrollama.evaluation.pool` embeds in workers).
     """
     from astrollama.evaluation.common import EvalInputError, load_causal_lm, load_texts
     from astrollama.evaluation.perplexity import library_versions
@@ -164,12 +173,15 @@ def compare_embeddings(
     sims: dict[str, np.ndarray] = {}
     per_model: dict[str, dict] = {}
     for label, model_dir in models:
-        model, tok = (loaded or {}).get(label) or load_causal_lm(
-            model_dir, base=base, dtype=dtype, device=device
-        )
-        emb = embed_texts(model, tok, texts, max_length=max_length, batch_size=batch_size, progress=True)
+        if embedded and label in embedded:
+            emb, bos_excluded = embedded[label]
+        else:
+            model, tok = (loaded or {}).get(label) or load_causal_lm(
+                model_dir, base=base, dtype=dtype, device=device
+            )
+            emb = embed_texts(model, tok, texts, max_length=max_length, batch_size=batch_size, progress=True)
+            bos_excluded = starts_with_bos(tok, texts[0])
         sims[label] = pairwise_cosine(emb)
-        bos_excluded = tok.bos_token_id is not None and tok(texts[0])["input_ids"][0] == tok.bos_token_id
         per_model[label] = {
             "model": str(model_dir),
             "hidden_size": int(emb.shape[1]),

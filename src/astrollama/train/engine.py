@@ -400,8 +400,42 @@ def with_use_cpu(argv: list[str]) -> list[str]:
     return [*argv, "--use_cpu", "True"]
 
 
+def cpu_bf16_units(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> list[str]:
+    """The bfloat16 arithmetic this CPU reports: x86 ``amx_bf16`` (matrix tiles) and ``avx512_bf16``,
+    Arm ``bf16``; ``[]`` where it has none or the platform gives no ``/proc/cpuinfo``."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    words: set[str] = set()
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() in ("flags", "features"):
+            words.update(value.split())
+    return [unit for unit in ("amx_bf16", "avx512_bf16", "bf16") if unit in words]
+
+
+def training_precision(bf16: bool, use_cpu: bool, units: list[str] | None = None) -> str:
+    """How a run trains: ``bf16 autocast`` or ``float32`` (+ why, for the log and the provenance).
+
+    On CPU, ``bf16`` holds only where the CPU has bfloat16 units (:func:`cpu_bf16_units`): without
+    them torch emulates bfloat16, slower than float32 and less exact, so such a run trains in float32.
+    """
+    if not bf16:
+        return "float32"
+    if not use_cpu:
+        return "bf16 autocast"
+    units = cpu_bf16_units() if units is None else units
+    if units:
+        return f"bf16 autocast on CPU ({', '.join(units)})"
+    return "float32 (bf16 requested, but this CPU has no bfloat16 units)"
+
+
 def parse_args(argv: list[str]):
-    """Parse LMFlow-style flags (or one ``*.json`` arguments file); unknown names are an error."""
+    """Parse LMFlow-style flags (or one ``*.json`` arguments file); unknown names are an error.
+
+    ``--bf16 True`` on a CPU without bfloat16 units becomes float32 (:func:`training_precision`).
+    """
 
     import torch
     from transformers import HfArgumentParser, TrainingArguments
@@ -413,9 +447,26 @@ def parse_args(argv: list[str]):
         values = read_json(argv[0], "config")  # regular, bounded, a JSON object
         if not torch.cuda.is_available():  # see with_use_cpu
             values.setdefault("use_cpu", True)
-        return parser.parse_dict(values, allow_extra_keys=False)
+        parsed = parser.parse_dict(values, allow_extra_keys=False)
+        if _bf16_unsupported(parsed[2]):
+            parsed = parser.parse_dict({**values, "bf16": False}, allow_extra_keys=False)
+        return parsed
     # return_remaining_strings=False: an unknown flag raises instead of being ignored
-    return parser.parse_args_into_dataclasses(args=with_use_cpu(argv), return_remaining_strings=False)
+    argv = with_use_cpu(argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    if _bf16_unsupported(parsed[2]):  # argparse keeps the last of a repeated flag
+        parsed = parser.parse_args_into_dataclasses(
+            args=[*argv, "--bf16", "False"], return_remaining_strings=False
+        )
+    return parsed
+
+
+def _bf16_unsupported(training_args) -> bool:
+    precision = training_precision(training_args.bf16, training_args.use_cpu)
+    if training_args.bf16 and precision.startswith("float32"):
+        log.warning("--bf16 True on CPU: %s; training in float32", precision)
+        return True
+    return False
 
 
 def _resume_point(training_args) -> str | None:
@@ -445,6 +496,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args) -
 
     stop = StopRequest().install()
     set_seed(training_args.seed)
+    log.info("precision: %s", training_precision(training_args.bf16, training_args.use_cpu))
     model, tok = load_model(model_args)
     block_size = effective_block_size(data_args, model_args, tok)
     cut = truncation_length(data_args, model_args, tok)

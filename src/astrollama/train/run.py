@@ -171,6 +171,16 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES}
 
 
+def _precision(recipe, alloc: Allocation, engine: str) -> str:
+    """How the run trains: the local engine keeps bf16 on CPU only where the CPU has bfloat16 units
+    (``astrollama.train.engine.training_precision``); LMFlow takes ``--bf16`` as it is."""
+    from astrollama.train.engine import training_precision
+
+    bf16 = bool(recipe.trainer.get("bf16", False))
+    use_cpu = alloc.device == "cpu" or bool(recipe.trainer.get("use_cpu", False))
+    return training_precision(bf16, use_cpu and engine == "local")
+
+
 def write_provenance(
     recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str], freeze: _PipFreeze | None = None
 ) -> Path:
@@ -205,6 +215,7 @@ def write_provenance(
                 "batch": asdict(plan.batch),
                 "allocation": asdict(alloc),
                 "resume_from_checkpoint": str(resume) if resume else None,
+                "precision": _precision(recipe, alloc, plan.engine),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "host": socket.gethostname(),
                 "python": sys.executable,
