@@ -97,7 +97,7 @@ def test_demo_target_runs_the_demo_configs(capsys) -> None:
     assert "astrollama data run data_prep/demo.yaml --stage build  # build" in out
     assert "bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml" in out
     assert out.count("astrollama eval model --config eval/demo.yaml") == 4
-    assert "--recipe=astrollama-3-8b-base_summary" in out
+    assert "--recipe=astrollama-3-8b-base_aic" in out
 
 
 BAD = [

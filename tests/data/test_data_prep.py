@@ -65,7 +65,7 @@ def test_stage_scripts_give_the_corpus_the_runner_gives(tmp_path: Path, demo_pre
     tiny = ["--limit", "1", "--target-tokens", "24", "--min-tokens", "12", "--max-tokens", "72"]
     run_stage("05_summarize", config, "--root", str(root), *tiny)
     run_stage("06_build", config, "--root", str(root), "--out", str(out))
-    assert sorted(p.name for p in out.iterdir()) == ["abstracts", "aic", "summary"]
+    assert sorted(p.name for p in out.iterdir()) == [".astrollama-owner.json", "abstracts", "aic", "summary"]
     assert tree_hash(out) == tree_hash(ref["corpus"])
 
 

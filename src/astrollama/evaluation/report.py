@@ -564,13 +564,14 @@ def _render_report(
     labels = [r.label for r in results]
     if len(set(labels)) != len(labels):
         raise EvalInputError(f"report: duplicate labels {labels}; give each model its own label")
-    embed = None
+    embed, redraw = None, False
     if embed_dir:
         ej = Path(embed_dir) / "similarity.json"
         if not os.path.lexists(ej):
             raise EvalInputError(f"{embed_dir}: no similarity.json (run `astrollama eval embed` first)")
         embed = check_similarity(_read_json(ej, Path(embed_dir)), ej)
-        if embed.get("plot"):  # a file the report copies: a PNG inside the embed directory only
+        redraw = embed.get("pairs") and os.path.lexists(Path(embed_dir) / embed["pairs"]["file"])
+        if embed.get("plot") and not redraw:  # a file the report copies: a PNG inside the embed dir only
             from astrollama.untrusted import read_bytes
 
             sim_png = read_bytes(embed["plot"], "png", root=embed_dir, error=EvalInputError, field="plot")
@@ -600,7 +601,7 @@ def _render_report(
     png = plot_report(rows, out / "report.png")
     if stages:
         plot_stages(rows, data["stage_reference"], out / "stages.png")
-    if embed and embed.get("pairs") and os.path.lexists(Path(embed_dir) / embed["pairs"]["file"]):
+    if embed and redraw:
         plot_similarity(_read_pairs(Path(embed_dir), embed["pairs"]), out / "similarity.png")
     elif embed and embed.get("plot"):  # an embed directory from before the pairs were kept
         atomic_write_bytes(out / "similarity.png", sim_png)
