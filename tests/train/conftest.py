@@ -113,6 +113,7 @@ launch:
   run_dir: {run_dir}
   rdzv_port: {port}
 trainer:
+  use_cpu: true  # CPU on purpose (a GPU recipe is refused on a node without GPUs)
   learning_rate: 1.0e-3
   max_steps: {max_steps}
   save_steps: {save_steps}
