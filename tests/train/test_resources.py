@@ -194,3 +194,17 @@ def test_tokenizer_resolution_is_offline_first_and_never_loops(tiny_model, monke
     assert "the hub refused or could not be reached" in out.stdout, out.stderr
     assert float(out.stdout.split()[0]) < 15, out.stdout
     assert time.time() - t0 < 60
+
+
+def test_cpt_script_asks_for_gpus():
+    """slurm/cpt.sh's own request (what a bare `sbatch slurm/cpt.sh RECIPE` gets): 8 GPUs per node,
+    the paper recipes' default, overridable on the command line (`--gpus-per-node=0` for CPU)."""
+    directives = [
+        line.split(None, 1)[1].strip()
+        for line in (REPO / "slurm" / "cpt.sh").read_text().splitlines()
+        if line.startswith("#SBATCH ")
+    ]
+    assert "--gpus-per-node=8" in directives
+    assert "--requeue" in directives and "--ntasks-per-node=1" in directives
+    eight = [p for p in PAPER_RECIPES if load_recipe(p).launch.gpus_per_node == 8]
+    assert len(eight) >= len(PAPER_RECIPES) // 2  # the default fits most paper recipes as written
