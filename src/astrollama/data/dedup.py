@@ -67,8 +67,8 @@ class MinHasher:
 class LSHIndex:
     """Banded LSH over MinHash signatures; candidates are verified by estimated Jaccard.
 
-    Compact, so a corpus of any size fits: the signatures live in one growing ``uint32`` array
-    (``num_perm`` x 4 bytes per document) and each band's table is a sorted array of 64-bit band
+    Compact, so a corpus of any size fits: the signatures live in ``uint32`` blocks of 16,384 rows
+    (``num_perm`` x 4 bytes per document; a new block is added, nothing is copied) and each band's table is a sorted array of 64-bit band
     keys with the index of their document (12 bytes per document and band), fed by a small
     dictionary of recent inserts that is merged in as it grows. A band key is a hash of the
     band's rows; a candidate counts only when one of its bands equals the query's exactly, so a
@@ -76,11 +76,12 @@ class LSHIndex:
     """
 
     _RECENT = 4096  # inserts held in the dictionaries before they are merged into sorted arrays
+    _BLOCK = 1 << 14  # signatures per block
 
     def __init__(self, num_perm: int, bands: int) -> None:
         self.bands, self.rows = bands, num_perm // bands
         self.num_perm = num_perm
-        self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
+        self._blocks: list[np.ndarray] = []  # signatures, _BLOCK rows each: growing never copies
         self.n = 0
         self._mult = _consts(self.rows, 977)
         # sorted levels: (keys, indices) per band, "big" and "small" (small merged into big when
@@ -96,8 +97,13 @@ class LSHIndex:
 
     @property
     def sigs(self) -> np.ndarray:
-        """The stored signatures, one row per inserted document."""
-        return self._sigs[: self.n]
+        """The stored signatures, one row per inserted document (a copy)."""
+        if not self._blocks:
+            return np.zeros((0, self.num_perm), dtype=np.uint32)
+        return np.concatenate(self._blocks)[: self.n]
+
+    def _sig(self, i: int) -> np.ndarray:
+        return self._blocks[i >> 14][i & (self._BLOCK - 1)]
 
     def _band_keys(self, sig: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
@@ -120,7 +126,7 @@ class LSHIndex:
         bands_q = sig.reshape(self.bands, self.rows)
         best = None
         for c in sorted(cands):
-            stored = self._sigs[c]
+            stored = self._sig(c)
             if not (stored.reshape(self.bands, self.rows) == bands_q).all(axis=1).any():
                 continue  # a band-key collision, no band in common
             j = float(np.mean(stored == sig))
@@ -130,11 +136,9 @@ class LSHIndex:
 
     def insert(self, sig: np.ndarray) -> int:
         idx = self.n
-        if idx == len(self._sigs):
-            grown = np.zeros((2 * len(self._sigs), self.num_perm), dtype=np.uint32)
-            grown[:idx] = self._sigs
-            self._sigs = grown
-        self._sigs[idx] = sig
+        if idx == len(self._blocks) * self._BLOCK:
+            self._blocks.append(np.zeros((self._BLOCK, self.num_perm), dtype=np.uint32))
+        self._blocks[idx >> 14][idx & (self._BLOCK - 1)] = sig
         self.n += 1
         for b, k in enumerate(self._band_keys(sig).tolist()):
             self._recent[b].setdefault(k, []).append(idx)
