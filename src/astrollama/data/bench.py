@@ -15,7 +15,14 @@ and 2% exact and 2% near duplicates. Then, with 1 and with N worker processes:
 * ``build``: the whole BUILD stage end to end (:func:`build_variant`, all of the above + split,
   stats, histogram), the number the >= 500 docs/s/core target refers to.
 
-It prints docs/s per stage and the scaling ratio (N workers vs 1). Figures depend on the machine
+It prints docs/s per stage and the scaling ratio (N workers vs 1).
+
+``--scale 4000,16000``: memory at scale instead. For each size, in a fresh process, the whole
+build over that many lazy synthetic documents of AIC length (``--doc-chars``, default 25,000:
+recombined demo sentences, 2% exact and 2% near duplicates, generated when the build reads them
+so the corpus itself takes no memory): docs/s and the peak RSS of the build process and of a
+worker, with each size's peak against the smallest's (flat = the build streams; docs/reproduce.md,
+"Corpus build at scale"). Figures depend on the machine
 and on its load: the load average is printed with them.
 """
 
