@@ -912,13 +912,17 @@ def _cli(a: Any) -> int:
     for v in variants:
         if v not in VARIANTS:
             raise BuildError(f"--variants: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
-    from astrollama.train.recipe import resolve_model
+    from astrollama.train.recipe import resolve_tokenizer
 
+    try:  # a local directory or the Hugging Face cache first; the hub at most once
+        tokenizer_dir = resolve_tokenizer(a.tokenizer)
+    except ValueError as e:
+        raise BuildError(f"--tokenizer: {e}") from None
     res = run_build(
         a.root,
         variants,
         a.out,
-        tokenizer_dir=resolve_model(a.tokenizer),
+        tokenizer_dir=tokenizer_dir,
         mcq_path=a.mcq,
         config=cfg,
         workers=a.workers,
