@@ -6,6 +6,14 @@
 #   sbatch [--nodes=N --gpus-per-node=8 --time=24:00:00 ...] slurm/cpt.sh RECIPE [key=value ...]
 #   bash slurm/cpt.sh RECIPE [key=value ...]        # same thing on this machine, without Slurm
 #
+# GPUs: the job asks for 8 GPUs per node (#SBATCH --gpus-per-node=8 below); a flag on the sbatch
+# command line wins: `sbatch --gpus-per-node=4 ...` for a recipe with launch.gpus_per_node: 4, and
+# `sbatch --gpus-per-node=0 ...` for a CPU recipe (trainer.use_cpu: true, e.g. the demo) on a
+# cluster without GPUs. `astrollama train launch RECIPE --dry-run` prints the request that matches
+# the recipe (--nodes, --gpus-per-node, --time, --mem: astrollama.train.resources.slurm_request).
+# A GPU recipe on a node that sees fewer GPUs than launch.gpus_per_node is refused in one line
+# (exit 2) before anything starts, instead of training on CPU.
+#
 # Submit from the repository root. This file is a thin shell: ALL logic (recipe parsing, batch
 # arithmetic, resume point, provenance, the torchrun command) lives in `astrollama train run`,
 # which every node runs once (one srun task per node). Each node reads its own SLURM_* variables
@@ -21,6 +29,7 @@
 #
 #SBATCH --job-name=astrollama-cpt
 #SBATCH --nodes=1
+#SBATCH --gpus-per-node=8
 #SBATCH --ntasks-per-node=1
 #SBATCH --exclusive
 #SBATCH --requeue

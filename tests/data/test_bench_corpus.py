@@ -38,3 +38,38 @@ def test_bench_runs_every_stage_with_1_and_2_workers(
     assert (
         "build kept" in proc.stdout and "duplicate_text" in proc.stdout
     )  # the generated duplicates are found
+
+
+def test_bench_scale_reports_peak_rss_per_corpus_size(
+    tmp_path: Path, tiny_model: Path, repo_root: Path
+) -> None:
+    """``--scale``: one fresh process per size, lazy documents of the asked length, the generated
+    duplicates dropped, a peak RSS and docs/s per size and the ratio to the smallest."""
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "data_prep" / "bench_build.py"),
+            "--scale",
+            "150,300",
+            "--doc-chars",
+            "3000",
+            "--workers",
+            "2",
+            "--tokenizer",
+            str(tiny_model),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["scale"]
+    assert [r["docs"] for r in rows] == [150, 300]
+    for r in rows:
+        assert 3000 <= r["chars_per_doc"] < 4000  # the asked length (a paragraph over at most)
+        assert r["kept"] < r["docs"] and "duplicate_text" in r["drops"]
+        assert r["peak_rss_mb"] > 50 and r["worker_peak_rss_mb"] > 0 and r["docs_per_s"] > 0
+    assert "| 300 |" in proc.stdout and "RSS vs smallest" in proc.stdout

@@ -99,3 +99,24 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(demo_prep, repo_root:
     before = tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")
     run_chain(workdir)
     assert (tree_hash(res["corpus"]), tree_hash(res["root"] / "summary")) == before
+
+
+def test_demo_recipe_names_the_demo_layout(repo_root: Path) -> None:
+    """The demo recipe's own data paths are where `astrollama demo` (workdir work/demo) writes its
+    training corpus and held-out set, so its header and a bare `bash slurm/cpt.sh` agree with it."""
+    import inspect
+
+    from astrollama.demo import DEFAULT_WORKDIR
+    from astrollama.demo import data as demo_data
+    from astrollama.train.recipe import load_recipe
+
+    r = load_recipe(repo_root / "recipes" / "demo-smollm2-135m.yaml")
+    work = DEFAULT_WORKDIR.relative_to(repo_root)
+    assert Path(r.data.dataset_path).as_posix().endswith(f"{work.as_posix()}/corpus/aic/train")
+    assert (
+        Path(r.data.eval_dataset_path).as_posix().endswith(f"{work.as_posix()}/corpus/abstracts/validation")
+    )
+    src = inspect.getsource(demo_data.prepare)
+    assert '"train_dir": corpus / "aic" / "train"' in src
+    assert '"heldout_dir": corpus / "abstracts" / "validation"' in src
+    assert 'corpus = work / "prep", work / "corpus"' in src

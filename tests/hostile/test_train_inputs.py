@@ -36,6 +36,7 @@ batch:
 launch:
   engine: local
 trainer:
+  use_cpu: true  # CPU on purpose (a GPU recipe is refused on a node without GPUs)
   learning_rate: 1.0e-4
   max_steps: 4
 """

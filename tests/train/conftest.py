@@ -113,6 +113,7 @@ launch:
   run_dir: {run_dir}
   rdzv_port: {port}
 trainer:
+  use_cpu: true  # CPU on purpose (a GPU recipe is refused on a node without GPUs)
   learning_rate: 1.0e-3
   max_steps: {max_steps}
   save_steps: {save_steps}
@@ -286,7 +287,8 @@ def submit_cpt(tmp_path) -> Callable[..., CptJob]:
     def submit(options: list[str], args: list[str], env: dict[str, str]) -> CptJob:
         log = tmp_path / "job.out"
         r = subprocess.run(
-            ["sbatch", "--parsable", f"--output={log}", *options, "slurm/cpt.sh", *args],
+            # CPU recipes on a cluster without GPUs: no GPU request (slurm/cpt.sh asks for 8 by default)
+            ["sbatch", "--parsable", f"--output={log}", "--gpus-per-node=0", *options, "slurm/cpt.sh", *args],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -161,7 +161,7 @@ def test_launch_without_dry_run_refuses(minimal_recipe):
     [
         ("unknown key", "trainer.learning_rat", "unknown key"),
         ("string number", "trainer.learning_rate", "'2e-5' is a string"),
-        ("missing dataset", "data.dataset_path", "does not exist"),
+        ("dataset is a file", "data.dataset_path", "must be a directory of *.json files"),
         ("batch not divisible", "batch.global_batch_size", "8 is not divisible by the 3 training processes"),
         ("missing deepspeed", "launch.deepspeed", "DeepSpeed config not found"),
     ],
@@ -173,8 +173,9 @@ def test_bad_recipes_fail_with_one_line(minimal_recipe, tmp_path, case, key, wor
         text = text.replace("learning_rate: 1.0e-4", "learning_rat: 1.0e-4")
     elif case == "string number":
         text = text.replace("learning_rate: 1.0e-4", "learning_rate: 2e-5")
-    elif case == "missing dataset":
-        text = text.replace("dataset_path: ", f"dataset_path: {tmp_path}/missing #")
+    elif case == "dataset is a file":  # a missing one is skipped by the dry-run (test_resources.py)
+        (tmp_path / "afile").write_text("{}")
+        text = text.replace("dataset_path: ", f"dataset_path: {tmp_path}/afile #")
     elif case == "batch not divisible":
         args = ["--nodes", "1", "--gpus-per-node", "3"]
     elif case == "missing deepspeed":

@@ -63,6 +63,7 @@ launch:
   gpus_per_node: {procs}
   run_dir: {run_dir}
 trainer:
+  use_cpu: true  # CPU on purpose
   learning_rate: {lr}
   max_steps: {max_steps}
   save_steps: {save_steps}
@@ -322,6 +323,7 @@ launch:
   gpus_per_node: 1
   run_dir: {run_dir}
 trainer:
+  use_cpu: true  # CPU on purpose
   learning_rate: 1.0e-3
   max_steps: {max_steps}
   save_steps: {save_steps}

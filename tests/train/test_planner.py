@@ -188,4 +188,8 @@ def test_plan_cli(tmp_path):
         text=True,
         timeout=300,
     )
-    assert p.returncode == 2 and "data.dataset_path" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    # before the corpus exists: planned from the card's corpus size, and the report says so
+    assert p.returncode == 0, p.stderr
+    assert (
+        "does not exist yet, token count skipped; estimated from the 340,000 papers x 512 tokens" in p.stdout
+    )

@@ -15,7 +15,14 @@ and 2% exact and 2% near duplicates. Then, with 1 and with N worker processes:
 * ``build``: the whole BUILD stage end to end (:func:`build_variant`, all of the above + split,
   stats, histogram), the number the >= 500 docs/s/core target refers to.
 
-It prints docs/s per stage and the scaling ratio (N workers vs 1). Figures depend on the machine
+It prints docs/s per stage and the scaling ratio (N workers vs 1).
+
+``--scale 4000,16000``: memory at scale instead. For each size, in a fresh process, the whole
+build over that many lazy synthetic documents of AIC length (``--doc-chars``, default 25,000:
+recombined demo sentences, 2% exact and 2% near duplicates, generated when the build reads them
+so the corpus itself takes no memory): docs/s and the peak RSS of the build process and of a
+worker, with each size's peak against the smallest's (flat = the build streams; docs/reproduce.md,
+"Corpus build at scale"). Figures depend on the machine
 and on its load: the load average is printed with them.
 """
 
@@ -29,7 +36,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +289,130 @@ def run_bench(
     }
 
 
+# ------------------------------------------------------------------------------ memory at scale
+
+
+def aic_length_text(i: int, seed: int, pool: Sequence[str], target_chars: int) -> str:
+    """Synthetic AIC text number ``i`` of about ``target_chars`` characters; deterministic.
+
+    2% are an exact copy of an earlier document and 2% a near copy (one sentence swapped), so
+    the dedup index works as on a real corpus."""
+    rng = random.Random(seed * 1_000_003 + i)
+    r = rng.random()
+    if i and r < 0.04:
+        j = rng.randrange(i)
+        text = aic_length_text(j, seed, pool, target_chars)
+        if r < 0.02:
+            return text
+        return text.replace(". ", f". {rng.choice(pool)} ", 1)
+    paras, size = [f"Synthetic paper {i}", "Abstract"], 0
+    while size < target_chars:
+        para = " ".join(rng.choice(pool) for _ in range(rng.randint(4, 9)))
+        paras.append(para)
+        size += len(para) + 2
+        if rng.random() < 0.1:
+            paras.append(rng.choice(("Introduction", "Conclusions", "Summary and conclusions")))
+    return "\n\n".join(paras)
+
+
+def scale_docs(n: int, seed: int = 0, target_chars: int = 25_000) -> list[Doc]:
+    """``n`` lazy documents of :func:`aic_length_text`: each text is generated when the build reads
+    it, so the corpus itself takes no memory (like a manifest's files on disk)."""
+    import functools
+
+    pool = tuple(sentence_pool())
+    return [
+        Doc(
+            f"{2000 + i // 99999:04d}.{i % 99999 + 1:05d}",
+            None,
+            load=functools.partial(aic_length_text, i, seed, pool, target_chars),
+        )
+        for i in range(n)
+    ]
+
+
+def scale_point(
+    n: int, workers: int, tokenizer_dir: str | None, mcq_path: str | None, seed: int, target_chars: int
+) -> dict[str, Any]:
+    """One whole ``build_variant`` over ``n`` lazy AIC-length documents, in this process: docs/s and
+    peak RSS of this process and of its (reaped) worker processes."""
+    import resource
+
+    docs = scale_docs(n, seed, target_chars)
+    with tempfile.TemporaryDirectory() as tmp:
+        t, c = time.perf_counter(), cpu_seconds()
+        stats = build_variant(
+            "aic",
+            docs,
+            Path(tmp) / "out",
+            tokenizer_dir=tokenizer_dir,
+            mcq_path=mcq_path,
+            workers=workers,
+            progress=False,
+        )
+        wall, cpu = time.perf_counter() - t, cpu_seconds() - c
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "docs": n,
+        "workers": workers,
+        "chars_per_doc": stats["train"]["characters"] / max(stats["train"]["papers"], 1),
+        "kept": stats["papers_out"],
+        "drops": stats["drops"],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "docs_per_s": n / wall,
+        "peak_rss_mb": me.ru_maxrss / 1024,  # Linux: KiB
+        "worker_peak_rss_mb": kids.ru_maxrss / 1024 if workers > 1 else 0.0,
+    }
+
+
+def run_scale(
+    points: Sequence[int],
+    workers: int,
+    *,
+    tokenizer_dir: str | None,
+    mcq_path: str | None,
+    seed: int = 0,
+    target_chars: int = 25_000,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """:func:`scale_point` for each corpus size, each in a fresh process (its own peak RSS), and the
+    ratio of every point's peak RSS to the smallest point's: flat means the build streams."""
+    import subprocess
+    import sys
+
+    log(
+        f"scale: {list(points)} documents of ~{target_chars} characters, {workers} worker(s); cpus={os.cpu_count()}"
+    )
+    rows = []
+    for n in points:
+        code = (
+            "import json, sys; from astrollama.data.bench import scale_point; "
+            f"print(json.dumps(scale_point({n}, {workers}, {tokenizer_dir!r}, {mcq_path!r}, {seed}, {target_chars})))"
+        )
+        load0 = os.getloadavg()[0]
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        row["load_average"] = max(load0, os.getloadavg()[0])
+        rows.append(row)
+        log(
+            f"{n} docs: {row['docs_per_s']:.1f} docs/s ({row['wall_s']:.0f} s), peak RSS {row['peak_rss_mb']:.0f} MB "
+            f"(workers {row['worker_peak_rss_mb']:.0f} MB), kept {row['kept']}, load average {row['load_average']:.2f}"
+        )
+    base = rows[0]
+    log("")
+    log(
+        "| documents | chars/doc | docs/s | peak RSS, build process | peak RSS, one worker | RSS vs smallest |"
+    )
+    log("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        log(
+            f"| {r['docs']} | {r['chars_per_doc']:.0f} | {r['docs_per_s']:.1f} | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['worker_peak_rss_mb']:.0f} MB | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="bench_build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -301,6 +432,15 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcq", default=str(MCQ_SAMPLE) if MCQ_SAMPLE.is_file() else None)
     p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="comma-separated corpus sizes (e.g. 25000,100000): instead of the stage table, the whole "
+        "build over that many lazy AIC-length documents, each in a fresh process: docs/s and peak RSS",
+    )
+    p.add_argument(
+        "--doc-chars", type=number(int, min=100), default=25_000, help="--scale: characters per document"
+    )
 
 
 def _run(a: argparse.Namespace) -> int:
@@ -313,6 +453,20 @@ def _run(a: argparse.Namespace) -> int:
         from astrollama.models import smollm2_checkpoint
 
         tok = str(smollm2_checkpoint())
+    if a.scale:
+        rows = run_scale(
+            [int(x) for x in a.scale.split(",")],
+            int(a.workers.split(",")[-1]),
+            tokenizer_dir=tok,
+            mcq_path=a.mcq,
+            seed=a.seed,
+            target_chars=a.doc_chars,
+        )
+        if a.json:
+            from astrollama.io import atomic_write_json
+
+            atomic_write_json(a.json, {"scale": rows})
+        return 0
     res = run_bench(
         a.docs, tuple(int(x) for x in a.workers.split(",")), tokenizer_dir=tok, mcq_path=a.mcq, seed=a.seed
     )

@@ -38,7 +38,7 @@ import re
 import shutil
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from astrollama.data import killpoint
 from astrollama.data.aic import clean_nougat_markers
 from astrollama.data.decontam import Benchmark, BuildError
 from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
-from astrollama.data.quality import corpus_quality
+from astrollama.data.quality import quality_step, sampled_quality
 from astrollama.data.split import assign_split
 from astrollama.data.stages import PoolWatch
 from astrollama.io import (
@@ -62,7 +62,7 @@ from astrollama.io import (
     read_jsonl,
     write_owner,
 )
-from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, read_text_only_dir
+from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, _load_text_only, dataset_files
 from astrollama.untrusted import read_json, read_text, sha256_file
 
 log = logging.getLogger(__name__)
@@ -155,11 +155,23 @@ class BuildConfig:
 
 @dataclass
 class Doc:
-    """One paper's text for a variant; ``flags`` carries upstream marks (e.g. ``length_flag``)."""
+    """One paper's text for a variant; ``flags`` carries upstream marks (e.g. ``length_flag``).
+
+    ``text`` may be ``None`` with a ``load`` callable that returns it: the build then reads the
+    text when it needs it and does not keep it, so its memory does not grow with the corpus.
+    """
 
     id: str
-    text: str
+    text: str | None
     flags: dict[str, Any] = field(default_factory=dict)
+    load: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+    def read(self) -> str:
+        if self.text is not None:
+            return self.text
+        if self.load is None:
+            raise BuildError(f"document {self.id}: no text and no loader")
+        return self.load()
 
 
 # ------------------------------------------------------------------------------------- cleaning
@@ -272,7 +284,7 @@ def _process_batch(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 def _batches(docs: Sequence[Doc], size: int) -> Iterator[list[tuple[str, str]]]:
     for i in range(0, len(docs), size):
-        yield [(d.id, d.text) for d in docs[i : i + size]]
+        yield [(d.id, d.read()) for d in docs[i : i + size]]
 
 
 def process_docs(
@@ -286,7 +298,12 @@ def process_docs(
     progress: bool = True,
     desc: str = "build",
 ) -> Iterator[dict[str, Any]]:
-    """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process)."""
+    """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process).
+
+    Texts are read (:meth:`Doc.read`) batch by batch and at most ``4 x workers`` batches are in
+    flight, so memory holds a few batches whatever the number of documents."""
+    from collections import deque
+
     from tqdm import tqdm
 
     with tqdm(total=len(docs), desc=desc, unit="doc", disable=not progress) as bar:
@@ -301,8 +318,17 @@ def process_docs(
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, tokenizer_dir, bench)) as pool:
             watch = PoolWatch(pool, "build worker")  # a killed worker: exit 1, not a hang
-            for pending in [pool.apply_async(_process_batch, (b,)) for b in _batches(docs, batch_size)]:
-                res = watch.get(pending)
+            pending: deque[Any] = deque()
+            batches = _batches(docs, batch_size)
+            for b in batches:
+                pending.append(pool.apply_async(_process_batch, (b,)))
+                if len(pending) >= 4 * workers:
+                    break
+            while pending:
+                res = watch.get(pending.popleft())
+                nxt = next(batches, None)
+                if nxt is not None:
+                    pending.append(pool.apply_async(_process_batch, (nxt,)))
                 yield from res
                 bar.update(len(res))
 
@@ -311,8 +337,13 @@ def process_docs(
 
 
 def _fingerprint(
-    variant: str, docs: Sequence[Doc], cfg: BuildConfig, tokenizer_dir: str | None, mcq: str | None
+    variant: str,
+    entries: Sequence[tuple[str, bytes, Doc]],
+    cfg: BuildConfig,
+    tokenizer_dir: str | None,
+    mcq: str | None,
 ) -> str:
+    """Hash of the settings, the tokenizer, the benchmark and every (id, text sha256, flags)."""
     h = hashlib.sha256()
     h.update(
         json.dumps({"format": BUILD_FORMAT, "variant": variant, "cfg": asdict(cfg)}, sort_keys=True).encode()
@@ -321,14 +352,64 @@ def _fingerprint(
         [Path(mcq)] if mcq else []
     ):
         h.update(sha256_file(f, "tokenizer" if f.name == "tokenizer.json" else "table", error=BuildError))
-    for d in docs:
-        h.update(
-            d.id.encode()
-            + b"\0"
-            + hashlib.sha256(d.text.encode()).digest()
-            + json.dumps(d.flags, sort_keys=True).encode()
-        )
+    for pid, digest, d in entries:
+        h.update(pid.encode() + b"\0" + digest + json.dumps(d.flags, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _text_digests(docs: Iterable[Doc], progress: bool, desc: str) -> list[tuple[str, bytes, Doc]]:
+    """(id, sha256 of the text, doc) of every document, texts read one at a time and not kept."""
+    from tqdm import tqdm
+
+    out = []
+    for d in tqdm(docs, desc=f"{desc}: hash", unit="doc", disable=not progress):
+        out.append((d.id, hashlib.sha256(d.read().encode()).digest(), d))
+    return out
+
+
+class _SplitWriter:
+    """Shards of one split written as documents arrive (the directory is made on the first one),
+    with the running totals the stats need (tokens per document, characters)."""
+
+    def __init__(self, d: Path, cfg: BuildConfig) -> None:
+        from array import array
+
+        self.dir, self.cfg = d, cfg
+        self.w: ShardWriter | None = None
+        self.tokens = array("q")
+        self.characters = 0
+
+    def add(self, text: str, tokens: int) -> None:
+        if self.w is None:
+            self.w = ShardWriter(
+                self.dir, prefix="shard", max_bytes=self.cfg.max_shard_bytes, max_docs=self.cfg.max_shard_docs
+            )
+        n_shards = len(self.w.written)
+        self.w.add(text)
+        if len(self.w.written) > n_shards:
+            killpoint.hit("build.shard")
+        self.tokens.append(tokens)
+        self.characters += len(text)
+
+    def close(self) -> int:
+        return len(self.w.close()) if self.w is not None else 0
+
+
+def _read_back(dirs: Sequence[Path], documents: int) -> Iterator[str]:
+    """Check every written shard with the loader's own rules, one shard in memory at a time, and
+    yield the quality sample (documents ``0, step, 2 step, ...`` over the splits in order)."""
+    step = quality_step(documents)
+    i = 0
+    for d in dirs:
+        n = 0
+        for f in dataset_files(d):
+            for t in _load_text_only(f):
+                if i % step == 0:
+                    yield t
+                i += 1
+                n += 1
+        if not n:
+            raise BuildError(f"{d}: the dataset holds no instances")
 
 
 def build_variant(
@@ -343,15 +424,19 @@ def build_variant(
     progress: bool = True,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Build ``<out_root>/<variant>`` and return its stats (see module docstring)."""
+    """Build ``<out_root>/<variant>`` and return its stats (see module docstring).
+
+    Streams: texts are read when processed (:class:`Doc` ``load``) and written to their shard at
+    once; what is kept per document is its id, a text digest, a MinHash signature and its token
+    count, so memory grows by ~1 KB per paper, not by its text."""
     cfg = config or BuildConfig()
     out_root = Path(out_root)
     final = out_root / variant
     tok = str(tokenizer_dir) if tokenizer_dir else None
     if tok:
         load_fast_tokenizer(tok)  # fail early with a clear message
-    docs = sorted(docs, key=lambda d: (d.id, hashlib.sha256(d.text.encode()).digest()))
-    fp = _fingerprint(variant, docs, cfg, tok, str(mcq_path) if mcq_path else None)
+    entries = sorted(_text_digests(docs, progress, f"build {variant}"), key=lambda e: (e[0], e[1]))
+    fp = _fingerprint(variant, entries, cfg, tok, str(mcq_path) if mcq_path else None)
     claim_dir(out_root, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused, untouched
     for stale in out_root.glob(f".{variant}.*.tmp"):  # left by a killed build (--out is the build's)
         shutil.rmtree(stale, ignore_errors=True)
@@ -367,97 +452,97 @@ def build_variant(
         log.info("%s: inputs or settings changed, rebuilding (the old build stays until then)", final)
 
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
-    drops: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    first_drops: list[dict[str, Any]] = []
     unique: list[Doc] = []
-    for d in docs:
-        if unique and unique[-1].id == d.id:
-            drops.append({"id": d.id, "reason": "duplicate_id"})
+    last_id = None
+    for pid, _, d in entries:
+        if pid == last_id:
+            first_drops.append({"id": pid, "reason": "duplicate_id"})
         else:
             unique.append(d)
-    flags = {d.id: d.flags for d in unique}
+        last_id = pid
+    del entries
 
-    seen_hash: dict[bytes, str] = {}
+    seen_hash: dict[bytes, int] = {}
     lsh = LSHIndex(cfg.num_perm, cfg.lsh_bands)
     lsh_ids: list[str] = []
     contamination: list[dict[str, Any]] = []
-    kept: dict[str, list[tuple[str, int]]] = {"train": [], "validation": []}
-    kept_ids: list[dict[str, Any]] = []
-    for rec in process_docs(
-        unique,
-        cfg,
-        tokenizer_dir=tok,
-        bench=bench,
-        workers=workers,
-        progress=progress,
-        desc=f"build {variant}",
-    ):
-        pid = rec["id"]
-        n_match, qs = rec.get("bench", (0, []))
-        contaminated = bool(bench) and n_match >= cfg.decontam_min_matches
-        if contaminated:
-            contamination.append({"id": pid, "ngram_matches": n_match, "questions": qs})
-        reason, detail = None, None
-        if not rec["text"]:
-            reason = "empty"
-        elif rec["words"] < cfg.min_words:
-            reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
-        elif flags[pid].get("length_flag") and cfg.summary_length_policy == "drop":
-            reason, detail = (
-                "summary_length",
-                f"{flags[pid].get('summary_tokens')} tokens ({flags[pid]['length_flag']})",
-            )
-        elif rec["hash"] in seen_hash:
-            reason, detail = "duplicate_text", seen_hash[rec["hash"]]
-        else:
-            near = lsh.query(rec["sig"], cfg.near_dup_jaccard)
-            if near is not None:
-                reason, detail = "near_duplicate", f"{lsh_ids[near[0]]} (jaccard~{near[1]:.2f})"
-            elif contaminated and cfg.decontam_action == "drop":
-                reason, detail = (
-                    "contaminated",
-                    f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
-                )
-        if reason:
-            drops.append({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
-            continue
-        seen_hash[rec["hash"]] = pid
-        lsh.insert(rec["sig"])
-        lsh_ids.append(pid)
-        split = assign_split(pid, cfg.validation_fraction)
-        kept[split].append((rec["text"], rec["tokens"]))
-        kept_ids.append({"id": pid, "split": split, "tokens": rec["tokens"]})
-        rec.clear()
-
-    if not kept["train"] and not kept["validation"]:
-        raise BuildError(f"{variant}: no document survived the build ({len(drops)} dropped)")
-    for split in ("train", "validation"):  # never publish an empty split (docs/data-corpus.md)
-        if not kept[split] and (split == "train" or cfg.validation_fraction > 0):
-            raise BuildError(
-                f"{variant}: {split} split: empty ({len(kept_ids)} documents kept, validation fraction "
-                f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
-            )
-
     with owned_dir(final, OWNER, legacy=VARIANT_LEGACY) as tmp:
-        shards: dict[str, int] = {}
-        for split, items in kept.items():
-            if not items:  # --validation-fraction 0: a train-only corpus, no empty validation/ directory
-                shards[split] = 0
-                continue
-            d = tmp / split
-            d.mkdir()
-            with ShardWriter(
-                d, prefix="shard", max_bytes=cfg.max_shard_bytes, max_docs=cfg.max_shard_docs
-            ) as w:
-                for text, _ in items:
-                    n_shards = len(w.written)
-                    w.add(text)
-                    if len(w.written) > n_shards:
-                        killpoint.hit("build.shard")
-            shards[split] = len(w.written)
-            read_text_only_dir(d)  # the loader's own rules, on what was just written
-        stats = _stats(variant, unique, kept, drops, shards, cfg, tok, bench, contamination)
-        (tmp / "papers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept_ids))
-        (tmp / "drops.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in drops))
+        splits = {s: _SplitWriter(tmp / s, cfg) for s in ("train", "validation")}
+        with (
+            open(tmp / "papers.jsonl", "w", encoding="utf-8") as papers,
+            open(tmp / "drops.jsonl", "w", encoding="utf-8") as drops_f,
+        ):
+
+            def drop(row: dict[str, Any]) -> None:
+                reasons[row["reason"]] += 1
+                drops_f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+            for row in first_drops:
+                drop(row)
+            for d, rec in zip(
+                unique,
+                process_docs(
+                    unique,
+                    cfg,
+                    tokenizer_dir=tok,
+                    bench=bench,
+                    workers=workers,
+                    progress=progress,
+                    desc=f"build {variant}",
+                ),
+                strict=True,
+            ):
+                pid, flags = rec["id"], d.flags
+                n_match, qs = rec.get("bench", (0, []))
+                contaminated = bool(bench) and n_match >= cfg.decontam_min_matches
+                if contaminated:
+                    contamination.append({"id": pid, "ngram_matches": n_match, "questions": qs})
+                reason, detail = None, None
+                if not rec["text"]:
+                    reason = "empty"
+                elif rec["words"] < cfg.min_words:
+                    reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
+                elif flags.get("length_flag") and cfg.summary_length_policy == "drop":
+                    reason, detail = (
+                        "summary_length",
+                        f"{flags.get('summary_tokens')} tokens ({flags['length_flag']})",
+                    )
+                elif rec["hash"] in seen_hash:
+                    reason, detail = "duplicate_text", lsh_ids[seen_hash[rec["hash"]]]
+                else:
+                    near = lsh.query(rec["sig"], cfg.near_dup_jaccard)
+                    if near is not None:
+                        reason, detail = "near_duplicate", f"{lsh_ids[near[0]]} (jaccard~{near[1]:.2f})"
+                    elif contaminated and cfg.decontam_action == "drop":
+                        reason, detail = (
+                            "contaminated",
+                            f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
+                        )
+                if reason:
+                    drop({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
+                    continue
+                seen_hash[rec["hash"]] = lsh.insert(rec["sig"])
+                lsh_ids.append(pid)
+                split = assign_split(pid, cfg.validation_fraction)
+                splits[split].add(rec["text"], rec["tokens"])
+                papers.write(json.dumps({"id": pid, "split": split, "tokens": rec["tokens"]}) + "\n")
+                rec.clear()
+
+        n_kept = {s: len(w.tokens) for s, w in splits.items()}
+        if not n_kept["train"] and not n_kept["validation"]:
+            raise BuildError(f"{variant}: no document survived the build ({sum(reasons.values())} dropped)")
+        for split in ("train", "validation"):  # never publish an empty split (docs/data-corpus.md)
+            if not n_kept[split] and (split == "train" or cfg.validation_fraction > 0):
+                raise BuildError(
+                    f"{variant}: {split} split: empty ({len(lsh_ids)} documents kept, validation fraction "
+                    f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
+                )
+        shards = {s: w.close() for s, w in splits.items()}
+        written = [tmp / s for s in ("train", "validation") if shards[s]]
+        quality = sampled_quality(_read_back(written, len(lsh_ids)), len(lsh_ids))
+        stats = _stats(variant, len(unique), splits, reasons, shards, cfg, tok, bench, contamination, quality)
         atomic_write_json(
             tmp / "decontamination.json",
             {
@@ -470,7 +555,7 @@ def build_variant(
         )
         atomic_write_json(tmp / "stats.json", stats)
         atomic_write_text(tmp / "stats.md", _stats_md(stats))
-        _histogram(kept, tmp / "length_hist.png", variant)
+        _histogram({s: w.tokens for s, w in splits.items()}, tmp / "length_hist.png", variant)
         killpoint.hit("build.before_rename")
         atomic_write_json(tmp / "build.json", {"variant": variant, "fingerprint": fp, "format": BUILD_FORMAT})
     if owner_of(out_root) != OWNER:
@@ -478,28 +563,28 @@ def build_variant(
     log.info(
         "%s: %d train + %d validation documents, %d dropped %s",
         final,
-        len(kept["train"]),
-        len(kept["validation"]),
-        len(drops),
+        n_kept["train"],
+        n_kept["validation"],
+        sum(reasons.values()),
         dict(stats["drops"]),
     )
     return stats
 
 
-def _split_stats(items: list[tuple[str, int]], shards: int) -> dict[str, Any]:
-    toks = [t for _, t in items]
+def _split_stats(w: _SplitWriter, shards: int) -> dict[str, Any]:
+    toks = np.asarray(w.tokens, dtype=np.int64)
     return {
-        "papers": len(items),
-        "tokens": int(sum(toks)),
-        "characters": int(sum(len(x) for x, _ in items)),
+        "papers": len(toks),
+        "tokens": int(toks.sum()),
+        "characters": int(w.characters),
         "shards": shards,
         "tokens_per_paper": (
             {
                 "mean": round(float(np.mean(toks)), 1),
                 **{f"p{q}": int(np.percentile(toks, q)) for q in (5, 50, 95)},
-                "max": int(max(toks)),
+                "max": int(toks.max()),
             }
-            if toks
+            if len(toks)
             else None
         ),
     }
@@ -507,28 +592,26 @@ def _split_stats(items: list[tuple[str, int]], shards: int) -> dict[str, Any]:
 
 def _stats(
     variant: str,
-    unique: list[Doc],
-    kept: dict[str, list[tuple[str, int]]],
-    drops: list[dict[str, Any]],
+    n_unique: int,
+    splits: dict[str, _SplitWriter],
+    reasons: Counter[str],
     shards: dict[str, int],
     cfg: BuildConfig,
     tok: str | None,
     bench: Benchmark | None,
     contamination: list[dict[str, Any]],
+    quality: dict[str, Any],
 ) -> dict[str, Any]:
-    reasons = Counter(d["reason"] for d in drops)
     return {
         "variant": variant,
-        "papers_in": len(unique) + reasons.get("duplicate_id", 0),
-        "papers_out": len(kept["train"]) + len(kept["validation"]),
-        "train": _split_stats(kept["train"], shards["train"]),
-        "validation": _split_stats(kept["validation"], shards["validation"]),
+        "papers_in": n_unique + reasons.get("duplicate_id", 0),
+        "papers_out": len(splits["train"].tokens) + len(splits["validation"].tokens),
+        "train": _split_stats(splits["train"], shards["train"]),
+        "validation": _split_stats(splits["validation"], shards["validation"]),
         "tokenizer": Path(tok).name if tok else None,
         "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
         "drops": dict(sorted(reasons.items())),
-        "quality": corpus_quality(
-            [t for items in kept.values() for t, _ in items]
-        ),  # raw macros, dangling ...
+        "quality": quality,  # raw macros, dangling ... (a sample of the kept papers)
         "decontamination": {
             "benchmark": Path(bench.path).name if bench else None,
             "questions": bench.questions if bench else 0,
@@ -582,18 +665,19 @@ def _stats_md(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _histogram(kept: dict[str, list[tuple[str, int]]], path: Path, variant: str) -> None:
+def _histogram(tokens: dict[str, Sequence[int]], path: Path, variant: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    allt = [t for items in kept.values() for _, t in items] or [0]
+    train, val = list(tokens["train"]), list(tokens["validation"])
+    allt = train + val or [0]
     lo, hi = min(allt), max(allt)
     bins = np.linspace(lo, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
     ax.hist(
-        [[t for _, t in kept["train"]], [t for _, t in kept["validation"]]],
+        [train, val],
         bins=bins,
         stacked=True,
         label=["train", "validation"],
@@ -617,6 +701,32 @@ def _histogram(kept: dict[str, list[tuple[str, int]]], path: Path, variant: str)
 def abstract_docs(rows: Iterable[dict[str, Any]]) -> list[Doc]:
     """``abstracts`` variant (AstroLLaMA-1): one document per paper, the abstract text."""
     return [Doc(str(r["id"]), " ".join(str(r["abstract"]).split())) for r in rows if r.get("abstract")]
+
+
+def _aic_text(path: Path, pid: str, root: Path, where: str = "aic") -> str:
+    """The ``text`` of an AIC record: a regular file inside the data root, size-capped, UTF-8
+    (astrollama.untrusted)."""
+    try:
+        text = read_json(path, "text", root=root, error=BuildError)["text"]
+        if not isinstance(text, str):
+            raise TypeError("not a string")
+        return text
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BuildError(
+            f"{path}: field 'text' of {pid}: unreadable {where} output "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from None
+
+
+def _summary_text(path: Path, pid: str, root: Path) -> str:
+    """A summary's text: a regular file inside the data root, size-capped, UTF-8."""
+    try:
+        return read_text(path, "text", root=root, error=BuildError)
+    except ValueError as exc:
+        raise BuildError(
+            f"{path}: field 'text' of {pid}: unreadable summary output "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from None
 
 
 def aic_docs(aic_dir: str | os.PathLike[str]) -> list[Doc]:
@@ -648,7 +758,12 @@ def summary_docs(summary_dir: str | os.PathLike[str]) -> list[Doc]:
 
 
 def manifest_docs(m: Any, variant: str) -> list[Doc]:
-    """The variant's input documents from the manifest at ``m`` (only ``ok`` upstream records)."""
+    """The variant's input documents from the manifest at ``m`` (only ``ok`` upstream records).
+
+    The AIC and summary texts are not read here: each :class:`Doc` reads its file when the
+    build needs it (an unreadable file is a one-line error naming it then)."""
+    import functools
+
     if variant == "abstracts":
         return abstract_docs(m.papers().values())
     stage = {"aic": "aic", "summary": "summary"}.get(variant)
@@ -659,30 +774,14 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
         if rec.status != "ok":
             continue
         path = m.resolve(rec.outputs.get(stage, ""))
-        try:  # a regular file inside the data root, size-capped, UTF-8 (astrollama.untrusted)
-            if variant == "aic":
-                text = read_json(path, "text", root=m.root, error=BuildError)["text"]
-                if not isinstance(text, str):
-                    raise TypeError("not a string")
-                docs.append(Doc(pid, text))
-            else:
-                docs.append(
-                    Doc(
-                        pid,
-                        read_text(path, "text", root=m.root, error=BuildError),
-                        {
-                            "length_flag": rec.attrs.get("length_flag"),
-                            "summary_tokens": rec.attrs.get("summary_tokens"),
-                        },
-                    )
-                )
-        except BuildError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BuildError(
-                f"{path}: field 'text' of {pid}: unreadable {stage} output "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-            ) from None
+        if variant == "aic":
+            docs.append(Doc(pid, None, load=functools.partial(_aic_text, path, pid, m.root)))
+        else:
+            flags = {
+                "length_flag": rec.attrs.get("length_flag"),
+                "summary_tokens": rec.attrs.get("summary_tokens"),
+            }
+            docs.append(Doc(pid, None, flags, load=functools.partial(_summary_text, path, pid, m.root)))
     return docs
 
 
@@ -837,7 +936,12 @@ def _cli(a: Any) -> int:
             if v not in VARIANTS:
                 raise BuildError(f"{flag}: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
     claim_dir(a.out, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused before any work
-    from astrollama.train.recipe import resolve_model
+    from astrollama.train.recipe import resolve_tokenizer
+
+    try:  # a local directory or the Hugging Face cache first; the hub at most once
+        tokenizer_dir = resolve_tokenizer(a.tokenizer)
+    except ValueError as e:
+        raise BuildError(f"--tokenizer: {e}") from None
 
     res: dict[str, dict[str, Any]] = {}
     for group, group_cfg in (
@@ -849,7 +953,7 @@ def _cli(a: Any) -> int:
                 a.root,
                 group,
                 a.out,
-                tokenizer_dir=resolve_model(a.tokenizer),
+                tokenizer_dir=tokenizer_dir,
                 mcq_path=a.mcq,
                 config=group_cfg,
                 workers=a.workers,

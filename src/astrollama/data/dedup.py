@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -65,32 +65,107 @@ class MinHasher:
 
 
 class LSHIndex:
-    """Banded LSH over MinHash signatures; candidates are verified by estimated Jaccard."""
+    """Banded LSH over MinHash signatures; candidates are verified by estimated Jaccard.
+
+    Compact, so a corpus of any size fits: the signatures live in ``uint32`` blocks of 16,384 rows
+    (``num_perm`` x 4 bytes per document; a new block is added, nothing is copied) and each band's table is a sorted array of 64-bit band
+    keys with the index of their document (12 bytes per document and band), fed by a small
+    dictionary of recent inserts that is merged in as it grows. A band key is a hash of the
+    band's rows; a candidate counts only when one of its bands equals the query's exactly, so a
+    hash collision cannot make a candidate.
+    """
+
+    _RECENT = 4096  # inserts held in the dictionaries before they are merged into sorted arrays
+    _BLOCK = 1 << 14  # signatures per block
 
     def __init__(self, num_perm: int, bands: int) -> None:
         self.bands, self.rows = bands, num_perm // bands
-        self.tables: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
-        self.sigs: list[np.ndarray] = []
+        self.num_perm = num_perm
+        self._blocks: list[np.ndarray] = []  # signatures, _BLOCK rows each: growing never copies
+        self.n = 0
+        self._mult = _consts(self.rows, 977)
+        # sorted levels: (keys, indices) per band, "big" and "small" (small merged into big when
+        # it reaches a quarter of it), then the recent dictionaries
+        empty = (np.zeros(0, np.uint64), np.zeros(0, np.int32))
+        self._big = [empty] * bands
+        self._small = [empty] * bands
+        self._recent: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+        self._n_recent = 0
 
-    def _keys(self, sig: np.ndarray) -> Iterator[tuple[int, bytes]]:
-        for b in range(self.bands):
-            yield b, sig[b * self.rows : (b + 1) * self.rows].tobytes()
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def sigs(self) -> np.ndarray:
+        """The stored signatures, one row per inserted document (a copy)."""
+        if not self._blocks:
+            return np.zeros((0, self.num_perm), dtype=np.uint32)
+        return np.concatenate(self._blocks)[: self.n]
+
+    def _sig(self, i: int) -> np.ndarray:
+        return self._blocks[i >> 14][i & (self._BLOCK - 1)]
+
+    def _band_keys(self, sig: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            rows = sig.astype(np.uint64).reshape(self.bands, self.rows) * self._mult[None, :]
+            return rows.sum(axis=1, dtype=np.uint64) ^ np.arange(self.bands, dtype=np.uint64)
 
     def query(self, sig: np.ndarray, threshold: float) -> tuple[int, float] | None:
         """(index, estimated Jaccard) of the most similar stored signature above ``threshold``."""
+        keys = self._band_keys(sig)
         cands: set[int] = set()
-        for b, key in self._keys(sig):
-            cands.update(self.tables[b].get(key, ()))
+        for b in range(self.bands):
+            k = keys[b]
+            for level in (self._big[b], self._small[b]):
+                lo = np.searchsorted(level[0], k, side="left")
+                hi = np.searchsorted(level[0], k, side="right")
+                cands.update(level[1][lo:hi].tolist())
+            cands.update(self._recent[b].get(int(k), ()))
+        if not cands:
+            return None
+        bands_q = sig.reshape(self.bands, self.rows)
         best = None
         for c in sorted(cands):
-            j = float(np.mean(self.sigs[c] == sig))
+            stored = self._sig(c)
+            if not (stored.reshape(self.bands, self.rows) == bands_q).all(axis=1).any():
+                continue  # a band-key collision, no band in common
+            j = float(np.mean(stored == sig))
             if j >= threshold and (best is None or j > best[1]):
                 best = (c, j)
         return best
 
     def insert(self, sig: np.ndarray) -> int:
-        idx = len(self.sigs)
-        self.sigs.append(sig)
-        for b, key in self._keys(sig):
-            self.tables[b].setdefault(key, []).append(idx)
+        idx = self.n
+        if idx == len(self._blocks) * self._BLOCK:
+            self._blocks.append(np.zeros((self._BLOCK, self.num_perm), dtype=np.uint32))
+        self._blocks[idx >> 14][idx & (self._BLOCK - 1)] = sig
+        self.n += 1
+        for b, k in enumerate(self._band_keys(sig).tolist()):
+            self._recent[b].setdefault(k, []).append(idx)
+        self._n_recent += 1
+        if self._n_recent >= self._RECENT:
+            self._merge_recent()
         return idx
+
+    @staticmethod
+    def _merge(
+        a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        keys, idx = np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+        order = np.argsort(keys, kind="stable")
+        return keys[order], idx[order]
+
+    def _merge_recent(self) -> None:
+        for b in range(self.bands):
+            rec = self._recent[b]
+            pairs = [(k, i) for k, ids in rec.items() for i in ids]
+            new = (
+                np.fromiter((k for k, _ in pairs), np.uint64, len(pairs)),
+                np.fromiter((i for _, i in pairs), np.int32, len(pairs)),
+            )
+            self._small[b] = self._merge(self._small[b], new)
+            if len(self._small[b][0]) * 4 >= len(self._big[b][0]):
+                self._big[b] = self._merge(self._big[b], self._small[b])
+                self._small[b] = (np.zeros(0, np.uint64), np.zeros(0, np.int32))
+            rec.clear()
+        self._n_recent = 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +80,25 @@ def _dangling(p: str) -> int:
     return n + (len(_SECTION_SIGN.findall(p)) if "\\S" in p or "§" in p else 0)
 
 
+def quality_step(documents: int, max_docs: int = 1000) -> int:
+    """Every how many documents :func:`corpus_quality` measures one (an even sample of ``max_docs``)."""
+    return max(1, -(-documents // max_docs)) if max_docs else 1
+
+
 def corpus_quality(texts: Sequence[str], *, max_docs: int = 1000) -> dict[str, Any]:
     """Totals over ``texts`` (macros per 100k characters of all text). More than ``max_docs``
     texts: an evenly spaced sample of ``max_docs`` (``sampled`` says how many were measured), so
     the build pays at most ~0.3 s for it."""
-    step = max(1, -(-len(texts) // max_docs)) if max_docs else 1
-    tot = {
-        "documents": len(texts),
-        "sampled": len(texts[::step]),
-        "chars": 0,
-        "macros": 0,
-        "dangling": 0,
-        "control": 0,
-    }
-    for t in texts[::step]:
+    return sampled_quality(texts[:: quality_step(len(texts), max_docs)], len(texts))
+
+
+def sampled_quality(sample: Iterable[str], documents: int) -> dict[str, Any]:
+    """:func:`corpus_quality` of a corpus of ``documents`` texts from its sample (texts
+    ``0, step, 2 step, ...`` with ``step = quality_step(documents)``), which may be streamed."""
+    tot = {"documents": documents, "sampled": 0, "chars": 0, "macros": 0, "dangling": 0, "control": 0}
+    for t in sample:
         q = text_quality(t)
+        tot["sampled"] += 1
         for k in ("chars", "macros", "dangling", "control"):
             tot[k] += q[k]
     tot["macros_per_100k"] = round(tot["macros"] * 1e5 / max(tot["chars"], 1), 1)

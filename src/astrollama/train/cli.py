@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -116,7 +117,7 @@ def _add_launch(p: argparse.ArgumentParser) -> None:
 
 
 def _launch(a: argparse.Namespace) -> int:
-    from astrollama.train.launch import build_launch, slurm_hostnames
+    from astrollama.train.launch import build_launch, slurm_hostnames, stage_python
 
     if not a.dry_run:
         raise InputError(
@@ -130,15 +131,41 @@ def _launch(a: argparse.Namespace) -> int:
         if not 1 <= n <= MAX_NODES:
             raise RecipeError(a.recipe, "launch.nodes (--nodes)", f"must be in 1..{MAX_NODES}, got {n}")
         hosts = [f"node{i:03d}" for i in range(1, n + 1)]
+    from astrollama.train.resources import require_gpus, slurm_request, visible_gpus, wants_cpu
+    from astrollama.train.run import rendezvous_id
+
     gpus = a.gpus_per_node if a.gpus_per_node is not None else recipe.launch.gpus_per_node
+    job = os.environ.get("SLURM_JOB_ID") if a.nodes is None else None
+    if job:  # inside the job that will train: its GPUs must be there (train run checks the same)
+        if not wants_cpu(recipe):
+            require_gpus(recipe, *visible_gpus())
+        rdzv = rendezvous_id(job, int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
+    else:
+        rdzv = rendezvous_id("<SLURM_JOB_ID>", "<SLURM_RESTART_COUNT>")
+    repo = Path.cwd() if (Path.cwd() / "slurm" / "cpt.sh").is_file() else Path(__file__).resolve().parents[3]
+    python, why = stage_python(repo)
     plan = build_launch(
         recipe,
         nodes=hosts,
         gpus_per_node=gpus,
         rdzv_port=a.rdzv_port,
+        rdzv_id=rdzv,
+        python=python,
         dry_run=True,
         check_data=not a.skip_data_check,
     )
+    if a.skip_data_check:
+        plan.notes.insert(0, "data check skipped (--skip-data-check)")
+    plan.notes.append(f"python: {python} ({why}; slurm/_env.sh's rule)")
+    if not job:
+        plan.notes.append("rendezvous id: slurm-<job id>-<restart count>, set per attempt by train run")
+    try:
+        req = slurm_request(recipe, nodes=len(hosts), gpus_per_node=gpus, count_dataset=False)
+        plan.notes.append(
+            f"sbatch: {' '.join(req.sbatch_args())} slurm/cpt.sh {a.recipe}  (time: {req.basis})"
+        )
+    except RecipeError as e:  # e.g. a model of unknown architecture: the launch plan still stands
+        plan.notes.append(f"sbatch request not estimated: {e}")
     print(plan.render())
     return 0
 

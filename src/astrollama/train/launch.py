@@ -42,7 +42,14 @@ from astrollama.train.recipe import (
     check_template,
 )
 
-__all__ = ["LMFLOW_PLACEHOLDER", "LaunchPlan", "build_launch", "find_lmflow_script", "slurm_hostnames"]
+__all__ = [
+    "LMFLOW_PLACEHOLDER",
+    "LaunchPlan",
+    "build_launch",
+    "find_lmflow_script",
+    "slurm_hostnames",
+    "stage_python",
+]
 
 LOCAL_ENGINE_MODULE = "astrollama.train.engine"
 LMFLOW_SHIM_MODULE = "astrollama.train.lmflow_shim"
@@ -142,8 +149,34 @@ def _resolve_engine(recipe: Recipe, dry_run: bool) -> tuple[str, Path | None, li
     )
 
 
-def _check_dataset(recipe: Recipe, key: str, path: Path | None) -> None:
+def stage_python(repo: str | os.PathLike[str] = ".", stage_venv: str = ".venv-train") -> tuple[str, str]:
+    """(the Python a ``slurm/*.sh`` stage will run, why), by ``slurm/_env.sh``'s rule: the
+    ``$ASTROLLAMA_VENV`` environment; else the one ``$ASTROLLAMA_ENV_SETUP`` activates (known only
+    when it runs); else ``<repo>/<stage_venv>``; else ``<repo>/.venv``; else the calling one."""
+    repo = Path(repo).resolve()
+    env = os.environ.get("ASTROLLAMA_VENV")
+    if env:
+        return str(Path(env) / "bin" / "python3"), "$ASTROLLAMA_VENV"
+    if os.environ.get("ASTROLLAMA_ENV_SETUP"):
+        return "python3", "the environment $ASTROLLAMA_ENV_SETUP activates (its python3)"
+    for venv, why in (
+        (repo / stage_venv, f"{stage_venv} (the stage's environment)"),
+        (repo / ".venv", ".venv"),
+    ):
+        if (venv / "bin" / "activate").is_file():
+            return str(venv / "bin" / "python3"), why
+    import shutil
+
+    return shutil.which("python3") or sys.executable, "the calling environment (no stage environment found)"
+
+
+def _check_dataset(recipe: Recipe, key: str, path: Path | None, notes: list[str] | None = None) -> None:
+    """Check the dataset at ``path``; with ``notes`` (a dry-run) a directory that does not exist
+    yet is skipped and the skip is noted, so the plan can be printed before the data exists."""
     if path is None:
+        return
+    if notes is not None and not Path(path).exists():
+        notes.append(f"data check skipped: {key} {path} does not exist yet (train run checks it)")
         return
     try:
         kind = summarize_dataset(path).kind
@@ -222,7 +255,8 @@ def build_launch(
     ``nodes`` are hostnames, the first being the rendezvous host; ``gpus_per_node`` is the number
     of training processes per node (1 on a CPU machine). ``rdzv_port`` defaults to
     ``launch.rdzv_port``. ``dry_run`` only relaxes finding LMFlow (the command then shows
-    ``$ASTROLLAMA_LMFLOW_DIR/examples/finetune.py``); ``check_data=False`` skips the dataset
+    ``$ASTROLLAMA_LMFLOW_DIR/examples/finetune.py``) and skips a dataset directory that does not
+    exist yet, with a note; ``check_data=False`` skips the dataset
     directory check (for planning on a machine without the corpus); ``check_model=True`` (``train
     run``) requires the model to be loadable here (:func:`_check_model`).
     """
@@ -234,12 +268,14 @@ def build_launch(
         recipe.batch.max_micro_batch_size,
         file=str(recipe.path),
     )
+    data_notes: list[str] | None = [] if dry_run else None
     if check_data:
-        _check_dataset(recipe, "data.dataset_path", recipe.data.dataset_path)
-        _check_dataset(recipe, "data.eval_dataset_path", recipe.data.eval_dataset_path)
+        _check_dataset(recipe, "data.dataset_path", recipe.data.dataset_path, data_notes)
+        _check_dataset(recipe, "data.eval_dataset_path", recipe.data.eval_dataset_path, data_notes)
     if recipe.launch.deepspeed is not None:
         deepspeed.check(recipe, plan=plan)
     engine, script, notes = _resolve_engine(recipe, dry_run)
+    notes = [*(data_notes or []), *notes]
     check_template(recipe, engine)
     if check_model:
         _check_model(recipe)

@@ -39,7 +39,14 @@ from astrollama import paper
 from astrollama.errors import InputError, is_environment_error
 from astrollama.lmflow_data import LMFlowDataError, dataset_files, summarize_dataset
 from astrollama.train.batch import BatchPlan, plan_batch
-from astrollama.train.recipe import MAX_GPUS_PER_NODE, MAX_NODES, Recipe, RecipeError, resolve_model
+from astrollama.train.recipe import (
+    MAX_GPUS_PER_NODE,
+    MAX_NODES,
+    Recipe,
+    RecipeError,
+    resolve_model,
+    resolve_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +182,10 @@ def _dataset_lengths(dataset: Path, tokenizer_name: str, template: str | None = 
     from astrollama.train.chat import encode_conversation
     from astrollama.untrusted import check_model_dir
 
-    if Path(tokenizer_name).is_dir():  # its files checked before the library reads them
-        check_model_dir(tokenizer_name, need_weights=False)
-    tok = AutoTokenizer.from_pretrained(tokenizer_name)
+    tok_dir = resolve_tokenizer(tokenizer_name)
+    if Path(tok_dir).is_dir():  # its files checked before the library reads them
+        check_model_dir(tok_dir, need_weights=False)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
     if dataset_type(dataset) == CONVERSATION:
         if template is None:
             raise ValueError(f"{dataset} holds conversations: the recipe needs data.conversation_template")
@@ -263,9 +271,13 @@ def _verdict(mfu: float) -> str:
     return "plausible"
 
 
-def _sbatch_time(hours: float) -> str:
+def sbatch_time(hours: float) -> str:
+    """``sbatch --time`` for ``hours`` of wall clock: x 1.2 + 30 min, rounded up to the hour."""
     total = math.ceil(hours * 1.2 + 0.5)
     return f"{total // 24}-{total % 24:02d}:00:00"
+
+
+_sbatch_time = sbatch_time  # the earlier private name
 
 
 @dataclass
@@ -314,7 +326,7 @@ class PlanReport:
             f"FLOPs:       6 x N x D = 6 x {self.params:.3g} x {self.computed_tokens:.3g} = {self.flops:.3g}",
             f"GPU-hours:   {self.gpu_hours:,.1f} at {self.mfu:.0%} MFU; wall {self.wall_hours:,.1f} h on "
             f"{self.batch.world_size} GPUs",
-            f"sbatch:      --nodes={self.nodes} --time={_sbatch_time(self.wall_hours)}  (wall x 1.2 + 30 min)",
+            f"sbatch:      --nodes={self.nodes} --time={sbatch_time(self.wall_hours)}  (wall x 1.2 + 30 min)",
         ]
         m = self.memory
         stage = f"ZeRO-{self.zero_stage}" + (" + optimizer offload" if self.offload else "")
@@ -394,6 +406,23 @@ def plan(
         seqs = math.ceil(tokens / block)
         count = TokenCount(0, 0, seqs, int(tokens))
         source = f"{tokens:.3g} trained tokens per epoch (given)"
+    elif dataset is None and not Path(recipe.data.dataset_path).exists():
+        # before the corpus exists: the published corpus size of the row, and say so
+        from astrollama.train.resources import _published_tokens
+
+        est = _published_tokens(recipe)
+        if est is None:
+            raise RecipeError(
+                recipe.path,
+                "data.dataset_path",
+                f"{recipe.data.dataset_path} does not exist yet and the recipe reproduces no row with a "
+                "published corpus size: pass --tokens N (trained tokens per epoch) to plan without it",
+            )
+        tokens = est[0]
+        count = TokenCount(0, 0, math.ceil(tokens / block), int(tokens))
+        source = (
+            f"{recipe.data.dataset_path} does not exist yet, token count skipped; estimated from the {est[1]}"
+        )
     else:
         ds = Path(dataset) if dataset is not None else Path(recipe.data.dataset_path)
         try:

@@ -3,7 +3,9 @@
 1. Loads the recipe and reads the allocation from the environment: under Slurm the hosts come from
    ``scontrol show hostnames $SLURM_JOB_NODELIST``, this node's index from ``$SLURM_NODEID`` and the
    processes per node from ``$SLURM_GPUS_ON_NODE`` / ``$CUDA_VISIBLE_DEVICES`` / the visible CUDA
-   devices; without GPUs (a laptop, the CI cluster) it runs ``launch.gpus_per_node`` CPU processes.
+   devices. A recipe with ``trainer.use_cpu: true`` (the demo, the CPU tests) runs
+   ``launch.gpus_per_node`` CPU processes; any other recipe is refused in one line (exit 2) when
+   the node sees fewer GPUs than ``launch.gpus_per_node``, before anything is written.
    Outside Slurm it is one node, ``localhost``, with rendezvous port 0 (torchrun binds a free port,
    so two local runs never collide on ``launch.rdzv_port``). Each node reads its OWN environment
    here, in Python, so there is no shell variable that could expand on the wrong host.
@@ -77,24 +79,23 @@ class Allocation:
 
 def _count_gpus() -> int:
     """GPUs this node may use: Slurm's count, else CUDA_VISIBLE_DEVICES, else what torch sees."""
-    g = os.environ.get("SLURM_GPUS_ON_NODE", "").strip()
-    if g.isdigit() and int(g) > 0:
-        return int(g)
-    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd is not None:
-        devices = [d for d in cvd.split(",") if d.strip() and d.strip() != "-1"]
-        if devices:
-            return len(devices)
-    try:
-        import torch
+    from astrollama.train.resources import visible_gpus
 
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - no usable torch/CUDA: a CPU node
-        return 0
+    return visible_gpus()[0]
 
 
-def detect_allocation(cpu_procs_per_node: int) -> Allocation:
-    """Read the allocation from Slurm's environment, or describe the local machine."""
+def rendezvous_id(job: str | None, restart: int | str) -> str:
+    """The torchrun rendezvous id of one attempt: ``slurm-<job>-<restart>`` under Slurm (every node
+    of the attempt agrees, a requeued attempt gets a fresh one), else unique to this process."""
+    return f"slurm-{job}-{restart}" if job else f"local-{socket.gethostname()}-{os.getpid()}"
+
+
+def detect_allocation(cpu_procs_per_node: int, *, use_cpu: bool = False) -> Allocation:
+    """Read the allocation from Slurm's environment, or describe the local machine.
+
+    ``use_cpu`` (the recipe's ``trainer.use_cpu``): ``cpu_procs_per_node`` CPU processes even where
+    GPUs are visible. Otherwise the visible GPUs, one process each; with none, CPU processes (the
+    caller refuses that for a GPU recipe: :func:`astrollama.train.resources.require_gpus`)."""
     from astrollama.train.launch import slurm_hostnames
 
     job = os.environ.get("SLURM_JOB_ID")
@@ -105,11 +106,11 @@ def detect_allocation(cpu_procs_per_node: int) -> Allocation:
         nnodes = int(os.environ.get("SLURM_NNODES", str(len(hosts))))
         if nnodes != len(hosts):
             raise RuntimeError(f"SLURM_NNODES={nnodes} but the node list has {len(hosts)} hosts: {hosts}")
-        rdzv_id = f"slurm-{job}-{restart}"
+        rdzv_id = rendezvous_id(job, restart)
     else:
         hosts, node_rank = ["localhost"], 0
-        rdzv_id = f"local-{socket.gethostname()}-{os.getpid()}"
-    gpus = _count_gpus()
+        rdzv_id = rendezvous_id(None, restart)
+    gpus = 0 if use_cpu else _count_gpus()
     if gpus:
         return Allocation(hosts, node_rank, gpus, "cuda", job, restart, rdzv_id)
     return Allocation(hosts, node_rank, cpu_procs_per_node, "cpu", job, restart, rdzv_id)
@@ -298,7 +299,9 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     node_rank = int(os.environ.get("SLURM_NODEID", "0")) if os.environ.get("SLURM_JOB_ID") else 0
     freeze = _PipFreeze() if node_rank == 0 else None  # runs while the recipe is checked
     recipe = load_recipe(recipe_path, overrides)
-    alloc = detect_allocation(recipe.launch.gpus_per_node)
+    from astrollama.train.resources import require_gpus, visible_gpus, wants_cpu
+
+    alloc = detect_allocation(recipe.launch.gpus_per_node, use_cpu=wants_cpu(recipe))
     if not alloc.job_id and recipe.launch.nodes > 1:
         log.warning(
             "launch.nodes=%d but not inside a Slurm allocation: running on this machine only",
@@ -314,6 +317,8 @@ def run(recipe_path: str, overrides: list[str]) -> int:
         python=sys.executable,
         check_model=True,
     )
+    if not wants_cpu(recipe):  # a GPU recipe on a node without its GPUs: refuse, never crawl on CPU
+        require_gpus(recipe, *visible_gpus())
     gpn = alloc.procs_per_node
     log.info(
         "node %d/%d (%s), %d %s process(es): %s",
