@@ -218,12 +218,12 @@ def _check_unique(path: Path, ids: list[tuple[str, str]]) -> None:
 
 # where the public AstroMLab-1 file comes from (one line, for a missing --questions parquet)
 BENCHMARK_REPO = "AstroMLab/Astrobench_MCQ_v1_Public"
-BENCHMARK_FILE = "data/train-00000-of-00001.parquet"
+BENCHMARK_FILE = "train-00000-of-00001.parquet"  # in the dataset's data/ folder
 BENCHMARK_HINT = (
-    f"the public AstroMLab-1 questions (3,846 rows, no answers) are {BENCHMARK_FILE} of the Hugging Face "
-    f'dataset {BENCHMARK_REPO}: on a machine with network, `python -c "from huggingface_hub import '
-    f"hf_hub_download as d; print(d('{BENCHMARK_REPO}', '{BENCHMARK_FILE}', repo_type='dataset'))\"`, "
-    "then copy that file to this path (docs/eval-mcq.md, 'The benchmark file')"
+    f"the public AstroMLab-1 questions (3,846 rows, no answers) are {BENCHMARK_REPO}/data/{BENCHMARK_FILE} "
+    f'(a Hugging Face dataset): on a machine with network, `python -c "from huggingface_hub import '
+    f"hf_hub_download as d; print(d('{BENCHMARK_REPO}', '{BENCHMARK_FILE}', subfolder='data', "
+    "repo_type='dataset'))\"`, then copy that file to this path (docs/eval-mcq.md, 'The benchmark file')"
 )
 
 
