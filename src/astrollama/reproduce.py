@@ -99,8 +99,10 @@ class EvalPart(_Strict):
     # default: the CPT recipe
     recipe: str | None = None
     key: str | None = None  # separate answer key (the public AstroMLab-1 questions carry none)
-    model_args: list[str] = Field(default_factory=list)  # more `astrollama eval model` flags (they win)
-    embed_args: list[str] = Field(default_factory=list)
+    # more flags of `astrollama eval models` for every model (they win), e.g. [--batch-size=16]
+    model_args: list[str] = Field(default_factory=list)
+    embed_args: list[str] = Field(default_factory=list)  # `eval embed` flags, given as --embed-*
+    workers: int | None = Field(default=None, ge=1)  # models side by side (default: per core; 1 on GPUs)
     slurm: SlurmResources = SlurmResources()
     gpus_per_node: int = Field(default=1, ge=0)
 
@@ -344,21 +346,28 @@ class Plan:
         recipe_name = ev.recipe or self.recipe("cpt").name
         if recipe_name not in paper.RECIPE_SCORES:
             recipe_name = None
+        # one command: each model loaded once for MCQ, perplexity, completion and embeddings
+        # (astrollama.evaluation.pool); the files of `eval model` per model and of `eval embed`
+        cmd = ["astrollama", "eval", "models", "--config", str(_abs(ev.config))]
+        cmd += [f"--heldout={heldout}", f"--scale={ev.scale}", f"--embed-data={heldout}"]
+        cmd.append(f"--embed-out={self.work / 'eval' / 'embeddings'}")
+        if ev.key:
+            cmd.append(f"--key={_abs(ev.key)}")
+        if ev.workers:
+            cmd.append(f"--workers={ev.workers}")
+        elif ev.gpus_per_node:
+            cmd.append("--workers=1")  # one model at a time on the accelerator
         for role, stage_name, model in self.models:
-            cmd = ["astrollama", "eval", "model", "--config", str(_abs(ev.config)), "--model", str(model)]
-            cmd += ["--label", labels[role], "--role", "base" if role == "base" else "trained"]
-            cmd += [f"--heldout={heldout}", f"--scale={ev.scale}", f"--out={results / role}"]
-            if role in ("base", "cpt") and recipe_name:
-                cmd.append(f"--recipe={recipe_name}")
+            cmd += ["--model", str(model), "--label", labels[role]]
+            cmd += ["--role", "base" if role == "base" else "trained"]
             if staged:
                 cmd.append(f"--stage={stage_name}")
-            if ev.key:
-                cmd.append(f"--key={_abs(ev.key)}")
-            st.commands.append(cmd + list(ev.model_args))
-        embed = ["astrollama", "eval", "embed", "--config", str(_abs(ev.config)), f"--data={heldout}"]
-        for role, _, model in self.models:
-            embed += ["--model", str(model), "--label", labels[role]]
-        st.commands.append([*embed, f"--out={self.work / 'eval' / 'embeddings'}", *ev.embed_args])
+            if role in ("base", "cpt") and recipe_name:
+                cmd.append(f"--recipe={recipe_name}")
+            cmd.append(f"--out={results / role}")
+        # `eval embed` flags become --embed-*; both lists come last (they win)
+        embed_args = [f"--embed-{a[2:]}" if a.startswith("--") else a for a in ev.embed_args]
+        st.commands = [[*cmd, *ev.model_args, *embed_args]]
         st.sbatch = _resources(ev.slurm, default_time="8:00:00")
         if ev.gpus_per_node:
             st.sbatch.append(f"--gpus-per-node={ev.gpus_per_node}")
