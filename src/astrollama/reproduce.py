@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -559,10 +560,16 @@ def run_stage(plan: Plan, stage: str) -> int:
     return 0
 
 
-def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
+def run_local(
+    plan: Plan, stages: Sequence[str], dry_run: bool = False, timings: list[StageTime] | None = None
+) -> int:
+    """Run ``stages`` in order here; with ``timings``, append each stage's wall time to it (a
+    complete stage: ``seconds`` None), with the models' parts the evaluation pool reports."""
     for stage in stages:
         if plan.complete(stage):
             print(f"# {stage}: complete, skipped")
+            if timings is not None:
+                timings.append(StageTime(stage, None))
             continue
         if dry_run:
             for cmd in plan.stages[stage].commands:
@@ -575,12 +582,49 @@ def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
                 f"stage {stage}: its input {path} is not complete: stage {dep} makes it "
                 f"(run `{plan.resume_command(dep)}`)"
             )
-        rc = run_stage(plan, stage)
+        if timings is None:
+            rc = run_stage(plan, stage)
+        else:
+            from astrollama.evaluation.pool import listening
+
+            row = StageTime(stage, None)
+            t0 = time.perf_counter()
+            with listening(lambda r, row=row: row.parts.append((r.job.stage or r.job.label, r.seconds))):
+                rc = run_stage(plan, stage)
+            row.seconds = time.perf_counter() - t0
+            timings.append(row)
         if rc != 0:
             return rc
     if not dry_run:
         print(f"[reproduce] {plan.name}: finished; report in {plan.work / 'eval' / 'report'}")
     return 0
+
+
+@dataclass
+class StageTime:
+    """One stage's wall seconds in :func:`run_local` (None: complete, skipped), and the parts a
+    stage reports (the evaluation pool: each model's load and evaluations, side by side)."""
+
+    stage: str
+    seconds: float | None
+    parts: list[tuple[str, float]] = field(default_factory=list)
+
+
+# the table's names of the stages (the data stages keep their own)
+TIMING_NAMES = {"cpt": "CPT", "sft": "SFT", "merge": "merge", "eval": "evaluation", "report": "report"}
+
+
+def timings_table(rows: Sequence[StageTime], total: float, title: str = "[demo timings]") -> str:
+    """Plain lines: ``title`` first, then ``name  seconds`` per stage (``complete`` where skipped),
+    each model's part of the evaluation indented below it, and the total."""
+    lines = [f"{title} wall seconds per stage", f"{'stage':<34}{'seconds':>9}"]
+    for r in rows:
+        shown_s = f"{r.seconds:9.1f}" if r.seconds is not None else f"{'complete':>9}"
+        lines.append(f"{TIMING_NAMES.get(r.stage, r.stage):<34}{shown_s}")
+        for name, secs in r.parts:
+            lines.append(f"{'  ' + TIMING_NAMES.get(r.stage, r.stage) + ': ' + name:<34}{secs:9.1f}")
+    lines.append(f"{'total':<34}{total:9.1f}")
+    return "\n".join(lines)
 
 
 def submit(

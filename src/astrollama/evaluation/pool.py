@@ -21,7 +21,8 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,20 @@ class ModelResult:
     seconds: float  # load + every evaluation of this model, in its worker
     embeddings: Any = None  # numpy [n_docs, hidden] or None
     bos_excluded: bool = False
+
+
+_LISTENERS: list[Callable[[ModelResult], None]] = []
+
+
+@contextmanager
+def listening(fn: Callable[[ModelResult], None]) -> Iterator[None]:
+    """Within the block, every model ``astrollama eval models`` finishes in this process is also
+    given to ``fn`` (the runner's per-stage timings: :func:`astrollama.reproduce.run_local`)."""
+    _LISTENERS.append(fn)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(fn)
 
 
 def cpu_cores() -> int:
@@ -396,6 +411,8 @@ def _run(args) -> int:
 
     def done(r: ModelResult) -> None:
         print(f"[eval model] {r.job.label}: {r.seconds:.1f} s -> {r.results}", flush=True)
+        for fn in _LISTENERS:
+            fn(r)
 
     res = evaluate_models(jobs, settings, workers=args.workers, on_done=done)
     labels = embeddings.unique_labels([r.job.label for r in res])  # as `eval embed` names them
