@@ -199,6 +199,7 @@ def test_demo_config_through_the_entry_script_equals_the_flags(tmp_path, tiny_mo
         ],
     )
     per_run = ["--model", str(tiny_model), "--label", "tiny", "--role", "base", "--heldout", str(heldout)]
+    per_run += ["--recipe", "astrollama-3-8b-base_aic"]  # per run: the target names it, not the config
     p = subprocess.run(
         ["bash", str(REPO / "eval" / "01_score_checkpoint.sh"), *per_run, "--out", str(tmp_path / "script")],
         cwd=tmp_path,
@@ -236,8 +237,6 @@ def test_demo_config_through_the_entry_script_equals_the_flags(tmp_path, tiny_mo
                     *per_run,
                     "--questions",
                     "eval/data/astro_mcq_sample.jsonl",
-                    "--recipe",
-                    "astrollama-3-8b-base_aic",
                     "--letter-token",
                     "prompt",
                     "--scale",
