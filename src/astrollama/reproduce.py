@@ -10,7 +10,7 @@ Its stages, in order::
 ``demo-sft``, its SFT conversations). Each stage calls its wing through its entry point: data
 stages ``astrollama data run CONFIG --stage S`` (the data pipeline runner), training
 ``slurm/cpt.sh RECIPE`` (CPT and SFT), merging ``slurm/merge.sh RECIPE``, evaluation
-``astrollama eval model/embed/report``.
+``astrollama eval models`` (every model loaded once) then ``astrollama eval report``.
 
 * On Slurm (``sbatch`` on PATH, no ``--local``) every stage is one job (a job array for the
   sharded data stages), submitted with ``sbatch --parsable --requeue`` and

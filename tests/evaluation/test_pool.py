@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,21 @@ def test_eval_models_refuses_per_model_keys_in_the_config(tmp_path, capsys):
     assert main([*argv, "--out", "O", "--embed-out", "E"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"{cfg}: model.recipe: per model in `eval models`: give it after its --model"), err
+
+
+def test_the_slurm_entry_passes_eval_models_through(repo_root):
+    """`slurm/eval.sh models ...` runs `astrollama eval models` (here locally: refused in one line)."""
+    import subprocess
+    import sys
+
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "ASTROLLAMA_VENV": str(Path(sys.prefix))}
+    env["PYTHONPATH"] = str(repo_root / "src")
+    p = subprocess.run(
+        ["bash", str(repo_root / "slurm" / "eval.sh"), "models", "--label", "x"],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "eval models" in p.stdout and "astrollama eval: error: models: argument --label" in p.stderr
