@@ -4,8 +4,8 @@
 #   bash scripts/bench_demo.sh DIR        ... cloned into DIR (must not exist)
 #   bash scripts/bench_demo.sh --here     this checkout as it is (its .venv and work/demo data)
 # Prints the wall seconds of setup (scripts/setup.sh: .venv from pip's wheel cache), then of every
-# `astrollama demo` stage (data chain, base model, CPT, SFT, merge, evaluation with each model's
-# part and the report), and the total as `bash scripts/demo.sh` would take it. The model cache
+# `astrollama demo` stage (the data stages, CPT, SFT, merge, evaluation with each model's part,
+# report), and the total as `bash scripts/demo.sh` would take it. The model cache
 # ($ASTROLLAMA_CACHE, default ~/.cache/astrollama) is used as it is; point it at an empty directory
 # to include the one-time SmolLM2 conversion. Extra arguments after the options go to the demo.
 set -euo pipefail

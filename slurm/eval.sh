@@ -9,7 +9,7 @@
 #
 # Any other eval command of the eval/0*.sh steps runs the same way, named first:
 #   sbatch --gpus-per-node=1 slurm/eval.sh model --config eval/astromlab1.yaml --model DIR --label L \
-#       --role base --out RESULTS                             # also: embed, report, mcq, ppl, complete
+#       --role base --out RESULTS                             # also: models, embed, report, mcq, ppl, complete
 #
 # Submit from the repository root. This file is a thin shell: all logic is in
 # `astrollama eval sweep` (src/astrollama/evaluation/sweep.py). Output: RUN_DIR/eval/sweep/
@@ -28,11 +28,11 @@ set -euo pipefail
 
 if [ $# -lt 1 ]; then
   echo "usage: sbatch slurm/eval.sh RUN_DIR --base MODEL --heldout DIR [--questions FILE] [--key FILE] ..." >&2
-  echo "       sbatch slurm/eval.sh RUN_DIR|model|embed|report|mcq|ppl|complete --config eval/<name>.yaml ..." >&2
+  echo "       sbatch slurm/eval.sh RUN_DIR|model|models|embed|report|mcq|ppl|complete --config eval/<name>.yaml ..." >&2
   exit 2
 fi
 case $1 in
-  model|sweep|embed|report|mcq|ppl|complete) COMMAND=$1; ARGS=() ;;
+  model|models|sweep|embed|report|mcq|ppl|complete) COMMAND=$1; ARGS=() ;;
   *) COMMAND=sweep; ARGS=(--run-dir "$1") ;;
 esac
 shift

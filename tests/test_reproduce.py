@@ -96,8 +96,13 @@ def test_demo_target_runs_the_demo_configs(capsys) -> None:
     )
     assert "astrollama data run data_prep/demo.yaml --stage build  # build" in out
     assert "bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml" in out
-    assert out.count("astrollama eval model --config eval/demo.yaml") == 4
-    assert "--recipe=astrollama-3-8b-base_aic" in out
+    # one command evaluates the four models (each loaded once) and embeds them
+    (line,) = [x for x in out.splitlines() if "astrollama eval models --config eval/demo.yaml" in x]
+    assert "astrollama eval model " not in out and "astrollama eval embed" not in out
+    assert line.count(" --model ") == 4 and "--embed-out=work/demo/eval/embeddings" in line
+    for role in ("base", "cpt", "sft", "merged"):
+        assert f"--out=work/demo/eval/results/{role}" in line
+    assert line.count("--recipe=astrollama-3-8b-base_aic") == 2  # base and CPT stand beside the rows
 
 
 BAD = [

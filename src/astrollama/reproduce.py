@@ -10,7 +10,7 @@ Its stages, in order::
 ``demo-sft``, its SFT conversations). Each stage calls its wing through its entry point: data
 stages ``astrollama data run CONFIG --stage S`` (the data pipeline runner), training
 ``slurm/cpt.sh RECIPE`` (CPT and SFT), merging ``slurm/merge.sh RECIPE``, evaluation
-``astrollama eval model/embed/report``.
+``astrollama eval models`` (every model loaded once) then ``astrollama eval report``.
 
 * On Slurm (``sbatch`` on PATH, no ``--local``) every stage is one job (a job array for the
   sharded data stages), submitted with ``sbatch --parsable --requeue`` and
@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,10 @@ class EvalPart(_Strict):
     # default: the CPT recipe
     recipe: str | None = None
     key: str | None = None  # separate answer key (the public AstroMLab-1 questions carry none)
-    model_args: list[str] = Field(default_factory=list)  # more `astrollama eval model` flags (they win)
-    embed_args: list[str] = Field(default_factory=list)
+    # more flags of `astrollama eval models` for every model (they win), e.g. [--batch-size=16]
+    model_args: list[str] = Field(default_factory=list)
+    embed_args: list[str] = Field(default_factory=list)  # `eval embed` flags, given as --embed-*
+    workers: int | None = Field(default=None, ge=1)  # models side by side (default: per core; 1 on GPUs)
     slurm: SlurmResources = SlurmResources()
     gpus_per_node: int = Field(default=1, ge=0)
 
@@ -344,21 +347,28 @@ class Plan:
         recipe_name = ev.recipe or self.recipe("cpt").name
         if recipe_name not in paper.RECIPE_SCORES:
             recipe_name = None
+        # one command: each model loaded once for MCQ, perplexity, completion and embeddings
+        # (astrollama.evaluation.pool); the files of `eval model` per model and of `eval embed`
+        cmd = ["astrollama", "eval", "models", "--config", str(_abs(ev.config))]
+        cmd += [f"--heldout={heldout}", f"--scale={ev.scale}", f"--embed-data={heldout}"]
+        cmd.append(f"--embed-out={self.work / 'eval' / 'embeddings'}")
+        if ev.key:
+            cmd.append(f"--key={_abs(ev.key)}")
+        if ev.workers:
+            cmd.append(f"--workers={ev.workers}")
+        elif ev.gpus_per_node:
+            cmd.append("--workers=1")  # one model at a time on the accelerator
         for role, stage_name, model in self.models:
-            cmd = ["astrollama", "eval", "model", "--config", str(_abs(ev.config)), "--model", str(model)]
-            cmd += ["--label", labels[role], "--role", "base" if role == "base" else "trained"]
-            cmd += [f"--heldout={heldout}", f"--scale={ev.scale}", f"--out={results / role}"]
-            if role in ("base", "cpt") and recipe_name:
-                cmd.append(f"--recipe={recipe_name}")
+            cmd += ["--model", str(model), "--label", labels[role]]
+            cmd += ["--role", "base" if role == "base" else "trained"]
             if staged:
                 cmd.append(f"--stage={stage_name}")
-            if ev.key:
-                cmd.append(f"--key={_abs(ev.key)}")
-            st.commands.append(cmd + list(ev.model_args))
-        embed = ["astrollama", "eval", "embed", "--config", str(_abs(ev.config)), f"--data={heldout}"]
-        for role, _, model in self.models:
-            embed += ["--model", str(model), "--label", labels[role]]
-        st.commands.append([*embed, f"--out={self.work / 'eval' / 'embeddings'}", *ev.embed_args])
+            if role in ("base", "cpt") and recipe_name:
+                cmd.append(f"--recipe={recipe_name}")
+            cmd.append(f"--out={results / role}")
+        # `eval embed` flags become --embed-*; both lists come last (they win)
+        embed_args = [f"--embed-{a[2:]}" if a.startswith("--") else a for a in ev.embed_args]
+        st.commands = [[*cmd, *ev.model_args, *embed_args]]
         st.sbatch = _resources(ev.slurm, default_time="8:00:00")
         if ev.gpus_per_node:
             st.sbatch.append(f"--gpus-per-node={ev.gpus_per_node}")
@@ -550,10 +560,16 @@ def run_stage(plan: Plan, stage: str) -> int:
     return 0
 
 
-def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
+def run_local(
+    plan: Plan, stages: Sequence[str], dry_run: bool = False, timings: list[StageTime] | None = None
+) -> int:
+    """Run ``stages`` in order here; with ``timings``, append each stage's wall time to it (a
+    complete stage: ``seconds`` None), with the models' parts the evaluation pool reports."""
     for stage in stages:
         if plan.complete(stage):
             print(f"# {stage}: complete, skipped")
+            if timings is not None:
+                timings.append(StageTime(stage, None))
             continue
         if dry_run:
             for cmd in plan.stages[stage].commands:
@@ -566,12 +582,49 @@ def run_local(plan: Plan, stages: Sequence[str], dry_run: bool = False) -> int:
                 f"stage {stage}: its input {path} is not complete: stage {dep} makes it "
                 f"(run `{plan.resume_command(dep)}`)"
             )
-        rc = run_stage(plan, stage)
+        if timings is None:
+            rc = run_stage(plan, stage)
+        else:
+            from astrollama.evaluation.pool import listening
+
+            row = StageTime(stage, None)
+            t0 = time.perf_counter()
+            with listening(lambda r, row=row: row.parts.append((r.job.stage or r.job.label, r.seconds))):
+                rc = run_stage(plan, stage)
+            row.seconds = time.perf_counter() - t0
+            timings.append(row)
         if rc != 0:
             return rc
     if not dry_run:
         print(f"[reproduce] {plan.name}: finished; report in {plan.work / 'eval' / 'report'}")
     return 0
+
+
+@dataclass
+class StageTime:
+    """One stage's wall seconds in :func:`run_local` (None: complete, skipped), and the parts a
+    stage reports (the evaluation pool: each model's load and evaluations, side by side)."""
+
+    stage: str
+    seconds: float | None
+    parts: list[tuple[str, float]] = field(default_factory=list)
+
+
+# the table's names of the stages (the data stages keep their own)
+TIMING_NAMES = {"cpt": "CPT", "sft": "SFT", "merge": "merge", "eval": "evaluation", "report": "report"}
+
+
+def timings_table(rows: Sequence[StageTime], total: float, title: str = "[demo timings]") -> str:
+    """Plain lines: ``title`` first, then ``name  seconds`` per stage (``complete`` where skipped),
+    each model's part of the evaluation indented below it, and the total."""
+    lines = [f"{title} wall seconds per stage", f"{'stage':<34}{'seconds':>9}"]
+    for r in rows:
+        shown_s = f"{r.seconds:9.1f}" if r.seconds is not None else f"{'complete':>9}"
+        lines.append(f"{TIMING_NAMES.get(r.stage, r.stage):<34}{shown_s}")
+        for name, secs in r.parts:
+            lines.append(f"{'  ' + TIMING_NAMES.get(r.stage, r.stage) + ': ' + name:<34}{secs:9.1f}")
+    lines.append(f"{'total':<34}{total:9.1f}")
+    return "\n".join(lines)
 
 
 def submit(

@@ -123,20 +123,38 @@ def test_demo_config_is_the_demo_evaluation() -> None:
     cfg = load_config(REPO / "eval" / "demo.yaml")
     heldout = plan.corpus / "abstracts" / "validation"
     assert heldout == REPO / cfg["model"]["heldout"] == REPO / cfg["embed"]["data"]
-    for cmd in plan.stages["eval"].commands:
-        assert cmd[:5] == ["astrollama", "eval", cmd[2], "--config", str(REPO / "eval" / "demo.yaml")]
-        flags = {c.split("=")[0] for c in cmd[5:] if c.startswith("--")}
-        assert flags <= {
-            "--model",
-            "--label",
-            "--role",
-            "--heldout",
-            "--scale",
-            "--out",
-            "--recipe",
-            "--stage",
-            "--data",
-        }
+    (cmd,) = plan.stages["eval"].commands  # one command: every model loaded once
+    assert cmd[:5] == ["astrollama", "eval", "models", "--config", str(REPO / "eval" / "demo.yaml")]
+    flags = {c.split("=")[0] for c in cmd[5:] if c.startswith("--")}
+    assert flags <= {
+        "--model",
+        "--label",
+        "--role",
+        "--heldout",
+        "--scale",
+        "--out",
+        "--recipe",
+        "--stage",
+        "--embed-data",
+        "--embed-out",
+    }
+    # the settings the command runs with are the config's (model section, embed section as --embed-*)
+    from astrollama.evaluation.cli import build_parser
+    from astrollama.evaluation.config import apply_config
+
+    parser = build_parser()
+    args = parser.parse_args(apply_config(parser, cmd[2:]))
+    for key, value in cfg["model"].items():
+        if key not in ("heldout",):
+            assert getattr(args, key) == value, key
+    for key, value in cfg["embed"].items():
+        if key != "data":
+            assert getattr(args, f"embed_{key}") == value, key
+    assert Path(args.heldout) == Path(args.embed_data) == heldout
+    assert [g["out"] for g in args.jobs] == [
+        str(plan.work / "eval" / "results" / r) for r in ("base", "cpt", "sft", "merged")
+    ]
+    assert [g.get("stage") for g in args.jobs] == ["base", "CPT", "SFT", "merged"]
     # the toy stands beside the published rows of the corpus it trains on (AIC), letters as in context
     assert target.eval.recipe == "astrollama-3-8b-base_aic" and target.data.variant == "aic"
     assert cfg["model"]["letter_token"] == "prompt"
@@ -181,6 +199,7 @@ def test_demo_config_through_the_entry_script_equals_the_flags(tmp_path, tiny_mo
         ],
     )
     per_run = ["--model", str(tiny_model), "--label", "tiny", "--role", "base", "--heldout", str(heldout)]
+    per_run += ["--recipe", "astrollama-3-8b-base_aic"]  # per run: the target names it, not the config
     p = subprocess.run(
         ["bash", str(REPO / "eval" / "01_score_checkpoint.sh"), *per_run, "--out", str(tmp_path / "script")],
         cwd=tmp_path,
@@ -218,8 +237,6 @@ def test_demo_config_through_the_entry_script_equals_the_flags(tmp_path, tiny_mo
                     *per_run,
                     "--questions",
                     "eval/data/astro_mcq_sample.jsonl",
-                    "--recipe",
-                    "astrollama-3-8b-base_aic",
                     "--letter-token",
                     "prompt",
                     "--scale",

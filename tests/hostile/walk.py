@@ -20,7 +20,7 @@ from pathlib import Path
 # Arguments that are outputs (a fresh path is given), by destination name; per command where the
 # same name is an input elsewhere (``eval mcq --key`` reads, ``eval mcq-split --key`` writes).
 OUTPUTS = {"out", "workdir", "dest", "json"}
-OUTPUTS_BY_COMMAND = {("eval", "mcq-split"): {"public", "key"}}
+OUTPUTS_BY_COMMAND = {("eval", "mcq-split"): {"public", "key"}, ("eval", "models"): {"embed_out"}}
 
 # Plain values (not paths) and the value given when the argument is required (None: left out).
 VALUES: dict[str, str | None] = {
@@ -53,6 +53,7 @@ VALUES_BY_COMMAND: dict[tuple[str, ...], dict[str, str | None]] = {
     ("train", "launch"): {"recipe": "INPUT"},
     ("train", "run"): {"recipe": "INPUT"},
     ("merge",): {"recipe": "INPUT"},
+    ("eval", "models"): {"embed_device": None},  # a device name, like --device
 }
 # Optional values a command needs to get as far as reading its inputs
 EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {("data", "harvest", "lookup"): ["--query", "galaxy"]}

@@ -13,9 +13,13 @@ demo``):
 2. CPT of SmolLM2-135M-Instruct through ``bash slurm/cpt.sh recipes/demo-smollm2-135m.yaml``.
 3. SFT of the result through ``bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml``.
 4. merge with SmolLM2-135M-Instruct through ``bash slurm/merge.sh recipes/demo-smollm2-135m-merge.yaml``.
-5. evaluation with ``eval/demo.yaml`` (``astrollama eval model`` per stage, ``eval embed``), then the
-   report (``astrollama eval report``): base -> CPT -> SFT -> merged beside the published tables;
-   fails loudly unless held-out perplexity dropped with CPT.
+5. evaluation with ``eval/demo.yaml``: one ``astrollama eval models`` loads each of the four models
+   once for the MCQ, perplexity, a completion and the embeddings (side by side on the cores), then
+   the report (``astrollama eval report``): base -> CPT -> SFT -> merged beside the published
+   tables; fails loudly unless held-out perplexity dropped with CPT.
+
+``--timings`` prints each stage's wall seconds at the end (``[demo timings]``, with each model's
+part of the evaluation; scripts/bench_demo.sh passes it through).
 
 Work files go under ``work/demo/`` (gitignored). The data stages resume (a rerun redoes nothing).
 Each ``astrollama demo`` trains FRESH (the previous runs, merge and evaluation are removed) so that
@@ -29,6 +33,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,8 +94,11 @@ def _with(overrides: list[str], key: str, value: Path) -> list[str]:
     return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
 
 
-def run(workdir: Path, *, resume: bool = False, overrides: Sequence[str] = ()) -> dict:
-    """Run the toy target here; return the perplexity summary (raise DemoError on a failure)."""
+def run(
+    workdir: Path, *, resume: bool = False, overrides: Sequence[str] = (), timings: list | None = None
+) -> dict:
+    """Run the toy target here; return the perplexity summary (raise DemoError on a failure).
+    ``timings``: each stage's :class:`astrollama.reproduce.StageTime` is appended to it."""
     from astrollama.reproduce import Plan, Target, run_local
 
     target = Target.model_validate(demo_target(workdir, cpt=overrides))
@@ -101,7 +109,7 @@ def run(workdir: Path, *, resume: bool = False, overrides: Sequence[str] = ()) -
             shutil.rmtree(out.parent if stage != "merge" else out, ignore_errors=True)
         for stage in ("eval", "report"):
             plan.marker(stage).unlink(missing_ok=True)
-    rc = run_local(plan, plan.order)
+    rc = run_local(plan, plan.order, timings=timings)
     if rc != 0:
         raise DemoError(f"stage failed (exit {rc}); see above")
     results = plan.work / "eval" / "results"
@@ -136,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "overrides", nargs="*", metavar="key=value", help="CPT recipe overrides, e.g. trainer.max_steps=10"
     )
+    p.add_argument("--timings", action="store_true", help="print each stage's wall seconds at the end")
     return p
 
 
@@ -146,11 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     # the work directory is the demo's (owner marker, astrollama.io): it removes and rewrites runs
     # there, so someone else's directory is refused before anything is written
     claim_dir(a.workdir.resolve(), OWNER, legacy=(_legacy_workdir,), what="--workdir", create=True)
+    timings: list | None = [] if a.timings else None
+    t0 = time.perf_counter()
     try:
-        summary = run(a.workdir, resume=a.resume, overrides=a.overrides)
+        summary = run(a.workdir, resume=a.resume, overrides=a.overrides, timings=timings)
     except DemoError as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
+    finally:
+        if timings is not None:  # the stages that ran, also when one failed
+            from astrollama.reproduce import timings_table
+
+            print(timings_table(timings, time.perf_counter() - t0), flush=True)
     print(f"demo OK: report in {summary['report']}")
     return 0
 

@@ -22,6 +22,7 @@ MODULES = (
     "astrollama.evaluation.completion",  # complete
     "astrollama.evaluation.sweep",  # sweep
     "astrollama.evaluation.suite",  # model
+    "astrollama.evaluation.pool",  # models: model + embed of several checkpoints, each loaded once
     "astrollama.evaluation.report",  # report
 )
 

@@ -24,7 +24,8 @@ and keys, values of the wrong type and values out of the flag's range are one-li
 runs. Options that repeat on the command line (``embed --model/--label``) are per-run and not
 config keys. Relative paths are relative to the current directory (the repository root, as
 ``eval/*.sh`` run). Flags given on the command line win: the config's options are placed before
-them and argparse keeps the last value.
+them and argparse keeps the last value. ``eval models`` (several checkpoints, each loaded once)
+reads the ``model`` section and the ``embed`` section as its ``--embed-*`` options.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def config_tokens(parser: argparse.ArgumentParser, file: str, command: str) -> l
 def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``argv`` with the options of ``--config FILE`` inserted after the command (flags win)."""
     file = config_file(argv, EvalInputError)
+    if file is not None and argv and argv[0] == "models":  # reads 'model' and 'embed'
+        from astrollama.evaluation import pool
+
+        return [argv[0], *pool.config_tokens(parser, file), *argv[1:]]
     if file is None or not argv or argv[0] not in SECTIONS:
         return argv
     return [argv[0], *config_tokens(parser, file, argv[0]), *argv[1:]]
