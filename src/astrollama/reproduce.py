@@ -318,10 +318,21 @@ class Plan:
         overrides = self._train_overrides(which)
         st.commands = [["bash", TRAIN_SCRIPT, str(_abs(part.recipe)), *overrides]]
         st.script = [TRAIN_SCRIPT, str(_abs(part.recipe)), *overrides]
-        st.sbatch = [f"--nodes={r.launch.nodes}"]
-        if not r.trainer.get("use_cpu"):
-            st.sbatch.append(f"--gpus-per-node={r.launch.gpus_per_node}")
-        st.sbatch += _resources(part.slurm, default_time=_train_time(r))
+        from astrollama.train.resources import slurm_request
+
+        # nodes, GPUs (0 for a CPU recipe: it overrides slurm/cpt.sh's #SBATCH --gpus-per-node=8),
+        # and the planner's time and memory estimate unless the target gives its own
+        gpus = 0 if r.trainer.get("use_cpu") is True else r.launch.gpus_per_node
+        time, mem = "1-00:00:00", None  # the job requeues itself at its limit: a restart, not lost work
+        try:
+            req = slurm_request(r, count_dataset=False)
+            time, mem = req.time, f"{req.mem_gib}G"
+        except (ValueError, InputError):  # a model made by an earlier stage: no estimate before it exists
+            pass
+        st.sbatch = [f"--nodes={r.launch.nodes}", f"--gpus-per-node={gpus}"]
+        st.sbatch += _resources(part.slurm, default_time=time)
+        if mem and not part.slurm.mem:
+            st.sbatch.append(f"--mem={mem}")
         st.outputs = [Path(r.launch.run_dir) / "checkpoints"]
         return st
 
@@ -476,12 +487,6 @@ def _resources(r: SlurmResources, default_time: str) -> list[str]:
     if r.cpus_per_task:
         out.append(f"--cpus-per-task={r.cpus_per_task}")
     return out
-
-
-def _train_time(recipe: Any) -> str:
-    """The job's time limit: the recipe's ``launch`` has none, so a day; the job requeues itself
-    from a checkpoint at the limit (slurm/cpt.sh), so a shorter limit costs a restart, not work."""
-    return "24:00:00"
 
 
 def _final_model(run_ckpt_dir: Path) -> bool:

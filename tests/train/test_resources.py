@@ -58,7 +58,8 @@ def test_8b_request_matches_the_recipe_before_the_data_exists(tmp_path):
 
 def test_cpu_recipe_asks_for_no_gpu():
     req = slurm_request(load_recipe(REPO / "recipes" / "demo-smollm2-135m.yaml"), tokens=31_000)
-    assert not any(a.startswith("--gpus") for a in req.sbatch_args())
+    # explicitly none: a bare sbatch would inherit slurm/cpt.sh's #SBATCH --gpus-per-node=8
+    assert [a for a in req.sbatch_args() if a.startswith("--gpus")] == ["--gpus-per-node=0"]
     assert req.time == "0-01:00:00" and req.mem_gib == 16
 
 

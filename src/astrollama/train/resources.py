@@ -87,9 +87,8 @@ class SlurmRequest:
     notes: list[str] = field(default_factory=list)
 
     def sbatch_args(self) -> list[str]:
-        args = [f"--nodes={self.nodes}"]
-        if self.gpus_per_node:
-            args.append(f"--gpus-per-node={self.gpus_per_node}")
+        # always stated: 0 for a CPU recipe overrides slurm/cpt.sh's own #SBATCH --gpus-per-node=8
+        args = [f"--nodes={self.nodes}", f"--gpus-per-node={self.gpus_per_node}"]
         return [*args, f"--time={self.time}", f"--mem={self.mem_gib}G"]
 
 
