@@ -276,7 +276,7 @@ MERGE_METHOD = Published(
     "dare_ties",
     "astromlab3",
     verified=False,
-    note="the paper body was not read here; issue 11 names DARE-TIES / linear",
+    note="the paper body was not read here; DARE-TIES or linear are the candidates",
 )
 
 # ---------------------------------------------------------------------------------------------
