@@ -102,12 +102,11 @@ def test_demo_chain_builds_corpora_the_demo_recipe_accepts(demo_prep, repo_root:
 
 
 def test_demo_recipe_names_the_demo_layout(repo_root: Path) -> None:
-    """The demo recipe's own data paths are where `astrollama demo` (workdir work/demo) writes its
-    training corpus and held-out set, so its header and a bare `bash slurm/cpt.sh` agree with it."""
-    import inspect
-
-    from astrollama.demo import DEFAULT_WORKDIR
-    from astrollama.demo import data as demo_data
+    """The demo recipe's own data paths are where `astrollama demo` (the toy target, workdir
+    work/demo) writes its training corpus and held-out set, so its header and a bare `bash
+    slurm/cpt.sh` agree with it."""
+    from astrollama.demo import DEFAULT_WORKDIR, TARGET, demo_target
+    from astrollama.reproduce import Plan, Target
     from astrollama.train.recipe import load_recipe
 
     r = load_recipe(repo_root / "recipes" / "demo-smollm2-135m.yaml")
@@ -116,7 +115,6 @@ def test_demo_recipe_names_the_demo_layout(repo_root: Path) -> None:
     assert (
         Path(r.data.eval_dataset_path).as_posix().endswith(f"{work.as_posix()}/corpus/abstracts/validation")
     )
-    src = inspect.getsource(demo_data.prepare)
-    assert '"train_dir": corpus / "aic" / "train"' in src
-    assert '"heldout_dir": corpus / "abstracts" / "validation"' in src
-    assert 'corpus = work / "prep", work / "corpus"' in src
+    plan = Plan(str(TARGET), Target.model_validate(demo_target(DEFAULT_WORKDIR)), TARGET)
+    assert plan.corpus == DEFAULT_WORKDIR.resolve() / "corpus"
+    assert plan.target.data.variant == "aic" and plan.target.data.heldout_variant == "abstracts"
