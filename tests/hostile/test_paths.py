@@ -58,7 +58,7 @@ def _scratch(tmp: Path) -> Path:
             data: {{dataset_path: {tmp / "data"}, block_size: 64, packing: true}}
             batch: {{global_batch_size: 8, max_micro_batch_size: 4}}
             launch: {{engine: local, run_dir: {tmp / "elsewhere"}}}
-            trainer: {{learning_rate: 1.0e-4, max_steps: 4}}
+            trainer: {{learning_rate: 1.0e-4, max_steps: 4, use_cpu: true}}
             """
         ).lstrip()
     )

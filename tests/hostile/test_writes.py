@@ -121,6 +121,7 @@ launch:
 trainer:
   learning_rate: 1.0e-4
   max_steps: 4
+  use_cpu: true
 """
 
 

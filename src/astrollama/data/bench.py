@@ -435,6 +435,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale",
         default=None,
+        type=_sizes,
         help="comma-separated corpus sizes (e.g. 25000,100000): instead of the stage table, the whole "
         "build over that many lazy AIC-length documents, each in a fresh process: docs/s and peak RSS",
     )
@@ -455,7 +456,7 @@ def _run(a: argparse.Namespace) -> int:
         tok = str(smollm2_checkpoint())
     if a.scale:
         rows = run_scale(
-            [int(x) for x in a.scale.split(",")],
+            a.scale,
             int(a.workers.split(",")[-1]),
             tokenizer_dir=tok,
             mcq_path=a.mcq,
@@ -475,6 +476,21 @@ def _run(a: argparse.Namespace) -> int:
 
         atomic_write_json(a.json, res)
     return 0
+
+
+def _sizes(value: str) -> list[int]:
+    """``--scale``: comma-separated corpus sizes, each a positive integer (argparse: one line, exit 2)."""
+    import argparse
+
+    try:
+        sizes = [int(x) for x in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: comma-separated document counts, e.g. 25000,100000"
+        ) from None
+    if not sizes or min(sizes) < 1 or max(sizes) > 10_000_000:
+        raise argparse.ArgumentTypeError(f"{value!r}: each size must be in [1, 10000000]")
+    return sizes
 
 
 def register(sub: Any) -> None:
