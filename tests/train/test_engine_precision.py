@@ -95,6 +95,9 @@ def test_provenance_names_the_precision(train_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "cpu_bf16_units", lambda *a: [])
     assert _precision(fp32, cpu, "local") == "float32"
     assert _precision(bf16, cpu, "local").startswith("float32 (bf16 requested")
-    assert _precision(bf16, cpu, "lmflow") == _precision(bf16, gpu, "local") == "bf16 autocast"
+    gpu_path = tmp_path / "gpu.yaml"  # the fixture asks for CPU on purpose; a GPU recipe does not
+    gpu_path.write_text("".join(x for x in path.read_text().splitlines(True) if "use_cpu:" not in x))
+    bf16_gpu = load_recipe(gpu_path, ["trainer.bf16=true"])
+    assert _precision(bf16, cpu, "lmflow") == _precision(bf16_gpu, gpu, "local") == "bf16 autocast"
     monkeypatch.setattr(engine, "cpu_bf16_units", lambda *a: ["amx_bf16"])
     assert _precision(bf16, cpu, "local") == "bf16 autocast on CPU (amx_bf16)"
