@@ -103,6 +103,7 @@ launch:
   gpus_per_node: 1
   run_dir: {run_dir}
 trainer:
+  use_cpu: true  # CPU on purpose (a GPU recipe is refused on a node without GPUs)
   learning_rate: 1.0e-3
   max_steps: 40
   save_steps: 5

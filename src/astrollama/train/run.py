@@ -287,6 +287,8 @@ _RUN_ENTRIES = frozenset({"provenance", "checkpoints", "checkpoints.incomplete",
 
 def _legacy_run_dir(directory: Path) -> bool:
     names = {p.name for p in directory.iterdir() if not p.name.startswith(".")}
+    if names == {"logs"}:  # another node of the same job wrote its log before node 0 claimed the run
+        return all(f.is_file() and f.suffix == ".log" for f in (directory / "logs").iterdir())
     return names <= _RUN_ENTRIES and bool(names & {"provenance", "checkpoints"})
 
 
