@@ -268,9 +268,9 @@ def config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
 def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
-    from astrollama.cli import MAX_TOKENS, number, seed_arg
-    from astrollama.evaluation.mcq.cli import add_letter_token_option
+    from astrollama.cli import number
     from astrollama.evaluation.report import ROLES, SCALES
+    from astrollama.evaluation.suite import add_scoring_options
 
     p = subparsers.add_parser(
         "models",
@@ -291,18 +291,7 @@ def register(subparsers) -> None:
     per.add_argument("--out", action=_PerModel, required=True, help="this model's RESULTS directory")
     p.add_argument("--base", default=None, help="base model directory for LoRA adapter checkpoints")
     p.add_argument("--scale", default="paper", choices=SCALES, help="toy: not comparable in absolute terms")
-    p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
-    p.add_argument("--key", default=None, help="separate answer key file")
-    p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
-    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
-    p.add_argument("--stride", type=number(int, min=1), default=None)
-    p.add_argument("--max-docs", type=number(int, min=1), default=None)
-    p.add_argument("--batch-size", type=number(int, min=1), default=8)
-    p.add_argument("--seed", type=seed_arg(), default=0, help="completion sampling seed")
-    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default=None)
-    add_letter_token_option(p)
+    add_scoring_options(p)
     emb = p.add_argument_group("embeddings (the options of `eval embed`)")
     emb.add_argument("--embed-data", default=None, help="documents to embed (default: --heldout)")
     emb.add_argument("--embed-max-docs", type=number(int, min=2), default=200)

@@ -189,6 +189,22 @@ def _evaluate_into(
     return out
 
 
+def add_scoring_options(p) -> None:
+    """The options `eval model` and `eval models` share: questions, held-out set and how to score."""
+    p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
+    p.add_argument("--key", default=None, help="separate answer key file")
+    p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
+    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
+    p.add_argument("--stride", type=number(int, min=1), default=None)
+    p.add_argument("--max-docs", type=number(int, min=1), default=None)
+    p.add_argument("--batch-size", type=number(int, min=1), default=8)
+    p.add_argument("--seed", type=seed_arg(), default=0, help="completion sampling seed")
+    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None)
+    add_letter_token_option(p)
+
+
 def register(subparsers) -> None:
     """``astrollama eval model``: MCQ + perplexity + completion of one checkpoint -> RESULTS dir."""
     p = subparsers.add_parser(
@@ -210,18 +226,7 @@ def register(subparsers) -> None:
         help="stage name in a staged run (e.g. base, CPT, SFT, merged); "
         "`eval report` tabulates the --results in order, stage by stage",
     )
-    p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
-    p.add_argument("--key", default=None, help="separate answer key file")
-    p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
-    p.add_argument("--block-size", type=number(int, min=2, cap=MAX_TOKENS), default=512)
-    p.add_argument("--stride", type=number(int, min=1), default=None)
-    p.add_argument("--max-docs", type=number(int, min=1), default=None)
-    p.add_argument("--batch-size", type=number(int, min=1), default=8)
-    p.add_argument("--seed", type=seed_arg(), default=0, help="completion sampling seed")
-    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default=None)
-    add_letter_token_option(p)
+    add_scoring_options(p)
     p.add_argument("--out", required=True, help="RESULTS directory")
     p.set_defaults(func=_run)
 
