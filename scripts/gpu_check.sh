@@ -8,7 +8,7 @@
 #
 # --wheels DIR: install DIR/*.whl (--no-index --no-deps) into a private folder put first on PYTHONPATH;
 # LMFlow's examples/finetune.py is taken from DIR/lmflow/examples when present. Other flags go to
-# `python -m astrollama.gpucheck` (--only, --budget-s, --peak-tflops, --python, --work).
+# `python -m astrollama.tools.gpucheck` (--only, --budget-s, --peak-tflops, --python, --work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
@@ -27,4 +27,4 @@ while [ $# -gt 0 ]; do
   esac
 done
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-exec "$PY" -m astrollama.gpucheck "${args[@]}"
+exec "$PY" -m astrollama.tools.gpucheck "${args[@]}"

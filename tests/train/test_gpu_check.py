@@ -1,4 +1,4 @@
-"""The GPU check (scripts/gpu_check.sh -> astrollama.gpucheck) in CPU-smoke mode, as CI runs it.
+"""The GPU check (scripts/gpu_check.sh -> astrollama.tools.gpucheck) in CPU-smoke mode, as CI runs it.
 
 Every section runs for real at toy size: the random LLaMA-3-shaped model, the local engine, the MCQ
 scorer against lm-evaluation-harness, the transformers Nougat path; DeepSpeed and LMFlow in the
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from astrollama import gpucheck
+from astrollama.tools.gpucheck import sections, sizes
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
@@ -60,9 +60,9 @@ def test_cpu_smoke_every_section(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert r["mode"] == "cpu-smoke" and r["ok"] is True and r["device"]["name"] == "cpu"
     assert r["peak_bf16_tflops"] == 1.0 and "6*N + 12*L*d*T" in r["flops_formula"]
-    assert list(r["sections"]) == list(gpucheck.SECTIONS)
+    assert list(r["sections"]) == list(sizes.SECTIONS)
     assert _finite_numbers(r)
-    s = gpucheck.SIZES["cpu-smoke"]
+    s = sizes.SIZES["cpu-smoke"]
     for name, sec in r["sections"].items():
         assert sec["status"] in ("ok", "skipped"), (name, sec)
         assert sec["section_s"] > 0
@@ -124,7 +124,7 @@ def test_cpu_smoke_deepspeed_and_lmflow_agree_with_the_local_engine(tmp_path, lm
     secs = r["sections"]
     assert secs["prepare"]["packages"]["deepspeed"] and secs["prepare"]["packages"]["lmflow"]
     ref = secs["engine_bf16"]
-    assert ref["status"] == "ok" and len(ref["losses"]) == gpucheck.SIZES["cpu-smoke"]["steps"]
+    assert ref["status"] == "ok" and len(ref["losses"]) == sizes.SIZES["cpu-smoke"]["steps"]
     for name, engine, config in (
         ("deepspeed_zero2", "local", "zero2.json"),
         ("deepspeed_zero3", "local", "zero3.json"),
@@ -163,16 +163,16 @@ def test_time_budget_skips_the_sections_it_cannot_start(tmp_path):
 
 
 def test_peak_by_device_name_and_the_1b_shape():
-    assert gpucheck.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert gpucheck.peak_tflops("NVIDIA H200") == 989.0
-    assert gpucheck.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert gpucheck.peak_tflops("NVIDIA H100 PCIe") == 756.0
-    assert gpucheck.peak_tflops("NVIDIA GeForce RTX 4090") is None
+    assert sizes.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert sizes.peak_tflops("NVIDIA H200") == 989.0
+    assert sizes.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert sizes.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert sizes.peak_tflops("NVIDIA GeForce RTX 4090") is None
     torch = pytest.importorskip("torch")
     from transformers import LlamaForCausalLM
 
     with torch.device("meta"):
-        model = LlamaForCausalLM(gpucheck.llama3_config(gpucheck.SIZES["gpu"]))
+        model = LlamaForCausalLM(sections.llama3_config(sizes.SIZES["gpu"]))
     n = sum(p.numel() for p in model.parameters())
-    assert n == _llama_parameters(gpucheck.SIZES["gpu"]) == 1_235_814_400  # Llama-3.2-1B's count
+    assert n == _llama_parameters(sizes.SIZES["gpu"]) == 1_235_814_400  # Llama-3.2-1B's count
     assert model.config.num_key_value_heads == 8 and model.config.vocab_size == 128256
