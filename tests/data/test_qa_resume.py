@@ -4,7 +4,7 @@ The stage runs in a subprocess (tests/data/resume_driver.py: the transformers ba
 random LLaMA, greedy) that SIGKILLs itself between a paper's file and its manifest record, then after
 a paper's record; the rerun finishes in this process and the ``qa`` tree and the manifest's view of
 the stage are compared, by hash, with a clean run in another directory. The same machinery as the
-other stages (tests/data/test_resume_corpus.py, astrollama.data.killpoint).
+other stages (tests/data/test_resume_corpus.py, astrollama.killpoint).
 
 The tiny random model's outputs are all rejected, so a second test runs the stage on recorded
 outputs (tests/data/qa_recorded.py, ``qa-recorded`` driver mode) in which papers have 0 to 3 kept

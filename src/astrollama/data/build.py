@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from astrollama.data import killpoint
+from astrollama import killpoint
 from astrollama.data.aic import clean_nougat_markers
 from astrollama.data.decontam import Benchmark, BuildError
 from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astrollama.data import killpoint
+from astrollama import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.manifest import paper_path
 from astrollama.data.summarize import (

@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from astrollama import killpoint
 from astrollama.config import check_keys, check_template, read_mapping
-from astrollama.data import killpoint
 from astrollama.data.aic.markdown import _md_headings
 from astrollama.data.aic.rules import clean_nougat_markers
 from astrollama.data.manifest import paper_path

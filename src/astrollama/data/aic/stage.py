@@ -78,7 +78,7 @@ def run_aic(
     with the reason (no introduction nor conclusion, upstream failure, unreadable file), or
     ``skipped`` while no input exists yet.
     """
-    from astrollama.data import killpoint
+    from astrollama import killpoint
     from astrollama.data.manifest import Manifest, paper_path
     from astrollama.data.stages import StageRunner, write_outputs
 

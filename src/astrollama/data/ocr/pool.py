@@ -9,7 +9,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from astrollama.data import killpoint
+from astrollama import killpoint
 from astrollama.data.ocr.pdf import OcrFailure, count_pages, render_pages
 from astrollama.data.ocr.pdftext import text_layer_pages
 from astrollama.data.stages import PoolWatch

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from astrollama.data import killpoint
+from astrollama import killpoint
 from astrollama.data.manifest import Manifest, namespaced, paper_path
 from astrollama.data.ocr.backends import (
     BACKENDS,
