@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from astrollama.evaluation.mcq.bench import benchmark
     from astrollama.io import atomic_write_json
     from astrollama.models import smollm2_checkpoint
+    from astrollama.tools.bench_mcq import throughput
 
     if a.threads:
         torch.set_num_threads(a.threads)
     model = a.model or str(smollm2_checkpoint())
-    r = benchmark(
+    r = throughput(
         model,
         a.questions,
         batch_size=a.batch_size,

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the results JSON here")
     a = p.parse_args(argv)
 
-    from astrollama.evaluation.mcq.bench import prompt_effect
     from astrollama.io import atomic_write_json
     from astrollama.models import smollm2_checkpoint
+    from astrollama.tools.bench_mcq import prompt_effect
 
     r = prompt_effect(
         a.model or str(smollm2_checkpoint()),

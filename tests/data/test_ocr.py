@@ -32,6 +32,7 @@ from astrollama.data.ocr.nougat import (
     random_nougat,
 )
 from astrollama.errors import InputError
+from astrollama.tools import badpdfs
 
 HERE = Path(__file__).resolve().parent
 WORDS = [
@@ -128,10 +129,10 @@ def pdf_bytes(papers) -> dict[str, bytes]:
     good = {pid: pdfgen.render_paper_pdf(p) for pid, p in papers.items()}
     first = next(iter(good.values()))
     bad = {
-        "2401.00010": pdfgen.corrupt_pdf(first),
-        "2401.00011": pdfgen.encrypted_pdf(first),
-        "2401.00012": pdfgen.zero_page_pdf(),
-        "2401.00013": pdfgen.empty_file_pdf(),
+        "2401.00010": badpdfs.corrupt_pdf(first),
+        "2401.00011": badpdfs.encrypted_pdf(first),
+        "2401.00012": badpdfs.zero_page_pdf(),
+        "2401.00013": badpdfs.empty_file_pdf(),
     }
     return {**good, **bad}
 

@@ -33,6 +33,7 @@ import pytest
 from astrollama.data import pdfgen
 from astrollama.data.manifest import Manifest, paper_path
 from astrollama.data.split import split_fraction
+from astrollama.tools import badpdfs
 from tests.hostile.conftest import snapshot
 
 PID = "2401.00101"
@@ -287,9 +288,9 @@ def good_pdf() -> bytes:
 PDFS = {
     "not-a-pdf": (lambda good: b"hello, this is not a PDF at all\n" * 20, "corrupt"),
     "truncated": (lambda good: good[: len(good) // 3], "corrupt"),
-    "encrypted": (pdfgen.encrypted_pdf, "encrypted"),
-    "zero-pages": (lambda good: pdfgen.zero_page_pdf(), "no-pages"),
-    "zero-bytes": (lambda good: pdfgen.empty_file_pdf(), "empty-file"),
+    "encrypted": (badpdfs.encrypted_pdf, "encrypted"),
+    "zero-pages": (lambda good: badpdfs.zero_page_pdf(), "no-pages"),
+    "zero-bytes": (lambda good: badpdfs.empty_file_pdf(), "empty-file"),
 }
 
 

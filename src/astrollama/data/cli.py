@@ -30,7 +30,7 @@ MODULES = (
     "astrollama.data.qa",  # qa (astro question/answer conversations from AIC or summaries)
     "astrollama.data.conversations",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",  # build
-    "astrollama.data.bench",  # bench (throughput of the CPU corpus stages)
+    "astrollama.tools.bench_corpus",  # bench (throughput of the CPU corpus stages)
     "astrollama.demo.sft",  # demo-sft (the toy demo's SFT conversations)
     "astrollama.data.pipeline",  # run (a data_prep/<name>.yaml pipeline, here or on Slurm)
 )

@@ -14,8 +14,10 @@ numbers in the footer, 2-4 A4 pages. Numbering and appendix placement are derive
 so they are stable. The bytes are deterministic: the same paper always gives the same PDF (fixed
 creation date and producer, content-derived file id).
 
-Also here: helpers that make the bad PDFs every OCR backend must survive (corrupt, encrypted,
-zero bytes, zero pages), and ``make_pdfs`` behind ``astrollama data make-pdfs``.
+Also here: ``make_pdfs`` behind ``astrollama data make-pdfs`` and ``astrollama data download
+--papers``. Rendering stays in the product (not in :mod:`astrollama.tools`): it is the demo
+corpus's download step (``data_prep/demo.yaml``), a command users type; only the damaged PDFs the
+tests feed the OCR stage are a tool (:mod:`astrollama.tools.badpdfs`).
 """
 
 from __future__ import annotations
@@ -238,47 +240,6 @@ def count_pages(data: bytes) -> int:
     from pypdf import PdfReader
 
     return len(PdfReader(io.BytesIO(data)).pages)
-
-
-# ---------------------------------------------------------------------------------------------
-# Bad PDFs (the failure modes OCR must record, never crash on)
-
-
-def corrupt_pdf(good: bytes) -> bytes:
-    """A PDF header and a truncated body followed by garbage: no parser can open it."""
-    cut = good[: max(64, len(good) // 5)]
-    garbage = hashlib.sha256(good).digest() * 8
-    # Drop every trailer/xref keyword so that recovery-by-scanning finds nothing either.
-    cut = cut.replace(b"xref", b"xxxx").replace(b"trailer", b"tttttt").replace(b"obj", b"ojb")
-    return cut + garbage
-
-
-def encrypted_pdf(good: bytes, user_password: str = "secret") -> bytes:
-    """The same document encrypted with a user password (cannot be opened without it)."""
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(good)))
-    writer.encrypt(user_password=user_password, owner_password=user_password + "-owner", algorithm="RC4-128")
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
-
-
-def zero_page_pdf() -> bytes:
-    """A well-formed PDF with no pages (opens fine, renders nothing)."""
-    from pypdf import PdfWriter
-
-    buf = io.BytesIO()
-    PdfWriter().write(buf)
-    return buf.getvalue()
-
-
-def empty_file_pdf() -> bytes:
-    """Zero bytes (an interrupted download)."""
-    return b""
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 def iter_paper_files(papers_dir: str | os.PathLike[str]) -> list[Path]:

@@ -14,7 +14,7 @@ Sections, each in its own process (timed; a failing one records its error and th
 * ``deepspeed_zero2``, ``deepspeed_zero3``: the same through ``ds_configs/zero{2,3}.json``;
 * ``lmflow_zero2``: LMFlow's ``examples/finetune.py`` through ``astrollama.train.lmflow_shim`` with
   ZeRO-2, where ``lmflow`` imports and the script is found;
-* ``mcq``: ``astrollama.evaluation.mcq.bench.benchmark`` (our token scorer against lm-evaluation-harness,
+* ``mcq``: ``astrollama.tools.bench_mcq.throughput`` (our token scorer against lm-evaluation-harness,
   same loaded model) on the 68 bundled questions;
 * ``nougat``: ``NougatTransformers`` on a random checkpoint of nougat-small's architecture, on the
   pages of bundled demo papers rendered to PDF.

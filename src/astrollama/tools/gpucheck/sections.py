@@ -251,7 +251,7 @@ def section_train(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 def section_mcq(spec: dict[str, Any]) -> dict[str, Any]:
     """Our token scorer against lm-eval, same loaded model, on the bundled questions."""
-    from astrollama.evaluation.mcq.bench import benchmark
+    from astrollama.tools.bench_mcq import throughput
 
     s, cuda = spec["sizes"], spec["cuda"]
     try:
@@ -259,7 +259,7 @@ def section_mcq(spec: dict[str, Any]) -> dict[str, Any]:
     except ImportError as exc:
         return {"status": "skipped", "reason": f"lm_eval is not importable ({exc})"}
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    r = benchmark(
+    r = throughput(
         spec["prepare"]["model"],
         REPO / "eval" / "data" / "astro_mcq_sample.jsonl",
         batch_size=s["mcq_batch"],

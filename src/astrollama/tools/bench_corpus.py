@@ -387,7 +387,7 @@ def run_scale(
     rows = []
     for n in points:
         code = (
-            "import json, sys; from astrollama.data.bench import scale_point; "
+            "import json, sys; from astrollama.tools.bench_corpus import scale_point; "
             f"print(json.dumps(scale_point({n}, {workers}, {tokenizer_dir!r}, {mcq_path!r}, {seed}, {target_chars})))"
         )
         load0 = os.getloadavg()[0]

@@ -1,4 +1,4 @@
-"""MCQ measurements: throughput against lm-evaluation-harness (``benchmark``) and the effect of the
+"""MCQ measurements: throughput against lm-evaluation-harness (``throughput``) and the effect of the
 prompt wording on accuracy (``prompt_effect``).
 
 Throughput: our token method against lm-evaluation-harness, side by side in one process.
@@ -31,7 +31,7 @@ from astrollama.evaluation.mcq.score import score_mcq
 log = logging.getLogger(__name__)
 
 
-def benchmark(
+def throughput(
     model_dir: str | os.PathLike[str],
     questions: str | os.PathLike[str],
     *,
