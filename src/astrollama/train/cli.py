@@ -6,7 +6,8 @@
   astrollama train run RECIPE [key=value ...]     (one node's share of a run; see slurm/cpt.sh)
 
 The group follows the one registration pattern (:func:`astrollama.cli.build_group`): this module's
-``register(subparsers)`` adds validate, launch and plan; ``astrollama.train.run`` registers run. Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
+``register(subparsers)`` adds validate, launch and plan; ``astrollama.train.run`` registers run.
+Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
 subclass it); ``astrollama.cli.main`` prints it as one line
 ``astrollama train: error: <file>: <key>: <problem>`` and exits 2 (the one policy of every group).
 """
@@ -211,15 +212,6 @@ def _plan(a: argparse.Namespace) -> int:
     )
     print(report.render())
     return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# run (what each node executes; owned by astrollama.train.run)
-# ----------------------------------------------------------------------------------------------
-def _add_run(p: argparse.ArgumentParser) -> None:
-    from astrollama.train import run
-
-    run.add_arguments(p)
 
 
 COMMANDS: dict[str, tuple[str, AddArgs, Handler]] = {
