@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # The shared body of the vLLM job arrays, slurm/summarize.sh and slurm/qa.sh (not submitted by
-# itself). They set STAGE (the `astrollama data` command), ROOT (an array: `--root DATA`, or empty
-# when a --config names the root), TP (tensor-parallel size, empty: the task's GPU count) and
-# MAX_MODEL_LEN, source slurm/_env.sh, then this file with the remaining arguments.
-# shellcheck disable=SC2154  # STAGE, ROOT, TP, MAX_MODEL_LEN and PY come from the caller
+# itself). They source slurm/_data_stage.sh (ROOT, PY, TASK of TASKS), set STAGE (the `astrollama
+# data` command), TP (tensor-parallel size, empty: the task's GPU count) and MAX_MODEL_LEN, then
+# source this file with the remaining arguments.
+# shellcheck disable=SC2154  # STAGE, ROOT, TP, MAX_MODEL_LEN, PY, TASK and TASKS come from the caller
 
-TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
-TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
 GPUS=${SLURM_GPUS_ON_NODE:-0}
 GPUS=${GPUS%%(*}  # "4(IDX:0-3)" on some Slurm versions
 TP=${TP:-$(( GPUS > 0 ? GPUS : 1 ))}

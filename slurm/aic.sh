@@ -24,20 +24,11 @@
 #SBATCH --output=slurm/logs/%x-%A_%a.out
 set -euo pipefail
 
-if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/aic.sh [DATA_ROOT | --config FILE] [astrollama data aic args]" >&2
-  exit 2
-fi
-ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
-if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
-
+USAGE="sbatch --array=0-N slurm/aic.sh [DATA_ROOT | --config FILE] [astrollama data aic args]"
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=slurm/_env.sh
-source "$REPO/slurm/_env.sh"
-
-TASK=$(( ${SLURM_ARRAY_TASK_ID:-0} - ${SLURM_ARRAY_TASK_MIN:-0} ))
-TASKS=${SLURM_ARRAY_TASK_COUNT:-1}
+# shellcheck source=slurm/_data_stage.sh
+source "$REPO/slurm/_data_stage.sh"  # usage, ROOT (the data root), slurm/_env.sh, TASK of TASKS
 
 echo "[aic.sh] $(hostname) job ${SLURM_JOB_ID:-local} array task $TASK/$TASKS: ${ROOT[*]} $*"
 exec "$PY" -m astrollama data aic "${ROOT[@]}" --shard-index "$TASK" --num-shards "$TASKS" "$@"

@@ -25,17 +25,11 @@
 #SBATCH --output=slurm/logs/%x-%j.out
 set -euo pipefail
 
-if [ $# -lt 1 ]; then
-  echo "usage: sbatch slurm/build.sh [DATA_ROOT | --config FILE] --out DIR --tokenizer DIR [astrollama data build args]" >&2
-  exit 2
-fi
-ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
-if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
-
+USAGE="sbatch slurm/build.sh [DATA_ROOT | --config FILE] --out DIR --tokenizer DIR [astrollama data build args]"
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=slurm/_env.sh
-source "$REPO/slurm/_env.sh"
+# shellcheck source=slurm/_data_stage.sh
+source "$REPO/slurm/_data_stage.sh"  # usage, ROOT (the data root), slurm/_env.sh, TASK of TASKS
 
 WORKERS=()   # a --workers among the arguments comes later and wins
 if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then WORKERS=(--workers "$SLURM_CPUS_PER_TASK"); fi

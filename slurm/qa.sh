@@ -31,18 +31,12 @@
 #SBATCH --output=slurm/logs/%x-%A_%a.out
 set -euo pipefail
 
-if [ $# -lt 1 ]; then
-  echo "usage: sbatch --array=0-N slurm/qa.sh [DATA_ROOT | --config FILE] --model MODEL [astrollama data qa args]" >&2
-  exit 2
-fi
-ROOT=()  # DATA_ROOT, or none when a --config names it (root: in data_prep/<name>.yaml)
-if [ "${1#-}" = "$1" ]; then ROOT=(--root "$1"); shift; fi
-
+USAGE="sbatch --array=0-N slurm/qa.sh [DATA_ROOT | --config FILE] --model MODEL [astrollama data qa args]"
 REPO=${ASTROLLAMA_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}}
 [ -f "$REPO/pyproject.toml" ] || REPO=$(cd "$(dirname "$0")/.." && pwd)
 STAGE_VENV=$REPO/.venv-vllm   # the envs/vllm.txt environment
-# shellcheck source=slurm/_env.sh
-source "$REPO/slurm/_env.sh"
+# shellcheck source=slurm/_data_stage.sh
+source "$REPO/slurm/_data_stage.sh"  # usage, ROOT (the data root), slurm/_env.sh, TASK of TASKS
 
 STAGE=qa TP=${QA_TP:-} MAX_MODEL_LEN=${QA_MAX_MODEL_LEN:-8192}
 # shellcheck source=slurm/_vllm_array.sh
