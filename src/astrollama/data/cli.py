@@ -28,7 +28,7 @@ MODULES = (
     "astrollama.data.quality",  # quality (AIC text: raw macros, dangling citations, control chars)
     "astrollama.data.summarize",  # summarize
     "astrollama.data.qa",  # qa (astro question/answer conversations from AIC or summaries)
-    "astrollama.data.conversations",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
+    "astrollama.data.sft_convert",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",  # build
     "astrollama.tools.bench_corpus",  # bench (throughput of the CPU corpus stages)
     "astrollama.demo.sft",  # demo-sft (the toy demo's SFT conversations)

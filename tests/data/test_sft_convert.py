@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from astrollama.cli import main
-from astrollama.data.conversations import ConvertConfig, Source, convert
+from astrollama.data.sft_convert import ConvertConfig, Source, convert
 from astrollama.io import OutputError
 from astrollama.lmflow_data import read_conversation_dir
 
