@@ -1,4 +1,4 @@
-"""Opt-in: the data chain on real papers, against the LaTeX targets of issue #7.
+"""Opt-in: the data chain on real papers, against the LaTeX route's quality targets (below).
 
 Set ``ASTROLLAMA_REAL_PAPERS`` to a directory of papers laid out as ``<name>/src/`` (the e-print's
 tex tree) and optionally ``<name>/paper.pdf``; the papers stay outside the repository (their text

@@ -256,7 +256,7 @@ def _trigrams(text: str) -> set[tuple[str, ...]]:
 
 @pytest.mark.skipif(not os.environ.get("ASTROLLAMA_REAL_PAPERS"), reason="set ASTROLLAMA_REAL_PAPERS=DIR")
 def test_real_papers_introduction_found_at_half_the_latex_length():
-    """Targets of issue 7 on real journal PDFs: no crash; the introduction found for >= 90% of the
+    """The pdf-text converter's targets on real journal PDFs: no crash; the introduction found for >= 90% of the
     papers that have one, each at >= 50% of the LaTeX introduction's length. A paper whose LaTeX
     introduction is empty (< 500 characters, a draft) has none; a PDF whose abstract shares < 70%
     of the LaTeX abstract's word 3-grams is another version of the paper (a build branch's PDF)

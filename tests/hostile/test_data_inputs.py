@@ -1,4 +1,4 @@
-"""Hostile inputs and faults for the data-prep commands (``astrollama data ...``), issue 9.
+"""Hostile inputs and faults for the data-prep commands (``astrollama data ...``).
 
 Every case runs the real command (``astrollama.cli.main`` in-process, via the shared
 ``refuse``/``run_cli`` helpers of tests/hostile/conftest.py) and asserts the exit code, the one

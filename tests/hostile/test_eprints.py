@@ -1,4 +1,4 @@
-"""Hostile LaTeX e-prints (issue #9): the AIC stage records the paper as failed with one line,
+"""Hostile LaTeX e-prints: the AIC stage records the paper as failed with one line,
 reads nothing outside the paper's source directory, and neither hangs nor explodes.
 
 Every case is an e-print source tree written here: path escapes through ``\\input``/``\\include``
@@ -226,7 +226,7 @@ def test_find_main_tex_ignores_symlinks_out(tmp_path):
     assert find_main_tex(src) == src / "main.tex"
 
 
-# Inputs that make a quadratic parser hang (the issue's unclosed \begin{comment} of ~1 MB hung):
+# Inputs that make a quadratic parser hang (an unclosed \begin{comment} of ~1 MB once hung):
 # each must finish well within the budget and still give a result (or a clean AIC error).
 SLOW = {
     "unclosed-comment-1mb": (HEAD + "Intro text.\n\\begin{comment}\n" + "a" * 1_000_000, 1.0),
