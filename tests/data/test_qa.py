@@ -82,7 +82,7 @@ def test_filters_give_each_rejection_its_reason() -> None:
         ),
     ]
     cfg = QAConfig(min_question_words=3, min_answer_words=5, min_grounding=0.6)
-    kept, rejects = filter_pairs(pairs, SOURCE, cfg, bench=Benchmark.from_file(MCQ, 13), truncated=True)
+    kept, rejects = filter_pairs(pairs, SOURCE, cfg, benchmark=Benchmark.from_file(MCQ, 13), truncated=True)
     assert kept == [pairs[0]]
     assert [r["reason"] for r in rejects] == [
         "question_length",

@@ -314,7 +314,12 @@ def grounding(answer: str, source_words: set[str]) -> float:
 
 
 def filter_pairs(
-    pairs: list[tuple[str, str]], source: str, cfg: QAConfig, *, bench: Any = None, truncated: bool = False
+    pairs: list[tuple[str, str]],
+    source: str,
+    cfg: QAConfig,
+    *,
+    benchmark: Any = None,
+    truncated: bool = False,
 ) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
     """(kept pairs, rejections with reasons) after the stage's quality filters (module doc)."""
     src_words = set(normalised_words(source))
@@ -336,8 +341,8 @@ def filter_pairs(
             reason, detail = "ungrounded", f"{g:.2f} of the answer's content words in the source"
         elif key in seen:
             reason = "duplicate"
-        elif bench is not None:
-            n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(normalised_words(f"{q}\n{a}"))))
+        elif benchmark is not None:
+            n_match, qs = benchmark.matches(benchmark.doc_ngrams(word_hashes(normalised_words(f"{q}\n{a}"))))
             if n_match >= cfg.decontam_min_matches:
                 reason, detail = (
                     "contaminated",
@@ -403,10 +408,10 @@ def _plan(pid: str, title: str, text: str, backend: Backend, prompt: QAPrompt, c
 
 
 def _result(
-    job: _Job, output: str, finish: str, backend: Backend, prompt: QAPrompt, cfg: QAConfig, bench: Any
+    job: _Job, output: str, finish: str, backend: Backend, prompt: QAPrompt, cfg: QAConfig, benchmark: Any
 ) -> dict[str, Any]:
     pairs, rejects = parse_qa(output)
-    kept, more = filter_pairs(pairs, job.text, cfg, bench=bench, truncated=finish == "length")
+    kept, more = filter_pairs(pairs, job.text, cfg, benchmark=benchmark, truncated=finish == "length")
     convs = [
         {
             "conversation_id": f"{job.id}#{k}",
@@ -460,7 +465,7 @@ def run_qa(
     cfg = config or QAConfig()
     cfg.check()
     prompt = prompt or QAPrompt.load()
-    bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
+    benchmark = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
     m = Manifest(root)
     out = m.root / STAGE
     runner = StageRunner(
@@ -526,7 +531,7 @@ def run_qa(
             if isinstance(gen, Exception):
                 runner.fail(job.id, f"{type(gen).__name__}: {' '.join(str(gen).split())}")
             else:
-                res = _result(job, gen.text, gen.finish_reason, backend, prompt, cfg, bench)
+                res = _result(job, gen.text, gen.finish_reason, backend, prompt, cfg, benchmark)
                 path = atomic_write_json(qa_path(out, job.id), res)
                 killpoint.hit("qa.between")
                 rejected = {k: v for k, v in res["counts"].items() if k != "kept"}

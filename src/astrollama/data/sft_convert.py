@@ -317,7 +317,7 @@ def convert(
             raise ConversionError(f"--limit: must be >= 1, got {s.limit}")
     final = Path(out)
     claim_dir(final, OWNER, legacy=LEGACY)  # refuse someone else's directory before any work
-    bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
+    benchmark = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
 
     # everything is read and checked before anything is written
     loaded = [read_source(s, cfg) for s in sources]
@@ -341,8 +341,8 @@ def convert(
                     f"{'' if ids[cid][1] == s.path else f' (also in {ids[cid][1]})'}; ids must be unique"
                 )
             ids[cid] = (exact, s.path)
-            if bench is not None:
-                n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(words)))
+            if benchmark is not None:
+                n_match, qs = benchmark.matches(benchmark.doc_ngrams(word_hashes(words)))
                 if n_match >= cfg.decontam_min_matches:
                     drops["contaminated"] += 1
                     contamination.append(
@@ -380,7 +380,7 @@ def convert(
         "conversations": {sp: sum(1 for _, x, _ in kept if x == sp) for sp in ("train", "validation")},
         "decontamination": {
             "benchmark": Path(mcq_path).name if mcq_path else None,
-            "questions": bench.questions if bench else 0,
+            "questions": benchmark.questions if benchmark else 0,
             "dropped": len(contamination),
             "matches": contamination,
         },

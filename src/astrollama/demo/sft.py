@@ -202,13 +202,13 @@ def build_sft_data(
     ``out_dir`` is rebuilt beside itself and renamed into place: an interrupted run leaves no
     partial directory."""
     convs = generate(papers_dir, templates, seed=seed) if convs is None else convs
-    bench = Benchmark.from_file(mcq_path, ngram) if mcq_path else None
+    benchmark = Benchmark.from_file(mcq_path, ngram) if mcq_path else None
     kept: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
     dropped = []
     for c in convs:
-        if bench is not None:
+        if benchmark is not None:
             text = "\n".join([c.get("system", ""), *(m["content"] for m in c["messages"])])
-            n_match, qs = bench.matches(bench.doc_ngrams(word_hashes(normalised_words(text))))
+            n_match, qs = benchmark.matches(benchmark.doc_ngrams(word_hashes(normalised_words(text))))
             if n_match >= min_matches:
                 dropped.append(
                     {"conversation_id": c.get("conversation_id"), "ngram_matches": n_match, "questions": qs}
@@ -227,7 +227,7 @@ def build_sft_data(
             "benchmark": Path(mcq_path).name if mcq_path else None,
             "ngram": ngram,
             "min_matches": min_matches,
-            "questions": bench.questions if bench else 0,
+            "questions": benchmark.questions if benchmark else 0,
             "dropped": len(dropped),
             "matches": dropped,
         },

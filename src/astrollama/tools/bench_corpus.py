@@ -129,10 +129,10 @@ def synthetic_corpus(n: int, seed: int = 0, papers_dir: Path = PAPERS_DIR) -> li
 _T: dict[str, Any] = {}
 
 
-def _init(tokenizer_dir: str | None, bench: Benchmark | None) -> None:
+def _init(tokenizer_dir: str | None, benchmark: Benchmark | None) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _T["tok"] = load_fast_tokenizer(tokenizer_dir) if tokenizer_dir else None
-    _T["bench"] = bench
+    _T["benchmark"] = benchmark
     _T["mh"] = MinHasher(BuildConfig().num_perm)
 
 
@@ -155,7 +155,7 @@ def _w_hash(batch: list[str]) -> list[Any]:
     for t in batch:
         wh = word_hashes(normalised_words(t))
         sig = _T["mh"].signature(ngram_hashes(wh, 5))
-        b = _T["bench"].matches(_T["bench"].doc_ngrams(wh)) if _T["bench"] is not None else None
+        b = _T["benchmark"].matches(_T["benchmark"].doc_ngrams(wh)) if _T["benchmark"] is not None else None
         res.append((sig, b))
     return res
 
@@ -212,8 +212,8 @@ def run_bench(
         f"(generated in {time.perf_counter() - t0:.1f}s); cpus={os.cpu_count()} "
         f"load average={os.getloadavg()[0]:.2f}"
     )
-    bench = Benchmark.from_file(mcq_path, BuildConfig().decontam_ngram) if mcq_path else None
-    init_args = (tokenizer_dir, bench)
+    benchmark = Benchmark.from_file(mcq_path, BuildConfig().decontam_ngram) if mcq_path else None
+    init_args = (tokenizer_dir, benchmark)
     results: dict[str, dict[int, float]] = {}  # docs per wall-clock second
     per_cpu: dict[str, dict[int, float]] = {}  # docs per CPU-second (all processes)
     n = len(corpus)
