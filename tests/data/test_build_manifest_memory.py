@@ -101,3 +101,48 @@ def test_input_list_costs_under_1_kb_per_paper(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert len(docs) == n
     assert held / n < 1024 and peak / n < 1024, (held / n, peak / n)
+
+
+def test_bench_build_state_prints_peak_rss_and_bytes_per_paper() -> None:
+    """``data_prep/bench_build.py --state N,N``: each size in a fresh process, its peak RSS, and the
+    bytes per paper between sizes (the figures are in docs/reproduce.md)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run(
+        [sys.executable, str(repo / "data_prep" / "bench_build.py"), "--state", "500,1500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "500 papers: peak RSS " in p.stdout and "1500 papers: peak RSS " in p.stdout
+    assert "500 -> 1500 papers: " in p.stdout and " bytes per paper" in p.stdout
+
+
+def test_abstracts_read_line_by_line_match_the_merged_rows(tmp_path: Path) -> None:
+    """The abstracts variant's input (only the abstract and what the merge compares, kept per
+    paper) is what the whole merged rows give: a newer version wins, an older row only fills a
+    missing abstract, a null never erases one, a paper without an abstract has no document."""
+    from astrollama.data.build import abstract_docs
+
+    rows = [
+        {"id": "2401.00001", "version": 2, "abstract": "new  text", "title": "T"},
+        {"id": "2401.00001", "version": 1, "abstract": "old text"},  # older: does not win
+        {"id": "2401.00002", "version": 1, "abstract": None, "title": "no abstract yet"},
+        {"id": "2401.00002", "version": 1, "abstract": "filled\\nlater"},
+        {"id": "2401.00003", "version": 3, "abstract": "kept"},
+        {"id": "2401.00003", "version": 4, "abstract": None},  # a null never erases
+        {"id": "2401.00004", "title": "none at all"},
+    ]
+    m = Manifest(tmp_path)
+    m.dir.mkdir(parents=True)
+    m.papers_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    docs = manifest_docs(m, "abstracts")
+    assert docs == abstract_docs(m.papers().values())
+    assert [(d.id, d.text) for d in docs] == [
+        ("2401.00001", "new text"),
+        ("2401.00002", "filled\\nlater"),
+        ("2401.00003", "kept"),
+    ]

@@ -439,6 +439,21 @@ class Manifest:
         self._papers_cache = (key, result)
         return result
 
+    def merged_fields(self, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`papers` reduced to ``fields`` (and what the merge compares, ``version`` and
+        ``updated``), read line by line: each merged value is the one :meth:`papers` gives, and a
+        paper costs its fields, not its whole metadata row (the build's abstracts)."""
+        keep = {"id", "version", "updated", *fields}
+        merged: dict[str, dict[str, Any]] = {}
+        for lineno, row in read_jsonl(
+            self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
+        ):
+            pid = row.get("id")
+            if not is_paper_id(pid):
+                raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
+            merged[pid] = merge_row(merged.get(pid), {k: v for k, v in row.items() if k in keep})
+        return merged
+
     def get(self, paper_id: str) -> dict[str, Any] | None:
         """The merged base row of one paper, or None."""
         return self.papers().get(paper_id)
