@@ -188,3 +188,96 @@ def test_local_run_in_order_then_a_rerun_skips_complete_stages(tmp_path, capsys)
 
     assert main(["reproduce", str(f), "--local", "--from", "build"]) == 2
     assert "stage summarize makes it" in capsys.readouterr().err
+
+
+# Every recipe with a published row, and that row (astrollama.paper.MCQ_SCORES, or
+# astrollama.reproduce.OTHER_ROWS for AstroLLaMA-1, whose published number is a perplexity).
+PUBLISHED_RECIPES = {
+    **{recipe: row for recipe, (row, _base) in paper.RECIPE_SCORES.items()},
+    "astrollama-2-7b-base_abstract": "AstroLLaMA-2-7B-Base_Abstract",
+    "astrollama-2-70b-chat_aic": "AstroLLaMA-2-70B-Chat_AIC",
+    "astrosage-8b-sft": "AstroSage-Llama-3.1-8B",
+    "astrosage-8b-merge": "AstroSage-Llama-3.1-8B",
+}
+# published rows of our own kind of model that no recipe here reproduces
+NO_RECIPE = {"AstroSage-Llama-3.1-70B"}
+TARGETS = sorted(p.stem for p in (REPO / "reproduce").glob("*.yaml"))
+
+
+def test_every_recipe_with_a_published_row_has_a_target() -> None:
+    """Each recipe that reproduces a published row is in a target comparing with that row, and every
+    published AstroLLaMA / AstroSage row has a recipe here (or is listed as having none)."""
+    from astrollama.reproduce import OTHER_ROWS
+
+    for recipe in PUBLISHED_RECIPES:
+        assert (REPO / "recipes" / f"{recipe}.yaml").is_file(), recipe
+    ours = {r for r in [*paper.MCQ_SCORES, *OTHER_ROWS] if r.startswith("Astro")}
+    assert ours == set(PUBLISHED_RECIPES.values()) | NO_RECIPE
+    used: dict[str, set[str]] = {}
+    for name in TARGETS:
+        t = yaml.safe_load((REPO / "reproduce" / f"{name}.yaml").read_text())
+        for part in ("cpt", "sft", "merge"):
+            if part in t:
+                used.setdefault(Path(t[part]["recipe"]).stem, set()).add(t["row"])
+    missing = {r: row for r, row in PUBLISHED_RECIPES.items() if row not in used.get(r, set())}
+    assert not missing, f"no target for {missing}"
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_target_dry_run_in_a_fresh_work_dir(name, tmp_path, capsys) -> None:
+    """Every shipped target from a clone with no data: the whole graph as sbatch lines in stage order,
+    each job after the one before (afterok), each training job asking for its recipe's nodes x GPUs
+    with a time and a memory, and the row's published number in the header."""
+    from astrollama.reproduce import published_number
+    from astrollama.train.recipe import load_recipe
+
+    t = yaml.safe_load((REPO / "reproduce" / f"{name}.yaml").read_text())
+    t["work"] = str(tmp_path / "work")  # no markers: nothing is complete
+    for part in ("cpt", "sft"):  # run directories there too (a finished local run would be skipped)
+        if part in t:
+            t[part]["overrides"] = [*t[part].get("overrides", []), f"launch.run_dir={tmp_path / part}"]
+    if "merge" in t:
+        t["merge"]["output"] = str(tmp_path / "merged")
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(t, sort_keys=False))
+    assert main(["reproduce", str(f), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    if t["row"] != "none":
+        assert f"# published: {t['row']} = {published_number(t['row']).value}" in out
+    (stages_line,) = [x for x in out.splitlines() if x.startswith("# stages: ")]
+    order = stages_line.removeprefix("# stages: ").split(";")[0].split(" -> ")
+    data_stages = t["data"].get("stages") or order[: order.index("cpt")]
+    expected = [*data_stages, "cpt", *[p for p in ("sft", "merge") if p in t], "eval", "report"]
+    if name == "demo":  # the demo's data config runs its own demo-sft stage after build
+        expected = [s for s in order if s in expected or s == "demo-sft"]
+    assert order == expected, order
+    jobs = _jobs(out)
+    assert [s for _, _, s in jobs] == order and "complete, skipped" not in out
+    for i, (n, cmd, _stage) in enumerate(jobs):
+        deps = [c for c in cmd if c.startswith("--dependency=")]
+        assert deps == ([] if i == 0 else [f"--dependency=afterok:$JOB_{n - 1}"]), cmd
+        assert any(c.startswith("--time=") for c in cmd) and "--requeue" in cmd, cmd
+    by = {s: cmd for _, cmd, s in jobs}
+    for part in ("cpt", "sft"):
+        if part not in t:
+            continue
+        overrides = [x for x in by[part][by[part].index("slurm/cpt.sh") + 2 :]]
+        r = load_recipe(REPO / t[part]["recipe"], overrides)
+        gpus = 0 if r.trainer.get("use_cpu") is True else r.launch.gpus_per_node
+        assert f"--nodes={r.launch.nodes}" in by[part] and f"--gpus-per-node={gpus}" in by[part], by[part]
+        assert any(c.startswith("--mem=") for c in by[part]), by[part]
+        assert by[part][by[part].index("slurm/cpt.sh") + 1] == t[part]["recipe"]
+    if "sft" in t:  # SFT starts from the CPT run's final model
+        assert f"model.name_or_path={tmp_path / 'cpt' / 'checkpoints'}" in by["sft"]
+    if "merge" in t:
+        assert f"models.sft.path={tmp_path / 'sft' / 'checkpoints'}" in by["merge"]
+
+
+def test_docs_list_every_target() -> None:
+    """docs/reproduce.md's table of targets names every file in reproduce/, and its dry-run block
+    shows each published target (tests/test_docs.py runs those lines as written)."""
+    doc = (REPO / "docs" / "reproduce.md").read_text(encoding="utf-8")
+    for name in TARGETS:
+        assert f"| `{name}` |" in doc, name
+        if name != "demo":
+            assert f"astrollama reproduce {name} --dry-run" in doc, name

@@ -153,14 +153,36 @@ def load_target(name: str) -> tuple[Target, Path]:
         raise TargetError(path, key, f"{err['msg']}, got {err.get('input')!r}") from None
 
 
+# Published rows without an AstroMLab-1 score: row -> (table of astrollama.paper, key, what it is)
+OTHER_ROWS = {
+    "AstroLLaMA-2-7B-Base_Abstract": (
+        "ASTROLLAMA1",
+        "perplexity_reduction",
+        "lower perplexity than LLaMA-2-7B on held-out abstracts (fraction)",
+    ),
+}
+
+
+def published_number(row: str) -> Any:
+    """The :class:`astrollama.paper.Published` number a target's ``row`` is compared with."""
+    from astrollama import paper
+
+    if row in OTHER_ROWS:
+        table, key, _ = OTHER_ROWS[row]
+        return getattr(paper, table)[key]
+    return paper.MCQ_SCORES[row]
+
+
 def published(row: str) -> str:
-    """``'71.9 (AstroMLab 2 ...)'``: the published MCQ score of ``row`` with its source."""
+    """``'71.9 (AstroMLab 2 ...)'``: the published MCQ score of ``row`` (or, for a row in
+    :data:`OTHER_ROWS`, its other published number, named) with its source."""
     from astrollama import paper
 
     if row == "none":
         return "none (toy run)"
-    p = paper.MCQ_SCORES[row]
-    return f"{p.value} ({paper.SOURCES[p.source].title})"
+    p = published_number(row)
+    what = f" {OTHER_ROWS[row][2]}" if row in OTHER_ROWS else ""
+    return f"{p.value}{what} ({paper.SOURCES[p.source].title})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +211,7 @@ class Plan:
         self.work = _abs(target.work)
         from astrollama import paper
 
-        if target.row != "none" and target.row not in paper.MCQ_SCORES:
+        if target.row != "none" and target.row not in paper.MCQ_SCORES and target.row not in OTHER_ROWS:
             raise TargetError(path, "row", f"{target.row!r} is not a row of astrollama.paper.MCQ_SCORES")
         try:
             self.pipeline = load_pipeline(_abs(target.data.config), target.data.set)
@@ -327,8 +349,15 @@ class Plan:
         try:
             req = slurm_request(r, count_dataset=False)
             time, mem = req.time, f"{req.mem_gib}G"
-        except (ValueError, InputError):  # a model made by an earlier stage: no estimate before it exists
-            pass
+        except (ValueError, InputError):  # a model made by an earlier stage (SFT from the CPT run):
+            try:  # the estimate of the recipe's own model (the released checkpoint, same shape)
+                from astrollama.train.recipe import load_recipe
+
+                own = [o for o in overrides if not o.startswith("model.name_or_path=")]
+                req = slurm_request(load_recipe(_abs(part.recipe), own), count_dataset=False)
+                time, mem = req.time, f"{req.mem_gib}G"
+            except (ValueError, InputError):  # no estimate before it exists
+                pass
         st.sbatch = [f"--nodes={r.launch.nodes}", f"--gpus-per-node={gpus}"]
         st.sbatch += _resources(part.slurm, default_time=time)
         if mem and not part.slurm.mem:

@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -439,6 +439,21 @@ class Manifest:
         self._papers_cache = (key, result)
         return result
 
+    def merged_fields(self, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`papers` reduced to ``fields`` (and what the merge compares, ``version`` and
+        ``updated``), read line by line: each merged value is the one :meth:`papers` gives, and a
+        paper costs its fields, not its whole metadata row (the build's abstracts)."""
+        keep = {"id", "version", "updated", *fields}
+        merged: dict[str, dict[str, Any]] = {}
+        for lineno, row in read_jsonl(
+            self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
+        ):
+            pid = row.get("id")
+            if not is_paper_id(pid):
+                raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
+            merged[pid] = merge_row(merged.get(pid), {k: v for k, v in row.items() if k in keep})
+        return merged
+
     def get(self, paper_id: str) -> dict[str, Any] | None:
         """The merged base row of one paper, or None."""
         return self.papers().get(paper_id)
@@ -568,6 +583,33 @@ class Manifest:
         return {
             pid: StatusRecord(**{k: v for k, v in obj.items() if k in fields}) for pid, obj in latest.items()
         }
+
+    def ok_outputs(
+        self, stage: str, output: str, attrs: Sequence[str] = ()
+    ) -> dict[str, tuple[str, tuple[Any, ...]]]:
+        """``{id: (outputs[output], (attrs...))}`` of the papers whose latest ``stage`` record is
+        ``ok``, sorted by id: what the build needs of a stage, and no more. Read line by line and
+        checked as :meth:`status` does; it keeps ~0.2 KB per paper where :meth:`status` holds every
+        record's fields (~2.5 KB per paper at the peak: 1 GB at 400,000 papers)."""
+        latest: dict[str, tuple[float, str, str, tuple[Any, ...]]] = {}
+        directory = self.status_dir / _check_name("stage", stage)
+        if not directory.is_dir():
+            return {}
+        for path in sorted(directory.glob("*.jsonl")):
+            for lineno, obj in read_jsonl(
+                path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
+            ):
+                pid, status = obj.get("id"), obj.get("status")
+                if status not in STATUSES or not is_paper_id(pid):
+                    raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
+                t = obj.get("time", 0.0)
+                prev = latest.get(pid)
+                if prev is None or t >= prev[0]:
+                    outs, more = obj.get("outputs") or {}, obj.get("attrs") or {}
+                    out = outs.get(output, "") if isinstance(outs, dict) else ""
+                    flags = tuple(more.get(a) if isinstance(more, dict) else None for a in attrs)
+                    latest[pid] = (t, status, out, flags)
+        return {pid: (v[2], v[3]) for pid, v in sorted(latest.items()) if v[1] == "ok"}
 
     def pending(
         self, stage: str, ids: Iterable[str] | None = None, *, retry_failed: bool = False
