@@ -37,7 +37,8 @@ def extract_aic(
         return extract_aic_markdown(
             read_text(p, "text", error=AICError), metadata_abstract=metadata_abstract, where=where or str(p)
         )
-    from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
+    from astrollama.data.aic.latex import extract_aic_latex
+    from astrollama.data.aic.latex_inputs import find_main_tex
 
     p = Path(tex_path)  # type: ignore[arg-type]
     root = p if p.is_dir() else p.parent
