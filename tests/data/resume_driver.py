@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
             progress=False,
         )
     elif stage == "build":
-        from astrollama.data.build import BuildConfig, run_build
+        from astrollama.data.build import run_build
+        from astrollama.data.build_config import BuildConfig
 
         run_build(
             root,

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from astrollama.data.aic import run_aic
-from astrollama.data.build import BuildConfig, run_build
+from astrollama.data.build import run_build
+from astrollama.data.build_config import BuildConfig
 from astrollama.data.manifest import Manifest
 from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_summary
 from astrollama.io import OWNER_FILE
