@@ -44,15 +44,15 @@ from typing import Any
 
 from astrollama.data import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
-from astrollama.data.manifest import paper_path
-from astrollama.data.summarize import (
+from astrollama.data.llm import (
     REPO_ROOT,
     Backend,
-    _seed,
     add_backend_args,
     backend_from_args,
     read_prompt,
+    request_seed,
 )
+from astrollama.data.manifest import paper_path
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 from astrollama.lmflow_data import check_conversation
@@ -424,7 +424,7 @@ def _result(
         "prompt_file": prompt.path.name,
         "source": cfg.source,
         "source_truncated": job.truncated_source,
-        "seed": _seed(cfg.seed, job.id, 0),
+        "seed": request_seed(cfg.seed, job.id, 0),
         "finish_reason": finish,
         "output": output,
         "conversations": convs,
@@ -517,7 +517,7 @@ def run_qa(
             backend.generate(
                 [j.conversation for j in jobs],
                 [cfg.max_new_tokens] * len(jobs),
-                [_seed(cfg.seed, j.id, 0) for j in jobs],
+                [request_seed(cfg.seed, j.id, 0) for j in jobs],
             )
             if jobs
             else []
