@@ -195,6 +195,36 @@ class HarvestResult:
     complete: bool
 
 
+def _merge_page(
+    manifest: Manifest, page: OAIPage, primary_only: bool, state: dict[str, Any], state_path: Path
+) -> None:
+    """One page's rows merged into the manifest, THEN the harvest state (its token) saved."""
+    rows = [r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)]
+    if rows:
+        manifest.upsert_papers(rows)
+    # only now move the token: a kill before this line re-fetches the page (idempotent merge)
+    state.update(
+        token=page.token,
+        pages=state["pages"] + 1,
+        records=state["records"] + len(rows),
+        not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
+        deleted=state["deleted"] + page.deleted,
+        complete=not page.token,
+        complete_list_size=page.complete_list_size or state["complete_list_size"],
+    )
+    atomic_write_json(state_path, state)
+    total = state["complete_list_size"]
+    log.info(
+        "OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s",
+        state["pages"],
+        len(rows),
+        page.deleted,
+        len(page.rows) - len(rows),
+        state["records"],
+        f" of ~{total}" if total else "",
+    )
+
+
 def harvest_oai(
     manifest: Manifest,
     *,
@@ -262,33 +292,8 @@ def harvest_oai(
             )
         resp = client.get(base_url, params=query)
         page = parse_oai_page(resp.content, metadata_prefix, resp.url)
-        rows = [
-            r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)
-        ]
-        if rows:
-            manifest.upsert_papers(rows)
-        # only now move the token: a kill before this line re-fetches the page (idempotent merge)
-        state.update(
-            token=page.token,
-            pages=state["pages"] + 1,
-            records=state["records"] + len(rows),
-            not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
-            deleted=state["deleted"] + page.deleted,
-            complete=not page.token,
-            complete_list_size=page.complete_list_size or state["complete_list_size"],
-        )
-        atomic_write_json(state_path, state)
+        _merge_page(manifest, page, primary_only, state, state_path)
         pages_now += 1
-        total = state["complete_list_size"]
-        log.info(
-            "OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s",
-            state["pages"],
-            len(rows),
-            page.deleted,
-            len(page.rows) - len(rows),
-            state["records"],
-            f" of ~{total}" if total else "",
-        )
         if state["complete"]:
             log.info("OAI harvest complete: %d records in %d pages", state["records"], state["pages"])
             break

@@ -319,21 +319,7 @@ def summarize_papers(
         if on_result:
             on_result(r)
 
-    todo = []
-    for p in sorted(papers, key=lambda p: p.id):
-        done = read_summary(out, p.id)
-        if done is not None:  # finished by an earlier (maybe killed) run: report it again
-            emit(
-                PaperResult(
-                    p.id,
-                    "done",
-                    "",
-                    {k: done[1][k] for k in _ATTRS},
-                    dict(zip(("summary", "summary_meta"), summary_paths(out, p.id), strict=True)),
-                )
-            )
-        else:
-            todo.append(p)
+    todo = _pending(papers, out, emit)
     log.info(
         "summaries: %d papers, %d already done, %d to do (model %s, prompt %s sha256 %s)",
         len(papers),
@@ -353,31 +339,7 @@ def summarize_papers(
                 emit(PaperResult(p.id, "failed", f"{type(e).__name__}: {e}"))
                 bar.update(1)
         for part in range(max((len(j.chunks) for j in jobs), default=0)):
-            live = [j for j in jobs if part < len(j.chunks) and not j.error]
-            if not live:
-                continue
-            convs = [
-                prompt.conversation(
-                    title=j.title,
-                    part=part + 1,
-                    parts=len(j.chunks),
-                    budget=j.budgets[part],
-                    previous=_previous(j, backend, _prev_allow(cfg, backend)),
-                    chunk=j.chunks[part],
-                )
-                for j in live
-            ]
-            max_new = [min(math.ceil(1.5 * j.budgets[part]) + 16, _reserve(cfg, backend)) for j in live]
-            seeds = [request_seed(cfg.seed, j.paper.id, part) for j in live]
-            gens = backend.generate(convs, max_new, seeds)
-            for j, gen in zip(live, gens, strict=True):
-                if isinstance(gen, Exception):
-                    j.error = f"part {part + 1}/{len(j.chunks)}: {type(gen).__name__}: {gen}"
-                elif not gen.text:
-                    j.error = f"part {part + 1}/{len(j.chunks)}: the model returned no text"
-                else:
-                    j.parts.append(gen.text)
-                    j.finish.append(gen.finish_reason)
+            _generate_part(jobs, part, backend, cfg, prompt)
         for j in jobs:
             if j.error:
                 emit(PaperResult(j.paper.id, "failed", j.error))
@@ -387,6 +349,57 @@ def summarize_papers(
             bar.update(1)
     bar.close()
     return results
+
+
+def _pending(
+    papers: Sequence[PaperInput], out: Path, emit: Callable[[PaperResult], None]
+) -> list[PaperInput]:
+    """The papers still to summarise, by id; a finished one (sidecar present) is reported again."""
+    todo = []
+    for p in sorted(papers, key=lambda p: p.id):
+        done = read_summary(out, p.id)
+        if done is not None:  # finished by an earlier (maybe killed) run: report it again
+            emit(
+                PaperResult(
+                    p.id,
+                    "done",
+                    "",
+                    {k: done[1][k] for k in _ATTRS},
+                    dict(zip(("summary", "summary_meta"), summary_paths(out, p.id), strict=True)),
+                )
+            )
+        else:
+            todo.append(p)
+    return todo
+
+
+def _generate_part(jobs: list[_Job], part: int, backend: Backend, cfg: SummaryConfig, prompt: Prompt) -> None:
+    """Chunk ``part`` of every job that has one and no error yet, in one backend call."""
+    live = [j for j in jobs if part < len(j.chunks) and not j.error]
+    if not live:
+        return
+    convs = [
+        prompt.conversation(
+            title=j.title,
+            part=part + 1,
+            parts=len(j.chunks),
+            budget=j.budgets[part],
+            previous=_previous(j, backend, _prev_allow(cfg, backend)),
+            chunk=j.chunks[part],
+        )
+        for j in live
+    ]
+    max_new = [min(math.ceil(1.5 * j.budgets[part]) + 16, _reserve(cfg, backend)) for j in live]
+    seeds = [request_seed(cfg.seed, j.paper.id, part) for j in live]
+    gens = backend.generate(convs, max_new, seeds)
+    for j, gen in zip(live, gens, strict=True):
+        if isinstance(gen, Exception):
+            j.error = f"part {part + 1}/{len(j.chunks)}: {type(gen).__name__}: {gen}"
+        elif not gen.text:
+            j.error = f"part {part + 1}/{len(j.chunks)}: the model returned no text"
+        else:
+            j.parts.append(gen.text)
+            j.finish.append(gen.finish_reason)
 
 
 def _write(job: _Job, backend: Backend, cfg: SummaryConfig, prompt: Prompt, out: Path) -> PaperResult:
