@@ -24,7 +24,7 @@ def state_point(n: int) -> dict[str, float]:
 
     import numpy as np
 
-    from astrollama.data.build import manifest_docs
+    from astrollama.data.build_inputs import manifest_docs
     from astrollama.data.dedup import LSHIndex
     from astrollama.data.manifest import Manifest
 

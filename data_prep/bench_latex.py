@@ -23,16 +23,20 @@ import sys
 import time
 from pathlib import Path
 
-from astrollama.data.aic import latex as L
+from astrollama.data.aic.latex import extract_aic_latex
+from astrollama.data.aic.latex_args import _arg
+from astrollama.data.aic.latex_inputs import find_main_tex
+from astrollama.data.aic.latex_text import _Converter
+from astrollama.data.aic.rules import AIC
 
 
 def _watch() -> dict[str, int]:
     """Wrap the converter's reference and citation handlers to count what they write."""
     n = {"refs": 0, "bare": 0, "cites": 0, "unres": 0, "guess": 0, "dropped": 0, "dropped_unres": 0}
-    ref, cite = L._Converter._ref, L._Converter._cite
+    ref, cite = _Converter._ref, _Converter._cite
 
     def _ref(self, s, name, i, bm):  # noqa: ANN001, ANN202
-        key, _ = L._arg(s, i, bm)
+        key, _ = _arg(s, i, bm)
         keys = [k.strip() for k in key.split(",") if k.strip()]
         n["refs"] += 1
         n["bare"] += not any(k in self.ctx.labels for k in keys)
@@ -52,7 +56,7 @@ def _watch() -> dict[str, int]:
             n["dropped_unres"] += bool(unres)
         return j
 
-    L._Converter._ref, L._Converter._cite = _ref, _cite
+    _Converter._ref, _Converter._cite = _ref, _cite
     return n
 
 
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.papers}: no <name>/src/ folders", file=sys.stderr)
         return 2
     counts = _watch()
-    counted = "unresolved_citations" in L.AIC.__dataclass_fields__
+    counted = "unresolved_citations" in AIC.__dataclass_fields__
     cols = ("refs", "bare", "cites", "unres", "guess", "dropped", "silent")
     print(f"{'paper':<14} {'bib':<4} " + " ".join(f"{c:>7}" for c in cols) + "  conclusion")
     total = dict.fromkeys(cols, 0)
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         src = p / "src"
         bib = "bbl" if list(src.glob("*.bbl")) else ("bib" if list(src.rglob("*.bib")) else "-")
         try:
-            aic = L.extract_aic_latex(L.find_main_tex(src), root=src, where=p.name)
+            aic = extract_aic_latex(find_main_tex(src), root=src, where=p.name)
         except Exception as e:  # noqa: BLE001 - a benchmark reports every failure and goes on
             print(f"{p.name:<14} failed: {type(e).__name__}: {e}")
             continue

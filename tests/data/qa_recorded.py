@@ -62,7 +62,7 @@ class RecordedOutputs:
     def __init__(self, tiny_model: Path, outputs: dict[str, str]) -> None:
         from transformers import AutoTokenizer
 
-        from astrollama.data.summarize import _TokenizerMixin
+        from astrollama.data.llm import _TokenizerMixin
 
         self.tok = _TokenizerMixin()
         self.tok.tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -74,7 +74,7 @@ class RecordedOutputs:
         self.model_id, self.max_model_len, self.outputs = "recorded", 1024, outputs
 
     def generate(self, conversations, max_tokens, seeds):
-        from astrollama.data.summarize import Generation
+        from astrollama.data.llm import Generation
 
         out = []
         for conv in conversations:

@@ -20,7 +20,8 @@ def main(argv: list[str]) -> int:
 
         run_aic(root, progress=False)
     elif stage == "summary":
-        from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_summary
+        from astrollama.data.llm import TransformersBackend
+        from astrollama.data.summarize import SummaryConfig, run_summary
 
         backend = TransformersBackend(argv[2], max_model_len=1024, temperature=1.0, model_id="tiny")
         run_summary(
@@ -30,7 +31,8 @@ def main(argv: list[str]) -> int:
             progress=False,
         )
     elif stage == "build":
-        from astrollama.data.build import BuildConfig, run_build
+        from astrollama.data.build import run_build
+        from astrollama.data.build_config import BuildConfig
 
         run_build(
             root,
@@ -43,8 +45,8 @@ def main(argv: list[str]) -> int:
             progress=False,
         )
     elif stage == "qa":
+        from astrollama.data.llm import TransformersBackend
         from astrollama.data.qa import QAConfig, run_qa
-        from astrollama.data.summarize import TransformersBackend
 
         backend = TransformersBackend(argv[2], max_model_len=1024, model_id="tiny")  # greedy
         run_qa(

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from astrollama.data.aic import AICError, clean_latex, extract_aic, extract_aic_latex_text
-from astrollama.data.aic.latex import collect_macros, parse_aux, parse_bbl, strip_latex_comments
+from astrollama.data.aic.latex_inputs import strip_latex_comments
+from astrollama.data.aic.latex_macros import collect_macros
+from astrollama.data.aic.references import parse_aux, parse_bbl
 from astrollama.data.quality import text_quality
 
 FIX = Path(__file__).parent / "fixtures" / "aic"
@@ -123,7 +125,8 @@ def test_numeric_citations_and_unknown_commands() -> None:
 \section{Introduction}
 Known from \cite{a,b}. \unknowncmd{Kept} text with \ion{Fe}{ii}, 5\,\AA{} and \'Angstr\"om.
 \end{document}"""
-    from astrollama.data.aic.latex import _Context, latex_to_text
+    from astrollama.data.aic.citations import _Context
+    from astrollama.data.aic.latex_text import latex_to_text
 
     aic = extract_aic_latex_text(tex)  # revtex (APS) numbers the citations in their order without a .bbl
     assert aic.introduction == "Known from [1, 2]. Kept text with Fe ii, 5 Å and Ángström."
@@ -413,7 +416,7 @@ def test_citations_from_the_bib_read_like_the_bbl_route() -> None:
 
 def test_parse_bib_forms() -> None:
     from astrollama.data.aic.bibtex import parse_bib
-    from astrollama.data.aic.latex import _plain
+    from astrollama.data.aic.latex_text import _plain
 
     bib = (FIX / "latex_bib" / "refs.bib").read_text()
     got = parse_bib(bib, _plain)
@@ -433,7 +436,7 @@ def test_parse_bib_forms() -> None:
 
 
 def test_definitions_from_font_or_style_packages_are_not_expanded() -> None:
-    from astrollama.data.aic.latex import is_style_package
+    from astrollama.data.aic.latex_inputs import is_style_package
 
     aic = extract_aic(tex_path=FIX / "latex_bib")
     assert "6708 Å line" in aic.abstract  # toyfonts.sty's \def\AA{\mbox{A}} left alone

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from astrollama.cli import main
-from astrollama.data.build import BuildConfig, build_variant, manifest_docs
+from astrollama.data.build import build_variant
+from astrollama.data.build_config import BuildConfig
+from astrollama.data.build_inputs import manifest_docs
 from astrollama.data.manifest import Manifest
 from astrollama.data.quality import format_table, run_quality
 

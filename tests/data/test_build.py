@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.data.build import (
-    BuildConfig,
-    BuildError,
-    Doc,
-    build_variant,
-    clean_text,
-    load_fast_tokenizer,
-    run_build,
-)
+from astrollama.data.build import build_variant, run_build
+from astrollama.data.build_config import BuildConfig
+from astrollama.data.build_inputs import Doc
+from astrollama.data.build_worker import clean_text, load_fast_tokenizer
+from astrollama.data.decontam import BuildError
 from astrollama.data.manifest import Manifest
 from astrollama.data.split import assign_split
 from astrollama.io import OutputError

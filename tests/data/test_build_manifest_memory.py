@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.data.build import manifest_docs
+from astrollama.data.build_inputs import manifest_docs
 from astrollama.data.manifest import Manifest, ManifestError
 
 
@@ -125,7 +125,7 @@ def test_abstracts_read_line_by_line_match_the_merged_rows(tmp_path: Path) -> No
     """The abstracts variant's input (only the abstract and what the merge compares, kept per
     paper) is what the whole merged rows give: a newer version wins, an older row only fills a
     missing abstract, a null never erases one, a paper without an abstract has no document."""
-    from astrollama.data.build import abstract_docs
+    from astrollama.data.build_inputs import abstract_docs
 
     rows = [
         {"id": "2401.00001", "version": 2, "abstract": "new  text", "title": "T"},

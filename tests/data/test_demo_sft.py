@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from astrollama.data.build import BuildConfig
+from astrollama.data.build_config import BuildConfig
 from astrollama.data.split import assign_split
 from astrollama.demo.sft import MCQ_SAMPLE, PAPERS_DIR, TEMPLATES, build_sft_data, generate
 from astrollama.lmflow_data import read_conversation_dir, summarize_dataset

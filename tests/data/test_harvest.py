@@ -32,16 +32,9 @@ import pytest
 from lxml import etree
 
 from astrollama.data.download import Downloader, Mirror, download
-from astrollama.data.harvest import (
-    HarvestError,
-    OAIError,
-    harvest_oai,
-    import_kaggle,
-    import_rows,
-    lookup,
-    parse_oai_page,
-    split_authors,
-)
+from astrollama.data.harvest import OAIError, harvest_oai, lookup, parse_oai_page
+from astrollama.data.harvest_files import import_kaggle, import_rows
+from astrollama.data.harvest_rows import HarvestError, split_authors
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, ManifestError
 from astrollama.data.stages import StageAbort, shard_of

@@ -261,7 +261,8 @@ def test_real_papers_introduction_found_at_half_the_latex_length():
     introduction is empty (< 500 characters, a draft) has none; a PDF whose abstract shares < 70%
     of the LaTeX abstract's word 3-grams is another version of the paper (a build branch's PDF)
     and is not compared. Prints one line per paper (``pytest -s``)."""
-    from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
+    from astrollama.data.aic.latex import extract_aic_latex
+    from astrollama.data.aic.latex_inputs import find_main_tex
 
     root = Path(os.environ["ASTROLLAMA_REAL_PAPERS"])
     pdfs = sorted(root.glob("*/paper.pdf"))

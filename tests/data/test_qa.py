@@ -14,6 +14,7 @@ import pytest
 from astrollama.cli import main
 from astrollama.data.aic import run_aic
 from astrollama.data.decontam import Benchmark
+from astrollama.data.llm import make_backend
 from astrollama.data.manifest import Manifest
 from astrollama.data.qa import (
     DEFAULT_PROMPT,
@@ -26,7 +27,6 @@ from astrollama.data.qa import (
     qa_path,
     run_qa,
 )
-from astrollama.data.summarize import make_backend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from qa_recorded import RecordedOutputs, recorded_outputs  # noqa: E402

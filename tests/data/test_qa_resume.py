@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from astrollama.data.aic import run_aic
+from astrollama.data.llm import TransformersBackend
 from astrollama.data.qa import QAConfig, run_qa
-from astrollama.data.summarize import TransformersBackend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from qa_recorded import MIXED_KEPT, MIXED_UNGROUNDED, RecordedOutputs, recorded_outputs  # noqa: E402

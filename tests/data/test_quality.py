@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from astrollama.cli import main
-from astrollama.data.build import Doc, build_variant
+from astrollama.data.build import build_variant
+from astrollama.data.build_inputs import Doc
 from astrollama.data.manifest import Manifest
 from astrollama.data.quality import corpus_quality, prose, run_quality, text_quality
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from astrollama.data.aic import run_aic
-from astrollama.data.build import BuildConfig, run_build
+from astrollama.data.build import run_build
+from astrollama.data.build_config import BuildConfig
+from astrollama.data.llm import TransformersBackend
 from astrollama.data.manifest import Manifest
-from astrollama.data.summarize import SummaryConfig, TransformersBackend, run_summary
+from astrollama.data.summarize import SummaryConfig, run_summary
 from astrollama.io import OWNER_FILE
 
 DRIVER = Path(__file__).parent / "resume_driver.py"

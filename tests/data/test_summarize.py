@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from astrollama.data.llm import SummaryError, TransformersBackend, make_backend
 from astrollama.data.manifest import Manifest
 from astrollama.data.summarize import (
     DEFAULT_PROMPT,
     PaperInput,
     Prompt,
     SummaryConfig,
-    SummaryError,
-    TransformersBackend,
-    make_backend,
     plan_chunks,
     read_summary,
     run_summary,

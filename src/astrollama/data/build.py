@@ -1,11 +1,14 @@
 """BUILD stage: one corpus variant (abstracts | aic | summary) -> LMFlow ``text_only`` shards.
 
-Steps, in this order (thresholds are :class:`BuildConfig` fields, ``astrollama data build`` flags and
+Steps, in this order (thresholds are :class:`~astrollama.data.build_config.BuildConfig` fields, ``astrollama data build`` flags and
 ``build:`` keys of a ``data_prep/<name>.yaml`` config; docs/data-corpus.md lists them). MinHash/LSH
-live in :mod:`astrollama.data.dedup`, the benchmark n-grams in :mod:`astrollama.data.decontam`:
+live in :mod:`astrollama.data.dedup`, the benchmark n-grams in :mod:`astrollama.data.decontam`; the
+settings in :mod:`astrollama.data.build_config`, the input documents in
+:mod:`astrollama.data.build_inputs`, step 2 in :mod:`astrollama.data.build_worker`, the report in
+:mod:`astrollama.data.build_report`:
 
 1. documents sorted by (id, text hash); a repeated id keeps its first row (``duplicate_id``);
-2. per document, in N worker processes (order preserved): cleaning (:func:`clean_text`), the
+2. per document, in N worker processes (order preserved): cleaning (:func:`~astrollama.data.build_worker.clean_text`), the
    normalised-text hash, a MinHash signature of word 5-gram shingles, benchmark n-gram matches and
    the token count with the recipe's tokenizer;
 3. in the parent, in id order: ``empty`` / ``too_short`` (fewer than ``min_words`` words),
@@ -32,26 +35,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import shutil
-import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from astrollama import killpoint
-from astrollama.data.aic import clean_nougat_markers
+from astrollama.data.build_config import BuildConfig
+from astrollama.data.build_inputs import VARIANTS, Doc, manifest_docs
+from astrollama.data.build_report import length_histogram, stats_markdown, variant_stats
+from astrollama.data.build_worker import load_fast_tokenizer, process_docs
 from astrollama.data.decontam import Benchmark, BuildError
-from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
+from astrollama.data.dedup import LSHIndex
 from astrollama.data.quality import quality_step, sampled_quality
 from astrollama.data.split import assign_split
-from astrollama.data.stages import PoolWatch
 from astrollama.io import (
     Legacy,
     atomic_write_json,
@@ -62,12 +62,10 @@ from astrollama.io import (
     read_jsonl,
     write_owner,
 )
-from astrollama.lmflow_data import DEFAULT_SHARD_BYTES, ShardWriter, _load_text_only, dataset_files
-from astrollama.untrusted import read_json, read_text, sha256_file
+from astrollama.lmflow_data import ShardWriter, _load_text_only, dataset_files
+from astrollama.untrusted import read_json, sha256_file
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("abstracts", "aic", "summary")
 
 # Ownership (astrollama.io): ``--out`` and each ``<out>/<variant>`` carry the build's owner marker;
 # a variant of an earlier version is recognised by its build.json, an --out of an earlier version
@@ -82,255 +80,6 @@ def _legacy_root(directory: Path) -> bool:
 
 
 BUILD_FORMAT = 1
-
-
-@dataclass
-class BuildConfig:
-    validation_fraction: float = 0.2
-    min_words: int = 20
-    shingle_words: int = 5
-    num_perm: int = 128
-    lsh_bands: int = 16  # 16 bands x 8 rows: candidate pairs from Jaccard ~0.7 up
-    near_dup_jaccard: float = 0.8
-    decontam_ngram: int = 13
-    decontam_min_matches: int = 1
-    decontam_action: str = "drop"  # "drop" | "report"
-    summary_length_policy: str = "drop"  # "drop" | "keep" summaries flagged outside their target
-    repeated_line_min_chars: int = 20
-    repeated_line_max: int = 2  # a line seen more often than this is kept once (running headers)
-    max_shard_bytes: int = DEFAULT_SHARD_BYTES
-    max_shard_docs: int | None = None
-
-    def __post_init__(self) -> None:
-        """Range checks; messages name the ``astrollama data build`` option of each field."""
-        checks = (
-            (
-                "--validation-fraction",
-                self.validation_fraction,
-                0 <= self.validation_fraction < 1,
-                "in [0, 1)",
-            ),
-            ("--near-dup-jaccard", self.near_dup_jaccard, 0 < self.near_dup_jaccard <= 1, "in (0, 1]"),
-            ("--min-words", self.min_words, self.min_words >= 0, ">= 0"),
-            ("--decontam-ngram", self.decontam_ngram, self.decontam_ngram >= 1, ">= 1"),
-            ("--decontam-min-matches", self.decontam_min_matches, self.decontam_min_matches >= 1, ">= 1"),
-            ("--shingle-words", self.shingle_words, self.shingle_words >= 1, ">= 1"),
-            (
-                "--repeated-line-min-chars",
-                self.repeated_line_min_chars,
-                self.repeated_line_min_chars >= 1,
-                ">= 1",
-            ),
-            ("--repeated-line-max", self.repeated_line_max, self.repeated_line_max >= 1, ">= 1"),
-            (
-                "--max-shard-docs",
-                self.max_shard_docs,
-                self.max_shard_docs is None or self.max_shard_docs >= 1,
-                ">= 1",
-            ),
-            ("--max-shard-mb", self.max_shard_bytes / 2**20, self.max_shard_bytes >= 1, "> 0"),
-            (
-                "--num-perm/--lsh-bands",
-                (self.num_perm, self.lsh_bands),
-                self.lsh_bands >= 1 and self.num_perm >= 1 and not self.num_perm % self.lsh_bands,
-                "num_perm a positive multiple of lsh_bands",
-            ),
-            (
-                "--decontam-action",
-                self.decontam_action,
-                self.decontam_action in ("drop", "report"),
-                "drop or report",
-            ),
-            (
-                "--summary-length-policy",
-                self.summary_length_policy,
-                self.summary_length_policy in ("drop", "keep"),
-                "drop or keep",
-            ),
-        )
-        for option, value, ok, want in checks:
-            if not ok:  # NaN fails every comparison, so it lands here too
-                raise BuildError(f"{option}: must be {want}, got {value!r}")
-
-
-@dataclass
-class Doc:
-    """One paper's text for a variant; ``flags`` carries upstream marks (e.g. ``length_flag``).
-
-    ``text`` may be ``None`` with a ``load`` callable that returns it: the build then reads the
-    text when it needs it and does not keep it, so its memory does not grow with the corpus.
-    """
-
-    id: str
-    text: str | None
-    flags: dict[str, Any] = field(default_factory=dict)
-    load: Callable[[], str] | None = field(default=None, repr=False, compare=False)
-
-    def read(self) -> str:
-        if self.text is not None:
-            return self.text
-        if self.load is None:
-            raise BuildError(f"document {self.id}: no text and no loader")
-        return self.load()
-
-
-# ------------------------------------------------------------------------------------- cleaning
-
-_LATEX_DROP = re.compile(
-    r"\\(?:label|cite[a-zA-Z]*\*?|ref|eqref|autoref|cref|Cref)\s*(?:\[[^\]]*\])?\{[^{}]*\}"
-    r"|\\(?:noindent|newline|hline|toprule|midrule|bottomrule|centering|clearpage|newpage|"
-    r"smallskip|medskip|bigskip)\b"
-    r"|\\[vh]space\*?\{[^{}]*\}"
-)
-_TABULAR = re.compile(r"\\begin\{tabular\*?\}.*?\\end\{tabular\*?\}", re.S)
-_SPACES = re.compile(r"[ \t\u00a0]+")
-_BLANKS = re.compile(r"\n{3,}")
-
-
-def clean_text(text: str, *, repeated_line_min_chars: int = 20, repeated_line_max: int = 2) -> str:
-    """OCR markers, LaTeX noise, repeated lines and whitespace; keeps math and paragraphs.
-
-    * Nougat missing-page markers and repetition/error blocks removed;
-    * ``\\label``/``\\cite``/``\\ref`` and spacing commands removed, ``tabular`` bodies removed
-      (their captions stay), math untouched;
-    * consecutive duplicate lines collapsed; a line of at least ``repeated_line_min_chars``
-      characters seen more than ``repeated_line_max`` times is kept once (running headers,
-      OCR loops);
-    * NFC unicode, runs of spaces/tabs -> one space, at most one blank line in a row.
-    """
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = clean_nougat_markers(text)
-    if "\\" in text:
-        text = _TABULAR.sub("", text)
-        text = _LATEX_DROP.sub("", text)
-    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
-    counts = Counter(ln for ln in lines if len(ln) >= repeated_line_min_chars)
-    seen: set[str] = set()
-    out: list[str] = []
-    prev = None
-    for ln in lines:
-        if ln and ln == prev:
-            continue
-        prev = ln
-        if ln and counts.get(ln, 0) > repeated_line_max:
-            if ln in seen:
-                continue
-            seen.add(ln)
-        out.append(ln)
-    return _BLANKS.sub("\n\n", "\n".join(out)).strip()
-
-
-# ---------------------------------------------------------------------------------- tokenizer
-
-
-def load_fast_tokenizer(tokenizer_dir: str | os.PathLike[str]) -> Any:
-    """A ``tokenizers.Tokenizer`` from ``<dir>/tokenizer.json`` (what HF fast tokenizers wrap)."""
-    from tokenizers import Tokenizer
-
-    p = Path(tokenizer_dir)
-    f = p / "tokenizer.json" if p.is_dir() else p
-    if not f.is_file():
-        raise BuildError(f"{p}: no tokenizer.json (pass the recipe's model/tokenizer directory)")
-    return Tokenizer.from_file(str(f))
-
-
-# ----------------------------------------------------------------------------- worker (phase 1)
-
-_W: dict[str, Any] = {}
-
-
-def _init_worker(cfg: BuildConfig, tokenizer_dir: str | None, bench: Benchmark | None) -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _W["cfg"] = cfg
-    _W["tok"] = load_fast_tokenizer(tokenizer_dir) if tokenizer_dir else None
-    _W["bench"] = bench
-    _W["mh"] = MinHasher(cfg.num_perm)
-
-
-def _encode(tok: Any, texts: list[str]) -> list[Any]:
-    # encode_batch_fast (tokenizers >= 0.21) skips offsets: same ids, ~30% faster
-    fast = getattr(tok, "encode_batch_fast", None)
-    return (fast or tok.encode_batch)(texts, add_special_tokens=False)
-
-
-def _process_batch(batch: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    killpoint.hit("build-worker")  # tests: a worker killed by the OOM killer
-    cfg: BuildConfig = _W["cfg"]
-    tok, bench, mh = _W["tok"], _W["bench"], _W["mh"]
-    cleaned = [
-        clean_text(
-            t, repeated_line_min_chars=cfg.repeated_line_min_chars, repeated_line_max=cfg.repeated_line_max
-        )
-        for _, t in batch
-    ]
-    ntok = [len(e.ids) for e in _encode(tok, cleaned)] if tok else [0] * len(batch)
-    out = []
-    for (pid, _), text, nt in zip(batch, cleaned, ntok, strict=True):
-        words = normalised_words(text)
-        wh = word_hashes(words)
-        rec: dict[str, Any] = {
-            "id": pid,
-            "text": text,
-            "words": len(words),
-            "tokens": nt,
-            "hash": hashlib.blake2b(" ".join(words).encode(), digest_size=16).digest(),
-            "sig": mh.signature(ngram_hashes(wh, cfg.shingle_words)),
-        }
-        if bench is not None:
-            rec["bench"] = bench.matches(bench.doc_ngrams(wh))
-        out.append(rec)
-    return out
-
-
-def _batches(docs: Sequence[Doc], size: int) -> Iterator[list[tuple[str, str]]]:
-    for i in range(0, len(docs), size):
-        yield [(d.id, d.read()) for d in docs[i : i + size]]
-
-
-def process_docs(
-    docs: Sequence[Doc],
-    cfg: BuildConfig,
-    *,
-    tokenizer_dir: str | None,
-    bench: Benchmark | None,
-    workers: int = 1,
-    batch_size: int = 64,
-    progress: bool = True,
-    desc: str = "build",
-) -> Iterator[dict[str, Any]]:
-    """Phase 1 over ``docs`` in order, with ``workers`` processes (1 = in this process).
-
-    Texts are read (:meth:`Doc.read`) batch by batch and at most ``4 x workers`` batches are in
-    flight, so memory holds a few batches whatever the number of documents."""
-    from collections import deque
-
-    from tqdm import tqdm
-
-    with tqdm(total=len(docs), desc=desc, unit="doc", disable=not progress) as bar:
-        if workers <= 1:
-            _init_worker(cfg, tokenizer_dir, bench)
-            for b in _batches(docs, batch_size):
-                yield from _process_batch(b)
-                bar.update(len(b))
-            return
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, tokenizer_dir, bench)) as pool:
-            watch = PoolWatch(pool, "build worker")  # a killed worker: exit 1, not a hang
-            pending: deque[Any] = deque()
-            batches = _batches(docs, batch_size)
-            for b in batches:
-                pending.append(pool.apply_async(_process_batch, (b,)))
-                if len(pending) >= 4 * workers:
-                    break
-            while pending:
-                res = watch.get(pending.popleft())
-                nxt = next(batches, None)
-                if nxt is not None:
-                    pending.append(pool.apply_async(_process_batch, (nxt,)))
-                yield from res
-                bar.update(len(res))
 
 
 # ------------------------------------------------------------------------------------- build
@@ -453,109 +202,23 @@ def build_variant(
 
     bench = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
     reasons: Counter[str] = Counter()
-    first_drops: list[dict[str, Any]] = []
-    unique: list[Doc] = []
-    last_id = None
-    for pid, _, d in entries:
-        if pid == last_id:
-            first_drops.append({"id": pid, "reason": "duplicate_id"})
-        else:
-            unique.append(d)
-        last_id = pid
+    unique, first_drops = _unique(entries)
     del entries
-
-    seen_hash: dict[bytes, int] = {}
-    lsh = LSHIndex(cfg.num_perm, cfg.lsh_bands)
-    lsh_ids: list[str] = []
-    contamination: list[dict[str, Any]] = []
     with owned_dir(final, OWNER, legacy=VARIANT_LEGACY) as tmp:
-        splits = {s: _SplitWriter(tmp / s, cfg) for s in ("train", "validation")}
-        with (
-            open(tmp / "papers.jsonl", "w", encoding="utf-8") as papers,
-            open(tmp / "drops.jsonl", "w", encoding="utf-8") as drops_f,
-        ):
-
-            def drop(row: dict[str, Any]) -> None:
-                reasons[row["reason"]] += 1
-                drops_f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-            for row in first_drops:
-                drop(row)
-            for d, rec in zip(
-                unique,
-                process_docs(
-                    unique,
-                    cfg,
-                    tokenizer_dir=tok,
-                    bench=bench,
-                    workers=workers,
-                    progress=progress,
-                    desc=f"build {variant}",
-                ),
-                strict=True,
-            ):
-                pid, flags = rec["id"], d.flags
-                n_match, qs = rec.get("bench", (0, []))
-                contaminated = bool(bench) and n_match >= cfg.decontam_min_matches
-                if contaminated:
-                    contamination.append({"id": pid, "ngram_matches": n_match, "questions": qs})
-                reason, detail = None, None
-                if not rec["text"]:
-                    reason = "empty"
-                elif rec["words"] < cfg.min_words:
-                    reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
-                elif flags.get("length_flag") and cfg.summary_length_policy == "drop":
-                    reason, detail = (
-                        "summary_length",
-                        f"{flags.get('summary_tokens')} tokens ({flags['length_flag']})",
-                    )
-                elif rec["hash"] in seen_hash:
-                    reason, detail = "duplicate_text", lsh_ids[seen_hash[rec["hash"]]]
-                else:
-                    near = lsh.query(rec["sig"], cfg.near_dup_jaccard)
-                    if near is not None:
-                        reason, detail = "near_duplicate", f"{lsh_ids[near[0]]} (jaccard~{near[1]:.2f})"
-                    elif contaminated and cfg.decontam_action == "drop":
-                        reason, detail = (
-                            "contaminated",
-                            f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
-                        )
-                if reason:
-                    drop({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
-                    continue
-                seen_hash[rec["hash"]] = lsh.insert(rec["sig"])
-                lsh_ids.append(pid)
-                split = assign_split(pid, cfg.validation_fraction)
-                splits[split].add(rec["text"], rec["tokens"])
-                papers.write(json.dumps({"id": pid, "split": split, "tokens": rec["tokens"]}) + "\n")
-                rec.clear()
-
-        n_kept = {s: len(w.tokens) for s, w in splits.items()}
-        if not n_kept["train"] and not n_kept["validation"]:
-            raise BuildError(f"{variant}: no document survived the build ({sum(reasons.values())} dropped)")
-        for split in ("train", "validation"):  # never publish an empty split (docs/data-corpus.md)
-            if not n_kept[split] and (split == "train" or cfg.validation_fraction > 0):
-                raise BuildError(
-                    f"{variant}: {split} split: empty ({len(lsh_ids)} documents kept, validation fraction "
-                    f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
-                )
-        shards = {s: w.close() for s, w in splits.items()}
-        written = [tmp / s for s in ("train", "validation") if shards[s]]
-        quality = sampled_quality(_read_back(written, len(lsh_ids)), len(lsh_ids))
-        stats = _stats(variant, len(unique), splits, reasons, shards, cfg, tok, bench, contamination, quality)
-        atomic_write_json(
-            tmp / "decontamination.json",
-            {
-                "benchmark": Path(bench.path).name if bench else None,
-                "ngram": cfg.decontam_ngram,
-                "min_matches": cfg.decontam_min_matches,
-                "action": cfg.decontam_action,
-                "documents": contamination,
-            },
+        sieve = _Sieve(cfg, bench)
+        splits = _write_splits(
+            tmp,
+            unique,
+            first_drops,
+            sieve,
+            reasons,
+            tok=tok,
+            workers=workers,
+            progress=progress,
+            desc=f"build {variant}",
         )
-        atomic_write_json(tmp / "stats.json", stats)
-        atomic_write_text(tmp / "stats.md", _stats_md(stats))
-        _histogram({s: w.tokens for s, w in splits.items()}, tmp / "length_hist.png", variant)
+        n_kept = _check_kept(variant, splits, reasons, len(sieve.ids), cfg)
+        stats = _write_report(tmp, variant, len(unique), splits, reasons, sieve, tok)
         killpoint.hit("build.before_rename")
         atomic_write_json(tmp / "build.json", {"variant": variant, "fingerprint": fp, "format": BUILD_FORMAT})
     if owner_of(out_root) != OWNER:
@@ -571,226 +234,164 @@ def build_variant(
     return stats
 
 
-def _split_stats(w: _SplitWriter, shards: int) -> dict[str, Any]:
-    toks = np.asarray(w.tokens, dtype=np.int64)
-    return {
-        "papers": len(toks),
-        "tokens": int(toks.sum()),
-        "characters": int(w.characters),
-        "shards": shards,
-        "tokens_per_paper": (
-            {
-                "mean": round(float(np.mean(toks)), 1),
-                **{f"p{q}": int(np.percentile(toks, q)) for q in (5, 50, 95)},
-                "max": int(toks.max()),
-            }
-            if len(toks)
-            else None
-        ),
-    }
+def _unique(entries: Sequence[tuple[str, bytes, Doc]]) -> tuple[list[Doc], list[dict[str, Any]]]:
+    """Step 1: the documents in (id, text hash) order, a repeated id keeping its first row."""
+    first_drops: list[dict[str, Any]] = []
+    unique: list[Doc] = []
+    last_id = None
+    for pid, _, d in entries:
+        if pid == last_id:
+            first_drops.append({"id": pid, "reason": "duplicate_id"})
+        else:
+            unique.append(d)
+        last_id = pid
+    return unique, first_drops
 
 
-def _stats(
+class _Sieve:
+    """Step 3, in id order: why a processed document is dropped (None: kept), against the KEPT
+    documents so far (exact text hashes, the MinHash-LSH index); benchmark matches are recorded
+    whatever the action."""
+
+    def __init__(self, cfg: BuildConfig, bench: Benchmark | None) -> None:
+        self.cfg, self.bench = cfg, bench
+        self.seen_hash: dict[bytes, int] = {}
+        self.lsh = LSHIndex(cfg.num_perm, cfg.lsh_bands)
+        self.ids: list[str] = []  # the kept documents' ids, in LSH insertion order
+        self.contamination: list[dict[str, Any]] = []
+
+    def judge(self, rec: dict[str, Any], flags: dict[str, Any]) -> tuple[str | None, str | None]:
+        cfg, pid = self.cfg, rec["id"]
+        n_match, qs = rec.get("bench", (0, []))
+        contaminated = bool(self.bench) and n_match >= cfg.decontam_min_matches
+        if contaminated:
+            self.contamination.append({"id": pid, "ngram_matches": n_match, "questions": qs})
+        reason, detail = None, None
+        if not rec["text"]:
+            reason = "empty"
+        elif rec["words"] < cfg.min_words:
+            reason, detail = "too_short", f"{rec['words']} words < {cfg.min_words}"
+        elif flags.get("length_flag") and cfg.summary_length_policy == "drop":
+            reason, detail = (
+                "summary_length",
+                f"{flags.get('summary_tokens')} tokens ({flags['length_flag']})",
+            )
+        elif rec["hash"] in self.seen_hash:
+            reason, detail = "duplicate_text", self.ids[self.seen_hash[rec["hash"]]]
+        else:
+            near = self.lsh.query(rec["sig"], cfg.near_dup_jaccard)
+            if near is not None:
+                reason, detail = "near_duplicate", f"{self.ids[near[0]]} (jaccard~{near[1]:.2f})"
+            elif contaminated and cfg.decontam_action == "drop":
+                reason, detail = (
+                    "contaminated",
+                    f"{n_match} {cfg.decontam_ngram}-grams from questions {qs[:10]}",
+                )
+        return reason, detail
+
+    def keep(self, rec: dict[str, Any]) -> None:
+        self.seen_hash[rec["hash"]] = self.lsh.insert(rec["sig"])
+        self.ids.append(rec["id"])
+
+
+def _write_splits(
+    tmp: Path,
+    unique: list[Doc],
+    first_drops: list[dict[str, Any]],
+    sieve: _Sieve,
+    reasons: Counter[str],
+    *,
+    tok: str | None,
+    workers: int,
+    progress: bool,
+    desc: str,
+) -> dict[str, _SplitWriter]:
+    """Steps 2-4 into ``tmp``: each document processed, judged, and written to its split's shards
+    at once (``papers.jsonl``: the kept ones; ``drops.jsonl``: the dropped ones with their reason)."""
+    cfg = sieve.cfg
+    splits = {s: _SplitWriter(tmp / s, cfg) for s in ("train", "validation")}
+    with (
+        open(tmp / "papers.jsonl", "w", encoding="utf-8") as papers,
+        open(tmp / "drops.jsonl", "w", encoding="utf-8") as drops_f,
+    ):
+
+        def drop(row: dict[str, Any]) -> None:
+            reasons[row["reason"]] += 1
+            drops_f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        for row in first_drops:
+            drop(row)
+        for d, rec in zip(
+            unique,
+            process_docs(
+                unique,
+                cfg,
+                tokenizer_dir=tok,
+                bench=sieve.bench,
+                workers=workers,
+                progress=progress,
+                desc=desc,
+            ),
+            strict=True,
+        ):
+            pid = rec["id"]
+            reason, detail = sieve.judge(rec, d.flags)
+            if reason:
+                drop({"id": pid, "reason": reason, **({"detail": detail} if detail else {})})
+                continue
+            sieve.keep(rec)
+            split = assign_split(pid, cfg.validation_fraction)
+            splits[split].add(rec["text"], rec["tokens"])
+            papers.write(json.dumps({"id": pid, "split": split, "tokens": rec["tokens"]}) + "\n")
+            rec.clear()
+    return splits
+
+
+def _check_kept(
+    variant: str, splits: dict[str, _SplitWriter], reasons: Counter[str], kept: int, cfg: BuildConfig
+) -> dict[str, int]:
+    """The documents kept per split; an empty corpus or an empty split is refused."""
+    n_kept = {s: len(w.tokens) for s, w in splits.items()}
+    if not n_kept["train"] and not n_kept["validation"]:
+        raise BuildError(f"{variant}: no document survived the build ({sum(reasons.values())} dropped)")
+    for split in ("train", "validation"):  # never publish an empty split (docs/data-corpus.md)
+        if not n_kept[split] and (split == "train" or cfg.validation_fraction > 0):
+            raise BuildError(
+                f"{variant}: {split} split: empty ({kept} documents kept, validation fraction "
+                f"{cfg.validation_fraction:g}); add papers, or pass --validation-fraction 0 for a train-only corpus"
+            )
+    return n_kept
+
+
+def _write_report(
+    tmp: Path,
     variant: str,
     n_unique: int,
     splits: dict[str, _SplitWriter],
     reasons: Counter[str],
-    shards: dict[str, int],
-    cfg: BuildConfig,
+    sieve: _Sieve,
     tok: str | None,
-    bench: Benchmark | None,
-    contamination: list[dict[str, Any]],
-    quality: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "variant": variant,
-        "papers_in": n_unique + reasons.get("duplicate_id", 0),
-        "papers_out": len(splits["train"].tokens) + len(splits["validation"].tokens),
-        "train": _split_stats(splits["train"], shards["train"]),
-        "validation": _split_stats(splits["validation"], shards["validation"]),
-        "tokenizer": Path(tok).name if tok else None,
-        "tokens_note": "content tokens (no BOS/EOS); LMFlow adds one BOS per document",
-        "drops": dict(sorted(reasons.items())),
-        "quality": quality,  # raw macros, dangling ... (a sample of the kept papers)
-        "decontamination": {
+    """Step 5: the shards closed and read back, the report files written; the stats returned."""
+    cfg, bench, contamination, kept = sieve.cfg, sieve.bench, sieve.contamination, len(sieve.ids)
+    shards = {s: w.close() for s, w in splits.items()}
+    written = [tmp / s for s in ("train", "validation") if shards[s]]
+    quality = sampled_quality(_read_back(written, kept), kept)
+    stats = variant_stats(variant, n_unique, splits, reasons, shards, cfg, tok, bench, contamination, quality)
+    atomic_write_json(
+        tmp / "decontamination.json",
+        {
             "benchmark": Path(bench.path).name if bench else None,
-            "questions": bench.questions if bench else 0,
-            "documents_matched": len(contamination),
-            "questions_hit": len({q for c in contamination for q in c["questions"]}),
+            "ngram": cfg.decontam_ngram,
+            "min_matches": cfg.decontam_min_matches,
             "action": cfg.decontam_action,
+            "documents": contamination,
         },
-        "settings": asdict(cfg),
-    }
-
-
-def _stats_md(s: dict[str, Any]) -> str:
-    lines = [
-        f"# Corpus `{s['variant']}`",
-        "",
-        f"Papers in: {s['papers_in']}; kept: {s['papers_out']}. Tokenizer: `{s['tokenizer']}` "
-        f"({s['tokens_note']}).",
-        "",
-        "| split | papers | tokens | characters | shards | tokens/paper p5 / p50 / p95 |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for split in ("train", "validation"):
-        x = s[split]
-        tp = x["tokens_per_paper"]
-        dist = f"{tp['p5']} / {tp['p50']} / {tp['p95']}" if tp else "-"
-        lines.append(
-            f"| {split} | {x['papers']} | {x['tokens']} | {x['characters']} | {x['shards']} | {dist} |"
-        )
-    lines += [
-        "",
-        "Dropped papers by reason (details in drops.jsonl):",
-        "",
-        "| reason | papers |",
-        "|---|---:|",
-    ]
-    lines += [f"| {r} | {n} |" for r, n in s["drops"].items()] or ["| (none) | 0 |"]
-    dc, q = s["decontamination"], s["quality"]
-    lines += [
-        "",
-        f"Decontamination: benchmark `{dc['benchmark']}` ({dc['questions']} questions, "
-        f"{s['settings']['decontam_ngram']}-grams): {dc['documents_matched']} papers matched "
-        f"{dc['questions_hit']} questions; action: {dc['action']} (decontamination.json).",
-        "",
-        f"Text quality (kept papers; `astrollama data quality`): {q['macros_per_100k']} raw LaTeX "
-        f"macros per 100k characters outside math, {q['dangling']} dangling citation leftovers, "
-        f"{q['control']} control characters.",
-        "",
-        "![token length histogram](length_hist.png)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _histogram(tokens: dict[str, Sequence[int]], path: Path, variant: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    train, val = list(tokens["train"]), list(tokens["validation"])
-    allt = train + val or [0]
-    lo, hi = min(allt), max(allt)
-    bins = np.linspace(lo, hi + 1, min(40, max(5, int(math.sqrt(len(allt))) + 1)))
-    ax.hist(
-        [train, val],
-        bins=bins,
-        stacked=True,
-        label=["train", "validation"],
     )
-    ax.axvline(
-        float(np.median(allt)), color="k", linestyle="--", linewidth=1, label=f"median {int(np.median(allt))}"
-    )
-    ax.set_xlabel("tokens per paper")
-    ax.set_ylabel("papers")
-    ax.set_title(f"{variant}: token length")
-    ax.legend()
-    fig.tight_layout()
-    with open(path, "wb") as fh:
-        fig.savefig(fh, format="png", metadata={"Software": None})
-    plt.close(fig)
-
-
-# ------------------------------------------------------------------------------- variant inputs
-
-
-def abstract_docs(rows: Iterable[dict[str, Any]]) -> list[Doc]:
-    """``abstracts`` variant (AstroLLaMA-1): one document per paper, the abstract text."""
-    return [Doc(str(r["id"]), " ".join(str(r["abstract"]).split())) for r in rows if r.get("abstract")]
-
-
-def _aic_text(path: Path, pid: str, root: Path, where: str = "aic") -> str:
-    """The ``text`` of an AIC record: a regular file inside the data root, size-capped, UTF-8
-    (astrollama.untrusted)."""
-    try:
-        text = read_json(path, "text", root=root, error=BuildError)["text"]
-        if not isinstance(text, str):
-            raise TypeError("not a string")
-        return text
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BuildError(
-            f"{path}: field 'text' of {pid}: unreadable {where} output "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-        ) from None
-
-
-def _summary_text(path: Path, pid: str, root: Path) -> str:
-    """A summary's text: a regular file inside the data root, size-capped, UTF-8."""
-    try:
-        return read_text(path, "text", root=root, error=BuildError)
-    except ValueError as exc:
-        raise BuildError(
-            f"{path}: field 'text' of {pid}: unreadable summary output "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-        ) from None
-
-
-def aic_docs(aic_dir: str | os.PathLike[str]) -> list[Doc]:
-    """``aic`` variant: the ``text`` of every ``<ns_id>.json`` written by the AIC stage."""
-    out = []
-    for f in sorted(Path(aic_dir).glob("*.json")):
-        rec = read_json(f, "text", root=aic_dir, error=BuildError)
-        out.append(Doc(rec["id"], rec["text"]))
-    return out
-
-
-def summary_docs(summary_dir: str | os.PathLike[str]) -> list[Doc]:
-    """``summary`` variant: finished summaries (sidecar present) with their length flag."""
-    out = []
-    for side in sorted(Path(summary_dir).glob("*.json")):
-        meta = read_json(side, "text", root=summary_dir, error=BuildError)
-        text = read_text(side.with_suffix(".txt"), "text", root=summary_dir, error=BuildError)
-        out.append(
-            Doc(
-                meta["id"],
-                text,
-                {"length_flag": meta.get("length_flag"), "summary_tokens": meta.get("summary_tokens")},
-            )
-        )
-    return out
-
-
-# ---------------------------------------------------------------------------- manifest stage
-
-
-def manifest_docs(m: Any, variant: str) -> list[Doc]:
-    """The variant's input documents from the manifest at ``m`` (only ``ok`` upstream records).
-
-    The AIC and summary texts are not read here: each :class:`Doc` reads its file when the
-    build needs it (an unreadable file is a one-line error naming it then)."""
-    import functools
-
-    if variant == "abstracts":  # the abstracts alone, not every metadata field, and each row let go
-        rows = m.merged_fields(("abstract",))
-        docs = []
-        while rows:
-            docs += abstract_docs([rows.popitem()[1]])
-        return sorted(docs, key=lambda d: d.id)
-    stage = {"aic": "aic", "summary": "summary"}.get(variant)
-    if stage is None:
-        raise BuildError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
-    # per paper only its id, output path (relative, resolved when read) and flags: the list costs
-    # ~0.6 KB per paper (docs/reproduce.md, "Corpus build at scale")
-    docs = []
-    if variant == "aic":
-        for pid, (rel, _) in m.ok_outputs(stage, stage).items():
-            docs.append(Doc(pid, None, load=functools.partial(_manifest_text, m, rel, pid, _aic_text)))
-    else:
-        keys = ("length_flag", "summary_tokens")
-        for pid, (rel, values) in m.ok_outputs(stage, stage, keys).items():
-            load = functools.partial(_manifest_text, m, rel, pid, _summary_text)
-            docs.append(Doc(pid, None, dict(zip(keys, values, strict=True)), load=load))
-    return docs
-
-
-def _manifest_text(m: Any, rel: str, pid: str, read: Callable[[Path, str, Path], str]) -> str:
-    """The text of one manifest output: its path resolved inside the data root (a tampered record is
-    one line naming it), then ``read``."""
-    return read(m.resolve(rel), pid, m.root)
+    atomic_write_json(tmp / "stats.json", stats)
+    atomic_write_text(tmp / "stats.md", stats_markdown(stats))
+    length_histogram({s: w.tokens for s, w in splits.items()}, tmp / "length_hist.png", variant)
+    return stats
 
 
 def run_build(

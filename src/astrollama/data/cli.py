@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     below) exits 1.
     """
     from astrollama.data.config import apply_config
-    from astrollama.data.harvest import HarvestError
+    from astrollama.data.harvest_rows import HarvestError
     from astrollama.data.http import HttpError
     from astrollama.data.stages import StageAbort
 

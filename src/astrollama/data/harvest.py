@@ -5,7 +5,7 @@
   records are merged into the manifest and then the resumptionToken is saved (atomically) in
   ``manifest/harvest/oai-<key>.json``; a killed harvest continues from the saved token, and a
   page fetched twice (killed between the two writes) merges to the same rows.
-* :func:`import_kaggle`: streams ``arxiv-metadata-oai-snapshot.json`` (JSON lines), keeps astro-ph
+* :func:`~astrollama.data.harvest_files.import_kaggle`: streams ``arxiv-metadata-oai-snapshot.json`` (JSON lines), keeps astro-ph
   papers in a date range, and checkpoints the byte offset after every batch.
 * :func:`lookup`: small id/query look-ups through the ``arxiv`` package (4.x), for a handful of
   papers; it is the API, one request per 3 s: never use it for bulk metadata.
@@ -19,31 +19,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import email.utils
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
+from astrollama.data.harvest_files import import_kaggle, import_rows
+from astrollama.data.harvest_rows import (
+    HarvestError,
+    HarvestInputError,
+    check_dates,
+    field_text,
+    is_astro,
+    rfc2822_date,
+    split_authors,
+    split_dois,
+)
 from astrollama.data.http import HttpClient
 from astrollama.data.manifest import (
-    PAPER_FIELDS,
     Manifest,
     ManifestError,
-    is_arxiv_id,
-    normalise_row,
     parse_arxiv_id,
     writable_root,
 )
-from astrollama.errors import InputError
-from astrollama.io import atomic_write_json, read_jsonl
-from astrollama.untrusted import LIMITS, check_text, open_regular, read_json
+from astrollama.io import atomic_write_json
+from astrollama.untrusted import read_json
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +55,9 @@ OAI_URL = "https://oaipmh.arxiv.org/oai"
 ASTRO_SET = "physics:astro-ph"
 OAI_NS = "http://www.openarchives.org/OAI/2.0/"
 FORMAT_NS = {"arXiv": "http://arxiv.org/OAI/arXiv/", "arXivRaw": "http://arxiv.org/OAI/arXivRaw/"}
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # responses are untrusted: no entity expansion (billion laughs), no DTD or network fetches (XXE),
 # libxml2's size limits on (huge_tree off)
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-
-
-class HarvestError(RuntimeError):
-    """A harvest that cannot go on; the message says why and what to do."""
-
-
-class HarvestInputError(HarvestError, InputError):
-    """Bad harvest input from the user (a date, a snapshot file): one line, exit 2."""
 
 
 class OAIError(HarvestError):
@@ -80,62 +75,6 @@ _OAI_HINTS = {
     "cannotDisseminateFormat": "Use --metadata-prefix arXiv or arXivRaw",
     "noSetHierarchy": "This repository has no sets; drop --set",
 }
-
-
-def _text(s: str | None) -> str | None:
-    """Collapse whitespace runs (OAI/API fields are wrapped and indented); None for empty."""
-    if s is None:
-        return None
-    s = " ".join(s.split())
-    return s or None
-
-
-_SUFFIX = re.compile(r"(?:Jr|Sr|Jnr|Snr)\.?|I{2,3}|IV", re.I)
-_AUTHOR_SPLIT = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+and\s+|\s*&\s*")
-
-
-def split_authors(text: str | None) -> list[str] | None:
-    """An arXiv author string as a list of names.
-
-    ``"A. Smith, B. Jones, and G.A. Souliotis"`` -> three names (the ``and`` is not part of one);
-    affiliation groups in parentheses (``"A. Smith (1, 2), B. Jones (2) ((1) Univ, (2) Inst)"``)
-    are dropped, nested ones too; a suffix stays with its author (``"J. Doe, Jr., A. Roe"`` ->
-    ``["J. Doe Jr.", "A. Roe"]``); a trailing ``et al.`` is dropped.
-    """
-    text = _text(text)
-    if not text:
-        return None
-    while True:  # innermost parentheses first, so nested affiliation lists go as a whole
-        stripped = re.sub(r"\([^()]*\)", " ", text)
-        if stripped == text:
-            break
-        text = stripped
-    text = re.sub(r"\bet\s+al\.?", " ", text.replace("(", " ").replace(")", " "))
-    names: list[str] = []
-    for part in _AUTHOR_SPLIT.split(text):
-        part = " ".join(part.split())
-        if not part:
-            continue
-        if names and _SUFFIX.fullmatch(part):
-            names[-1] += " " + part
-        else:
-            names.append(part)
-    return names or None
-
-
-def split_dois(text: str | None) -> list[str] | None:
-    """A DOI field as a list: arXiv lets authors give several, separated by spaces, commas or
-    semicolons (``"10.1/a 10.2/b"``); a ``doi:`` or ``https://doi.org/`` prefix is dropped."""
-    dois = [
-        re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", d, flags=re.I)
-        for d in re.split(r"[\s,;]+", text or "")
-        if d
-    ]
-    return [d for d in dois if d] or None
-
-
-def _rfc2822_date(s: str) -> str:
-    return email.utils.parsedate_to_datetime(s).date().isoformat()
 
 
 # ----------------------------------------------------------------------------- OAI records
@@ -165,23 +104,23 @@ def parse_oai_record(record: etree._Element, metadata_prefix: str) -> dict[str, 
     row: dict[str, Any] = {
         "id": pid,
         "version": version,
-        "title": _text(_child(meta, ns, "title")),
-        "abstract": _text(_child(meta, ns, "abstract")),
+        "title": field_text(_child(meta, ns, "title")),
+        "abstract": field_text(_child(meta, ns, "abstract")),
         "categories": (_child(meta, ns, "categories") or "").split() or None,
         "doi": split_dois(_child(meta, ns, "doi")),
-        "journal_ref": _text(_child(meta, ns, "journal-ref")),
-        "comments": _text(_child(meta, ns, "comments")),
-        "license": _text(_child(meta, ns, "license")),
-        "datestamp": _text(_child(header, OAI_NS, "datestamp")),
+        "journal_ref": field_text(_child(meta, ns, "journal-ref")),
+        "comments": field_text(_child(meta, ns, "comments")),
+        "license": field_text(_child(meta, ns, "license")),
+        "datestamp": field_text(_child(header, OAI_NS, "datestamp")),
         "source": f"oai:{metadata_prefix}",
     }
     if metadata_prefix == "arXiv":
-        row["published"] = _text(_child(meta, ns, "created"))
-        row["updated"] = _text(_child(meta, ns, "updated")) or row["published"]
+        row["published"] = field_text(_child(meta, ns, "created"))
+        row["updated"] = field_text(_child(meta, ns, "updated")) or row["published"]
         authors = []
         for a in meta.iterfind(f"{{{ns}}}authors/{{{ns}}}author"):
             parts = [_child(a, ns, "forenames"), _child(a, ns, "keyname"), _child(a, ns, "suffix")]
-            name = _text(" ".join(p for p in parts if p))
+            name = field_text(" ".join(p for p in parts if p))
             if name:
                 authors.append(name)
         row["authors"] = authors or None
@@ -191,13 +130,13 @@ def parse_oai_record(record: etree._Element, metadata_prefix: str) -> dict[str, 
             num = re.fullmatch(r"v(\d+)", v.get("version", ""))
             date = _child(v, ns, "date")
             if num and date:
-                versions.append((int(num.group(1)), _rfc2822_date(date)))
+                versions.append((int(num.group(1)), rfc2822_date(date)))
         if versions:
             versions.sort()
             row["version"] = versions[-1][0]
             row["published"], row["updated"] = versions[0][1], versions[-1][1]
         row["authors"] = split_authors(_child(meta, ns, "authors"))
-        row["submitter"] = _text(_child(meta, ns, "submitter"))
+        row["submitter"] = field_text(_child(meta, ns, "submitter"))
     return row
 
 
@@ -226,7 +165,7 @@ def parse_oai_page(content: bytes, metadata_prefix: str, url: str = "") -> OAIPa
         code = errors[0].get("code", "unknown")
         if code == "noRecordsMatch":
             return OAIPage([], 0, None, 0, 0)
-        raise OAIError(code, _text(errors[0].text) or "(no message)", _OAI_HINTS.get(code, ""))
+        raise OAIError(code, field_text(errors[0].text) or "(no message)", _OAI_HINTS.get(code, ""))
     lr = root.find(f"{{{OAI_NS}}}ListRecords")
     if lr is None:
         raise HarvestError(f"OAI-PMH response from {url} has neither <ListRecords> nor <error>")
@@ -238,7 +177,7 @@ def parse_oai_page(content: bytes, metadata_prefix: str, url: str = "") -> OAIPa
         else:
             rows.append(row)
     tok = lr.find(f"{{{OAI_NS}}}resumptionToken")
-    token = _text(tok.text) if tok is not None else None
+    token = field_text(tok.text) if tok is not None else None
     size = tok.get("completeListSize") if tok is not None else None
     cursor = tok.get("cursor") if tok is not None else None
     return OAIPage(rows, deleted, token, int(size) if size else None, int(cursor) if cursor else None)
@@ -256,22 +195,34 @@ class HarvestResult:
     complete: bool
 
 
-def _check_date(name: str, value: str | None) -> None:
-    if value is None:
-        return
-    try:
-        if not _DATE.fullmatch(value):
-            raise ValueError
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        raise HarvestInputError(f"--{name} must be YYYY-MM-DD (a real date), got {value!r}") from None
-
-
-def _check_dates(from_date: str | None, until_date: str | None) -> None:
-    _check_date("from", from_date)
-    _check_date("until", until_date)
-    if from_date and until_date and from_date > until_date:
-        raise HarvestInputError(f"--from/--until: {from_date} is after {until_date}")
+def _merge_page(
+    manifest: Manifest, page: OAIPage, primary_only: bool, state: dict[str, Any], state_path: Path
+) -> None:
+    """One page's rows merged into the manifest, THEN the harvest state (its token) saved."""
+    rows = [r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)]
+    if rows:
+        manifest.upsert_papers(rows)
+    # only now move the token: a kill before this line re-fetches the page (idempotent merge)
+    state.update(
+        token=page.token,
+        pages=state["pages"] + 1,
+        records=state["records"] + len(rows),
+        not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
+        deleted=state["deleted"] + page.deleted,
+        complete=not page.token,
+        complete_list_size=page.complete_list_size or state["complete_list_size"],
+    )
+    atomic_write_json(state_path, state)
+    total = state["complete_list_size"]
+    log.info(
+        "OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s",
+        state["pages"],
+        len(rows),
+        page.deleted,
+        len(page.rows) - len(rows),
+        state["records"],
+        f" of ~{total}" if total else "",
+    )
 
 
 def harvest_oai(
@@ -299,7 +250,7 @@ def harvest_oai(
         raise HarvestInputError(
             f"--metadata-prefix: must be one of {sorted(FORMAT_NS)}, got {metadata_prefix!r}"
         )
-    _check_dates(from_date, until_date)
+    check_dates(from_date, until_date)
     params = {
         "base_url": base_url,
         "metadataPrefix": metadata_prefix,
@@ -341,220 +292,12 @@ def harvest_oai(
             )
         resp = client.get(base_url, params=query)
         page = parse_oai_page(resp.content, metadata_prefix, resp.url)
-        rows = [
-            r for r in page.rows if not primary_only or is_astro(r["categories"] or [], primary_only=True)
-        ]
-        if rows:
-            manifest.upsert_papers(rows)
-        # only now move the token: a kill before this line re-fetches the page (idempotent merge)
-        state.update(
-            token=page.token,
-            pages=state["pages"] + 1,
-            records=state["records"] + len(rows),
-            not_primary=state.get("not_primary", 0) + len(page.rows) - len(rows),
-            deleted=state["deleted"] + page.deleted,
-            complete=not page.token,
-            complete_list_size=page.complete_list_size or state["complete_list_size"],
-        )
-        atomic_write_json(state_path, state)
+        _merge_page(manifest, page, primary_only, state, state_path)
         pages_now += 1
-        total = state["complete_list_size"]
-        log.info(
-            "OAI page %d: %d records (%d deleted, %d not primary astro-ph), %d so far%s",
-            state["pages"],
-            len(rows),
-            page.deleted,
-            len(page.rows) - len(rows),
-            state["records"],
-            f" of ~{total}" if total else "",
-        )
         if state["complete"]:
             log.info("OAI harvest complete: %d records in %d pages", state["records"], state["pages"])
             break
     return HarvestResult(state_path, state["pages"], state["records"], state["deleted"], state["complete"])
-
-
-# ----------------------------------------------------------------------------- Kaggle snapshot
-
-
-def is_astro(categories: Iterable[str], primary_only: bool = False) -> bool:
-    """True if any (or, with ``primary_only``, the first) category is ``astro-ph`` or ``astro-ph.*``."""
-    cats = list(categories)
-    pool = cats[:1] if primary_only else cats
-    return any(c == "astro-ph" or c.startswith("astro-ph.") for c in pool)
-
-
-def kaggle_row(obj: dict[str, Any], where: str) -> dict[str, Any]:
-    """A Kaggle snapshot record as a manifest row (latest version and its dates)."""
-    pid = obj.get("id")
-    if not isinstance(pid, str) or not is_arxiv_id(pid):
-        raise ManifestError(f"{where}: field 'id' is not an arXiv id: {pid!r}")
-    versions = []
-    for v in obj.get("versions") or []:
-        try:
-            versions.append((int(str(v["version"]).lstrip("v")), _rfc2822_date(v["created"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{where} ({pid}): bad entry in field 'versions': {v!r} ({exc})") from None
-    versions.sort()
-    authors = None
-    if obj.get("authors_parsed"):
-        authors = [_text(" ".join(p for p in (a[1:2] + a[0:1] + a[2:3]) if p)) for a in obj["authors_parsed"]]
-        authors = [a for a in authors if a] or None
-    elif obj.get("authors"):
-        authors = split_authors(obj["authors"])
-    return {
-        "id": pid,
-        "version": versions[-1][0] if versions else None,
-        "published": versions[0][1] if versions else None,
-        "updated": versions[-1][1] if versions else None,
-        "categories": (obj.get("categories") or "").split() or None,
-        "title": _text(obj.get("title")),
-        "abstract": _text(obj.get("abstract")),
-        "authors": authors,
-        "doi": split_dois(obj.get("doi")),
-        "journal_ref": _text(obj.get("journal-ref")),
-        "comments": _text(obj.get("comments")),
-        "license": _text(obj.get("license")),
-        "source": "kaggle",
-    }
-
-
-@dataclasses.dataclass
-class ImportResult:
-    lines: int
-    kept: int
-    complete: bool
-
-
-def _iter_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (byte offset just after the line, line) for every line from byte ``offset`` on."""
-    cap = LIMITS["record"]
-    fh, _ = open_regular(path, "jsonl", error=ManifestError)  # regular, bounded (astrollama.untrusted)
-    with fh:
-        fh.seek(offset)
-        pos = offset
-        while line := fh.readline(cap + 1):
-            if len(line) > cap:
-                raise ManifestError(
-                    f"{path}: byte {pos}: a line longer than the {cap >> 20} MiB record limit"
-                )
-            pos += len(line)
-            yield pos, line
-
-
-def import_kaggle(
-    manifest: Manifest,
-    path: str | Path,
-    *,
-    from_date: str | None = None,
-    until_date: str | None = None,
-    primary_only: bool = False,
-    batch_size: int = 5000,
-    restart: bool = False,
-) -> ImportResult:
-    """Import astro-ph papers with ``from_date <= published <= until_date`` from the snapshot.
-
-    Streams the file; rows are merged in batches and the byte offset is checkpointed after
-    each batch (``manifest/harvest/kaggle-<key>.json``), so a killed import resumes.
-    """
-    path = Path(path)
-    _check_dates(from_date, until_date)
-    if not path.is_file():
-        raise HarvestInputError(f"{path}: Kaggle snapshot not found")
-    st = path.stat()
-    params = {
-        "path": str(path.resolve()),
-        "size": st.st_size,
-        "from": from_date,
-        "until": until_date,
-        "primary_only": primary_only,
-    }
-    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    state_path = manifest.dir / "harvest" / f"kaggle-{key}.json"
-    state = {"params": params, "offset": 0, "lines": 0, "kept": 0, "complete": False}
-    if state_path.exists() and not restart:
-        state = read_json(state_path, "results", error=ManifestError)
-        if state["complete"]:
-            log.info("Kaggle import already complete (%d kept); --restart to redo", state["kept"])
-            return ImportResult(state["lines"], state["kept"], True)
-    batch: list[dict[str, Any]] = []
-
-    def flush(offset: int) -> None:
-        if batch:
-            manifest.upsert_papers(batch)
-        state.update(offset=offset, kept=state["kept"] + len(batch))
-        batch.clear()
-        atomic_write_json(state_path, state)
-
-    offset = state["offset"]
-    for offset, line in _iter_lines(path, state["offset"]):
-        state["lines"] += 1
-        if not line.strip():
-            continue
-        where = f"{path}:{state['lines']}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{where}: invalid JSON ({exc.msg})") from None
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"{where}: not UTF-8 ({exc.reason})") from None
-        if not isinstance(obj, dict):
-            raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        if b"\\u" in line:
-            check_text(obj, where, "(json)", error=ManifestError)  # no lone surrogate
-        if not is_astro((obj.get("categories") or "").split(), primary_only):
-            continue
-        row = kaggle_row(obj, where)
-        pub = row["published"]
-        if (from_date and (pub is None or pub < from_date)) or (
-            until_date and (pub is None or pub > until_date)
-        ):
-            continue
-        batch.append(row)
-        if len(batch) >= batch_size:
-            flush(offset)
-            log.info("Kaggle import: %d lines read, %d astro-ph papers kept", state["lines"], state["kept"])
-    state["complete"] = True
-    flush(offset)
-    log.info("Kaggle import complete: %d lines, %d papers kept", state["lines"], state["kept"])
-    return ImportResult(state["lines"], state["kept"], True)
-
-
-# ----------------------------------------------------------------------------- local metadata
-
-
-def import_rows(manifest: Manifest, paths: Iterable[str | Path], *, source: str = "local") -> int:
-    """Merge paper metadata from JSON files (one object each) or JSONL files into the manifest.
-
-    For papers that are not harvested (the bundled demo papers, a private collection). Only the
-    manifest's fields (``PAPER_FIELDS``) are kept, so full paper files (with ``sections`` etc.)
-    can be passed as they are. Directories are searched for ``*.json``/``*.jsonl``. Every file is
-    validated before anything is written. Returns the number of rows merged.
-    """
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix in (".json", ".jsonl"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise HarvestInputError(f"{p}: metadata file not found")
-    clean: list[dict[str, Any]] = []
-    for f in files:
-        if f.suffix == ".jsonl":
-            objs = [(f"{f}:{i}", obj) for i, obj in read_jsonl(f, error=ManifestError)]
-        else:
-            # a regular file, size-capped, UTF-8 JSON (astrollama.untrusted)
-            objs = [(f"{f}:1", read_json(f, "results", error=ManifestError, expect=None))]
-        for where, obj in objs:
-            if not isinstance(obj, dict):
-                raise ManifestError(f"{where}: expected a JSON object")
-            row = {k: obj[k] for k in PAPER_FIELDS if k in obj}
-            row.setdefault("source", source)
-            clean.append(normalise_row(row, where))
-    n = manifest.upsert_papers(clean)
-    log.info("imported %d papers from %d files", n, len(files))
-    return n
 
 
 # ----------------------------------------------------------------------------- arxiv package
@@ -570,12 +313,12 @@ def result_row(result: Any) -> dict[str, Any]:
         "updated": result.updated.date().isoformat(),
         # primary first, as in every other source (the API lists categories in its own order)
         "categories": [c for c in dict.fromkeys([result.primary_category, *result.categories]) if c] or None,
-        "title": _text(result.title),
-        "abstract": _text(result.summary),
+        "title": field_text(result.title),
+        "abstract": field_text(result.summary),
         "authors": [a.name for a in result.authors] or None,
         "doi": split_dois(result.doi),
-        "journal_ref": _text(result.journal_ref),
-        "comments": _text(result.comment),
+        "journal_ref": field_text(result.journal_ref),
+        "comments": field_text(result.comment),
         "source": "arxiv-api",
     }
 

@@ -44,15 +44,15 @@ from typing import Any
 
 from astrollama import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
-from astrollama.data.manifest import paper_path
-from astrollama.data.summarize import (
+from astrollama.data.llm import (
     REPO_ROOT,
     Backend,
-    _seed,
     add_backend_args,
     backend_from_args,
     read_prompt,
+    request_seed,
 )
+from astrollama.data.manifest import paper_path
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 from astrollama.lmflow_data import check_conversation
@@ -429,7 +429,7 @@ def _result(
         "prompt_file": prompt.path.name,
         "source": cfg.source,
         "source_truncated": job.truncated_source,
-        "seed": _seed(cfg.seed, job.id, 0),
+        "seed": request_seed(cfg.seed, job.id, 0),
         "finish_reason": finish,
         "output": output,
         "conversations": convs,
@@ -437,6 +437,64 @@ def _result(
         "counts": {"kept": len(convs), **Counter(r["reason"] for r in rejected)},
         "config": asdict(cfg),
     }
+
+
+def _ready(m: Any, runner: Any, todo: Sequence[str], source: str) -> list[tuple[str, Any]]:
+    """(id, upstream record) of the papers whose ``source`` stage is done; the others are recorded
+    as failed (upstream failure) or skipped (waiting)."""
+    upstream = m.status(source)
+    papers = []
+    for pid in todo:
+        rec = upstream.get(pid)
+        if rec is not None and rec.status == "ok":
+            papers.append((pid, rec))
+        elif rec is not None and rec.status == "failed":
+            runner.fail(pid, f"upstream: {source} failed: {rec.error}")
+        else:
+            runner.skip(pid, f"waiting for {source}")
+    return papers
+
+
+def _write_batch(
+    jobs: list[_Job],
+    runner: Any,
+    backend: Backend,
+    prompt: QAPrompt,
+    cfg: QAConfig,
+    benchmark: Any,
+    out: Path,
+    totals: Counter[str],
+    bar: Any,
+) -> None:
+    """One backend call for the batch's jobs; each paper's pairs filtered, written and recorded."""
+    gens = (
+        backend.generate(
+            [j.conversation for j in jobs],
+            [cfg.max_new_tokens] * len(jobs),
+            [request_seed(cfg.seed, j.id, 0) for j in jobs],
+        )
+        if jobs
+        else []
+    )
+    for job, gen in zip(jobs, gens, strict=True):
+        if isinstance(gen, Exception):
+            runner.fail(job.id, f"{type(gen).__name__}: {' '.join(str(gen).split())}")
+        else:
+            res = _result(job, gen.text, gen.finish_reason, backend, prompt, cfg, benchmark)
+            path = atomic_write_json(qa_path(out, job.id), res)
+            killpoint.hit("qa.between")
+            rejected = {k: v for k, v in res["counts"].items() if k != "kept"}
+            totals.update({"kept": res["counts"]["kept"], **rejected})
+            runner.ok(
+                job.id,
+                outputs={"qa": path},
+                qa_model=backend.model_id,
+                prompt_sha256=prompt.sha256,
+                qa_kept=res["counts"]["kept"],
+                qa_rejected=rejected,
+            )
+            killpoint.hit("qa.paper")
+        bar.update(1)
 
 
 def run_qa(
@@ -481,16 +539,7 @@ def run_qa(
     if limit is not None:
         ids = sorted(m.ids() if ids is None else ids)[:limit]
     todo = runner.select(ids)
-    upstream = m.status(cfg.source)
-    papers = []
-    for pid in todo:
-        rec = upstream.get(pid)
-        if rec is not None and rec.status == "ok":
-            papers.append((pid, rec))
-        elif rec is not None and rec.status == "failed":
-            runner.fail(pid, f"upstream: {cfg.source} failed: {rec.error}")
-        else:
-            runner.skip(pid, f"waiting for {cfg.source}")
+    papers = _ready(m, runner, todo, cfg.source)
     log.info(
         "qa: %d papers to do (model %s, prompt %s sha256 %s, source %s)",
         len(papers),
@@ -518,34 +567,7 @@ def run_qa(
                 )
                 continue
             bar.update(1)  # failed while planning (recorded by isolate)
-        gens = (
-            backend.generate(
-                [j.conversation for j in jobs],
-                [cfg.max_new_tokens] * len(jobs),
-                [_seed(cfg.seed, j.id, 0) for j in jobs],
-            )
-            if jobs
-            else []
-        )
-        for job, gen in zip(jobs, gens, strict=True):
-            if isinstance(gen, Exception):
-                runner.fail(job.id, f"{type(gen).__name__}: {' '.join(str(gen).split())}")
-            else:
-                res = _result(job, gen.text, gen.finish_reason, backend, prompt, cfg, benchmark)
-                path = atomic_write_json(qa_path(out, job.id), res)
-                killpoint.hit("qa.between")
-                rejected = {k: v for k, v in res["counts"].items() if k != "kept"}
-                totals.update({"kept": res["counts"]["kept"], **rejected})
-                runner.ok(
-                    job.id,
-                    outputs={"qa": path},
-                    qa_model=backend.model_id,
-                    prompt_sha256=prompt.sha256,
-                    qa_kept=res["counts"]["kept"],
-                    qa_rejected=rejected,
-                )
-                killpoint.hit("qa.paper")
-            bar.update(1)
+        _write_batch(jobs, runner, backend, prompt, cfg, benchmark, out, totals, bar)
     bar.close()
     stats = runner.finish()
     stats.rejected = dict(sorted(totals.items()))

@@ -292,35 +292,17 @@ def _conversation_text(conv: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in conv["messages"])
 
 
-def convert(
+def _sieve(
     sources: Sequence[Source],
-    out: str | os.PathLike[str],
-    *,
-    config: ConvertConfig | None = None,
-    mcq_path: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Convert ``sources`` into the LMFlow conversation dataset ``out`` (see the module doc);
-    returns the stats written to ``out/stats.json``."""
+    loaded: Sequence[tuple[Any, dict[str, Any]]],
+    cfg: ConvertConfig,
+    benchmark: Any,
+    progress: bool,
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every source's conversations decontaminated, deduplicated and split: the kept ones
+    (format, split, conversation), the per-source counts and the contamination matches."""
     from tqdm import tqdm
 
-    from astrollama.data.decontam import Benchmark
-
-    cfg = config or ConvertConfig()
-    cfg.check()
-    if not sources:
-        raise ConversionError("--input: give at least one FORMAT=PATH")
-    for s in sources:
-        if s.format not in FORMATS:
-            raise ConversionError(f"--input: unknown format {s.format!r}; one of {', '.join(FORMATS)}")
-        if s.limit is not None and s.limit < 1:
-            raise ConversionError(f"--limit: must be >= 1, got {s.limit}")
-    final = Path(out)
-    claim_dir(final, OWNER, legacy=LEGACY)  # refuse someone else's directory before any work
-    benchmark = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
-
-    # everything is read and checked before anything is written
-    loaded = [read_source(s, cfg) for s in sources]
     seen: dict[bytes, str] = {}
     ids: dict[str, tuple[bytes, Path]] = {}  # conversation id -> (exact content digest, input)
     per_source, contamination = [], []
@@ -370,6 +352,59 @@ def convert(
                 "dropped": dict(sorted(drops.items())),
             }
         )
+    return kept, per_source, contamination
+
+
+def _write_dataset(
+    final: Path,
+    sources: Sequence[Source],
+    kept: list[tuple[str, str, dict[str, Any]]],
+    cfg: ConvertConfig,
+    stats: dict[str, Any],
+) -> None:
+    """The shards (per split, one file group per format) and ``stats.json``, published whole."""
+    with owned_dir(final, OWNER, legacy=LEGACY) as tmp:
+        for split in ("train", "validation"):
+            for fmt in dict.fromkeys(s.format for s in sources):
+                convs = [c for f, x, c in kept if f == fmt and x == split]
+                if convs:
+                    with ShardWriter(
+                        tmp / split, prefix=fmt, max_bytes=cfg.max_shard_bytes, kind=CONVERSATION
+                    ) as w:
+                        for c in convs:
+                            w.add(c)
+        atomic_write_json(tmp / "stats.json", stats)
+
+
+def convert(
+    sources: Sequence[Source],
+    out: str | os.PathLike[str],
+    *,
+    config: ConvertConfig | None = None,
+    mcq_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Convert ``sources`` into the LMFlow conversation dataset ``out`` (see the module doc);
+    returns the stats written to ``out/stats.json``."""
+
+    from astrollama.data.decontam import Benchmark
+
+    cfg = config or ConvertConfig()
+    cfg.check()
+    if not sources:
+        raise ConversionError("--input: give at least one FORMAT=PATH")
+    for s in sources:
+        if s.format not in FORMATS:
+            raise ConversionError(f"--input: unknown format {s.format!r}; one of {', '.join(FORMATS)}")
+        if s.limit is not None and s.limit < 1:
+            raise ConversionError(f"--limit: must be >= 1, got {s.limit}")
+    final = Path(out)
+    claim_dir(final, OWNER, legacy=LEGACY)  # refuse someone else's directory before any work
+    benchmark = Benchmark.from_file(mcq_path, cfg.decontam_ngram) if mcq_path else None
+
+    # everything is read and checked before anything is written
+    loaded = [read_source(s, cfg) for s in sources]
+    kept, per_source, contamination = _sieve(sources, loaded, cfg, benchmark, progress)
     if not kept:
         raise ConversionError(f"{final}: no conversation left after decontamination and deduplication")
 
@@ -385,17 +420,7 @@ def convert(
             "matches": contamination,
         },
     }
-    with owned_dir(final, OWNER, legacy=LEGACY) as tmp:
-        for split in ("train", "validation"):
-            for fmt in dict.fromkeys(s.format for s in sources):
-                convs = [c for f, x, c in kept if f == fmt and x == split]
-                if convs:
-                    with ShardWriter(
-                        tmp / split, prefix=fmt, max_bytes=cfg.max_shard_bytes, kind=CONVERSATION
-                    ) as w:
-                        for c in convs:
-                            w.add(c)
-        atomic_write_json(tmp / "stats.json", stats)
+    _write_dataset(final, sources, kept, cfg, stats)
     log.info(
         "sft-convert: %d train + %d validation conversations -> %s (dropped: %s)",
         stats["conversations"]["train"],

@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from astrollama.data.build import BuildConfig
+from astrollama.data.build_config import BuildConfig
 from astrollama.data.decontam import Benchmark
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.split import assign_split

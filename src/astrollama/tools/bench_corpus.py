@@ -7,7 +7,7 @@ abstract), with references and appendices after the conclusion, Nougat missing-p
 and 2% exact and 2% near duplicates. Then, with 1 and with N worker processes:
 
 * ``aic``: AIC extraction from the ``.mmd`` text;
-* ``clean``: :func:`astrollama.data.build.clean_text` on the AIC text;
+* ``clean``: :func:`astrollama.data.build_worker.clean_text` on the AIC text;
 * ``hash``: normalised-text hash + MinHash signature + benchmark n-grams;
 * ``tokenize``: token counts with the recipe's tokenizer;
 * ``dedup`` (parent process, sequential): exact + MinHash-LSH near-duplicate pass;
@@ -41,7 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from astrollama.data.aic import AICError, extract_aic_markdown
-from astrollama.data.build import BuildConfig, Doc, _encode, build_variant, clean_text, load_fast_tokenizer
+from astrollama.data.build import build_variant
+from astrollama.data.build_config import BuildConfig
+from astrollama.data.build_inputs import Doc
+from astrollama.data.build_worker import clean_text, encode_batch, load_fast_tokenizer
 from astrollama.data.decontam import Benchmark
 from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
 from astrollama.lmflow_data import ShardWriter
@@ -161,7 +164,7 @@ def _w_hash(batch: list[str]) -> list[Any]:
 
 
 def _w_tok(batch: list[str]) -> list[int]:
-    return [len(e.ids) for e in _encode(_T["tok"], batch)]
+    return [len(e.ids) for e in encode_batch(_T["tok"], batch)]
 
 
 def cpu_seconds() -> float:

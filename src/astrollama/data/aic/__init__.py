@@ -30,15 +30,14 @@ Rules shared by both:
   paper with neither introduction nor conclusion is an error (:class:`AICError`).
 """
 
-from astrollama.data.aic.latex import (
+from astrollama.data.aic.latex import extract_aic_latex, extract_aic_latex_text
+from astrollama.data.aic.latex_inputs import (
     EprintError,
-    clean_latex,
-    extract_aic_latex,
-    extract_aic_latex_text,
     find_main_tex,
     resolve_latex_inputs,
     strip_latex_comments,
 )
+from astrollama.data.aic.latex_text import clean_latex
 from astrollama.data.aic.markdown import extract_aic_markdown
 from astrollama.data.aic.rules import (
     AIC,

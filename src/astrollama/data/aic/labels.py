@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 _ROMAN = (
     (1000, "M"),
@@ -231,146 +232,198 @@ class _Counter:
         self.current = (kind, num)
 
 
-def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> dict[str, tuple[str, str]]:
-    """Label -> (kind, number) counted over ``body`` (comments stripped, macros expanded).
+class _LabelPass:
+    """One pass over a body's LaTeX events (``_EVENT``), each handled by the method ``_HANDLERS``
+    names for its group: the counters, the open environments that matter, the current equation row
+    (its labels; whether it took a number that ``\\nonumber``/``\\tag`` may take back), the open
+    subequations and enumerate lists, the open float's captions."""
 
-    Linear in the body: one regular-expression pass; the first definition of a label wins."""
-    c = _Counter(scheme, eq_in_section)
-    envs: list[str] = []  # open environments that matter here
-    row_labels: list[str] = []  # labels of the current equation row
-    row_numbered = False  # the current row took a number that \nonumber/\tag may take back
-    row_start = 0
-    sub_parent: str | None = None  # subequations: the parent number
-    sub_n = 0
-    items: list[int] = []
-    float_captioned, sub_caps = False, 0  # the open float: its own caption seen, its sub-captions
+    _HANDLERS: ClassVar[dict[str, str]] = {
+        "sec": "_section",
+        "star": "_section",
+        "app": "_appendix",
+        "label": "_label",
+        "cap": "_caption",
+        "capof": "_caption",
+        "be": "_env",
+        "env": "_env",
+        "tag": "_tag",
+        "nonum": "_nonum",
+        "row": "_row",
+        "item": "_item",
+    }
 
-    def in_math() -> str | None:
-        for e in reversed(envs):
+    def __init__(self, body: str, scheme: Scheme, eq_in_section: bool) -> None:
+        self.body = body
+        self.c = _Counter(scheme, eq_in_section)
+        self.envs: list[str] = []  # open environments that matter here
+        self.row_labels: list[str] = []  # labels of the current equation row
+        self.row_numbered = False  # the current row took a number that \nonumber/\tag may take back
+        self.row_start = 0
+        self.sub_parent: str | None = None  # subequations: the parent number
+        self.sub_n = 0
+        self.items: list[int] = []
+        self.float_captioned, self.sub_caps = (
+            False,
+            0,
+        )  # the open float: its own caption seen, its sub-captions
+
+    def run(self) -> dict[str, tuple[str, str]]:
+        for m in _EVENT.finditer(self.body):
+            name = self._HANDLERS.get(m.lastgroup or "")
+            if name is not None:
+                getattr(self, name)(m)
+        return self.c.labels
+
+    # -- state
+    def in_math(self) -> str | None:
+        for e in reversed(self.envs):
             if e in _ONE_NUMBER or e in _ROWS:
                 return e
         return None
 
-    def inner_depth() -> int:
+    def inner_depth(self) -> int:
         d = 0
-        for e in reversed(envs):
+        for e in reversed(self.envs):
             if e in _ONE_NUMBER or e in _ROWS:
                 return d
             d += e in _INNER
         return d
 
-    def next_eq() -> str:
-        nonlocal sub_n
-        if sub_parent is not None:
-            sub_n += 1
-            return f"{sub_parent}{chr(96 + sub_n) if sub_n <= 26 else sub_n}"
-        return c.equation()
+    def next_eq(self) -> str:
+        if self.sub_parent is not None:
+            self.sub_n += 1
+            return f"{self.sub_parent}{chr(96 + self.sub_n) if self.sub_n <= 26 else self.sub_n}"
+        return self.c.equation()
 
-    def untake() -> None:
-        nonlocal sub_n
-        if sub_parent is not None:
-            sub_n -= 1
+    def untake(self) -> None:
+        if self.sub_parent is not None:
+            self.sub_n -= 1
         else:
-            c.eq -= 1
+            self.c.eq -= 1
 
-    def start_row(at: int) -> None:
-        nonlocal row_numbered, row_start
-        row_start = at
-        row_labels.clear()
-        c.current = ("equation", next_eq())
-        row_numbered = True
+    def start_row(self, at: int) -> None:
+        self.row_start = at
+        self.row_labels.clear()
+        self.c.current = ("equation", self.next_eq())
+        self.row_numbered = True
 
-    for m in _EVENT.finditer(body):
-        g = m.lastgroup
-        if g in ("sec", "star"):
-            if not m.group("star"):
-                c.heading(m.group("sec"))
-        elif g == "app":
-            if not c.appendix:
-                c.appendix = True
-                c.sec = c.sub = c.subsub = 0
-                if c.s.app_eq is not None:
-                    c.eq = 0
-                if c.s.app_floats is not None:
-                    c.fig = c.tab = 0
-        elif g == "label":
-            key = m.group("label").strip()
-            if key and key not in c.labels and c.current[1]:
-                c.labels[key] = c.current
-                if in_math():
-                    row_labels.append(key)
-        elif g in ("cap", "capof"):
-            kind = m.group("capof")
-            if kind is None:
-                env = next(
-                    (e for e in reversed(envs) if e in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE | _SUB), None
-                )
-                if env in _SUB:  # numbered after the float's own caption, which often comes last
-                    parent = "figure" if env == "subfigure" else "table"
-                    sub_caps += 1
-                    base = (c.fig if parent == "figure" else c.tab) + (0 if float_captioned else 1)
-                    c.current = (parent, f"{base}{chr(96 + sub_caps) if sub_caps <= 26 else sub_caps}")
-                    continue
-                if env is None or env in _DELUXE:
-                    continue
-                kind = "figure" if env in _FIGURE_ENVS else "table"
-                float_captioned = True
-            c.float_(kind)
-        elif g in ("be", "env"):
-            env = m.group("env").strip()
-            if m.group("be") == "begin":
-                if env == "appendix" and not c.appendix:
-                    c.appendix = True
-                    c.sec = c.sub = c.subsub = 0
-                    if c.s.app_eq is not None:
-                        c.eq = 0
-                    if c.s.app_floats is not None:
-                        c.fig = c.tab = 0
-                    continue
-                if env in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE:
-                    float_captioned, sub_caps = False, 0
-                if env in _DELUXE:
-                    c.float_("table")
-                if env == "subequations":
-                    sub_parent, sub_n = c.equation(), 0
-                    c.current = ("equation", sub_parent)
-                if len(envs) >= MAX_ENV_DEPTH:  # no paper nests this deep: an unclosed-\begin flood
-                    continue
-                if env == "enumerate":
-                    items.append(0)
-                envs.append(env)
-                if env in _ONE_NUMBER or env in _ROWS:
-                    start_row(m.end())
-            else:
-                if env in _ROWS and row_numbered and not body[row_start : m.start()].strip():
-                    untake()  # a trailing \\ before \end{align}: no empty numbered row
-                if env in envs:
-                    while envs and envs.pop() != env:
-                        pass
-                if env == "subequations":
-                    sub_parent = None
-                if env == "enumerate" and items:
-                    items.pop()
-                row_numbered = False
-        elif g == "tag":
-            if in_math():
-                if row_numbered:
-                    untake()
-                    row_numbered = False
-                c.current = ("equation", m.group("tag").strip())
-                for k in row_labels:
-                    c.labels[k] = c.current
-        elif g == "nonum":
-            if in_math() and row_numbered:
-                untake()
-                row_numbered = False
-        elif g == "row":
-            if in_math() in _ROWS and inner_depth() == 0:
-                start_row(m.end())
-        elif g == "item" and envs and envs[-1] == "enumerate" and items:
-            items[-1] += 1
-            c.current = ("item", str(items[-1]))
-    return c.labels
+    def start_appendix(self) -> None:
+        c = self.c
+        c.appendix = True
+        c.sec = c.sub = c.subsub = 0
+        if c.s.app_eq is not None:
+            c.eq = 0
+        if c.s.app_floats is not None:
+            c.fig = c.tab = 0
+
+    # -- events
+    def _section(self, m: re.Match[str]) -> None:
+        if not m.group("star"):
+            self.c.heading(m.group("sec"))
+
+    def _appendix(self, m: re.Match[str]) -> None:
+        if not self.c.appendix:
+            self.start_appendix()
+
+    def _label(self, m: re.Match[str]) -> None:
+        c = self.c
+        key = m.group("label").strip()
+        if key and key not in c.labels and c.current[1]:
+            c.labels[key] = c.current
+            if self.in_math():
+                self.row_labels.append(key)
+
+    def _caption(self, m: re.Match[str]) -> None:
+        c = self.c
+        kind = m.group("capof")
+        if kind is None:
+            env = next(
+                (e for e in reversed(self.envs) if e in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE | _SUB), None
+            )
+            if env in _SUB:  # numbered after the float's own caption, which often comes last
+                parent = "figure" if env == "subfigure" else "table"
+                self.sub_caps += 1
+                base = (c.fig if parent == "figure" else c.tab) + (0 if self.float_captioned else 1)
+                sub = self.sub_caps
+                c.current = (parent, f"{base}{chr(96 + sub) if sub <= 26 else sub}")
+                return
+            if env is None or env in _DELUXE:
+                return
+            kind = "figure" if env in _FIGURE_ENVS else "table"
+            self.float_captioned = True
+        c.float_(kind)
+
+    def _env(self, m: re.Match[str]) -> None:
+        env = m.group("env").strip()
+        if m.group("be") == "begin":
+            self._begin(env, m)
+        else:
+            self._end(env, m)
+
+    def _begin(self, env: str, m: re.Match[str]) -> None:
+        c = self.c
+        if env == "appendix" and not c.appendix:
+            self.start_appendix()
+            return
+        if env in _FIGURE_ENVS | _TABLE_ENVS | _DELUXE:
+            self.float_captioned, self.sub_caps = False, 0
+        if env in _DELUXE:
+            c.float_("table")
+        if env == "subequations":
+            self.sub_parent, self.sub_n = c.equation(), 0
+            c.current = ("equation", self.sub_parent)
+        if len(self.envs) >= MAX_ENV_DEPTH:  # no paper nests this deep: an unclosed-\begin flood
+            return
+        if env == "enumerate":
+            self.items.append(0)
+        self.envs.append(env)
+        if env in _ONE_NUMBER or env in _ROWS:
+            self.start_row(m.end())
+
+    def _end(self, env: str, m: re.Match[str]) -> None:
+        envs = self.envs
+        if env in _ROWS and self.row_numbered and not self.body[self.row_start : m.start()].strip():
+            self.untake()  # a trailing \\ before \end{align}: no empty numbered row
+        if env in envs:
+            while envs and envs.pop() != env:
+                pass
+        if env == "subequations":
+            self.sub_parent = None
+        if env == "enumerate" and self.items:
+            self.items.pop()
+        self.row_numbered = False
+
+    def _tag(self, m: re.Match[str]) -> None:
+        if self.in_math():
+            if self.row_numbered:
+                self.untake()
+                self.row_numbered = False
+            self.c.current = ("equation", m.group("tag").strip())
+            for k in self.row_labels:
+                self.c.labels[k] = self.c.current
+
+    def _nonum(self, m: re.Match[str]) -> None:
+        if self.in_math() and self.row_numbered:
+            self.untake()
+            self.row_numbered = False
+
+    def _row(self, m: re.Match[str]) -> None:
+        if self.in_math() in _ROWS and self.inner_depth() == 0:
+            self.start_row(m.end())
+
+    def _item(self, m: re.Match[str]) -> None:
+        if self.envs and self.envs[-1] == "enumerate" and self.items:
+            self.items[-1] += 1
+            self.c.current = ("item", str(self.items[-1]))
+
+
+def count_labels(body: str, scheme: Scheme, *, eq_in_section: bool = False) -> dict[str, tuple[str, str]]:
+    """Label -> (kind, number) counted over ``body`` (comments stripped, macros expanded).
+
+    Linear in the body: one regular-expression pass (:class:`_LabelPass`); the first definition of
+    a label wins."""
+    return _LabelPass(body, scheme, eq_in_section).run()
 
 
 _AUX_KIND = re.compile(r"^(section|subsection|subsubsection|appendix|figure|table|equation|AMS|item)")

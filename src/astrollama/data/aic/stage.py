@@ -37,7 +37,8 @@ def extract_aic(
         return extract_aic_markdown(
             read_text(p, "text", error=AICError), metadata_abstract=metadata_abstract, where=where or str(p)
         )
-    from astrollama.data.aic.latex import extract_aic_latex, find_main_tex
+    from astrollama.data.aic.latex import extract_aic_latex
+    from astrollama.data.aic.latex_inputs import find_main_tex
 
     p = Path(tex_path)  # type: ignore[arg-type]
     root = p if p.is_dir() else p.parent
@@ -104,31 +105,8 @@ def run_aic(
     for pid in tqdm(todo, desc="aic", unit="paper", disable=not progress, mininterval=2.0):
         with runner.isolate(pid):
             row = m.get(pid) or {}
-            o, s = ocr.get(pid), src.get(pid)
-            have_mmd = o is not None and o.status == "ok" and "mmd" in o.outputs and source != "latex"
-            have_tex = s is not None and s.status == "ok" and "src" in s.outputs and source != "mmd"
-            meta_abs = row.get("abstract")
-            if have_mmd:
-                aic = extract_aic(
-                    mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs, where=o.outputs["mmd"]
-                )  # root-relative: records do not depend on root
-            elif have_tex:
-                aic = extract_aic(
-                    tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs, where=s.outputs["src"]
-                )
-            else:
-                allowed = {"auto": ("ocr", "download_src"), "mmd": ("ocr",), "latex": ("download_src",)}[
-                    source
-                ]
-                ups = [
-                    f"{n} failed: {r.error}"
-                    for n, r in (("ocr", o), ("download_src", s))
-                    if n in allowed and r is not None and r.status == "failed"
-                ]
-                if ups:  # terminal upstream failure (rerun with --retry-failed once an input exists)
-                    runner.fail(pid, "upstream: " + "; ".join(ups))
-                else:
-                    runner.skip(pid, f"no input yet (source={source}: needs ocr .mmd or download_src)")
+            aic = _paper_aic(m, runner, pid, row.get("abstract"), ocr.get(pid), src.get(pid), source)
+            if aic is None:
                 continue
             rec = aic_record(pid, str(row.get("title") or ""), aic)
             path = paper_path(out_dir, pid, ".json")
@@ -136,26 +114,56 @@ def run_aic(
                 missing_counts[sec] = missing_counts.get(sec, 0) + 1
             write_outputs({"aic": (path, json.dumps(rec, ensure_ascii=False, indent=1) + "\n")})
             killpoint.hit("aic.between")
-            runner.ok(
-                pid,
-                outputs={"aic": path},
-                source=aic.source,
-                missing=aic.missing,
-                abstract_source=aic.abstract_source,
-                conclusion_heading=aic.conclusion_heading,
-                **(
-                    {
-                        "conclusion_rule": aic.conclusion_rule,
-                        "unresolved_citations": aic.unresolved_citations,
-                        "bare_references": aic.bare_references,
-                    }
-                    if aic.source == "latex"
-                    else {}
-                ),
-            )
+            _record_ok(runner, pid, path, aic)
     if missing_counts:
         log.info("aic: papers with a missing section (recorded as attr 'missing'): %s", missing_counts)
     return runner.finish()
+
+
+def _paper_aic(m: Any, runner: Any, pid: str, meta_abs: Any, o: Any, s: Any, source: str) -> AIC | None:
+    """The paper's AIC from its OCR ``.mmd`` or LaTeX source (``source`` says which may be used);
+    without an input, None with the paper recorded as failed (upstream failure) or skipped."""
+    have_mmd = o is not None and o.status == "ok" and "mmd" in o.outputs and source != "latex"
+    have_tex = s is not None and s.status == "ok" and "src" in s.outputs and source != "mmd"
+    if have_mmd:
+        return extract_aic(
+            mmd_path=m.resolve(o.outputs["mmd"]), metadata_abstract=meta_abs, where=o.outputs["mmd"]
+        )  # root-relative: records do not depend on root
+    if have_tex:
+        return extract_aic(
+            tex_path=m.resolve(s.outputs["src"]), metadata_abstract=meta_abs, where=s.outputs["src"]
+        )
+    allowed = {"auto": ("ocr", "download_src"), "mmd": ("ocr",), "latex": ("download_src",)}[source]
+    ups = [
+        f"{n} failed: {r.error}"
+        for n, r in (("ocr", o), ("download_src", s))
+        if n in allowed and r is not None and r.status == "failed"
+    ]
+    if ups:  # terminal upstream failure (rerun with --retry-failed once an input exists)
+        runner.fail(pid, "upstream: " + "; ".join(ups))
+    else:
+        runner.skip(pid, f"no input yet (source={source}: needs ocr .mmd or download_src)")
+    return None
+
+
+def _record_ok(runner: Any, pid: str, path: Path, aic: AIC) -> None:
+    runner.ok(
+        pid,
+        outputs={"aic": path},
+        source=aic.source,
+        missing=aic.missing,
+        abstract_source=aic.abstract_source,
+        conclusion_heading=aic.conclusion_heading,
+        **(
+            {
+                "conclusion_rule": aic.conclusion_rule,
+                "unresolved_citations": aic.unresolved_citations,
+                "bare_references": aic.bare_references,
+            }
+            if aic.source == "latex"
+            else {}
+        ),
+    )
 
 
 def register(sub: Any) -> None:
