@@ -9,8 +9,10 @@ from PIL import Image
 
 from astrollama import paper
 from astrollama.evaluation.common import EvalInputError
-from astrollama.evaluation.report import build_report, load_results, paired_delta_ci
+from astrollama.evaluation.report import build_report
+from astrollama.evaluation.results import load_results
 from astrollama.evaluation.suite import evaluate_model
+from astrollama.evaluation.tables import paired_delta_ci
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
 

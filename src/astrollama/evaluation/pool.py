@@ -37,7 +37,7 @@ class ModelJob:
     key: str
     path: Path
     label: str
-    role: str  # "base" or "trained" (astrollama.evaluation.report.ROLES)
+    role: str  # "base" or "trained" (astrollama.evaluation.results.ROLES)
     recipe: str | None = None
     stage: str | None = None
     paper_model: str | None = None
@@ -269,7 +269,7 @@ def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
     from astrollama.cli import number
-    from astrollama.evaluation.report import ROLES, SCALES
+    from astrollama.evaluation.results import ROLES, SCALES
     from astrollama.evaluation.suite import add_scoring_options
 
     p = subparsers.add_parser(
@@ -345,7 +345,7 @@ def _run(args) -> int:
     from astrollama.evaluation.common import EvalInputError, check_device, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, read_prompt
     from astrollama.evaluation.mcq import load_questions
-    from astrollama.evaluation.report import check_meta
+    from astrollama.evaluation.results import check_meta
     from astrollama.io import claim_dir
     from astrollama.untrusted import check_model_dir
 
