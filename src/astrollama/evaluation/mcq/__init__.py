@@ -2,8 +2,8 @@
 
 Modules: ``data`` (question and key files, validation), ``prompts`` (templates, letter tokens,
 answer parsing), ``score`` (``score_mcq``, the token and instruct methods, ``MCQResult``),
-``vllm`` (the vLLM backend), ``lmeval`` (lm-evaluation-harness as a peer), ``bench`` (throughput
-against lm-eval), ``cli`` (``astrollama eval mcq`` / ``mcq-split``). See docs/eval-mcq.md.
+``hf`` (the transformers backend), ``vllm`` (the vLLM backend), ``lmeval`` (lm-evaluation-harness
+as a peer), ``bench`` (throughput against lm-eval), ``cli`` (``astrollama eval mcq`` / ``mcq-split``). See docs/eval-mcq.md.
 """
 
 from astrollama.evaluation.mcq.data import (
