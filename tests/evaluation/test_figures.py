@@ -11,7 +11,7 @@ import pytest
 
 from astrollama import paper
 from astrollama.evaluation import figures, report, tables
-from astrollama.reproduce import load_target
+from astrollama.targets import load_target
 
 DEMO_RECIPE = load_target("demo")[0].eval.recipe  # the published row the toy stands beside
 
