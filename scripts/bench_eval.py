@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="side-by-side workers (default: one per core)")
     a = p.parse_args(argv)
 
-    from astrollama.evaluation.pool import ModelJob, Settings, cpu_cores, default_workers, evaluate_models
+    from astrollama.evaluation.pool import ModelJob, cpu_cores, default_workers, evaluate_models
+    from astrollama.evaluation.settings import ScoringSettings
     from astrollama.models import smollm2_checkpoint
 
     ckpt = smollm2_checkpoint()
@@ -47,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         lines = sample.read_text(encoding="utf-8").splitlines(keepends=True)
         questions.write_text("".join(lines[: a.questions] if a.questions else lines), encoding="utf-8")
         jobs = [ModelJob(f"m{i}", ckpt, f"copy {i}", "trained") for i in range(a.models)]
-        settings = Settings(
-            questions=questions, heldout=a.heldout, block_size=256, max_docs=32, max_new_tokens=40
+        settings = ScoringSettings(
+            questions=questions,
+            heldout=a.heldout,
+            scale="toy",
+            block_size=256,
+            max_docs=32,
+            max_new_tokens=40,
         )
         workers = a.workers or default_workers(len(jobs))
         print(

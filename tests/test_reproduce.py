@@ -191,7 +191,7 @@ def test_local_run_in_order_then_a_rerun_skips_complete_stages(tmp_path, capsys)
 
 
 # Every recipe with a published row, and that row (astrollama.paper.MCQ_SCORES, or
-# astrollama.reproduce.OTHER_ROWS for AstroLLaMA-1, whose published number is a perplexity).
+# astrollama.targets.OTHER_ROWS for AstroLLaMA-1, whose published number is a perplexity).
 PUBLISHED_RECIPES = {
     **{recipe: row for recipe, (row, _base) in paper.RECIPE_SCORES.items()},
     "astrollama-2-7b-base_abstract": "AstroLLaMA-2-7B-Base_Abstract",
@@ -207,7 +207,7 @@ TARGETS = sorted(p.stem for p in (REPO / "reproduce").glob("*.yaml"))
 def test_every_recipe_with_a_published_row_has_a_target() -> None:
     """Each recipe that reproduces a published row is in a target comparing with that row, and every
     published AstroLLaMA / AstroSage row has a recipe here (or is listed as having none)."""
-    from astrollama.reproduce import OTHER_ROWS
+    from astrollama.targets import OTHER_ROWS
 
     for recipe in PUBLISHED_RECIPES:
         assert (REPO / "recipes" / f"{recipe}.yaml").is_file(), recipe
@@ -228,7 +228,7 @@ def test_target_dry_run_in_a_fresh_work_dir(name, tmp_path, capsys) -> None:
     """Every shipped target from a clone with no data: the whole graph as sbatch lines in stage order,
     each job after the one before (afterok), each training job asking for its recipe's nodes x GPUs
     with a time and a memory, and the row's published number in the header."""
-    from astrollama.reproduce import published_number
+    from astrollama.targets import published_number
     from astrollama.train.recipe import load_recipe
 
     t = yaml.safe_load((REPO / "reproduce" / f"{name}.yaml").read_text())

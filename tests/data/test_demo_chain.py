@@ -106,7 +106,8 @@ def test_demo_recipe_names_the_demo_layout(repo_root: Path) -> None:
     work/demo) writes its training corpus and held-out set, so its header and a bare `bash
     slurm/cpt.sh` agree with it."""
     from astrollama.demo import DEFAULT_WORKDIR, TARGET, demo_target
-    from astrollama.reproduce import Plan, Target
+    from astrollama.reproduce import Plan
+    from astrollama.targets import Target
     from astrollama.train.recipe import load_recipe
 
     r = load_recipe(repo_root / "recipes" / "demo-smollm2-135m.yaml")

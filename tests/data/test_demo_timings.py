@@ -14,7 +14,8 @@ import pytest
 from astrollama.demo import TARGET, build_parser, demo_target
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
-from astrollama.reproduce import Plan, Target, run_local, timings_table
+from astrollama.reproduce import Plan, run_local, timings_table
+from astrollama.targets import Target
 
 SLEEP = {"build": 0.3, "cpt": 0.5, "sft": 0.2}
 

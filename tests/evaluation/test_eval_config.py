@@ -116,7 +116,8 @@ def test_shipped_configs_are_valid_for_every_command(name) -> None:
 def test_demo_config_is_the_demo_evaluation() -> None:
     """eval/demo.yaml is what the toy target (`astrollama demo`) scores every stage with: its eval
     commands name the config and add only per-run flags (model, label, role, stage, output)."""
-    from astrollama.reproduce import Plan, load_target
+    from astrollama.reproduce import Plan
+    from astrollama.targets import load_target
 
     target, path = load_target("demo")
     plan = Plan("demo", target, path)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from astrollama import paper
-from astrollama.evaluation import figures, report
-from astrollama.reproduce import load_target
+from astrollama.evaluation import figures, report, tables
+from astrollama.targets import load_target
 
 DEMO_RECIPE = load_target("demo")[0].eval.recipe  # the published row the toy stands beside
 
@@ -82,7 +82,7 @@ def test_stage_names_are_the_axis_keys_when_short():
     rows = _rows(["x" * 80, "y" * 80, "z" * 80], [None] * 3, ["base", "CPT", "SFT"])
     assert figures.short_keys(rows) == ["base", "CPT", "SFT"]
     assert figures.short_keys(_rows(["a", "b"], [None, None], ["same", "same"])) == ["M1", "M2"]
-    fig = figures.stages_figure(rows, report.stage_reference())
+    fig = figures.stages_figure(rows, tables.stage_reference())
     assert figures.text_overlaps(fig) == []
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["base", "CPT", "SFT"]
 
@@ -112,8 +112,8 @@ def test_demo_rows_stand_beside_the_recipe_they_train_on():
     trained, base = paper.RECIPE_SCORES[DEMO_RECIPE]
     for role, name in (("base", base), ("trained", trained)):
         meta = {"role": role, "recipe": DEMO_RECIPE}
-        assert report.published_mcq(meta)[0] == name
-        assert report.published_basis(meta) == f"recipe {DEMO_RECIPE}: its {role} model (role {role})"
+        assert tables.published_mcq(meta)[0] == name
+        assert tables.published_basis(meta) == f"recipe {DEMO_RECIPE}: its {role} model (role {role})"
     assert trained == "AstroLLaMA-3-8B-Base_AIC"
 
 

@@ -18,6 +18,7 @@ from astrollama.evaluation.mcq import (
     score_mcq,
     write_public_and_key,
 )
+from astrollama.evaluation.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
@@ -61,7 +62,11 @@ def test_fast_path_equals_one_prompt_at_a_time(tiny, sample, prompt, min_prefix)
     for bs, cache, side in [(1, False, "right"), (7, True, "left"), (7, True, "right"), (20, False, "left")]:
         tok.padding_side = side  # must not matter: the scorer pads by itself
         r = score_mcq(
-            model, sample, tokenizer=tok, prompt=prompt, batch_size=bs, prefix_cache=cache, progress=False
+            model,
+            sample,
+            ScoringSettings(prompt=prompt, batch_size=bs, prefix_cache=cache),
+            tokenizer=tok,
+            progress=False,
         )
         runs[(bs, cache, side)] = r
         for p, want in zip(r.predictions, ref, strict=True):
@@ -83,7 +88,7 @@ def test_public_file_gives_submission_without_accuracy_and_key_adds_it(tiny, tmp
     pub, key = write_public_and_key(keyed, tmp_path / "public.parquet", tmp_path / "key.jsonl")
 
     public = load_questions(pub)
-    res = score_mcq(model, public, tokenizer=tok, batch_size=16, progress=False)
+    res = score_mcq(model, public, ScoringSettings(batch_size=16), tokenizer=tok, progress=False)
     files = res.write(tmp_path / "public_out")
     assert res.accuracy is None and res.ci95 is None
     scores = json.loads(files["scores"].read_text())
@@ -96,7 +101,11 @@ def test_public_file_gives_submission_without_accuracy_and_key_adds_it(tiny, tmp
     assert [p["prediction"] for p in preds] == [r[1] for r in rows[1:]]
 
     withkey = score_mcq(
-        model, load_questions(pub, key_path=key), tokenizer=tok, batch_size=16, progress=False
+        model,
+        load_questions(pub, key_path=key),
+        ScoringSettings(batch_size=16),
+        tokenizer=tok,
+        progress=False,
     )
     truth = [q.answer for q in keyed]
     assert withkey.letters == res.letters
@@ -140,10 +149,8 @@ def test_instruct_method_generates_and_reports_unparsed(tiny, sample):
     r = score_mcq(
         model,
         sample.head(4),
+        ScoringSettings(method="instruct", max_new_tokens=6, batch_size=3),
         tokenizer=tok,
-        method="instruct",
-        max_new_tokens=6,
-        batch_size=3,
         progress=False,
     )
     assert len(r.predictions) == 4
@@ -163,7 +170,9 @@ def test_instruct_method_applies_the_chat_template(tiny, sample):
 
     model, tok = tiny
     qs = sample.head(2)
-    r = score_mcq(model, qs, tokenizer=tok, method="instruct", max_new_tokens=5, progress=False)
+    r = score_mcq(
+        model, qs, ScoringSettings(method="instruct", max_new_tokens=5), tokenizer=tok, progress=False
+    )
     assert r.settings["chat_template"]["applied"] and len(r.settings["chat_template"]["sha256"]) == 64
     tpl = PromptTemplate.default("instruct")
     for q, p in zip(qs, r.predictions, strict=True):
@@ -186,7 +195,9 @@ def test_instruct_method_applies_the_chat_template(tiny, sample):
     plain = copy.copy(tok)
     plain.chat_template = None
     with pytest.raises(MCQInputError, match="no chat template, so the instruct method cannot be used"):
-        score_mcq(model, qs, tokenizer=plain, method="instruct", max_new_tokens=5, progress=False)
+        score_mcq(
+            model, qs, ScoringSettings(method="instruct", max_new_tokens=5), tokenizer=plain, progress=False
+        )
 
 
 def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
@@ -247,8 +258,8 @@ def test_cli_end_to_end_and_bad_input(tiny_model, tmp_path, capsys):
 
 def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):
     qs = sample.head(8)
-    hf = score_mcq(tiny_model, qs, batch_size=4, progress=False)
-    vl = score_mcq(tiny_model, qs, backend="vllm", dtype="float32", progress=False)
+    hf = score_mcq(tiny_model, qs, ScoringSettings(batch_size=4), progress=False)
+    vl = score_mcq(tiny_model, qs, ScoringSettings(backend="vllm", dtype="float32"), progress=False)
     assert vl.letters == hf.letters
     assert vl.settings["versions"]["vllm"] == fake_vllm.__version__ and vl.settings["backend"] == "vllm"
     for a, b in zip(vl.predictions, hf.predictions, strict=True):
@@ -258,13 +269,30 @@ def test_vllm_backend_token_and_instruct(fake_vllm, tiny_model, sample):
         assert a["logprobs"][a["prediction"]] is not None
     # a tiny top-k leaves letters out; the prediction stays exact (greedy over the allowed letters)
     llm = fake_vllm.LLM(str(tiny_model), max_logprobs=1)
-    k1 = score_mcq(tiny_model, qs, backend="vllm", vllm_logprobs=1, llm=llm, progress=False)
+    k1 = score_mcq(
+        tiny_model,
+        qs,
+        ScoringSettings(backend="vllm", vllm_logprobs=1, dtype="auto"),
+        llm=llm,
+        progress=False,
+    )
     assert k1.letters == hf.letters and k1.settings["letters_outside_top_k"] > 0
     with pytest.raises(ValueError, match="greater than max allowed"):
-        score_mcq(tiny_model, qs, backend="vllm", vllm_logprobs=5, llm=llm, progress=False)
-    ins_hf = score_mcq(tiny_model, qs.head(3), method="instruct", max_new_tokens=5, progress=False)
+        score_mcq(
+            tiny_model,
+            qs,
+            ScoringSettings(backend="vllm", vllm_logprobs=5, dtype="auto"),
+            llm=llm,
+            progress=False,
+        )
+    ins_hf = score_mcq(
+        tiny_model, qs.head(3), ScoringSettings(method="instruct", max_new_tokens=5), progress=False
+    )
     ins_vl = score_mcq(
-        tiny_model, qs.head(3), method="instruct", backend="vllm", max_new_tokens=5, progress=False
+        tiny_model,
+        qs.head(3),
+        ScoringSettings(method="instruct", backend="vllm", max_new_tokens=5, dtype="auto"),
+        progress=False,
     )
     assert [p["response"] for p in ins_vl.predictions] == [p["response"] for p in ins_hf.predictions]
 
@@ -305,7 +333,7 @@ def test_shipped_lm_eval_task_runs_from_the_cli(tiny_model, sample, tmp_path):
     )
     lls = [[float(x[0]) for x in r["filtered_resps"]] for r in rows]  # logged as strings
     theirs = ["ABCD"[max(range(4), key=ll.__getitem__)] for ll in lls]
-    ours = score_mcq(tiny_model, sample.head(5), progress=False)
+    ours = score_mcq(tiny_model, sample.head(5), ScoringSettings(), progress=False)
     assert len(rows) == 5 and theirs == ours.letters
     for p, ll in zip(ours.predictions, lls, strict=True):
         assert list(p["logprobs"].values()) == pytest.approx(ll, abs=1e-4)
@@ -398,7 +426,13 @@ def test_instruct_scores_record_the_chat_template_turns(tiny, sample):
     from astrollama.evaluation.mcq.score import chat_template_turns
 
     model, tok = tiny
-    r = score_mcq(model, sample.head(1), tokenizer=tok, method="instruct", max_new_tokens=3, progress=False)
+    r = score_mcq(
+        model,
+        sample.head(1),
+        ScoringSettings(method="instruct", max_new_tokens=3),
+        tokenizer=tok,
+        progress=False,
+    )
     ct = r.settings["chat_template"]
     assert {"default_system", "system_note", "before_question", "after_question"} <= set(ct)
     assert {k: ct[k] for k in chat_template_turns(tok)} == chat_template_turns(tok)

@@ -10,6 +10,7 @@ import pytest
 from astrollama.evaluation.mcq import load_questions, score_mcq
 from astrollama.evaluation.mcq.lmeval import run_lm_eval
 from astrollama.evaluation.mcq.prompts import PromptTemplate
+from astrollama.evaluation.settings import ScoringSettings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "eval" / "data" / "astro_mcq_sample.jsonl"
 
@@ -29,7 +30,7 @@ def smol(smollm2):
 def test_token_method_equals_lm_eval_question_by_question(smol, tmp_path):
     model, tok = smol
     qs = load_questions(SAMPLE)
-    ours = score_mcq(model, qs, tokenizer=tok, batch_size=8, progress=False)
+    ours = score_mcq(model, qs, ScoringSettings(batch_size=8), tokenizer=tok, progress=False)
     theirs = run_lm_eval(model, qs, tmp_path, tokenizer=tok, batch_size=8)
 
     tpl = PromptTemplate.default("token")
@@ -48,7 +49,11 @@ def test_instruct_method_parses_smollm2_replies(smol):
     model, tok = smol
     qs = load_questions(SAMPLE).head(4)
     r = score_mcq(
-        model, qs, tokenizer=tok, method="instruct", max_new_tokens=24, batch_size=4, progress=False
+        model,
+        qs,
+        ScoringSettings(method="instruct", max_new_tokens=24, batch_size=4),
+        tokenizer=tok,
+        progress=False,
     )
     assert all(p["response"].strip() for p in r.predictions)
     for p in r.predictions:
@@ -80,7 +85,7 @@ def test_cached_batches_equal_one_question_at_a_time_on_smollm2(smol):
 
     model, tok = smol
     qs = load_questions(SAMPLE).head(8)
-    r = score_mcq(model, qs, tokenizer=tok, batch_size=3, progress=False)
+    r = score_mcq(model, qs, ScoringSettings(batch_size=3), tokenizer=tok, progress=False)
     assert r.settings["prefix_cache_tokens"] >= 20
     tpl = PromptTemplate.default("token")
     with torch.inference_mode():

@@ -11,6 +11,7 @@ import pytest
 
 from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq, write_public_and_key
 from astrollama.evaluation.mcq.submission import check_submission
+from astrollama.evaluation.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
@@ -30,7 +31,7 @@ def test_submission_conforms_to_the_public_file(tiny_model, public, tmp_path):
 
     pub, _ = public
     qs = load_questions(pub)
-    res = score_mcq(tiny_model, qs, batch_size=16, progress=False)
+    res = score_mcq(tiny_model, qs, ScoringSettings(batch_size=16), progress=False)
     path = res.write(tmp_path / "out")["submission"]
     summary = check_submission(path, qs)
     n = len(pd.read_parquet(pub))

@@ -10,6 +10,7 @@ import pytest
 
 from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
 from astrollama.evaluation.mcq.prompts import PromptTemplate, encode_prompts, parse_answer
+from astrollama.evaluation.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
@@ -182,7 +183,7 @@ def test_sentencepiece_model_matches_lm_eval(sp_model_dir, tmp_path):
     from astrollama.evaluation.mcq.lmeval import run_lm_eval
 
     qs = load_questions(SAMPLE).head(12)
-    ours = score_mcq(sp_model_dir, qs, batch_size=5, progress=False)
+    ours = score_mcq(sp_model_dir, qs, ScoringSettings(batch_size=5), progress=False)
     theirs = run_lm_eval(sp_model_dir, qs, tmp_path / "lmeval", batch_size=5)
     assert ours.letters == theirs.predictions
     for p, ll in zip(ours.predictions, theirs.loglikelihoods, strict=True):
@@ -229,7 +230,9 @@ def test_reference_rule_scores_the_word_start_piece_on_sentencepiece(sp_model_di
     model = AutoModelForCausalLM.from_pretrained(sp_model_dir).eval()
     qs = load_questions(SAMPLE).head(6)
     res = {
-        rule: score_mcq(model, qs, tokenizer=tok, batch_size=4, progress=False, letter_token=rule)
+        rule: score_mcq(
+            model, qs, ScoringSettings(batch_size=4, letter_token=rule), tokenizer=tok, progress=False
+        )
         for rule in ("prompt", "reference")
     }
     ids = {rule: [res[rule].settings["letter_token_ids"][0][L]["id"] for L in "ABCD"] for rule in res}
@@ -252,7 +255,7 @@ def test_reference_rule_scores_the_word_start_piece_on_sentencepiece(sp_model_di
         scores = json.loads(res[rule].write(tmp_path / rule)["scores"].read_text())
         assert scores["letter_token"] == rule and scores["settings"]["letter_token"]["rule"] == rule
     with pytest.raises(MCQInputError, match=r"letter_token 'first': use one of \('prompt', 'reference'\)"):
-        score_mcq(model, qs, tokenizer=tok, progress=False, letter_token="first")
+        score_mcq(model, qs, ScoringSettings(letter_token="first"), tokenizer=tok, progress=False)
 
 
 def test_reference_rule_on_byte_level_bpe_smollm2(smol_tok, tmp_path):

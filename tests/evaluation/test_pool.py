@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from astrollama.evaluation.common import EvalInputError
-from astrollama.evaluation.pool import ModelJob, Settings, default_workers, evaluate_models
+from astrollama.evaluation.pool import ModelJob, default_workers, evaluate_models
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
 
@@ -29,8 +30,9 @@ def setup(tmp_path_factory, tiny_model, repo_root):
         ModelJob("base", tiny_model, "tiny", "base", recipe="astrollama-3-8b-base_summary", stage="base"),
         ModelJob("cpt", other, "tiny + CPT", "trained", recipe="astrollama-3-8b-base_summary", stage="CPT"),
     ]
-    settings = Settings(
+    settings = ScoringSettings(
         questions=repo_root / "eval" / "data" / "astro_mcq_sample.jsonl",
+        scale="toy",
         heldout=tmp / "heldout",
         block_size=16,
         max_new_tokens=4,

@@ -11,8 +11,11 @@ from PIL import Image
 from astrollama import paper
 from astrollama.evaluation.common import EvalInputError
 from astrollama.evaluation.embeddings import compare_embeddings
-from astrollama.evaluation.report import build_report, load_results, paired_delta_ci
+from astrollama.evaluation.report import build_report
+from astrollama.evaluation.results import load_results
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.evaluation.suite import evaluate_model
+from astrollama.evaluation.tables import paired_delta_ci
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
 
@@ -30,16 +33,12 @@ def results(tmp_path_factory, tiny_model, repo_root):
     trained = tiny_llama(tmp / "trained-model", seed=7)
     write_text_only(tmp / "heldout" / "h.json", HELDOUT)
     q = repo_root / "eval" / "data" / "astro_mcq_sample.jsonl"
-    kw = {
-        "questions": q,
-        "heldout": tmp / "heldout",
-        "recipe": RECIPE,
-        "scale": "toy",
-        "block_size": 16,
-        "max_new_tokens": 8,
-    }
-    a = evaluate_model(tiny_model, tmp / "r-base", label="tiny-base", role="base", **kw)
-    b = evaluate_model(trained, tmp / "r-trained", label="tiny-cpt", role="trained", **kw)
+    settings = ScoringSettings(
+        questions=q, heldout=tmp / "heldout", scale="toy", block_size=16, max_new_tokens=8
+    )
+    kw = {"recipe": RECIPE}
+    a = evaluate_model(tiny_model, tmp / "r-base", settings, label="tiny-base", role="base", **kw)
+    b = evaluate_model(trained, tmp / "r-trained", settings, label="tiny-cpt", role="trained", **kw)
     compare_embeddings([("tiny-base", tiny_model), ("tiny-cpt", trained)], tmp / "heldout", tmp / "emb")
     return tmp, a, b
 

@@ -9,8 +9,11 @@ from PIL import Image
 
 from astrollama import paper
 from astrollama.evaluation.common import EvalInputError
-from astrollama.evaluation.report import build_report, load_results, paired_delta_ci
+from astrollama.evaluation.report import build_report
+from astrollama.evaluation.results import load_results
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.evaluation.suite import evaluate_model
+from astrollama.evaluation.tables import paired_delta_ci
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
 
@@ -26,13 +29,13 @@ STAGES = ("base", "CPT", "SFT", "merged")
 def four(tmp_path_factory, tiny_model, repo_root):
     tmp = tmp_path_factory.mktemp("stages")
     write_text_only(tmp / "heldout" / "h.json", HELDOUT)
-    kw = {
-        "questions": repo_root / "eval" / "data" / "astro_mcq_sample.jsonl",
-        "heldout": tmp / "heldout",
-        "scale": "toy",
-        "block_size": 16,
-        "max_new_tokens": 4,
-    }
+    settings = ScoringSettings(
+        questions=repo_root / "eval" / "data" / "astro_mcq_sample.jsonl",
+        heldout=tmp / "heldout",
+        scale="toy",
+        block_size=16,
+        max_new_tokens=4,
+    )
     dirs = []
     for i, stage in enumerate(STAGES):
         model = tiny_model if i == 0 else tiny_llama(tmp / f"m-{stage}", seed=10 + i)
@@ -40,10 +43,10 @@ def four(tmp_path_factory, tiny_model, repo_root):
             evaluate_model(
                 model,
                 tmp / f"r-{stage}",
+                settings,
                 label=f"tiny-{stage.lower()}",
                 role="base" if i == 0 else "trained",
                 stage=stage,
-                **kw,
             )
         )
     return tmp, dirs

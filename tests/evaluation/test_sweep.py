@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from astrollama.evaluation.common import EvalInputError, load_causal_lm
 from astrollama.evaluation.perplexity import perplexity
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.evaluation.sweep import discover_points, sweep
 from astrollama.lmflow_data import write_text_only
 from astrollama.models import tiny_llama
@@ -49,6 +50,10 @@ def run(tmp_path, tiny_model, repo_root):
     }
 
 
+def _settings(run, **kw):
+    return ScoringSettings(base=run["base"], questions=run["questions"], heldout=run["heldout"], **kw)
+
+
 def _rows(out):
     with open(out / "curves.csv") as fh:
         return list(csv.DictReader(fh))
@@ -56,9 +61,7 @@ def _rows(out):
 
 def test_sweep_curves_and_resume(run, caplog):
     out = run["run"] / "eval" / "sweep"
-    rep = sweep(
-        run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=16
-    )
+    rep = sweep(run["run"], _settings(run, block_size=16))
     assert rep["out"] == str(out)
     rows = _rows(out)
     assert [(r["label"], int(r["step"])) for r in rows] == [
@@ -88,18 +91,18 @@ def test_sweep_curves_and_resume(run, caplog):
     # rerun: nothing rescored
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("points/*/point.json")}
     with caplog.at_level(logging.INFO, logger="astrollama.evaluation.sweep"):
-        sweep(run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=16)
+        sweep(run["run"], _settings(run, block_size=16))
     assert {p: p.stat().st_mtime_ns for p in out.glob("points/*/point.json")} == stamps
     assert caplog.text.count("already scored, skipping") == 3
 
     # the checkpoint finishes writing: only it is scored
     (run["partial"] / "trainer_state.json").write_text(json.dumps({"global_step": 30}))
-    sweep(run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=16)
+    sweep(run["run"], _settings(run, block_size=16))
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert [r["label"] for r in _rows(out)] == ["base", "checkpoint-10", "checkpoint-20", "checkpoint-30"]
 
     # other settings -> rescored, not silently reused
-    sweep(run["run"], base=run["base"], questions=run["questions"], heldout=run["heldout"], block_size=8)
+    sweep(run["run"], _settings(run, block_size=8))
     assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
 
 

@@ -99,7 +99,8 @@ def run(
 ) -> dict:
     """Run the toy target here; return the perplexity summary (raise DemoError on a failure).
     ``timings``: each stage's :class:`astrollama.reproduce.StageTime` is appended to it."""
-    from astrollama.reproduce import Plan, Target, run_local
+    from astrollama.reproduce import Plan, run_local
+    from astrollama.targets import Target
 
     target = Target.model_validate(demo_target(workdir, cpt=overrides))
     plan = Plan(str(TARGET), target, TARGET)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from astrollama.cli import MAX_TOKENS, number
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -154,31 +155,29 @@ def perplexity(
 def perplexity_report(
     model_dir: str | os.PathLike[str],
     data: str | os.PathLike[str],
+    settings: ScoringSettings = ScoringSettings(),
     *,
-    block_size: int = 512,
-    stride: int | None = None,
-    batch_size: int = 8,
-    max_docs: int | None = None,
-    base: str | None = None,
-    dtype: str = "float32",
-    device: str | None = None,
     out: str | os.PathLike[str] | None = None,
     model_and_tokenizer: tuple | None = None,
 ) -> dict:
     """Perplexity of a checkpoint on held-out documents, as a JSON-ready dict with its settings.
 
-    ``data`` is an LMFlow ``text_only`` directory, a ``text_only`` .json or a JSONL file. With
+    ``data`` is an LMFlow ``text_only`` directory, a ``text_only`` .json or a JSONL file; the
+    fields of ``settings`` used: ``block_size``, ``stride``, ``batch_size``, ``max_docs`` and, to
+    load the model, ``base``, ``dtype``, ``device``. With
     ``out`` the dict is also written there atomically. ``model_and_tokenizer`` reuses an already
     loaded model (the demo and the sweep score several metrics on one load).
     """
     from astrollama.evaluation.common import EvalInputError, load_causal_lm, load_texts
 
+    s = settings
+    batch_size, max_docs = s.batch_size, s.max_docs
     texts = load_texts(data, max_docs=max_docs)
-    model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
+    model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=s.base, dtype=s.dtype, device=s.device)
     t0 = time.perf_counter()
     try:
         res = perplexity(
-            model, tok, texts, block_size=block_size, stride=stride, batch_size=batch_size, progress=True
+            model, tok, texts, block_size=s.block_size, stride=s.stride, batch_size=batch_size, progress=True
         )
     except ValueError as e:
         raise EvalInputError(f"{data}: {e}") from e
@@ -279,18 +278,7 @@ def _run(args) -> int:
     stride = args.block_size if args.stride is None else args.stride
     if stride > args.block_size:
         raise EvalInputError(f"--stride must be in (0, --block-size={args.block_size}], got {stride}")
-    rep = perplexity_report(
-        args.model,
-        args.data,
-        block_size=args.block_size,
-        stride=args.stride,
-        batch_size=args.batch_size,
-        max_docs=args.max_docs,
-        base=args.base,
-        dtype=args.dtype,
-        device=args.device,
-        out=args.out,
-    )
+    rep = perplexity_report(args.model, args.data, ScoringSettings.from_args(args), out=args.out)
     print(
         f"perplexity {rep['perplexity']:.4f} ({rep['n_tokens']} tokens, {rep['n_documents']} docs) -> {args.out}"
     )

@@ -23,9 +23,11 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from astrollama.evaluation.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class ModelJob:
     key: str
     path: Path
     label: str
-    role: str  # "base" or "trained" (astrollama.evaluation.report.ROLES)
+    role: str  # "base" or "trained" (astrollama.evaluation.results.ROLES)
     recipe: str | None = None
     stage: str | None = None
     paper_model: str | None = None
@@ -45,38 +47,24 @@ class ModelJob:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What every model is evaluated on, and how (the arguments of ``evaluate_model``)."""
+class EmbedSettings:
+    """The embeddings' own documents and sizes (``eval embed``'s options). ``data`` None: the
+    held-out set with the scoring's max_docs, block_size and batch_size."""
 
-    questions: Path
-    heldout: Path
-    scale: str = "toy"
-    base: Path | None = None
-    block_size: int = 512
+    data: Path | None = None
     max_docs: int | None = None
-    batch_size: int = 8
-    seed: int = 0
-    max_new_tokens: int = 64
-    dtype: str = "float32"
-    device: str | None = None
-    embed: bool = True
-    # the embeddings' own documents and sizes (``eval embed``'s options); embed_data None: the
-    # held-out set with max_docs, block_size and batch_size above
-    embed_data: Path | None = None
-    embed_max_docs: int | None = None
-    embed_max_length: int | None = None
-    embed_batch_size: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    max_length: int | None = None
+    batch_size: int | None = None
 
-    def embed_settings(self) -> tuple[Path, int | None, int, int]:
+    def resolve(self, scoring: ScoringSettings) -> tuple[Path, int | None, int, int]:
         """``(documents, max_docs, max_length, batch_size)`` of the embeddings."""
-        if self.embed_data is None:
-            return Path(self.heldout), self.max_docs, self.block_size, self.batch_size
+        if self.data is None:
+            return Path(scoring.heldout), scoring.max_docs, scoring.block_size, scoring.batch_size  # type: ignore[arg-type]
         return (
-            Path(self.embed_data),
-            self.embed_max_docs,
-            self.embed_max_length or self.block_size,
-            self.embed_batch_size or self.batch_size,
+            Path(self.data),
+            self.max_docs,
+            self.max_length or scoring.block_size,
+            self.batch_size or scoring.batch_size,
         )
 
 
@@ -117,7 +105,11 @@ def default_workers(n_models: int) -> int:
 
 
 def _evaluate_one(
-    job: ModelJob, settings: Settings, results: Path | None, threads: int | None
+    job: ModelJob,
+    settings: ScoringSettings,
+    embed: EmbedSettings | None,
+    results: Path | None,
+    threads: int | None,
 ) -> ModelResult:
     """Load ``job``'s model once and run every evaluation on it (in this process)."""
     import torch
@@ -134,28 +126,17 @@ def _evaluate_one(
     evaluate_model(
         job.path,
         out,
+        settings,
         label=job.label,
         role=job.role,
-        questions=settings.questions,
-        heldout=settings.heldout,
         recipe=job.recipe,
         paper_model=job.paper_model,
-        scale=settings.scale,
-        base=settings.base,
-        block_size=settings.block_size,
-        max_docs=settings.max_docs,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        max_new_tokens=settings.max_new_tokens,
-        dtype=settings.dtype,
-        device=settings.device,
-        model_and_tokenizer=(model, tok),
         stage=job.stage,
-        **settings.extra,
+        model_and_tokenizer=(model, tok),
     )
     emb, bos = None, False
-    if settings.embed:
-        data, max_docs, max_length, batch_size = settings.embed_settings()
+    if embed is not None:
+        data, max_docs, max_length, batch_size = embed.resolve(settings)
         texts = load_texts(data, max_docs=max_docs)
         emb = embed_texts(model, tok, texts, max_length=max_length, batch_size=batch_size)
         bos = starts_with_bos(tok, texts[0])
@@ -171,14 +152,16 @@ def _worker_init() -> None:
 
 def evaluate_models(
     jobs: Sequence[ModelJob],
-    settings: Settings,
+    settings: ScoringSettings,
     results: str | os.PathLike[str] | None = None,
     *,
+    embed: EmbedSettings | None = EmbedSettings(),
     workers: int | None = None,
     on_done: Callable[[ModelResult], None] | None = None,
 ) -> list[ModelResult]:
     """Evaluate every job (each model loaded once) into ``job.out`` or ``<results>/<job.key>``;
-    return in job order.
+    return in job order. ``settings``: what every model is evaluated on, and how (``evaluate_model``'s);
+    ``embed``: the embeddings' documents and sizes (None: no embeddings).
 
     ``workers``: processes side by side (default :func:`default_workers`); 1 runs in this process
     with its current torch threads. ``on_done`` is called in this process as each model finishes.
@@ -193,7 +176,7 @@ def evaluate_models(
     done: dict[str, ModelResult] = {}
     if workers == 1:
         for job in jobs:
-            done[job.key] = _evaluate_one(job, settings, results, None)
+            done[job.key] = _evaluate_one(job, settings, embed, results, None)
             if on_done:
                 on_done(done[job.key])
         return [done[k] for k in keys]
@@ -207,7 +190,7 @@ def evaluate_models(
     )
     # spawn, not fork: a forked child of a process that already ran torch's OpenMP pool can hang
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-        futures = [ex.submit(_evaluate_one, job, settings, results, threads) for job in jobs]
+        futures = [ex.submit(_evaluate_one, job, settings, embed, results, threads) for job in jobs]
         for fut in as_completed(futures):
             try:
                 r = fut.result()  # a worker's exception is raised here, with its traceback
@@ -269,7 +252,7 @@ def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
     from astrollama.cli import number
-    from astrollama.evaluation.report import ROLES, SCALES
+    from astrollama.evaluation.results import ROLES, SCALES
     from astrollama.evaluation.suite import add_scoring_options
 
     p = subparsers.add_parser(
@@ -345,7 +328,7 @@ def _run(args) -> int:
     from astrollama.evaluation.common import EvalInputError, check_device, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, read_prompt
     from astrollama.evaluation.mcq import load_questions
-    from astrollama.evaluation.report import check_meta
+    from astrollama.evaluation.results import check_meta
     from astrollama.io import claim_dir
     from astrollama.untrusted import check_model_dir
 
@@ -379,23 +362,12 @@ def _run(args) -> int:
     for job in jobs:
         claim_dir(job.out, suite.OWNER, legacy=suite.LEGACY)  # type: ignore[arg-type]
     claim_dir(args.embed_out, embeddings.OWNER, legacy=embeddings.LEGACY, what="--embed-out")
-    settings = Settings(
-        questions=Path(args.questions),
-        heldout=Path(args.heldout),
-        scale=args.scale,
-        base=args.base,
-        block_size=args.block_size,
-        max_docs=args.max_docs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        dtype=args.dtype,
-        device=args.device,
-        embed_data=Path(data),
-        embed_max_docs=args.embed_max_docs,
-        embed_max_length=args.embed_max_length,
-        embed_batch_size=args.embed_batch_size,
-        extra={"key": args.key, "stride": args.stride, "letter_token": args.letter_token},
+    settings = ScoringSettings.from_args(args, questions=Path(args.questions), heldout=Path(args.heldout))
+    embed = EmbedSettings(
+        data=Path(data),
+        max_docs=args.embed_max_docs,
+        max_length=args.embed_max_length,
+        batch_size=args.embed_batch_size,
     )
 
     def done(r: ModelResult) -> None:
@@ -403,7 +375,7 @@ def _run(args) -> int:
         for fn in _LISTENERS:
             fn(r)
 
-    res = evaluate_models(jobs, settings, workers=args.workers, on_done=done)
+    res = evaluate_models(jobs, settings, embed=embed, workers=args.workers, on_done=done)
     labels = embeddings.unique_labels([r.job.label for r in res])  # as `eval embed` names them
     rep = embeddings.compare_embeddings(
         [(label, g["model"]) for label, g in zip(labels, args.jobs, strict=True)],

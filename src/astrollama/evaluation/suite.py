@@ -19,7 +19,8 @@ from pathlib import Path
 
 from astrollama.cli import MAX_TOKENS, number, seed_arg
 from astrollama.evaluation.mcq.cli import add_letter_token_option
-from astrollama.evaluation.report import ROLES, SCALES, check_meta
+from astrollama.evaluation.results import ROLES, SCALES, check_meta
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import Legacy, atomic_write_json, owned_dir
 
 log = logging.getLogger(__name__)
@@ -41,63 +42,38 @@ LEGACY = (
 def evaluate_model(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
+    settings: ScoringSettings,
     *,
     label: str,
     role: str,
-    questions: str | os.PathLike[str],
-    heldout: str | os.PathLike[str],
-    key: str | os.PathLike[str] | None = None,
     recipe: str | None = None,
     paper_model: str | None = None,
-    scale: str = "paper",
-    base: str | None = None,
-    block_size: int = 512,
-    stride: int | None = None,
-    max_docs: int | None = None,
-    batch_size: int = 8,
+    stage: str | None = None,
     prompt: str | None = None,
     prompt_file: str | None = None,
-    seed: int = 0,
-    max_new_tokens: int = 64,
-    dtype: str = "float32",
-    device: str | None = None,
     model_and_tokenizer: tuple | None = None,
-    stage: str | None = None,
-    letter_token: str = "prompt",
 ) -> Path:
     """MCQ, perplexity and a completion of one checkpoint (loaded once) into ``out_dir``.
 
-    ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds with it). ``stage``
-    names the model's stage in a staged run (base, CPT, SFT, merged; the report's stage table).
-    The RESULTS directory is rendered in a temporary directory and renamed onto ``out_dir`` when
-    complete (an earlier RESULTS of this command is replaced, anything else refused first).
+    ``settings``: what to score on (``questions``, ``key``, ``heldout``), at what ``scale``, and how
+    (:class:`~astrollama.evaluation.settings.ScoringSettings`; ``seed`` and ``max_new_tokens`` are
+    the completion's). ``model_and_tokenizer`` reuses an already loaded model (the demo also embeds
+    with it). ``stage`` names the model's stage in a staged run (base, CPT, SFT, merged; the
+    report's stage table). ``prompt`` / ``prompt_file``: the completion's prompt (default
+    eval/prompts/completion.txt). The RESULTS directory is rendered in a temporary directory and
+    renamed onto ``out_dir`` when complete (an earlier RESULTS of this command is replaced,
+    anything else refused first).
     """
+    meta = {"label": label, "role": role, "recipe": recipe, "paper_model": paper_model, "stage": stage}
     with owned_dir(out_dir, OWNER, legacy=LEGACY) as tmp:
         _evaluate_into(
             model_dir,
             tmp,
-            label=label,
-            role=role,
-            questions=questions,
-            heldout=heldout,
-            key=key,
-            recipe=recipe,
-            paper_model=paper_model,
-            scale=scale,
-            base=base,
-            block_size=block_size,
-            stride=stride,
-            max_docs=max_docs,
-            batch_size=batch_size,
+            settings,
+            meta,
             prompt=prompt,
             prompt_file=prompt_file,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            dtype=dtype,
-            device=device,
             model_and_tokenizer=model_and_tokenizer,
-            stage=stage,
-            letter_token=letter_token,
         )
     log.info("%s (%s): results in %s", label, role, out_dir)
     return Path(out_dir)
@@ -106,83 +82,55 @@ def evaluate_model(
 def _evaluate_into(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
+    s: ScoringSettings,
+    job: dict,
     *,
-    label: str,
-    role: str,
-    questions: str | os.PathLike[str],
-    heldout: str | os.PathLike[str],
-    key: str | os.PathLike[str] | None = None,
-    recipe: str | None = None,
-    paper_model: str | None = None,
-    scale: str = "paper",
-    base: str | None = None,
-    block_size: int = 512,
-    stride: int | None = None,
-    max_docs: int | None = None,
-    batch_size: int = 8,
-    prompt: str | None = None,
-    prompt_file: str | None = None,
-    seed: int = 0,
-    max_new_tokens: int = 64,
-    dtype: str = "float32",
-    device: str | None = None,
-    model_and_tokenizer: tuple | None = None,
-    stage: str | None = None,
-    letter_token: str = "prompt",
+    prompt: str | None,
+    prompt_file: str | None,
+    model_and_tokenizer: tuple | None,
 ) -> Path:
+    """The RESULTS files of one model into ``out_dir``; ``job``: its label, role, recipe,
+    paper_model and stage (``meta.json``)."""
     from astrollama.evaluation.common import load_causal_lm, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
     from astrollama.evaluation.mcq import load_questions, score_mcq
     from astrollama.evaluation.perplexity import perplexity_report
 
-    check_meta(role=role, recipe=recipe, paper_model=paper_model, scale=scale, where="evaluate_model")
-    qs = load_questions(questions, key_path=key)
-    load_texts(heldout, max_docs=max_docs)  # bad data fails before the model loads
+    check_meta(
+        role=job["role"],
+        recipe=job["recipe"],
+        paper_model=job["paper_model"],
+        scale=s.scale,
+        where="evaluate_model",
+    )
+    qs = load_questions(s.questions, key_path=s.key)
+    load_texts(s.heldout, max_docs=s.max_docs)  # bad data fails before the model loads
     if prompt is None:
         prompt_file = str(prompt_file or bundled_prompt_file())
         prompt = read_prompt(prompt_file)
     out = Path(out_dir)
-    model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=base, dtype=dtype, device=device)
+    model, tok = model_and_tokenizer or load_causal_lm(model_dir, base=s.base, dtype=s.dtype, device=s.device)
     t0 = time.perf_counter()
-    res = score_mcq(
-        model,
-        qs,
-        tokenizer=tok,
-        method="token",
-        batch_size=batch_size,
-        dtype=dtype,
-        device=device,
-        progress=True,
-        letter_token=letter_token,
-    )
-    res.write(out / "mcq")
-    perplexity_report(
-        model_dir,
-        heldout,
-        block_size=block_size,
-        stride=stride,
-        batch_size=batch_size,
-        max_docs=max_docs,
-        out=out / "ppl.json",
-        model_and_tokenizer=(model, tok),
-    )
+    # the MCQ (method, letter token, batch; its interval's own bootstrap_seed: seed is the completion's)
+    score_mcq(model, qs, s, tokenizer=tok, progress=True).write(out / "mcq")
+    perplexity_report(model_dir, s.heldout, s, out=out / "ppl.json", model_and_tokenizer=(model, tok))
     completion_report(
         model_dir,
         prompt=prompt,
         prompt_file=prompt_file,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
+        seed=s.seed,
+        max_new_tokens=s.max_new_tokens,
         out=out / "completion.json",
         model_and_tokenizer=(model, tok),
     )
     meta = {
-        "label": label,
+        "label": job["label"],
         "model": str(model_dir),
-        "role": role,
-        "recipe": recipe,
-        "paper_model": paper_model,
-        "scale": scale,
-        **({"stage": stage} if stage else {}),
+        "role": job["role"],
+        "recipe": job["recipe"],
+        "paper_model": job["paper_model"],
+        "scale": s.scale,
+        **({"stage": job["stage"]} if job["stage"] else {}),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out / "meta.json", meta)
@@ -190,7 +138,9 @@ def _evaluate_into(
 
 
 def add_scoring_options(p) -> None:
-    """The options `eval model` and `eval models` share: questions, held-out set and how to score."""
+    """The options `eval model` and `eval models` share: questions, held-out set and how to score
+    (each a field of :class:`~astrollama.evaluation.settings.ScoringSettings`, same name: the
+    commands build it with ``ScoringSettings.from_args``)."""
     p.add_argument("--questions", required=True, help="MCQ file (.jsonl/.csv/.parquet)")
     p.add_argument("--key", default=None, help="separate answer key file")
     p.add_argument("--heldout", required=True, help="held-out documents (LMFlow text_only dir or JSONL)")
@@ -235,25 +185,12 @@ def _run(args) -> int:
     evaluate_model(
         args.model,
         args.out,
+        ScoringSettings.from_args(args),
         label=args.label,
         role=args.role,
-        questions=args.questions,
-        key=args.key,
-        heldout=args.heldout,
         recipe=args.recipe,
         paper_model=args.paper_model,
-        scale=args.scale,
-        base=args.base,
-        block_size=args.block_size,
-        stride=args.stride,
-        max_docs=args.max_docs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        dtype=args.dtype,
-        device=args.device,
         stage=args.stage,
-        letter_token=args.letter_token,
     )
     print(f"-> {args.out}")
     return 0

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from astrollama.cli import MAX_TOKENS, number
 from astrollama.evaluation.mcq.cli import add_letter_token_option
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import Legacy, atomic_write_json, atomic_write_text, claim_dir, save_png
 from astrollama.untrusted import read_json
 
@@ -150,50 +151,22 @@ def _fingerprint(point: Point, settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def score_point(
-    point: Point,
-    *,
-    questions,
-    heldout: str | os.PathLike[str],
-    out_dir: Path,
-    block_size: int,
-    stride: int | None,
-    max_docs: int | None,
-    batch_size: int,
-    dtype: str,
-    device: str | None,
-    base: str | None,
-    mcq_method: str = "token",
-    letter_token: str = "prompt",
-) -> dict:
-    """Load one checkpoint once; MCQ accuracy and held-out perplexity; returns the point summary."""
+def score_point(point: Point, settings: ScoringSettings, *, questions, out_dir: Path) -> dict:
+    """Load one checkpoint once; MCQ accuracy and held-out perplexity; returns the point summary.
+
+    ``questions``: the loaded question set; ``settings``: the rest (held-out set, sizes, model
+    loading, MCQ method and letter token)."""
     from astrollama.evaluation.common import load_causal_lm
     from astrollama.evaluation.mcq import score_mcq
     from astrollama.evaluation.perplexity import perplexity_report
 
-    model, tok = load_causal_lm(point.path, base=base, dtype=dtype, device=device)
-    res = score_mcq(
-        model,
-        questions,
-        tokenizer=tok,
-        method=mcq_method,
-        letter_token=letter_token,
-        batch_size=batch_size,
-        dtype=dtype,
-        device=device,
-        progress=True,
-    )
+    s = settings
+    model, tok = load_causal_lm(point.path, base=s.base, dtype=s.dtype, device=s.device)
+    res = score_mcq(model, questions, s, tokenizer=tok, progress=True)
     res.write(out_dir / "mcq")
     scores = res.scores()
     ppl = perplexity_report(
-        point.path,
-        heldout,
-        block_size=block_size,
-        stride=stride,
-        batch_size=batch_size,
-        max_docs=max_docs,
-        out=out_dir / "ppl.json",
-        model_and_tokenizer=(model, tok),
+        point.path, s.heldout, s, out=out_dir / "ppl.json", model_and_tokenizer=(model, tok)
     )
     del model
     return {
@@ -211,74 +184,55 @@ def score_point(
 
 def sweep(
     run_dir: str | os.PathLike[str],
+    settings: ScoringSettings,
     *,
-    questions: str | os.PathLike[str],
-    heldout: str | os.PathLike[str],
-    key: str | os.PathLike[str] | None = None,
-    base: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
-    block_size: int = 512,
-    stride: int | None = None,
-    max_docs: int | None = None,
-    batch_size: int = 8,
-    dtype: str = "float32",
-    device: str | None = None,
-    mcq_method: str = "token",
-    letter_token: str = "prompt",
 ) -> dict:
-    """Score every point of a run that is not scored yet; rebuild the curves; return the summary."""
+    """Score every point of a run that is not scored yet; rebuild the curves; return the summary.
+
+    ``settings``: the questions (and key), the held-out set, ``base`` (scored as step 0 and the
+    LoRA base), the perplexity windows, batch, dtype, device, MCQ ``method`` and ``letter_token``."""
     from astrollama.evaluation.common import EvalInputError, load_texts
     from astrollama.evaluation.mcq import load_questions
 
+    s = settings
     out_dir = Path(out) if out else Path(run_dir) / "eval" / "sweep"
     claim_dir(out_dir, OWNER, legacy=LEGACY)  # someone else's directory: refused before any work
-    if base and not Path(base).is_dir():
-        raise EvalInputError(f"{base}: base model directory does not exist")
-    qs = load_questions(questions, key_path=key)
-    load_texts(heldout, max_docs=max_docs)  # fail on bad held-out data before any model is loaded
-    points = discover_points(run_dir, base)
+    if s.base and not Path(s.base).is_dir():
+        raise EvalInputError(f"{s.base}: base model directory does not exist")
+    qs = load_questions(s.questions, key_path=s.key)
+    load_texts(s.heldout, max_docs=s.max_docs)  # fail on bad held-out data before any model is loaded
+    points = discover_points(run_dir, s.base)
     if not points:
         raise EvalInputError(f"{run_dir}: no checkpoint-N directories and no --base model to score")
-    settings = {
-        "questions": _sha256(questions),
-        "key": _sha256(key),
-        "heldout": _sha256(heldout),
-        "block_size": block_size,
-        "stride": stride,
-        "max_docs": max_docs,
-        "dtype": dtype,
-        "mcq_method": mcq_method,
-        "base": str(base) if base else None,
+    fingerprinted = {
+        "questions": _sha256(s.questions),
+        "key": _sha256(s.key),
+        "heldout": _sha256(s.heldout),
+        "block_size": s.block_size,
+        "stride": s.stride,
+        "max_docs": s.max_docs,
+        "dtype": s.dtype,
+        "mcq_method": s.method,
+        "base": str(s.base) if s.base else None,
         # only when not the default, so that points scored before the option existed stay valid
-        **({"letter_token": letter_token} if letter_token != "prompt" else {}),
+        **({"letter_token": s.letter_token} if s.letter_token != "prompt" else {}),
     }
+    # the model loads with base as a string (a LoRA checkpoint's base)
+    s = s.replace(base=str(s.base) if s.base else None)
     from tqdm.auto import tqdm
 
     claim_dir(out_dir, OWNER, legacy=LEGACY, create=True)  # scored points are kept: a rerun resumes
     for point in tqdm(points, desc="sweep", unit="checkpoint"):
         pdir = out_dir / "points" / point.label
-        fp = _fingerprint(point, settings)
+        fp = _fingerprint(point, fingerprinted)
         done = pdir / "point.json"
         if done.is_file() and read_json(done, "results").get("fingerprint") == fp:
             log.info("%s (step %d): already scored, skipping", point.label, point.step)
             continue
         log.info("scoring %s (step %d): %s", point.label, point.step, point.path)
-        summary = score_point(
-            point,
-            questions=qs,
-            heldout=heldout,
-            out_dir=pdir,
-            block_size=block_size,
-            stride=stride,
-            max_docs=max_docs,
-            batch_size=batch_size,
-            dtype=dtype,
-            device=device,
-            base=str(base) if base else None,
-            mcq_method=mcq_method,
-            letter_token=letter_token,
-        )
-        atomic_write_json(done, {**summary, "fingerprint": fp, "settings": settings})
+        summary = score_point(point, s, questions=qs, out_dir=pdir)
+        atomic_write_json(done, {**summary, "fingerprint": fp, "settings": fingerprinted})
         write_curves(out_dir)
     rows = write_curves(out_dir)
     return {"out": str(out_dir), "points": rows}
@@ -400,21 +354,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    rep = sweep(
-        args.run_dir,
-        questions=args.questions,
-        key=args.key,
-        heldout=args.heldout,
-        base=args.base,
-        out=args.out,
-        block_size=args.block_size,
-        stride=args.stride,
-        max_docs=args.max_docs,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        device=args.device,
-        letter_token=args.letter_token,
-    )
+    rep = sweep(args.run_dir, ScoringSettings.from_args(args), out=args.out)
     for r in rep["points"]:
         acc = "n/a" if r["mcq_accuracy"] is None else f"{100 * r['mcq_accuracy']:.1f}%"
         print(f"{r['label']:>20} step {r['step']:>6}  MCQ {acc:>6}  ppl {r['perplexity']:.3f}")

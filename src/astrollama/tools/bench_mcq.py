@@ -27,6 +27,7 @@ from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, load_question
 from astrollama.evaluation.mcq.lmeval import run_lm_eval
 from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
 from astrollama.evaluation.mcq.score import score_mcq
+from astrollama.evaluation.settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def throughput(
     preds: dict[str, list[str | None]] = {}
     with tempfile.TemporaryDirectory(prefix="mcq-bench-") as wd:
         # warm-up (first-call costs: thread pools, lazy imports) on two questions, not timed
-        score_mcq(model, qs.head(2), tokenizer=tok, batch_size=batch_size, progress=False)
+        score_mcq(model, qs.head(2), ScoringSettings(batch_size=batch_size), tokenizer=tok, progress=False)
         run_lm_eval(
             model,
             qs.head(2),
@@ -71,9 +72,8 @@ def throughput(
             preds["lm_eval"] = lm.predictions
             for name, cache in (("ours", True), ("ours_no_prefix_cache", False)):
                 t0, c0 = time.perf_counter(), time.process_time()
-                res = score_mcq(
-                    model, qs, tokenizer=tok, batch_size=batch_size, prefix_cache=cache, progress=False
-                )
+                settings = ScoringSettings(batch_size=batch_size, prefix_cache=cache)
+                res = score_mcq(model, qs, settings, tokenizer=tok, progress=False)
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
                 preds[name] = res.letters
@@ -141,11 +141,10 @@ def prompt_effect(
         p: score_mcq(
             model,
             qs,
+            ScoringSettings(
+                prompt=p, batch_size=batch_size, n_bootstrap=n_bootstrap, bootstrap_seed=seed, seed=seed
+            ),
             tokenizer=tok,
-            prompt=p,
-            batch_size=batch_size,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
             progress=False,
         )
         for p in prompts

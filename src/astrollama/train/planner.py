@@ -369,23 +369,8 @@ def plan(
 ) -> PlanReport:
     """Plan one recipe on an allocation. Tokens: ``tokens`` (trained tokens per epoch), else counted
     from ``dataset`` (default: the recipe's ``data.dataset_path`` when it exists)."""
-    from astrollama.train import deepspeed
-
-    if not 0 < mfu <= 1:
-        raise RecipeError(recipe.path, "--mfu", f"must be in (0, 1], got {mfu}")
-    if gpu not in GPUS:
-        raise RecipeError(recipe.path, "--gpu", f"unknown GPU {gpu!r}; one of {', '.join(GPUS)}")
-    if tokens is not None and not (math.isfinite(tokens) and 0 < tokens <= MAX_TOKENS):
-        raise RecipeError(
-            recipe.path, "--tokens", f"must be a positive finite number <= {MAX_TOKENS:.0e}, got {tokens:g}"
-        )
+    nodes, gpn = _check_allocation(recipe, tokens, mfu, gpu, nodes, gpus_per_node)
     g = GPUS[gpu]
-    nodes = recipe.launch.nodes if nodes is None else nodes
-    gpn = recipe.launch.gpus_per_node if gpus_per_node is None else gpus_per_node
-    if not 1 <= nodes <= MAX_NODES:
-        raise RecipeError(recipe.path, "--nodes", f"must be in 1..{MAX_NODES}, got {nodes}")
-    if not 1 <= gpn <= MAX_GPUS_PER_NODE:
-        raise RecipeError(recipe.path, "--gpus-per-node", f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpn}")
     batch = plan_batch(
         recipe.batch.global_batch_size, nodes * gpn, recipe.batch.max_micro_batch_size, file=str(recipe.path)
     )
@@ -402,10 +387,77 @@ def plan(
     lora = recipe.model.lora
     lora_params = _lora_parameters(cfg, lora.r, lora.target_modules) if lora else None
 
+    count, source = _token_count(recipe, tokens, dataset, tokenizer, block)
+
+    max_steps = recipe.trainer.get("max_steps", -1) or -1
+    steps_per_epoch = math.ceil(count.sequences / batch.global_batch_size)
+    if max_steps > 0:
+        steps = max_steps
+        epochs = steps / max(steps_per_epoch, 1)
+    else:
+        epochs = float(recipe.trainer.get("num_train_epochs", 3.0))
+        steps = math.ceil(steps_per_epoch * epochs)
+    computed = float(steps * batch.global_batch_size * block)  # padding included
+    flops = 6.0 * n_params * computed
+    peak = g.peak_flops.value
+    gpu_hours = flops / (peak * mfu) / 3600
+    wall = gpu_hours / batch.world_size
+
+    stage, offload, memory = _memory(recipe, cfg, n_params, batch, block, lora_params)
+    report = PlanReport(
+        recipe,
+        g,
+        mfu,
+        nodes,
+        gpn,
+        batch,
+        n_params,
+        lora_params or n_params,
+        count,
+        source,
+        epochs,
+        steps,
+        computed,
+        flops,
+        gpu_hours,
+        wall,
+        stage,
+        offload,
+        memory,
+    )
+    _add_budget_comparison(report)
+    return report
+
+
+def _check_allocation(
+    recipe: Recipe, tokens: float | None, mfu: float, gpu: str, nodes: int | None, gpus_per_node: int | None
+) -> tuple[int, int]:
+    """The options checked (one line naming each bad one); ``(nodes, gpus per node)``."""
+    if not 0 < mfu <= 1:
+        raise RecipeError(recipe.path, "--mfu", f"must be in (0, 1], got {mfu}")
+    if gpu not in GPUS:
+        raise RecipeError(recipe.path, "--gpu", f"unknown GPU {gpu!r}; one of {', '.join(GPUS)}")
+    if tokens is not None and not (math.isfinite(tokens) and 0 < tokens <= MAX_TOKENS):
+        raise RecipeError(
+            recipe.path, "--tokens", f"must be a positive finite number <= {MAX_TOKENS:.0e}, got {tokens:g}"
+        )
+    nodes = recipe.launch.nodes if nodes is None else nodes
+    gpn = recipe.launch.gpus_per_node if gpus_per_node is None else gpus_per_node
+    if not 1 <= nodes <= MAX_NODES:
+        raise RecipeError(recipe.path, "--nodes", f"must be in 1..{MAX_NODES}, got {nodes}")
+    if not 1 <= gpn <= MAX_GPUS_PER_NODE:
+        raise RecipeError(recipe.path, "--gpus-per-node", f"must be in 1..{MAX_GPUS_PER_NODE}, got {gpn}")
+    return nodes, gpn
+
+
+def _token_count(
+    recipe: Recipe, tokens: float | None, dataset: str | Path | None, tokenizer: str | None, block: int
+) -> tuple[TokenCount, str]:
+    """Trained tokens per epoch and where they come from: given, estimated from the published
+    corpus size (no corpus yet), or counted in the dataset with the tokenizer."""
     if tokens is not None:
         seqs = math.ceil(tokens / block)
-        count = TokenCount(0, 0, seqs, int(tokens))
-        source = f"{tokens:.3g} trained tokens per epoch (given)"
+        return TokenCount(0, 0, seqs, int(tokens)), f"{tokens:.3g} trained tokens per epoch (given)"
     elif dataset is None and not Path(recipe.data.dataset_path).exists():
         # before the corpus exists: the published corpus size of the row, and say so
         from astrollama.train.resources import _published_tokens
@@ -448,20 +500,14 @@ def plan(
             ) from None
         count = count_tokens(lengths, block, recipe.data.packing)
         source = f"counted in {ds} with the {tok_name} tokenizer"
+    return count, source
 
-    max_steps = recipe.trainer.get("max_steps", -1) or -1
-    steps_per_epoch = math.ceil(count.sequences / batch.global_batch_size)
-    if max_steps > 0:
-        steps = max_steps
-        epochs = steps / max(steps_per_epoch, 1)
-    else:
-        epochs = float(recipe.trainer.get("num_train_epochs", 3.0))
-        steps = math.ceil(steps_per_epoch * epochs)
-    computed = float(steps * batch.global_batch_size * block)  # padding included
-    flops = 6.0 * n_params * computed
-    peak = g.peak_flops.value
-    gpu_hours = flops / (peak * mfu) / 3600
-    wall = gpu_hours / batch.world_size
+
+def _memory(
+    recipe: Recipe, cfg: dict, n_params: int, batch: Any, block: int, lora_params: int | None
+) -> tuple:
+    """``(ZeRO stage, optimizer offloaded, memory per GPU)`` of the recipe's DeepSpeed config."""
+    from astrollama.train import deepspeed
 
     stage, offload = 0, False
     if recipe.launch.deepspeed is not None:
@@ -479,29 +525,7 @@ def plan(
         checkpointing=bool(recipe.trainer.get("gradient_checkpointing", False)),
         flash=recipe.model.use_flash_attention,
     )
-    report = PlanReport(
-        recipe,
-        g,
-        mfu,
-        nodes,
-        gpn,
-        batch,
-        n_params,
-        lora_params or n_params,
-        count,
-        source,
-        epochs,
-        steps,
-        computed,
-        flops,
-        gpu_hours,
-        wall,
-        stage,
-        offload,
-        memory,
-    )
-    _add_budget_comparison(report)
-    return report
+    return stage, offload, memory
 
 
 def _add_budget_comparison(report: PlanReport) -> None:

@@ -2,9 +2,9 @@
 
 Modules: ``data`` (question and key files, validation), ``prompts`` (templates, letter tokens,
 answer parsing), ``score`` (``score_mcq``, the token and instruct methods, ``MCQResult``),
-``vllm`` (the vLLM backend), ``lmeval`` (lm-evaluation-harness as a peer), ``cli``
-(``astrollama eval mcq`` / ``mcq-split``). Throughput against lm-eval is measured by the tool
-:mod:`astrollama.tools.bench_mcq`. See docs/eval-mcq.md.
+``hf`` (the transformers backend), ``vllm`` (the vLLM backend), ``lmeval`` (lm-evaluation-harness
+as a peer), ``cli`` (``astrollama eval mcq`` / ``mcq-split``). Throughput against lm-eval is
+measured by the tool :mod:`astrollama.tools.bench_mcq`. See docs/eval-mcq.md.
 """
 
 from astrollama.evaluation.mcq.data import (

@@ -114,6 +114,7 @@ MCQ_LEGACY = (
 def run(args: argparse.Namespace) -> int:
     from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
     from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
+    from astrollama.evaluation.settings import ScoringSettings
 
     claim_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY)  # before any question is read or model loaded
 
@@ -130,24 +131,11 @@ def run(args: argparse.Namespace) -> int:
     qs = load_questions(args.questions, key_path=args.key)
     if args.limit:
         qs = qs.head(args.limit)
-    result = score_mcq(
-        args.model,
-        qs,
-        method=args.method,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        device=args.device,
-        prompt=args.prompt,
-        template=args.template,
-        prefix_cache=not args.no_prefix_cache,
-        max_new_tokens=args.max_new_tokens,
-        n_bootstrap=args.n_bootstrap,
-        seed=args.seed,
-        base=args.base,
-        context_policy=args.context_policy,
-        letter_token=args.letter_token,
+    # --seed: the bootstrap interval's seed and vLLM's; --no-prefix-cache: the cache's opposite
+    settings = ScoringSettings.from_args(
+        args, prefix_cache=not args.no_prefix_cache, bootstrap_seed=args.seed
     )
+    result = score_mcq(args.model, qs, settings)
     with owned_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY) as tmp:
         result.write(tmp)
     summary = {k: v for k, v in result.scores().items() if k != "settings"}

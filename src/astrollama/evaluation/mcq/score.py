@@ -18,8 +18,8 @@ Two methods (AstroMLab's, see docs/eval-mcq.md):
   greedy generation, then the ``ANSWER`` letter parsed (JSON, then fallbacks); replies with no
   letter count as wrong and are reported (``n_unparsed``).
 
-Backends: ``transformers`` (CPU or GPU, batched; dtype ``auto`` = bfloat16 on CUDA, float32 on
-CPU) and ``vllm`` (GPU; ``mcq.vllm``).
+Backends: ``transformers`` (``mcq.hf``: CPU or GPU, batched; dtype ``auto`` = bfloat16 on CUDA,
+float32 on CPU) and ``vllm`` (GPU; ``mcq.vllm``).
 
 Context length: a prompt longer than the model's context (``config.max_position_embeddings``,
 else ``n_positions``/``n_ctx``, else the tokenizer's ``model_max_length``; for ``instruct`` the
@@ -31,10 +31,8 @@ questions are in ``settings["context"]`` of every ``scores.json`` (``n_truncated
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -47,14 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question, QuestionSet
+from astrollama.evaluation.mcq.hf import hf_generate, hf_letter_logprobs, resolve_device, resolve_dtype
 from astrollama.evaluation.mcq.prompts import (
     LETTER_TOKEN_RULE_TEXT,
     LETTER_TOKEN_RULES,
-    EncodedPrompt,
     PromptTemplate,
     encode_prompts,
     parse_answer,
 )
+from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -161,151 +160,6 @@ class MCQResult:
         else:
             log.info("%d predictions (no key: no accuracy) -> %s", self.n, out)
         return paths
-
-
-# ------------------------------------------------------------------------------------------------
-# transformers backend
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype not in {"float32", "bfloat16", "float16"}:
-        raise MCQInputError(f"dtype {dtype!r}: use auto, float32, bfloat16 or float16")
-    return dtype
-
-
-def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix shared by all sequences."""
-    if not seqs:
-        return 0
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
-        if n == 0:
-            break
-    return n
-
-
-def _batches(order: list[int], size: int) -> list[list[int]]:
-    return [order[i : i + size] for i in range(0, len(order), size)]
-
-
-def hf_letter_logprobs(
-    model,
-    encoded: Sequence[EncodedPrompt],
-    *,
-    batch_size: int = 8,
-    prefix_cache: bool = True,
-    progress: bool = True,
-) -> tuple[list[list[float]], int]:
-    """Full-vocabulary log-probabilities of the four letter tokens after each prompt.
-
-    Returns ``(logprobs per question, number of prefix tokens computed once)``.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    seqs = [e.ids for e in encoded]
-    p_len = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1) if prefix_cache else 0
-    keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
-    results: list[list[float]] = [[]] * len(seqs)
-    with torch.inference_mode():
-        prefix_kv = None
-        if p_len > 0:
-            prefix = torch.tensor([seqs[0][:p_len]], dtype=torch.long, device=device)
-            prefix_kv = model(input_ids=prefix, use_cache=True).past_key_values
-            log.info("shared prompt prefix: %d tokens, computed once", p_len)
-        order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
-        bar = tqdm(total=len(seqs), desc="MCQ (token)", unit="q", disable=not progress)
-        for batch in _batches(order, batch_size):
-            width = max(len(seqs[i]) - p_len for i in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), p_len + width), dtype=torch.long)
-            mask[:, :p_len] = 1
-            pos = torch.ones((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                suffix = seqs[i][p_len:]
-                start = width - len(suffix)  # left padding: every prompt ends at the last column
-                ids[r, start:] = torch.tensor(suffix)
-                mask[r, p_len + start :] = 1
-                pos[r, start:] = torch.arange(p_len, p_len + len(suffix))
-            kwargs: dict[str, Any] = {
-                "input_ids": ids.to(device),
-                "attention_mask": mask.to(device),
-                "position_ids": pos.to(device),
-            }
-            if keep_last:
-                kwargs["logits_to_keep"] = 1
-            if prefix_kv is not None:
-                cache = copy.deepcopy(prefix_kv)
-                cache.batch_repeat_interleave(len(batch))
-                kwargs.update(past_key_values=cache, use_cache=True)
-            else:
-                kwargs["use_cache"] = False
-            logits = model(**kwargs).logits[:, -1, :].float()
-            lp = torch.log_softmax(logits, dim=-1)
-            letter_ids = torch.tensor([encoded[i].letter_ids for i in batch], device=lp.device)
-            picked = torch.gather(lp, 1, letter_ids).cpu().tolist()
-            for r, i in enumerate(batch):
-                results[i] = picked[r]
-            bar.update(len(batch))
-        bar.close()
-    return results, p_len
-
-
-def hf_generate(
-    model,
-    tokenizer,
-    prompt_ids: Sequence[Sequence[int]],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-) -> list[str]:
-    """Greedy completions (left-padded, length-sorted batches), decoded without special tokens."""
-    import torch
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    texts: list[str] = [""] * len(prompt_ids)
-    order = sorted(range(len(prompt_ids)), key=lambda i: (-len(prompt_ids[i]), i))
-    bar = tqdm(total=len(prompt_ids), desc="MCQ (instruct)", unit="q", disable=not progress)
-    with torch.inference_mode():
-        for batch in _batches(order, batch_size):
-            width = max(len(prompt_ids[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                ids[r, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i])
-                mask[r, width - len(prompt_ids[i]) :] = 1
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                pad_token_id=pad,
-            )
-            for r, i in enumerate(batch):
-                texts[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True)
-            bar.update(len(batch))
-        bar.close()
-    return texts
 
 
 # ------------------------------------------------------------------------------------------------
@@ -438,201 +292,59 @@ def fit_context(
 def score_mcq(
     model: Any,
     questions: QuestionSet,
+    settings: ScoringSettings = ScoringSettings(),
     *,
     tokenizer: Any = None,
-    method: str = "token",
-    backend: str = "transformers",
-    batch_size: int = 8,
-    dtype: str = "auto",
-    device: str | None = None,
-    prompt: str = "astromlab",
-    template: str | os.PathLike[str] | None = None,
-    prefix_cache: bool = True,
-    max_new_tokens: int = 256,
-    n_bootstrap: int = 10_000,
-    seed: int = 0,
-    progress: bool = True,
-    base: str | os.PathLike[str] | None = None,
-    vllm_logprobs: int = 20,
     llm: Any = None,
-    context_policy: str = "truncate",
-    letter_token: str = "prompt",
+    progress: bool = True,
 ) -> MCQResult:
-    """Score ``questions`` with ``model`` (a checkpoint directory, full or LoRA with ``base``, or a
-    loaded ``PreTrainedModel`` together with ``tokenizer``).
+    """Score ``questions`` with ``model`` (a checkpoint directory, full or LoRA with
+    ``settings.base``, or a loaded ``PreTrainedModel`` together with ``tokenizer``).
 
-    ``prompt``: a shipped template by name (``astromlab``, the default, ``ours``, ``plain``; see
-    ``mcq.prompts.PROMPTS``); ``template``: a template file instead.
+    The fields of ``settings`` used: ``method``, ``backend``, ``batch_size``, ``dtype``, ``device``,
+    ``prompt`` (a shipped template by name: ``astromlab``, the default, ``ours``, ``plain``; see
+    ``mcq.prompts.PROMPTS``) or ``template`` (a template file instead), ``prefix_cache``,
+    ``max_new_tokens`` (instruct), ``n_bootstrap`` and ``bootstrap_seed`` (the accuracy's
+    interval), ``seed`` (vLLM), ``base``, ``vllm_logprobs``, ``context_policy`` (``truncate``: keep
+    a too-long prompt's last tokens, counted; or ``refuse``) and ``letter_token`` (token method:
+    ``prompt``, the letter's token as it follows the prompt, or ``reference``,
+    ``tokenizer.encode(letter, add_special_tokens=False)[-1]``; recorded in ``scores.json``).
     ``llm`` (vLLM backend) reuses an existing ``vllm.LLM`` instead of building one.
-    ``context_policy``: ``truncate`` (keep a too-long prompt's last tokens, counted) or ``refuse``.
-    ``letter_token`` (token method): ``prompt`` (the letter's token as it follows the prompt) or
-    ``reference`` (``tokenizer.encode(letter, add_special_tokens=False)[-1]``); recorded in
-    ``scores.json`` (``letter_token`` and ``settings.letter_token``).
     """
-    if method not in METHODS:
-        raise MCQInputError(f"method {method!r}: use one of {METHODS}")
-    if backend not in BACKENDS:
-        raise MCQInputError(f"backend {backend!r}: use one of {BACKENDS}")
-    if not len(questions):
-        raise MCQInputError(f"{questions.path}: no questions to score")
-    if batch_size < 1:
-        raise MCQInputError(f"batch_size {batch_size}: must be >= 1")
-    if context_policy not in CONTEXT_POLICIES:
-        raise MCQInputError(f"context_policy {context_policy!r}: use one of {CONTEXT_POLICIES}")
-    if letter_token not in LETTER_TOKEN_RULES:
-        raise MCQInputError(f"letter_token {letter_token!r}: use one of {LETTER_TOKEN_RULES}")
-    tpl = PromptTemplate.load(template) if template else PromptTemplate.default(method, prompt)
+    s = settings
+    _check_settings(s, questions)
+    tpl = PromptTemplate.load(s.template) if s.template else PromptTemplate.default(s.method, s.prompt)
     model_label = (
         str(model)
         if isinstance(model, (str, os.PathLike))
         else getattr(getattr(model, "config", None), "_name_or_path", type(model).__name__)
     )
-
-    if backend == "vllm":
-        if not isinstance(model, (str, os.PathLike)):
-            raise MCQInputError("backend 'vllm' needs a checkpoint directory, not a loaded model")
-        device = device or "cuda"
-        dtype = resolve_dtype(dtype, "cuda")
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            from astrollama.untrusted import check_model_dir, guard
-
-            check_model_dir(model, error=MCQInputError)
-            tokenizer = guard(
-                lambda: AutoTokenizer.from_pretrained(model), model, "(tokenizer)", error=MCQInputError
-            )
-        from transformers import AutoConfig
-
-        from astrollama.untrusted import guard
-
-        max_len, len_source = context_length(
-            guard(lambda: AutoConfig.from_pretrained(model), model, "config.json", error=MCQInputError),
-            tokenizer,
-        )
-    elif isinstance(model, (str, os.PathLike)):
-        from astrollama.evaluation.common import load_causal_lm
-
-        device = resolve_device(device)
-        dtype = resolve_dtype(dtype, device)
-        model, tokenizer = load_causal_lm(model, base=base, dtype=dtype, device=device)
-    else:
-        if tokenizer is None:
-            raise MCQInputError("a loaded model needs its tokenizer (tokenizer=...)")
-        device = str(next(model.parameters()).device)
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    if backend != "vllm":
-        max_len, len_source = context_length(getattr(model, "config", None), tokenizer)
-
+    model, tokenizer, device, dtype, (max_len, len_source) = _prepare(model, tokenizer, s)
     qs = questions.questions
     prompts = [tpl.render(q) for q in qs]
-    settings: dict[str, Any] = {
-        "model": model_label,
-        "method": method,
-        "backend": backend,
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "template": {"prompt": None if template else prompt, "path": str(tpl.path), "sha256": tpl.sha256},
-        "questions": {"path": str(questions.path), "sha256": _sha256(questions.path), "n": len(qs)},
-        "key": {"path": str(questions.key_path), "sha256": _sha256(questions.key_path)}
-        if questions.key_path
-        else None,
-        "tokenizer": {
-            "class": type(tokenizer).__name__,
-            "name_or_path": getattr(tokenizer, "name_or_path", None),
-        },
-        "versions": _versions(backend),
-    }
+    recorded = _recorded_settings(s, tpl, questions, tokenizer, model_label, device, dtype)
     context: dict[str, Any] = {
         "max_length": max_len,
         "source": len_source,
-        "policy": context_policy,
+        "policy": s.context_policy,
         "rule": "truncate: a longer prompt keeps its last tokens (left truncation, as lm-evaluation-harness); "
         "refuse: stop with an error naming the question",
     }
-    settings["context"] = context
+    recorded["context"] = context
     log.info(
         "scoring %d questions: method=%s backend=%s device=%s dtype=%s batch=%d",
         len(qs),
-        method,
-        backend,
+        s.method,
+        s.backend,
         device,
         dtype,
-        batch_size,
+        s.batch_size,
     )
     t0 = time.perf_counter()
-    records: list[dict[str, Any]] = []
-    if method == "token":
-        encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs], letter_token=letter_token)
-        settings["letter_token"] = {"rule": letter_token, "how": LETTER_TOKEN_RULE_TEXT[letter_token]}
-        context["prompt_limit"] = max_len
-        fitted, cut = fit_context(
-            [e.ids for e in encoded], qs, questions, limit=max_len, policy=context_policy
-        )
-        encoded = [dataclasses.replace(e, ids=i) for e, i in zip(encoded, fitted, strict=True)]
-        distinct = sorted({e.letter_ids for e in encoded})
-        settings["letter_token_ids"] = [
-            {
-                L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)}
-                for L, i in zip(LETTERS, ids, strict=True)
-            }
-            for ids in distinct
-        ]
-        settings["add_special_tokens"] = "tokenizer default (e.g. BOS for LLaMA tokenizers)"
-        if backend == "transformers":
-            lps, p_len = hf_letter_logprobs(
-                model, encoded, batch_size=batch_size, prefix_cache=prefix_cache, progress=progress
-            )
-            picks = [max(range(4), key=lambda j, lp=lp: lp[j]) for lp in lps]
-            settings["prefix_cache_tokens"] = p_len
-        else:
-            from astrollama.evaluation.mcq import vllm as mcq_vllm
-
-            llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=seed, max_logprobs=vllm_logprobs)
-            lps, picks = mcq_vllm.letter_logprobs(llm, encoded, logprobs=vllm_logprobs, progress=progress)
-            settings["vllm_logprobs_top_k"] = vllm_logprobs
-            settings["letters_outside_top_k"] = sum(v is None for lp in lps for v in lp)
-        for q, lp, pick in zip(qs, lps, picks, strict=True):
-            records.append(_token_record(q, lp, pick))
-    else:
-        ids = chat_prompt_ids(tokenizer, prompts)
-        settings["letter_token"] = {"rule": None, "how": "not used: the instruct method parses the reply"}
-        settings["chat_template"] = {
-            "applied": True,
-            "role": "user",
-            "add_generation_prompt": True,
-            "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
-            **chat_template_turns(tokenizer),
-        }
-        limit = None if max_len is None else max_len - max_new_tokens
-        if limit is not None and limit < 1:
-            raise MCQInputError(
-                f"max_new_tokens {max_new_tokens}: must be below the model's context of {max_len} tokens"
-            )
-        context["prompt_limit"] = limit
-        ids, cut = fit_context(ids, qs, questions, limit=limit, policy=context_policy)
-        settings["max_new_tokens"] = max_new_tokens
-        settings["decoding"] = "greedy"
-        if backend == "transformers":
-            texts = hf_generate(
-                model, tokenizer, ids, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress
-            )
-        else:
-            from astrollama.evaluation.mcq import vllm as mcq_vllm
-
-            llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=seed)
-            texts = mcq_vllm.generate(llm, ids, max_new_tokens=max_new_tokens, progress=progress)
-        for q, text in zip(qs, texts, strict=True):
-            letter, how = parse_answer(text)
-            records.append(
-                {"id": q.id, "prediction": letter, "correct": q.answer, "parsed_by": how, "response": text}
-            )
-        n_unparsed = sum(r["prediction"] is None for r in records)
-        if n_unparsed:
-            log.warning(
-                "%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records)
-            )
+    run = _score_token if s.method == "token" else _score_instruct
+    records, cut = run(
+        model, tokenizer, questions, prompts, s, recorded, dtype=dtype, llm=llm, progress=progress
+    )
     context["n_truncated"] = len(cut)
     context["truncated"] = [{"id": i, "tokens_cut": n} for i, n in cut]
     cut_by_id = dict(cut)
@@ -640,8 +352,200 @@ def score_mcq(
         r["truncated_tokens"] = cut_by_id.get(r["id"], 0)
     seconds = time.perf_counter() - t0
     return MCQResult(
-        predictions=records, settings=settings, seconds=seconds, n_bootstrap=n_bootstrap, seed=seed
+        predictions=records,
+        settings=recorded,
+        seconds=seconds,
+        n_bootstrap=s.n_bootstrap,
+        seed=s.bootstrap_seed,
     )
+
+
+def _check_settings(s: ScoringSettings, questions: QuestionSet) -> None:
+    if s.method not in METHODS:
+        raise MCQInputError(f"method {s.method!r}: use one of {METHODS}")
+    if s.backend not in BACKENDS:
+        raise MCQInputError(f"backend {s.backend!r}: use one of {BACKENDS}")
+    if not len(questions):
+        raise MCQInputError(f"{questions.path}: no questions to score")
+    if s.batch_size < 1:
+        raise MCQInputError(f"batch_size {s.batch_size}: must be >= 1")
+    if s.context_policy not in CONTEXT_POLICIES:
+        raise MCQInputError(f"context_policy {s.context_policy!r}: use one of {CONTEXT_POLICIES}")
+    if s.letter_token not in LETTER_TOKEN_RULES:
+        raise MCQInputError(f"letter_token {s.letter_token!r}: use one of {LETTER_TOKEN_RULES}")
+
+
+def _prepare(
+    model: Any, tokenizer: Any, s: ScoringSettings
+) -> tuple[Any, Any, str, str, tuple[int | None, str]]:
+    """``(model, tokenizer, device, dtype, (context length, its source))``: a checkpoint directory
+    loaded (transformers) or its tokenizer and config read (vLLM), a loaded model taken as it is."""
+    device, dtype = s.device, s.dtype
+    if s.backend == "vllm":
+        if not isinstance(model, (str, os.PathLike)):
+            raise MCQInputError("backend 'vllm' needs a checkpoint directory, not a loaded model")
+        device = device or "cuda"
+        dtype = resolve_dtype(dtype, "cuda")
+        from transformers import AutoConfig
+
+        from astrollama.untrusted import check_model_dir, guard
+
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            check_model_dir(model, error=MCQInputError)
+            tokenizer = guard(
+                lambda: AutoTokenizer.from_pretrained(model), model, "(tokenizer)", error=MCQInputError
+            )
+        config = guard(lambda: AutoConfig.from_pretrained(model), model, "config.json", error=MCQInputError)
+        return model, tokenizer, device, dtype, context_length(config, tokenizer)
+    if isinstance(model, (str, os.PathLike)):
+        from astrollama.evaluation.common import load_causal_lm
+
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        model, tokenizer = load_causal_lm(model, base=s.base, dtype=dtype, device=device)
+    else:
+        if tokenizer is None:
+            raise MCQInputError("a loaded model needs its tokenizer (tokenizer=...)")
+        device = str(next(model.parameters()).device)
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return model, tokenizer, device, dtype, context_length(getattr(model, "config", None), tokenizer)
+
+
+def _recorded_settings(
+    s: ScoringSettings,
+    tpl: PromptTemplate,
+    questions: QuestionSet,
+    tokenizer: Any,
+    model_label: str,
+    device: str,
+    dtype: str,
+) -> dict[str, Any]:
+    """The start of ``scores.json``'s ``settings``: what was scored, with what, how."""
+    return {
+        "model": model_label,
+        "method": s.method,
+        "backend": s.backend,
+        "device": device,
+        "dtype": dtype,
+        "batch_size": s.batch_size,
+        "template": {"prompt": None if s.template else s.prompt, "path": str(tpl.path), "sha256": tpl.sha256},
+        "questions": {
+            "path": str(questions.path),
+            "sha256": _sha256(questions.path),
+            "n": len(questions.questions),
+        },
+        "key": {"path": str(questions.key_path), "sha256": _sha256(questions.key_path)}
+        if questions.key_path
+        else None,
+        "tokenizer": {
+            "class": type(tokenizer).__name__,
+            "name_or_path": getattr(tokenizer, "name_or_path", None),
+        },
+        "versions": _versions(s.backend),
+    }
+
+
+def _score_token(
+    model: Any,
+    tokenizer: Any,
+    questions: QuestionSet,
+    prompts: list[str],
+    s: ScoringSettings,
+    recorded: dict[str, Any],
+    *,
+    dtype: str,
+    llm: Any,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
+    """The token method: next-token log-probabilities of the four letters after each prompt."""
+    qs = questions.questions
+    context = recorded["context"]
+    encoded = encode_prompts(tokenizer, prompts, [q.id for q in qs], letter_token=s.letter_token)
+    recorded["letter_token"] = {"rule": s.letter_token, "how": LETTER_TOKEN_RULE_TEXT[s.letter_token]}
+    context["prompt_limit"] = context["max_length"]
+    fitted, cut = fit_context(
+        [e.ids for e in encoded], qs, questions, limit=context["max_length"], policy=s.context_policy
+    )
+    encoded = [dataclasses.replace(e, ids=i) for e, i in zip(encoded, fitted, strict=True)]
+    distinct = sorted({e.letter_ids for e in encoded})
+    recorded["letter_token_ids"] = [
+        {L: {"id": i, "token": tokenizer.convert_ids_to_tokens(i)} for L, i in zip(LETTERS, ids, strict=True)}
+        for ids in distinct
+    ]
+    recorded["add_special_tokens"] = "tokenizer default (e.g. BOS for LLaMA tokenizers)"
+    if s.backend == "transformers":
+        lps, p_len = hf_letter_logprobs(
+            model, encoded, batch_size=s.batch_size, prefix_cache=s.prefix_cache, progress=progress
+        )
+        picks = [max(range(4), key=lambda j, lp=lp: lp[j]) for lp in lps]
+        recorded["prefix_cache_tokens"] = p_len
+    else:
+        from astrollama.evaluation.mcq import vllm as mcq_vllm
+
+        llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=s.seed, max_logprobs=s.vllm_logprobs)
+        lps, picks = mcq_vllm.letter_logprobs(llm, encoded, logprobs=s.vllm_logprobs, progress=progress)
+        recorded["vllm_logprobs_top_k"] = s.vllm_logprobs
+        recorded["letters_outside_top_k"] = sum(v is None for lp in lps for v in lp)
+    return [_token_record(q, lp, pick) for q, lp, pick in zip(qs, lps, picks, strict=True)], cut
+
+
+def _score_instruct(
+    model: Any,
+    tokenizer: Any,
+    questions: QuestionSet,
+    prompts: list[str],
+    s: ScoringSettings,
+    recorded: dict[str, Any],
+    *,
+    dtype: str,
+    llm: Any,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[tuple[str, int]]]:
+    """The instruct method: the chat template, greedy generation, the answer letter parsed."""
+    qs = questions.questions
+    context = recorded["context"]
+    max_len = context["max_length"]
+    ids = chat_prompt_ids(tokenizer, prompts)
+    recorded["letter_token"] = {"rule": None, "how": "not used: the instruct method parses the reply"}
+    recorded["chat_template"] = {
+        "applied": True,
+        "role": "user",
+        "add_generation_prompt": True,
+        "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
+        **chat_template_turns(tokenizer),
+    }
+    limit = None if max_len is None else max_len - s.max_new_tokens
+    if limit is not None and limit < 1:
+        raise MCQInputError(
+            f"max_new_tokens {s.max_new_tokens}: must be below the model's context of {max_len} tokens"
+        )
+    context["prompt_limit"] = limit
+    ids, cut = fit_context(ids, qs, questions, limit=limit, policy=s.context_policy)
+    recorded["max_new_tokens"] = s.max_new_tokens
+    recorded["decoding"] = "greedy"
+    if s.backend == "transformers":
+        texts = hf_generate(
+            model, tokenizer, ids, batch_size=s.batch_size, max_new_tokens=s.max_new_tokens, progress=progress
+        )
+    else:
+        from astrollama.evaluation.mcq import vllm as mcq_vllm
+
+        llm = llm or mcq_vllm.make_llm(str(model), dtype=dtype, seed=s.seed)
+        texts = mcq_vllm.generate(llm, ids, max_new_tokens=s.max_new_tokens, progress=progress)
+    records = []
+    for q, text in zip(qs, texts, strict=True):
+        letter, how = parse_answer(text)
+        records.append(
+            {"id": q.id, "prediction": letter, "correct": q.answer, "parsed_by": how, "response": text}
+        )
+    n_unparsed = sum(r["prediction"] is None for r in records)
+    if n_unparsed:
+        log.warning(
+            "%d of %d replies had no parseable answer letter (counted as wrong)", n_unparsed, len(records)
+        )
+    return records, cut
 
 
 def _token_record(q: Question, lp: Sequence[float | None], pick: int) -> dict[str, Any]:
