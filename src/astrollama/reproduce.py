@@ -260,7 +260,7 @@ class Plan:
     @property
     def base_model(self) -> str:
         """The model CPT starts from (a model reference such as ``smollm2-135m`` made local)."""
-        from astrollama.train.recipe import MODEL_REFERENCES, resolve_model
+        from astrollama.models import MODEL_REFERENCES, resolve_model
 
         name = str(self.recipe("cpt").model.name_or_path)
         return resolve_model(name) if name in MODEL_REFERENCES else name

@@ -798,7 +798,7 @@ def backend_from_args(a: Any) -> Backend:
         )
     else:
         kw.update(max_model_len=a.max_model_len, device=a.device)
-    from astrollama.train.recipe import resolve_model
+    from astrollama.models import resolve_model
 
     return make_backend(a.backend, resolve_model(a.model), **kw)
 

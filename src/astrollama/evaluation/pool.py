@@ -341,10 +341,10 @@ def _jobs(args) -> list[ModelJob]:
 
 
 def _run(args) -> int:
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation import embeddings, suite
     from astrollama.evaluation.common import EvalInputError, check_device, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, read_prompt
-    from astrollama.evaluation.mcq import load_questions
     from astrollama.evaluation.report import check_meta
     from astrollama.io import claim_dir
     from astrollama.untrusted import check_model_dir

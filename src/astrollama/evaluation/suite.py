@@ -130,9 +130,10 @@ def _evaluate_into(
     stage: str | None = None,
     letter_token: str = "prompt",
 ) -> Path:
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation.common import load_causal_lm, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
-    from astrollama.evaluation.mcq import load_questions, score_mcq
+    from astrollama.evaluation.mcq import score_mcq
     from astrollama.evaluation.perplexity import perplexity_report
 
     check_meta(role=role, recipe=recipe, paper_model=paper_model, scale=scale, where="evaluate_model")

@@ -227,8 +227,8 @@ def sweep(
     letter_token: str = "prompt",
 ) -> dict:
     """Score every point of a run that is not scored yet; rebuild the curves; return the summary."""
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation.common import EvalInputError, load_texts
-    from astrollama.evaluation.mcq import load_questions
 
     out_dir = Path(out) if out else Path(run_dir) / "eval" / "sweep"
     claim_dir(out_dir, OWNER, legacy=LEGACY)  # someone else's directory: refused before any work

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError
 
+from astrollama.models import resolve_model
 from astrollama.train.recipe import (
     PathValue,
     RecipeError,
@@ -43,7 +44,6 @@ from astrollama.train.recipe import (
     _load_chain,
     _pydantic_error,
     _Strict,
-    resolve_model,
 )
 from astrollama.untrusted import read_json, read_text
 

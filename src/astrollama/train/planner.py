@@ -38,14 +38,13 @@ from typing import Any
 from astrollama import paper
 from astrollama.errors import InputError, is_environment_error
 from astrollama.lmflow_data import LMFlowDataError, dataset_files, summarize_dataset
+from astrollama.models import resolve_model, resolve_tokenizer
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.recipe import (
     MAX_GPUS_PER_NODE,
     MAX_NODES,
     Recipe,
     RecipeError,
-    resolve_model,
-    resolve_tokenizer,
 )
 
 log = logging.getLogger(__name__)

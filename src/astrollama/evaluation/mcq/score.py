@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question, QuestionSet
+from astrollama.benchmark import LETTERS, MCQInputError, Question, QuestionSet
 from astrollama.evaluation.mcq.prompts import (
     LETTER_TOKEN_RULE_TEXT,
     LETTER_TOKEN_RULES,
