@@ -681,7 +681,7 @@ def header(plan: Plan, mode: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``astrollama reproduce``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("target", help="reproduce/<name>.yaml, by name or path")

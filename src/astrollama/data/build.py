@@ -842,7 +842,7 @@ def register(sub: Any) -> None:
     """``astrollama data build``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     d = BuildConfig()
     p = sub.add_parser(

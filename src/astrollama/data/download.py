@@ -399,7 +399,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="render PDFs from paper JSON files in this directory instead of "
         "fetching (the bundled demo papers; as `make-pdfs --root`)",
     )
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p.add_argument(
         "--delay",

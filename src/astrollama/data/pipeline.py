@@ -35,7 +35,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field_validator
 
-from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, subparsers, yaml_load
+from astrollama.cli_args import subparsers
+from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 from astrollama.errors import InputError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -155,7 +156,7 @@ def _field_type(action: argparse.Action) -> Any:
 
 
 def _number_kind(tp: Any) -> type:
-    """int or float: the ``kind`` of an :func:`astrollama.cli.number` type."""
+    """int or float: the ``kind`` of an :func:`astrollama.cli_args.number` type."""
     import inspect
 
     return inspect.getclosurevars(tp).nonlocals.get("kind", float)
@@ -388,8 +389,10 @@ def select(
 
 def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
     """Run ``stages`` in order in this process; a failing stage stops the chain (its exit code)."""
-    from astrollama.cli import main
+    from astrollama.cli_args import guarded
+    from astrollama.data.cli import main
     from astrollama.data.manifest import Manifest
+    from astrollama.paths import from_caller
 
     for i, stage in enumerate(stages, 1):
         argv = p.argv(stage)
@@ -400,7 +403,8 @@ def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
                 f"(astrollama data run {p.file} --from harvest)"
             )
         log(f"[data run {i}/{len(stages)}] {stage}: astrollama {shlex.join(argv)}")
-        rc = main(argv)
+        # the one exit policy, as ``astrollama data ...`` typed by the user would get it
+        rc = guarded("data", lambda argv=argv: main(from_caller(argv[1:], _data_parser())))
         if rc != 0:
             maker = MADE_BY.get(stage)
             resume = f"astrollama data run {p.file} --from {stage}"

@@ -598,7 +598,7 @@ def register(sub: Any) -> None:
     """``astrollama data qa``."""
     import argparse
 
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
     from astrollama.data.stages import add_shard_args
 
     d = QAConfig()

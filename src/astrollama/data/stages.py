@@ -455,7 +455,7 @@ class StageRunner:
 
 def add_shard_args(parser: Any) -> None:
     """Add ``--shard-index/--num-shards/--retry-failed/--force`` to a stage's CLI parser."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     parser.add_argument(
         "--shard-index",

@@ -765,7 +765,7 @@ def run_summary(
 def add_backend_args(p: Any, model_help: str) -> None:
     """The model and generation options of every stage that writes with :func:`make_backend`
     (summarize, qa), read back by :func:`backend_from_args`."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     p.add_argument("--model", required=True, help=model_help)
@@ -807,7 +807,7 @@ def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
     from astrollama.data.stages import add_shard_args
 
     p = sub.add_parser(

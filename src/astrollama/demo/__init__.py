@@ -136,7 +136,7 @@ def run(
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``astrollama demo``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")

@@ -260,7 +260,7 @@ def _report(stats: dict[str, Any], out: Path) -> None:
 def register(sub: Any) -> None:
     """``astrollama data demo-sft``: the demo's SFT conversations (the ``demo-sft`` stage of
     ``data_prep/demo.yaml``)."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p = sub.add_parser(
         "demo-sft",

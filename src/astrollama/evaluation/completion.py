@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from astrollama.cli import number, seed_arg
+from astrollama.cli_args import number, seed_arg
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import argparse
 
-from astrollama.config import ConfigError, config_file, get_section, read_mapping, section_tokens, subparsers
+from astrollama.cli_args import subparsers
+from astrollama.config import ConfigError, config_file, get_section, read_mapping, section_tokens
 from astrollama.evaluation.common import EvalInputError
 
 

@@ -246,7 +246,8 @@ class _PerModel(argparse.Action):
 def config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
     """``eval models``' options from a config's ``model`` and ``embed`` sections (the whole config
     checked first, as every eval command checks it); per-model keys are refused."""
-    from astrollama.config import get_section, section_tokens, subparsers
+    from astrollama.cli_args import subparsers
+    from astrollama.config import get_section, section_tokens
     from astrollama.evaluation import config as cfg
 
     cfg.config_tokens(parser, file, "model")  # the whole file, against every command's options
@@ -268,7 +269,7 @@ def config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
 def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
     from astrollama.evaluation.report import ROLES, SCALES
     from astrollama.evaluation.suite import add_scoring_options
 

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from astrollama.cli import MAX_TOKENS, number, seed_arg
+from astrollama.cli_args import MAX_TOKENS, number, seed_arg
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.report import ROLES, SCALES, check_meta
 from astrollama.io import Legacy, atomic_write_json, owned_dir

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.cli import MAX_TOKENS, number
+from astrollama.cli_args import MAX_TOKENS, number
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.io import Legacy, atomic_write_json, atomic_write_text, claim_dir, save_png
 from astrollama.untrusted import read_json

@@ -5,7 +5,7 @@
   astrollama train plan RECIPE [key=value ...] [--tokens N | --dataset DIR] [--mfu 0.4] [--gpu a100-80g]
   astrollama train run RECIPE [key=value ...]     (one node's share of a run; see slurm/cpt.sh)
 
-The group follows the one registration pattern (:func:`astrollama.cli.build_group`): this module's
+The group follows the one registration pattern (:func:`astrollama.cli_args.build_group`): this module's
 ``register(subparsers)`` adds validate, launch and plan; ``astrollama.train.run`` registers run. Bad input raises :class:`astrollama.errors.InputError` (``RecipeError`` and the others
 subclass it); ``astrollama.cli.main`` prints it as one line
 ``astrollama train: error: <file>: <key>: <problem>`` and exits 2 (the one policy of every group).
@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from astrollama.cli import build_group, run_group
+from astrollama.cli_args import build_group, run_group
 from astrollama.errors import InputError
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
@@ -174,7 +173,7 @@ def _launch(a: argparse.Namespace) -> int:
 # plan (compute planner)
 # ----------------------------------------------------------------------------------------------
 def _add_plan(p: argparse.ArgumentParser) -> None:
-    from astrollama.cli import number
+    from astrollama.cli_args import number
     from astrollama.train.planner import GPUS
 
     p.add_argument("recipe")
@@ -244,9 +243,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
     return run_group(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    from astrollama.cli import main as astrollama_main
-
-    raise SystemExit(astrollama_main(["train", *sys.argv[1:]]))

@@ -452,7 +452,7 @@ def _dist_version(name: str) -> str | None:
 
 def build_parser():
     """The parser of ``astrollama merge``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama merge", description=__doc__.splitlines()[0])
     p.add_argument("recipe", help="a merge recipe (recipes/*-merge.yaml)")

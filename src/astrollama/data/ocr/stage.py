@@ -227,7 +227,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
     from astrollama.data.ocr.nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
     from astrollama.data.stages import add_shard_args
 

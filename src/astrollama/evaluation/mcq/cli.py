@@ -24,7 +24,7 @@ def add_letter_token_option(p) -> None:
 
 
 def register(sub) -> None:
-    from astrollama.cli import seed_arg
+    from astrollama.cli_args import seed_arg
 
     p = sub.add_parser(
         "mcq",
@@ -113,7 +113,7 @@ MCQ_LEGACY = (
 
 def run(args: argparse.Namespace) -> int:
     from astrollama.benchmark import MCQInputError, load_questions
-    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
+    from astrollama.cli_args import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
     from astrollama.evaluation.mcq import score_mcq
 
     claim_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY)  # before any question is read or model loaded
