@@ -523,7 +523,7 @@ def _env() -> dict[str, str]:
 def run_stage(plan: Plan, stage: str) -> int:
     """Run one stage here (locally, or as the body of its Slurm job): skip it when complete, run its
     commands in order, then write its marker. Returns the exit code."""
-    from astrollama.data.stages import shard_from_env
+    from astrollama.data.shards import shard_from_env
     from astrollama.io import atomic_write_json
 
     st = plan.stages[stage]

@@ -50,8 +50,8 @@ from astrollama.data.aic import clean_nougat_markers
 from astrollama.data.decontam import Benchmark, BuildError
 from astrollama.data.dedup import LSHIndex, MinHasher, ngram_hashes, normalised_words, word_hashes
 from astrollama.data.quality import quality_step, sampled_quality
+from astrollama.data.runner import PoolWatch
 from astrollama.data.split import assign_split
-from astrollama.data.stages import PoolWatch
 from astrollama.io import (
     Legacy,
     atomic_write_json,

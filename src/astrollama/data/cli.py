@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from astrollama.data.config import apply_config
     from astrollama.data.harvest import HarvestError
     from astrollama.data.http import HttpError
-    from astrollama.data.stages import StageAbort
+    from astrollama.data.runner import StageAbort
 
     try:
         parser = build_parser()

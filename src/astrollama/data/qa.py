@@ -455,7 +455,7 @@ def run_qa(
 
     from astrollama.data.decontam import Benchmark
     from astrollama.data.manifest import Manifest
-    from astrollama.data.stages import StageRunner
+    from astrollama.data.runner import StageRunner
 
     cfg = config or QAConfig()
     cfg.check()
@@ -599,7 +599,7 @@ def register(sub: Any) -> None:
     import argparse
 
     from astrollama.cli_args import number, seed_arg
-    from astrollama.data.stages import add_shard_args
+    from astrollama.data.runner import add_shard_args
 
     d = QAConfig()
     p = sub.add_parser(

@@ -719,7 +719,7 @@ def run_summary(
     shard stats.
     """
     from astrollama.data.manifest import Manifest
-    from astrollama.data.stages import StageRunner
+    from astrollama.data.runner import StageRunner
 
     m = Manifest(root)
     runner = StageRunner(
@@ -808,7 +808,7 @@ def register(sub: Any) -> None:
     import argparse
 
     from astrollama.cli_args import number, seed_arg
-    from astrollama.data.stages import add_shard_args
+    from astrollama.data.runner import add_shard_args
 
     p = sub.add_parser(
         "summarize",
