@@ -74,14 +74,14 @@ def _yaml_load(text: str, where: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Schema (repo-owned sections)
 # ----------------------------------------------------------------------------------------------
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False)
 
 
 PathValue = Annotated[Path, Field(strict=False)]  # a YAML string becomes a Path
 
 
-class LoraConfig(_Strict):
+class LoraConfig(StrictModel):
     """LoRA adapter settings (LMFlow ``--use_lora``)."""
 
     r: int = Field(gt=0, le=65536)
@@ -90,7 +90,7 @@ class LoraConfig(_Strict):
     target_modules: list[str] | None = None
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     name_or_path: str = Field(min_length=1)
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     trust_remote_code: bool = False
@@ -101,7 +101,7 @@ class ModelConfig(_Strict):
 MAX_BLOCK_SIZE = 1 << 20
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     dataset_path: PathValue
     eval_dataset_path: PathValue | None = None
     # 2**20 tokens: above any released model's context (the planner also checks the model's own)
@@ -119,12 +119,12 @@ MAX_GLOBAL_BATCH = 1 << 20
 MAX_NODES, MAX_GPUS_PER_NODE = 4096, 64
 
 
-class BatchConfig(_Strict):
+class BatchConfig(StrictModel):
     global_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
     max_micro_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
 
 
-class LaunchConfig(_Strict):
+class LaunchConfig(StrictModel):
     engine: Literal["lmflow", "local", "auto"] = "auto"
     deepspeed: PathValue | None = None
     nodes: int = Field(default=1, gt=0, le=MAX_NODES)
@@ -135,7 +135,7 @@ class LaunchConfig(_Strict):
     rdzv_port: int = Field(default=29500, gt=0, lt=65536)
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     """A validated recipe with inheritance and overrides applied and paths made absolute."""
 
     path: PathValue
@@ -340,7 +340,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return read_mapping(path, RecipeError, "a recipe file (train validate accepts directories)")
 
 
-def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     given, path = path, path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
@@ -354,10 +354,10 @@ def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (path.parent / base).resolve()
     if not base_path.is_file():
         raise RecipeError(path, "base", f"no such file: {base_path}")
-    return _deep_merge(_load_chain(base_path, (*seen, path)), data)
+    return _deep_merge(load_chain(base_path, (*seen, path)), data)
 
 
-def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
+def apply_override(data: dict[str, Any], override: str, file: str) -> None:
     key, sep, text = override.partition("=")
     key = key.strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in override):
@@ -383,7 +383,7 @@ def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     node[parts[-1]] = value
 
 
-def _pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None = None) -> RecipeError:
+def pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None = None) -> RecipeError:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "lax-", "json-")))
     value = err.get("input")
@@ -424,7 +424,7 @@ def _section_model(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel]
     return model
 
 
-def _absolute(p: Path | None) -> Path | None:
+def absolute_path(p: Path | None) -> Path | None:
     return None if p is None else Path(os.path.abspath(p.expanduser()))
 
 
@@ -463,9 +463,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
             "must be set in the recipe file itself (true: concatenate documents into block_size "
             "chunks; false: LMFlow cuts every document at block_size)",
         )
-    data = _load_chain(path)
+    data = load_chain(path)
     for ov in overrides:
-        _apply_override(data, ov, file)
+        apply_override(data, ov, file)
     data.setdefault("name", path.stem)
     if isinstance(data.get("launch"), dict):
         data["launch"].setdefault("run_dir", f"runs/{data['name']}")
@@ -474,7 +474,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        raise _pydantic_error(e, file) from None
+        raise pydantic_error(e, file) from None
     _validate_trainer(trainer, file)
     check_template(recipe, recipe.launch.engine)
     for section, attr in (
@@ -484,7 +484,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         ("launch", "run_dir"),
     ):
         obj = getattr(recipe, section)
-        setattr(obj, attr, _absolute(getattr(obj, attr)))
+        setattr(obj, attr, absolute_path(getattr(obj, attr)))
     run_dir = recipe.launch.run_dir
     for p in (run_dir, *run_dir.parents):
         if p.exists() and not p.is_dir():
