@@ -48,9 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from astrollama.config import ConfigError, read_mapping
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-TARGETS = REPO / "reproduce"
+TARGETS = REPO_ROOT / "reproduce"
 TRAIN_SCRIPT = "slurm/cpt.sh"
 MERGE_SCRIPT = "slurm/merge.sh"
 STAGE_SCRIPT = "slurm/stage.sh"
@@ -135,8 +135,8 @@ def target_path(name: str) -> Path:
 
 def load_target(name: str) -> tuple[Target, Path]:
     path = target_path(name)
-    if not path.is_file() and not path.is_absolute() and (REPO / path).is_file():
-        path = REPO / path
+    if not path.is_file() and not path.is_absolute() and (REPO_ROOT / path).is_file():
+        path = REPO_ROOT / path
     if not path.exists() and path.parent == TARGETS:
         known = ", ".join(sorted(p.stem for p in TARGETS.glob("*.yaml")))
         raise TargetError(path, "(file)", f"no such target (known: {known})")
@@ -472,12 +472,12 @@ def _stable_topo(order: list[str], deps: dict[str, list[str]]) -> list[str]:
 
 def shown(cmd: Sequence[str]) -> list[str]:
     """``cmd`` with paths inside the repository written relative to it (jobs run from its root)."""
-    return [c.replace(f"{REPO}{os.sep}", "") for c in cmd]
+    return [c.replace(f"{REPO_ROOT}{os.sep}", "") for c in cmd]
 
 
 def _abs(p: str | os.PathLike[str]) -> Path:
     p = Path(p)
-    return p if p.is_absolute() else REPO / p
+    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def _resources(r: SlurmResources, default_time: str) -> list[str]:
@@ -540,7 +540,7 @@ def run_stage(plan: Plan, stage: str) -> int:
 
             rc = cli_main(cmd[1:])
         else:  # a training or merge script: a local run, even inside a job of another stage
-            rc = subprocess.run(cmd, cwd=REPO, env=_env()).returncode
+            rc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env()).returncode
         if rc != 0:
             print(
                 f"[reproduce] stage {stage} failed (exit {rc}); its dependents wait. "

@@ -30,7 +30,6 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field_validator
@@ -38,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field
 from astrollama.cli_args import subparsers
 from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
 STAGE_SCRIPT = "slurm/stage.sh"
 
 # every stage a pipeline config can hold, in pipeline order
@@ -465,7 +464,7 @@ def submit(
 
 def sbatch(cmd: Sequence[str], stage: str) -> str:
     """Run one ``sbatch --parsable`` line; return the job id."""
-    r = subprocess.run(list(cmd), cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(list(cmd), cwd=REPO_ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         raise OSError(f"sbatch failed for stage {stage}: {r.stderr.strip() or r.stdout.strip()}")
     job = r.stdout.strip().split(";")[0]

@@ -46,7 +46,6 @@ from astrollama.data import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.manifest import paper_path
 from astrollama.data.summarize import (
-    REPO_ROOT,
     Backend,
     _seed,
     add_backend_args,
@@ -56,11 +55,12 @@ from astrollama.data.summarize import (
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 from astrollama.lmflow_data import check_conversation
+from astrollama.paths import DATA_PREP_PROMPTS_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 STAGE = "qa"
-DEFAULT_PROMPT = REPO_ROOT / "data_prep" / "prompts" / "qa.yaml"
+DEFAULT_PROMPT = DATA_PREP_PROMPTS_DIR / "qa.yaml"
 SOURCES = ("aic", "summary")
 REASONS = (
     "parse",

@@ -50,11 +50,11 @@ from astrollama.data.manifest import paper_path
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json, atomic_write_text
 from astrollama.paper import RECIPES
+from astrollama.paths import DATA_PREP_PROMPTS_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_PROMPT = REPO_ROOT / "data_prep" / "prompts" / "summarize_sections.yaml"
+DEFAULT_PROMPT = DATA_PREP_PROMPTS_DIR / "summarize_sections.yaml"
 _DROP_FROM = {"references", "appendix"}  # everything from here on is dropped
 _DROP_ONLY = {"acknowledgments", "backmatter", "keywords"}
 

@@ -38,10 +38,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from astrollama.io import atomic_write_json
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_WORKDIR = REPO / "work" / "demo"
-TARGET = REPO / "reproduce" / "demo.yaml"
+DEFAULT_WORKDIR = REPO_ROOT / "work" / "demo"
+TARGET = REPO_ROOT / "reproduce" / "demo.yaml"
 
 
 OWNER = "demo"

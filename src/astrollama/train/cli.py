@@ -21,6 +21,7 @@ from pathlib import Path
 
 from astrollama.cli_args import build_group, run_group
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
@@ -141,7 +142,7 @@ def _launch(a: argparse.Namespace) -> int:
         rdzv = rendezvous_id(job, int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
     else:
         rdzv = rendezvous_id("<SLURM_JOB_ID>", "<SLURM_RESTART_COUNT>")
-    repo = Path.cwd() if (Path.cwd() / "slurm" / "cpt.sh").is_file() else Path(__file__).resolve().parents[3]
+    repo = Path.cwd() if (Path.cwd() / "slurm" / "cpt.sh").is_file() else REPO_ROOT
     python, why = stage_python(repo)
     plan = build_launch(
         recipe,

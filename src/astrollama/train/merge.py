@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, ValidationError
 
 from astrollama.models import resolve_model
+from astrollama.paths import REPO_ROOT
 from astrollama.provenance import PipFreeze, environment, git_info
 from astrollama.train.recipe import (
     PathValue,
@@ -363,9 +364,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         resolved = recipe.resolved_dict()
         atomic_write_text(prov / "recipe.json", json.dumps(resolved, indent=2) + "\n")
         atomic_write_text(prov / "mergekit.yaml", mk_yaml)
-        atomic_write_text(
-            prov / "git.json", json.dumps(git_info(Path(__file__).resolve().parents[3]), indent=2) + "\n"
-        )
+        atomic_write_text(prov / "git.json", json.dumps(git_info(REPO_ROOT), indent=2) + "\n")
         atomic_write_text(prov / "environment.json", json.dumps(environment(), indent=2) + "\n")
         atomic_write_text(prov / "pip-freeze.txt", freeze.text())
         atomic_write_text(

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from astrollama.io import atomic_dir, claim_dir, file_lock
+from astrollama.paths import REPO_ROOT
 from astrollama.provenance import PipFreeze, environment, git_info
 
 log = logging.getLogger("astrollama.train.run")
@@ -125,8 +126,7 @@ def write_provenance(
     prov = Path(recipe.launch.run_dir) / "provenance"
     prov.mkdir(parents=True, exist_ok=True)
     suffix = f"-job{alloc.job_id}-restart{alloc.restart}" if alloc.job_id else ""
-    repo = Path(__file__).resolve().parents[3]
-    git, frozen = git_info(repo), (freeze or PipFreeze()).text()  # slow parts outside the lock
+    git, frozen = git_info(REPO_ROOT), (freeze or PipFreeze()).text()  # slow parts outside the lock
     with file_lock(prov / ".lock"):
         n = 1 + sum(1 for p in prov.iterdir() if p.is_dir() and p.name.startswith("attempt-"))
         final = prov / f"attempt-{n:03d}{suffix}"
