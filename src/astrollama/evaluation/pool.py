@@ -243,29 +243,6 @@ class _PerModel(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
-    """``eval models``' options from a config's ``model`` and ``embed`` sections (the whole config
-    checked first, as every eval command checks it); per-model keys are refused."""
-    from astrollama.cli_args import subparsers
-    from astrollama.config import get_section, section_tokens
-    from astrollama.evaluation import config as cfg
-
-    cfg.config_tokens(parser, file, "model")  # the whole file, against every command's options
-    data = cfg.load_config(file)
-    models = subparsers(parser)["models"]
-    model = get_section(data, "model", file)
-    for key in model:
-        if key in PER_MODEL:
-            raise cfg.EvalConfigError(
-                file, f"model.{key}", "per model in `eval models`: give it after its --model"
-            )
-    embed = get_section(data, "embed", file)
-    return [
-        *section_tokens(model, models, file, "model"),
-        *section_tokens({f"embed_{k}": v for k, v in embed.items()}, models, file, "embed"),
-    ]
-
-
 def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
