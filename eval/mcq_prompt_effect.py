@@ -17,11 +17,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from astrollama.evaluation.mcq.prompts import REPO_ROOT
+    from astrollama.paths import EVAL_DIR
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="checkpoint directory (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--questions", default=str(REPO_ROOT / "eval" / "data" / "astro_mcq_sample.jsonl"))
+    p.add_argument("--questions", default=str(EVAL_DIR / "data" / "astro_mcq_sample.jsonl"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default="cpu")

@@ -6,7 +6,7 @@
 #   bash slurm/aic.sh DATA_ROOT [astrollama data aic args]                  # this machine, one shard
 #
 # Array task t (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes shard t:
-# papers are assigned to shards by a hash of their id (astrollama.data.stages.shard_of), so keep the
+# papers are assigned to shards by a hash of their id (astrollama.data.shards.shard_of), so keep the
 # array size the same between a run and its rerun. Thin shell: parsing, the .mmd/LaTeX choice,
 # manifest records and resume live in `astrollama data aic` (docs/data-corpus.md). Rerunning the
 # same command continues where it stopped; add --retry-failed to retry failed papers.

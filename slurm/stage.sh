@@ -8,7 +8,7 @@
 #   bash slurm/stage.sh data run data_prep/demo.yaml --stage aic          # this machine
 #
 # Array task t (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes shard t
-# of the stage's papers (astrollama.data.stages.shard_from_env). Every stage resumes where it
+# of the stage's papers (astrollama.data.shards.shard_from_env). Every stage resumes where it
 # stopped, so a requeued task (--requeue, `scontrol requeue`) redoes nothing that finished.
 # Resources come from the submitter (astrollama.data.pipeline.RESOURCES, the config's `slurm:`).
 #

@@ -9,7 +9,7 @@
 #   sbatch --array=0-31 --gpus-per-node=1 slurm/summarize.sh --config data_prep/astro-ph.yaml   # options from the config
 #
 # Array task t (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT) takes shard t:
-# papers are assigned to shards by a hash of their id (astrollama.data.stages.shard_of), so keep the
+# papers are assigned to shards by a hash of their id (astrollama.data.shards.shard_of), so keep the
 # array size the same between a run and its rerun. Thin shell: chunking, prompts, length flags,
 # manifest records and resume live in `astrollama data summarize` (docs/data-corpus.md). Rerunning
 # the same command after a kill continues where it stopped; finished shards exit at once.

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from astrollama.cli_args import is_number_type
 from astrollama.errors import InputError
 
 
@@ -194,17 +195,6 @@ def check_template(
 # ----------------------------------------------------------------------------------------------
 
 
-def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _is_number_type(tp: Any) -> bool:
-    return getattr(tp, "__qualname__", "").startswith("number.")  # astrollama.cli.number
-
-
 def scalar(value: Any, action: argparse.Action, file: str, key: str) -> str:
     """``value`` as the command-line token of ``action``, after the flag's own type/range check."""
     if value is None:
@@ -213,7 +203,7 @@ def scalar(value: Any, action: argparse.Action, file: str, key: str) -> str:
         raise ConfigError(file, key, f"expected a single value, got {type(value).__name__}")
     if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
         value = value.isoformat()  # YAML reads an unquoted 2023-01-01 as a date
-    if _is_number_type(action.type) or action.type in (int, float):
+    if is_number_type(action.type) or action.type in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             if looks_like_number(value):
                 raise ConfigError(file, key, number_hint(value))

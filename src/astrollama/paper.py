@@ -429,8 +429,3 @@ MODEL_CONFIGS |= {
         ("meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3-8B", "card-astrosage-8b"),
     ]
 }
-
-
-def recipe_card(name: str) -> dict[str, Any]:
-    """The published hyper-parameters of one released model, as plain values."""
-    return {k: v.value for k, v in RECIPES[name].items()}

@@ -1,4 +1,4 @@
-"""Paths mean what the user typed: relative paths on a command line resolve against the caller's
+"""Where the repository is (:data:`REPO_ROOT` and its folders), and paths mean what the user typed: relative paths on a command line resolve against the caller's
 directory, even when a wrapper script changes directory first.
 
 The wrapper scripts (``data_prep/*.sh``, ``eval/*.sh``, ``slurm/*.sh``, ``scripts/demo.sh``) change
@@ -29,6 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 CALLER_ENV = "ASTROLLAMA_CALLER_CWD"
+
+# The repository this package runs from (an editable install of the checkout) and its design
+# folders: the one place that knows where they are.
+REPO_ROOT = Path(__file__).resolve().parents[2]  # <repo>/src/astrollama/paths.py
+RECIPES_DIR = REPO_ROOT / "recipes"
+DATA_PREP_DIR = REPO_ROOT / "data_prep"
+DATA_PREP_PROMPTS_DIR = DATA_PREP_DIR / "prompts"
+EVAL_DIR = REPO_ROOT / "eval"
+EVAL_PROMPTS_DIR = EVAL_DIR / "prompts"
 
 # option destinations whose value is an OUTPUT path: made absolute against the caller whether it
 # exists or not (an output usually does not exist yet)

@@ -46,9 +46,9 @@ from typing import Any
 
 from astrollama.config import ConfigError
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 from astrollama.targets import (
     OTHER_ROWS,
-    REPO,
     TARGETS,
     MergePart,
     SlurmResources,
@@ -163,7 +163,7 @@ class Plan:
     @property
     def base_model(self) -> str:
         """The model CPT starts from (a model reference such as ``smollm2-135m`` made local)."""
-        from astrollama.train.recipe import MODEL_REFERENCES, resolve_model
+        from astrollama.models import MODEL_REFERENCES, resolve_model
 
         name = str(self.recipe("cpt").model.name_or_path)
         return resolve_model(name) if name in MODEL_REFERENCES else name
@@ -382,12 +382,12 @@ def _stable_topo(order: list[str], deps: dict[str, list[str]]) -> list[str]:
 
 def shown(cmd: Sequence[str]) -> list[str]:
     """``cmd`` with paths inside the repository written relative to it (jobs run from its root)."""
-    return [c.replace(f"{REPO}{os.sep}", "") for c in cmd]
+    return [c.replace(f"{REPO_ROOT}{os.sep}", "") for c in cmd]
 
 
 def _abs(p: str | os.PathLike[str]) -> Path:
     p = Path(p)
-    return p if p.is_absolute() else REPO / p
+    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def _resources(r: SlurmResources, default_time: str) -> list[str]:
@@ -433,7 +433,7 @@ def _env() -> dict[str, str]:
 def run_stage(plan: Plan, stage: str) -> int:
     """Run one stage here (locally, or as the body of its Slurm job): skip it when complete, run its
     commands in order, then write its marker. Returns the exit code."""
-    from astrollama.data.stages import shard_from_env
+    from astrollama.data.shards import shard_from_env
     from astrollama.io import atomic_write_json
 
     st = plan.stages[stage]
@@ -450,7 +450,7 @@ def run_stage(plan: Plan, stage: str) -> int:
 
             rc = cli_main(cmd[1:])
         else:  # a training or merge script: a local run, even inside a job of another stage
-            rc = subprocess.run(cmd, cwd=REPO, env=_env()).returncode
+            rc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env()).returncode
         if rc != 0:
             print(
                 f"[reproduce] stage {stage} failed (exit {rc}); its dependents wait. "
@@ -591,7 +591,7 @@ def header(plan: Plan, mode: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``astrollama reproduce``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("target", help="reproduce/<name>.yaml, by name or path")

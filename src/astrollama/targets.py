@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from astrollama.config import ConfigError, read_mapping
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-TARGETS = REPO / "reproduce"
+TARGETS = REPO_ROOT / "reproduce"
 
 
 class TargetError(ConfigError):
@@ -93,8 +93,8 @@ def target_path(name: str) -> Path:
 
 def load_target(name: str) -> tuple[Target, Path]:
     path = target_path(name)
-    if not path.is_file() and not path.is_absolute() and (REPO / path).is_file():
-        path = REPO / path
+    if not path.is_file() and not path.is_absolute() and (REPO_ROOT / path).is_file():
+        path = REPO_ROOT / path
     if not path.exists() and path.parent == TARGETS:
         known = ", ".join(sorted(p.stem for p in TARGETS.glob("*.yaml")))
         raise TargetError(path, "(file)", f"no such target (known: {known})")

@@ -15,7 +15,7 @@ from astrollama.cli import main
 from astrollama.data.cli import build_parser
 from astrollama.data.config import SECTIONS, apply_config
 from astrollama.data.manifest import Manifest
-from astrollama.data.stages import shard_of
+from astrollama.data.shards import shard_of
 from tests.data.test_demo_chain import tree_hash
 from tests.data.test_slurm_cpu_stages import FIX, PAPERS
 

@@ -37,7 +37,8 @@ from astrollama.data.harvest_files import import_kaggle, import_rows
 from astrollama.data.harvest_rows import HarvestError, split_authors
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, ManifestError
-from astrollama.data.stages import StageAbort, shard_of
+from astrollama.data.runner import StageAbort
+from astrollama.data.shards import shard_of
 
 FIX = Path(__file__).parent / "fixtures"
 OAI = FIX / "oai"

@@ -22,14 +22,8 @@ from astrollama.data.manifest import (
     paper_path,
     parse_arxiv_id,
 )
-from astrollama.data.stages import (
-    Outcome,
-    SkipItem,
-    StageRunner,
-    shard_from_env,
-    shard_of,
-    write_outputs,
-)
+from astrollama.data.runner import Outcome, SkipItem, StageRunner, write_outputs
+from astrollama.data.shards import shard_from_env, shard_of
 
 ROWS = [
     {
@@ -299,7 +293,7 @@ def test_runner_resumes_after_kill_9_with_identical_output(tmp_path):
     script = (
         "import sys, time\n"
         "from astrollama.data.manifest import Manifest, paper_path\n"
-        "from astrollama.data.stages import StageRunner, write_outputs\n"
+        "from astrollama.data.runner import StageRunner, write_outputs\n"
         "root, delay = sys.argv[1], float(sys.argv[2])\n"
         "m = Manifest(root)\n"
         "def work(pid):\n"

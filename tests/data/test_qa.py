@@ -164,7 +164,7 @@ def test_vllm_path_batches_papers_with_explicit_limits_and_seeds(
 
 
 def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, repo_root: Path) -> None:
-    from astrollama.data.stages import shard_of
+    from astrollama.data.shards import shard_of
 
     ids = _root(tmp_path, 6)
     env = {

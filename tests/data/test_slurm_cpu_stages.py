@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from astrollama.data.manifest import Manifest
-from astrollama.data.stages import shard_of
+from astrollama.data.shards import shard_of
 
 FIX = Path(__file__).parent / "fixtures" / "aic"
 PAPERS = {

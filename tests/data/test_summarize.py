@@ -201,7 +201,7 @@ def test_slurm_script_runs_its_array_shard(tmp_path: Path, tiny_model: Path, rep
     import os
     import subprocess
 
-    from astrollama.data.stages import shard_of
+    from astrollama.data.shards import shard_of
 
     m = Manifest(tmp_path)
     ids = [f"2407.0000{i}" for i in range(1, 7)]

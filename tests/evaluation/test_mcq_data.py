@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from astrollama.evaluation.mcq import MCQInputError, load_questions, write_public_and_key
+from astrollama.benchmark import MCQInputError, load_questions, write_public_and_key
 
 SAMPLE = Path(__file__).resolve().parents[2] / "eval" / "data" / "astro_mcq_sample.jsonl"
 ROW = {"question": "Which planet is largest?", "A": "Mars", "B": "Jupiter", "C": "Venus", "D": "Mercury"}

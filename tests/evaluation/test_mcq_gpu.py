@@ -18,7 +18,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "eval" / "data" / "astro_mcq_samp
 
 
 def test_cuda_bf16_matches_cpu_fp32(tiny_model):
-    from astrollama.evaluation.mcq import load_questions, score_mcq
+    from astrollama.benchmark import load_questions
+    from astrollama.evaluation.mcq import score_mcq
 
     qs = load_questions(SAMPLE)
     cpu = score_mcq(tiny_model, qs, ScoringSettings(device="cpu", batch_size=8), progress=False)

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.evaluation.mcq import (
-    MCQInputError,
-    MCQResult,
-    bootstrap_ci,
-    load_questions,
-    score_mcq,
-    write_public_and_key,
-)
+from astrollama.benchmark import MCQInputError, load_questions, write_public_and_key
+from astrollama.evaluation.mcq import MCQResult, bootstrap_ci, score_mcq
 from astrollama.evaluation.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[2]

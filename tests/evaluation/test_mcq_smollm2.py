@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.evaluation.mcq import load_questions, score_mcq
+from astrollama.benchmark import load_questions
+from astrollama.evaluation.mcq import score_mcq
 from astrollama.evaluation.mcq.lmeval import run_lm_eval
 from astrollama.evaluation.mcq.prompts import PromptTemplate
 from astrollama.evaluation.settings import ScoringSettings

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq, write_public_and_key
+from astrollama.benchmark import MCQInputError, load_questions, write_public_and_key
+from astrollama.evaluation.mcq import score_mcq
 from astrollama.evaluation.mcq.submission import check_submission
 from astrollama.evaluation.settings import ScoringSettings
 

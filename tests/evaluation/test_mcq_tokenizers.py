@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
+from astrollama.benchmark import MCQInputError, load_questions
+from astrollama.evaluation.mcq import score_mcq
 from astrollama.evaluation.mcq.prompts import PromptTemplate, encode_prompts, parse_answer
 from astrollama.evaluation.settings import ScoringSettings
 

@@ -281,7 +281,7 @@ def test_eval_refuses_hostile_input(case, tmp_path, refuse):
 
 def test_shuffled_key_with_index_is_matched_by_id(tmp_path):
     """The key's index column decides which question an answer belongs to, never the row order."""
-    from astrollama.evaluation.mcq.data import load_questions
+    from astrollama.benchmark import load_questions
 
     q = _parquet(tmp_path / "q.parquet", ROWS)
     rows = [{"index": i, "correct": a} for i, a in enumerate(ANSWERS)]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from astrollama.train.recipe import RESERVED_TRAINER_KEYS, Recipe, RecipeError, load_recipe, resolve_model
+from astrollama.models import resolve_model
+from astrollama.train.recipe import RESERVED_TRAINER_KEYS, Recipe, RecipeError, load_recipe
 
 BASE = """
 reproduces: test

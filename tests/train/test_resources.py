@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from astrollama.cli import main
+from astrollama.models import resolve_tokenizer
 from astrollama.train.launch import stage_python
 from astrollama.train.planner import plan
-from astrollama.train.recipe import load_recipe, resolve_tokenizer
+from astrollama.train.recipe import load_recipe
 from astrollama.train.resources import require_gpus, slurm_request, visible_gpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +178,7 @@ def test_tokenizer_resolution_is_offline_first_and_never_loops(tiny_model, monke
         resolve_tokenizer("meta-llama/Meta-Llama-3-8B")
     # online but the hub cannot be reached: one attempt, a one-line error at once (no retry loop)
     script = (
-        "import time, sys; from astrollama.train.recipe import resolve_tokenizer\n"
+        "import time, sys; from astrollama.models import resolve_tokenizer\n"
         "t = time.time()\n"
         "try:\n    resolve_tokenizer('meta-llama/Meta-Llama-3-8B')\nexcept ValueError as e:\n"
         "    print(round(time.time() - t, 1), e)\n"

@@ -451,7 +451,7 @@ def register(sub: Any) -> None:
     """``astrollama data build``."""
     import argparse
 
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     d = BuildConfig()
     p = sub.add_parser(
@@ -545,7 +545,7 @@ def _cli(a: Any) -> int:
             if v not in VARIANTS:
                 raise BuildError(f"{flag}: unknown variant {v!r}; one of {', '.join(VARIANTS)}")
     claim_dir(a.out, OWNER, legacy=(_legacy_root,))  # someone else's directory: refused before any work
-    from astrollama.train.recipe import resolve_tokenizer
+    from astrollama.models import resolve_tokenizer
 
     try:  # a local directory or the Hugging Face cache first; the hub at most once
         tokenizer_dir = resolve_tokenizer(a.tokenizer)

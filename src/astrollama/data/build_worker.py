@@ -19,7 +19,7 @@ from astrollama.data.build_config import BuildConfig
 from astrollama.data.build_inputs import Doc
 from astrollama.data.decontam import Benchmark, BuildError
 from astrollama.data.dedup import MinHasher, ngram_hashes, normalised_words, word_hashes
-from astrollama.data.stages import PoolWatch
+from astrollama.data.runner import PoolWatch
 
 # ------------------------------------------------------------------------------------- cleaning
 

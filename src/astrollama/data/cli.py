@@ -1,7 +1,7 @@
 """``astrollama data ...``: every data-prep stage registers its own sub-command.
 
 Each module in :data:`MODULES` exposes ``register(subparsers)`` (the one pattern of every group,
-:func:`astrollama.cli.build_group`): it adds its parser(s) and sets ``func`` (a callable
+:func:`astrollama.cli_args.build_group`): it adds its parser(s) and sets ``func`` (a callable
 ``(argparse.Namespace) -> int``) with ``set_defaults``. Modules import heavy dependencies (torch,
 transformers, vLLM) inside their functions so that ``astrollama data --help`` stays fast.
 
@@ -9,14 +9,14 @@ Errors follow the one policy of :mod:`astrollama.errors` (printed by ``astrollam
 bad input (a bad option value, a missing or malformed file, no manifest) is one line
 ``<file>: <field>: <problem>`` and exit 2; a failing machine or server (disk full, I/O error, a
 killed worker, HTTP give-ups) is one line naming the path or URL and exit 1 (retry: the rerun
-resumes). Numeric options are range-checked at parse time with :func:`astrollama.cli.number`.
+resumes). Numeric options are range-checked at parse time with :func:`astrollama.cli_args.number`.
 """
 
 from __future__ import annotations
 
 import sys
 
-from astrollama.cli import build_group, run_group
+from astrollama.cli_args import build_group, run_group
 from astrollama.errors import EnvironmentFault, InputError
 
 MODULES = (
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from astrollama.data.config import apply_config
     from astrollama.data.harvest_rows import HarvestError
     from astrollama.data.http import HttpError
-    from astrollama.data.stages import StageAbort
+    from astrollama.data.runner import StageAbort
 
     try:
         parser = build_parser()
@@ -63,9 +63,3 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (HarvestError, HttpError, StageAbort) as exc:  # the server, not the input: retry later
         raise EnvironmentFault(str(exc)) from exc
-
-
-if __name__ == "__main__":
-    from astrollama.cli import main as _main
-
-    raise SystemExit(_main(["data", *sys.argv[1:]]))

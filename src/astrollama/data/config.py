@@ -34,6 +34,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from astrollama.cli_args import subparsers
 from astrollama.config import (
     ConfigError,
     config_file,
@@ -41,7 +42,6 @@ from astrollama.config import (
     read_mapping,
     scalar,
     section_tokens,
-    subparsers,
 )
 
 # the config's sections: the data commands that read one (``harvest`` holds one sub-command)

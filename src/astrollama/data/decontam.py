@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astrollama.benchmark import MCQInputError, load_questions
 from astrollama.data.dedup import ngram_hashes, normalised_words, word_hashes
 from astrollama.errors import InputError
-from astrollama.evaluation.mcq.data import MCQInputError, load_questions
 
 
 class BuildError(InputError):
@@ -25,7 +25,7 @@ class BuildError(InputError):
 def load_benchmark_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
     """(question, options A-D) of each row of the benchmark MCQ file.
 
-    The file is read by the scoring reader (``astrollama.evaluation.mcq.data.load_questions``:
+    The file is read by the scoring reader (``astrollama.benchmark.load_questions``:
     .parquet / .jsonl / .csv with ``question`` and ``A``..``D``), so decontamination and scoring
     read one file the same way.
     """

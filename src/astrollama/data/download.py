@@ -1,6 +1,6 @@
 """PDFs and LaTeX sources for the papers in the manifest, from arxiv.org or a local bulk mirror.
 
-Two stages, each a sharded :class:`~astrollama.data.stages.StageRunner`:
+Two stages, each a sharded :class:`~astrollama.data.runner.StageRunner`:
 
 * ``download_pdf`` -> ``<root>/pdf/<yymm>/<ns_id>.pdf`` (output ``pdf``); the bytes must start with
   ``%PDF-`` and carry ``%%EOF`` near the end (an HTML error page or a truncated file is a failure);
@@ -35,14 +35,8 @@ from typing import IO
 
 from astrollama.data.http import HttpClient, HttpError
 from astrollama.data.manifest import Manifest, namespaced, paper_path, yymm
-from astrollama.data.stages import (
-    Outcome,
-    ShardStats,
-    StageAbort,
-    StageRunner,
-    add_shard_args,
-    shard_from_env,
-)
+from astrollama.data.runner import Outcome, ShardStats, StageAbort, StageRunner, add_shard_args
+from astrollama.data.shards import shard_from_env
 from astrollama.errors import InputError
 from astrollama.io import atomic_dir, atomic_write_bytes
 
@@ -399,7 +393,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="render PDFs from paper JSON files in this directory instead of "
         "fetching (the bundled demo papers; as `make-pdfs --root`)",
     )
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p.add_argument(
         "--delay",

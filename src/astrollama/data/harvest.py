@@ -365,7 +365,7 @@ def lookup(
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data harvest {oai,kaggle,json,lookup}``."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p = sub.add_parser("harvest", help="astro-ph metadata into the manifest (OAI-PMH, Kaggle, API, JSON)")
     hsub = p.add_subparsers(dest="harvest_cmd", required=True)
@@ -419,7 +419,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _http_args(p: argparse.ArgumentParser, delay: float) -> None:
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p.add_argument(
         "--delay", type=number(min=0), default=delay, help=f"seconds between requests (default {delay})"

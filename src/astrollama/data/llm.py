@@ -23,8 +23,6 @@ from astrollama.errors import InputError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 class SummaryError(InputError):
     """A paper that cannot be summarised (empty after dropping back matter, prompt too long...);
@@ -270,7 +268,7 @@ def make_backend(name: str, model: str | os.PathLike[str], **kw: Any) -> Backend
 def add_backend_args(p: Any, model_help: str) -> None:
     """The model and generation options of every stage that writes with :func:`make_backend`
     (summarize, qa), read back by :func:`backend_from_args`."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     p.add_argument("--model", required=True, help=model_help)
@@ -303,6 +301,6 @@ def backend_from_args(a: Any) -> Backend:
         )
     else:
         kw.update(max_model_len=a.max_model_len, device=a.device)
-    from astrollama.train.recipe import resolve_model
+    from astrollama.models import resolve_model
 
     return make_backend(a.backend, resolve_model(a.model), **kw)

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from astrollama.data.shards import default_shard
 from astrollama.errors import InputError
 from astrollama.io import atomic_path, check_writable, claim_dir, claim_file, read_jsonl
 
@@ -498,7 +499,7 @@ class Manifest:
         a file-system path and is made relative; a relative string is taken as already relative
         to the data root.
 
-        ``shard`` defaults to the job-array task (see ``stages.default_shard``). Extra keyword
+        ``shard`` defaults to the job-array task (see ``shards.default_shard``). Extra keyword
         arguments are stored in ``attrs`` (must be JSON-serialisable).
         """
         rec = self._make_record(stage, paper_id, status, error, shard, outputs, attrs)
@@ -528,8 +529,6 @@ class Manifest:
 
     def _make_record(self, stage, paper_id, status, error, shard, outputs, attrs) -> StatusRecord:
         if shard is None:
-            from astrollama.data.stages import default_shard  # stages imports this module
-
             shard = default_shard()
         _check_name("stage", stage)
         if status not in STATUSES:

@@ -30,15 +30,15 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field_validator
 
-from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, subparsers, yaml_load
+from astrollama.cli_args import subparsers
+from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
 STAGE_SCRIPT = "slurm/stage.sh"
 
 # every stage a pipeline config can hold, in pipeline order
@@ -155,7 +155,7 @@ def _field_type(action: argparse.Action) -> Any:
 
 
 def _number_kind(tp: Any) -> type:
-    """int or float: the ``kind`` of an :func:`astrollama.cli.number` type."""
+    """int or float: the ``kind`` of an :func:`astrollama.cli_args.number` type."""
     import inspect
 
     return inspect.getclosurevars(tp).nonlocals.get("kind", float)
@@ -388,8 +388,10 @@ def select(
 
 def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
     """Run ``stages`` in order in this process; a failing stage stops the chain (its exit code)."""
-    from astrollama.cli import main
+    from astrollama.cli_args import guarded
+    from astrollama.data.cli import main
     from astrollama.data.manifest import Manifest
+    from astrollama.paths import from_caller
 
     for i, stage in enumerate(stages, 1):
         argv = p.argv(stage)
@@ -400,7 +402,8 @@ def run_local(p: Pipeline, stages: Sequence[str], log: Any = print) -> None:
                 f"(astrollama data run {p.file} --from harvest)"
             )
         log(f"[data run {i}/{len(stages)}] {stage}: astrollama {shlex.join(argv)}")
-        rc = main(argv)
+        # the one exit policy, as ``astrollama data ...`` typed by the user would get it
+        rc = guarded("data", lambda argv=argv: main(from_caller(argv[1:], _data_parser())))
         if rc != 0:
             maker = MADE_BY.get(stage)
             resume = f"astrollama data run {p.file} --from {stage}"
@@ -461,7 +464,7 @@ def submit(
 
 def sbatch(cmd: Sequence[str], stage: str) -> str:
     """Run one ``sbatch --parsable`` line; return the job id."""
-    r = subprocess.run(list(cmd), cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(list(cmd), cwd=REPO_ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         raise OSError(f"sbatch failed for stage {stage}: {r.stderr.strip() or r.stdout.strip()}")
     job = r.stdout.strip().split(";")[0]

@@ -45,7 +45,6 @@ from typing import Any
 from astrollama import killpoint
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.llm import (
-    REPO_ROOT,
     Backend,
     add_backend_args,
     backend_from_args,
@@ -56,11 +55,12 @@ from astrollama.data.manifest import paper_path
 from astrollama.errors import InputError
 from astrollama.io import atomic_write_json
 from astrollama.lmflow_data import check_conversation
+from astrollama.paths import DATA_PREP_PROMPTS_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 STAGE = "qa"
-DEFAULT_PROMPT = REPO_ROOT / "data_prep" / "prompts" / "qa.yaml"
+DEFAULT_PROMPT = DATA_PREP_PROMPTS_DIR / "qa.yaml"
 SOURCES = ("aic", "summary")
 REASONS = (
     "parse",
@@ -518,7 +518,7 @@ def run_qa(
 
     from astrollama.data.decontam import Benchmark
     from astrollama.data.manifest import Manifest
-    from astrollama.data.stages import StageRunner
+    from astrollama.data.runner import StageRunner
 
     cfg = config or QAConfig()
     cfg.check()
@@ -625,8 +625,8 @@ def register(sub: Any) -> None:
     """``astrollama data qa``."""
     import argparse
 
-    from astrollama.cli import number, seed_arg
-    from astrollama.data.stages import add_shard_args
+    from astrollama.cli_args import number, seed_arg
+    from astrollama.data.runner import add_shard_args
 
     d = QAConfig()
     p = sub.add_parser(

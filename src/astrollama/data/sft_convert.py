@@ -468,7 +468,7 @@ def register(sub: Any) -> None:
     """``astrollama data sft-convert``."""
     import argparse
 
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
 
     d = ConvertConfig()
     p = sub.add_parser(

@@ -43,7 +43,6 @@ from astrollama import killpoint
 from astrollama.data.aic.markdown import _md_headings
 from astrollama.data.aic.rules import clean_nougat_markers
 from astrollama.data.llm import (
-    REPO_ROOT,
     Backend,
     SummaryError,
     add_backend_args,
@@ -54,10 +53,11 @@ from astrollama.data.llm import (
 from astrollama.data.manifest import paper_path
 from astrollama.io import atomic_write_json, atomic_write_text
 from astrollama.paper import RECIPES
+from astrollama.paths import DATA_PREP_PROMPTS_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROMPT = REPO_ROOT / "data_prep" / "prompts" / "summarize_sections.yaml"
+DEFAULT_PROMPT = DATA_PREP_PROMPTS_DIR / "summarize_sections.yaml"
 _DROP_FROM = {"references", "appendix"}  # everything from here on is dropped
 _DROP_ONLY = {"acknowledgments", "backmatter", "keywords"}
 
@@ -496,7 +496,7 @@ def run_summary(
     shard stats.
     """
     from astrollama.data.manifest import Manifest
-    from astrollama.data.stages import StageRunner
+    from astrollama.data.runner import StageRunner
 
     m = Manifest(root)
     runner = StageRunner(
@@ -543,8 +543,8 @@ def register(sub: Any) -> None:
     """``astrollama data summarize``."""
     import argparse
 
-    from astrollama.cli import number, seed_arg
-    from astrollama.data.stages import add_shard_args
+    from astrollama.cli_args import number, seed_arg
+    from astrollama.data.runner import add_shard_args
 
     p = sub.add_parser(
         "summarize",

@@ -38,10 +38,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from astrollama.io import atomic_write_json
+from astrollama.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_WORKDIR = REPO / "work" / "demo"
-TARGET = REPO / "reproduce" / "demo.yaml"
+DEFAULT_WORKDIR = REPO_ROOT / "work" / "demo"
+TARGET = REPO_ROOT / "reproduce" / "demo.yaml"
 
 
 OWNER = "demo"
@@ -137,7 +137,7 @@ def run(
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``astrollama demo``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama demo", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="work files (default: work/demo)")

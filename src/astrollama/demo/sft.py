@@ -37,14 +37,14 @@ from astrollama.data.build_config import BuildConfig
 from astrollama.data.decontam import Benchmark
 from astrollama.data.dedup import normalised_words, word_hashes
 from astrollama.data.split import assign_split
-from astrollama.demo import REPO
 from astrollama.errors import InputError
 from astrollama.io import atomic_dir, atomic_write_json
 from astrollama.lmflow_data import CONVERSATION, ShardWriter, summarize_dataset
+from astrollama.paths import REPO_ROOT
 
-PAPERS_DIR = REPO / "data" / "demo" / "papers"
-MCQ_SAMPLE = REPO / "eval" / "data" / "astro_mcq_sample.jsonl"
-TEMPLATES = REPO / "data" / "demo" / "sft" / "templates.json"
+PAPERS_DIR = REPO_ROOT / "data" / "demo" / "papers"
+MCQ_SAMPLE = REPO_ROOT / "eval" / "data" / "astro_mcq_sample.jsonl"
+TEMPLATES = REPO_ROOT / "data" / "demo" / "sft" / "templates.json"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 
 
@@ -260,7 +260,7 @@ def _report(stats: dict[str, Any], out: Path) -> None:
 def register(sub: Any) -> None:
     """``astrollama data demo-sft``: the demo's SFT conversations (the ``demo-sft`` stage of
     ``data_prep/demo.yaml``)."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
 
     p = sub.add_parser(
         "demo-sft",
@@ -269,7 +269,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="output directory (gets train/, validation/, stats.json)")
     p.add_argument(
-        "--mcq", default=str(MCQ_SAMPLE.relative_to(REPO)), help="questions to decontaminate against"
+        "--mcq", default=str(MCQ_SAMPLE.relative_to(REPO_ROOT)), help="questions to decontaminate against"
     )
     p.add_argument("--seed", type=number(int, min=0), default=0)
     p.set_defaults(func=_cli)

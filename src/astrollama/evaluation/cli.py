@@ -1,7 +1,7 @@
 """``astrollama eval <command>``: the evaluation sub-commands.
 
 Each module in :data:`MODULES` exposes ``register(subparsers)`` (the one pattern of every group,
-:func:`astrollama.cli.build_group`): it adds its parser with ``subparsers.add_parser(NAME, ...)``
+:func:`astrollama.cli_args.build_group`): it adds its parser with ``subparsers.add_parser(NAME, ...)``
 and ``parser.set_defaults(func=run)``, where ``run(args: argparse.Namespace) -> int``; heavy
 libraries (torch, transformers) are imported inside ``run``. Bad input raises
 ``astrollama.evaluation.common.EvalInputError`` (an ``astrollama.errors.InputError``);
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from astrollama.cli import build_group, run_group
+from astrollama.cli_args import build_group, run_group
 
 MODULES = (
     "astrollama.evaluation.mcq.cli",  # mcq
@@ -43,9 +43,3 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     return run_group(parser, apply_config(parser, list(sys.argv[1:] if argv is None else argv)))
-
-
-if __name__ == "__main__":
-    from astrollama.cli import main as astrollama_main
-
-    raise SystemExit(astrollama_main(["eval", *sys.argv[1:]]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from astrollama.errors import InputError
@@ -51,21 +50,6 @@ def load_texts(path: str | os.PathLike[str], *, max_docs: int | None = None) -> 
         if not d.strip():
             raise EvalInputError(f"{p}: document {i} is empty")
     return docs[:max_docs] if max_docs else docs
-
-
-def utf8_lines(path: Path, error: type[EvalInputError] = EvalInputError) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file; a line that does not decode raises ``error`` (one line)."""
-    from astrollama.untrusted import LIMITS, open_regular
-
-    fh, _ = open_regular(path, "table", error=error)
-    with fh:
-        for lineno, raw in enumerate(iter(lambda: fh.readline(LIMITS["record"] + 1), b""), 1):
-            if len(raw) > LIMITS["record"]:
-                raise error(f"{path}: line {lineno}: longer than the limit for one record")
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise error(f"{path}: line {lineno}: not UTF-8 text (byte {e.start} of the line)") from None
 
 
 def _read_jsonl_texts(p: Path) -> list[str]:

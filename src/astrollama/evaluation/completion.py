@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from astrollama.cli import number, seed_arg
+from astrollama.cli_args import number, seed_arg
 from astrollama.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def read_prompt(path: str | os.PathLike[str]) -> str:
 
 def bundled_prompt_file() -> Path:
     """``eval/prompts/completion.txt`` of this repository."""
-    return Path(__file__).resolve().parents[3] / DEFAULT_PROMPT_FILE
+    from astrollama.paths import REPO_ROOT
+
+    return REPO_ROOT / DEFAULT_PROMPT_FILE
 
 
 def sample_completion(

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import argparse
 
-from astrollama.config import ConfigError, config_file, get_section, read_mapping, section_tokens, subparsers
+from astrollama.cli_args import subparsers
+from astrollama.config import ConfigError, config_file, get_section, read_mapping, section_tokens
 from astrollama.evaluation.common import EvalInputError
 
 
@@ -70,13 +71,32 @@ def config_tokens(parser: argparse.ArgumentParser, file: str, command: str) -> l
     return out
 
 
+def models_config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
+    """``eval models``' options from a config's ``model`` and ``embed`` sections (the whole config
+    checked first, as every eval command checks it); per-model keys are refused."""
+    from astrollama.evaluation.pool import PER_MODEL
+
+    config_tokens(parser, file, "model")  # the whole file, against every command's options
+    data = load_config(file)
+    models = subparsers(parser)["models"]
+    model = get_section(data, "model", file)
+    for key in model:
+        if key in PER_MODEL:
+            raise EvalConfigError(
+                file, f"model.{key}", "per model in `eval models`: give it after its --model"
+            )
+    embed = get_section(data, "embed", file)
+    return [
+        *section_tokens(model, models, file, "model"),
+        *section_tokens({f"embed_{k}": v for k, v in embed.items()}, models, file, "embed"),
+    ]
+
+
 def apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``argv`` with the options of ``--config FILE`` inserted after the command (flags win)."""
     file = config_file(argv, EvalInputError)
     if file is not None and argv and argv[0] == "models":  # reads 'model' and 'embed'
-        from astrollama.evaluation import pool
-
-        return [argv[0], *pool.config_tokens(parser, file), *argv[1:]]
+        return [argv[0], *models_config_tokens(parser, file), *argv[1:]]
     if file is None or not argv or argv[0] not in SECTIONS:
         return argv
     return [argv[0], *config_tokens(parser, file, argv[0]), *argv[1:]]

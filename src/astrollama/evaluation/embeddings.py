@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrollama.cli import number
+from astrollama.cli_args import number
 from astrollama.io import Legacy, atomic_path, atomic_write_json, claim_dir, owned_dir
 
 log = logging.getLogger(__name__)

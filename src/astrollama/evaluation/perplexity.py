@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from astrollama.cli import MAX_TOKENS, number
+from astrollama.cli_args import MAX_TOKENS, number
 from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import atomic_write_json
 

@@ -226,32 +226,10 @@ class _PerModel(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def config_tokens(parser: argparse.ArgumentParser, file: str) -> list[str]:
-    """``eval models``' options from a config's ``model`` and ``embed`` sections (the whole config
-    checked first, as every eval command checks it); per-model keys are refused."""
-    from astrollama.config import get_section, section_tokens, subparsers
-    from astrollama.evaluation import config as cfg
-
-    cfg.config_tokens(parser, file, "model")  # the whole file, against every command's options
-    data = cfg.load_config(file)
-    models = subparsers(parser)["models"]
-    model = get_section(data, "model", file)
-    for key in model:
-        if key in PER_MODEL:
-            raise cfg.EvalConfigError(
-                file, f"model.{key}", "per model in `eval models`: give it after its --model"
-            )
-    embed = get_section(data, "embed", file)
-    return [
-        *section_tokens(model, models, file, "model"),
-        *section_tokens({f"embed_{k}": v for k, v in embed.items()}, models, file, "embed"),
-    ]
-
-
 def register(subparsers) -> None:
     """``astrollama eval models``: `eval model` of several checkpoints + `eval embed` over them,
     each model loaded once."""
-    from astrollama.cli import number
+    from astrollama.cli_args import number
     from astrollama.evaluation.results import ROLES, SCALES
     from astrollama.evaluation.suite import add_scoring_options
 
@@ -324,10 +302,10 @@ def _jobs(args) -> list[ModelJob]:
 
 
 def _run(args) -> int:
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation import embeddings, suite
     from astrollama.evaluation.common import EvalInputError, check_device, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, read_prompt
-    from astrollama.evaluation.mcq import load_questions
     from astrollama.evaluation.results import check_meta
     from astrollama.io import claim_dir
     from astrollama.untrusted import check_model_dir

@@ -17,7 +17,8 @@ import os
 import time
 from pathlib import Path
 
-from astrollama.cli import MAX_TOKENS, number, seed_arg
+from astrollama.benchmark import load_questions
+from astrollama.cli_args import MAX_TOKENS, number, seed_arg
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.results import ROLES, SCALES, check_meta
 from astrollama.evaluation.settings import ScoringSettings
@@ -93,7 +94,7 @@ def _evaluate_into(
     paper_model and stage (``meta.json``)."""
     from astrollama.evaluation.common import load_causal_lm, load_texts
     from astrollama.evaluation.completion import bundled_prompt_file, completion_report, read_prompt
-    from astrollama.evaluation.mcq import load_questions, score_mcq
+    from astrollama.evaluation.mcq import score_mcq
     from astrollama.evaluation.perplexity import perplexity_report
 
     check_meta(

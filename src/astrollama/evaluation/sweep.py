@@ -30,7 +30,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.cli import MAX_TOKENS, number
+from astrollama.benchmark import load_questions
+from astrollama.cli_args import MAX_TOKENS, number
 from astrollama.evaluation.mcq.cli import add_letter_token_option
 from astrollama.evaluation.settings import ScoringSettings
 from astrollama.io import Legacy, atomic_write_json, atomic_write_text, claim_dir, save_png
@@ -193,7 +194,6 @@ def sweep(
     ``settings``: the questions (and key), the held-out set, ``base`` (scored as step 0 and the
     LoRA base), the perplexity windows, batch, dtype, device, MCQ ``method`` and ``letter_token``."""
     from astrollama.evaluation.common import EvalInputError, load_texts
-    from astrollama.evaluation.mcq import load_questions
 
     s = settings
     out_dir = Path(out) if out else Path(run_dir) / "eval" / "sweep"

@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
 
     p.add_argument("--docs", type=number(int, min=1), default=20000)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, load_questions
+from astrollama.benchmark import LETTERS, MCQInputError, load_questions
 from astrollama.evaluation.mcq.lmeval import run_lm_eval
 from astrollama.evaluation.mcq.prompts import PROMPT_NAMES
 from astrollama.evaluation.mcq.score import score_mcq

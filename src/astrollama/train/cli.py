@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from astrollama.cli import build_group, run_group
+from astrollama.cli_args import build_group, run_group
 from astrollama.errors import InputError
+from astrollama.paths import REPO_ROOT
 from astrollama.train.recipe import MAX_NODES, RecipeError, load_recipe
 
 log = logging.getLogger("astrollama.train")
@@ -143,7 +143,7 @@ def _launch(a: argparse.Namespace) -> int:
         rdzv = rendezvous_id(job, int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
     else:
         rdzv = rendezvous_id("<SLURM_JOB_ID>", "<SLURM_RESTART_COUNT>")
-    repo = Path.cwd() if (Path.cwd() / "slurm" / "cpt.sh").is_file() else Path(__file__).resolve().parents[3]
+    repo = Path.cwd() if (Path.cwd() / "slurm" / "cpt.sh").is_file() else REPO_ROOT
     python, why = stage_python(repo)
     plan = build_launch(
         recipe,
@@ -175,7 +175,7 @@ def _launch(a: argparse.Namespace) -> int:
 # plan (compute planner)
 # ----------------------------------------------------------------------------------------------
 def _add_plan(p: argparse.ArgumentParser) -> None:
-    from astrollama.cli import number
+    from astrollama.cli_args import number
     from astrollama.train.planner import GPUS
 
     p.add_argument("recipe")
@@ -236,9 +236,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; InputError propagates to ``astrollama.cli.main`` (one line, exit 2)."""
     return run_group(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    from astrollama.cli import main as astrollama_main
-
-    raise SystemExit(astrollama_main(["train", *sys.argv[1:]]))

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from astrollama.lmflow_data import CONVERSATION, LMFlowDataError, summarize_dataset
+from astrollama.models import MODEL_REFERENCES
 from astrollama.train import deepspeed
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.lmflow import LMFLOW_COMMIT, finetune_args
 from astrollama.train.recipe import (
     MAX_GPUS_PER_NODE,
     MAX_NODES,
-    MODEL_REFERENCES,
     Recipe,
     RecipeError,
     check_template,

@@ -31,8 +31,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from astrollama.models import resolve_model
 from astrollama.train.batch import BatchPlan
-from astrollama.train.recipe import Recipe, resolve_model
+from astrollama.train.recipe import Recipe
 
 __all__ = ["LMFLOW_COMMIT", "MODEL_DATA_FLAGS", "finetune_args", "flag_value"]
 

@@ -35,15 +35,17 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError
 
+from astrollama.models import resolve_model
+from astrollama.paths import REPO_ROOT
+from astrollama.provenance import PipFreeze, environment, git_info
 from astrollama.train.recipe import (
     PathValue,
     RecipeError,
-    _absolute,
-    _apply_override,
-    _load_chain,
-    _pydantic_error,
-    _Strict,
-    resolve_model,
+    StrictModel,
+    absolute_path,
+    apply_override,
+    load_chain,
+    pydantic_error,
 )
 from astrollama.untrusted import read_json, read_text
 
@@ -71,7 +73,7 @@ def is_merge_recipe(path: str | os.PathLike[str]) -> bool:
     return Path(path).name.endswith(MERGE_RECIPE_SUFFIX)
 
 
-class MergeModel(_Strict):
+class MergeModel(StrictModel):
     """One input checkpoint: a local directory (or a model reference such as ``smollm2-135m``)."""
 
     path: str = Field(min_length=1)
@@ -79,7 +81,7 @@ class MergeModel(_Strict):
     density: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
-class MergeRecipe(_Strict):
+class MergeRecipe(StrictModel):
     path: PathValue
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
     reproduces: str = Field(min_length=1)
@@ -102,16 +104,16 @@ def load_merge_recipe(
     """Load, override and validate a merge recipe. Raises :class:`RecipeError` (one line)."""
     path = Path(path)
     file = str(path)
-    data = _load_chain(path)
+    data = load_chain(path)
     for ov in overrides:
-        _apply_override(data, ov, file)
+        apply_override(data, ov, file)
     data.setdefault("name", path.stem)
     data.setdefault("output_dir", f"runs/{data['name']}")
     data["path"] = str(path.resolve())
     try:
         recipe = MergeRecipe.model_validate(data)
     except ValidationError as e:
-        raise _pydantic_error(e, file, MergeRecipe) from None
+        raise pydantic_error(e, file, MergeRecipe) from None
     for key in recipe.models:
         if not key.isidentifier():
             raise RecipeError(file, f"models.{key}", "a model's key must be a name (letters, digits, _)")
@@ -150,7 +152,7 @@ def load_merge_recipe(
             "tokenizer_from",
             f"must be one of the models' keys ({', '.join(recipe.models)}), got {recipe.tokenizer_from!r}",
         )
-    recipe.output_dir = _absolute(recipe.output_dir)
+    recipe.output_dir = absolute_path(recipe.output_dir)
     recipe._file = file
     return recipe
 
@@ -317,7 +319,6 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
     from mergekit.options import MergeOptions
 
     from astrollama.io import atomic_dir, atomic_write_text, claim_dir
-    from astrollama.train.run import _environment, _git_info, _PipFreeze
 
     file = recipe._file or str(recipe.path)
     final = Path(recipe.output_dir)
@@ -345,7 +346,7 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
             )
         log.info("already merged: %s holds this merge of the same inputs; nothing to do", final)
         return final
-    freeze = _PipFreeze()  # runs in the background during the merge
+    freeze = PipFreeze()  # runs in the background during the merge
     started = time.time()
     options = MergeOptions(
         random_seed=recipe.seed, device="cpu", copy_tokenizer=True, quiet=not progress, write_model_card=True
@@ -363,10 +364,8 @@ def merge(recipe: MergeRecipe, argv: list[str] | None = None, *, progress: bool 
         resolved = recipe.resolved_dict()
         atomic_write_text(prov / "recipe.json", json.dumps(resolved, indent=2) + "\n")
         atomic_write_text(prov / "mergekit.yaml", mk_yaml)
-        atomic_write_text(
-            prov / "git.json", json.dumps(_git_info(Path(__file__).resolve().parents[3]), indent=2) + "\n"
-        )
-        atomic_write_text(prov / "environment.json", json.dumps(_environment(), indent=2) + "\n")
+        atomic_write_text(prov / "git.json", json.dumps(git_info(REPO_ROOT), indent=2) + "\n")
+        atomic_write_text(prov / "environment.json", json.dumps(environment(), indent=2) + "\n")
         atomic_write_text(prov / "pip-freeze.txt", freeze.text())
         atomic_write_text(
             prov / "merge.json",
@@ -452,7 +451,7 @@ def _dist_version(name: str) -> str | None:
 
 def build_parser():
     """The parser of ``astrollama merge``."""
-    from astrollama.cli import CommandParser
+    from astrollama.cli_args import CommandParser
 
     p = CommandParser(prog="astrollama merge", description=__doc__.splitlines()[0])
     p.add_argument("recipe", help="a merge recipe (recipes/*-merge.yaml)")

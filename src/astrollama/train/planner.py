@@ -38,14 +38,13 @@ from typing import Any
 from astrollama import paper
 from astrollama.errors import InputError, is_environment_error
 from astrollama.lmflow_data import LMFlowDataError, dataset_files, summarize_dataset
+from astrollama.models import resolve_model, resolve_tokenizer
 from astrollama.train.batch import BatchPlan, plan_batch
 from astrollama.train.recipe import (
     MAX_GPUS_PER_NODE,
     MAX_NODES,
     Recipe,
     RecipeError,
-    resolve_model,
-    resolve_tokenizer,
 )
 
 log = logging.getLogger(__name__)
@@ -356,6 +355,26 @@ class PlanReport:
         return "\n".join(lines)
 
 
+def published_tokens(recipe: Recipe) -> tuple[float, str] | None:
+    """Trained tokens per epoch estimated from the published corpus of the row the recipe
+    reproduces (``n_tokens``, else ``n_papers`` x block size when packing is off: one sequence per
+    paper), or None."""
+    from astrollama import paper
+
+    keys = [k for k in paper.RECIPES if recipe.name.startswith(k)]
+    if not keys:
+        return None
+    card = paper.RECIPES[max(keys, key=len)]
+    if "n_tokens" in card:
+        return float(card["n_tokens"].value), f"published corpus: {card['n_tokens'].cite()}"
+    # the AIC and summary rows share the corpus of papers (the card reports the summaries' count)
+    papers = card.get("n_papers") or paper.RECIPES.get("astrollama-3-8b-base_summary", {}).get("n_papers")
+    if papers is not None and not recipe.data.packing:
+        block = recipe.data.block_size
+        return float(papers.value) * block, f"{papers.value:,} papers x {block} tokens ({papers.cite()})"
+    return None
+
+
 def plan(
     recipe: Recipe,
     *,
@@ -460,9 +479,7 @@ def _token_count(
         return TokenCount(0, 0, seqs, int(tokens)), f"{tokens:.3g} trained tokens per epoch (given)"
     elif dataset is None and not Path(recipe.data.dataset_path).exists():
         # before the corpus exists: the published corpus size of the row, and say so
-        from astrollama.train.resources import _published_tokens
-
-        est = _published_tokens(recipe)
+        est = published_tokens(recipe)
         if est is None:
             raise RecipeError(
                 recipe.path,

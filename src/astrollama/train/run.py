@@ -46,22 +46,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from astrollama.io import atomic_dir, claim_dir, file_lock
+from astrollama.paths import REPO_ROOT
+from astrollama.provenance import PipFreeze, environment, git_info
 
 log = logging.getLogger("astrollama.train.run")
-
-_ENV_PREFIXES = (
-    "SLURM_",
-    "CUDA_",
-    "NCCL_",
-    "TORCH",
-    "OMP_",
-    "HF_",
-    "TRANSFORMERS_",
-    "ASTROLLAMA_",
-    "MASTER_",
-    "PYTHON",
-)
-_ENV_NAMES = ("HOSTNAME", "PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH")
 
 
 @dataclass(frozen=True)
@@ -119,59 +107,6 @@ def detect_allocation(cpu_procs_per_node: int, *, use_cpu: bool = False) -> Allo
 # ----------------------------------------------------------------------------------------------
 # Provenance
 # ----------------------------------------------------------------------------------------------
-def _git_info(repo: Path) -> dict:
-    def git(*args: str) -> str | None:
-        try:
-            r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return r.stdout.strip() if r.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain")
-    return {
-        "repo": str(repo),
-        "sha": sha,
-        "dirty": bool(status) if status is not None else None,
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "note": None if sha else "no git commit found (not a git checkout, or no commits yet)",
-    }
-
-
-class _PipFreeze:
-    """``pip freeze`` started early in the background (it takes seconds); ``text()`` waits for it."""
-
-    def __init__(self) -> None:
-        try:
-            self.proc: subprocess.Popen | None = subprocess.Popen(
-                [sys.executable, "-m", "pip", "freeze", "--disable-pip-version-check"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            self.error = ""
-        except OSError as e:
-            self.proc, self.error = None, str(e)
-
-    def text(self) -> str:
-        if self.proc is None:
-            return f"# pip freeze failed: {self.error}\n"
-        try:
-            out, err = self.proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return "# pip freeze timed out\n"
-        return (
-            out
-            if self.proc.returncode == 0
-            else f"# pip freeze failed ({self.proc.returncode}): {err.strip()}\n"
-        )
-
-
-def _environment() -> dict[str, str]:
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES}
-
-
 def _precision(recipe, alloc: Allocation, engine: str) -> str:
     """How the run trains: the local engine keeps bf16 on CPU only where the CPU has bfloat16 units
     (``astrollama.train.engine.training_precision``); LMFlow takes ``--bf16`` as it is."""
@@ -183,7 +118,7 @@ def _precision(recipe, alloc: Allocation, engine: str) -> str:
 
 
 def write_provenance(
-    recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str], freeze: _PipFreeze | None = None
+    recipe, plan, alloc: Allocation, resume: Path | None, argv: list[str], freeze: PipFreeze | None = None
 ) -> Path:
     """Write this attempt's provenance directory atomically; return its path."""
     import yaml
@@ -191,8 +126,7 @@ def write_provenance(
     prov = Path(recipe.launch.run_dir) / "provenance"
     prov.mkdir(parents=True, exist_ok=True)
     suffix = f"-job{alloc.job_id}-restart{alloc.restart}" if alloc.job_id else ""
-    repo = Path(__file__).resolve().parents[3]
-    git, frozen = _git_info(repo), (freeze or _PipFreeze()).text()  # slow parts outside the lock
+    git, frozen = git_info(REPO_ROOT), (freeze or PipFreeze()).text()  # slow parts outside the lock
     with file_lock(prov / ".lock"):
         n = 1 + sum(1 for p in prov.iterdir() if p.is_dir() and p.name.startswith("attempt-"))
         final = prov / f"attempt-{n:03d}{suffix}"
@@ -205,7 +139,7 @@ def write_provenance(
             (tmp / "recipe.json").write_text(json.dumps(resolved, indent=2) + "\n")
             (tmp / "git.json").write_text(json.dumps(git, indent=2) + "\n")
             (tmp / "pip-freeze.txt").write_text(frozen)
-            (tmp / "environment.json").write_text(json.dumps(_environment(), indent=2) + "\n")
+            (tmp / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
             launch = {
                 "engine": plan.engine,
                 "nodes": plan.nodes,
@@ -299,7 +233,7 @@ def run(recipe_path: str, overrides: list[str]) -> int:
     from astrollama.train.recipe import load_recipe
 
     node_rank = int(os.environ.get("SLURM_NODEID", "0")) if os.environ.get("SLURM_JOB_ID") else 0
-    freeze = _PipFreeze() if node_rank == 0 else None  # runs while the recipe is checked
+    freeze = PipFreeze() if node_rank == 0 else None  # runs while the recipe is checked
     recipe = load_recipe(recipe_path, overrides)
     from astrollama.train.resources import require_gpus, visible_gpus, wants_cpu
 

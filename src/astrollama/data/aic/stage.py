@@ -81,7 +81,7 @@ def run_aic(
     """
     from astrollama import killpoint
     from astrollama.data.manifest import Manifest, paper_path
-    from astrollama.data.stages import StageRunner, write_outputs
+    from astrollama.data.runner import StageRunner, write_outputs
 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
@@ -170,7 +170,7 @@ def register(sub: Any) -> None:
     """``astrollama data aic``."""
     import argparse
 
-    from astrollama.data.stages import add_shard_args
+    from astrollama.data.runner import add_shard_args
 
     p = sub.add_parser(
         "aic",

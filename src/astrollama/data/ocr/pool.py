@@ -12,7 +12,7 @@ from typing import Any
 from astrollama import killpoint
 from astrollama.data.ocr.pdf import OcrFailure, count_pages, render_pages
 from astrollama.data.ocr.pdftext import text_layer_pages
-from astrollama.data.stages import PoolWatch
+from astrollama.data.runner import PoolWatch
 from astrollama.errors import InputError, is_environment_error
 
 log = logging.getLogger(__name__)

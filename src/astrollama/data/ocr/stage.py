@@ -123,7 +123,7 @@ def run_ocr(
     progress: bool = True,
 ) -> OcrStats:
     """OCR this shard's pending papers of the manifest at ``root``; record every outcome."""
-    from astrollama.data.stages import StageRunner
+    from astrollama.data.runner import StageRunner
 
     manifest = Manifest(root)
     runner = StageRunner(
@@ -227,9 +227,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``astrollama data ocr`` and ``astrollama data make-pdfs``."""
-    from astrollama.cli import number, seed_arg
+    from astrollama.cli_args import number, seed_arg
     from astrollama.data.ocr.nougat import DEFAULT_DPI, SHORT_WINDOW, THRESHOLD, WINDOW
-    from astrollama.data.stages import add_shard_args
+    from astrollama.data.runner import add_shard_args
 
     p = sub.add_parser(
         "ocr",

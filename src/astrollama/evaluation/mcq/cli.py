@@ -24,7 +24,7 @@ def add_letter_token_option(p) -> None:
 
 
 def register(sub) -> None:
-    from astrollama.cli import seed_arg
+    from astrollama.cli_args import seed_arg
 
     p = sub.add_parser(
         "mcq",
@@ -112,8 +112,9 @@ MCQ_LEGACY = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from astrollama.cli import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
-    from astrollama.evaluation.mcq import MCQInputError, load_questions, score_mcq
+    from astrollama.benchmark import MCQInputError, load_questions
+    from astrollama.cli_args import MAX_BATCH, MAX_RESAMPLES, MAX_TOKENS
+    from astrollama.evaluation.mcq import score_mcq
     from astrollama.evaluation.settings import ScoringSettings
 
     claim_dir(args.out, MCQ_OWNER, legacy=MCQ_LEGACY)  # before any question is read or model loaded
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import MCQInputError, load_questions, write_public_and_key
+    from astrollama.benchmark import MCQInputError, load_questions, write_public_and_key
 
     outs = {"--public": Path(args.public), "--key": Path(args.key)}
     for option, path in outs.items():
@@ -159,7 +160,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from astrollama.evaluation.mcq import load_questions
+    from astrollama.benchmark import load_questions
     from astrollama.evaluation.mcq.submission import check_submission
 
     summary = check_submission(args.submission, load_questions(args.questions))

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from astrollama.evaluation.mcq.data import MCQInputError
+from astrollama.benchmark import MCQInputError
 from astrollama.evaluation.mcq.prompts import EncodedPrompt
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, QuestionSet
-from astrollama.evaluation.mcq.prompts import REPO_ROOT
+from astrollama.benchmark import LETTERS, QuestionSet
 from astrollama.io import atomic_write_text
+from astrollama.paths import EVAL_DIR
 
 log = logging.getLogger(__name__)
 
-TASK_DIR = REPO_ROOT / "eval" / "lm_eval_tasks" / "astromlab_mcq"
+TASK_DIR = EVAL_DIR / "lm_eval_tasks" / "astromlab_mcq"
 TASK_YAML = TASK_DIR / "astromlab_mcq.yaml"
 
 

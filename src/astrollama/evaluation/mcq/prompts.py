@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question
+from astrollama.benchmark import LETTERS, MCQInputError, Question
+from astrollama.paths import EVAL_PROMPTS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
-PROMPTS_DIR = REPO_ROOT / "eval" / "prompts"
+PROMPTS_DIR = EVAL_PROMPTS_DIR
 PROMPTS: dict[tuple[str, str], Path] = {  # (method, prompt name) -> template; docs/eval-mcq.md
     ("token", "astromlab"): PROMPTS_DIR / "astromlab_token.txt",  # AstroMLab's structure (default)
     ("token", "ours"): PROMPTS_DIR / "ours_token.txt",  # instructions first (long shared prefix)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, Question, QuestionSet
+from astrollama.benchmark import LETTERS, MCQInputError, Question, QuestionSet
 from astrollama.evaluation.mcq.hf import hf_generate, hf_letter_logprobs, resolve_device, resolve_dtype
 from astrollama.evaluation.mcq.prompts import (
     LETTER_TOKEN_RULE_TEXT,

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.mcq.data import LETTERS, MCQInputError, QuestionSet
+from astrollama.benchmark import LETTERS, MCQInputError, QuestionSet
 
 HEADER = ("id", "answer")
 

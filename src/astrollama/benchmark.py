@@ -1,4 +1,5 @@
-"""Astronomy MCQ inputs: question files, answer keys, validation.
+"""The astronomy MCQ benchmark file: question files, answer keys, validation (read by the evaluation
+and by the data decontamination filter alike).
 
 Accepted question files (the format is chosen by the file suffix):
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from astrollama.evaluation.common import EvalInputError, utf8_lines
+from astrollama.errors import InputError
 from astrollama.io import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ KEY_FIELDS: tuple[str, ...] = ("correct", "answer")
 ID_FIELDS: tuple[str, ...] = ("id", "index")
 
 
-class MCQInputError(EvalInputError):
+class MCQInputError(InputError):
     """A malformed question or key file; the message names the file and the row."""
 
 
@@ -93,6 +94,23 @@ def _is_missing(v: Any) -> bool:
     return isinstance(v, str) and not v.strip()
 
 
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file; a line that does not decode is an :class:`MCQInputError`."""
+    from astrollama.untrusted import LIMITS, open_regular
+
+    fh, _ = open_regular(path, "table", error=MCQInputError)
+    with fh:
+        for lineno, raw in enumerate(iter(lambda: fh.readline(LIMITS["record"] + 1), b""), 1):
+            if len(raw) > LIMITS["record"]:
+                raise MCQInputError(f"{path}: line {lineno}: longer than the limit for one record")
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MCQInputError(
+                    f"{path}: line {lineno}: not UTF-8 text (byte {e.start} of the line)"
+                ) from None
+
+
 def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a JSONL, CSV, parquet or TXT file."""
     from astrollama.untrusted import check_file
@@ -123,7 +141,7 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         records = df.to_dict(orient="records")
         rows = [(f"row {i}", r) for i, r in enumerate(records)]
     elif suffix == ".txt":
-        for lineno, line in utf8_lines(path, MCQInputError):
+        for lineno, line in _utf8_lines(path):
             if line.strip():
                 rows.append((f"line {lineno}", {"correct": line.strip()}))
     else:
