@@ -7,6 +7,12 @@
 * ``slurm_cluster2``: a real two-node Slurm cluster (network namespaces) of tests/slurm_cluster2.sh.
 * ``fake_vllm``: the one fake of vLLM's offline API (tests/fakes/vllm), at the GPU-only boundary.
 Area-specific fixtures live beside their tests (tests/train, tests/data, tests/evaluation).
+
+In parallel (scripts/test.sh: pytest-xdist, ``-n N --dist loadgroup``) each worker is its own
+session, so :func:`pytest_collection_modifyitems` keeps together what must not be split: every
+Slurm test in ONE worker (one cluster brought up once, fixed ports and state directories), the
+users of ``demo_prep`` in one worker (the data chain runs once per run, in one directory), and hands
+out the ``slow`` tests first so that no long test starts last.
 """
 
 from __future__ import annotations
@@ -25,6 +31,45 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# Session fixtures that one worker must own alone under pytest-xdist: their tests form one group.
+SLURM_FIXTURES = frozenset({"slurm_cluster", "slurm_cluster2"})
+SHARED_FIXTURE_GROUPS = {"demo_prep": "demo_prep"}  # fixture -> xdist group
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The xdist group of ``item``: "slurm" for a Slurm test (marker or cluster fixture), else the
+    group of an expensive run-once fixture it uses, else None (any worker)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("slurm") is not None or names & SLURM_FIXTURES:
+        return "slurm"
+    return next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns xdist_group marks into node-id suffixes
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for ``--dist loadgroup`` (see the module docstring). In a pytest-xdist worker
+    (and only there: a serial run keeps the files' order) the ``slow`` tests are moved first:
+    the scheduler hands out the largest groups first, then single tests in this order."""
+    loadgroup = bool(getattr(config.option, "loadgroup", False))  # set in an xdist worker only
+    for item in items:
+        group = _xdist_group(item)
+        if group is None:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and not item.nodeid.endswith(f"@{group}"):
+            # The scheduler reads the group from a "@group" suffix of the node id. pytest-xdist
+            # 3.8.0 writes it to the legacy ``_nodeid``, which pytest 9.2 no longer reads
+            # (https://github.com/pytest-dev/pytest-xdist/issues/1386), so the group would be
+            # dropped without a word: write it where pytest 9.2 keeps the id, and check it took.
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
+            if not item.nodeid.endswith(f"@{group}"):
+                raise pytest.UsageError(f"could not put {item.nodeid} in xdist group {group!r}")
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 @pytest.fixture(scope="session")
