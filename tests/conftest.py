@@ -32,6 +32,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# A pytest-xdist worker (scripts/test.sh) shares the cores with the other workers: torch's default
+# of one thread per core in every worker oversubscribes them, and a thread of one process spins
+# while it waits for another that is descheduled. So each worker (and what it starts) gets its
+# share of the cores, at least one thread, unless OMP_NUM_THREADS is set already.
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    _share = len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
+    if "torch" in sys.modules:  # imported before this file: set its pool too
+        sys.modules["torch"].set_num_threads(max(1, _share))
+
 
 # Session fixtures that one worker must own alone under pytest-xdist: their tests form one group.
 SLURM_FIXTURES = frozenset({"slurm_cluster", "slurm_cluster2"})
