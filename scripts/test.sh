@@ -19,5 +19,9 @@ fi
 .venv/bin/ruff check src tests data_prep eval
 .venv/bin/ruff format --check src tests data_prep eval   # the one formatter (pyproject [tool.ruff])
 .venv/bin/shellcheck slurm/*.sh scripts/*.sh tests/*.sh data_prep/*.sh eval/*.sh
+# In parallel (pytest-xdist): $ASTROLLAMA_TEST_WORKERS worker processes (default 3 on the 2-core CI
+# machine: the Slurm tests, all in one worker, mostly wait for their jobs); --dist loadgroup keeps
+# each xdist_group in one worker (tests/conftest.py: the Slurm tests, the demo data chain's users).
+# `-n 0` after it runs serially, e.g. `bash scripts/test.sh -n 0 tests/test_io.py`.
 # --durations: every run (CI included) ends with its 30 slowest steps, so where the time goes is on record
-exec .venv/bin/python -m pytest --durations=30 "$@"
+exec .venv/bin/python -m pytest -n "${ASTROLLAMA_TEST_WORKERS:-3}" --dist loadgroup --durations=30 "$@"

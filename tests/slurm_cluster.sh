@@ -67,7 +67,10 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
 chmod 0700 /etc/munge; chmod 0400 /etc/munge/munge.key; chmod 0755 /run/munge
-if ! pgrep -u munge -x munged >/dev/null 2>&1; then
+# munged must answer, not merely run: one whose socket was removed (a second munged started beside
+# it, then stopped) runs on and refuses nothing, but every Slurm daemon fails to authenticate
+if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+  if alive "$MUNGED_PID"; then kill "$(cat "$MUNGED_PID")" 2>/dev/null || true; fi
   runuser -u munge -- munged --force
   cp /run/munge/munged.pid "$MUNGED_PID"  # its own pid file (pgrep could catch the pre-fork parent)
 fi
