@@ -30,9 +30,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing ${reqs[*]} into .venv (first run: a few minutes)"
   args=()
   for r in "${reqs[@]}"; do args+=(-r "$r"); done
-  .venv/bin/python -m pip install --disable-pip-version-check -q "${args[@]}"
-  .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
-  .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+  # Two pip calls, not three: the --no-deps packages and the package itself share one. Bytecode is
+  # compiled at install on purpose: without it every process of the demo compiles what it imports
+  # again where PYTHONDONTWRITEBYTECODE is set (README, "Timing the demo").
+  pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+  "${pip[@]}" "${args[@]}"
+  "${pip[@]}" --no-deps --no-build-isolation -r requirements-nodeps.txt -e .
   echo "$want" > "$stamp"
 else
   echo "[setup] .venv is up to date"
