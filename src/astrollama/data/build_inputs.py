@@ -82,15 +82,18 @@ def manifest_docs(m: Any, variant: str) -> list[Doc]:
     stage = {"aic": "aic", "summary": "summary"}.get(variant)
     if stage is None:
         raise BuildError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
-    # per paper only its id, output path (relative, resolved when read) and flags: the list costs
-    # ~0.6 KB per paper (docs/reproduce.md, "Corpus build at scale")
+    # per paper only its id, output path (relative: checked here, before any work, that it stays
+    # inside the data root, and resolved again when read) and flags: the list costs ~0.6 KB per
+    # paper (docs/reproduce.md, "Corpus build at scale")
     docs = []
     if variant == "aic":
         for pid, (rel, _) in m.ok_outputs(stage, stage).items():
+            m.resolve(rel)
             docs.append(Doc(pid, None, load=functools.partial(_manifest_text, m, rel, pid, _aic_text)))
     else:
         keys = ("length_flag", "summary_tokens")
         for pid, (rel, values) in m.ok_outputs(stage, stage, keys).items():
+            m.resolve(rel)
             load = functools.partial(_manifest_text, m, rel, pid, _summary_text)
             docs.append(Doc(pid, None, dict(zip(keys, values, strict=True)), load=load))
     return docs
