@@ -17,16 +17,10 @@ import logging
 import sys
 
 from astrollama.cli_args import CommandParser, guarded, run_group, subparsers
+from astrollama.commands import WING_GROUPS, group_parser, run_group_module
 from astrollama.errors import InputError, one_line
 
-GROUPS = {
-    "train": "astrollama.train.cli",
-    "data": "astrollama.data.cli",
-    "eval": "astrollama.evaluation.cli",
-    "merge": "astrollama.train.merge",
-    "demo": "astrollama.demo",
-    "reproduce": "astrollama.reproduce",
-}
+GROUPS = {**WING_GROUPS, "demo": "astrollama.demo", "reproduce": "astrollama.reproduce"}
 
 
 def command_parsers() -> dict[tuple[str, ...], argparse.ArgumentParser]:
@@ -43,7 +37,7 @@ def command_parsers() -> dict[tuple[str, ...], argparse.ArgumentParser]:
 
     out: dict[tuple[str, ...], argparse.ArgumentParser] = {}
     for group, module in GROUPS.items():
-        out.update(leaves(importlib.import_module(module).build_parser(), (group,)))
+        out.update(leaves(group_parser(group, module), (group,)))
     out.update(leaves(models_parser(), ("models",)))
     return out
 
@@ -96,9 +90,9 @@ def _from_caller(group: str, rest: list[str]) -> list[str]:
         return rest
     if group == "models":
         return from_caller(rest, models_parser())
-    build = getattr(importlib.import_module(GROUPS[group]), "build_parser", None)
+    has_parser = hasattr(importlib.import_module(GROUPS[group]), "build_parser")
     try:
-        parser = build() if build is not None else None
+        parser = group_parser(group, GROUPS[group]) if has_parser else None
     except Exception:  # noqa: BLE001 - a parser that cannot be built fails again, with its message, below
         parser = None
     return from_caller(rest, parser)
@@ -120,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if group == "models":
         return guarded(group, lambda: _models_main(rest))
-    return guarded(group, lambda: int(importlib.import_module(GROUPS[group]).main(rest) or 0))
+    return guarded(group, lambda: run_group_module(group, GROUPS[group], rest))
 
 
 if __name__ == "__main__":

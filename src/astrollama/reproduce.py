@@ -446,9 +446,9 @@ def run_stage(plan: Plan, stage: str) -> int:
     for cmd in st.commands:
         print(f"[reproduce] {stage}: {shlex.join(cmd)}", flush=True)
         if cmd[0] == "astrollama":  # in this process: one interpreter, imports loaded once
-            from astrollama.cli import main as cli_main
+            from astrollama.commands import run as run_command
 
-            rc = cli_main(cmd[1:])
+            rc = run_command(cmd[1:])
         else:  # a training or merge script: a local run, even inside a job of another stage
             rc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env()).returncode
         if rc != 0:
@@ -626,9 +626,3 @@ def main(argv: list[str] | None = None) -> int:
         submit(plan, stages, dry_run=a.dry_run, log_dir=a.log_dir)
         return 0
     return run_local(plan, stages, dry_run=a.dry_run)
-
-
-if __name__ == "__main__":
-    from astrollama.cli import main as _main
-
-    raise SystemExit(_main(["reproduce", *sys.argv[1:]]))

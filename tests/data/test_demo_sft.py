@@ -8,8 +8,8 @@ import json
 import pytest
 
 from astrollama.data.build_config import BuildConfig
+from astrollama.data.demo_sft import MCQ_SAMPLE, PAPERS_DIR, TEMPLATES, build_sft_data, generate
 from astrollama.data.split import assign_split
-from astrollama.demo.sft import MCQ_SAMPLE, PAPERS_DIR, TEMPLATES, build_sft_data, generate
 from astrollama.lmflow_data import read_conversation_dir, summarize_dataset
 
 

@@ -15,6 +15,7 @@ resumes). Numeric options are range-checked at parse time with :func:`astrollama
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from astrollama.cli_args import build_group, run_group
 from astrollama.errors import EnvironmentFault, InputError
@@ -30,21 +31,24 @@ MODULES = (
     "astrollama.data.qa",  # qa (astro question/answer conversations from AIC or summaries)
     "astrollama.data.sft_convert",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",  # build
-    "astrollama.tools.bench_corpus",  # bench (throughput of the CPU corpus stages)
-    "astrollama.demo.sft",  # demo-sft (the toy demo's SFT conversations)
+    "astrollama.data.demo_sft",  # demo-sft (the toy demo's SFT conversations)
     "astrollama.data.pipeline",  # run (a data_prep/<name>.yaml pipeline, here or on Slurm)
 )
 
 
-def build_parser():
+def build_parser(extra: Sequence[str] = ()):
+    """The parser of ``astrollama data``: :data:`MODULES` and ``extra`` command modules (the roof adds
+    the tools' commands users type, :data:`astrollama.commands.TOOL_COMMANDS`)."""
     from astrollama.data.config import add_config_option
 
-    parser = build_group("astrollama data", "arXiv astro-ph data preparation (see docs/data-*.md).", MODULES)
+    parser = build_group(
+        "astrollama data", "arXiv astro-ph data preparation (see docs/data-*.md).", (*MODULES, *extra)
+    )
     add_config_option(parser)  # --config data_prep/<name>.yaml (astrollama.data.config)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: Sequence[str] = ()) -> int:
     """Run one sub-command; returns its exit code.
 
     Bad input raises :class:`InputError` (exit 2 in ``astrollama.cli.main``); a failing machine or
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from astrollama.data.runner import StageAbort
 
     try:
-        parser = build_parser()
+        parser = build_parser(extra)
         return run_group(parser, apply_config(parser, list(sys.argv[1:] if argv is None else argv)))
     except InputError:  # HarvestInputError is both
         raise

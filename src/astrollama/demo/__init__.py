@@ -8,7 +8,7 @@ demo``):
    the bundled paper texts (``data/demo/papers``) -> generated PDFs -> OCR (PDF text layer: real
    Nougat weights are not reachable offline) -> AIC -> summaries (SmolLM2-135M-Instruct on CPU, a
    few papers) -> build (clean, dedup, decontaminate, split by paper id, shard) into LMFlow
-   ``text_only`` corpora, and the SFT conversations we write (:mod:`astrollama.demo.sft`).
+   ``text_only`` corpora, and the SFT conversations we write (:mod:`astrollama.data.demo_sft`).
    Training uses ``aic/train``; the held-out set is ``abstracts/validation``.
 2. CPT of SmolLM2-135M-Instruct through ``bash slurm/cpt.sh recipes/demo-smollm2-135m.yaml``.
 3. SFT of the result through ``bash slurm/cpt.sh recipes/demo-smollm2-135m-sft.yaml``.
