@@ -1,8 +1,9 @@
 """The wings' command groups and how one of their commands runs in this process.
 
-``astrollama train|data|eval|merge ...`` are the wings' own groups; the tools' commands that users
-type inside a wing's group (``astrollama data bench``) are added here, by the roof, so that no
-product module imports a tool. :mod:`astrollama.cli` (the ``astrollama`` command) adds the roof's
+``astrollama train|data|eval|merge ...`` are the wings' own groups; the commands users type inside
+a wing's group that the wing cannot name itself are added here, by the roof: ``astrollama data run``
+(it runs the group's own stages) and the tools' (``astrollama data bench``: no product module
+imports a tool). :mod:`astrollama.cli` (the ``astrollama`` command) adds the roof's
 own groups (``demo``, ``reproduce``, ``models``); :mod:`astrollama.reproduce` runs a plan's
 ``astrollama ...`` steps through :func:`run` (one interpreter, imports loaded once).
 """
@@ -20,21 +21,23 @@ WING_GROUPS = {
     "eval": "astrollama.evaluation.cli",
     "merge": "astrollama.train.merge",
 }
-# tool modules registered inside a wing's group: group -> modules with register(subparsers)
-TOOL_COMMANDS = {"data": ("astrollama.tools.bench_corpus",)}  # data bench (corpus-stage throughput)
+# commands the roof adds to a wing's group: group -> modules with register(subparsers). `data run`
+# runs the data group's own stages (so the group cannot name it without a circle), `data bench` is a
+# tool (corpus-stage throughput).
+GROUP_EXTRAS = {"data": ("astrollama.data.pipeline", "astrollama.tools.bench_corpus")}
 
 
 def group_parser(group: str, module: str) -> argparse.ArgumentParser:
     """The parser of ``astrollama <group>`` (module: the group's module), with its tools' commands."""
     mod = importlib.import_module(module)
-    extra = TOOL_COMMANDS.get(group)
+    extra = GROUP_EXTRAS.get(group)
     return mod.build_parser(extra) if extra else mod.build_parser()
 
 
 def run_group_module(group: str, module: str, argv: list[str]) -> int:
     """``astrollama <group> argv`` through the group's module ``main`` (no exit policy here)."""
     mod = importlib.import_module(module)
-    extra = TOOL_COMMANDS.get(group)
+    extra = GROUP_EXTRAS.get(group)
     return int((mod.main(argv, extra) if extra else mod.main(argv)) or 0)
 
 

@@ -21,7 +21,7 @@ from astrollama.cli_args import build_group, run_group
 from astrollama.errors import EnvironmentFault, InputError
 
 MODULES = (
-    "astrollama.data.manifest",  # manifest summary/export/failures/compact
+    "astrollama.data.manifest_cli",  # manifest summary/export/failures/compact
     "astrollama.data.harvest",  # harvest oai/kaggle/lookup
     "astrollama.data.download",  # download
     "astrollama.data.ocr",  # ocr
@@ -32,13 +32,12 @@ MODULES = (
     "astrollama.data.sft_convert",  # sft-convert (LIMA/OpenOrca/UltraChat/qa -> LMFlow conversation shards)
     "astrollama.data.build",  # build
     "astrollama.data.demo_sft",  # demo-sft (the toy demo's SFT conversations)
-    "astrollama.data.pipeline",  # run (a data_prep/<name>.yaml pipeline, here or on Slurm)
 )
 
 
 def build_parser(extra: Sequence[str] = ()):
     """The parser of ``astrollama data``: :data:`MODULES` and ``extra`` command modules (the roof adds
-    the tools' commands users type, :data:`astrollama.commands.TOOL_COMMANDS`)."""
+    ``run`` and the tools' commands users type: :data:`astrollama.commands.GROUP_EXTRAS`)."""
     from astrollama.data.config import add_config_option
 
     parser = build_group(

@@ -30,6 +30,7 @@ config: the config's options are placed before them and argparse keeps the last 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,94 @@ class DataConfigError(ConfigError):
     """A data-prep config problem: ``<file>: <section.key>: <problem>`` in one line."""
 
 
+# ------------------------------------------------------------------ the pipeline runner's own keys
+# ``run:`` (the stages ``astrollama data run`` runs, in order) and ``slurm:`` (each stage's Slurm
+# resources): checked wherever the file is read, by ``data run`` and by any stage given --config.
+
+DEFAULT_RUN = ("harvest", "download", "ocr", "aic", "summarize", "build")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """Slurm resources of one data stage (``slurm:`` in the config overrides them per stage)."""
+
+    array: int = 1  # tasks of the job array (1: a single job)
+    cpus_per_task: int = 1
+    mem: str = "4G"
+    time: str = "12:00:00"
+    gpus_per_node: int = 0
+
+    def sbatch_args(self) -> list[str]:
+        out = [f"--cpus-per-task={self.cpus_per_task}", f"--mem={self.mem}", f"--time={self.time}"]
+        if self.array > 1:
+            out.insert(0, f"--array=0-{self.array - 1}")
+        if self.gpus_per_node:
+            out.append(f"--gpus-per-node={self.gpus_per_node}")
+        return out
+
+
+# the defaults of the former per-stage sbatch scripts (slurm/*.sh headers; README's cluster quick start)
+RESOURCES = {
+    "harvest": Resources(time="72:00:00", mem="8G"),  # one process: arXiv allows one request per 3 s
+    "download": Resources(array=16),
+    "ocr": Resources(array=16, cpus_per_task=4, mem="32G", gpus_per_node=1),
+    "aic": Resources(array=16),
+    "summarize": Resources(array=32, cpus_per_task=8, mem="64G", gpus_per_node=1),
+    "build": Resources(cpus_per_task=16, mem="64G"),
+    "qa": Resources(array=32, cpus_per_task=8, mem="64G", gpus_per_node=1),
+    "sft-convert": Resources(mem="32G"),
+    "demo-sft": Resources(),
+}
+
+
+def runner_keys(
+    data: dict[str, Any], file: str, error: type[ConfigError]
+) -> tuple[tuple[str, ...], dict[str, Resources]]:
+    """The ``run:`` stages (default: every stage section from harvest to build) and each stage's
+    Slurm resources (``slurm:`` over :data:`RESOURCES`) of the config ``data`` read from ``file``;
+    a bad key is ``error(file, key, problem)``."""
+    run = data.get("run")
+    if run is None:
+        run = [s for s in DEFAULT_RUN if s in data]
+    if not isinstance(run, list) or not all(isinstance(s, str) for s in run):
+        raise error(file, "run", "expected a list of stage names")
+    for s in run:
+        if s not in SECTIONS:
+            raise error(file, "run", f"unknown stage {s!r} (one of {', '.join(SECTIONS)})")
+        if s not in data:
+            raise error(file, "run", f"stage {s!r} has no section in this file")
+    if sorted(run, key=SECTIONS.index) != run or len(set(run)) != len(run):
+        raise error(
+            file, "run", f"stages must be listed once each, in pipeline order ({', '.join(SECTIONS)})"
+        )
+    resources = dict(RESOURCES)
+    slurm = data.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise error(file, "slurm", "must be a mapping of stage -> resources")
+    fields = {f.name: f.type for f in dataclasses.fields(Resources)}
+    for stage, res in slurm.items():
+        if stage not in SECTIONS:
+            raise error(file, f"slurm.{stage}", f"unknown stage (one of {', '.join(SECTIONS)})")
+        if not isinstance(res, dict):
+            raise error(file, f"slurm.{stage}", "must be a mapping of resources")
+        for k, v in res.items():
+            want = int if fields.get(k) == "int" else str
+            if k not in fields:
+                raise error(file, f"slurm.{stage}.{k}", f"unknown key (allowed here: {', '.join(fields)})")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, want)
+                or (want is int and v < (0 if k == "gpus_per_node" else 1))
+            ):
+                raise error(
+                    file,
+                    f"slurm.{stage}.{k}",
+                    f"expected {'a positive integer' if want is int else 'a string'}, got {v!r}",
+                )
+        resources[stage] = dataclasses.replace(resources[stage], **res)
+    return tuple(run), resources
+
+
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping in ``path``, read with the project's one strict YAML reader."""
     return read_mapping(path, DataConfigError, "a config file (data_prep/<name>.yaml)")
@@ -67,10 +156,7 @@ def config_tokens(parser: argparse.ArgumentParser, file: str, command: Sequence[
     ``command`` (``["build"]``, ``["harvest", "oai"]``)."""
     data = load_config(file)
     commands = subparsers(parser)
-    if "run" in data or "slurm" in data:  # the pipeline runner's keys (astrollama.data.pipeline)
-        from astrollama.data.pipeline import load_pipeline
-
-        load_pipeline(file)
+    runner_keys(data, file, DataConfigError)  # the pipeline runner's keys (run:, slurm:)
     for key in data:
         if key in ("run", "slurm"):
             continue

@@ -36,14 +36,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field
 
 from astrollama.cli_args import subparsers
 from astrollama.config import ConfigError, looks_like_number, number_hint, read_mapping, yaml_load
+from astrollama.data.config import SECTIONS, Resources, runner_keys
 from astrollama.errors import InputError
 from astrollama.paths import REPO_ROOT
 
 STAGE_SCRIPT = "slurm/stage.sh"
 
 # every stage a pipeline config can hold, in pipeline order
-STAGES = ("harvest", "download", "ocr", "aic", "summarize", "build", "qa", "sft-convert", "demo-sft")
-DEFAULT_RUN = ("harvest", "download", "ocr", "aic", "summarize", "build")
+STAGES = SECTIONS
 HARVEST_SOURCES = ("oai", "kaggle", "json", "lookup")
 # what each stage reads, and the earlier stage that makes it (for "inputs missing" messages)
 MADE_BY = {
@@ -56,39 +56,6 @@ MADE_BY = {
     "sft-convert": "qa",
 }
 PER_RUN = {"help", "config", "shard_index", "num_shards"}  # set by the runner / the array, not the config
-
-
-@dataclasses.dataclass(frozen=True)
-class Resources:
-    """Slurm resources of one data stage (``slurm:`` in the config overrides them per stage)."""
-
-    array: int = 1  # tasks of the job array (1: a single job)
-    cpus_per_task: int = 1
-    mem: str = "4G"
-    time: str = "12:00:00"
-    gpus_per_node: int = 0
-
-    def sbatch_args(self) -> list[str]:
-        out = [f"--cpus-per-task={self.cpus_per_task}", f"--mem={self.mem}", f"--time={self.time}"]
-        if self.array > 1:
-            out.insert(0, f"--array=0-{self.array - 1}")
-        if self.gpus_per_node:
-            out.append(f"--gpus-per-node={self.gpus_per_node}")
-        return out
-
-
-# the defaults of the former per-stage sbatch scripts (slurm/*.sh headers; README's cluster quick start)
-RESOURCES = {
-    "harvest": Resources(time="72:00:00", mem="8G"),  # one process: arXiv allows one request per 3 s
-    "download": Resources(array=16),
-    "ocr": Resources(array=16, cpus_per_task=4, mem="32G", gpus_per_node=1),
-    "aic": Resources(array=16),
-    "summarize": Resources(array=32, cpus_per_task=8, mem="64G", gpus_per_node=1),
-    "build": Resources(cpus_per_task=16, mem="64G"),
-    "qa": Resources(array=32, cpus_per_task=8, mem="64G", gpus_per_node=1),
-    "sft-convert": Resources(mem="32G"),
-    "demo-sft": Resources(),
-}
 
 
 class PipelineError(ConfigError):
@@ -326,48 +293,8 @@ def load_pipeline(path: str | os.PathLike[str], sets: Sequence[str] = ()) -> Pip
         if isinstance(section, dict) and root is not None and "root" not in section and has_root:
             section = {"root": root, **section}
         stages[name] = _validate(stage_model(parser, command), section, file, where)
-    run = data.get("run")
-    if run is None:
-        run = [s for s in DEFAULT_RUN if s in stages]
-    if not isinstance(run, list) or not all(isinstance(s, str) for s in run):
-        raise PipelineError(file, "run", "expected a list of stage names")
-    for s in run:
-        if s not in STAGES:
-            raise PipelineError(file, "run", f"unknown stage {s!r} (one of {', '.join(STAGES)})")
-        if s not in stages:
-            raise PipelineError(file, "run", f"stage {s!r} has no section in this file")
-    if sorted(run, key=STAGES.index) != run or len(set(run)) != len(run):
-        raise PipelineError(
-            file, "run", f"stages must be listed once each, in pipeline order ({', '.join(STAGES)})"
-        )
-    resources = dict(RESOURCES)
-    slurm = data.get("slurm") or {}
-    if not isinstance(slurm, dict):
-        raise PipelineError(file, "slurm", "must be a mapping of stage -> resources")
-    fields = {f.name: f.type for f in dataclasses.fields(Resources)}
-    for stage, res in slurm.items():
-        if stage not in STAGES:
-            raise PipelineError(file, f"slurm.{stage}", f"unknown stage (one of {', '.join(STAGES)})")
-        if not isinstance(res, dict):
-            raise PipelineError(file, f"slurm.{stage}", "must be a mapping of resources")
-        for k, v in res.items():
-            want = int if fields.get(k) == "int" else str
-            if k not in fields:
-                raise PipelineError(
-                    file, f"slurm.{stage}.{k}", f"unknown key (allowed here: {', '.join(fields)})"
-                )
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, want)
-                or (want is int and v < (0 if k == "gpus_per_node" else 1))
-            ):
-                raise PipelineError(
-                    file,
-                    f"slurm.{stage}.{k}",
-                    f"expected {'a positive integer' if want is int else 'a string'}, got {v!r}",
-                )
-        resources[stage] = dataclasses.replace(resources[stage], **res)
-    return Pipeline(file, root, stages, tuple(run), resources)
+    run, resources = runner_keys(data, file, PipelineError)
+    return Pipeline(file, root, stages, run, resources)
 
 
 def select(
