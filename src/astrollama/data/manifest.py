@@ -427,15 +427,7 @@ class Manifest:
             return {}
         if self._papers_cache and self._papers_cache[0] == key:
             return self._papers_cache[1]
-        merged: dict[str, dict[str, Any]] = {}
-        for lineno, row in read_jsonl(
-            self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
-        ):
-            pid = row.get("id")
-            if not is_paper_id(pid):
-                raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
-            merged[pid] = merge_row(merged.get(pid), row)
-        result = dict(sorted(merged.items()))
+        result = dict(sorted(self._merged_rows(None).items()))
         self._papers_cache = (key, result)
         return result
 
@@ -443,7 +435,10 @@ class Manifest:
         """:meth:`papers` reduced to ``fields`` (and what the merge compares, ``version`` and
         ``updated``), read line by line: each merged value is the one :meth:`papers` gives, and a
         paper costs its fields, not its whole metadata row (the build's abstracts)."""
-        keep = {"id", "version", "updated", *fields}
+        return self._merged_rows({"id", "version", "updated", *fields})
+
+    def _merged_rows(self, keep: set[str] | None) -> dict[str, dict[str, Any]]:
+        """The base rows merged by id, read line by line; ``keep``: only these fields of each row."""
         merged: dict[str, dict[str, Any]] = {}
         for lineno, row in read_jsonl(
             self.papers_path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
@@ -451,7 +446,9 @@ class Manifest:
             pid = row.get("id")
             if not is_paper_id(pid):
                 raise ManifestError(f"{self.papers_path}:{lineno}: field 'id': not a paper id: {pid!r}")
-            merged[pid] = merge_row(merged.get(pid), {k: v for k, v in row.items() if k in keep})
+            merged[pid] = merge_row(
+                merged.get(pid), row if keep is None else {k: v for k, v in row.items() if k in keep}
+            )
         return merged
 
     def get(self, paper_id: str) -> dict[str, Any] | None:
