@@ -90,9 +90,9 @@ def run_state(sizes: list[int]) -> int:
 
 if __name__ == "__main__":
     if "--state" in sys.argv:
-        from astrollama.tools.bench_corpus import _sizes
+        from astrollama.tools.bench_corpus import corpus_sizes
 
-        raise SystemExit(run_state(_sizes(sys.argv[sys.argv.index("--state") + 1])))
+        raise SystemExit(run_state(corpus_sizes(sys.argv[sys.argv.index("--state") + 1])))
     from astrollama.tools.bench_corpus import main
 
     raise SystemExit(main())

@@ -197,7 +197,7 @@ def _load_shard(f: Path) -> tuple[str, list]:
     return obj["type"], inst
 
 
-def _load_text_only(f: Path) -> list[str]:
+def load_text_only(f: Path) -> list[str]:
     """The texts of one ``text_only`` file: :func:`_load_shard`, then ``{"text": str}`` instances."""
     kind, inst = _load_shard(f)
     if kind != TEXT_ONLY:
@@ -216,15 +216,15 @@ def _load_text_only(f: Path) -> list[str]:
 
 
 def iter_text_only_file(f: Path) -> Iterator[str]:
-    """The documents of one ``text_only`` file (checked as :func:`_load_text_only` says)."""
-    yield from _load_text_only(Path(f))
+    """The documents of one ``text_only`` file (checked as :func:`load_text_only` says)."""
+    yield from load_text_only(Path(f))
 
 
 def read_text_only_dir(path: str | os.PathLike[str]) -> list[str]:
     """All documents of an LMFlow ``text_only`` directory, in LMFlow's file order."""
     docs: list[str] = []
     for f in dataset_files(path):
-        docs.extend(_load_text_only(f))
+        docs.extend(load_text_only(f))
     if not docs:
         raise LMFlowDataError(f"{path}: the dataset holds no instances")
     return docs
@@ -250,7 +250,7 @@ def summarize_dataset(path: str | os.PathLike[str]) -> DatasetSummary:
         return DatasetSummary(Path(path), len(files), len(convs), chars, kind)
     docs = chars = 0
     for f in files:
-        texts = _load_text_only(f)
+        texts = load_text_only(f)
         docs, chars = docs + len(texts), chars + sum(map(len, texts))
     if not docs:
         raise LMFlowDataError(f"{path}: instances: the dataset holds no instances")

@@ -72,4 +72,9 @@ def test_bench_scale_reports_peak_rss_per_corpus_size(
         assert 3000 <= r["chars_per_doc"] < 4000  # the asked length (a paragraph over at most)
         assert r["kept"] < r["docs"] and "duplicate_text" in r["drops"]
         assert r["peak_rss_mb"] > 50 and r["worker_peak_rss_mb"] > 0 and r["docs_per_s"] > 0
-    assert "| 300 |" in proc.stdout and "RSS vs smallest" in proc.stdout
+        # the whole job (the build process and its two forked workers), sampled from /proc: more
+        # than the build process's own pages at its fork, less than the three RSS peaks summed
+        assert 20 < r["job_peak_pss_mb"] < r["peak_rss_mb"] + 2 * r["worker_peak_rss_mb"]
+    assert (
+        "| 300 |" in proc.stdout and "RSS vs smallest" in proc.stdout and "peak PSS, whole job" in proc.stdout
+    )

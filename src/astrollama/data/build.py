@@ -62,7 +62,7 @@ from astrollama.io import (
     read_jsonl,
     write_owner,
 )
-from astrollama.lmflow_data import ShardWriter, _load_text_only, dataset_files
+from astrollama.lmflow_data import ShardWriter, dataset_files, load_text_only
 from astrollama.untrusted import read_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _read_back(dirs: Sequence[Path], documents: int) -> Iterator[str]:
     for d in dirs:
         n = 0
         for f in dataset_files(d):
-            for t in _load_text_only(f):
+            for t in load_text_only(f):
                 if i % step == 0:
                     yield t
                 i += 1

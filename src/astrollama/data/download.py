@@ -417,9 +417,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cli_download(a: argparse.Namespace) -> int:
     if a.papers:
-        from astrollama.data.ocr.stage import _cli_make_pdfs
+        from astrollama.data.ocr.stage import cli_make_pdfs
 
-        return _cli_make_pdfs(argparse.Namespace(papers=a.papers, out=None, root=a.root))
+        return cli_make_pdfs(argparse.Namespace(papers=a.papers, out=None, root=a.root))
     m = Manifest(a.root)
     ids = list(a.ids) if a.ids else None
     if a.ids_file:

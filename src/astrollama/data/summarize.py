@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from astrollama import killpoint
-from astrollama.data.aic.markdown import _md_headings
+from astrollama.data.aic.markdown import md_headings
 from astrollama.data.aic.rules import clean_nougat_markers
 from astrollama.data.llm import (
     Backend,
@@ -122,7 +122,7 @@ def split_sections(mmd: str) -> tuple[str, list[Section]]:
     heading on are dropped, Acknowledgments / Data availability / keywords sections alone.
     """
     lines = clean_nougat_markers(mmd).splitlines()
-    heads = _md_headings(lines)
+    heads = md_headings(lines)
     title = heads[0].title if heads and heads[0].hashes == 1 and heads[0].kind is None else ""
     first = heads[0].index if heads else len(lines)
     secs = [Section("", "\n".join(lines[:first]).strip())]  # text before any heading

@@ -20,10 +20,11 @@ It prints docs/s per stage and the scaling ratio (N workers vs 1).
 ``--scale 4000,16000``: memory at scale instead. For each size, in a fresh process, the whole
 build over that many lazy synthetic documents of AIC length (``--doc-chars``, default 25,000:
 recombined demo sentences, 2% exact and 2% near duplicates, generated when the build reads them
-so the corpus itself takes no memory): docs/s and the peak RSS of the build process and of a
-worker, with each size's peak against the smallest's (flat = the build streams; docs/reproduce.md,
-"Corpus build at scale"). Figures depend on the machine
-and on its load: the load average is printed with them.
+so the corpus itself takes no memory): docs/s, the peak RSS of the build process and of a
+worker, the peak summed PSS of the whole process tree (sampled from ``/proc`` every 0.5 s; Linux),
+and each size's peak against the smallest's (flat = the build streams; docs/reproduce.md,
+"Corpus build at scale"). Figures depend on the machine and on its load: the load average is
+printed with them.
 """
 
 from __future__ import annotations
@@ -369,6 +370,58 @@ def scale_point(
     }
 
 
+def _tree_pss_kb(pid: int) -> int | None:
+    """Summed PSS (KiB) of process ``pid`` and its descendants, from ``/proc`` (Linux); ``None``
+    where ``/proc/PID/smaps_rollup`` cannot be read. PSS shares each page among the processes
+    that map it, so forked workers' copies of their parent's pages are not counted twice."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/smaps_rollup", encoding="ascii") as f:
+                total += next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            if p == pid:
+                return None
+    return total
+
+
+def _sampled_run(cmd: list[str], every: float = 0.5) -> tuple[str, float | None]:
+    """Run ``cmd``; its stdout and the peak, over samples every ``every`` seconds, of its process
+    tree's summed PSS in MB (the memory the whole job holds; ``None`` without ``/proc``)."""
+    import subprocess
+    import threading
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak: list[int | None] = [None]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            kb = _tree_pss_kb(proc.pid)
+            if kb is not None and proc.poll() is None:
+                peak[0] = max(peak[0] or 0, kb)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, err = proc.communicate()
+    done.set()
+    t.join()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
+    return out, None if peak[0] is None else peak[0] / 1024
+
+
+def _mb(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f} MB"
+
+
 def run_scale(
     points: Sequence[int],
     workers: int,
@@ -379,9 +432,10 @@ def run_scale(
     target_chars: int = 25_000,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """:func:`scale_point` for each corpus size, each in a fresh process (its own peak RSS), and the
-    ratio of every point's peak RSS to the smallest point's: flat means the build streams."""
-    import subprocess
+    """:func:`scale_point` for each corpus size, each in a fresh process (its own peak RSS), the
+    peak of that process tree's summed PSS (the whole job's memory: forked workers share their
+    parent's pages, which their RSS counts again), and the ratio of every point's peak RSS to the
+    smallest point's: flat means the build streams."""
     import sys
 
     log(
@@ -394,24 +448,28 @@ def run_scale(
             f"print(json.dumps(scale_point({n}, {workers}, {tokenizer_dir!r}, {mcq_path!r}, {seed}, {target_chars})))"
         )
         load0 = os.getloadavg()[0]
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        out, job_mb = _sampled_run([sys.executable, "-c", code])
         row = json.loads(out.strip().splitlines()[-1])
+        row["job_peak_pss_mb"] = job_mb
         row["load_average"] = max(load0, os.getloadavg()[0])
         rows.append(row)
         log(
             f"{n} docs: {row['docs_per_s']:.1f} docs/s ({row['wall_s']:.0f} s), peak RSS {row['peak_rss_mb']:.0f} MB "
-            f"(workers {row['worker_peak_rss_mb']:.0f} MB), kept {row['kept']}, load average {row['load_average']:.2f}"
+            f"(workers {row['worker_peak_rss_mb']:.0f} MB; whole job {_mb(job_mb)} PSS), kept {row['kept']}, "
+            f"load average {row['load_average']:.2f}"
         )
     base = rows[0]
     log("")
     log(
-        "| documents | chars/doc | docs/s | peak RSS, build process | peak RSS, one worker | RSS vs smallest |"
+        "| documents | chars/doc | docs/s | peak RSS, build process | peak RSS, one worker "
+        "| peak PSS, whole job | RSS vs smallest |"
     )
-    log("|---:|---:|---:|---:|---:|---:|")
+    log("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         log(
             f"| {r['docs']} | {r['chars_per_doc']:.0f} | {r['docs_per_s']:.1f} | {r['peak_rss_mb']:.0f} MB | "
-            f"{r['worker_peak_rss_mb']:.0f} MB | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |"
+            f"{r['worker_peak_rss_mb']:.0f} MB | {_mb(r['job_peak_pss_mb'])} | "
+            f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |"
         )
     return rows
 
@@ -438,7 +496,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale",
         default=None,
-        type=_sizes,
+        type=corpus_sizes,
         help="comma-separated corpus sizes (e.g. 25000,100000): instead of the stage table, the whole "
         "build over that many lazy AIC-length documents, each in a fresh process: docs/s and peak RSS",
     )
@@ -481,7 +539,7 @@ def _run(a: argparse.Namespace) -> int:
     return 0
 
 
-def _sizes(value: str) -> list[int]:
+def corpus_sizes(value: str) -> list[int]:
     """``--scale``: comma-separated corpus sizes, each a positive integer (argparse: one line, exit 2)."""
     import argparse
 

@@ -22,7 +22,7 @@ _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _BOLD_HEADING = re.compile(r"^\*\*(?P<head>[^*\n]{1,100}?)\*\*(?P<rest>.*)$")
 
 
-def _md_headings(lines: list[str]) -> list[_Heading]:
+def md_headings(lines: list[str]) -> list[_Heading]:
     out: list[_Heading] = []
     for i, line in enumerate(lines):
         s = line.strip()
@@ -100,7 +100,7 @@ def _tidy(text: str) -> str:
 def extract_aic_markdown(text: str, *, metadata_abstract: str | None = None, where: str = "<mmd>") -> AIC:
     """Extract the AIC sections from Nougat ``.mmd`` markdown."""
     lines = clean_nougat_markers(text).splitlines()
-    heads = _md_headings(lines)
+    heads = md_headings(lines)
     a, i, c = _pick(heads)
     aic = AIC(source="mmd")
     if a is not None:

@@ -311,7 +311,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dest = g.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="output directory (<namespaced id>.pdf)")
     dest.add_argument("--root", help="data root: PDFs in ROOT/pdf/<yymm>/, papers registered in the manifest")
-    g.set_defaults(func=_cli_make_pdfs)
+    g.set_defaults(func=cli_make_pdfs)
 
 
 def _cli_ocr(args: argparse.Namespace) -> int:
@@ -358,7 +358,7 @@ def _cli_random(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cli_make_pdfs(args: argparse.Namespace) -> int:
+def cli_make_pdfs(args: argparse.Namespace) -> int:
     from astrollama.data.pdfgen import PaperError, make_pdfs
 
     try:
