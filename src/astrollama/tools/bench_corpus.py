@@ -21,7 +21,7 @@ It prints docs/s per stage and the scaling ratio (N workers vs 1).
 build over that many lazy synthetic documents of AIC length (``--doc-chars``, default 25,000:
 recombined demo sentences, 2% exact and 2% near duplicates, generated when the build reads them
 so the corpus itself takes no memory): docs/s, the peak RSS of the build process and of a
-worker, the peak summed PSS of the whole process tree (sampled from ``/proc`` every 0.5 s; Linux),
+worker, the peak summed PSS of the whole process tree (sampled from ``/proc``, Linux),
 and each size's peak against the smallest's (flat = the build streams; docs/reproduce.md,
 "Corpus build at scale"). Figures depend on the machine and on its load: the load average is
 printed with them.
@@ -392,9 +392,11 @@ def _tree_pss_kb(pid: int) -> int | None:
     return total
 
 
-def _sampled_run(cmd: list[str], every: float = 0.5) -> tuple[str, float | None]:
-    """Run ``cmd``; its stdout and the peak, over samples every ``every`` seconds, of its process
-    tree's summed PSS in MB (the memory the whole job holds; ``None`` without ``/proc``)."""
+def _sampled_run(cmd: list[str]) -> tuple[str, float | None]:
+    """Run ``cmd``; its stdout and the peak of its process tree's summed PSS in MB (the memory the
+    whole job holds; ``None`` without ``/proc``), sampled every 0.5 s for the first 10 s (a short
+    run still gets samples), then every 2 s (a sample of a 500 MB process reads its page tables:
+    ~10 ms)."""
     import subprocess
     import threading
 
@@ -403,7 +405,9 @@ def _sampled_run(cmd: list[str], every: float = 0.5) -> tuple[str, float | None]
     done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(every):
+        n = 0
+        while not done.wait(0.5 if n < 20 else 2.0):
+            n += 1
             kb = _tree_pss_kb(proc.pid)
             if kb is not None and proc.poll() is None:
                 peak[0] = max(peak[0] or 0, kb)
