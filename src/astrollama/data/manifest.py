@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -558,22 +558,29 @@ class Manifest:
             return []
         return sorted(p.name for p in self.status_dir.iterdir() if p.is_dir())
 
-    def status(self, stage: str) -> dict[str, StatusRecord]:
-        """The latest record per paper in ``stage`` (across all shard files)."""
-        latest: dict[str, dict[str, Any]] = {}
+    def _records(self, stage: str) -> Iterator[dict[str, Any]]:
+        """Every record of ``stage``'s status logs, shard file by shard file, each checked (an id
+        and a known status; a torn last line is skipped): what :meth:`status` and
+        :meth:`ok_outputs` keep the latest of."""
         directory = self.status_dir / _check_name("stage", stage)
         if not directory.is_dir():
-            return {}
+            return
         for path in sorted(directory.glob("*.jsonl")):
             for lineno, obj in read_jsonl(
                 path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
             ):
-                pid = obj.get("id")
-                if obj.get("status") not in STATUSES or not is_paper_id(pid):
+                if obj.get("status") not in STATUSES or not is_paper_id(obj.get("id")):
                     raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
-                prev = latest.get(pid)
-                if prev is None or obj.get("time", 0.0) >= prev.get("time", 0.0):
-                    latest[pid] = obj
+                yield obj
+
+    def status(self, stage: str) -> dict[str, StatusRecord]:
+        """The latest record per paper in ``stage`` (across all shard files)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for obj in self._records(stage):
+            pid = obj["id"]
+            prev = latest.get(pid)
+            if prev is None or obj.get("time", 0.0) >= prev.get("time", 0.0):
+                latest[pid] = obj
         fields = {f.name for f in dataclasses.fields(StatusRecord)}
         return {
             pid: StatusRecord(**{k: v for k, v in obj.items() if k in fields}) for pid, obj in latest.items()
@@ -587,23 +594,14 @@ class Manifest:
         checked as :meth:`status` does; it keeps ~0.2 KB per paper where :meth:`status` holds every
         record's fields (~2.5 KB per paper at the peak: 1 GB at 400,000 papers)."""
         latest: dict[str, tuple[float, str, str, tuple[Any, ...]]] = {}
-        directory = self.status_dir / _check_name("stage", stage)
-        if not directory.is_dir():
-            return {}
-        for path in sorted(directory.glob("*.jsonl")):
-            for lineno, obj in read_jsonl(
-                path, error=ManifestError, tolerate_torn_tail=True, missing_ok=True
-            ):
-                pid, status = obj.get("id"), obj.get("status")
-                if status not in STATUSES or not is_paper_id(pid):
-                    raise ManifestError(f"{path}:{lineno}: bad status record (fields 'id'/'status')")
-                t = obj.get("time", 0.0)
-                prev = latest.get(pid)
-                if prev is None or t >= prev[0]:
-                    outs, more = obj.get("outputs") or {}, obj.get("attrs") or {}
-                    out = outs.get(output, "") if isinstance(outs, dict) else ""
-                    flags = tuple(more.get(a) if isinstance(more, dict) else None for a in attrs)
-                    latest[pid] = (t, status, out, flags)
+        for obj in self._records(stage):
+            pid, t = obj["id"], obj.get("time", 0.0)
+            prev = latest.get(pid)
+            if prev is None or t >= prev[0]:
+                outs, more = obj.get("outputs") or {}, obj.get("attrs") or {}
+                out = outs.get(output, "") if isinstance(outs, dict) else ""
+                flags = tuple(more.get(a) if isinstance(more, dict) else None for a in attrs)
+                latest[pid] = (t, obj["status"], out, flags)
         return {pid: (v[2], v[3]) for pid, v in sorted(latest.items()) if v[1] == "ok"}
 
     def pending(
