@@ -133,7 +133,10 @@ def _test_cluster(script: str, *needs: str):
         if ci:
             pytest.fail(msg)
         pytest.skip(msg)
-    was_up = subprocess.run(["bash", str(path), "status"], capture_output=True).returncode == 0
+    # whose cluster is it: a running slurmctld (its pid file), not whether sinfo answers in time,
+    # since a cluster that another test session runs may be slow to answer under load, and
+    # tearing it down at the end of this session would kill that session's jobs
+    was_up = subprocess.run(["bash", str(path), "running"], capture_output=True).returncode == 0
     r = subprocess.run(["bash", str(path), "up"], capture_output=True, text=True)
     if r.returncode != 0:
         msg = f"could not bring up Slurm ({script}): {r.stderr.strip() or r.stdout.strip()}"

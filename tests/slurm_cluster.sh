@@ -6,6 +6,8 @@
 #                                      already answering is left alone (prints "already up").
 #   bash tests/slurm_cluster.sh down   stop the daemons this script started (pid files below).
 #   bash tests/slurm_cluster.sh status exit 0 when `sinfo` answers and the node is usable.
+#   bash tests/slurm_cluster.sh running exit 0 when its slurmctld runs (pid file), answering or not:
+#                                      whether another test session owns the cluster.
 #
 # Needs root and Debian's slurm-wlm + munge (`bash scripts/setup.sh --slurm` installs them).
 # Knobs: SLURM_TEST_STATE (state/spool/log/pid directory, default /var/tmp/astrollama-slurm),
@@ -34,6 +36,10 @@ case "$cmd" in
     answering
     exit $?
     ;;
+  running)  # exit 0 when this cluster's slurmctld runs (its pid file), answering or not
+    alive "$STATE/slurmctld.pid"
+    exit $?
+    ;;
   down)
     for pidf in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$MUNGED_PID"; do
       # munged is shared with tests/slurm_cluster2.sh: leave it while any Slurm daemon still runs
@@ -51,7 +57,7 @@ case "$cmd" in
     exit 0
     ;;
   up) ;;
-  *) die "unknown command $cmd (up|down|status)" ;;
+  *) die "unknown command $cmd (up|down|status|running)" ;;
 esac
 
 [ "$(id -u)" = 0 ] || die "needs root (it writes /etc/slurm and starts daemons)"

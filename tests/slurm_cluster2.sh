@@ -74,10 +74,11 @@ down() {
 
 case "$cmd" in
   status) answering; exit $? ;;
+  running) alive "$STATE/slurmctld.pid"; exit $? ;;  # answering or not: another session owns it
   conf) echo "$SLURM_CONF"; exit 0 ;;
   down) down; echo "slurm_cluster2.sh: down"; exit 0 ;;
   up) ;;
-  *) die "unknown command $cmd (up|down|status|conf)" ;;
+  *) die "unknown command $cmd (up|down|status|running|conf)" ;;
 esac
 
 [ "$(id -u)" = 0 ] || die "needs root (it makes network namespaces and starts daemons)"

@@ -159,3 +159,18 @@ def test_sft_job_requeued_resumes_with_identical_losses(
     got, want = losses(ckpts), losses(ref_dir / "checkpoints")
     assert len(got) == len(want) == 40 and want[-1] < want[0] - 0.1
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-5)
+
+
+def test_cluster_script_tells_whose_cluster_runs(slurm_cluster, tmp_path):
+    """The test fixture tears a cluster down only if no slurmctld ran before it (``running``: the
+    daemon's pid file), not when ``sinfo`` is merely slow: a second test session beside a busy one
+    must not stop the first one's cluster under its jobs."""
+    script = REPO / "tests" / "slurm_cluster.sh"
+    assert subprocess.run(["bash", str(script), "running"], capture_output=True).returncode == 0
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "slurmctld.pid").write_text(f"{dead.pid}\n")  # a pid file whose process is gone
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "SLURM_TEST_STATE": str(tmp_path)}
+    assert subprocess.run(["bash", str(script), "running"], capture_output=True, env=env).returncode == 1
+    (tmp_path / "slurmctld.pid").unlink()
+    assert subprocess.run(["bash", str(script), "running"], capture_output=True, env=env).returncode == 1
